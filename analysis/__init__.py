@@ -1,0 +1,1 @@
+"""Experiment loading, comparison tables, plots and reports, best config, seeded reproduction."""

@@ -1,0 +1,40 @@
+"""Data, models, heads and regularisers, the shared engine, and one module per training method.
+
+`METHODS` maps a method name to its Ray Tune trainable: a function of the config dict (and,
+through `tune.with_parameters`, of the experiment's shared in-memory dataset).
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from trainables.classifier import Classifier
+from trainables.config import build_config
+from trainables.engine import Method, train
+from trainables.errors import ConfigError
+
+METHOD_CLASSES: dict[str, type[Method]] = {
+    "classifier": Classifier,
+}
+
+
+def get_method(name: str) -> Method:
+    if name not in METHOD_CLASSES:
+        raise ConfigError(f"method={name!r} is not known; choose from: {', '.join(METHOD_CLASSES)}")
+    return METHOD_CLASSES[name]()
+
+
+def make_trainable(name: str) -> Callable[..., None]:
+    """The Ray Tune function trainable of a method (reports through tune.report)."""
+
+    def trainable(config: dict[str, Any], data=None) -> None:
+        from trainables.tune_reporter import TuneReporter
+
+        method = get_method(name)
+        train(method, build_config(method.config_class, config), TuneReporter(), data=data)
+
+    trainable.__name__ = name
+    trainable.__qualname__ = name
+    return trainable
+
+
+METHODS: dict[str, Callable[..., None]] = {name: make_trainable(name) for name in METHOD_CLASSES}

@@ -1,0 +1,133 @@
+"""Frozen config dataclasses built from plain dicts (Tune's config, --set, YAML files).
+
+Every key is checked against the dataclass fields (unknown keys are refused with the list of
+valid ones) and every value is coerced to the field's annotated type, so `--set lr=0.1` and a
+Tune sample of 0.1 give the same config.
+"""
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+import yaml
+
+from trainables.errors import ConfigError, choices_text
+
+C = TypeVar("C")
+
+_TRUE = {"true", "yes", "on", "1"}
+_FALSE = {"false", "no", "off", "0"}
+
+
+def _unwrap_optional(annotation):
+    """Return (inner type, allows None) for `X | None` / Optional[X]."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if len(args) == 1:
+            return args[0], True
+    return annotation, False
+
+
+def coerce(name: str, value: Any, annotation) -> Any:
+    """Convert `value` (a string from the command line, or a Python value) to `annotation`."""
+    inner, optional = _unwrap_optional(annotation)
+    if isinstance(value, str) and optional and value.strip().lower() in {"none", "null", "auto", ""}:
+        return None
+    if value is None:
+        if optional:
+            return None
+        raise ConfigError(f"{name}=None is not allowed; expected {getattr(inner, '__name__', inner)}")
+    try:
+        return _coerce_inner(value, inner)
+    except (TypeError, ValueError) as exc:
+        kind = getattr(inner, "__name__", str(inner))
+        raise ConfigError(f"{name}={value!r} is not a valid {kind}") from exc
+
+
+def _coerce_inner(value: Any, inner) -> Any:
+    if inner is bool:
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in _TRUE:
+            return True
+        if text in _FALSE:
+            return False
+        raise ValueError(value)
+    if inner is int:
+        if isinstance(value, bool):
+            raise TypeError(value)
+        as_float = float(value)
+        if not as_float.is_integer():
+            raise ValueError(value)
+        return int(as_float)
+    if inner is float:
+        if isinstance(value, bool):
+            raise TypeError(value)
+        return float(value)
+    if inner is str:
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise TypeError(value)
+        return str(value)
+    if typing.get_origin(inner) is tuple:
+        (item_type, _ellipsis) = typing.get_args(inner)
+        if isinstance(value, str):
+            value = [v for v in value.replace("[", "").replace("]", "").split(",") if v.strip()]
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = [value]
+        return tuple(_coerce_inner(v, item_type) for v in value)
+    raise TypeError(f"unsupported field type {inner}")
+
+
+def field_names(cls) -> list[str]:
+    return [f.name for f in dataclasses.fields(cls)]
+
+
+def build_config(cls: type[C], values: Mapping[str, Any]) -> C:
+    """Build `cls` from `values`, refusing unknown keys and coercing each value's type."""
+    hints = typing.get_type_hints(cls)
+    valid = field_names(cls)
+    unknown = [k for k in values if k not in valid]
+    if unknown:
+        raise ConfigError(f"unknown config key {unknown[0]!r}; valid keys: {choices_text(sorted(valid))}")
+    kwargs = {k: coerce(k, v, hints[k]) for k, v in values.items()}
+    return cls(**kwargs)
+
+
+def parse_set_options(pairs: list[str] | None) -> dict[str, Any]:
+    """Parse `--set key=value` strings; values stay strings and are typed by build_config."""
+    result: dict[str, Any] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {pair!r} is malformed; expected KEY=VALUE, e.g. --set lr=0.01")
+        result[key.strip()] = value.strip()
+    return result
+
+
+def load_config_file(path: str) -> dict[str, Any]:
+    """Read a YAML (or JSON) mapping of config keys with the safe loader."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = yaml.safe_load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"--config {path!r}: no such file") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--config {path!r} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"--config {path!r} must hold a mapping of key: value, got {type(data).__name__}")
+    return data
+
+
+def to_dict(config) -> dict[str, Any]:
+    """A plain dict of the config with tuples as lists (YAML/JSON friendly)."""
+    out = {}
+    for key, value in dataclasses.asdict(config).items():
+        out[key] = list(value) if isinstance(value, tuple) else value
+    return out

@@ -1,0 +1,479 @@
+"""Datasets by name, split train / val / test, served as uint8 batches augmented on the device.
+
+- `digits`: scikit-learn's bundled 8x8 handwritten digits (1797 real images), the offline default.
+- `cifar10`, `cifar100`: the original python-pickle batches from a local folder (downloaded with
+  torchvision when the machine is online).
+- `imagefolder:PATH`: one sub-folder per class; `PATH/train` + `PATH/test` when present.
+
+Validation data is always carved from the training data (stratified, fixed `split_seed`), so a
+search never sees test images. Small datasets are held as one uint8 tensor on the training
+device and augmented there in whole batches (crop with padding, flips): no per-sample PIL work
+in the hot loop. Folders too large for memory stream through a DataLoader with workers that
+only decode and resize; augmentation stays batched on the device.
+"""
+from __future__ import annotations
+
+import io
+import os
+import pickle
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+from urllib.parse import urlparse
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from trainables.errors import DataError
+
+DATA_DIR_ENV = "TUNELAB_DATA_DIR"
+DEFAULT_DATA_DIR = "~/.cache/tunelab/data"
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp"}
+# Held-out test share for sets that ship without a test split (digits, a single image folder).
+# Fixed: the test split must not move with any tuned value.
+TEST_FRACTION = 0.2
+TEST_SPLIT_SEED = 20240317
+
+
+@dataclass(frozen=True)
+class DataOptions:
+    """What identifies a loaded dataset (shared by every trial of an experiment)."""
+
+    dataset: str = "digits"
+    data_dir: str | None = None
+    image_size: int = 0  # 0: the dataset's own default (digits 16, CIFAR 32, folders 224)
+    val_fraction: float = 0.1
+    split_seed: int = 0
+    resize: str = "crop"  # folders: 'crop' (shorter side, then centre crop) or 'stretch'
+    max_memory_mb: int = 4096  # folders larger than this once decoded are streamed
+
+
+@dataclass
+class ArraySplit:
+    """A split held in memory: uint8 images (N, C, H, W) and int64 labels (N,)."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    def to(self, device: torch.device) -> "ArraySplit":
+        if self.images.device == device:
+            return self
+        return ArraySplit(self.images.to(device), self.labels.to(device))
+
+
+@dataclass
+class FolderSplit:
+    """A split streamed from image files; workers decode and resize, nothing else."""
+
+    paths: list[str]
+    labels: torch.Tensor
+    image_size: int
+    resize: str
+    num_workers: int = 2
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def to(self, device: torch.device) -> "FolderSplit":
+        return self
+
+
+@dataclass
+class DatasetBundle:
+    """Train / val / test splits plus what a model and the normaliser need to know."""
+
+    name: str
+    train: ArraySplit | FolderSplit
+    val: ArraySplit | FolderSplit
+    test: ArraySplit | FolderSplit
+    class_names: list[str]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    default_hflip: bool
+    image_size: int
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def to(self, device: torch.device) -> "DatasetBundle":
+        return DatasetBundle(self.name, self.train.to(device), self.val.to(device), self.test.to(device),
+                             self.class_names, self.mean, self.std, self.default_hflip, self.image_size,
+                             self.meta)
+
+
+DATASETS = ("digits", "cifar10", "cifar100", "imagefolder:PATH")
+
+
+def load_dataset(options: DataOptions) -> DatasetBundle:
+    """Load a dataset by name; the result lives on the CPU (move it with `.to(device)`)."""
+    name = options.dataset
+    if name == "digits":
+        return _load_digits(options)
+    if name in ("cifar10", "cifar100"):
+        return _load_cifar(options)
+    if name.startswith("imagefolder:"):
+        return _load_image_folder(options)
+    raise DataError(f"dataset={name!r} is not known; choose from: {', '.join(DATASETS)}")
+
+
+# ----------------------------------------------------------------------------- splitting
+
+def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (keep, held_out): `fraction` of each class held out, chosen with `seed`."""
+    if not 0.0 < fraction < 1.0:
+        raise DataError(f"split fraction {fraction!r} is out of range; allowed: (0, 1)")
+    rng = np.random.default_rng(seed)
+    keep, held = [], []
+    for cls in np.unique(labels):
+        idx = np.flatnonzero(labels == cls)
+        rng.shuffle(idx)
+        n_held = int(round(len(idx) * fraction))
+        n_held = min(max(n_held, 1), len(idx) - 1) if len(idx) > 1 else 0
+        held.append(idx[:n_held])
+        keep.append(idx[n_held:])
+    return np.sort(np.concatenate(keep)), np.sort(np.concatenate(held))
+
+
+def _array_splits(images: torch.Tensor, labels: np.ndarray, options: DataOptions,
+                  test: tuple[torch.Tensor, np.ndarray] | None):
+    """Carve test (unless given) and val from the training data; return three ArraySplits."""
+    if test is None:
+        rest, test_idx = stratified_split(labels, TEST_FRACTION, TEST_SPLIT_SEED)
+        test = (images[test_idx], labels[test_idx])
+        images, labels = images[rest], labels[rest]
+    train_idx, val_idx = stratified_split(labels, options.val_fraction, options.split_seed)
+
+    def make(imgs, labs):
+        return ArraySplit(imgs.contiguous(), torch.as_tensor(labs, dtype=torch.int64))
+
+    return make(images[train_idx], labels[train_idx]), make(images[val_idx], labels[val_idx]), make(*test)
+
+
+def channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std of uint8 images on the 0..1 scale, accumulated in float64."""
+    x = images.to(torch.float64) / 255.0
+    mean = x.mean(dim=(0, 2, 3))
+    std = x.std(dim=(0, 2, 3)).clamp_min(1e-3)
+    return tuple(mean.tolist()), tuple(std.tolist())
+
+
+def resize_uint8(images: torch.Tensor, size: int) -> torch.Tensor:
+    """Resize a uint8 (N, C, H, W) batch to size x size (antialiased bilinear)."""
+    if images.shape[-1] == size and images.shape[-2] == size:
+        return images
+    x = F.interpolate(images.float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    return x.round().clamp(0, 255).to(torch.uint8)
+
+
+# ----------------------------------------------------------------------------- digits
+
+def _load_digits(options: DataOptions) -> DatasetBundle:
+    from sklearn.datasets import load_digits
+
+    size = options.image_size or 16
+    digits = load_digits()
+    # 0..16 grey levels -> 0..255, replicated to 3 channels so every zoo model applies.
+    grey = torch.from_numpy(np.round(digits.images * (255.0 / 16.0)).astype(np.uint8))
+    images = resize_uint8(grey[:, None].expand(-1, 3, -1, -1).contiguous(), size)
+    labels = digits.target.astype(np.int64)
+    train, val, test = _array_splits(images, labels, options, test=None)
+    mean, std = channel_stats(train.images)
+    return DatasetBundle("digits", train, val, test, [str(d) for d in range(10)], mean, std,
+                         default_hflip=False, image_size=size)
+
+
+# ----------------------------------------------------------------------------- CIFAR
+
+_CIFAR = {
+    "cifar10": dict(folder="cifar-10-batches-py", train=[f"data_batch_{i}" for i in range(1, 6)],
+                    test=["test_batch"], meta="batches.meta", label_key=b"labels",
+                    names_key=b"label_names", tv="CIFAR10"),
+    "cifar100": dict(folder="cifar-100-python", train=["train"], test=["test"], meta="meta",
+                     label_key=b"fine_labels", names_key=b"fine_label_names", tv="CIFAR100"),
+}
+
+# The only globals a CIFAR pickle needs: numpy arrays. Anything else (os.system, ...) is refused,
+# so a tampered batch file cannot run code.
+_ALLOWED_PICKLE_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy", "ndarray"), ("numpy", "dtype"),
+    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+}
+
+
+class _NumpyOnlyUnpickler(pickle.Unpickler):
+    def find_class(self, module, name):
+        if (module, name) in _ALLOWED_PICKLE_GLOBALS:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"global {module}.{name} is not allowed in a CIFAR batch")
+
+
+def read_cifar_batch(path: Path, label_key: bytes = b"labels") -> tuple[np.ndarray, np.ndarray]:
+    """Read one original CIFAR python batch: uint8 images (N, 3, 32, 32) and int64 labels."""
+    try:
+        with open(path, "rb") as handle:
+            batch = _NumpyOnlyUnpickler(io.BytesIO(handle.read()), encoding="bytes").load()
+        data = np.asarray(batch[b"data"], dtype=np.uint8)
+        labels = np.asarray(batch[label_key], dtype=np.int64)
+        images = data.reshape(-1, 3, 32, 32)
+    except (pickle.UnpicklingError, EOFError, KeyError, ValueError, TypeError, AttributeError) as exc:
+        raise DataError(f"CIFAR batch {str(path)!r} is corrupted or truncated ({type(exc).__name__}); "
+                        "re-extract the original archive") from None
+    if len(images) != len(labels):
+        raise DataError(f"CIFAR batch {str(path)!r} is corrupted: {len(images)} images, {len(labels)} labels")
+    return images, labels
+
+
+def read_cifar_meta(path: Path, names_key: bytes) -> list[str]:
+    try:
+        with open(path, "rb") as handle:
+            meta = _NumpyOnlyUnpickler(io.BytesIO(handle.read()), encoding="bytes").load()
+        return [n.decode() if isinstance(n, bytes) else str(n) for n in meta[names_key]]
+    except (pickle.UnpicklingError, EOFError, KeyError, ValueError, TypeError, AttributeError):
+        raise DataError(f"CIFAR meta file {str(path)!r} is corrupted or truncated; "
+                        "re-extract the original archive") from None
+
+
+def resolve_data_dir(data_dir: str | None) -> Path:
+    return Path(os.path.expanduser(data_dir or os.environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR))
+
+
+def find_cifar_folder(root: Path, spec: dict) -> Path | None:
+    for candidate in (root, root / spec["folder"]):
+        if all((candidate / f).is_file() for f in spec["train"] + spec["test"] + [spec["meta"]]):
+            return candidate
+    return None
+
+
+def _online(url: str, timeout: float = 3.0) -> bool:
+    host = urlparse(url).hostname
+    try:
+        with socket.create_connection((host, 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _download_cifar(name: str, root: Path, spec: dict) -> Path | None:
+    """Download with torchvision when the machine is online; None when it is not."""
+    import torchvision.datasets as tvd
+
+    cls = getattr(tvd, spec["tv"])
+    if not _online(cls.url):
+        return None
+    root.mkdir(parents=True, exist_ok=True)
+    cls(root=str(root), train=True, download=True)
+    return find_cifar_folder(root, spec)
+
+
+def _load_cifar(options: DataOptions) -> DatasetBundle:
+    name = options.dataset
+    spec = _CIFAR[name]
+    root = resolve_data_dir(options.data_dir)
+    folder = find_cifar_folder(root, spec) or _download_cifar(name, root, spec)
+    if folder is None:
+        raise DataError(
+            f"{name}: no batches found in {str(root)!r} (nor {str(root / spec['folder'])!r}) and the machine "
+            f"is offline; extract the python version of {name} there, or pass --data-dir / set {DATA_DIR_ENV}")
+    train = [read_cifar_batch(folder / f, spec["label_key"]) for f in spec["train"]]
+    test = [read_cifar_batch(folder / f, spec["label_key"]) for f in spec["test"]]
+    names = read_cifar_meta(folder / spec["meta"], spec["names_key"])
+    size = options.image_size or 32
+
+    def stack(parts):
+        images = torch.from_numpy(np.concatenate([p[0] for p in parts]))
+        return resize_uint8(images, size), np.concatenate([p[1] for p in parts])
+
+    images, labels = stack(train)
+    test_images, test_labels = stack(test)
+    train_s, val_s, test_s = _array_splits(images, labels, options, test=(test_images, test_labels))
+    mean, std = channel_stats(train_s.images)
+    return DatasetBundle(name, train_s, val_s, test_s, names, mean, std, default_hflip=True,
+                         image_size=size, meta={"folder": str(folder)})
+
+
+# ----------------------------------------------------------------------------- image folders
+
+def scan_image_folder(root: Path) -> tuple[list[str], list[int], list[str]]:
+    """(paths, labels, class names) of a one-sub-folder-per-class tree."""
+    if not root.is_dir():
+        raise DataError(f"image folder {str(root)!r} does not exist or is not a directory")
+    classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    paths, labels = [], []
+    for index, cls in enumerate(classes):
+        for file in sorted((root / cls).rglob("*")):
+            if file.suffix.lower() in IMAGE_SUFFIXES and file.is_file():
+                paths.append(str(file))
+                labels.append(index)
+    if not paths:
+        raise DataError(f"image folder {str(root)!r} holds no images; expected one sub-folder per class "
+                        f"with files of type {', '.join(sorted(IMAGE_SUFFIXES))}")
+    if len(set(labels)) < 2:
+        raise DataError(f"image folder {str(root)!r} has images of {len(set(labels))} class; "
+                        "classification needs at least 2 class sub-folders")
+    return paths, labels, classes
+
+
+def decode_image(path: str, size: int, resize: str) -> torch.Tensor:
+    """Decode one file to a uint8 (3, size, size) tensor."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            img = img.convert("RGB")
+            if resize == "stretch":
+                img = img.resize((size, size), Image.BILINEAR)
+            else:
+                scale = size / min(img.size)
+                w, h = max(size, round(img.width * scale)), max(size, round(img.height * scale))
+                img = img.resize((w, h), Image.BILINEAR)
+                left, top = (w - size) // 2, (h - size) // 2
+                img = img.crop((left, top, left + size, top + size))
+            array = np.asarray(img, dtype=np.uint8)
+    except OSError as exc:
+        raise DataError(f"image {path!r} cannot be read: {exc}") from None
+    return torch.from_numpy(array.copy()).permute(2, 0, 1)
+
+
+class _DecodeDataset(torch.utils.data.Dataset):
+    def __init__(self, paths, labels, size, resize):
+        self.paths, self.labels, self.size, self.resize = paths, labels, size, resize
+
+    def __len__(self):
+        return len(self.paths)
+
+    def __getitem__(self, i):
+        return decode_image(self.paths[i], self.size, self.resize), self.labels[i]
+
+
+def _decode_all(paths: list[str], labels: torch.Tensor, size: int, resize: str, workers: int) -> ArraySplit:
+    loader = torch.utils.data.DataLoader(_DecodeDataset(paths, labels, size, resize), batch_size=256,
+                                         num_workers=workers)
+    images, labs = zip(*loader) if len(paths) else ((), ())
+    return ArraySplit(torch.cat(images), torch.cat(labs))
+
+
+def _load_image_folder(options: DataOptions) -> DatasetBundle:
+    root = Path(os.path.expanduser(options.dataset.split(":", 1)[1]))
+    size = options.image_size or 224
+    if options.resize not in ("crop", "stretch"):
+        raise DataError(f"resize={options.resize!r} is not valid; choose from: crop, stretch")
+    if (root / "train").is_dir():
+        paths, labels, classes = scan_image_folder(root / "train")
+        test_root = root / "test" if (root / "test").is_dir() else root / "val"
+        test_paths, test_labels, test_classes = scan_image_folder(test_root)
+        if test_classes != classes:
+            raise DataError(f"{str(test_root)!r} has classes {test_classes[:5]}... that differ from train's")
+    else:
+        paths, labels, classes = scan_image_folder(root)
+        rest, held = stratified_split(np.asarray(labels), TEST_FRACTION, TEST_SPLIT_SEED)
+        test_paths, test_labels = [paths[i] for i in held], [labels[i] for i in held]
+        paths, labels = [paths[i] for i in rest], [labels[i] for i in rest]
+    train_idx, val_idx = stratified_split(np.asarray(labels), options.val_fraction, options.split_seed)
+    parts = {
+        "train": ([paths[i] for i in train_idx], [labels[i] for i in train_idx]),
+        "val": ([paths[i] for i in val_idx], [labels[i] for i in val_idx]),
+        "test": (test_paths, test_labels),
+    }
+    decoded_mb = (len(paths) + len(test_paths)) * 3 * size * size / 2**20
+    workers = min(4, os.cpu_count() or 1)
+    if decoded_mb <= options.max_memory_mb:
+        splits = {k: _decode_all(p, torch.as_tensor(l), size, options.resize, workers) for k, (p, l) in parts.items()}
+        mean, std = channel_stats(splits["train"].images)
+    else:
+        splits = {k: FolderSplit(p, torch.as_tensor(l), size, options.resize, workers) for k, (p, l) in parts.items()}
+        sample = _decode_all(splits["train"].paths[:512], splits["train"].labels[:512], size, options.resize, workers)
+        mean, std = channel_stats(sample.images)
+    return DatasetBundle(f"imagefolder:{root}", splits["train"], splits["val"], splits["test"], classes, mean,
+                         std, default_hflip=True, image_size=size, meta={"root": str(root)})
+
+
+# ----------------------------------------------------------------------------- batches
+
+def iterate_batches(split: ArraySplit | FolderSplit, batch_size: int, *, device: torch.device,
+                    shuffle: bool, generator: torch.Generator | None = None,
+                    drop_last: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Yield (uint8 images, labels) on `device`; shuffled with `generator` when asked."""
+    n = len(split)
+    if isinstance(split, FolderSplit):
+        sampler = torch.randperm(n, generator=_cpu_twin(generator)).tolist() if shuffle else range(n)
+        dataset = _DecodeDataset(split.paths, split.labels, split.image_size, split.resize)
+        loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, sampler=sampler,
+                                             num_workers=split.num_workers, drop_last=drop_last,
+                                             pin_memory=device.type == "cuda", persistent_workers=False)
+        for images, labels in loader:
+            yield images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+        return
+    order = torch.randperm(n, generator=generator, device=split.labels.device) if shuffle else None
+    stop = n - n % batch_size if drop_last and n >= batch_size else n
+    for start in range(0, stop, batch_size):
+        if order is None:
+            yield split.images[start:start + batch_size], split.labels[start:start + batch_size]
+        else:
+            index = order[start:start + batch_size]
+            yield split.images[index], split.labels[index]
+
+
+def _cpu_twin(generator: torch.Generator | None) -> torch.Generator | None:
+    if generator is None or generator.device.type == "cpu":
+        return generator
+    twin = torch.Generator()
+    twin.manual_seed(generator.initial_seed())
+    return twin
+
+
+@dataclass(frozen=True)
+class Augment:
+    """Batched augmentation on uint8 images, run on the training device."""
+
+    crop_padding: int = 0
+    hflip: bool = False
+    vflip: bool = False
+
+    def __call__(self, images: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        if self.crop_padding > 0:
+            images = random_crop(images, self.crop_padding, generator)
+        if self.hflip:
+            images = random_flip(images, dim=3, generator=generator)
+        if self.vflip:
+            images = random_flip(images, dim=2, generator=generator)
+        return images
+
+
+def random_crop(images: torch.Tensor, padding: int, generator: torch.Generator | None) -> torch.Tensor:
+    """Zero-pad by `padding` then take one random H x W window per image, in one gather."""
+    b, c, h, w = images.shape
+    padded = F.pad(images, (padding, padding, padding, padding))
+    dev = images.device
+    dy = torch.randint(0, 2 * padding + 1, (b,), generator=generator, device=dev)
+    dx = torch.randint(0, 2 * padding + 1, (b,), generator=generator, device=dev)
+    rows = (dy[:, None] + torch.arange(h, device=dev))[:, None, :, None]
+    cols = (dx[:, None] + torch.arange(w, device=dev))[:, None, None, :]
+    batch = torch.arange(b, device=dev)[:, None, None, None]
+    chans = torch.arange(c, device=dev)[None, :, None, None]
+    return padded[batch, chans, rows, cols]
+
+
+def random_flip(images: torch.Tensor, dim: int, generator: torch.Generator | None) -> torch.Tensor:
+    flip = torch.rand(images.shape[0], generator=generator, device=images.device) < 0.5
+    return torch.where(flip[:, None, None, None], images.flip(dim), images)
+
+
+class Normalizer:
+    """uint8 -> float, per-channel standardised, in the model's memory format."""
+
+    def __init__(self, mean, std, device: torch.device, channels_last: bool = False):
+        self.mean = torch.tensor(mean, dtype=torch.float32, device=device).view(1, -1, 1, 1) * 255.0
+        self.std = torch.tensor(std, dtype=torch.float32, device=device).view(1, -1, 1, 1) * 255.0
+        self.channels_last = channels_last
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        x = (images.float() - self.mean) / self.std
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x

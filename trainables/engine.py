@@ -1,0 +1,371 @@
+"""The one training engine every method shares: epoch loop, evaluation, reporting, checkpoints.
+
+A method supplies only what differs by subclassing `Method` (model construction, loss terms,
+what happens after an optimizer step, extra evaluation metrics, extra checkpoint state).
+The loop keeps running sums on the device and syncs with the host once per epoch.
+"""
+from __future__ import annotations
+
+import math
+import random
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from trainables import metrics as M
+from trainables.data import (DATASETS, Augment, DataOptions, DatasetBundle, Normalizer, iterate_batches,
+                             load_dataset)
+from trainables.errors import ConfigError, check_choice, check_range
+from trainables.models import INITS, ModelOptions, build_model, model_names
+from trainables.optim import OPTIMIZERS, SCHEDULES, LRSchedule, build_optimizer
+from trainables.reporting import Reporter
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Settings every method shares. Defaults train the small CNN on digits to >= 95% in seconds."""
+
+    # data
+    dataset: str = "digits"
+    data_dir: str | None = None
+    image_size: int = 0  # 0: dataset default (digits 16 px, CIFAR 32 px, folders 224 px)
+    val_fraction: float = 0.1  # share of the training data held out for validation
+    split_seed: int = 0  # fixed across trials: every trial is scored on the same val images
+    # model
+    model: str = "small_cnn"
+    width: int = 0  # 0: architecture default
+    cifar_stem: bool = True
+    batchnorm: bool = True
+    init: str = "default"
+    dropout: float = 0.0
+    # optimisation
+    optimizer: str = "adam"
+    lr: float = 2e-3
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 5e-4
+    schedule: str = "cosine"
+    warmup_epochs: float = 0.0
+    gamma: float = 0.1  # decay factor of step / multistep / exponential
+    step_size: int = 10  # epochs between decays (step)
+    milestones: tuple[int, ...] = ()  # epochs at which multistep decays
+    min_lr_factor: float = 0.0  # cosine floor, as a fraction of lr
+    epochs: int = 15
+    batch_size: int = 64
+    label_smoothing: float = 0.0
+    grad_clip: float = 0.0  # max global grad norm; 0 = off
+    # augmentation (batched, on the training device)
+    crop_padding: int = -1  # -1: image_size // 8 (4 px at 32 px); 0 = no crop
+    hflip: bool | None = None  # None: the dataset's default (off for digits, on for photos)
+    vflip: bool = False  # seed 002's vertical flip
+    # runtime
+    seed: int = 0
+    device: str = "auto"
+    bf16: bool = True  # autocast to bfloat16 on CUDA
+    channels_last: bool = True  # on CUDA
+    compile: bool = False  # torch.compile the model
+    eval_batch_size: int = 512
+    threads: int = 0  # CPU threads for torch; 0 = leave as is (Ray sets it from cpus-per-trial)
+    gpu_memory_fraction: float = 0.0  # cap this process' share of the GPU; 0 = no cap
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        if not (self.dataset in DATASETS[:-1] or self.dataset.startswith("imagefolder:")):
+            raise ConfigError(f"dataset={self.dataset!r} is not known; choose from: {', '.join(DATASETS)}")
+        check_choice("model", self.model, model_names())
+        check_choice("init", self.init, INITS)
+        check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        check_choice("schedule", self.schedule, SCHEDULES)
+        check_choice("device", self.device, DEVICES)
+        check_range("lr", self.lr, 0, None, low_open=True)
+        check_range("epochs", self.epochs, 1)
+        check_range("batch_size", self.batch_size, 1)
+        check_range("eval_batch_size", self.eval_batch_size, 1)
+        check_range("weight_decay", self.weight_decay, 0)
+        check_range("momentum", self.momentum, 0, 1, high_open=True)
+        check_range("label_smoothing", self.label_smoothing, 0, 1, high_open=True)
+        check_range("grad_clip", self.grad_clip, 0)
+        check_range("warmup_epochs", self.warmup_epochs, 0, self.epochs)
+        check_range("gamma", self.gamma, 0, 1, low_open=True)
+        check_range("step_size", self.step_size, 1)
+        check_range("min_lr_factor", self.min_lr_factor, 0, 1)
+        check_range("val_fraction", self.val_fraction, 0, 1, low_open=True, high_open=True)
+        check_range("image_size", self.image_size, 0)
+        check_range("width", self.width, 0)
+        check_range("crop_padding", self.crop_padding, -1)
+        check_range("dropout", self.dropout, 0, 1, high_open=True)
+        check_range("threads", self.threads, 0)
+        check_range("gpu_memory_fraction", self.gpu_memory_fraction, 0, 1)
+        for milestone in self.milestones:
+            check_range("milestones", milestone, 1, self.epochs)
+
+    def data_options(self) -> DataOptions:
+        return DataOptions(dataset=self.dataset, data_dir=self.data_dir, image_size=self.image_size,
+                           val_fraction=self.val_fraction, split_seed=self.split_seed)
+
+    def model_options(self) -> ModelOptions:
+        return ModelOptions(name=self.model, width=self.width, cifar_stem=self.cifar_stem,
+                            batchnorm=self.batchnorm, init=self.init, dropout=self.dropout)
+
+
+class Method:
+    """Hooks of a training method. The defaults are plain supervised classification."""
+
+    name = "classifier"
+    config_class: type[TrainConfig] = TrainConfig
+
+    def build_model(self, config: TrainConfig, data: DatasetBundle) -> nn.Module:
+        return build_model(config.model_options(), data.num_classes)
+
+    def param_groups(self, model: nn.Module, config: TrainConfig) -> list[dict]:
+        return [{"params": [p for p in model.parameters() if p.requires_grad]}]
+
+    def setup(self, model: nn.Module, data: DatasetBundle, config: TrainConfig, device: torch.device) -> None:
+        """Work done once before training (e.g. AdaRand's prior from pretrained features)."""
+
+    def training_loss(self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor, config: TrainConfig
+                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        """(loss, logits for train/acc, features, extra per-batch mean metrics)."""
+        logits, features = model(images)
+        loss = F.cross_entropy(logits.float(), labels, label_smoothing=config.label_smoothing)
+        return loss, logits, features, {}
+
+    def after_step(self, features: torch.Tensor, labels: torch.Tensor) -> None:
+        """Called after each optimizer step with the batch's detached features."""
+
+    def predict(self, model: nn.Module, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(logits, features) at evaluation; never sees labels."""
+        return model(images)
+
+    def evaluation_extras(self, features: torch.Tensor, labels: torch.Tensor, split: str) -> dict[str, float]:
+        """Metrics computed from a whole split's features (e.g. retrieval); `split` prefixes names."""
+        return {}
+
+    def epoch_extras(self) -> dict[str, float]:
+        """Metrics reported once per epoch that are not per-batch means (e.g. prior geometry)."""
+        return {}
+
+    def needs_eval_features(self) -> bool:
+        return False
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+
+# ----------------------------------------------------------------------------- runtime setup
+
+def resolve_device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device='cuda' but no CUDA GPU is visible; choose from: auto, cpu")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+def configure_backend(config: TrainConfig, device: torch.device) -> None:
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        if config.gpu_memory_fraction > 0:
+            torch.cuda.set_per_process_memory_fraction(config.gpu_memory_fraction, device)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """A distinct, reproducible seed per (trial seed, epoch): resuming needs no saved RNG state."""
+    return (seed * 1_000_003 + epoch * 7919 + 12345) % 2**63
+
+
+# ----------------------------------------------------------------------------- the loop
+
+@dataclass
+class TrainingRun:
+    """Everything one run holds while training; built by `prepare`."""
+
+    method: Method
+    config: TrainConfig
+    data: DatasetBundle
+    device: torch.device
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    schedule: LRSchedule
+    augment: Augment
+    normalize: Normalizer
+    autocast: bool
+    train_model: nn.Module  # `model`, or its torch.compile'd twin
+
+
+def prepare(method: Method, config: TrainConfig, data: DatasetBundle | None = None) -> TrainingRun:
+    device = resolve_device(config.device)
+    configure_backend(config, device)
+    data = (data if data is not None else load_dataset(config.data_options())).to(device)
+    seed_everything(config.seed)
+    model = method.build_model(config, data).to(device)
+    on_cuda = device.type == "cuda"
+    if on_cuda and config.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    method.setup(model, data, config, device)
+    optimizer = build_optimizer(method.param_groups(model, config), config)
+    steps = _steps_per_epoch(len(data.train), config.batch_size)
+    padding = data.image_size // 8 if config.crop_padding < 0 else config.crop_padding
+    hflip = data.default_hflip if config.hflip is None else config.hflip
+    train_model = torch.compile(model) if config.compile else model
+    return TrainingRun(method, config, data, device, model, optimizer, LRSchedule(optimizer, config, steps),
+                       Augment(padding, hflip, config.vflip),
+                       Normalizer(data.mean, data.std, device, on_cuda and config.channels_last),
+                       autocast=on_cuda and config.bf16, train_model=train_model)
+
+
+def _steps_per_epoch(n: int, batch_size: int) -> int:
+    return n // batch_size if n >= batch_size else 1
+
+
+def _drop_last(n: int, batch_size: int) -> bool:
+    # Full batches only (BatchNorm cannot train on a batch of one), unless the split is smaller.
+    return n >= batch_size
+
+
+def train_one_epoch(run: TrainingRun, generator: torch.Generator) -> dict[str, float]:
+    run.train_model.train()
+    cfg, dev = run.config, run.device
+    loss_sum = torch.zeros((), device=dev)
+    correct = torch.zeros((), device=dev, dtype=torch.long)
+    extra_sums: dict[str, torch.Tensor] = {}
+    seen = 0
+    for images, labels in iterate_batches(run.data.train, cfg.batch_size, device=dev, shuffle=True,
+                                          generator=generator, drop_last=_drop_last(len(run.data.train),
+                                                                                    cfg.batch_size)):
+        x = run.normalize(run.augment(images, generator))
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=run.autocast):
+            loss, logits, features, extras = run.method.training_loss(run.train_model, x, labels, cfg)
+        run.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(run.model.parameters(), cfg.grad_clip)
+        run.optimizer.step()
+        run.schedule.step()
+        run.method.after_step(features.detach().float(), labels)
+        n = labels.shape[0]
+        seen += n
+        loss_sum += loss.detach().float() * n
+        correct += (logits.detach().argmax(1) == labels).sum()
+        for key, value in extras.items():
+            extra_sums[key] = extra_sums.get(key, 0) + value.detach().float() * n
+    keys = list(extra_sums)
+    # One host sync per epoch, not one per step.
+    values = torch.stack([loss_sum, correct.float()] + [extra_sums[k] for k in keys]).tolist()
+    result = {M.TRAIN_LOSS: values[0] / seen, M.TRAIN_ACC: values[1] / seen}
+    result.update({k: v / seen for k, v in zip(keys, values[2:])})
+    result[M.TRAIN_LR] = run.schedule.current_lr()
+    return result
+
+
+@torch.no_grad()
+def evaluate(run: TrainingRun, split_name: str) -> dict[str, float]:
+    """Loss, top-1 and top-5 accuracy (and the method's extras) on one split; labels never enter the model."""
+    split = getattr(run.data, split_name)
+    run.model.eval()
+    dev = run.device
+    loss_sum = torch.zeros((), device=dev)
+    top1 = torch.zeros((), device=dev)
+    top5 = torch.zeros((), device=dev)
+    k = min(5, run.data.num_classes)
+    all_features, all_labels = [], []
+    for images, labels in iterate_batches(split, run.config.eval_batch_size, device=dev, shuffle=False):
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=run.autocast):
+            logits, features = run.method.predict(run.model, run.normalize(images))
+        logits = logits.float()
+        loss_sum += F.cross_entropy(logits, labels, reduction="sum")
+        topk = logits.topk(k, dim=1).indices
+        top1 += (topk[:, 0] == labels).sum()
+        top5 += (topk == labels[:, None]).any(dim=1).sum()
+        if run.method.needs_eval_features():
+            all_features.append(features.float())
+            all_labels.append(labels)
+    n = len(split)
+    loss, acc1, acc5 = (torch.stack([loss_sum, top1, top5]) / n).tolist()
+    result = {f"{split_name}/loss": loss, f"{split_name}/acc": acc1, f"{split_name}/acc_top5": acc5}
+    if all_features:
+        result.update(run.method.evaluation_extras(torch.cat(all_features), torch.cat(all_labels), split_name))
+    return result
+
+
+def checkpoint_state(run: TrainingRun, epoch: int, best: float) -> dict[str, Any]:
+    return {
+        "epoch": epoch,
+        "best_val_acc": best,
+        "model": run.model.state_dict(),
+        "optimizer": run.optimizer.state_dict(),
+        "schedule": run.schedule.state_dict(),
+        "method": run.method.state_dict(),
+        "model_name": run.config.model,
+    }
+
+
+def restore(run: TrainingRun, state: dict[str, Any]) -> tuple[int, float]:
+    """Load a checkpoint of this same run; returns (epochs done, best val/acc so far)."""
+    if state.get("model_name") not in (None, run.config.model):
+        raise ConfigError(f"checkpoint is of model={state.get('model_name')!r}, not model={run.config.model!r}")
+    try:
+        run.model.load_state_dict(state["model"])
+    except RuntimeError as exc:
+        raise ConfigError(f"checkpoint does not fit model={run.config.model!r}: "
+                          f"{str(exc).splitlines()[0]}") from None
+    run.optimizer.load_state_dict(state["optimizer"])
+    run.schedule.load_state_dict(state["schedule"])
+    run.method.load_state_dict(state.get("method", {}))
+    return int(state["epoch"]), float(state["best_val_acc"])
+
+
+def train(method: Method, config: TrainConfig, reporter: Reporter, data: DatasetBundle | None = None,
+          evaluate_test: bool = False) -> dict[str, float]:
+    """Train `method` with `config`, reporting every epoch; returns the last epoch's metrics.
+
+    Test metrics are computed only when `evaluate_test` (confirmation runs), never in a search.
+    A loss that becomes NaN or inf stops the run at once with `diverged` = 1 in its last report.
+    """
+    run = prepare(method, config, data)
+    start, best = 0, -math.inf
+    state = reporter.load_checkpoint()
+    if state is not None:
+        start, best = restore(run, state)
+    metrics: dict[str, float] = {}
+    for epoch in range(start, config.epochs):
+        began = time.perf_counter()
+        seed = epoch_seed(config.seed, epoch)
+        torch.manual_seed(seed)
+        generator = torch.Generator(device=run.device).manual_seed(seed)
+        metrics = {M.EPOCH: epoch + 1, **train_one_epoch(run, generator)}
+        diverged = not math.isfinite(metrics[M.TRAIN_LOSS])
+        metrics.update(evaluate(run, "val"))
+        metrics.update(run.method.epoch_extras())
+        best = max(best, metrics[M.VAL_ACC]) if math.isfinite(metrics[M.VAL_ACC]) else best
+        metrics[M.VAL_ACC_BEST] = best
+        metrics[M.DIVERGED] = int(diverged)
+        if evaluate_test and (diverged or epoch + 1 == config.epochs):
+            metrics.update(evaluate(run, "test"))
+        metrics[M.EPOCH_SECONDS] = time.perf_counter() - began
+        reporter.report(metrics, lambda e=epoch + 1, b=best: checkpoint_state(run, e, b))
+        if diverged:
+            break
+    return metrics

@@ -1,0 +1,269 @@
+"""Model zoo by name. Every model returns `(logits, features)`, features = pooled penultimate vector.
+
+Models are `FeatureClassifier(backbone, fc)`: the backbone maps images to features, `fc` is the
+linear classifier. Methods swap or drop `fc` (fine-tuning replaces it, ArcFace puts a margin head
+on the features) without knowing the architecture.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn as nn
+import torchvision.models as tvm
+from torchvision.models.resnet import BasicBlock, Bottleneck
+
+from trainables.errors import ConfigError, check_choice
+
+INITS = ("default", "he", "xavier")
+
+
+@dataclass(frozen=True)
+class ModelOptions:
+    name: str = "small_cnn"
+    width: int = 0  # 0: the architecture's own width (64 for ResNets, 32 for small_cnn)
+    cifar_stem: bool = True  # ResNets: 3x3 stride-1 first conv and no max-pool, for small images
+    batchnorm: bool = True
+    init: str = "default"
+    dropout: float = 0.0
+
+
+class FeatureClassifier(nn.Module):
+    """backbone(x) -> features (B, D); fc(features) -> logits. forward returns both."""
+
+    def __init__(self, backbone: nn.Module, feature_dim: int, num_classes: int):
+        super().__init__()
+        self.backbone = backbone
+        self.feature_dim = feature_dim
+        self.fc = nn.Linear(feature_dim, num_classes)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        features = self.backbone(x)
+        return self.fc(features), features
+
+
+_REGISTRY: dict[str, Callable[[ModelOptions, int], FeatureClassifier]] = {}
+
+
+def register_model(*names: str):
+    """Register a builder under one or more names; a duplicate name is a programming error."""
+    def wrap(builder):
+        for name in names:
+            if name in _REGISTRY:
+                raise KeyError(f"model {name!r} is registered twice")
+            _REGISTRY[name] = builder
+        return builder
+    return wrap
+
+
+def model_names() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def build_model(options: ModelOptions, num_classes: int) -> FeatureClassifier:
+    check_choice("model", options.name, model_names())
+    check_choice("init", options.init, INITS)
+    model = _REGISTRY[options.name](options, num_classes)
+    initialise(model, options.init)
+    return model
+
+
+def initialise(model: nn.Module, scheme: str) -> None:
+    """He (ReLU nets) or Xavier (sigmoid/tanh nets) init of conv and linear weights; biases 0."""
+    if scheme == "default":
+        return
+    for module in model.modules():
+        if isinstance(module, (nn.Conv2d, nn.Linear)):
+            if scheme == "he":
+                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+            else:
+                nn.init.xavier_uniform_(module.weight)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+
+
+def _norm2d(options: ModelOptions) -> Callable[[int], nn.Module]:
+    return nn.BatchNorm2d if options.batchnorm else (lambda channels: nn.Identity())
+
+
+def _require_batchnorm(options: ModelOptions) -> None:
+    if not options.batchnorm:
+        raise ConfigError(f"batchnorm=false is not supported by model={options.name!r}; "
+                          "models that allow it: small_cnn, alexnet_cifar, resnet*")
+
+
+# ----------------------------------------------------------------------------- small CNN (seed 003)
+
+@register_model("small_cnn")
+def small_cnn(options: ModelOptions, num_classes: int) -> FeatureClassifier:
+    """Three conv stages (w, 2w, 4w channels), each two 3x3 convs then a 2x2 max-pool."""
+    w = options.width or 32
+    norm = _norm2d(options)
+
+    def stage(cin, cout, pool=True):
+        layers = [nn.Conv2d(cin, cout, 3, padding=1, bias=not options.batchnorm), norm(cout), nn.ReLU(inplace=True),
+                  nn.Conv2d(cout, cout, 3, padding=1, bias=not options.batchnorm), norm(cout), nn.ReLU(inplace=True)]
+        return layers + ([nn.MaxPool2d(2)] if pool else [])
+
+    backbone = nn.Sequential(*stage(3, w), *stage(w, 2 * w), *stage(2 * w, 4 * w, pool=False),
+                             nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(options.dropout))
+    return FeatureClassifier(backbone, 4 * w, num_classes)
+
+
+# ----------------------------------------------------------------------------- AlexNet (seed 002)
+
+@register_model("alexnet_cifar")
+def alexnet_cifar(options: ModelOptions, num_classes: int) -> FeatureClassifier:
+    """Seed 002's CIFAR AlexNet: conv 7x7/64 pad 2, 5x5/192, 3x3/384, 3x3/256, 3x3/256, FC 2304-4096-4096.
+
+    `width` scales the conv channels (64 is the original). The adaptive pool makes any input of at
+    least 16 px work; at 32 px it is the identity (3x3 maps), as in the seed. Without BatchNorm
+    (`batchnorm=false`) it is exactly the seed's network.
+    """
+    s = (options.width or 64) / 64
+    c1, c2, c3, c4 = (max(8, round(c * s)) for c in (64, 192, 384, 256))
+    norm = _norm2d(options)
+
+    def conv(cin, cout, k, p):
+        return [nn.Conv2d(cin, cout, k, padding=p), norm(cout), nn.ReLU(inplace=True)]
+
+    features = nn.Sequential(
+        *conv(3, c1, 7, 2), nn.MaxPool2d(2), *conv(c1, c2, 5, 2), nn.MaxPool2d(2),
+        *conv(c2, c3, 3, 1), *conv(c3, c4, 3, 1), *conv(c4, c4, 3, 1), nn.MaxPool2d(2),
+        nn.AdaptiveAvgPool2d((3, 3)), nn.Flatten())
+    hidden = max(64, round(4096 * s))
+    p = 0.5 if options.dropout == 0.0 else options.dropout  # the seed's nn.Dropout() default
+    backbone = nn.Sequential(features, nn.Dropout(p), nn.Linear(c4 * 9, hidden), nn.ReLU(inplace=True),
+                             nn.Dropout(p), nn.Linear(hidden, hidden), nn.ReLU(inplace=True))
+    return FeatureClassifier(backbone, hidden, num_classes)
+
+
+# ----------------------------------------------------------------------------- ResNets
+
+class ResNetBackbone(tvm.ResNet):
+    """torchvision's ResNet with a width knob and an optional CIFAR stem; `fc` removed.
+
+    With width 64 and the ImageNet stem its parameter names and shapes are exactly torchvision's,
+    so ImageNet weights load into it unchanged.
+    """
+
+    def __init__(self, block, layers, width: int = 64, cifar_stem: bool = False, norm_layer=None):
+        nn.Module.__init__(self)
+        self._norm_layer = norm_layer or nn.BatchNorm2d
+        self.inplanes, self.dilation, self.groups, self.base_width = width, 1, 1, 64
+        if cifar_stem:
+            self.conv1 = nn.Conv2d(3, width, kernel_size=3, stride=1, padding=1, bias=False)
+            self.maxpool = nn.Identity()
+        else:
+            self.conv1 = nn.Conv2d(3, width, kernel_size=7, stride=2, padding=3, bias=False)
+            self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+        self.bn1 = self._norm_layer(width)
+        self.relu = nn.ReLU(inplace=True)
+        self.layer1 = self._make_layer(block, width, layers[0])
+        self.layer2 = self._make_layer(block, 2 * width, layers[1], stride=2)
+        self.layer3 = self._make_layer(block, 4 * width, layers[2], stride=2)
+        self.layer4 = self._make_layer(block, 8 * width, layers[3], stride=2)
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.fc = nn.Identity()
+        self.feature_dim = 8 * width * block.expansion
+        for m in self.modules():  # torchvision's own initialisation
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
+                nn.init.constant_(m.weight, 1)
+                nn.init.constant_(m.bias, 0)
+
+
+_RESNETS = {
+    "resnet18": (BasicBlock, [2, 2, 2, 2]), "resnet34": (BasicBlock, [3, 4, 6, 3]),
+    "resnet50": (Bottleneck, [3, 4, 6, 3]), "resnet101": (Bottleneck, [3, 4, 23, 3]),
+    "resnet152": (Bottleneck, [3, 8, 36, 3]),
+}
+
+
+def _resnet_builder(name: str):
+    block, layers = _RESNETS[name]
+
+    def build(options: ModelOptions, num_classes: int) -> FeatureClassifier:
+        norm = nn.BatchNorm2d if options.batchnorm else (lambda channels: nn.Identity())
+        backbone = ResNetBackbone(block, layers, width=options.width or 64, cifar_stem=options.cifar_stem,
+                                  norm_layer=norm)
+        return FeatureClassifier(backbone, backbone.feature_dim, num_classes)
+
+    build.__doc__ = f"torchvision {name} layout (blocks {layers})."
+    return build
+
+
+for _name in _RESNETS:
+    register_model(_name)(_resnet_builder(_name))
+
+
+# ----------------------------------------------------------------------------- other torchvision families
+
+# Seed 004's list (VGG, SqueezeNet, DenseNet, Inception v3, GoogLeNet, ShuffleNet v2, MobileNet v2,
+# ResNeXt, Wide ResNet, MNASNet) plus a few modern families. Their last Linear becomes `fc`.
+TORCHVISION_FAMILIES = (
+    "vgg11", "vgg11_bn", "vgg16", "vgg16_bn", "squeezenet1_1", "densenet121", "googlenet", "inception_v3",
+    "shufflenet_v2_x0_5", "shufflenet_v2_x1_0", "mobilenet_v2", "mobilenet_v3_small", "resnext50_32x4d",
+    "wide_resnet50_2", "mnasnet0_5", "mnasnet1_0", "efficientnet_b0", "regnet_y_400mf", "convnext_tiny",
+)
+
+
+def _last_linear(model: nn.Module) -> tuple[nn.Module, str, nn.Linear]:
+    """(parent module, attribute name, layer) of the last nn.Linear in registration order."""
+    found = None
+    for parent in model.modules():
+        for attr, child in parent.named_children():
+            if isinstance(child, nn.Linear):
+                found = (parent, attr, child)
+    if found is None:
+        raise ConfigError("model has no final Linear layer to replace")
+    return found
+
+
+class _SqueezeNetFeatures(nn.Module):
+    """SqueezeNet ends in a 1x1 conv classifier; its pooled 512-channel map is the feature vector."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.features = net.features
+        self.pool = nn.AdaptiveAvgPool2d(1)
+
+    def forward(self, x):
+        return torch.flatten(self.pool(self.features(x)), 1)
+
+
+def _torchvision_builder(name: str):
+    def build(options: ModelOptions, num_classes: int) -> FeatureClassifier:
+        _require_batchnorm(options)
+        kwargs = {"aux_logits": False, "init_weights": True} if name in ("googlenet", "inception_v3") else {}
+        net = tvm.get_model(name, weights=None, **kwargs)
+        if name.startswith("squeezenet"):
+            return FeatureClassifier(_SqueezeNetFeatures(net), 512, num_classes)
+        parent, attr, linear = _last_linear(net)
+        setattr(parent, attr, nn.Identity())
+        return FeatureClassifier(net, linear.in_features, num_classes)
+
+    build.__doc__ = f"torchvision.models.{name} with its last Linear as `fc`."
+    return build
+
+
+for _name in TORCHVISION_FAMILIES:
+    register_model(_name)(_torchvision_builder(_name))
+
+
+MIN_INPUT_SIZE = {"inception_v3": 75, "googlenet": 32, "squeezenet1_1": 32, "alexnet_cifar": 16}
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def is_resnet(name: str) -> bool:
+    return name in _RESNETS
+
+
+def ceil_div(a: int, b: int) -> int:
+    return int(math.ceil(a / b))
