@@ -1,0 +1,57 @@
+"""Shared fixtures: tiny datasets written in their original on-disk formats."""
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+torch.set_num_threads(2)
+
+
+def write_cifar10(folder: Path, n_train_per_batch: int = 20, n_test: int = 20, seed: int = 0) -> dict:
+    """Write CIFAR-10 python batches exactly as the original archive does (protocol 2, bytes keys).
+
+    Returns the arrays written, so tests can check that pixels and labels round-trip.
+    """
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    written = {}
+
+    def batch(name: str, n: int, label_offset: int) -> None:
+        data = rng.integers(0, 256, size=(n, 3072), dtype=np.uint8)
+        labels = [int((i + label_offset) % 10) for i in range(n)]
+        content = {b"batch_label": name.encode(), b"labels": labels, b"data": data,
+                   b"filenames": [f"img_{name}_{i}.png".encode() for i in range(n)]}
+        with open(folder / name, "wb") as handle:
+            pickle.dump(content, handle, protocol=2)
+        written[name] = (data, np.array(labels))
+
+    for i in range(1, 6):
+        batch(f"data_batch_{i}", n_train_per_batch, i)
+    batch("test_batch", n_test, 0)
+    meta = {b"num_cases_per_batch": n_train_per_batch, b"num_vis": 3072,
+            b"label_names": [n.encode() for n in ["airplane", "automobile", "bird", "cat", "deer", "dog",
+                                                  "frog", "horse", "ship", "truck"]]}
+    with open(folder / "batches.meta", "wb") as handle:
+        pickle.dump(meta, handle, protocol=2)
+    return written
+
+
+@pytest.fixture
+def cifar10_dir(tmp_path: Path) -> tuple[Path, dict]:
+    folder = tmp_path / "cifar-10-batches-py"
+    return tmp_path, write_cifar10(folder)
+
+
+def write_image_folder(root: Path, classes: dict[str, int], size: int = 12) -> None:
+    from PIL import Image
+
+    rng = np.random.default_rng(1)
+    for cls, count in classes.items():
+        (root / cls).mkdir(parents=True, exist_ok=True)
+        for i in range(count):
+            array = rng.integers(0, 256, size=(size, size + 4, 3), dtype=np.uint8)
+            Image.fromarray(array).save(root / cls / f"{i}.png")

@@ -1,0 +1,120 @@
+import dataclasses
+import math
+
+import pytest
+import torch
+
+from trainables.classifier import Classifier, ClassifierConfig
+from trainables.config import build_config, parse_set_options
+from trainables.data import DataOptions, load_dataset
+from trainables.engine import train
+from trainables.errors import ConfigError
+from trainables.reporting import LocalReporter
+
+TINY = dict(image_size=8, width=8, epochs=4, batch_size=128, eval_batch_size=256, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def digits8():
+    return load_dataset(DataOptions(dataset="digits", image_size=8))
+
+
+def _run(config, data, out=None):
+    reporter = LocalReporter(out, dataclasses.asdict(config), quiet=True)
+    train(Classifier(), config, reporter, data=data)
+    return reporter
+
+
+def test_same_seed_gives_identical_metrics_on_cpu(digits8):
+    config = ClassifierConfig(**{**TINY, "epochs": 2, "dropout": 0.2})
+    a, b = _run(config, digits8).history, _run(config, digits8).history
+    drop_time = lambda rows: [{k: v for k, v in r.items() if not k.startswith("time/")} for r in rows]
+    assert drop_time(a) == drop_time(b)
+    c = _run(dataclasses.replace(config, seed=1), digits8).history
+    assert drop_time(c) != drop_time(a)
+
+
+def test_resume_from_checkpoint_equals_an_uninterrupted_run(digits8, tmp_path):
+    full = ClassifierConfig(**TINY)
+    straight = _run(full, digits8).history
+    # Interrupted after 2 epochs: simulate by a run whose reporter stops the process at epoch 2.
+    out = tmp_path / "run"
+
+    class Stop(Exception):
+        pass
+
+    class StopAfterTwo(LocalReporter):
+        def report(self, metrics, state):
+            super().report(metrics, state)
+            if metrics["epoch"] == 2:
+                raise Stop
+
+    with pytest.raises(Stop):
+        train(Classifier(), full, StopAfterTwo(out, dataclasses.asdict(full), quiet=True), data=digits8)
+    resumed = _run(full, digits8, out).history
+    strip = lambda rows: [{k: v for k, v in r.items() if not k.startswith("time/")} for r in rows]
+    assert len(resumed) == 4
+    assert strip(resumed) == strip(straight)
+    assert (out / "metrics.csv").read_text().count("\n") == 5
+
+
+def test_out_folder_of_another_config_is_refused_not_overwritten(digits8, tmp_path):
+    config = ClassifierConfig(**{**TINY, "epochs": 1})
+    _run(config, digits8, tmp_path)
+    before = (tmp_path / "checkpoint.pt").read_bytes()
+    with pytest.raises(ConfigError, match="another config"):
+        _run(dataclasses.replace(config, lr=0.1), digits8, tmp_path)
+    assert (tmp_path / "checkpoint.pt").read_bytes() == before
+
+
+def test_contract_metrics_each_epoch_and_best_is_running_max(digits8):
+    history = _run(ClassifierConfig(**TINY), digits8).history
+    for row in history:
+        for key in ("epoch", "train/loss", "train/acc", "val/loss", "val/acc", "val/acc_top5", "val/acc_best"):
+            assert key in row
+        assert not any(k.startswith("test/") for k in row)
+    assert [r["epoch"] for r in history] == [1, 2, 3, 4]
+    running = [max(r["val/acc"] for r in history[: i + 1]) for i in range(4)]
+    assert [r["val/acc_best"] for r in history] == running
+
+
+def test_test_split_only_in_confirmation_runs(digits8):
+    config = ClassifierConfig(**{**TINY, "epochs": 1})
+    reporter = LocalReporter(None, {}, quiet=True)
+    final = train(Classifier(), config, reporter, data=digits8, evaluate_test=True)
+    assert 0 <= final["test/acc"] <= 1 and "test/acc_top5" in final
+
+
+def test_divergence_stops_at_once(digits8):
+    config = ClassifierConfig(**{**TINY, "optimizer": "sgd", "lr": 1e12, "momentum": 0.0, "batchnorm": False,
+                                 "weight_decay": 0.0})
+    history = _run(config, digits8).history
+    assert len(history) == 1, "a diverged run must stop after the epoch that diverged"
+    assert history[0]["diverged"] == 1 and not math.isfinite(history[0]["train/loss"])
+
+
+def test_config_rejects_unknown_keys_and_lists_valid_ones():
+    with pytest.raises(ConfigError, match="unknown config key 'nosuchkey'; valid keys: .*batch_size"):
+        build_config(ClassifierConfig, {"nosuchkey": 1})
+
+
+@pytest.mark.parametrize("values,message", [
+    ({"optimizer": "adamm"}, "optimizer='adamm' is not valid; choose from: sgd, adagrad, rmsprop, adam, adamw"),
+    ({"lr": "-1"}, r"lr=-1.0 is out of range; allowed: \(0, inf\]"),
+    ({"epochs": "2.5"}, "epochs='2.5' is not a valid int"),
+    ({"nesterov": "maybe"}, "nesterov='maybe' is not a valid bool"),
+    ({"schedule": "linear"}, "schedule='linear' is not valid"),
+    ({"milestones": "3,99", "epochs": "10"}, r"milestones=99 is out of range"),
+])
+def test_config_values_are_checked(values, message):
+    with pytest.raises(ConfigError, match=message):
+        build_config(ClassifierConfig, values)
+
+
+def test_set_strings_are_typed_by_the_dataclass():
+    config = build_config(ClassifierConfig, parse_set_options(
+        ["lr=0.05", "epochs=3", "nesterov=true", "milestones=1,2", "hflip=none", "data_dir=/x"]))
+    assert config.lr == 0.05 and config.epochs == 3 and config.nesterov is True
+    assert config.milestones == (1, 2) and config.hflip is None and config.data_dir == "/x"
+    with pytest.raises(ConfigError, match="malformed"):
+        parse_set_options(["lr"])

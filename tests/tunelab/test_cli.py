@@ -1,0 +1,76 @@
+"""The command line: exit codes, one-line errors, the --json contract."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tunelab.cli import main
+
+
+def run_cli(*args, timeout=300):
+    return subprocess.run([sys.executable, "-m", "tunelab", *args], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def assert_one_line_error(result, *fragments):
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def test_train_classifier_on_digits_default_config_reaches_95_percent():
+    """Acceptance: the default config, exactly as the README runs it."""
+    result = run_cli("train", "classifier", "--dataset", "digits", "--json")
+    assert result.returncode == 0, result.stderr[-2000:]
+    final = json.loads(result.stdout.strip().splitlines()[-1])
+    assert final["val/acc"] >= 0.95
+    assert final["epoch"] == 15 and "test/acc" not in final
+
+
+def test_missing_cifar_folder_exits_2_naming_the_path():
+    result = run_cli("train", "classifier", "--dataset", "cifar10", "--data-dir", "/nonexistent")
+    assert_one_line_error(result, "/nonexistent", "cifar10")
+
+
+@pytest.mark.parametrize("args,fragments", [
+    (["--set", "optimizer=adamm"], ["optimizer='adamm'", "sgd, adagrad, rmsprop, adam, adamw"]),
+    (["--set", "nosuchkey=1"], ["nosuchkey", "valid keys:", "batch_size", "weight_decay"]),
+    (["--set", "model=resnet9"], ["model='resnet9'", "resnet18"]),
+    (["--set", "schedule=linear"], ["schedule='linear'", "cosine"]),
+    (["--set", "lr"], ["--set 'lr' is malformed", "KEY=VALUE"]),
+    (["--set", "epochs=two"], ["epochs='two'", "int"]),
+    (["--dataset", "mnist"], ["dataset='mnist'", "digits, cifar10, cifar100, imagefolder:PATH"]),
+    (["--config", "/nonexistent.yaml"], ["/nonexistent.yaml", "no such file"]),
+])
+def test_bad_train_input_exits_2_with_one_line(capsys, args, fragments):
+    assert main(["train", "classifier", *args]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    for fragment in fragments:
+        assert fragment in err[0]
+
+
+def test_unknown_method_is_one_line_listing_methods():
+    result = run_cli("train", "clasifier")
+    assert_one_line_error(result, "clasifier", "classifier")
+
+
+def test_config_file_and_set_precedence(tmp_path, capsys):
+    config = tmp_path / "c.yaml"
+    config.write_text("epochs: 5\nimage_size: 8\nwidth: 8\nbatch_size: 256\n")
+    assert main(["train", "classifier", "--config", str(config), "--set", "epochs=1", "--json",
+                 "--out", str(tmp_path / "out")]) == 0
+    final = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert final["epoch"] == 1
+    assert (tmp_path / "out" / "metrics.csv").exists() and (tmp_path / "out" / "checkpoint.pt").exists()
+
+
+def test_config_file_that_is_not_a_mapping(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("- 1\n- 2\n")
+    assert main(["train", "classifier", "--config", str(bad)]) == 2
+    assert "must hold a mapping" in capsys.readouterr().err
