@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+from trainables.arcface import ArcFaceMethod
 from trainables.classifier import Classifier
 from trainables.config import build_config
 from trainables.engine import Method, train
@@ -14,6 +15,7 @@ from trainables.errors import ConfigError
 
 METHOD_CLASSES: dict[str, type[Method]] = {
     "classifier": Classifier,
+    "arcface": ArcFaceMethod,
 }
 
 

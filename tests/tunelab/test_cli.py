@@ -74,3 +74,22 @@ def test_config_file_that_is_not_a_mapping(tmp_path, capsys):
     bad.write_text("- 1\n- 2\n")
     assert main(["train", "classifier", "--config", str(bad)]) == 2
     assert "must hold a mapping" in capsys.readouterr().err
+
+
+def test_train_arcface_on_digits_default_config_is_accurate_without_labels_at_eval():
+    """Acceptance of the arcface issue: margin-free val/acc and Recall@1 both >= 0.95."""
+    result = run_cli("train", "arcface", "--dataset", "digits", "--json")
+    assert result.returncode == 0, result.stderr[-2000:]
+    final = json.loads(result.stdout.strip().splitlines()[-1])
+    assert final["val/acc"] >= 0.95 and final["val/recall@1"] >= 0.95
+    assert 0 < final["val/map@r"] <= 1
+
+
+@pytest.mark.parametrize("setting,fragments", [
+    ("m=2.0", ["m=2.0", "[0, 1.5708)"]),
+    ("s=0", ["s=0.0", "(0, inf]"]),
+])
+def test_bad_arcface_margin_or_scale_exits_2(capsys, setting, fragments):
+    assert main(["train", "arcface", "--set", setting]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and all(f in err[0] for f in fragments)

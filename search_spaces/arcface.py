@@ -1,0 +1,18 @@
+"""Search space of ArcFace metric learning (seed 001; METHODS.md section 2)."""
+from search_spaces.base import Choice, FloatRange, SearchSpace
+
+SPACE: SearchSpace = {
+    "s": FloatRange(8.0, 64.0, log=True, unit="logit scale (radius of the hypersphere)", role="scientific",
+                    reason="too small cannot reach confident softmax; ArcFace uses 64, arcface-pytorch 30"),
+    "m": FloatRange(0.1, 0.8, unit="radians (arcface) / cosine units (cosface)", role="scientific",
+                    reason="margin; the paper's best is 0.4-0.55, CosFace's 0.35-0.40"),
+    "easy_margin": Choice((False, True), unit="on/off", reason="seed 001 uses True, arcface-pytorch False"),
+    "head": Choice(("arcface", "cosface", "normsoftmax"), unit="name", role="scientific",
+                   reason="angular vs cosine margin vs no margin (the reference point)"),
+    "n_feats": Choice((64, 128, 256, 512), unit="embedding dimensions", reason="seed 001 uses 512"),
+    "lr": FloatRange(1e-4, 1e-2, log=True, unit="per step at the trial's batch size",
+                     reason="margin losses diverge at high lr; seed 001 uses 1e-3"),
+    "weight_decay": FloatRange(1e-6, 1e-3, log=True, unit="L2 coefficient", reason="seed 001 uses 5e-4"),
+    "head_lr_factor": FloatRange(0.3, 10.0, log=True, unit="x lr for head and projection",
+                                 reason="class centres may need to move faster than the backbone"),
+}
