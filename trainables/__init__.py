@@ -11,11 +11,15 @@ from trainables.arcface import ArcFaceMethod
 from trainables.classifier import Classifier
 from trainables.config import build_config
 from trainables.engine import Method, train
+from trainables.finetune import AdaRand, FineTune, RandReg
 from trainables.errors import ConfigError
 
 METHOD_CLASSES: dict[str, type[Method]] = {
     "classifier": Classifier,
     "arcface": ArcFaceMethod,
+    "finetune": FineTune,
+    "randreg": RandReg,
+    "adarand": AdaRand,
 }
 
 

@@ -56,6 +56,7 @@ class TrainConfig:
     gamma: float = 0.1  # decay factor of step / multistep / exponential
     step_size: int = 10  # epochs between decays (step)
     milestones: tuple[int, ...] = ()  # epochs at which multistep decays
+    milestone_fractions: tuple[float, ...] = ()  # multistep at these fractions of `epochs` (if no milestones)
     min_lr_factor: float = 0.0  # cosine floor, as a fraction of lr
     epochs: int = 15
     batch_size: int = 64
@@ -107,6 +108,8 @@ class TrainConfig:
         check_range("gpu_memory_fraction", self.gpu_memory_fraction, 0, 1)
         for milestone in self.milestones:
             check_range("milestones", milestone, 1, self.epochs)
+        for fraction in self.milestone_fractions:
+            check_range("milestone_fractions", fraction, 0, 1, low_open=True, high_open=True)
 
     def data_options(self) -> DataOptions:
         return DataOptions(dataset=self.dataset, data_dir=self.data_dir, image_size=self.image_size,

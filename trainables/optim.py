@@ -54,7 +54,7 @@ def lr_factor(config, epoch_progress: float) -> float:
     elif kind == "step":
         factor = config.gamma ** (epoch // config.step_size)
     elif kind == "multistep":
-        factor = config.gamma ** sum(1 for m in config.milestones if epoch >= m)
+        factor = config.gamma ** sum(1 for m in multistep_milestones(config) if epoch >= m)
     elif kind == "exponential":
         factor = config.gamma ** epoch
     else:
@@ -63,6 +63,13 @@ def lr_factor(config, epoch_progress: float) -> float:
     if config.warmup_epochs > 0 and epoch_progress < config.warmup_epochs:
         factor *= epoch_progress / config.warmup_epochs
     return factor
+
+
+def multistep_milestones(config) -> tuple[int, ...]:
+    """Explicit milestones, else `milestone_fractions` of the run (AdaRand's 30%/60%/80%)."""
+    if config.milestones:
+        return tuple(config.milestones)
+    return tuple(max(1, round(f * config.epochs)) for f in config.milestone_fractions)
 
 
 class LRSchedule:

@@ -9,7 +9,7 @@ import argparse
 import sys
 from typing import Any, Sequence
 
-from trainables.errors import TunelabError
+from trainables.errors import ConfigError, TunelabError
 
 EXIT_BAD_INPUT = 2
 
@@ -46,6 +46,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--config", help="YAML file of config values (--set wins over it)")
     train.add_argument("--out", help="folder for metrics.csv and the checkpoint; resumes a run found there")
     train.add_argument("--json", action="store_true", help="end stdout with one JSON line of final metrics")
+
+    pre = sub.add_parser("pretrain", help="produce a backbone offline for fine-tuning (rotation prediction)")
+    pre.add_argument("--model", help="backbone architecture (default resnet18, width 16)")
+    pre.add_argument("--out", help="checkpoint file to write (default pretrained/MODEL-DATASET-TASK.pt)")
+    _add_config_options(pre)
+    pre.add_argument("--json", action="store_true", help="end stdout with one JSON line: checkpoint and metrics")
     return parser
 
 
@@ -82,7 +88,32 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train}
+def cmd_pretrain(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from trainables.config import build_config
+    from trainables.pretrained import PretrainConfig, pretrain
+    from trainables.reporting import dumps, json_ready
+
+    values = gather_config_values(args)
+    if args.model:
+        values["model"] = args.model
+    config = build_config(PretrainConfig, values)
+    dataset = config.dataset.replace("/", "_").replace(":", "_")
+    out = Path(args.out or f"pretrained/{config.model}-{dataset}-{config.task}.pt")
+    if out.exists():
+        raise ConfigError(f"--out {str(out)!r} already exists; choose another file (it is kept as it is)")
+    metrics = pretrain(config, out)
+    summary = {"checkpoint": str(out), "task": config.task, "model": config.model, **metrics}
+    if args.json:
+        print(dumps(json_ready(summary)))
+    else:
+        print(f"pretrained {config.model} on {config.task} ({config.dataset} train split): "
+              f"val/acc {metrics['val/acc']:.4f} -> {out}")
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "pretrain": cmd_pretrain}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -93,3 +93,33 @@ def test_bad_arcface_margin_or_scale_exits_2(capsys, setting, fragments):
     assert main(["train", "arcface", "--set", setting]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and all(f in err[0] for f in fragments)
+
+
+def test_offline_pretrain_then_fine_tune_all_three(tmp_path):
+    """Acceptance of the fine-tuning issue: pretrain offline, then finetune / randreg / adarand."""
+    checkpoint = tmp_path / "r18.pt"
+    result = run_cli("pretrain", "--out", str(checkpoint), "--json")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads(result.stdout.strip().splitlines()[-1])["checkpoint"] == str(checkpoint)
+    result = run_cli("train", "adarand", "--dataset", "digits", "--set", f"pretrained={checkpoint}", "--json")
+    assert result.returncode == 0, result.stderr[-2000:]
+    final = json.loads(result.stdout.strip().splitlines()[-1])
+    assert final["val/acc"] >= 0.95
+    assert final["train/feat_norm"] > 0 and -1 <= final["prior/inter_cos"] <= 1
+    for method in ("finetune", "randreg"):
+        result = run_cli("train", method, "--set", f"pretrained={checkpoint}", "--set", "epochs=2", "--json")
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert "val/acc" in json.loads(result.stdout.strip().splitlines()[-1])
+    # An existing checkpoint is never overwritten.
+    again = run_cli("pretrain", "--out", str(checkpoint))
+    assert_one_line_error(again, str(checkpoint), "already exists")
+
+
+def test_imagenet_weights_missing_exits_2_naming_the_file(tmp_path):
+    import os
+
+    env = {**os.environ, "TORCH_HOME": str(tmp_path)}
+    result = subprocess.run([sys.executable, "-m", "tunelab", "train", "finetune", "--set", "pretrained=imagenet",
+                             "--set", "width=64", "--set", "cifar_stem=false"], capture_output=True, text=True,
+                            env=env, timeout=300)
+    assert_one_line_error(result, "resnet18-f37072fd.pth", "is missing", str(tmp_path))
