@@ -37,3 +37,7 @@ def test_space_corners_build_valid_configs(method):
 def test_bad_entries_are_refused(make, message):
     with pytest.raises(ConfigError, match=message):
         make()
+
+
+def test_every_method_has_a_search_space():
+    assert set(SPACES) == set(METHOD_CLASSES)
