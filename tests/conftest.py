@@ -55,3 +55,27 @@ def write_image_folder(root: Path, classes: dict[str, int], size: int = 12) -> N
         for i in range(count):
             array = rng.integers(0, 256, size=(size, size + 4, 3), dtype=np.uint8)
             Image.fromarray(array).save(root / cls / f"{i}.png")
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """One local two-node Ray cluster shared by every Ray test (head: 4 CPUs and 1 logical GPU).
+
+    The GPU is logical (this machine has none): it lets tests check fractional packing, with
+    trainables told `device=cpu`. Experiments on it need a URI storage (file://...), because
+    tunelab refuses a plain local path on a multi-node cluster.
+    """
+    import os
+
+    import ray
+    from ray.cluster_utils import Cluster
+
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 4, "num_gpus": 1,
+                                                            "object_store_memory": 150 * 2**20})
+    worker = cluster.add_node(num_cpus=2, object_store_memory=150 * 2**20)
+    cluster.wait_for_nodes()
+    ray.init(address=cluster.address, logging_level="WARNING", log_to_driver=False)
+    yield cluster, worker
+    ray.shutdown()
+    cluster.shutdown()

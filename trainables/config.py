@@ -22,7 +22,7 @@ _TRUE = {"true", "yes", "on", "1"}
 _FALSE = {"false", "no", "off", "0"}
 
 
-def _unwrap_optional(annotation):
+def unwrap_optional(annotation):
     """Return (inner type, allows None) for `X | None` / Optional[X]."""
     origin = typing.get_origin(annotation)
     if origin in (typing.Union, types.UnionType):
@@ -34,7 +34,7 @@ def _unwrap_optional(annotation):
 
 def coerce(name: str, value: Any, annotation) -> Any:
     """Convert `value` (a string from the command line, or a Python value) to `annotation`."""
-    inner, optional = _unwrap_optional(annotation)
+    inner, optional = unwrap_optional(annotation)
     if isinstance(value, str) and optional and value.strip().lower() in {"none", "null", "auto", ""}:
         return None
     if value is None:

@@ -65,6 +65,19 @@ class ArraySplit:
             return self
         return ArraySplit(self.images.to(device), self.labels.to(device))
 
+    def __reduce__(self):
+        # Pickled as numpy arrays: Ray's object store hands those to every trial on a node
+        # zero-copy from shared memory, so K trials hold one copy of the dataset, not K.
+        return (_split_from_numpy, (self.images.cpu().numpy(), self.labels.cpu().numpy()))
+
+
+def _split_from_numpy(images: np.ndarray, labels: np.ndarray) -> ArraySplit:
+    import warnings
+
+    with warnings.catch_warnings():  # read-only shared memory: the engine never writes to images
+        warnings.simplefilter("ignore", UserWarning)
+        return ArraySplit(torch.from_numpy(images), torch.from_numpy(labels))
+
 
 @dataclass
 class FolderSplit:

@@ -47,6 +47,38 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", help="folder for metrics.csv and the checkpoint; resumes a run found there")
     train.add_argument("--json", action="store_true", help="end stdout with one JSON line of final metrics")
 
+    tune = sub.add_parser("tune", help="search a method's hyperparameters with Ray Tune (Optuna TPE + ASHA)")
+    tune.add_argument("method", choices=_method_names(), metavar="METHOD", help=f"one of: {', '.join(_method_names())}")
+    _add_config_options(tune)
+    tune.add_argument("--num-samples", type=int, default=8, help="trials in the search (default 8)")
+    tune.add_argument("--search", default="optuna", help="optuna (seeded multivariate TPE, default) or random")
+    tune.add_argument("--scheduler", default="asha", help="asha (default) or fifo")
+    tune.add_argument("--max-epochs", type=int, default=4, help="epochs per trial at full budget; ASHA's max_t")
+    tune.add_argument("--grace-period", type=int, default=1, help="ASHA: epochs before a trial can be stopped")
+    tune.add_argument("--reduction-factor", type=int, default=3, help="ASHA: keep the top 1/N at each rung")
+    tune.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs reserved per trial (default 1)")
+    tune.add_argument("--gpus-per-trial", type=float, default=0.0,
+                      help="GPUs per trial; fractions pack trials (0.25: four per GPU)")
+    tune.add_argument("--max-concurrent", type=int, default=0, help="trials at once (default: as resources allow)")
+    tune.add_argument("--storage", default="./runs", help="where experiments go: a path or a URI (default ./runs)")
+    tune.add_argument("--name", help="experiment name (default METHOD-DATASET-TIME)")
+    tune.add_argument("--address", help="Ray cluster to join (default $RAY_ADDRESS, else a local instance)")
+    tune.add_argument("--space", help="YAML file narrowing, extending or dropping search-space entries")
+    tune.add_argument("--seed", type=int, default=0, help="seeds the sampler and every trial (default 0)")
+    tune.add_argument("--optuna-storage", help="Optuna storage URL (e.g. sqlite:///study.db) for optuna-dashboard")
+    tune.add_argument("--max-failures", type=int, default=1, help="retries of a failed trial from its checkpoint")
+    tune.add_argument("--startup-trials", type=int, default=0,
+                      help="random trials before TPE (default: a quarter of --num-samples, 2..10)")
+    tune.add_argument("--overwrite", action="store_true", help="replace an existing experiment of the same name")
+    tune.add_argument("--json", action="store_true", help="end stdout with one JSON line: experiment, best config")
+
+    res = sub.add_parser("resume", help="continue an interrupted `tunelab tune` experiment")
+    res.add_argument("experiment", metavar="EXPERIMENT_DIR")
+    res.add_argument("--resume-errored", action="store_true", help="continue errored trials from their checkpoints")
+    res.add_argument("--restart-errored", action="store_true", help="restart errored trials from scratch")
+    res.add_argument("--address", help="Ray cluster to join (default: the one the experiment used)")
+    res.add_argument("--json", action="store_true", help="end stdout with one JSON line: experiment, best config")
+
     pre = sub.add_parser("pretrain", help="produce a backbone offline for fine-tuning (rotation prediction)")
     pre.add_argument("--model", help="backbone architecture (default resnet18, width 16)")
     pre.add_argument("--out", help="checkpoint file to write (default pretrained/MODEL-DATASET-TASK.pt)")
@@ -113,7 +145,44 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "pretrain": cmd_pretrain}
+def _print_tune_summary(summary: dict[str, Any], as_json: bool) -> None:
+    from trainables.reporting import dumps
+
+    if as_json:
+        print(dumps(summary))
+        return
+    counts = ", ".join(f"{n} {status}" for status, n in sorted(summary["statuses"].items()))
+    best = summary["best_metric"]
+    print(f"{summary['experiment']}: {summary['trials']} trials ({counts}); best {summary['metric']} "
+          f"{best:.4f} (trial {summary['best_trial']})" if best is not None else
+          f"{summary['experiment']}: {summary['trials']} trials ({counts}); no trial reported {summary['metric']}")
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    from tunelab.driver import TuneOptions, run_tune
+
+    opts = TuneOptions(
+        method=args.method, dataset=args.dataset, data_dir=args.data_dir, num_samples=args.num_samples,
+        search=args.search, scheduler=args.scheduler, max_epochs=args.max_epochs, grace_period=args.grace_period,
+        reduction_factor=args.reduction_factor, cpus_per_trial=args.cpus_per_trial,
+        gpus_per_trial=args.gpus_per_trial, max_concurrent=args.max_concurrent, storage=args.storage,
+        name=args.name, address=args.address, space=args.space, seed=args.seed, sets=args.set,
+        optuna_storage=args.optuna_storage, max_failures=args.max_failures, startup_trials=args.startup_trials,
+        overwrite=args.overwrite)
+    _print_tune_summary(run_tune(opts, argv=sys.argv[1:]), args.json)
+    return 0
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from tunelab.driver import resume
+
+    summary = resume(args.experiment, resume_errored=args.resume_errored, restart_errored=args.restart_errored,
+                     address=args.address)
+    _print_tune_summary(summary, args.json)
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "tune": cmd_tune, "resume": cmd_resume, "pretrain": cmd_pretrain}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,98 @@
+"""`--space FILE`: narrow, extend or drop entries of a method's search space from YAML.
+
+    lr: {low: 1.0e-4, high: 1.0e-2}        # narrow an entry (log scale kept)
+    optimizer: {choices: [sgd, adamw]}     # fewer choices
+    dropout: {low: 0.0, high: 0.5}         # add a config key that was not searched
+    label_smoothing: null                  # drop an entry (its default, or --set, applies)
+
+Every problem is reported before anything starts, as one line naming the key and the rule.
+"""
+from __future__ import annotations
+
+import dataclasses
+import typing
+from typing import Any
+
+import yaml
+
+from search_spaces.base import Choice, FloatRange, IntRange, Param, SearchSpace
+from trainables.config import unwrap_optional, build_config, field_names
+from trainables.errors import ConfigError
+
+ENTRY_KEYS = ("low", "high", "log", "choices", "unit", "reason", "role")
+
+
+def load_space_file(path: str) -> dict[str, Any]:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = yaml.safe_load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"--space {path!r}: no such file") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--space {path!r} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"--space {path!r} must map config keys to ranges, got {type(data).__name__}")
+    return data
+
+
+def apply_overrides(space: SearchSpace, overrides: dict[str, Any], config_class) -> SearchSpace:
+    """A new space: `space` with each YAML entry applied; checks every rule first."""
+    valid = field_names(config_class)
+    result = dict(space)
+    for key, entry in overrides.items():
+        if key not in valid:
+            raise ConfigError(f"--space: unknown key {key!r}; valid keys: {', '.join(sorted(valid))}")
+        if entry is None:
+            result.pop(key, None)
+            continue
+        if not isinstance(entry, dict):
+            raise ConfigError(f"--space: {key} must be a mapping such as {{low: 0.1, high: 1.0}} or "
+                              f"{{choices: [a, b]}} (or null to drop it), got {entry!r}")
+        bad = [k for k in entry if k not in ENTRY_KEYS]
+        if bad:
+            raise ConfigError(f"--space: {key} has unknown field {bad[0]!r}; valid fields: {', '.join(ENTRY_KEYS)}")
+        result[key] = _merge(key, space.get(key), entry, config_class)
+    return result
+
+
+def _merge(key: str, old: Param | None, entry: dict, config_class) -> Param:
+    annotation, _ = unwrap_optional(typing.get_type_hints(config_class)[key])
+    common = {f: entry[f] for f in ("unit", "reason", "role") if f in entry}
+    as_range = any(f in entry for f in ("low", "high"))
+    if "choices" in entry or (isinstance(old, Choice) and not as_range):
+        choices = entry.get("choices", list(old.options) if isinstance(old, Choice) else None)
+        if not isinstance(choices, list) or not choices:
+            raise ConfigError(f"--space: {key}.choices must be a non-empty list, got {choices!r}")
+        if any(f in entry for f in ("low", "high", "log")):
+            raise ConfigError(f"--space: {key} mixes choices with low/high/log; give one or the other")
+        for choice in choices:
+            build_config(config_class, {key: choice})  # names the bad choice and the valid ones
+        base = old if isinstance(old, Choice) else Choice(tuple(choices), unit="", reason="from --space")
+        return dataclasses.replace(base, options=tuple(choices), **common)
+    if annotation not in (int, float):
+        raise ConfigError(f"--space: {key} is a {getattr(annotation, '__name__', annotation)} setting; "
+                          "give it as {choices: [...]}")
+    fields = {}
+    for name in ("low", "high"):
+        value = entry.get(name, getattr(old, name, None))
+        if value is None:
+            raise ConfigError(f"--space: {key} needs {name}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"--space: {key}.{name} must be a number, got {value!r}")
+        if annotation is int and not float(value).is_integer():
+            raise ConfigError(f"--space: {key}.{name} must be an integer, got {value!r}")
+        fields[name] = annotation(value)
+    log = entry.get("log", getattr(old, "log", False))
+    if not isinstance(log, bool):
+        raise ConfigError(f"--space: {key}.log must be true or false, got {log!r}")
+    if fields["low"] >= fields["high"]:
+        raise ConfigError(f"--space: {key} needs low < high, got low={fields['low']}, high={fields['high']}")
+    if log and fields["low"] <= 0:
+        raise ConfigError(f"--space: {key} is on a log scale and needs low > 0, got low={fields['low']}")
+    for name in ("low", "high"):
+        build_config(config_class, {key: fields[name]})  # the range must lie inside what the config allows
+    cls = IntRange if annotation is int else FloatRange
+    base = old if isinstance(old, cls) else cls(fields["low"], fields["high"], log, unit="", reason="from --space")
+    return dataclasses.replace(base, low=fields["low"], high=fields["high"], log=log, **common)

@@ -1,0 +1,120 @@
+"""Real Ray Tune runs, tiny, on the one shared two-node local cluster (see conftest.ray_cluster)."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import pytest
+from optuna.trial import TrialState
+
+from tunelab.driver import TuneOptions, resume, run_tune
+
+pytestmark = pytest.mark.ray
+TINY = ["image_size=8", "width=8", "batch_size=128"]
+CONTRACT = ["epoch", "train/loss", "train/acc", "val/loss", "val/acc", "val/acc_top5", "val/acc_best"]
+
+
+def _progress(experiment: Path) -> dict[str, pd.DataFrame]:
+    return {p.parent.name: pd.read_csv(p) for p in experiment.glob("*/progress.csv")}
+
+
+def test_asha_with_optuna_records_pruned_trials_as_pruned(ray_cluster, tmp_path):
+    from ray.tune import ExperimentAnalysis, Tuner
+
+    db = tmp_path / "study.db"
+    summary = run_tune(TuneOptions(method="classifier", num_samples=6, max_epochs=3, reduction_factor=2,
+                                   storage=f"file://{tmp_path}", name="asha", sets=TINY, seed=1,
+                                   optuna_storage=f"sqlite:///{db}", startup_trials=2))
+    experiment = tmp_path / "asha"
+    assert summary["trials"] == 6 and summary["best_metric"] > 0.1
+    assert summary["best_config"]["epochs"] == 3 and "lr" in summary["best_config"]
+    analysis = ExperimentAnalysis(str(experiment))
+    assert len(analysis.trials) == 6
+    for frame in _progress(experiment).values():
+        assert all(c in frame.columns for c in CONTRACT)
+        assert list(frame["epoch"]) == list(range(1, len(frame) + 1))
+    assert Tuner.can_restore(str(experiment))
+    record = json.loads((experiment / "tunelab.json").read_text())
+    assert record["method"] == "classifier" and record["git_commit"] and record["packages"]["ray"]
+
+    study = optuna.load_study(study_name="asha", storage=f"sqlite:///{db}")
+    by_state = {s: [t for t in study.trials if t.state == s] for s in TrialState}
+    epochs = {f.iloc[-1]["trial_id"]: int(f["epoch"].max()) for f in _progress(experiment).values()}
+    assert len(study.trials) == 6
+    assert by_state[TrialState.PRUNED], "ASHA with reduction factor 2 stops some of 6 trials"
+    for trial in by_state[TrialState.PRUNED]:
+        assert trial.intermediate_values and max(trial.intermediate_values) < 3
+    for trial in by_state[TrialState.COMPLETE]:
+        assert sorted(trial.intermediate_values) == [1, 2, 3]
+        assert trial.value == max(trial.intermediate_values.values())
+    assert sum(1 for e in epochs.values() if e == 3) == len(by_state[TrialState.COMPLETE])
+
+
+def test_four_quarter_gpu_trials_share_one_logical_gpu(ray_cluster, tmp_path):
+    summary = run_tune(TuneOptions(method="classifier", num_samples=4, max_epochs=6, scheduler="fifo",
+                                   gpus_per_trial=0.25, storage=f"file://{tmp_path}", name="gpu",
+                                   sets=TINY + ["device=cpu"], max_concurrent=4))
+    assert summary["statuses"] == {"finished": 4}
+    frames = list(_progress(tmp_path / "gpu").values())
+    first_epoch_end = max(f["timestamp"].min() for f in frames)
+    last_epoch_end = min(f["timestamp"].max() for f in frames)
+    assert first_epoch_end <= last_epoch_end, "the four 0.25-GPU trials did not all run at the same time"
+    state = json.loads((tmp_path / "gpu" / "tunelab.json").read_text())
+    assert state["resources"]["gpus_per_trial"] == 0.25
+
+
+def test_trials_are_placed_on_both_nodes(ray_cluster, tmp_path):
+    summary = run_tune(TuneOptions(method="classifier", num_samples=4, max_epochs=3, scheduler="fifo",
+                                   cpus_per_trial=2, storage=f"file://{tmp_path}", name="nodes",
+                                   sets=TINY + ["image_size=16"]))
+    assert summary["trials"] == 4
+    nodes = {node for f in _progress(tmp_path / "nodes").values() for node in f["node_id"]}
+    assert len(nodes) == 2
+
+
+def test_local_storage_on_a_multi_node_cluster_is_refused(ray_cluster, tmp_path):
+    from trainables.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="is a local path but the cluster has 2 nodes"):
+        run_tune(TuneOptions(method="classifier", num_samples=1, storage=str(tmp_path), name="x", sets=TINY))
+
+
+def test_driver_killed_mid_run_is_completed_by_resume(ray_cluster, tmp_path):
+    cluster, _ = ray_cluster
+    env = {**os.environ, "RAY_ADDRESS": cluster.address, "PYTHONUNBUFFERED": "1"}
+    experiment = tmp_path / "killed"
+    command = [sys.executable, "-m", "tunelab", "tune", "classifier", "--num-samples", "5", "--max-epochs", "3",
+               "--scheduler", "fifo", "--max-concurrent", "2", "--storage", f"file://{tmp_path}", "--name",
+               "killed", *sum((["--set", s] for s in TINY + ["image_size=16"]), [])]
+    driver = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 240
+        while time.time() < deadline:
+            finished = {k: f for k, f in _progress(experiment).items() if len(f) == 3}
+            if len(finished) >= 2:
+                break
+            time.sleep(0.5)
+        assert len(finished) >= 2, "no trials finished before the deadline"
+        driver.send_signal(signal.SIGKILL)
+    finally:
+        driver.wait(timeout=60)
+    time.sleep(2)  # let the snapshot written before the kill settle; nothing more is written
+    before = {k: f["timestamp"].tolist() for k, f in _progress(experiment).items() if len(f) == 3}
+    result = subprocess.run([sys.executable, "-m", "tunelab", "resume", str(experiment), "--json"], env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["trials"] == 5 and summary["statuses"] == {"finished": 5}
+    after = _progress(experiment)
+    assert len(after) == 5
+    for name, frame in after.items():
+        # A trial killed mid-epoch redoes the epochs after its last snapshotted checkpoint; Ray
+        # appends those rows, so a reader keeps the last row per epoch. None may be missing.
+        assert sorted(set(frame["epoch"])) == [1, 2, 3] and frame["epoch"].iloc[-1] == 3, name
+    for name, stamps in before.items():
+        assert after[name]["timestamp"].tolist() == stamps, f"finished trial {name} was re-run"

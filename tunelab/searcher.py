@@ -1,0 +1,81 @@
+"""Optuna TPE inside Ray Tune, with multi-fidelity bookkeeping done right.
+
+Ray's OptunaSearch tells a trial that ASHA stopped after one epoch as COMPLETE with that
+one-epoch score, so TPE learns from low-budget scores as if they were final. Here each epoch's
+value is an intermediate value of the Optuna trial (step = epoch), a trial that ran its full
+budget is COMPLETE with its best epoch's value, one stopped early (by ASHA, or because it
+diverged) is PRUNED, and one that raised is FAIL.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+from ray.tune.search.optuna import OptunaSearch
+
+from search_spaces.base import Choice, FloatRange, IntRange, SearchSpace
+from trainables import metrics as M
+
+
+def optuna_distributions(space: SearchSpace) -> dict[str, optuna.distributions.BaseDistribution]:
+    out = {}
+    for name, p in space.items():
+        if isinstance(p, Choice):
+            out[name] = optuna.distributions.CategoricalDistribution(list(p.options))
+        elif isinstance(p, IntRange):
+            out[name] = optuna.distributions.IntDistribution(p.low, p.high, log=p.log)
+        else:
+            out[name] = optuna.distributions.FloatDistribution(p.low, p.high, log=p.log)
+    return out
+
+
+def tpe_sampler(seed: int, n_startup_trials: int) -> optuna.samplers.TPESampler:
+    """Seeded multivariate TPE; constant liar keeps parallel trials from piling onto one point."""
+    return optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=True,
+                                      n_startup_trials=n_startup_trials)
+
+
+class MultiFidelityOptunaSearch(OptunaSearch):
+    def __init__(self, space: SearchSpace, metric: str, mode: str, max_t: int, seed: int, n_startup_trials: int,
+                 storage: str | None = None, study_name: str | None = None, time_attr: str = M.EPOCH):
+        rdb = optuna.storages.RDBStorage(storage) if storage else None
+        super().__init__(space=optuna_distributions(space), metric=metric, mode=mode,
+                         sampler=tpe_sampler(seed, n_startup_trials), storage=rdb, study_name=study_name)
+        self._max_t = max_t
+        self._time_attr = time_attr
+
+    def _intermediate_values(self, trial_id: str) -> dict[int, float]:
+        ot_trial = self._ot_trials[trial_id]
+        return self._ot_study._storage.get_trial(ot_trial._trial_id).intermediate_values
+
+    def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
+        if trial_id in self._completed_trials or trial_id not in self._ot_trials:
+            return
+        value, step = result.get(self.metric), result.get(self._time_attr)
+        if value is None or step is None or not math.isfinite(value):
+            return
+        if int(step) in self._intermediate_values(trial_id):
+            return  # a trial resumed from a checkpoint repeats no epoch, but be safe
+        self._ot_trials[trial_id].report(float(value), int(step))
+
+    def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
+        if trial_id in self._completed_trials or trial_id not in self._ot_trials:
+            return
+        if result and not error:
+            self.on_trial_result(trial_id, result)  # Ray hands the final epoch only to on_trial_complete
+        values = self._intermediate_values(trial_id)
+        state, value = self._outcome(result, values, error)
+        self._ot_study.tell(self._ot_trials[trial_id], value, state=state)
+        self._completed_trials.add(trial_id)
+
+    def _outcome(self, result, values, error) -> tuple[TrialState, float | None]:
+        if error or not values:
+            return TrialState.FAIL, None
+        ran_full_budget = bool(result) and int(result.get(self._time_attr, 0)) >= self._max_t
+        diverged = bool(result) and bool(result.get(M.DIVERGED, 0))
+        if ran_full_budget and not diverged:
+            best = max(values.values()) if self._mode == "max" else min(values.values())
+            return TrialState.COMPLETE, best
+        return TrialState.PRUNED, None
