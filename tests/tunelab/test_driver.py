@@ -1,0 +1,90 @@
+"""The driver's checks, run without starting Ray (everything here fails before Ray would start)."""
+import pytest
+
+from trainables.errors import ConfigError
+from tunelab import driver
+from tunelab.cli import main
+from tunelab.driver import TuneOptions, fixed_values, prepare_experiment_folder, resolve_space, run_tune
+
+
+def test_fixed_values_pin_device_threads_and_gpu_fraction():
+    assert fixed_values(TuneOptions("classifier"))["device"] == "cpu"
+    gpu = fixed_values(TuneOptions("classifier", gpus_per_trial=0.25, cpus_per_trial=2))
+    assert gpu["device"] == "cuda" and gpu["gpu_memory_fraction"] == 0.25 and gpu["threads"] == 2
+    told = fixed_values(TuneOptions("classifier", gpus_per_trial=0.25, sets=["device=cpu"]))
+    assert told["device"] == "cpu" and "gpu_memory_fraction" not in told
+    assert fixed_values(TuneOptions("classifier", max_epochs=7))["epochs"] == 7
+
+
+def test_set_values_leave_the_search_space():
+    opts = TuneOptions("classifier", sets=["lr=0.01", "optimizer=sgd"])
+    space = resolve_space(opts, fixed_values(opts))
+    assert "lr" not in space and "optimizer" not in space and "weight_decay" in space
+
+
+@pytest.mark.parametrize("opts,message", [
+    (TuneOptions("classifierx"), "method='classifierx' is not known; choose from: classifier, arcface"),
+    (TuneOptions("classifier", search="grid"), "--search 'grid' is not valid; choose from: optuna, random"),
+    (TuneOptions("classifier", scheduler="pbt"), "--scheduler 'pbt' is not valid; choose from: asha, fifo"),
+    (TuneOptions("classifier", num_samples=0), "--num-samples 0 is out of range; allowed: >= 1"),
+    (TuneOptions("classifier", reduction_factor=1), "--reduction-factor 1 is out of range; allowed: >= 2"),
+    (TuneOptions("classifier", gpus_per_trial=1.5), "--gpus-per-trial 1.5 is not valid"),
+    (TuneOptions("classifier", cpus_per_trial=0), "--cpus-per-trial 0 is out of range"),
+    (TuneOptions("classifier", sets=["epochs=3"]), "--set epochs is not allowed in tune; use --max-epochs"),
+    (TuneOptions("classifier", sets=["optimizer=adamm"]), "optimizer='adamm' is not valid"),
+    (TuneOptions("classifier", space="/nonexistent.yaml"), "--space '/nonexistent.yaml': no such file"),
+])
+def test_bad_options_fail_before_ray_starts(opts, message, monkeypatch):
+    monkeypatch.setattr(driver, "connect_ray", lambda address: pytest.fail("Ray must not start"))
+    with pytest.raises(ConfigError, match=message):
+        run_tune(opts)
+
+
+def test_existing_experiment_is_refused_and_kept(tmp_path):
+    (tmp_path / "exp").mkdir()
+    (tmp_path / "exp" / "result.json").write_text("precious")
+    with pytest.raises(ConfigError, match="already exists; continue it with `tunelab resume"):
+        prepare_experiment_folder(str(tmp_path / "exp"), overwrite=False)
+    assert (tmp_path / "exp" / "result.json").read_text() == "precious"
+    prepare_experiment_folder(str(tmp_path / "exp"), overwrite=True)
+    assert not (tmp_path / "exp" / "result.json").exists()
+
+
+def test_unwritable_storage_is_refused(tmp_path):
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ConfigError, match="is not writable"):
+        prepare_experiment_folder(str(tmp_path / "file" / "exp"), overwrite=False)
+
+
+def test_gpu_request_on_a_cluster_without_gpus(monkeypatch):
+    import ray
+
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 2.0})
+    monkeypatch.setattr(ray, "nodes", lambda: [{"Alive": True}])
+    with pytest.raises(ConfigError, match="--gpus-per-trial 0.25 but the Ray cluster has 0 GPUs"):
+        driver.check_cluster(TuneOptions("classifier", gpus_per_trial=0.25), "/tmp/runs")
+
+
+def test_resume_of_a_folder_that_is_not_an_experiment(tmp_path, capsys):
+    assert main(["resume", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "is not a tunelab experiment" in err[0] and str(tmp_path) in err[0]
+
+
+def _exit_code(args) -> int:
+    """main()'s exit code, whether it returns it or argparse raises SystemExit."""
+    try:
+        return main(args)
+    except SystemExit as exc:
+        return exc.code
+
+
+@pytest.mark.parametrize("args,fragment", [
+    (["tune", "classifier", "--search", "grid"], "--search 'grid'"),
+    (["tune", "classifier", "--num-samples", "many"], "argument --num-samples: invalid int value: 'many'"),
+    (["tune", "nosuch"], "argument METHOD: invalid choice: 'nosuch'"),
+])
+def test_tune_command_line_errors_are_one_line(capsys, args, fragment):
+    assert _exit_code(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and fragment in err[0]
