@@ -79,6 +79,35 @@ def build_parser() -> argparse.ArgumentParser:
     res.add_argument("--address", help="Ray cluster to join (default: the one the experiment used)")
     res.add_argument("--json", action="store_true", help="end stdout with one JSON line: experiment, best config")
 
+    rep = sub.add_parser("report", help="tables, plots and a markdown report of experiments")
+    rep.add_argument("experiments", nargs="+", metavar="EXPERIMENT_DIR")
+    rep.add_argument("--out", default="report", help="folder for the report (default ./report); never inside an experiment")
+    rep.add_argument("--baseline", help="method the others are compared with (default finetune, else the first)")
+
+    best = sub.add_parser("best", help="the best trial's full config with provenance, as YAML")
+    best.add_argument("experiment", metavar="EXPERIMENT_DIR")
+    best.add_argument("--out", help="YAML file to write (default: print to stdout)")
+
+    rpr = sub.add_parser("reproduce", help="retrain a best config with seeds; val and test accuracy")
+    rpr.add_argument("config_file", metavar="CONFIG_FILE")
+    rpr.add_argument("--seeds", type=int, default=1, help="seeds, the trial's own first (default 1)")
+    rpr.add_argument("--json", action="store_true", help="end stdout with one JSON line of per-seed and mean metrics")
+
+    cmp_ = sub.add_parser("compare", help="tune every method under one budget, confirm on test, compare")
+    cmp_.add_argument("--dataset", default="digits", help="dataset (default digits, offline)")
+    cmp_.add_argument("--data-dir", help="folder holding the dataset files")
+    cmp_.add_argument("--methods", help="comma-separated (default classifier,finetune,randreg,adarand,arcface)")
+    cmp_.add_argument("--out", help="folder for experiments and report (default compare/DATASET-TIME)")
+    cmp_.add_argument("--num-samples", type=int, default=4, help="trials per method (default 4)")
+    cmp_.add_argument("--max-epochs", type=int, default=4, help="epochs per trial at full budget (default 4)")
+    cmp_.add_argument("--seeds", type=int, default=3, help="confirmation seeds per method (default 3)")
+    cmp_.add_argument("--seed", type=int, default=0, help="search seed (default 0)")
+    cmp_.add_argument("--cpus-per-trial", type=float, default=1.0)
+    cmp_.add_argument("--gpus-per-trial", type=float, default=0.0)
+    cmp_.add_argument("--address", help="Ray cluster to join")
+    cmp_.add_argument("--baseline", help="method the others are compared with (default finetune)")
+    cmp_.add_argument("--json", action="store_true", help="end stdout with one JSON line: rows, one per method")
+
     pre = sub.add_parser("pretrain", help="produce a backbone offline for fine-tuning (rotation prediction)")
     pre.add_argument("--model", help="backbone architecture (default resnet18, width 16)")
     pre.add_argument("--out", help="checkpoint file to write (default pretrained/MODEL-DATASET-TASK.pt)")
@@ -182,7 +211,69 @@ def cmd_resume(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "tune": cmd_tune, "resume": cmd_resume, "pretrain": cmd_pretrain}
+def cmd_report(args: argparse.Namespace) -> int:
+    from analysis.report import write_report
+    from analysis.tables import format_table
+
+    result = write_report(args.experiments, args.out, baseline=args.baseline)
+    print(format_table(result["table"]))
+    print(f"report: {result['out']}/report.md ({len(result['plots'])} plots)")
+    return 0
+
+
+def cmd_best(args: argparse.Namespace) -> int:
+    import yaml
+
+    from analysis.reproduce import best_record, write_best
+
+    record = best_record(args.experiment)
+    if args.out:
+        write_best(record, args.out)
+        p = record["provenance"]
+        print(f"{args.out}: trial {p['trial_id']} epoch {p['epoch']} {p['metric']} {p['value']:.4f}")
+    else:
+        print(yaml.safe_dump(record, sort_keys=False), end="")
+    return 0
+
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from analysis.reproduce import load_best, reproduce
+    from trainables.reporting import dumps, json_ready
+
+    result = reproduce(load_best(args.config_file), args.seeds)
+    exact = ("reproduces the recorded {m} {v:.6f} exactly" if result["reproduced_exactly"] else
+             "does NOT reproduce the recorded {m} {v} exactly (other machine, threads or library versions?)")
+    if result["recorded"] is not None:
+        print(f"seed {result['seeds'][0]['seed']} " + exact.format(m="val/acc", v=result["recorded"]), file=sys.stderr)
+    if args.json:
+        print(dumps({**json_ready({k: v for k, v in result.items() if k != "seeds"}),
+                     "seeds": [json_ready(s) for s in result["seeds"]]}))
+    else:
+        print(f"{result['method']}: val/acc {result['val_acc_mean']:.4f} +- {result['val_acc_std']:.4f}, "
+              f"test/acc {result['test_acc_mean']:.4f} +- {result['test_acc_std']:.4f} over {len(result['seeds'])} seeds")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from analysis.tables import format_table
+    from trainables.reporting import dumps
+    from tunelab.compare import CompareOptions, parse_methods, run_compare
+
+    opts = CompareOptions(dataset=args.dataset, data_dir=args.data_dir, methods=parse_methods(args.methods),
+                          out=args.out, num_samples=args.num_samples, max_epochs=args.max_epochs, seeds=args.seeds,
+                          seed=args.seed, cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
+                          address=args.address, baseline=args.baseline)
+    result = run_compare(opts)
+    print(format_table(result["table"]))
+    print(f"report: {result['report']}  ({result['wall_s']:.0f} s)")
+    if args.json:
+        rows = result["table"].astype(object).where(result["table"].notna(), None).to_dict(orient="records")
+        print(dumps({"out": result["out"], "rows": rows, "wall_s": result["wall_s"]}))
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "tune": cmd_tune, "resume": cmd_resume, "report": cmd_report, "best": cmd_best,
+            "reproduce": cmd_reproduce, "compare": cmd_compare, "pretrain": cmd_pretrain}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,124 @@
+"""Experiment folders -> tidy DataFrames. Reading never writes into an experiment folder.
+
+`load_experiments(paths)` gives one row per (trial, epoch) with `experiment`, `method`,
+`dataset`, `trial_id`, `status`, flattened `config/...` columns and every reported metric.
+`trial_summary(frame)` gives one row per trial at its *best* epoch by the optimised metric.
+"""
+from __future__ import annotations
+
+import glob
+import json
+from pathlib import Path
+from typing import Any, Iterable
+
+import pandas as pd
+
+from trainables import metrics as M
+from trainables.errors import ConfigError
+
+TUNELAB_FILE = "tunelab.json"
+STATUSES = ("finished", "stopped", "diverged", "errored", "incomplete")
+CONFIG_PREFIX = "config/"
+
+
+def read_record(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads((path / TUNELAB_FILE).read_text(encoding="utf-8"))
+    except (FileNotFoundError, NotADirectoryError, json.JSONDecodeError):
+        raise ConfigError(f"{str(path)!r} is not a tunelab experiment (no readable {TUNELAB_FILE}); "
+                          "pass a folder made by `tunelab tune`, e.g. runs/NAME") from None
+
+
+def ray_trial_statuses(path: Path) -> dict[str, str]:
+    """trial_id -> Ray's status (TERMINATED, ERROR, RUNNING, PENDING, ...) from the newest snapshot."""
+    snapshots = sorted(glob.glob(str(path / "experiment_state-*.json")))
+    if not snapshots:
+        return {}
+    try:
+        state = json.loads(Path(snapshots[-1]).read_text(encoding="utf-8"))
+        out = {}
+        for entry in state.get("trial_data", []):
+            trial = json.loads(entry[0]) if isinstance(entry[0], str) else entry[0]
+            out[trial["trial_id"]] = trial.get("status", "")
+        return out
+    except (json.JSONDecodeError, KeyError, TypeError, IndexError):
+        return {}  # an unreadable snapshot: fall back to what the files say
+
+
+def trial_status(frame: pd.DataFrame, errored: bool, ray_status: str, max_epochs: int) -> str:
+    """finished | stopped (by ASHA) | diverged | errored | incomplete (interrupted, resumable)."""
+    if errored or ray_status == "ERROR":
+        return "errored"
+    if M.DIVERGED in frame and (frame[M.DIVERGED].fillna(0) > 0).any():
+        return "diverged"
+    if not frame.empty and int(frame[M.EPOCH].max()) >= max_epochs:
+        return "finished"
+    if ray_status in ("RUNNING", "PENDING", "PAUSED"):
+        return "incomplete"
+    return "stopped"
+
+
+def _read_trial(folder: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
+    progress = folder / "progress.csv"
+    frame = pd.read_csv(progress) if progress.exists() and progress.stat().st_size > 0 else pd.DataFrame()
+    params_file = folder / "params.json"
+    params = json.loads(params_file.read_text(encoding="utf-8")) if params_file.exists() else {}
+    if not frame.empty and M.EPOCH in frame:
+        # A trial resumed after its driver was killed may have redone epochs: keep the last row of each.
+        frame = frame.drop_duplicates(subset=[M.EPOCH], keep="last").sort_values(M.EPOCH)
+    return frame, params
+
+
+def load_experiment(path: str | Path) -> pd.DataFrame:
+    """One experiment folder -> rows per (trial, epoch); trials that never reported get one empty row."""
+    path = Path(path)
+    record = read_record(path)
+    max_epochs = int(record["scheduler"]["max_t"])
+    ray_status = ray_trial_statuses(path)
+    rows = []
+    for folder in sorted(p for p in path.iterdir() if p.is_dir() and (p / "params.json").exists()):
+        frame, params = _read_trial(folder)
+        trial_id = str(frame["trial_id"].iloc[-1]) if "trial_id" in frame and not frame.empty \
+            else folder.name.rsplit("_", 1)[-1]
+        status = trial_status(frame, (folder / "error.txt").exists(), ray_status.get(trial_id, ""), max_epochs)
+        if frame.empty:
+            frame = pd.DataFrame({M.EPOCH: [pd.NA]})
+        frame = frame.assign(experiment=str(path), method=record["method"], dataset=record["dataset"],
+                             trial_id=trial_id, trial_dir=folder.name, status=status)
+        for key, value in params.items():
+            frame[CONFIG_PREFIX + key] = json.dumps(value) if isinstance(value, (list, dict)) else value
+        rows.append(frame)
+    if not rows:
+        return pd.DataFrame(columns=["experiment", "method", "dataset", "trial_id", "status", M.EPOCH])
+    out = pd.concat(rows, ignore_index=True)
+    front = ["experiment", "method", "dataset", "trial_id", "trial_dir", "status", M.EPOCH]
+    return out[front + [c for c in out.columns if c not in front]]
+
+
+def load_experiments(paths: Iterable[str | Path]) -> pd.DataFrame:
+    frames = [load_experiment(p) for p in paths]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def trial_summary(frame: pd.DataFrame, metric: str = M.VAL_ACC, mode: str = "max") -> pd.DataFrame:
+    """One row per trial: its metrics at its *best* epoch by `metric` (not its last epoch),
+    plus `best_epoch`, `epochs` (epochs run) and `compute_s` (training seconds)."""
+    rows = []
+    for _, trial in frame.groupby(["experiment", "trial_id"], sort=True):
+        scored = trial.dropna(subset=[metric]) if metric in trial else trial.iloc[0:0]
+        if scored.empty:
+            row = trial.iloc[-1].copy()
+            row["best_epoch"] = pd.NA
+        else:
+            row = trial.loc[scored[metric].idxmax() if mode == "max" else scored[metric].idxmin()].copy()
+            row["best_epoch"] = int(row[M.EPOCH])
+        row["epochs"] = int(trial[M.EPOCH].max()) if trial[M.EPOCH].notna().any() else 0
+        row["compute_s"] = float(trial["time/epoch_s"].sum()) if "time/epoch_s" in trial else float("nan")
+        rows.append(row)
+    if not rows:
+        return pd.DataFrame()
+    return pd.DataFrame(rows).drop(columns=[M.EPOCH]).reset_index(drop=True)
+
+
+def config_columns(frame: pd.DataFrame) -> list[str]:
+    return [c for c in frame.columns if c.startswith(CONFIG_PREFIX)]

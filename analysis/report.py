@@ -1,0 +1,178 @@
+"""`tunelab report`: tables (CSV and Parquet), PNG plots and a markdown report for experiments.
+
+Written only under OUT, never into an experiment folder.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from analysis.load import load_experiments, read_record, trial_summary
+from analysis.tables import comparison, format_table, importance
+from trainables import metrics as M
+from trainables.errors import ConfigError
+from trainables.reporting import atomic_write_bytes, atomic_write_text
+
+TOP_TRIALS = 5
+PARAM_PLOTS = 3
+
+
+def check_out_dir(out: Path, experiments: list[Path]) -> None:
+    resolved = out.resolve()
+    for experiment in experiments:
+        e = experiment.resolve()
+        if resolved == e or e in resolved.parents:
+            raise ConfigError(f"--out {str(out)!r} is inside experiment {str(experiment)!r}; reports never write "
+                              "into an experiment folder, choose a folder outside it")
+
+
+def _write_frame(frame: pd.DataFrame, path: Path, parquet: bool = False) -> None:
+    atomic_write_text(path, frame.to_csv(index=False))
+    if parquet:
+        table = frame.copy()
+        for column in table.columns:  # Parquet wants one type per column
+            if table[column].dtype == object:
+                table[column] = table[column].map(lambda v: None if v is None else str(v))
+        atomic_write_bytes(path.with_suffix(".parquet"), lambda handle: table.to_parquet(handle, index=False))
+
+
+def write_report(experiments: list[str | Path], out: str | Path, confirmations: pd.DataFrame | None = None,
+                 baseline: str | None = None) -> dict[str, Any]:
+    paths = [Path(p) for p in experiments]
+    out = Path(out)
+    check_out_dir(out, paths)
+    records = {str(p): read_record(p) for p in paths}
+    frame = load_experiments(paths)
+    summary = pd.concat([trial_summary(frame[frame["experiment"] == str(p)], records[str(p)]["metric"],
+                                       records[str(p)]["mode"]) for p in paths], ignore_index=True)
+    spaces = {r["method"]: r["search_space"] for r in records.values()}
+    table = comparison(summary, confirmations, baseline=baseline, spaces=spaces)
+    importances = []
+    for method, trials in summary.groupby("method", sort=False):
+        found = importance(trials, spaces.get(method, []))
+        importances.append(found.assign(method=method)[["method", "param", "importance"]])
+    importance_frame = pd.concat(importances, ignore_index=True) if importances else pd.DataFrame()
+
+    out.mkdir(parents=True, exist_ok=True)
+    _write_frame(frame, out / "trials.csv")
+    _write_frame(summary, out / "trial_summary.csv")
+    _write_frame(table, out / "comparison.csv", parquet=True)
+    _write_frame(importance_frame, out / "importance.csv")
+    if confirmations is not None:
+        _write_frame(confirmations, out / "confirmations.csv")
+    plots = write_plots(frame, summary, importance_frame, spaces, out / "plots")
+    atomic_write_text(out / "report.md", markdown(table, importance_frame, plots, records, out))
+    return {"out": str(out), "table": table, "plots": [str(p) for p in plots]}
+
+
+# ----------------------------------------------------------------------------- plots
+
+def write_plots(frame, summary, importance_frame, spaces, folder: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for method, rows in frame.groupby("method", sort=False):
+        trials = summary[summary["method"] == method]
+        written.append(_learning_curves(method, rows, trials, folder))
+        written.append(_history(method, rows, folder))
+        top = importance_frame[importance_frame["method"] == method].head(PARAM_PLOTS) \
+            if not importance_frame.empty else pd.DataFrame(columns=["param"])
+        params = list(top["param"]) or [e["name"] for e in spaces.get(method, [])][:PARAM_PLOTS]
+        for param in params:
+            written.append(_param_plot(method, param, trials, spaces.get(method, []), folder))
+    return [p for p in written if p is not None]
+
+
+def _save(fig, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    atomic_write_bytes(path, lambda handle: fig.savefig(handle, format="png", dpi=110))
+    plt.close(fig)
+    return path
+
+
+def _learning_curves(method, rows, trials, folder) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    top = trials.dropna(subset=[M.VAL_ACC]).nlargest(TOP_TRIALS, M.VAL_ACC)
+    for _, trial in top.iterrows():
+        curve = rows[rows["trial_id"] == trial["trial_id"]].sort_values(M.EPOCH)
+        ax.plot(curve[M.EPOCH], curve[M.VAL_ACC], marker="o", label=f"{trial['trial_id']} ({trial[M.VAL_ACC]:.3f})")
+    ax.set(xlabel="epoch", ylabel="val/acc", title=f"{method}: learning curves of the top {len(top)} trials")
+    if len(top):
+        ax.legend(fontsize=7)
+    return _save(fig, folder / f"learning_curves_{method}.png")
+
+
+def _history(method, rows, folder) -> Path:
+    """Best-so-far val/acc against trials started and against epochs consumed."""
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.6))
+    scored = rows.dropna(subset=[M.VAL_ACC])
+    order = "timestamp" if "timestamp" in scored else M.EPOCH
+    by_trial = scored.groupby("trial_id").agg(start=(order, "min"), best=(M.VAL_ACC, "max")).sort_values("start")
+    left.plot(range(1, len(by_trial) + 1), by_trial["best"].cummax(), drawstyle="steps-post")
+    left.scatter(range(1, len(by_trial) + 1), by_trial["best"], s=12, alpha=0.6)
+    left.set(xlabel="trials (in start order)", ylabel="best val/acc so far")
+    epochs = scored.sort_values(order)
+    right.plot(range(1, len(epochs) + 1), epochs[M.VAL_ACC].cummax(), drawstyle="steps-post")
+    right.set(xlabel="epochs consumed", ylabel="best val/acc so far")
+    fig.suptitle(f"{method}: optimisation history")
+    return _save(fig, folder / f"history_{method}.png")
+
+
+def _param_plot(method, param, trials, space, folder) -> Path | None:
+    import matplotlib.pyplot as plt
+
+    column = "config/" + param
+    if column not in trials:
+        return None
+    data = trials.dropna(subset=[M.VAL_ACC])
+    fig, ax = plt.subplots(figsize=(5, 3.6))
+    entry = next((e for e in space if e["name"] == param), {})
+    values = data[column]
+    if "options" in entry or values.dtype == object or values.dtype == bool:
+        labels = values.astype(str)
+        categories = sorted(labels.unique())
+        ax.scatter([categories.index(v) for v in labels], data[M.VAL_ACC])
+        ax.set_xticks(range(len(categories)), categories, rotation=20)
+    else:
+        ax.scatter(values.astype(float), data[M.VAL_ACC])
+        if entry.get("log"):
+            ax.set_xscale("log")
+    ax.set(xlabel=param, ylabel="best val/acc of the trial", title=f"{method}: {param}")
+    return _save(fig, folder / f"param_{method}_{param.replace('/', '_')}.png")
+
+
+# ----------------------------------------------------------------------------- markdown
+
+def markdown(table: pd.DataFrame, importance_frame: pd.DataFrame, plots: list[Path], records, out: Path) -> str:
+    lines = ["# tunelab report", "", "## Comparison", "", "```", format_table(table), "```", ""]
+    lines += ["Columns: see README, 'Comparison table'. Test accuracy comes from confirmation runs of each "
+              "method's best config (seeds), never from the search.", ""]
+    flagged = table[table["edge_params"].astype(bool)]
+    for _, row in flagged.iterrows():
+        lines.append(f"- **{row['method']}**: best value at the edge of its range for `{row['edge_params']}` "
+                     "- widen the range and search again.")
+    lines += ["", "## Hyperparameter importance (fANOVA)", ""]
+    if importance_frame.empty:
+        lines.append("Too few trials for fANOVA.")
+    for method, rows in importance_frame.groupby("method", sort=False):
+        lines.append(f"- {method}: " + ", ".join(f"{r.param} {r.importance:.2f}" for r in rows.itertuples()))
+    lines += ["", "## Experiments", ""]
+    for path, record in records.items():
+        lines.append(f"- `{path}`: {record['method']} on {record['dataset']}, search {record['search']['algorithm']}, "
+                     f"scheduler {record['scheduler']['kind']} (max {record['scheduler']['max_t']} epochs), "
+                     f"commit {record.get('git_commit')}")
+    lines += ["", "## Plots", ""]
+    for plot in plots:
+        lines.append(f"![{plot.stem}]({plot.relative_to(out)})")
+    return "\n".join(lines) + "\n"
+

@@ -1,0 +1,111 @@
+"""The best config of an experiment, with provenance, and its seeded retraining outside the search.
+
+`best_record(path)` picks the trial with the best epoch by the optimised metric and resolves its
+full config. `reproduce(record, seeds)` retrains it with the trial's own seed first, then the
+next seeds, and evaluates the test split once at the end of each run (confirmation). On a CPU,
+the first run repeats the trial's numbers exactly: same seed, epochs, data split and number of
+CPU threads (recorded as `threads`), and the engine reseeds every epoch.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from analysis.load import load_experiment, read_record, trial_summary
+from analysis.tables import config_of
+from trainables import get_method
+from trainables import metrics as M
+from trainables.config import build_config, to_dict
+from trainables.errors import ConfigError
+from trainables.reporting import atomic_write_text
+
+
+def best_record(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    record = read_record(path)
+    metric, mode = record["metric"], record["mode"]
+    summary = trial_summary(load_experiment(path), metric, mode).dropna(subset=[metric])
+    if summary.empty:
+        raise ConfigError(f"{str(path)!r} has no trial that reported {metric}; nothing to pick")
+    top = summary.sort_values(metric, ascending=(mode != "max"), kind="stable").iloc[0]
+    method = get_method(record["method"])
+    config = to_dict(build_config(method.config_class, config_of(top)))
+    return {
+        "method": record["method"],
+        "config": config,
+        "provenance": {
+            "experiment": str(path.resolve()), "trial_id": str(top["trial_id"]), "trial_dir": str(top["trial_dir"]),
+            "epoch": int(top["best_epoch"]), "metric": metric, "mode": mode, "value": float(top[metric]),
+            "trial_status": str(top["status"]), "seed": config["seed"], "threads": config["threads"],
+            "git_commit": record.get("git_commit"), "packages": record.get("packages", {}),
+            "command": record.get("command"),
+        },
+    }
+
+
+def write_best(record: dict[str, Any], out: str | Path) -> None:
+    out = Path(out)
+    if out.exists():
+        raise ConfigError(f"--out {str(out)!r} already exists; choose another file (it is kept as it is)")
+    atomic_write_text(out, yaml.safe_dump(record, sort_keys=False))
+
+
+def load_best(path: str | Path) -> dict[str, Any]:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            record = yaml.safe_load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"{str(path)!r}: no such file; make one with `tunelab best EXPERIMENT --out FILE`") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{str(path)!r} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(record, dict) or "method" not in record or "config" not in record:
+        raise ConfigError(f"{str(path)!r} is not a best-config file (needs 'method' and 'config'); "
+                          "make one with `tunelab best EXPERIMENT --out FILE`")
+    return record
+
+
+def confirm(method_name: str, config_values: dict[str, Any], seed: int, data=None) -> list[dict[str, Any]]:
+    """Train once with `seed`, test evaluated at the end; returns the per-epoch history."""
+    from trainables.engine import train
+    from trainables.reporting import LocalReporter
+
+    method = get_method(method_name)
+    config = build_config(method.config_class, {**config_values, "seed": seed})
+    reporter = LocalReporter(None, {}, quiet=True)
+    train(method, config, reporter, data=data, evaluate_test=True)
+    return reporter.history
+
+
+def reproduce(record: dict[str, Any], seeds: int) -> dict[str, Any]:
+    if seeds < 1:
+        raise ConfigError(f"--seeds {seeds} is out of range; allowed: >= 1")
+    provenance = record.get("provenance", {})
+    base_seed = int(record["config"].get("seed", 0))
+    epoch = int(provenance.get("epoch", record["config"].get("epochs", 1)))
+    metric = provenance.get("metric", M.VAL_ACC)
+    runs = []
+    for i in range(seeds):
+        history = confirm(record["method"], record["config"], base_seed + i)
+        at_epoch = history[min(epoch, len(history)) - 1]
+        final = history[-1]
+        runs.append({"seed": base_seed + i, f"{metric}@{epoch}": at_epoch.get(metric),
+                     "val/acc": final.get(M.VAL_ACC), "test/acc": final.get("test/acc"),
+                     "test/acc_top5": final.get("test/acc_top5")})
+    frame = pd.DataFrame(runs)
+    recorded = provenance.get("value")
+    exact = recorded is not None and runs[0][f"{metric}@{epoch}"] == recorded
+    return {
+        "method": record["method"], "seeds": runs, "recorded": recorded, "recorded_epoch": epoch,
+        "reproduced_exactly": bool(exact),
+        "val_acc_mean": float(frame["val/acc"].mean()), "val_acc_std": _std(frame["val/acc"]),
+        "test_acc_mean": float(frame["test/acc"].mean()), "test_acc_std": _std(frame["test/acc"]),
+    }
+
+
+def _std(series: pd.Series) -> float:
+    return float(series.std(ddof=1)) if len(series) > 1 else math.nan
+

@@ -1,0 +1,195 @@
+"""Comparison tables: DataFrame -> DataFrame functions over trial summaries and confirmation runs.
+
+`comparison` has one row per (method, dataset) with the fixed columns of COMPARISON_COLUMNS
+(documented in the README). Intervals are 95% Student-t intervals over seeds; the difference to
+the baseline method uses Welch's t interval (unequal variances).
+"""
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from analysis.load import CONFIG_PREFIX
+
+COMPARISON_COLUMNS = [
+    "method", "dataset", "trials", "epochs", "compute_s", "best_val_acc", "best_trial", "best_epoch",
+    "n_seeds", "test_acc_mean", "test_acc_std", "test_acc_ci95_low", "test_acc_ci95_high",
+    "baseline", "diff_vs_baseline", "diff_ci95_low", "diff_ci95_high", "edge_params", "best_config",
+]
+EDGE_FRACTION = 0.05  # a best value in the outer 5% of its range (log-aware) is "at the edge"
+
+
+def mean_ci(values) -> tuple[float, float, float, float]:
+    """(mean, sample std, 95% low, 95% high) by Student's t; std and interval are NaN for n < 2."""
+    x = np.asarray([v for v in values if v is not None and not pd.isna(v)], dtype=float)
+    if len(x) == 0:
+        return (math.nan,) * 4
+    mean = float(x.mean())
+    if len(x) < 2:
+        return mean, math.nan, math.nan, math.nan
+    std = float(x.std(ddof=1))
+    half = float(stats.t.ppf(0.975, len(x) - 1)) * std / math.sqrt(len(x))
+    return mean, std, mean - half, mean + half
+
+
+def welch_diff_ci(a, b) -> tuple[float, float, float]:
+    """(mean(a) - mean(b), 95% low, 95% high) by Welch's t; NaN interval when either n < 2."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if len(a) == 0 or len(b) == 0:
+        return (math.nan,) * 3
+    diff = float(a.mean() - b.mean())
+    if len(a) < 2 or len(b) < 2:
+        return diff, math.nan, math.nan
+    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+    se = math.sqrt(va + vb)
+    if se == 0:
+        return diff, diff, diff
+    dof = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
+    half = float(stats.t.ppf(0.975, dof)) * se
+    return diff, diff - half, diff + half
+
+
+def edge_params(best_config: dict[str, Any], space: list[dict[str, Any]]) -> list[str]:
+    """Searched numeric hyperparameters whose best value lies at the edge of the searched range."""
+    flagged = []
+    for entry in space:
+        if "low" not in entry or entry["name"] not in best_config:
+            continue
+        value, low, high = best_config[entry["name"]], entry["low"], entry["high"]
+        if value is None or pd.isna(value):
+            continue
+        if entry.get("log"):
+            position = (math.log(value) - math.log(low)) / (math.log(high) - math.log(low))
+        else:
+            position = (value - low) / (high - low)
+        if position <= EDGE_FRACTION or position >= 1 - EDGE_FRACTION:
+            flagged.append(entry["name"])
+    return flagged
+
+
+def best_trials(summary: pd.DataFrame, metric: str = "val/acc", mode: str = "max") -> pd.DataFrame:
+    """The best trial of each (method, dataset) by its best-epoch metric."""
+    scored = summary.dropna(subset=[metric])
+    order = scored.sort_values(metric, ascending=(mode != "max"), kind="stable")
+    return order.drop_duplicates(["method", "dataset"]).reset_index(drop=True)
+
+
+def config_of(row: pd.Series) -> dict[str, Any]:
+    return {k[len(CONFIG_PREFIX):]: _plain(v) for k, v in row.items()
+            if k.startswith(CONFIG_PREFIX) and not (not isinstance(v, (list, str)) and pd.isna(v))}
+
+
+def _plain(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def comparison(summary: pd.DataFrame, confirmations: pd.DataFrame | None = None, baseline: str | None = None,
+               spaces: dict[str, list[dict]] | None = None, metric: str = "val/acc") -> pd.DataFrame:
+    """One row per (method, dataset). `confirmations`: rows of (method, dataset, seed, test/acc)."""
+    confirmations = confirmations if confirmations is not None else pd.DataFrame(
+        columns=["method", "dataset", "seed", "test/acc"])
+    methods = list(dict.fromkeys(summary["method"]))
+    if baseline is None:
+        baseline = "finetune" if "finetune" in methods else methods[0]
+    best = best_trials(summary, metric).set_index(["method", "dataset"])
+    rows = []
+    for (method, dataset), trials in summary.groupby(["method", "dataset"], sort=False):
+        rows.append(_comparison_row(method, dataset, trials, best, confirmations, baseline, spaces or {}, metric))
+    return pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
+
+
+def _comparison_row(method, dataset, trials, best, confirmations, baseline, spaces, metric) -> dict[str, Any]:
+    top = best.loc[(method, dataset)] if (method, dataset) in best.index else None
+    config = config_of(top) if top is not None else {}
+    tests = confirmations[(confirmations["method"] == method) & (confirmations["dataset"] == dataset)]["test/acc"]
+    base = confirmations[(confirmations["method"] == baseline) & (confirmations["dataset"] == dataset)]["test/acc"]
+    mean, std, low, high = mean_ci(tests)
+    diff, dlow, dhigh = welch_diff_ci(tests, base) if method != baseline else (math.nan,) * 3
+    return {
+        "method": method, "dataset": dataset, "trials": len(trials), "epochs": int(trials["epochs"].sum()),
+        "compute_s": float(trials["compute_s"].sum()),
+        "best_val_acc": float(top[metric]) if top is not None else math.nan,
+        "best_trial": top["trial_id"] if top is not None else None,
+        "best_epoch": int(top["best_epoch"]) if top is not None else None,
+        "n_seeds": int(tests.notna().sum()), "test_acc_mean": mean, "test_acc_std": std,
+        "test_acc_ci95_low": low, "test_acc_ci95_high": high, "baseline": baseline,
+        "diff_vs_baseline": diff, "diff_ci95_low": dlow, "diff_ci95_high": dhigh,
+        "edge_params": ",".join(edge_params(config, spaces.get(method, []))),
+        "best_config": json.dumps(config, sort_keys=True, default=str),
+    }
+
+
+def importance(summary: pd.DataFrame, space: list[dict[str, Any]], metric: str = "val/acc",
+               seed: int = 0) -> pd.DataFrame:
+    """fANOVA importance of each searched hyperparameter for one method's trials (Optuna's evaluator).
+
+    Each trial enters with its best-epoch value. Empty when fewer than 3 trials have a value.
+    """
+    import optuna
+
+    distributions = {e["name"]: _distribution(e) for e in space}
+    trials = []
+    for _, row in summary.dropna(subset=[metric]).iterrows():
+        params = {name: _param_value(row.get(CONFIG_PREFIX + name), dist) for name, dist in distributions.items()}
+        if any(v is None for v in params.values()):
+            continue
+        trials.append(optuna.trial.create_trial(params=params, distributions=distributions,
+                                                value=float(row[metric])))
+    if len(trials) < 3:
+        return pd.DataFrame(columns=["param", "importance"])
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize")
+    study.add_trials(trials)
+    try:
+        found = optuna.importance.get_param_importances(
+            study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=seed))
+    except (RuntimeError, ValueError):
+        return pd.DataFrame(columns=["param", "importance"])
+    return pd.DataFrame(sorted(found.items(), key=lambda kv: -kv[1]), columns=["param", "importance"])
+
+
+def _distribution(entry: dict[str, Any]):
+    import optuna
+
+    if "options" in entry:
+        return optuna.distributions.CategoricalDistribution(entry["options"])
+    if isinstance(entry["low"], int) and isinstance(entry["high"], int) and entry["type"] == "IntRange":
+        return optuna.distributions.IntDistribution(entry["low"], entry["high"], log=entry.get("log", False))
+    return optuna.distributions.FloatDistribution(entry["low"], entry["high"], log=entry.get("log", False))
+
+
+def _param_value(value, dist):
+    import optuna
+
+    if value is None or (not isinstance(value, (str, list)) and pd.isna(value)):
+        return None
+    value = _plain(value)
+    if isinstance(dist, optuna.distributions.CategoricalDistribution):
+        return value if value in dist.choices else None
+    if isinstance(dist, optuna.distributions.IntDistribution):
+        return int(value) if dist.low <= value <= dist.high else None
+    return float(value) if dist.low <= value <= dist.high else None
+
+
+def format_table(table: pd.DataFrame) -> str:
+    """The comparison as aligned text: method, trials, epochs, best val, test mean +- std [95% CI], diff."""
+    lines = [f"{'method':<11}{'dataset':<9}{'trials':>7}{'epochs':>7}{'best val':>10}  "
+             f"{'test acc (mean +- std) [95% CI]':<36}{'vs ' + str(table['baseline'].iloc[0]) if len(table) else '':>24}"]
+    for _, r in table.iterrows():
+        test = "n/a" if pd.isna(r["test_acc_mean"]) else (
+            f"{r['test_acc_mean']:.4f} +- {r['test_acc_std']:.4f} [{r['test_acc_ci95_low']:.3f}, "
+            f"{r['test_acc_ci95_high']:.3f}]" if not pd.isna(r["test_acc_std"]) else f"{r['test_acc_mean']:.4f}")
+        diff = "baseline" if r["method"] == r["baseline"] else (
+            "n/a" if pd.isna(r["diff_vs_baseline"]) else
+            f"{r['diff_vs_baseline']:+.4f} [{r['diff_ci95_low']:+.3f}, {r['diff_ci95_high']:+.3f}]")
+        edge = f"  edge: {r['edge_params']}" if r["edge_params"] else ""
+        lines.append(f"{r['method']:<11}{str(r['dataset'])[:8]:<9}{r['trials']:>7}{r['epochs']:>7}"
+                     f"{r['best_val_acc']:>10.4f}  {test:<36}{diff:>24}{edge}")
+    return "\n".join(lines)

@@ -1,0 +1,110 @@
+"""`tunelab compare`: tune every method under the same budget on one dataset, confirm each best
+config with seeds on the test split, print the comparison table and write the report.
+
+Same budget = same number of trials, same epochs per trial, same scheduler and seed for every
+method. The fine-tuning methods start from the offline backbone (`pretrained=auto`), made once
+before the searches; its cost is reported separately, not charged to any method.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from trainables import METHOD_CLASSES
+from trainables.errors import ConfigError
+from tunelab.driver import TuneOptions, connect_ray, run_tune
+
+DEFAULT_METHODS = ("classifier", "finetune", "randreg", "adarand", "arcface")
+
+
+@dataclass
+class CompareOptions:
+    dataset: str = "digits"
+    data_dir: str | None = None
+    methods: tuple[str, ...] = DEFAULT_METHODS
+    out: str | None = None
+    num_samples: int = 4
+    max_epochs: int = 4
+    seeds: int = 3
+    seed: int = 0
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    address: str | None = None
+    baseline: str | None = None
+
+
+def parse_methods(text: str | None) -> tuple[str, ...]:
+    if not text:
+        return DEFAULT_METHODS
+    methods = tuple(m.strip() for m in text.split(",") if m.strip())
+    for method in methods:
+        if method not in METHOD_CLASSES:
+            raise ConfigError(f"--methods: {method!r} is not known; choose from: {', '.join(METHOD_CLASSES)}")
+    if not methods:
+        raise ConfigError(f"--methods {text!r} names no method; choose from: {', '.join(METHOD_CLASSES)}")
+    return methods
+
+
+def _say(text: str) -> None:
+    print(f"[tunelab compare] {text}", file=sys.stderr, flush=True)
+
+
+def run_compare(opts: CompareOptions) -> dict[str, Any]:
+    if opts.seeds < 1:
+        raise ConfigError(f"--seeds {opts.seeds} is out of range; allowed: >= 1")
+    out = Path(opts.out or f"compare/{opts.dataset.split(':')[0]}-{time.strftime('%Y%m%d-%H%M%S')}")
+    if out.exists() and any(out.iterdir()):
+        raise ConfigError(f"--out {str(out)!r} already exists and is not empty; choose another folder "
+                          "(its results are kept)")
+    began = time.perf_counter()
+    connect_ray(opts.address)
+    experiments = {}
+    for method in opts.methods:
+        _say(f"tuning {method}: {opts.num_samples} trials x up to {opts.max_epochs} epochs")
+        summary = run_tune(TuneOptions(method=method, dataset=opts.dataset, data_dir=opts.data_dir,
+                                       num_samples=opts.num_samples, max_epochs=opts.max_epochs, seed=opts.seed,
+                                       cpus_per_trial=opts.cpus_per_trial, gpus_per_trial=opts.gpus_per_trial,
+                                       storage=str((out / "runs").resolve()), name=method))
+        experiments[method] = summary
+    _say(f"confirming each best config with {opts.seeds} seeds on the test split")
+    confirmations = confirm_all(experiments, opts.seeds, opts.cpus_per_trial, opts.gpus_per_trial)
+    from analysis.report import write_report
+
+    report = write_report([s["experiment"] for s in experiments.values()], out / "report", confirmations,
+                          baseline=opts.baseline)
+    return {"out": str(out), "report": str(out / "report" / "report.md"), "table": report["table"],
+            "wall_s": time.perf_counter() - began}
+
+
+def confirm_all(experiments: dict[str, dict], seeds: int, cpus: float, gpus: float) -> pd.DataFrame:
+    """Retrain every method's best config with `seeds` seeds, as parallel Ray tasks."""
+    import ray
+
+    from analysis.reproduce import best_record
+
+    remote = ray.remote(num_cpus=cpus, num_gpus=gpus)(_confirm_task)
+    futures, keys = [], []
+    for method, summary in experiments.items():
+        record = best_record(summary["experiment"])
+        base = int(record["config"]["seed"])
+        for i in range(seeds):
+            futures.append(remote.remote(method, record["config"], base + i))
+            keys.append((method, summary["dataset"], base + i, record["provenance"]["trial_id"]))
+    rows = []
+    for (method, dataset, seed, trial_id), final in zip(keys, ray.get(futures)):
+        rows.append({"method": method, "dataset": dataset, "seed": seed, "trial_id": trial_id,
+                     "val/acc": final.get("val/acc"), "test/acc": final.get("test/acc"),
+                     "test/acc_top5": final.get("test/acc_top5"), "epochs": final.get("epoch")})
+    return pd.DataFrame(rows)
+
+
+def _confirm_task(method: str, config: dict[str, Any], seed: int) -> dict[str, Any]:
+    from analysis.reproduce import confirm
+
+    history = confirm(method, config, seed)
+    return history[-1]
