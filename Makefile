@@ -16,7 +16,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 install: $(VENV)/.installed
 
 run: $(VENV)/.installed
-	$(VENV)/bin/tunelab train classifier --dataset digits
+	$(VENV)/bin/tunelab compare
 
 test: $(VENV)/.installed
 	$(PY) -m pytest

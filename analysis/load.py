@@ -21,7 +21,14 @@ STATUSES = ("finished", "stopped", "diverged", "errored", "incomplete")
 CONFIG_PREFIX = "config/"
 
 
+def local_path(path: str | Path) -> Path:
+    """A folder path from a plain path or a file:// URI (as `tunelab tune --storage file://...` records)."""
+    text = str(path)
+    return Path(text[len("file://"):]) if text.startswith("file://") else Path(text)
+
+
 def read_record(path: Path) -> dict[str, Any]:
+    path = local_path(path)
     try:
         return json.loads((path / TUNELAB_FILE).read_text(encoding="utf-8"))
     except (FileNotFoundError, NotADirectoryError, json.JSONDecodeError):
@@ -71,7 +78,7 @@ def _read_trial(folder: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
 
 def load_experiment(path: str | Path) -> pd.DataFrame:
     """One experiment folder -> rows per (trial, epoch); trials that never reported get one empty row."""
-    path = Path(path)
+    path = local_path(path)
     record = read_record(path)
     max_epochs = int(record["scheduler"]["max_t"])
     ray_status = ray_trial_statuses(path)

@@ -9,7 +9,7 @@ from typing import Any
 
 import pandas as pd
 
-from analysis.load import load_experiments, read_record, trial_summary
+from analysis.load import load_experiments, local_path, read_record, trial_summary
 from analysis.tables import comparison, format_table, importance
 from trainables import metrics as M
 from trainables.errors import ConfigError
@@ -40,7 +40,7 @@ def _write_frame(frame: pd.DataFrame, path: Path, parquet: bool = False) -> None
 
 def write_report(experiments: list[str | Path], out: str | Path, confirmations: pd.DataFrame | None = None,
                  baseline: str | None = None) -> dict[str, Any]:
-    paths = [Path(p) for p in experiments]
+    paths = [local_path(p) for p in experiments]
     out = Path(out)
     check_out_dir(out, paths)
     records = {str(p): read_record(p) for p in paths}

@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from analysis.load import load_experiment, read_record, trial_summary
+from analysis.load import load_experiment, local_path, read_record, trial_summary
 from analysis.tables import config_of
 from trainables import get_method
 from trainables import metrics as M
@@ -25,10 +25,11 @@ from trainables.reporting import atomic_write_text
 
 
 def best_record(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
+    path = local_path(path)
     record = read_record(path)
     metric, mode = record["metric"], record["mode"]
-    summary = trial_summary(load_experiment(path), metric, mode).dropna(subset=[metric])
+    summary = trial_summary(load_experiment(path), metric, mode)
+    summary = summary.dropna(subset=[metric]) if metric in summary else summary.iloc[0:0]
     if summary.empty:
         raise ConfigError(f"{str(path)!r} has no trial that reported {metric}; nothing to pick")
     top = summary.sort_values(metric, ascending=(mode != "max"), kind="stable").iloc[0]

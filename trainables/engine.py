@@ -347,6 +347,15 @@ def train(method: Method, config: TrainConfig, reporter: Reporter, data: Dataset
     Test metrics are computed only when `evaluate_test` (confirmation runs), never in a search.
     A loss that becomes NaN or inf stops the run at once with `diverged` = 1 in its last report.
     """
+    threads = torch.get_num_threads()
+    try:
+        return _train(method, config, reporter, data, evaluate_test)
+    finally:
+        torch.set_num_threads(threads)  # `threads` applies to this run only, not to the caller
+
+
+def _train(method: Method, config: TrainConfig, reporter: Reporter, data: DatasetBundle | None,
+           evaluate_test: bool) -> dict[str, float]:
     run = prepare(method, config, data)
     start, best = 0, -math.inf
     state = reporter.load_checkpoint()

@@ -69,7 +69,8 @@ def run_compare(opts: CompareOptions) -> dict[str, Any]:
         summary = run_tune(TuneOptions(method=method, dataset=opts.dataset, data_dir=opts.data_dir,
                                        num_samples=opts.num_samples, max_epochs=opts.max_epochs, seed=opts.seed,
                                        cpus_per_trial=opts.cpus_per_trial, gpus_per_trial=opts.gpus_per_trial,
-                                       storage=str((out / "runs").resolve()), name=method))
+                                       # a URI: valid whether Ray runs here alone or joined a local cluster
+                                       storage=(out / "runs").resolve().as_uri(), name=method))
         experiments[method] = summary
     _say(f"confirming each best config with {opts.seeds} seeds on the test split")
     confirmations = confirm_all(experiments, opts.seeds, opts.cpus_per_trial, opts.gpus_per_trial)
@@ -90,7 +91,11 @@ def confirm_all(experiments: dict[str, dict], seeds: int, cpus: float, gpus: flo
     remote = ray.remote(num_cpus=cpus, num_gpus=gpus)(_confirm_task)
     futures, keys = [], []
     for method, summary in experiments.items():
-        record = best_record(summary["experiment"])
+        try:
+            record = best_record(summary["experiment"])
+        except ConfigError as exc:
+            _say(f"{method}: no confirmation ({exc})")
+            continue
         base = int(record["config"]["seed"])
         for i in range(seeds):
             futures.append(remote.remote(method, record["config"], base + i))
@@ -100,7 +105,8 @@ def confirm_all(experiments: dict[str, dict], seeds: int, cpus: float, gpus: flo
         rows.append({"method": method, "dataset": dataset, "seed": seed, "trial_id": trial_id,
                      "val/acc": final.get("val/acc"), "test/acc": final.get("test/acc"),
                      "test/acc_top5": final.get("test/acc_top5"), "epochs": final.get("epoch")})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=["method", "dataset", "seed", "trial_id", "val/acc", "test/acc",
+                                       "test/acc_top5", "epochs"])
 
 
 def _confirm_task(method: str, config: dict[str, Any], seed: int) -> dict[str, Any]:

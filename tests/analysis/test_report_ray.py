@@ -1,0 +1,88 @@
+"""report / best / reproduce on a real (tiny) experiment, and compare through the command line."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from analysis.reproduce import best_record, load_best, reproduce, write_best
+from tunelab.cli import main
+from tunelab.driver import TuneOptions, run_tune
+
+pytestmark = pytest.mark.ray
+
+
+def _snapshot(folder: Path) -> dict[str, tuple[int, int]]:
+    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*")
+            if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def experiment(ray_cluster, tmp_path_factory):
+    root = tmp_path_factory.mktemp("exp")
+    run_tune(TuneOptions(method="classifier", num_samples=4, max_epochs=3, reduction_factor=2,
+                         storage=f"file://{root}", name="acc", sets=["image_size=8", "width=8", "batch_size=128"]))
+    return root / "acc"
+
+
+def test_report_writes_tables_plots_and_markdown_without_touching_the_experiment(experiment, tmp_path, capsys):
+    before = _snapshot(experiment)
+    out = tmp_path / "R"
+    assert main(["report", str(experiment), "--out", str(out)]) == 0
+    assert _snapshot(experiment) == before
+    import pandas as pd
+
+    trials = pd.read_csv(out / "trials.csv")
+    assert trials.groupby("trial_id")["epoch"].apply(lambda e: e.is_unique).all()
+    assert set(trials["status"]) <= {"finished", "stopped"} and trials["trial_id"].nunique() == 4
+    comparison = pd.read_csv(out / "comparison.csv")
+    assert list(comparison["method"]) == ["classifier"] and comparison.loc[0, "trials"] == 4
+    assert pd.read_parquet(out / "comparison.parquet").shape == comparison.shape
+    report = (out / "report.md").read_text()
+    pngs = sorted((out / "plots").glob("*.png"))
+    assert len(pngs) >= 3
+    for png in pngs:
+        with Image.open(png) as image:
+            image.verify()
+        assert f"plots/{png.name}" in report
+    assert "classifier" in capsys.readouterr().out
+
+
+def test_report_refuses_to_write_inside_an_experiment(experiment, capsys):
+    before = _snapshot(experiment)
+    assert main(["report", str(experiment), "--out", str(experiment / "report")]) == 2
+    assert "never write into an experiment folder" in capsys.readouterr().err
+    assert _snapshot(experiment) == before
+
+
+def test_best_then_reproduce_repeats_the_recorded_metric_exactly(experiment, tmp_path):
+    record = best_record(experiment)
+    write_best(record, tmp_path / "b.yaml")
+    loaded = load_best(tmp_path / "b.yaml")
+    p = loaded["provenance"]
+    assert p["trial_id"] and p["epoch"] >= 1 and p["git_commit"] and p["packages"]["torch"] and p["threads"] == 1
+    result = reproduce(loaded, seeds=2)
+    assert result["reproduced_exactly"], (result["seeds"][0], p["value"])
+    assert [s["seed"] for s in result["seeds"]] == [loaded["config"]["seed"], loaded["config"]["seed"] + 1]
+    assert 0 <= result["test_acc_mean"] <= 1 and result["test_acc_std"] >= 0
+    with pytest.raises(Exception, match="already exists"):
+        write_best(record, tmp_path / "b.yaml")
+
+
+def test_compare_command_tiny(tmp_path):
+    # Its own local Ray: joined to the shared test cluster, compare's second search loses its actors
+    # before they start (open issue, see the closing note of the analysis issue).
+    env = {**os.environ, "TUNELAB_CACHE_DIR": str(tmp_path / "cache"), "RAY_ADDRESS": "local"}
+    result = subprocess.run([sys.executable, "-m", "tunelab", "compare", "--methods", "classifier,arcface",
+                             "--num-samples", "2", "--max-epochs", "2", "--seeds", "3", "--out", str(tmp_path / "c"),
+                             "--json"], capture_output=True, text=True, timeout=600, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    rows = {r["method"]: r for r in summary["rows"]}
+    assert set(rows) == {"classifier", "arcface"}
+    for row in rows.values():
+        assert row["n_seeds"] == 3 and 0 <= row["test_acc_mean"] <= 1 and row["test_acc_std"] is not None
+    assert (tmp_path / "c" / "report" / "report.md").exists()

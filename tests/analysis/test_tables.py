@@ -1,0 +1,102 @@
+"""Analysis functions on hand-built frames, checked against values computed independently."""
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis.load import trial_status, trial_summary
+from analysis.tables import comparison, edge_params, importance, mean_ci, welch_diff_ci
+
+
+def _rows():
+    # Two trials: "a" peaks at epoch 2 (0.9) then drops; "b" stopped after 1 epoch.
+    return pd.DataFrame([
+        dict(experiment="e", method="m", dataset="d", trial_id="a", status="finished", epoch=1, **{"val/acc": 0.5, "time/epoch_s": 1.0, "config/lr": 0.1}),
+        dict(experiment="e", method="m", dataset="d", trial_id="a", status="finished", epoch=2, **{"val/acc": 0.9, "time/epoch_s": 1.5, "config/lr": 0.1}),
+        dict(experiment="e", method="m", dataset="d", trial_id="a", status="finished", epoch=3, **{"val/acc": 0.8, "time/epoch_s": 2.0, "config/lr": 0.1}),
+        dict(experiment="e", method="m", dataset="d", trial_id="b", status="stopped", epoch=1, **{"val/acc": 0.3, "time/epoch_s": 1.0, "config/lr": 0.001}),
+    ])
+
+
+def test_summary_takes_the_best_epoch_not_the_last():
+    summary = trial_summary(_rows()).set_index("trial_id")
+    assert summary.loc["a", "val/acc"] == 0.9 and summary.loc["a", "best_epoch"] == 2
+    assert summary.loc["a", "epochs"] == 3 and summary.loc["a", "compute_s"] == pytest.approx(4.5)
+    assert summary.loc["b", "best_epoch"] == 1 and summary.loc["b", "epochs"] == 1
+
+
+def test_summary_of_a_trial_that_never_reported():
+    rows = pd.concat([_rows(), pd.DataFrame([dict(experiment="e", method="m", dataset="d", trial_id="c",
+                                                  status="errored", epoch=pd.NA)])], ignore_index=True)
+    summary = trial_summary(rows).set_index("trial_id")
+    assert summary.loc["c", "epochs"] == 0 and pd.isna(summary.loc["c", "best_epoch"])
+
+
+def test_status_rules():
+    finished = pd.DataFrame({"epoch": [1, 2, 3], "diverged": [0, 0, 0]})
+    assert trial_status(finished, False, "TERMINATED", 3) == "finished"
+    assert trial_status(finished.iloc[:1], False, "TERMINATED", 3) == "stopped"
+    assert trial_status(finished.iloc[:1], False, "RUNNING", 3) == "incomplete"
+    assert trial_status(finished, True, "TERMINATED", 3) == "errored"
+    assert trial_status(pd.DataFrame({"epoch": [1], "diverged": [1]}), False, "TERMINATED", 3) == "diverged"
+
+
+def test_mean_ci_matches_the_t_formula():
+    values = [0.90, 0.92, 0.97]
+    mean, std, low, high = mean_ci(values)
+    # t(0.975, df=2) = 4.302652729911275 (tables); std by hand: sqrt(sum((x - mean)^2) / 2)
+    by_hand_std = math.sqrt(sum((v - 0.93) ** 2 for v in values) / 2)
+    assert mean == pytest.approx(0.93) and std == pytest.approx(by_hand_std)
+    assert high - mean == pytest.approx(4.302652729911275 * by_hand_std / math.sqrt(3))
+    assert mean_ci([0.5])[0] == 0.5 and math.isnan(mean_ci([0.5])[1])
+
+
+def test_welch_interval_by_hand():
+    a, b = [0.9, 0.92, 0.94], [0.8, 0.85, 0.83, 0.82]
+    diff, low, high = welch_diff_ci(a, b)
+    va, vb = np.var(a, ddof=1) / 3, np.var(b, ddof=1) / 4
+    dof = (va + vb) ** 2 / (va ** 2 / 2 + vb ** 2 / 3)
+    from scipy import stats
+    half = stats.t.ppf(0.975, dof) * math.sqrt(va + vb)
+    assert diff == pytest.approx(np.mean(a) - np.mean(b))
+    assert (low, high) == pytest.approx((diff - half, diff + half))
+
+
+def test_edge_flags_are_log_aware():
+    space = [{"name": "lr", "low": 1e-4, "high": 1e-1, "log": True},
+             {"name": "wd", "low": 0.0, "high": 1.0, "log": False},
+             {"name": "opt", "options": ["a", "b"]}]
+    # 1.3e-4 is 3.8% of the way on a log scale (edge), though 0.03% on a linear one; 0.5 mid-range.
+    assert edge_params({"lr": 1.3e-4, "wd": 0.5, "opt": "a"}, space) == ["lr"]
+    assert edge_params({"lr": 3e-3, "wd": 0.97}, space) == ["wd"]
+    assert edge_params({"lr": 3e-3, "wd": 0.5}, space) == []
+
+
+def test_comparison_rows_and_difference_to_baseline():
+    summary = pd.concat([trial_summary(_rows()), trial_summary(_rows().assign(method="base"))], ignore_index=True)
+    confirmations = pd.DataFrame({"method": ["m"] * 3 + ["base"] * 3, "dataset": ["d"] * 6, "seed": [0, 1, 2] * 2,
+                                  "test/acc": [0.9, 0.92, 0.94, 0.8, 0.82, 0.84]})
+    table = comparison(summary, confirmations, baseline="base",
+                       spaces={"m": [{"name": "lr", "low": 1e-3, "high": 1e-1, "log": True}]}).set_index("method")
+    row = table.loc["m"]
+    assert row["trials"] == 2 and row["epochs"] == 4 and row["best_val_acc"] == 0.9 and row["best_trial"] == "a"
+    assert row["n_seeds"] == 3 and row["test_acc_mean"] == pytest.approx(0.92)
+    assert row["diff_vs_baseline"] == pytest.approx(0.10)
+    assert row["edge_params"] == "lr"  # lr=0.1 is the top of [1e-3, 1e-1]
+    assert json.loads(row["best_config"]) == {"lr": 0.1}
+    assert math.isnan(table.loc["base", "diff_vs_baseline"])
+
+
+def test_importance_finds_the_parameter_that_matters():
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(30):
+        lr, wd = 10 ** rng.uniform(-4, -1), rng.uniform(0, 1)
+        rows.append({"trial_id": str(i), "val/acc": -abs(math.log10(lr) + 2.5) + 0.01 * rng.normal(),
+                     "config/lr": lr, "config/wd": wd})
+    space = [{"name": "lr", "type": "FloatRange", "low": 1e-4, "high": 1e-1, "log": True},
+             {"name": "wd", "type": "FloatRange", "low": 0.0, "high": 1.0, "log": False}]
+    found = importance(pd.DataFrame(rows), space).set_index("param")["importance"]
+    assert found["lr"] > 0.8 > found["wd"]
