@@ -53,8 +53,12 @@ def ray_trial_statuses(path: Path) -> dict[str, str]:
 
 
 def trial_status(frame: pd.DataFrame, errored: bool, ray_status: str, max_epochs: int) -> str:
-    """finished | stopped (by ASHA) | diverged | errored | incomplete (interrupted, resumable)."""
-    if errored or ray_status == "ERROR":
+    """finished | stopped (by ASHA) | diverged | errored | incomplete (interrupted, resumable).
+
+    `errored` is whether the folder holds an error.txt. A trial retried successfully keeps that
+    file, so Ray's recorded status decides when it is known.
+    """
+    if ray_status == "ERROR" or (errored and not ray_status):
         return "errored"
     if M.DIVERGED in frame and (frame[M.DIVERGED].fillna(0) > 0).any():
         return "diverged"

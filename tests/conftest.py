@@ -58,7 +58,23 @@ def write_image_folder(root: Path, classes: dict[str, int], size: int = 12) -> N
 
 
 @pytest.fixture(scope="session")
-def ray_cluster():
+def faults_root(tmp_path_factory) -> Path:
+    """The folder fault tokens go in (trainables.faults); Ray workers see it through the job's env."""
+    return tmp_path_factory.mktemp("faults")
+
+
+@pytest.fixture
+def faults(faults_root):
+    """An empty faults folder for one test; tokens left unclaimed are removed afterwards."""
+    for token in faults_root.iterdir():
+        token.unlink()
+    yield faults_root
+    for token in faults_root.iterdir():
+        token.unlink()
+
+
+@pytest.fixture(scope="session")
+def ray_cluster(faults_root):
     """One local two-node Ray cluster shared by every Ray test (head: 4 CPUs and 1 logical GPU).
 
     The GPU is logical (this machine has none): it lets tests check fractional packing, with
@@ -75,7 +91,8 @@ def ray_cluster():
                                                             "object_store_memory": 150 * 2**20})
     worker = cluster.add_node(num_cpus=2, object_store_memory=150 * 2**20)
     cluster.wait_for_nodes()
-    ray.init(address=cluster.address, logging_level="WARNING", log_to_driver=False)
+    ray.init(address=cluster.address, logging_level="WARNING", log_to_driver=False,
+             runtime_env={"env_vars": {"TUNELAB_FAULTS_DIR": str(faults_root)}})
     yield cluster, worker
     ray.shutdown()
     cluster.shutdown()

@@ -5,7 +5,10 @@ through `tune.with_parameters`, of the experiment's shared in-memory dataset).
 """
 from __future__ import annotations
 
+import gc
 from typing import Any, Callable
+
+import torch
 
 from trainables.arcface import ArcFaceMethod
 from trainables.classifier import Classifier
@@ -36,7 +39,15 @@ def make_trainable(name: str) -> Callable[..., None]:
         from trainables.tune_reporter import TuneReporter
 
         method = get_method(name)
-        train(method, build_config(method.config_class, config), TuneReporter(), data=data)
+        try:
+            train(method, build_config(method.config_class, config), TuneReporter(), data=data)
+        except torch.OutOfMemoryError:
+            # Give the memory back before Ray records the error, so neighbours sharing the GPU
+            # are not starved while this trial's actor is torn down.
+            gc.collect()
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            raise
 
     trainable.__name__ = name
     trainable.__qualname__ = name

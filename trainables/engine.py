@@ -17,6 +17,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from trainables import faults
 from trainables import metrics as M
 from trainables.data import (DATASETS, Augment, DataOptions, DatasetBundle, Normalizer, iterate_batches,
                              load_dataset)
@@ -248,7 +249,7 @@ def _drop_last(n: int, batch_size: int) -> bool:
     return n >= batch_size
 
 
-def train_one_epoch(run: TrainingRun, generator: torch.Generator) -> dict[str, float]:
+def train_one_epoch(run: TrainingRun, generator: torch.Generator, poison: bool = False) -> dict[str, float]:
     run.train_model.train()
     cfg, dev = run.config, run.device
     loss_sum = torch.zeros((), device=dev)
@@ -261,6 +262,8 @@ def train_one_epoch(run: TrainingRun, generator: torch.Generator) -> dict[str, f
         x = run.normalize(run.augment(images, generator))
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=run.autocast):
             loss, logits, features, extras = run.method.training_loss(run.train_model, x, labels, cfg)
+        if poison:
+            loss = loss * float("nan")  # fault injection (tests only): a diverging loss
         run.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.grad_clip > 0:
@@ -367,7 +370,8 @@ def _train(method: Method, config: TrainConfig, reporter: Reporter, data: Datase
         seed = epoch_seed(config.seed, epoch)
         torch.manual_seed(seed)
         generator = torch.Generator(device=run.device).manual_seed(seed)
-        metrics = {M.EPOCH: epoch + 1, **train_one_epoch(run, generator)}
+        poison = faults.before_epoch(epoch + 1)
+        metrics = {M.EPOCH: epoch + 1, **train_one_epoch(run, generator, poison)}
         diverged = not math.isfinite(metrics[M.TRAIN_LOSS])
         metrics.update(evaluate(run, "val"))
         metrics.update(run.method.epoch_extras())

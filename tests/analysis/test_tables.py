@@ -39,7 +39,9 @@ def test_status_rules():
     assert trial_status(finished, False, "TERMINATED", 3) == "finished"
     assert trial_status(finished.iloc[:1], False, "TERMINATED", 3) == "stopped"
     assert trial_status(finished.iloc[:1], False, "RUNNING", 3) == "incomplete"
-    assert trial_status(finished, True, "TERMINATED", 3) == "errored"
+    assert trial_status(finished, True, "ERROR", 3) == "errored"
+    assert trial_status(finished, True, "", 3) == "errored"  # no Ray state to say otherwise
+    assert trial_status(finished, True, "TERMINATED", 3) == "finished"  # failed once, retried, finished
     assert trial_status(pd.DataFrame({"epoch": [1], "diverged": [1]}), False, "TERMINATED", 3) == "diverged"
 
 

@@ -1,0 +1,89 @@
+"""Faults survived: real Ray trials that raise, diverge, run out of memory, or lose their node."""
+import threading
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from analysis.load import load_experiment
+from tunelab.driver import TuneOptions, run_tune
+
+pytestmark = pytest.mark.ray
+TINY = ["image_size=8", "width=8", "batch_size=128"]
+
+
+def _arm(faults: Path, *tokens: str) -> None:
+    for token in tokens:
+        (faults / token).touch()
+
+
+def _trial_frames(experiment: Path) -> dict[str, pd.DataFrame]:
+    return {p.parent.name: pd.read_csv(p) for p in experiment.glob("*/progress.csv")}
+
+
+def test_raising_trial_is_retried_from_its_checkpoint_then_recorded_as_errored(ray_cluster, faults, tmp_path):
+    # Trials run one at a time. The first claims raise@2.a, is retried from its epoch-1 checkpoint,
+    # claims raise@2.b and has used its one retry: errored. The second fails once at epoch 3 and
+    # finishes after a retry from its epoch-2 checkpoint. The third never fails.
+    _arm(faults, "raise@2.a", "raise@2.b", "raise@3.c")
+    summary = run_tune(TuneOptions(method="classifier", num_samples=3, max_epochs=3, scheduler="fifo",
+                                   max_concurrent=1, max_failures=1, storage=f"file://{tmp_path}", name="raise",
+                                   sets=TINY))
+    assert summary["statuses"] == {"errored": 1, "finished": 2}
+    experiment = tmp_path / "raise"
+    errors = sorted(experiment.glob("*/error.txt"))
+    assert len(errors) == 2 and all("injected fault" in e.read_text() for e in errors)
+    frames = _trial_frames(experiment)
+    for name, frame in frames.items():
+        # retried from the checkpoint: no epoch trained twice
+        assert frame["epoch"].is_unique, (name, list(frame["epoch"]))
+    statuses = load_experiment(experiment).drop_duplicates("trial_id")["status"].value_counts().to_dict()
+    assert statuses == {"finished": 2, "errored": 1}
+
+
+def test_diverged_and_out_of_memory_trials_end_while_others_go_on(ray_cluster, faults, tmp_path):
+    _arm(faults, "oom@1", "nan@2")
+    summary = run_tune(TuneOptions(method="classifier", num_samples=3, max_epochs=3, scheduler="fifo",
+                                   max_concurrent=1, max_failures=0, storage=f"file://{tmp_path}", name="nan",
+                                   sets=TINY))
+    assert summary["statuses"] == {"errored": 1, "diverged": 1, "finished": 1}
+    experiment = tmp_path / "nan"
+    assert "OutOfMemoryError" in next(experiment.glob("*/error.txt")).read_text()
+    frames = load_experiment(experiment)
+    diverged = frames[frames["status"] == "diverged"]
+    assert list(diverged["epoch"]) == [1, 2] and diverged["diverged"].tolist() == [0, 1]
+    assert not list(faults.iterdir()), "every armed fault fired exactly once"
+
+
+def test_lost_worker_node_trials_continue_from_checkpoints(ray_cluster, tmp_path):
+    cluster, _ = ray_cluster
+    doomed = cluster.add_node(num_cpus=2, object_store_memory=100 * 2**20)
+    cluster.wait_for_nodes()
+    doomed_id = doomed.node_id
+    experiment = tmp_path / "lost"
+    outcome = {}
+
+    def search():
+        outcome["summary"] = run_tune(TuneOptions(
+            method="classifier", num_samples=8, max_epochs=4, scheduler="fifo", max_failures=3,
+            storage=f"file://{tmp_path}", name="lost", sets=TINY + ["image_size=16"]))
+
+    runner = threading.Thread(target=search)
+    runner.start()
+    deadline = time.time() + 180
+    while time.time() < deadline:
+        ran_there = [f for f in _trial_frames(experiment).values() if (f["node_id"] == doomed_id).any()]
+        if ran_there:
+            break
+        time.sleep(0.2)
+    assert ran_there, "no trial was placed on the node about to be removed"
+    cluster.remove_node(doomed)
+    runner.join(timeout=300)
+    assert not runner.is_alive()
+    assert outcome["summary"]["statuses"] == {"finished": 8}
+    moved = [f for f in _trial_frames(experiment).values() if (f["node_id"] == doomed_id).any()]
+    assert moved
+    for frame in moved:
+        assert sorted(set(frame["epoch"])) == [1, 2, 3, 4]
+        assert frame["node_id"].iloc[-1] != doomed_id  # finished elsewhere

@@ -1,0 +1,51 @@
+"""Fault injection for tests: failures a test arms from outside, never through config keys.
+
+Set TUNELAB_FAULTS_DIR to a folder and create empty token files named `KIND@EPOCH` or
+`KIND@EPOCH.ANYTHING` in it. Each token fires once, in whichever training process claims it
+first (claiming = deleting the file, which exactly one process can do), when that process
+reaches the start of EPOCH (1-based). Kinds:
+
+    raise  -> RuntimeError, as a crashing trial would
+    oom    -> torch.OutOfMemoryError, as a trial that ran out of GPU memory would
+    nan    -> the epoch's loss becomes NaN, as a diverging trial's would
+
+Without the variable (every normal run) this costs one environment lookup per epoch.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+FAULTS_ENV = "TUNELAB_FAULTS_DIR"
+KINDS = ("raise", "oom", "nan")
+
+
+class InjectedFault(RuntimeError):
+    """The error an armed `raise` token throws."""
+
+
+def claim(kind: str, epoch: int) -> bool:
+    """True if a `kind@epoch` token existed and this process took it."""
+    folder = os.environ.get(FAULTS_ENV)
+    if not folder:
+        return False
+    for token in sorted(Path(folder).glob(f"{kind}@{epoch}*")):
+        if token.name != f"{kind}@{epoch}" and not token.name.startswith(f"{kind}@{epoch}."):
+            continue
+        try:
+            token.unlink()
+            return True
+        except FileNotFoundError:
+            continue  # another trial claimed it first
+    return False
+
+
+def before_epoch(epoch: int) -> bool:
+    """Raise an armed fault for this epoch; returns True when the epoch's loss must turn NaN."""
+    if claim("raise", epoch):
+        raise InjectedFault(f"injected fault at epoch {epoch} ({FAULTS_ENV})")
+    if claim("oom", epoch):
+        raise torch.OutOfMemoryError(f"CUDA out of memory (injected at epoch {epoch}, {FAULTS_ENV})")
+    return claim("nan", epoch)
