@@ -46,13 +46,17 @@ class MultiFidelityOptunaSearch(OptunaSearch):
         self._max_t = max_t
         self._time_attr = time_attr
 
+    def _stored(self, trial_id: str) -> optuna.trial.FrozenTrial:
+        return self._ot_study._storage.get_trial(self._ot_trials[trial_id]._trial_id)
+
     def _intermediate_values(self, trial_id: str) -> dict[int, float]:
-        ot_trial = self._ot_trials[trial_id]
-        return self._ot_study._storage.get_trial(ot_trial._trial_id).intermediate_values
+        return self._stored(trial_id).intermediate_values
 
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
         if trial_id in self._completed_trials or trial_id not in self._ot_trials:
             return
+        if self._stored(trial_id).state.is_finished():
+            return  # told before the driver was killed; Ray's older snapshot replays it
         value, step = result.get(self.metric), result.get(self._time_attr)
         if value is None or step is None or not math.isfinite(value):
             return
@@ -62,6 +66,11 @@ class MultiFidelityOptunaSearch(OptunaSearch):
 
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
         if trial_id in self._completed_trials or trial_id not in self._ot_trials:
+            return
+        if self._stored(trial_id).state.is_finished():
+            # A persistent study can be newer than Ray's last snapshot: after `resume`, a trial told
+            # just before the kill completes again. The study already holds its outcome.
+            self._completed_trials.add(trial_id)
             return
         if result and not error:
             self.on_trial_result(trial_id, result)  # Ray hands the final epoch only to on_trial_complete

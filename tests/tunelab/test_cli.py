@@ -95,8 +95,23 @@ def test_bad_arcface_margin_or_scale_exits_2(capsys, setting, fragments):
     assert len(err) == 1 and all(f in err[0] for f in fragments)
 
 
+def test_offline_pretrain_then_fine_tune_all_three_quickly(tmp_path):
+    """The fine-tuning path end to end through the command line, at a 2-epoch budget."""
+    checkpoint = tmp_path / "r18.pt"
+    result = run_cli("pretrain", "--out", str(checkpoint), "--set", "epochs=1", "--set", "image_size=8", "--json")
+    assert result.returncode == 0, result.stderr[-2000:]
+    for method in ("finetune", "randreg", "adarand"):
+        result = run_cli("train", method, "--set", f"pretrained={checkpoint}", "--set", "epochs=2",
+                         "--set", "image_size=8", "--json")
+        assert result.returncode == 0, result.stderr[-2000:]
+        final = json.loads(result.stdout.strip().splitlines()[-1])
+        assert final["epoch"] == 2 and "train/feat_norm" in final
+    assert "prior/inter_cos" in final
+
+
+@pytest.mark.slow
 def test_offline_pretrain_then_fine_tune_all_three(tmp_path):
-    """Acceptance of the fine-tuning issue: pretrain offline, then finetune / randreg / adarand."""
+    """Acceptance of the fine-tuning issue, default configs: pretrain offline, then the three methods."""
     checkpoint = tmp_path / "r18.pt"
     result = run_cli("pretrain", "--out", str(checkpoint), "--json")
     assert result.returncode == 0, result.stderr[-2000:]

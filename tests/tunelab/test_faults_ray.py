@@ -87,3 +87,16 @@ def test_lost_worker_node_trials_continue_from_checkpoints(ray_cluster, tmp_path
     for frame in moved:
         assert sorted(set(frame["epoch"])) == [1, 2, 3, 4]
         assert frame["node_id"].iloc[-1] != doomed_id  # finished elsewhere
+
+
+@pytest.mark.slow
+def test_sixty_four_tiny_trials_four_at_a_time_lose_nothing(ray_cluster, tmp_path):
+    summary = run_tune(TuneOptions(method="classifier", num_samples=64, max_epochs=2, scheduler="fifo",
+                                   max_concurrent=4, storage=f"file://{tmp_path}", name="load",
+                                   sets=TINY + ["image_size=8"]))
+    assert summary["trials"] == 64 and summary["statuses"] == {"finished": 64}
+    frames = _trial_frames(tmp_path / "load")
+    assert len(frames) == 64
+    for name, frame in frames.items():
+        assert list(frame["epoch"]) == [1, 2], name
+    assert len(list((tmp_path / "load").glob("*/result.json"))) == 64

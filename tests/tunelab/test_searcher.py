@@ -71,3 +71,13 @@ def test_final_epoch_given_only_at_completion_is_recorded():
     trial = s._ot_study.trials[0]
     assert trial.intermediate_values == {1: 0.2, 2: 0.4, 3: 0.7} and trial.state == TrialState.COMPLETE
     assert trial.value == 0.7
+
+
+def test_a_trial_already_told_is_not_told_again():
+    s = _searcher()
+    s.on_trial_complete("t", _run(s, "t", [0.5, 0.9, 0.8]))
+    s._completed_trials.discard("t")  # as after restoring a searcher snapshot older than the study
+    s.on_trial_result("t", {"val/acc": 0.95, "epoch": 3})
+    s.on_trial_complete("t", {"val/acc": 0.95, "epoch": 3})
+    trial = s._ot_study.trials[0]
+    assert trial.state == TrialState.COMPLETE and trial.value == 0.9

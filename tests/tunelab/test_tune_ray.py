@@ -88,7 +88,9 @@ def test_driver_killed_mid_run_is_completed_by_resume(ray_cluster, tmp_path):
     cluster, _ = ray_cluster
     env = {**os.environ, "RAY_ADDRESS": cluster.address, "PYTHONUNBUFFERED": "1"}
     experiment = tmp_path / "killed"
+    study = f"sqlite:///{tmp_path / 'study.db'}"
     command = [sys.executable, "-m", "tunelab", "tune", "classifier", "--num-samples", "5", "--max-epochs", "3",
+               "--optuna-storage", study,
                "--scheduler", "fifo", "--max-concurrent", "2", "--storage", f"file://{tmp_path}", "--name",
                "killed", *sum((["--set", s] for s in TINY + ["image_size=16"]), [])]
     driver = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -104,6 +106,14 @@ def test_driver_killed_mid_run_is_completed_by_resume(ray_cluster, tmp_path):
     finally:
         driver.wait(timeout=60)
     time.sleep(2)  # let the snapshot written before the kill settle; nothing more is written
+    # Nothing finished is lost: the interrupted experiment reads as it stands.
+    from ray.tune import ExperimentAnalysis
+
+    from analysis.load import load_experiment, trial_summary
+
+    assert len(ExperimentAnalysis(str(experiment)).trials) >= 2
+    interrupted = trial_summary(load_experiment(experiment))
+    assert (interrupted["status"] == "finished").sum() >= 2
     before = {k: f["timestamp"].tolist() for k, f in _progress(experiment).items() if len(f) == 3}
     result = subprocess.run([sys.executable, "-m", "tunelab", "resume", str(experiment), "--json"], env=env,
                             capture_output=True, text=True, timeout=300)
@@ -118,3 +128,7 @@ def test_driver_killed_mid_run_is_completed_by_resume(ray_cluster, tmp_path):
         assert sorted(set(frame["epoch"])) == [1, 2, 3] and frame["epoch"].iloc[-1] == 3, name
     for name, stamps in before.items():
         assert after[name]["timestamp"].tolist() == stamps, f"finished trial {name} was re-run"
+    trials = optuna.load_study(study_name="killed", storage=study).trials
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    assert len(complete) == 5, [t.state for t in trials]
+    assert all(sorted(t.intermediate_values) == [1, 2, 3] for t in complete)
