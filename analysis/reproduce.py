@@ -19,7 +19,7 @@ from analysis.load import load_experiment, local_path, read_record, trial_summar
 from analysis.tables import config_of
 from trainables import get_method
 from trainables import metrics as M
-from trainables.config import build_config, to_dict
+from trainables.config import build_config, read_yaml_mapping, to_dict
 from trainables.errors import ConfigError
 from trainables.reporting import atomic_write_text
 
@@ -56,16 +56,10 @@ def write_best(record: dict[str, Any], out: str | Path) -> None:
 
 
 def load_best(path: str | Path) -> dict[str, Any]:
-    try:
-        with open(path, encoding="utf-8") as handle:
-            record = yaml.safe_load(handle)
-    except FileNotFoundError:
-        raise ConfigError(f"{str(path)!r}: no such file; make one with `tunelab best EXPERIMENT --out FILE`") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{str(path)!r} is not valid YAML: {str(exc).splitlines()[0]}") from None
-    if not isinstance(record, dict) or "method" not in record or "config" not in record:
-        raise ConfigError(f"{str(path)!r} is not a best-config file (needs 'method' and 'config'); "
-                          "make one with `tunelab best EXPERIMENT --out FILE`")
+    hint = "; make one with `tunelab best EXPERIMENT --out FILE`"
+    record = read_yaml_mapping(str(path), repr(str(path)), "be a best-config file", hint)
+    if "method" not in record or "config" not in record:
+        raise ConfigError(f"{str(path)!r} is not a best-config file (needs 'method' and 'config'){hint}")
     return record
 
 

@@ -15,7 +15,7 @@ ROLES = ("scientific", "nuisance")
 
 
 @dataclass(frozen=True)
-class FloatRange:
+class _Range:
     low: float
     high: float
     log: bool = False
@@ -28,16 +28,13 @@ class FloatRange:
 
 
 @dataclass(frozen=True)
-class IntRange:
-    low: int
-    high: int
-    log: bool = False
-    unit: str = ""
-    reason: str = ""
-    role: str = "nuisance"
+class FloatRange(_Range):
+    """A real-valued range, sampled uniformly (or log-uniformly)."""
 
-    def __post_init__(self):
-        _check_range(self)
+
+@dataclass(frozen=True)
+class IntRange(_Range):
+    """An integer range, both ends included."""
 
 
 @dataclass(frozen=True)

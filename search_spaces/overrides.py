@@ -13,28 +13,15 @@ import dataclasses
 import typing
 from typing import Any
 
-import yaml
-
 from search_spaces.base import Choice, FloatRange, IntRange, Param, SearchSpace
-from trainables.config import unwrap_optional, build_config, field_names
+from trainables.config import build_config, field_names, read_yaml_mapping, unwrap_optional
 from trainables.errors import ConfigError
 
 ENTRY_KEYS = ("low", "high", "log", "choices", "unit", "reason", "role")
 
 
 def load_space_file(path: str) -> dict[str, Any]:
-    try:
-        with open(path, encoding="utf-8") as handle:
-            data = yaml.safe_load(handle)
-    except FileNotFoundError:
-        raise ConfigError(f"--space {path!r}: no such file") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"--space {path!r} is not valid YAML: {str(exc).splitlines()[0]}") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"--space {path!r} must map config keys to ranges, got {type(data).__name__}")
-    return data
+    return read_yaml_mapping(path, f"--space {path!r}", "map config keys to ranges")
 
 
 def apply_overrides(space: SearchSpace, overrides: dict[str, Any], config_class) -> SearchSpace:

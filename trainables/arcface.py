@@ -12,7 +12,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from trainables import metrics as M
 from trainables.data import DatasetBundle
 from trainables.engine import Method, TrainConfig
 from trainables.errors import check_choice, check_range
@@ -100,5 +99,3 @@ class ArcFaceMethod(Method):
         found = retrieval_metrics(features, labels)
         return {f"{split}/recall@1": found["recall@1"], f"{split}/map@r": found["map@r"]}
 
-
-__all__ = ["ArcFaceConfig", "ArcFaceMethod", "EmbeddingNet", M.VAL_RECALL_AT_1]

@@ -109,20 +109,29 @@ def parse_set_options(pairs: list[str] | None) -> dict[str, Any]:
     return result
 
 
-def load_config_file(path: str) -> dict[str, Any]:
-    """Read a YAML (or JSON) mapping of config keys with the safe loader."""
+def read_yaml_mapping(path: str, label: str, shape: str, missing_hint: str = "") -> dict[str, Any]:
+    """A YAML mapping read with the safe loader; every problem is one ConfigError line.
+
+    `label` names the file in messages (e.g. "--config 'c.yaml'"), `shape` says what the mapping
+    should hold, `missing_hint` what to do when the file does not exist.
+    """
     try:
         with open(path, encoding="utf-8") as handle:
             data = yaml.safe_load(handle)
     except FileNotFoundError:
-        raise ConfigError(f"--config {path!r}: no such file") from None
+        raise ConfigError(f"{label}: no such file{missing_hint}") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"--config {path!r} is not valid YAML: {str(exc).splitlines()[0]}") from None
+        raise ConfigError(f"{label} is not valid YAML: {str(exc).splitlines()[0]}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError(f"--config {path!r} must hold a mapping of key: value, got {type(data).__name__}")
+        raise ConfigError(f"{label} must {shape}, got {type(data).__name__}")
     return data
+
+
+def load_config_file(path: str) -> dict[str, Any]:
+    """Read a YAML (or JSON) mapping of config keys."""
+    return read_yaml_mapping(path, f"--config {path!r}", "hold a mapping of key: value")
 
 
 def to_dict(config) -> dict[str, Any]:

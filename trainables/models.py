@@ -6,7 +6,6 @@ on the features) without knowing the architecture.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -252,18 +251,3 @@ def _torchvision_builder(name: str):
 
 for _name in TORCHVISION_FAMILIES:
     register_model(_name)(_torchvision_builder(_name))
-
-
-MIN_INPUT_SIZE = {"inception_v3": 75, "googlenet": 32, "squeezenet1_1": 32, "alexnet_cifar": 16}
-
-
-def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
-def is_resnet(name: str) -> bool:
-    return name in _RESNETS
-
-
-def ceil_div(a: int, b: int) -> int:
-    return int(math.ceil(a / b))

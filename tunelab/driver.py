@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from search_spaces import SPACES
-from search_spaces.base import Choice, SearchSpace, describe
+from search_spaces.base import Choice, IntRange, SearchSpace, describe
 from search_spaces.overrides import apply_overrides, load_space_file
 from trainables import METHOD_CLASSES, METHODS, get_method
 from trainables import metrics as M
@@ -232,7 +232,7 @@ def tune_domains(space: SearchSpace) -> dict[str, Any]:
     for name, p in space.items():
         if isinstance(p, Choice):
             out[name] = tune.choice(list(p.options))
-        elif isinstance(p.low, int) and isinstance(p.high, int):
+        elif isinstance(p, IntRange):
             out[name] = tune.lograndint(p.low, p.high + 1) if p.log else tune.randint(p.low, p.high + 1)
         else:
             out[name] = tune.loguniform(p.low, p.high) if p.log else tune.uniform(p.low, p.high)

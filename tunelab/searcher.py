@@ -15,7 +15,7 @@ import optuna
 from optuna.trial import TrialState
 from ray.tune.search.optuna import OptunaSearch
 
-from search_spaces.base import Choice, FloatRange, IntRange, SearchSpace
+from search_spaces.base import Choice, IntRange, SearchSpace
 from trainables import metrics as M
 
 

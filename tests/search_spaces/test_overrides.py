@@ -1,7 +1,7 @@
 import pytest
 
 from search_spaces import SPACES
-from search_spaces.base import Choice, FloatRange, IntRange
+from search_spaces.base import FloatRange, IntRange
 from search_spaces.overrides import apply_overrides, load_space_file
 from trainables.classifier import ClassifierConfig
 from trainables.errors import ConfigError

@@ -7,11 +7,10 @@ import torch
 import torch.nn.functional as F
 
 from trainables.adarand import ClassConditionalPrior, class_feature_stats, prior_loss
-from trainables.data import ArraySplit, DataOptions, DatasetBundle, load_dataset
+from trainables.data import DataOptions, load_dataset
 from trainables.engine import prepare
 from trainables.errors import ConfigError, DataError
 from trainables.finetune import AdaRand, AdaRandConfig, FineTune, FinetuneConfig, RandReg, RandRegConfig
-from trainables.models import ModelOptions, build_model
 from trainables.pretrained import PretrainConfig, pretrain
 
 TINY = dict(image_size=8, width=8, epochs=1, batch_size=64, device="cpu")

@@ -2,7 +2,6 @@ import dataclasses
 import math
 
 import pytest
-import torch
 
 from trainables.classifier import Classifier, ClassifierConfig
 from trainables.config import build_config, parse_set_options

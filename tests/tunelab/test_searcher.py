@@ -1,5 +1,4 @@
 """Multi-fidelity bookkeeping of the Optuna searcher, driven by hand (no Ray run needed)."""
-import pytest
 from optuna.trial import TrialState
 
 from search_spaces.base import Choice, FloatRange

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from optuna.trial import TrialState
 
-from tunelab.driver import TuneOptions, resume, run_tune
+from tunelab.driver import TuneOptions, run_tune
 
 pytestmark = pytest.mark.ray
 TINY = ["image_size=8", "width=8", "batch_size=128"]
