@@ -1,0 +1,151 @@
+"""Search efficiency, counted in epochs (machine-independent), four strategies side by side.
+
+On digits with the classifier's search space: epochs consumed (in the order they were trained)
+until the best-so-far val/acc comes within 0.5 percentage points of a reference optimum, for
+    (a) Optuna TPE + ASHA as `tunelab tune` runs it,
+    (b) random search, every trial at full budget,
+    (c) random search + ASHA,
+    (d) Optuna's own TPE + its MedianPruner, in-process, without Ray.
+Same trial cap for all; median over seeds. A run that never gets there counts as its whole
+budget (cap x max epochs) and is marked. The reference optimum comes from a larger random search
+at full budget, run once (`reference`) and stored in search_efficiency_reference.json.
+
+    python benchmarks/search_efficiency.py reference        # once: 64 trials at full budget
+    python benchmarks/search_efficiency.py compare          # 16 trials x 5 seeds per strategy
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+HERE = Path(__file__).resolve().parent
+REFERENCE = HERE / "search_efficiency_reference.json"
+# Small and fast, and a val split large enough (30% of training data, ~430 images) that 0.5 pp
+# is two images, not a coin flip on one.
+FIXED = ["image_size=8", "width=8", "val_fraction=0.3"]
+MAX_EPOCHS = 6
+TOLERANCE = 0.005
+
+
+def _epochs_until(rows: pd.DataFrame, target: float) -> tuple[int, bool]:
+    """Epochs consumed, in training order, until val/acc >= target (or the total, not reached)."""
+    rows = rows.sort_values("order").reset_index(drop=True)
+    hit = rows.index[rows["val/acc"] >= target]
+    return (int(hit[0]) + 1, True) if len(hit) else (len(rows), False)
+
+
+def _ray_run(storage: Path, name: str, search: str, scheduler: str, trials: int, seed: int) -> pd.DataFrame:
+    from tunelab.driver import TuneOptions, run_tune
+
+    run_tune(TuneOptions(method="classifier", num_samples=trials, max_epochs=MAX_EPOCHS, search=search,
+                         scheduler=scheduler, seed=seed, storage=str(storage), name=name, sets=FIXED))
+    frames = [pd.read_csv(p) for p in (storage / name).glob("*/progress.csv")]
+    rows = pd.concat(frames, ignore_index=True)
+    # Ray's timestamp is whole seconds; within a second, a trial's own elapsed time breaks ties.
+    rows = rows.sort_values(["timestamp", "time_total_s"], kind="stable").reset_index(drop=True)
+    return rows.assign(order=range(len(rows)))
+
+
+def _optuna_in_process(trials: int, seed: int) -> pd.DataFrame:
+    """Optuna's own loop: TPE + MedianPruner, each epoch reported, no Ray."""
+    import optuna
+
+    from search_spaces import SPACES
+    from trainables import get_method
+    from trainables.config import build_config, parse_set_options
+    from trainables.data import load_dataset
+    from trainables.engine import train
+    from trainables.reporting import LocalReporter
+    from tunelab.searcher import optuna_distributions
+
+    method = get_method("classifier")
+    fixed = {**parse_set_options(FIXED), "epochs": MAX_EPOCHS, "seed": seed, "device": "cpu", "threads": 1}
+    data = load_dataset(build_config(method.config_class, fixed).data_options())
+    distributions = optuna_distributions(SPACES["classifier"])
+    rows = []
+
+    class Pruning(LocalReporter):
+        def __init__(self, trial):
+            super().__init__(None, {}, quiet=True)
+            self.trial = trial
+
+        def report(self, metrics, state):
+            rows.append({"val/acc": metrics["val/acc"], "order": len(rows)})
+            self.trial.report(metrics["val/acc"], metrics["epoch"])
+            if self.trial.should_prune():
+                raise optuna.TrialPruned()
+
+    def objective(trial):
+        params = {name: _suggest(trial, name, dist) for name, dist in distributions.items()}
+        final = train(method, build_config(method.config_class, {**fixed, **params}), Pruning(trial), data=data)
+        return final["val/acc_best"]
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed),
+                                pruner=optuna.pruners.MedianPruner(n_startup_trials=4))
+    study.optimize(objective, n_trials=trials)
+    return pd.DataFrame(rows)
+
+
+def _suggest(trial, name, dist):
+    import optuna
+
+    if isinstance(dist, optuna.distributions.CategoricalDistribution):
+        return trial.suggest_categorical(name, dist.choices)
+    if isinstance(dist, optuna.distributions.IntDistribution):
+        return trial.suggest_int(name, dist.low, dist.high, log=dist.log)
+    return trial.suggest_float(name, dist.low, dist.high, log=dist.log)
+
+
+def reference(args) -> None:
+    storage = Path(tempfile.mkdtemp(prefix="tunelab-reference-"))
+    rows = _ray_run(storage, "reference", "random", "fifo", args.trials, seed=12345)
+    best = float(rows["val/acc"].max())
+    REFERENCE.write_text(json.dumps({"val_acc": best, "trials": args.trials, "max_epochs": MAX_EPOCHS,
+                                     "fixed": FIXED, "search": "random, full budget, seed 12345"}, indent=2) + "\n")
+    print(f"reference optimum val/acc {best:.4f} from {args.trials} random trials at full budget -> {REFERENCE}")
+
+
+def compare(args) -> None:
+    ref = json.loads(REFERENCE.read_text())["val_acc"]
+    target = ref - TOLERANCE
+    storage = Path(tempfile.mkdtemp(prefix="tunelab-efficiency-"))
+    strategies = {
+        "(a) tunelab: TPE + ASHA": lambda s: _ray_run(storage, f"a{s}", "optuna", "asha", args.trials, s),
+        "(b) random, full budget": lambda s: _ray_run(storage, f"b{s}", "random", "fifo", args.trials, s),
+        "(c) random + ASHA": lambda s: _ray_run(storage, f"c{s}", "random", "asha", args.trials, s),
+        "(d) Optuna TPE + median pruner": lambda s: _optuna_in_process(args.trials, s),
+    }
+    print(f"reference optimum {ref:.4f}; target {target:.4f}; cap {args.trials} trials x {MAX_EPOCHS} epochs; "
+          f"seeds {list(range(args.seeds))}")
+    medians = {}
+    for name, run in strategies.items():
+        counts = []
+        for seed in range(args.seeds):
+            epochs, reached = _epochs_until(run(seed), target)
+            counts.append(epochs if reached else args.trials * MAX_EPOCHS)
+            print(f"  {name} seed {seed}: {epochs} epochs{'' if reached else ' (not reached: counted as the cap)'}")
+        medians[name] = statistics.median(counts)
+        print(f"{name}: median {medians[name]:.1f} epochs")
+    a, b, c, d = medians.values()
+    print(f"(a)/(b) = {a / b:.2f} (goal <= 0.25);  (a)/(c) = {a / c:.2f} (goal <= 1);  (a)/(d) = {a / d:.2f} (goal <= 1)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="what", required=True)
+    sub.add_parser("reference").add_argument("--trials", type=int, default=64)
+    c = sub.add_parser("compare")
+    c.add_argument("--trials", type=int, default=16)
+    c.add_argument("--seeds", type=int, default=5)
+    args = parser.parse_args()
+    reference(args) if args.what == "reference" else compare(args)
+
+
+if __name__ == "__main__":
+    main()
