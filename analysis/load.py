@@ -52,21 +52,29 @@ def ray_trial_statuses(path: Path) -> dict[str, str]:
         return {}  # an unreadable snapshot: fall back to what the files say
 
 
-def trial_status(frame: pd.DataFrame, errored: bool, ray_status: str, max_epochs: int) -> str:
-    """finished | stopped (by ASHA) | diverged | errored | incomplete (interrupted, resumable).
+def status_from(last_epoch: int, diverged: bool, errored: bool, max_epochs: int, ray_status: str = "") -> str:
+    """The one status rule: finished | stopped (by ASHA) | diverged | errored | incomplete.
 
-    `errored` is whether the folder holds an error.txt. A trial retried successfully keeps that
-    file, so Ray's recorded status decides when it is known.
+    `errored` is whether the trial failed (or its folder holds an error.txt). A trial retried
+    successfully keeps that file, so Ray's recorded status decides when it is known.
+    `incomplete` is a trial the driver left running or pending (resumable).
     """
     if ray_status == "ERROR" or (errored and not ray_status):
         return "errored"
-    if M.DIVERGED in frame and (frame[M.DIVERGED].fillna(0) > 0).any():
+    if diverged:
         return "diverged"
-    if not frame.empty and int(frame[M.EPOCH].max()) >= max_epochs:
+    if last_epoch >= max_epochs:
         return "finished"
     if ray_status in ("RUNNING", "PENDING", "PAUSED"):
         return "incomplete"
     return "stopped"
+
+
+def trial_status(frame: pd.DataFrame, errored: bool, ray_status: str, max_epochs: int) -> str:
+    """`status_from` applied to one trial's progress rows."""
+    diverged = M.DIVERGED in frame and bool((frame[M.DIVERGED].fillna(0) > 0).any())
+    last_epoch = 0 if frame.empty else int(frame[M.EPOCH].max())
+    return status_from(last_epoch, diverged, errored, max_epochs, ray_status)
 
 
 def _read_trial(folder: Path) -> tuple[pd.DataFrame, dict[str, Any]]:

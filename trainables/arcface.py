@@ -85,8 +85,8 @@ class ArcFaceMethod(Method):
                 {"params": head_params, "lr": config.lr * config.head_lr_factor}]
 
     def training_loss(self, model, images, labels, config):
-        net = getattr(model, "_orig_mod", model)  # the compiled wrapper's module
-        embedding = model.embed(images) if hasattr(model, "embed") else net.embed(images)
+        net = getattr(model, "_orig_mod", model)  # torch.compile's wrapper holds the EmbeddingNet here
+        embedding = net.embed(images)
         logits = net.head(embedding.float(), labels)
         loss = F.cross_entropy(logits, labels, label_smoothing=config.label_smoothing)
         # train/acc from margin-free scores, the same rule evaluation uses

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from analysis.load import TUNELAB_FILE, status_from
+from analysis.load import read_record as read_local_record
 from search_spaces import SPACES
 from search_spaces.base import Choice, IntRange, SearchSpace, describe
 from search_spaces.overrides import apply_overrides, load_space_file
@@ -28,7 +30,6 @@ from trainables.config import build_config, parse_set_options, to_dict
 from trainables.errors import ConfigError
 from tunelab.provenance import environment_record
 
-TUNELAB_FILE = "tunelab.json"
 DEFAULT_STORAGE = "./runs"
 SEARCHES = ("optuna", "random")
 SCHEDULERS = ("asha", "fifo")
@@ -402,26 +403,17 @@ def write_record(path: str, record: dict[str, Any]) -> None:
 
 def read_record(path: str) -> dict[str, Any]:
     local = _local_path(path)
-    try:
-        if local is not None:
-            return json.loads((local / TUNELAB_FILE).read_text(encoding="utf-8"))
-        import pyarrow.fs as pafs
+    if local is not None:
+        return read_local_record(local)
+    import pyarrow.fs as pafs
 
+    try:
         fs, root = pafs.FileSystem.from_uri(path)
         with fs.open_input_stream(f"{root}/{TUNELAB_FILE}") as handle:
             return json.loads(handle.read().decode("utf-8"))
-    except (FileNotFoundError, NotADirectoryError, OSError, json.JSONDecodeError):
+    except (FileNotFoundError, OSError, json.JSONDecodeError):
         raise ConfigError(f"{path!r} is not a tunelab experiment (no readable {TUNELAB_FILE}); "
                           "pass a folder made by `tunelab tune`, e.g. runs/NAME") from None
-
-
-def trial_status(last: dict[str, Any], error: bool, max_epochs: int) -> str:
-    """finished | stopped (by ASHA) | diverged | errored."""
-    if error:
-        return "errored"
-    if last.get(M.DIVERGED):
-        return "diverged"
-    return "finished" if int(last.get(M.EPOCH, 0)) >= max_epochs else "stopped"
 
 
 def summarise(grid, record: dict[str, Any]) -> dict[str, Any]:
@@ -433,7 +425,8 @@ def summarise(grid, record: dict[str, Any]) -> dict[str, Any]:
     for result in grid:
         frame = result.metrics_dataframe
         last = result.metrics or {}
-        status = trial_status(last, result.error is not None, max_epochs)
+        status = status_from(int(last.get(M.EPOCH, 0)), bool(last.get(M.DIVERGED)), result.error is not None,
+                             max_epochs)
         statuses[status] = statuses.get(status, 0) + 1
         if frame is None or metric not in frame or frame[metric].dropna().empty:
             continue

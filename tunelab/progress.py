@@ -7,6 +7,7 @@ import time
 
 from ray.tune import Callback
 
+from analysis.load import status_from
 from trainables import metrics as M
 
 
@@ -29,10 +30,8 @@ class ProgressLines(Callback):
         self.ended += 1
         last = trial.last_result or {}
         epochs = int(last.get(M.EPOCH, 0))
-        if last.get(M.DIVERGED):
-            how = "diverged"
-        else:
-            how = "finished" if epochs >= self.max_epochs else "stopped by ASHA"
+        how = status_from(epochs, bool(last.get(M.DIVERGED)), False, self.max_epochs)
+        how = "stopped by ASHA" if how == "stopped" else how
         value = last.get(M.VAL_ACC_BEST, last.get(self.metric, float("nan")))
         self._line(f"trial {trial.trial_id} {how} after {epochs} epochs, best {self.metric} {value:.4f} "
                    f"({self.ended}/{self.num_samples} done)")
