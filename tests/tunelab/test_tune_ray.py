@@ -56,9 +56,11 @@ def test_asha_with_optuna_records_pruned_trials_as_pruned(ray_cluster, tmp_path)
 
 
 def test_four_quarter_gpu_trials_share_one_logical_gpu(ray_cluster, tmp_path):
-    summary = run_tune(TuneOptions(method="classifier", num_samples=4, max_epochs=6, scheduler="fifo",
+    # Trials of several seconds: progress.csv timestamps are whole seconds, so second-long trials
+    # could not show their overlap.
+    summary = run_tune(TuneOptions(method="classifier", num_samples=4, max_epochs=8, scheduler="fifo",
                                    gpus_per_trial=0.25, storage=f"file://{tmp_path}", name="gpu",
-                                   sets=TINY + ["device=cpu"], max_concurrent=4))
+                                   sets=TINY + ["image_size=16", "width=16", "device=cpu"], max_concurrent=4))
     assert summary["statuses"] == {"finished": 4}
     frames = list(_progress(tmp_path / "gpu").values())
     first_epoch_end = max(f["timestamp"].min() for f in frames)
