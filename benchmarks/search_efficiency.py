@@ -42,11 +42,13 @@ def _epochs_until(rows: pd.DataFrame, target: float) -> tuple[int, bool]:
 
 
 def _ray_run(storage: Path, name: str, search: str, scheduler: str, trials: int, seed: int,
-             max_epochs: int = MAX_EPOCHS, fixed: list[str] = FIXED) -> pd.DataFrame:
+             max_epochs: int = MAX_EPOCHS, fixed: list[str] = FIXED, target: float | None = None) -> pd.DataFrame:
+    """One `tunelab tune` run; with `target`, it ends there (--stop-at): later epochs would not count."""
     from tunelab.driver import TuneOptions, run_tune
 
     run_tune(TuneOptions(method="classifier", num_samples=trials, max_epochs=max_epochs, search=search,
-                         scheduler=scheduler, seed=seed, storage=str(storage), name=name, sets=list(fixed)))
+                         scheduler=scheduler, seed=seed, storage=str(storage), name=name, sets=list(fixed),
+                         stop_at=target))
     frames = [pd.read_csv(p) for p in (storage / name).glob("*/progress.csv")]
     rows = pd.concat(frames, ignore_index=True)
     # Ray's timestamp is whole seconds; within a second, a trial's own elapsed time breaks ties.
@@ -54,8 +56,8 @@ def _ray_run(storage: Path, name: str, search: str, scheduler: str, trials: int,
     return rows.assign(order=range(len(rows)))
 
 
-def _optuna_in_process(trials: int, seed: int, max_epochs: int = MAX_EPOCHS, fixed: list[str] = FIXED
-                       ) -> pd.DataFrame:
+def _optuna_in_process(trials: int, seed: int, max_epochs: int = MAX_EPOCHS, fixed: list[str] = FIXED,
+                       target: float | None = None) -> pd.DataFrame:
     """Optuna's own loop: TPE + MedianPruner, each epoch reported, no Ray."""
     import optuna
 
@@ -81,6 +83,9 @@ def _optuna_in_process(trials: int, seed: int, max_epochs: int = MAX_EPOCHS, fix
         def report(self, metrics, state):
             rows.append({"val/acc": metrics["val/acc"], "order": len(rows)})
             self.trial.report(metrics["val/acc"], metrics["epoch"])
+            if target is not None and metrics["val/acc"] >= target:
+                self.trial.study.stop()  # the count ends here; no need to train the rest
+                raise optuna.TrialPruned()
             if self.trial.should_prune():
                 raise optuna.TrialPruned()
 
@@ -125,7 +130,7 @@ def compare(args) -> None:
     ref, max_epochs, fixed = reference["val_acc"], reference["max_epochs"], reference["fixed"]
     target = ref - TOLERANCE
     storage = Path(tempfile.mkdtemp(prefix="tunelab-efficiency-"))
-    budget = dict(max_epochs=max_epochs, fixed=fixed)
+    budget = dict(max_epochs=max_epochs, fixed=fixed, target=target)
     strategies = {
         "(a) tunelab: TPE + ASHA": lambda s: _ray_run(storage, f"a{s}", "optuna", "asha", args.trials, s, **budget),
         "(b) random, full budget": lambda s: _ray_run(storage, f"b{s}", "random", "fifo", args.trials, s, **budget),

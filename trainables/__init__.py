@@ -35,12 +35,14 @@ def get_method(name: str) -> Method:
 def make_trainable(name: str) -> Callable[..., None]:
     """The Ray Tune function trainable of a method (reports through tune.report)."""
 
-    def trainable(config: dict[str, Any], data=None) -> None:
+    def trainable(config: dict[str, Any], data=None, checkpoint_interval_s: float = 0.0) -> None:
         from trainables.tune_reporter import TuneReporter
 
         method = get_method(name)
+        train_config = build_config(method.config_class, config)
+        reporter = TuneReporter(train_config.epochs, checkpoint_interval_s)
         try:
-            train(method, build_config(method.config_class, config), TuneReporter(), data=data)
+            train(method, train_config, reporter, data=data)
         except torch.OutOfMemoryError:
             # Give the memory back before Ray records the error, so neighbours sharing the GPU
             # are not starved while this trial's actor is torn down.

@@ -1,17 +1,38 @@
-"""The Reporter used inside a Ray Tune trial: `tune.report` with a checkpoint every epoch."""
+"""The Reporter used inside a Ray Tune trial: `tune.report` every epoch, a checkpoint now and then."""
 from __future__ import annotations
 
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
 from ray import tune
 
+from trainables import metrics as M
 from trainables.reporting import CHECKPOINT_FILE, load_checkpoint_file
 
 
 class TuneReporter:
+    """Reports every epoch's metrics; attaches a checkpoint when `checkpoint_interval_s` has passed
+    since the last one (0: every epoch) and always at the last epoch.
+
+    Each checkpoint costs the trial a `torch.save`, the storage a copy, and the driver an
+    experiment snapshot; with epochs of a second that is a large share of the run, while a trial
+    lost between checkpoints only redoes at most the interval's epochs.
+    """
+
+    def __init__(self, total_epochs: int, checkpoint_interval_s: float = 0.0,
+                 clock: Callable[[], float] = time.monotonic):
+        import ray
+
+        self.total_epochs = total_epochs
+        self.interval = checkpoint_interval_s
+        self.clock = clock
+        self.last_checkpoint = clock()
+        # Which node ran each epoch: where to look when a cluster trial misbehaves.
+        self.node_id = ray.get_runtime_context().get_node_id()
+
     def load_checkpoint(self) -> dict | None:
         checkpoint = tune.get_checkpoint()
         if checkpoint is None:
@@ -19,14 +40,15 @@ class TuneReporter:
         with checkpoint.as_directory() as folder:
             return load_checkpoint_file(Path(folder) / CHECKPOINT_FILE)
 
-    def __init__(self):
-        import ray
-
-        # Which node ran each epoch: where to look when a cluster trial misbehaves.
-        self.node_id = ray.get_runtime_context().get_node_id()
+    def checkpoint_due(self, epoch: int) -> bool:
+        return epoch >= self.total_epochs or self.clock() - self.last_checkpoint >= self.interval
 
     def report(self, metrics: dict[str, Any], state: Callable[[], dict]) -> None:
         metrics = {**metrics, "node_id": self.node_id}
+        if not self.checkpoint_due(int(metrics[M.EPOCH])):
+            tune.report(metrics)
+            return
         with tempfile.TemporaryDirectory() as folder:
             torch.save(state(), Path(folder) / CHECKPOINT_FILE)
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
+        self.last_checkpoint = self.clock()

@@ -69,6 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--max-failures", type=int, default=1, help="retries of a failed trial from its checkpoint")
     tune.add_argument("--startup-trials", type=int, default=0,
                       help="random trials before TPE (default: a quarter of --num-samples, 2..10)")
+    tune.add_argument("--checkpoint-interval", type=float, default=60.0, metavar="SECONDS",
+                      help="a trial checkpoints at most this often and at its last epoch (default 60; 0: every epoch)")
+    tune.add_argument("--stop-at", type=float, metavar="VALUE",
+                      help="end the whole search once any trial reaches this value of the metric")
+    tune.add_argument("--tensorboard", action="store_true", help="also write TensorBoard event files per trial")
     tune.add_argument("--overwrite", action="store_true", help="replace an existing experiment of the same name")
     tune.add_argument("--json", action="store_true", help="end stdout with one JSON line: experiment, best config")
 
@@ -197,7 +202,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
         gpus_per_trial=args.gpus_per_trial, max_concurrent=args.max_concurrent, storage=args.storage,
         name=args.name, address=args.address, space=args.space, seed=args.seed, sets=args.set,
         optuna_storage=args.optuna_storage, max_failures=args.max_failures, startup_trials=args.startup_trials,
-        overwrite=args.overwrite)
+        overwrite=args.overwrite, checkpoint_interval_s=args.checkpoint_interval, stop_at=args.stop_at,
+        tensorboard=args.tensorboard)
     _print_tune_summary(run_tune(opts, argv=sys.argv[1:]), args.json)
     return 0
 

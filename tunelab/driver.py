@@ -59,6 +59,9 @@ class TuneOptions:
     max_failures: int = 1
     startup_trials: int = 0  # 0: min(10, max(2, num_samples // 4))
     overwrite: bool = False
+    checkpoint_interval_s: float = 60.0  # a trial checkpoints at most this often, and at its last epoch
+    stop_at: float | None = None  # end the whole search once a trial's metric reaches this
+    tensorboard: bool = False
     metric: str = M.VAL_ACC
     mode: str = "max"
 
@@ -77,6 +80,11 @@ def _check(opts: TuneOptions) -> None:
                              ("--max-concurrent", opts.max_concurrent, 0), ("--max-failures", opts.max_failures, 0)):
         if value < low:
             raise ConfigError(f"{name} {value} is out of range; allowed: >= {low}")
+    if opts.checkpoint_interval_s < 0:
+        raise ConfigError(f"--checkpoint-interval {opts.checkpoint_interval_s:g} is out of range; "
+                          "allowed: >= 0 (0 = every epoch)")
+    if opts.stop_at is not None and not math.isfinite(opts.stop_at):
+        raise ConfigError(f"--stop-at {opts.stop_at} is not valid; allowed: a finite value of {opts.metric}")
     if opts.cpus_per_trial <= 0:
         raise ConfigError(f"--cpus-per-trial {opts.cpus_per_trial} is out of range; allowed: > 0")
     if opts.gpus_per_trial < 0 or (opts.gpus_per_trial > 1 and not float(opts.gpus_per_trial).is_integer()):
@@ -218,11 +226,12 @@ def check_cluster(opts: TuneOptions, storage: str) -> None:
 
 # ----------------------------------------------------------------------------- assembly
 
-def build_trainable(method: str, data, cpus: float, gpus: float):
+def build_trainable(opts: TuneOptions, data):
     from ray import tune
 
-    trainable = tune.with_parameters(METHODS[method], data=data)
-    return tune.with_resources(trainable, {"cpu": cpus, "gpu": gpus})
+    trainable = tune.with_parameters(METHODS[opts.method], data=data,
+                                     checkpoint_interval_s=opts.checkpoint_interval_s)
+    return tune.with_resources(trainable, {"cpu": opts.cpus_per_trial, "gpu": opts.gpus_per_trial})
 
 
 def tune_domains(space: SearchSpace) -> dict[str, Any]:
@@ -254,7 +263,9 @@ def build_search(opts: TuneOptions, space: SearchSpace, name: str):
         return searcher, {}
     from ray.tune.search.basic_variant import BasicVariantGenerator
 
-    return BasicVariantGenerator(random_state=opts.seed), tune_domains(space)
+    # Tune ignores TuneConfig.max_concurrent_trials for a generator instance; it takes it here.
+    return (BasicVariantGenerator(random_state=opts.seed, max_concurrent=opts.max_concurrent),
+            tune_domains(space))
 
 
 def build_scheduler(opts: TuneOptions):
@@ -267,17 +278,37 @@ def build_scheduler(opts: TuneOptions):
                          reduction_factor=opts.reduction_factor)
 
 
+def keep_default_loggers_off() -> None:
+    """Tune adds CSV, JSON and TensorBoard loggers unless told not to; tunelab passes its own."""
+    os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"
+
+
+def logger_callbacks(tensorboard: bool) -> list:
+    """progress.csv and result.json always (analysis reads them); TensorBoard files on request.
+
+    Ray adds a TensorBoard logger by default; its per-result summaries and writer thread cost the
+    driver CPU that, on a small machine, trials would otherwise use.
+    """
+    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback, TBXLoggerCallback
+
+    keep_default_loggers_off()
+    return [CSVLoggerCallback(), JsonLoggerCallback()] + ([TBXLoggerCallback()] if tensorboard else [])
+
+
 def run_config(opts: TuneOptions, name: str, storage: str):
     from ray import tune
 
     from tunelab.progress import ProgressLines
+    from tunelab.stopping import StopWhenReached
 
+    stop = StopWhenReached(opts.metric, opts.mode, opts.stop_at) if opts.stop_at is not None else None
     return tune.RunConfig(
-        name=name, storage_path=storage, verbose=0,
+        name=name, storage_path=storage, verbose=0, stop=stop,
         failure_config=tune.FailureConfig(max_failures=opts.max_failures),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=2, checkpoint_score_attribute=opts.metric,
                                                 checkpoint_score_order=opts.mode),
-        callbacks=[ProgressLines(opts.num_samples, opts.metric, opts.max_epochs)])
+        callbacks=[ProgressLines(opts.num_samples, opts.metric, opts.max_epochs),
+                   *logger_callbacks(opts.tensorboard)])
 
 
 def load_shared_data(method: str, fixed: dict[str, Any]):
@@ -323,7 +354,7 @@ def run_tune(opts: TuneOptions, argv: list[str] | None = None) -> dict[str, Any]
     record = experiment_record(opts, name, path, fixed, space, argv)
     write_record(path, record)
     tuner = tune.Tuner(
-        build_trainable(opts.method, data, opts.cpus_per_trial, opts.gpus_per_trial),
+        build_trainable(opts, data),
         param_space={**fixed, **sampled},
         tune_config=tune.TuneConfig(search_alg=search_alg, scheduler=build_scheduler(opts),
                                     num_samples=opts.num_samples,
@@ -350,8 +381,8 @@ def resume(path: str, resume_errored: bool = False, restart_errored: bool = Fals
     data = load_shared_data(opts.method, dict(record["fixed"]))
     connect_ray(address or opts.address)
     allow_parallel_pending_trials(opts)
-    tuner = tune.Tuner.restore(path, trainable=build_trainable(opts.method, data, opts.cpus_per_trial,
-                                                               opts.gpus_per_trial),
+    keep_default_loggers_off()  # the restored run config brings tunelab's own logger callbacks
+    tuner = tune.Tuner.restore(path, trainable=build_trainable(opts, data),
                                resume_unfinished=True, resume_errored=resume_errored, restart_errored=restart_errored)
     return summarise(tuner.fit(), record)
 

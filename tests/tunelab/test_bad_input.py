@@ -89,6 +89,9 @@ CASES = [
     ("compare with an unknown method", ["compare", "--methods", "classifier,svm"], ["'svm' is not known", "arcface"]),
     ("tune with a bad search", ["tune", "classifier", "--search", "grid"], ["--search 'grid'", "optuna, random"]),
     ("tune with a bad GPU share", ["tune", "classifier", "--gpus-per-trial", "2.5"], ["--gpus-per-trial 2.5"]),
+    ("negative checkpoint interval", ["tune", "classifier", "--checkpoint-interval", "-5"],
+     ["--checkpoint-interval -5", ">= 0"]),
+    ("stop-at not finite", ["tune", "classifier", "--stop-at", "nan"], ["--stop-at nan", "finite value of val/acc"]),
 ]
 
 

@@ -33,6 +33,8 @@ def test_set_values_leave_the_search_space():
     (TuneOptions("classifier", sets=["epochs=3"]), "--set epochs is not allowed in tune; use --max-epochs"),
     (TuneOptions("classifier", sets=["optimizer=adamm"]), "optimizer='adamm' is not valid"),
     (TuneOptions("classifier", space="/nonexistent.yaml"), "--space '/nonexistent.yaml': no such file"),
+    (TuneOptions("classifier", checkpoint_interval_s=-1), "--checkpoint-interval -1 is out of range"),
+    (TuneOptions("classifier", stop_at=float("inf")), "--stop-at inf is not valid"),
 ])
 def test_bad_options_fail_before_ray_starts(opts, message, monkeypatch):
     monkeypatch.setattr(driver, "connect_ray", lambda address: pytest.fail("Ray must not start"))
@@ -88,3 +90,26 @@ def test_tune_command_line_errors_are_one_line(capsys, args, fragment):
     assert _exit_code(args) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and fragment in err[0]
+
+
+def test_random_search_takes_the_concurrency_limit():
+    # Tune ignores TuneConfig.max_concurrent_trials when handed a generator instance.
+    opts = TuneOptions("classifier", search="random", max_concurrent=3)
+    searcher, sampled = driver.build_search(opts, resolve_space(opts, fixed_values(opts)), "x")
+    assert searcher.max_concurrent == 3 and "lr" in sampled
+
+
+@pytest.mark.parametrize("mode,values,stops_after", [
+    ("max", [0.5, 0.89, 0.9, 0.1], 3),
+    ("min", [1.5, 0.95, 0.9, 1.1], 3),
+    ("max", [0.5, None, 0.7], None),
+])
+def test_stop_at_ends_the_search_at_the_first_result_that_reaches_it(mode, values, stops_after):
+    from tunelab.stopping import StopWhenReached
+
+    stopper = StopWhenReached("val/acc", mode, 0.9)
+    decisions = [stopper(f"t{i % 2}", {} if v is None else {"val/acc": v}) for i, v in enumerate(values)]
+    first = decisions.index(True) + 1 if True in decisions else None
+    assert first == stops_after
+    assert stopper.stop_all() == (stops_after is not None)
+    assert all(decisions[first - 1:]) if first else not any(decisions)

@@ -29,7 +29,7 @@ def test_raising_trial_is_retried_from_its_checkpoint_then_recorded_as_errored(r
     _arm(faults, "raise@2.a", "raise@2.b", "raise@3.c")
     summary = run_tune(TuneOptions(method="classifier", num_samples=3, max_epochs=3, scheduler="fifo",
                                    max_concurrent=1, max_failures=1, storage=f"file://{tmp_path}", name="raise",
-                                   sets=TINY))
+                                   sets=TINY, checkpoint_interval_s=0))
     assert summary["statuses"] == {"errored": 1, "finished": 2}
     experiment = tmp_path / "raise"
     errors = sorted(experiment.glob("*/error.txt"))
@@ -67,7 +67,7 @@ def test_lost_worker_node_trials_continue_from_checkpoints(ray_cluster, tmp_path
     def search():
         outcome["summary"] = run_tune(TuneOptions(
             method="classifier", num_samples=8, max_epochs=4, scheduler="fifo", max_failures=3,
-            storage=f"file://{tmp_path}", name="lost", sets=TINY + ["image_size=16"]))
+            checkpoint_interval_s=0, storage=f"file://{tmp_path}", name="lost", sets=TINY + ["image_size=16"]))
 
     runner = threading.Thread(target=search)
     runner.start()

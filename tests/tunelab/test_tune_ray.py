@@ -10,6 +10,7 @@ from pathlib import Path
 import optuna
 import pandas as pd
 import pytest
+import torch
 from optuna.trial import TrialState
 
 from tunelab.driver import TuneOptions, run_tune
@@ -54,20 +55,40 @@ def test_asha_with_optuna_records_pruned_trials_as_pruned(ray_cluster, tmp_path)
         assert trial.value == max(trial.intermediate_values.values())
     assert sum(1 for e in epochs.values() if e == 3) == len(by_state[TrialState.COMPLETE])
 
+    # Default checkpoint interval (60 s) >> these trials: one checkpoint, at the last epoch, and
+    # only for trials that got there; no TensorBoard files unless asked for.
+    for folder in (p.parent for p in experiment.glob("*/progress.csv")):
+        checkpoints = sorted(folder.glob("checkpoint_*/checkpoint.pt"))
+        last_epoch = int(pd.read_csv(folder / "progress.csv")["epoch"].max())
+        assert len(checkpoints) == (1 if last_epoch == 3 else 0), folder.name
+        if checkpoints:
+            assert torch.load(checkpoints[0], weights_only=True)["epoch"] == 3
+        assert not list(folder.glob("events.out.tfevents*"))
+
 
 def test_four_quarter_gpu_trials_share_one_logical_gpu(ray_cluster, tmp_path):
     # Trials of several seconds: progress.csv timestamps are whole seconds, so second-long trials
     # could not show their overlap.
     summary = run_tune(TuneOptions(method="classifier", num_samples=4, max_epochs=8, scheduler="fifo",
                                    gpus_per_trial=0.25, storage=f"file://{tmp_path}", name="gpu",
-                                   sets=TINY + ["image_size=16", "width=16", "device=cpu"], max_concurrent=4))
+                                   sets=TINY + ["image_size=16", "width=16", "device=cpu"], max_concurrent=4,
+                                   tensorboard=True))
     assert summary["statuses"] == {"finished": 4}
+    assert len(list((tmp_path / "gpu").glob("*/events.out.tfevents*"))) == 4
     frames = list(_progress(tmp_path / "gpu").values())
     first_epoch_end = max(f["timestamp"].min() for f in frames)
     last_epoch_end = min(f["timestamp"].max() for f in frames)
     assert first_epoch_end <= last_epoch_end, "the four 0.25-GPU trials did not all run at the same time"
     state = json.loads((tmp_path / "gpu" / "tunelab.json").read_text())
     assert state["resources"]["gpus_per_trial"] == 0.25
+
+
+def test_stop_at_ends_the_whole_search(ray_cluster, tmp_path):
+    summary = run_tune(TuneOptions(method="classifier", num_samples=6, max_epochs=3, scheduler="fifo",
+                                   search="random", max_concurrent=1, stop_at=0.0,
+                                   storage=f"file://{tmp_path}", name="stop", sets=TINY))
+    frames = _progress(tmp_path / "stop")
+    assert summary["trials"] < 6 and sum(len(f) for f in frames.values()) == 1
 
 
 def test_trials_are_placed_on_both_nodes(ray_cluster, tmp_path):
