@@ -1,21 +1,25 @@
 """Orchestration overhead and scaling of `tunelab tune`, measured side by side in one run.
 
-overhead: N trials of about `--trial-seconds` each. Baseline = the same N configs trained one
-after another in this process (same threads per trial, same data), their summed training time
-divided by the concurrency: what a perfect scheduler would take. Ratio = tune wall time / that.
-Ray's start-up is included in the tune wall time (a user waits for it too).
+overhead: N trials of about 10 s each (`--epochs`), run by `tunelab tune` at each concurrency in
+`--concurrency`. Ideal = the same N configs trained one after another in this process (same
+threads per trial, same data), summed, divided by the concurrency: what a perfect scheduler
+would take. Ratio = tune wall time / ideal; Ray's start-up is inside the tune wall time (a user
+waits for it too). A second reference separates the machine from the orchestration: the same
+configs run by a plain process pool of the same size (no Ray), whose own ratio to the ideal is
+what running trials side by side costs on these cores (shared caches, memory bandwidth).
 
 scaling: wall time of tune runs of 8, 16, 32 tiny trials at concurrency 1 and 2 (one Ray
 instance for all); the per-trial fixed cost is the slope of wall time against trials at
 concurrency 1 minus the mean training seconds of one trial (after an unrecorded warm-up run, so the
 first row does not carry the workers' start-up).
 
-    python benchmarks/overhead.py overhead --trials 8 --concurrency 2
+    python benchmarks/overhead.py overhead --trials 16 --concurrency 1 2
     python benchmarks/overhead.py scaling
 """
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import tempfile
 import time
@@ -42,10 +46,14 @@ def _tune(storage: Path, name: str, trials: int, concurrency: int, epochs: int, 
     return time.perf_counter() - began
 
 
-def _sequential(storage: Path, name: str, sets: list[str], epochs: int) -> float:
-    """Train every config of a finished experiment again, one after another, in this process."""
+def _configs(experiment: Path) -> list[dict]:
     import json
 
+    return [json.loads(p.read_text()) for p in sorted(experiment.glob("*/params.json"))]
+
+
+def _train_one(values: dict) -> float:
+    """Train one config in this process (data loaded first, not timed); its training seconds."""
     from trainables import get_method
     from trainables.config import build_config
     from trainables.data import load_dataset
@@ -53,12 +61,32 @@ def _sequential(storage: Path, name: str, sets: list[str], epochs: int) -> float
     from trainables.reporting import LocalReporter
 
     method = get_method("classifier")
-    configs = [json.loads(p.read_text()) for p in (storage / name).glob("*/params.json")]
-    data = load_dataset(build_config(method.config_class, configs[0]).data_options())
+    config = build_config(method.config_class, values)
+    if config.data_options() not in _DATA:
+        _DATA[config.data_options()] = load_dataset(config.data_options())
+    data = _DATA[config.data_options()]
     began = time.perf_counter()
-    for values in configs:
-        train(method, build_config(method.config_class, values), LocalReporter(None, {}, quiet=True), data=data)
+    train(method, config, LocalReporter(None, {}, quiet=True), data=data)
     return time.perf_counter() - began
+
+
+_DATA: dict = {}
+
+
+def _sequential(configs: list[dict]) -> float:
+    """Every config trained one after another in this process: the sum of their training times."""
+    return sum(_train_one(values) for values in configs)
+
+
+def _pool(configs: list[dict], concurrency: int) -> float:
+    """The same configs on a plain process pool of `concurrency` workers (warmed up first): wall time."""
+    import multiprocessing
+
+    with multiprocessing.get_context("spawn").Pool(concurrency) as pool:
+        pool.map(_train_one, [{**configs[0], "epochs": 1}] * concurrency)  # imports and data, untimed
+        began = time.perf_counter()
+        pool.map(_train_one, configs, chunksize=1)
+        return time.perf_counter() - began
 
 
 def overhead(args) -> None:
@@ -67,20 +95,28 @@ def overhead(args) -> None:
     from tunelab.driver import connect_ray
 
     storage = Path(tempfile.mkdtemp(prefix="tunelab-overhead-"))
-    began = time.perf_counter()
-    connect_ray(None)
-    start_s = time.perf_counter() - began
-    wall = _tune(storage, "overhead", args.trials, args.concurrency, args.epochs, SMALL) + start_s
-    ray.shutdown()
-    sequential = _sequential(storage, "overhead", SMALL, args.epochs)
-    in_trials, n = _training_seconds(storage / "overhead")
-    ideal = sequential / args.concurrency
-    print(f"machine: {platform.machine()}, {args.concurrency} trials at once, 1 CPU thread per trial")
-    print(f"{n} trials of {args.epochs} epochs, mean {sequential / n:.1f} s each when trained alone")
-    print(f"Ray start-up              : {start_s:6.1f} s")
-    print(f"tunelab tune wall time    : {wall:6.1f} s (training inside trials: {in_trials:.1f} s summed)")
-    print(f"sequential / concurrency  : {ideal:6.1f} s")
-    print(f"overhead ratio            : {wall / ideal:.3f}x (goal <= 1.15x)")
+    walls = {}
+    for concurrency in args.concurrency:
+        began = time.perf_counter()  # Ray's start-up counts: every user run pays it
+        connect_ray(None)
+        _tune(storage, f"c{concurrency}", args.trials, concurrency, args.epochs, SMALL)
+        walls[concurrency] = time.perf_counter() - began
+        ray.shutdown()
+    configs = _configs(storage / f"c{args.concurrency[0]}")
+    for concurrency in args.concurrency:  # same seed, same search: the same configs every time
+        assert sorted(map(str, _configs(storage / f"c{concurrency}"))) == sorted(map(str, configs))
+    sequential = _sequential(configs)
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores; 1 CPU thread per trial")
+    print(f"{len(configs)} trials of {args.epochs} epochs, mean {sequential / len(configs):.1f} s each when "
+          f"trained alone; sequential total {sequential:.1f} s")
+    for concurrency, wall in walls.items():
+        ideal = sequential / concurrency
+        pool = _pool(configs, concurrency)
+        in_trials, _ = _training_seconds(storage / f"c{concurrency}")
+        print(f"concurrency {concurrency}: tunelab tune {wall:6.1f} s (training inside trials {in_trials:.1f} s); "
+              f"ideal {ideal:.1f} s; process pool {pool:.1f} s")
+        print(f"  overhead ratio tune / ideal: {wall / ideal:.3f}x (goal <= 1.15x); "
+              f"tune / process pool: {wall / pool:.3f}x; pool / ideal: {pool / ideal:.3f}x")
 
 
 def scaling(args) -> None:
@@ -109,9 +145,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="what", required=True)
     o = sub.add_parser("overhead")
-    o.add_argument("--trials", type=int, default=8)
-    o.add_argument("--concurrency", type=int, default=2)
-    o.add_argument("--epochs", type=int, default=10, help="epochs per trial (about 1 s each here)")
+    o.add_argument("--trials", type=int, default=16)
+    o.add_argument("--concurrency", type=int, nargs="+", default=[1, 2])
+    o.add_argument("--epochs", type=int, default=25, help="epochs per trial (about 0.4 s each here)")
     sub.add_parser("scaling")
     args = parser.parse_args()
     overhead(args) if args.what == "overhead" else scaling(args)

@@ -1,5 +1,8 @@
 """Model zoo by name. Every model returns `(logits, features)`, features = pooled penultimate vector.
 
+torchvision is imported only when a model needs it: it pulls in torch._dynamo (about 2 s per
+process here), which every Ray trial worker would otherwise pay for the small CNN too.
+
 Models are `FeatureClassifier(backbone, fc)`: the backbone maps images to features, `fc` is the
 linear classifier. Methods swap or drop `fc` (fine-tuning replaces it, ArcFace puts a margin head
 on the features) without knowing the architecture.
@@ -11,8 +14,6 @@ from typing import Callable
 
 import torch
 import torch.nn as nn
-import torchvision.models as tvm
-from torchvision.models.resnet import BasicBlock, Bottleneck
 
 from trainables.errors import ConfigError, check_choice
 
@@ -141,44 +142,10 @@ def alexnet_cifar(options: ModelOptions, num_classes: int) -> FeatureClassifier:
 
 # ----------------------------------------------------------------------------- ResNets
 
-class ResNetBackbone(tvm.ResNet):
-    """torchvision's ResNet with a width knob and an optional CIFAR stem; `fc` removed.
-
-    With width 64 and the ImageNet stem its parameter names and shapes are exactly torchvision's,
-    so ImageNet weights load into it unchanged.
-    """
-
-    def __init__(self, block, layers, width: int = 64, cifar_stem: bool = False, norm_layer=None):
-        nn.Module.__init__(self)
-        self._norm_layer = norm_layer or nn.BatchNorm2d
-        self.inplanes, self.dilation, self.groups, self.base_width = width, 1, 1, 64
-        if cifar_stem:
-            self.conv1 = nn.Conv2d(3, width, kernel_size=3, stride=1, padding=1, bias=False)
-            self.maxpool = nn.Identity()
-        else:
-            self.conv1 = nn.Conv2d(3, width, kernel_size=7, stride=2, padding=3, bias=False)
-            self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
-        self.bn1 = self._norm_layer(width)
-        self.relu = nn.ReLU(inplace=True)
-        self.layer1 = self._make_layer(block, width, layers[0])
-        self.layer2 = self._make_layer(block, 2 * width, layers[1], stride=2)
-        self.layer3 = self._make_layer(block, 4 * width, layers[2], stride=2)
-        self.layer4 = self._make_layer(block, 8 * width, layers[3], stride=2)
-        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
-        self.fc = nn.Identity()
-        self.feature_dim = 8 * width * block.expansion
-        for m in self.modules():  # torchvision's own initialisation
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
-                nn.init.constant_(m.weight, 1)
-                nn.init.constant_(m.bias, 0)
-
-
 _RESNETS = {
-    "resnet18": (BasicBlock, [2, 2, 2, 2]), "resnet34": (BasicBlock, [3, 4, 6, 3]),
-    "resnet50": (Bottleneck, [3, 4, 6, 3]), "resnet101": (Bottleneck, [3, 4, 23, 3]),
-    "resnet152": (Bottleneck, [3, 8, 36, 3]),
+    "resnet18": ("basic", [2, 2, 2, 2]), "resnet34": ("basic", [3, 4, 6, 3]),
+    "resnet50": ("bottleneck", [3, 4, 6, 3]), "resnet101": ("bottleneck", [3, 4, 23, 3]),
+    "resnet152": ("bottleneck", [3, 8, 36, 3]),
 }
 
 
@@ -186,6 +153,8 @@ def _resnet_builder(name: str):
     block, layers = _RESNETS[name]
 
     def build(options: ModelOptions, num_classes: int) -> FeatureClassifier:
+        from trainables.resnet import ResNetBackbone
+
         norm = nn.BatchNorm2d if options.batchnorm else (lambda channels: nn.Identity())
         backbone = ResNetBackbone(block, layers, width=options.width or 64, cifar_stem=options.cifar_stem,
                                   norm_layer=norm)
@@ -237,6 +206,8 @@ class _SqueezeNetFeatures(nn.Module):
 def _torchvision_builder(name: str):
     def build(options: ModelOptions, num_classes: int) -> FeatureClassifier:
         _require_batchnorm(options)
+        import torchvision.models as tvm
+
         kwargs = {"aux_logits": False, "init_weights": True} if name in ("googlenet", "inception_v3") else {}
         net = tvm.get_model(name, weights=None, **kwargs)
         if name.startswith("squeezenet"):
