@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from trainables.data import (Augment, DataOptions, load_dataset, random_crop, random_flip, read_cifar_batch,
-                             stratified_split, iterate_batches, ArraySplit)
+from trainables.data import (Augment, DataOptions, channel_stats, load_dataset, resize_uint8, random_crop,
+                             random_flip, read_cifar_batch, stratified_split, iterate_batches, ArraySplit)
 from trainables.errors import DataError
 from tests.conftest import write_image_folder
 
@@ -163,3 +163,26 @@ def test_shuffled_batches_cover_the_split_once():
     assert sorted(seen.tolist()) == list(range(10))
     augment = Augment(crop_padding=1, hflip=True, vflip=True)
     assert augment(split.images, torch.Generator().manual_seed(0)).shape == split.images.shape
+
+
+def test_channel_stats_chunked_equal_a_float64_computation(monkeypatch):
+    import trainables.data as data
+
+    monkeypatch.setattr(data, "CHUNK", 7)  # several chunks, the last one short
+    images = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (30, 3, 5, 4), dtype=np.uint8))
+    x = images.numpy().astype(np.float64) / 255.0
+    mean, std = channel_stats(images)
+    np.testing.assert_allclose(mean, x.mean(axis=(0, 2, 3)), rtol=1e-12)
+    np.testing.assert_allclose(std, x.std(axis=(0, 2, 3), ddof=1), rtol=1e-10)
+
+
+def test_resize_in_chunks_equals_one_interpolation(monkeypatch):
+    import torch.nn.functional as F
+
+    import trainables.data as data
+
+    monkeypatch.setattr(data, "CHUNK", 4)
+    images = torch.from_numpy(np.random.default_rng(1).integers(0, 256, (10, 3, 12, 12), dtype=np.uint8))
+    whole = F.interpolate(images.float(), size=(8, 8), mode="bilinear", antialias=True, align_corners=False)
+    assert torch.equal(resize_uint8(images, 8), whole.round().clamp(0, 255).to(torch.uint8))
+    assert resize_uint8(images, 12) is images
