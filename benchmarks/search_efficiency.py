@@ -137,6 +137,7 @@ def compare(args) -> None:
         "(c) random + ASHA": lambda s: _ray_run(storage, f"c{s}", "random", "asha", args.trials, s, **budget),
         "(d) Optuna TPE + median pruner": lambda s: _optuna_in_process(args.trials, s, **budget),
     }
+    strategies = {name: run for name, run in strategies.items() if name[1] in args.strategies}
     cap = args.trials * max_epochs
     print(f"reference optimum {ref:.4f}; target {target:.4f}; cap {args.trials} trials x {max_epochs} epochs "
           f"= {cap}; seeds {list(range(args.seeds))}", flush=True)
@@ -152,6 +153,8 @@ def compare(args) -> None:
         medians[name] = statistics.median(counts)
         print(f"{name}: median {medians[name]:.1f} epochs, target reached in {reached_runs}/{args.seeds} runs",
               flush=True)
+    if len(medians) < 4:
+        return
     a, b, c, d = medians.values()
     print(f"(a)/(b) = {a / b:.2f} (goal <= 0.25);  (a)/(c) = {a / c:.2f} (goal <= 1);  (a)/(d) = {a / d:.2f} (goal <= 1)")
 
@@ -163,6 +166,8 @@ def main() -> None:
     c = sub.add_parser("compare")
     c.add_argument("--trials", type=int, default=64)
     c.add_argument("--seeds", type=int, default=7)
+    c.add_argument("--strategies", nargs="+", default=list("abcd"), choices=list("abcd"),
+                   help="a subset to run (several processes can share the work); ratios need all four")
     args = parser.parse_args()
     reference(args) if args.what == "reference" else compare(args)
 
