@@ -381,7 +381,10 @@ def resume(path: str, resume_errored: bool = False, restart_errored: bool = Fals
     data = load_shared_data(opts.method, dict(record["fixed"]))
     connect_ray(address or opts.address)
     allow_parallel_pending_trials(opts)
-    keep_default_loggers_off()  # the restored run config brings tunelab's own logger callbacks
+    if "tensorboard" in record["options"]:
+        # The restored run config brings tunelab's own loggers; experiments made before they were
+        # passed explicitly still rely on Tune's defaults.
+        keep_default_loggers_off()
     tuner = tune.Tuner.restore(path, trainable=build_trainable(opts, data),
                                resume_unfinished=True, resume_errored=resume_errored, restart_errored=restart_errored)
     return summarise(tuner.fit(), record)
