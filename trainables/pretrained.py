@@ -112,10 +112,15 @@ def cache_dir() -> Path:
     return Path(os.path.expanduser(os.environ.get(CACHE_ENV, "~/.cache/tunelab")))
 
 
+def file_safe(dataset: str) -> str:
+    """A dataset name as part of a file name (`imagefolder:/data/x` has a colon and slashes)."""
+    return dataset.replace("/", "_").replace(":", "_")
+
+
 def auto_checkpoint_path(config: TrainConfig) -> Path:
     """Where `pretrained=auto` keeps the offline backbone for this model and target split."""
     key = (f"{config.model}-w{config.width}-{'cifarstem' if config.cifar_stem else 'stem'}-"
-           f"{'bn' if config.batchnorm else 'nobn'}-{config.dataset.replace('/', '_').replace(':', '_')}-"
+           f"{'bn' if config.batchnorm else 'nobn'}-{file_safe(config.dataset)}-"
            f"s{config.image_size}-v{config.val_fraction:g}-split{config.split_seed}.pt")
     return cache_dir() / "pretrained" / key
 

@@ -158,15 +158,14 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from trainables.config import build_config
-    from trainables.pretrained import PretrainConfig, pretrain
+    from trainables.pretrained import PretrainConfig, file_safe, pretrain
     from trainables.reporting import dumps, json_ready
 
     values = gather_config_values(args)
     if args.model:
         values["model"] = args.model
     config = build_config(PretrainConfig, values)
-    dataset = config.dataset.replace("/", "_").replace(":", "_")
-    out = Path(args.out or f"pretrained/{config.model}-{dataset}-{config.task}.pt")
+    out = Path(args.out or f"pretrained/{config.model}-{file_safe(config.dataset)}-{config.task}.pt")
     if out.exists():
         raise ConfigError(f"--out {str(out)!r} already exists; choose another file (it is kept as it is)")
     metrics = pretrain(config, out)
