@@ -52,6 +52,9 @@ def _configs(experiment: Path) -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted(experiment.glob("*/params.json"))]
 
 
+_DATA: dict = {}  # loaded datasets by DataOptions, so repeated configs load theirs once
+
+
 def _train_one(values: dict) -> float:
     """Train one config in this process (data loaded first, not timed); its training seconds."""
     from trainables import get_method
@@ -68,9 +71,6 @@ def _train_one(values: dict) -> float:
     began = time.perf_counter()
     train(method, config, LocalReporter(None, {}, quiet=True), data=data)
     return time.perf_counter() - began
-
-
-_DATA: dict = {}
 
 
 def _sequential(configs: list[dict]) -> float:

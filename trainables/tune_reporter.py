@@ -22,14 +22,12 @@ class TuneReporter:
     lost between checkpoints only redoes at most the interval's epochs.
     """
 
-    def __init__(self, total_epochs: int, checkpoint_interval_s: float = 0.0,
-                 clock: Callable[[], float] = time.monotonic):
+    def __init__(self, total_epochs: int, checkpoint_interval_s: float = 0.0):
         import ray
 
         self.total_epochs = total_epochs
         self.interval = checkpoint_interval_s
-        self.clock = clock
-        self.last_checkpoint = clock()
+        self.last_checkpoint = time.monotonic()
         # Which node ran each epoch: where to look when a cluster trial misbehaves.
         self.node_id = ray.get_runtime_context().get_node_id()
 
@@ -41,7 +39,7 @@ class TuneReporter:
             return load_checkpoint_file(Path(folder) / CHECKPOINT_FILE)
 
     def checkpoint_due(self, epoch: int) -> bool:
-        return epoch >= self.total_epochs or self.clock() - self.last_checkpoint >= self.interval
+        return epoch >= self.total_epochs or time.monotonic() - self.last_checkpoint >= self.interval
 
     def report(self, metrics: dict[str, Any], state: Callable[[], dict]) -> None:
         metrics = {**metrics, "node_id": self.node_id}
@@ -51,4 +49,4 @@ class TuneReporter:
         with tempfile.TemporaryDirectory() as folder:
             torch.save(state(), Path(folder) / CHECKPOINT_FILE)
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
-        self.last_checkpoint = self.clock()
+        self.last_checkpoint = time.monotonic()
