@@ -17,6 +17,7 @@ from trainables import metrics as M
 from trainables.errors import ConfigError
 
 TUNELAB_FILE = "tunelab.json"
+FINAL_STATUSES = "final_statuses"  # trial_id -> status, written by the driver when a run ends
 STATUSES = ("finished", "stopped", "diverged", "errored", "incomplete")
 CONFIG_PREFIX = "config/"
 
@@ -79,7 +80,9 @@ def trial_status(frame: pd.DataFrame, errored: bool, ray_status: str, max_epochs
 
 def _read_trial(folder: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
     progress = folder / "progress.csv"
-    frame = pd.read_csv(progress) if progress.exists() and progress.stat().st_size > 0 else pd.DataFrame()
+    # Trial ids are hex strings; read as text, "49190546" or "12e45678" would become numbers.
+    frame = (pd.read_csv(progress, dtype={"trial_id": str}) if progress.exists() and progress.stat().st_size > 0
+             else pd.DataFrame())
     params_file = folder / "params.json"
     params = json.loads(params_file.read_text(encoding="utf-8")) if params_file.exists() else {}
     if not frame.empty and M.EPOCH in frame:
@@ -99,7 +102,8 @@ def load_experiment(path: str | Path) -> pd.DataFrame:
         frame, params = _read_trial(folder)
         trial_id = str(frame["trial_id"].iloc[-1]) if "trial_id" in frame and not frame.empty \
             else folder.name.rsplit("_", 1)[-1]
-        status = trial_status(frame, (folder / "error.txt").exists(), ray_status.get(trial_id, ""), max_epochs)
+        status = record.get(FINAL_STATUSES, {}).get(trial_id) or \
+            trial_status(frame, (folder / "error.txt").exists(), ray_status.get(trial_id, ""), max_epochs)
         if frame.empty:
             frame = pd.DataFrame({M.EPOCH: [pd.NA]})
         frame = frame.assign(experiment=str(path), method=record["method"], dataset=record["dataset"],

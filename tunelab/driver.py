@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from analysis.load import TUNELAB_FILE, status_from
+from analysis.load import FINAL_STATUSES, TUNELAB_FILE, status_from
 from analysis.load import read_record as read_local_record
 from search_spaces import SPACES
 from search_spaces.base import Choice, IntRange, SearchSpace, describe
@@ -365,7 +365,7 @@ def run_tune(opts: TuneOptions, argv: list[str] | None = None) -> dict[str, Any]
                                     trial_dirname_creator=trial_dirname),
         run_config=run_config(opts, name, storage),
     )
-    return summarise(tuner.fit(), record)
+    return finish(tuner.fit(), record, path)
 
 
 def resume(path: str, resume_errored: bool = False, restart_errored: bool = False,
@@ -380,6 +380,8 @@ def resume(path: str, resume_errored: bool = False, restart_errored: bool = Fals
                           "(the driver stopped before the first trial started); start it again with `tunelab tune`")
     data = load_shared_data(opts.method, dict(record["fixed"]))
     connect_ray(address or opts.address)
+    if record.pop(FINAL_STATUSES, None) is not None:
+        write_record(path, record)  # trials about to run again are no longer final
     allow_parallel_pending_trials(opts)
     if "tensorboard" in record["options"]:
         # The restored run config brings tunelab's own loggers; experiments made before they were
@@ -387,7 +389,7 @@ def resume(path: str, resume_errored: bool = False, restart_errored: bool = Fals
         keep_default_loggers_off()
     tuner = tune.Tuner.restore(path, trainable=build_trainable(opts, data),
                                resume_unfinished=True, resume_errored=resume_errored, restart_errored=restart_errored)
-    return summarise(tuner.fit(), record)
+    return finish(tuner.fit(), record, path)
 
 
 # ----------------------------------------------------------------------------- records and summaries
@@ -450,18 +452,33 @@ def read_record(path: str) -> dict[str, Any]:
                           "pass a folder made by `tunelab tune`, e.g. runs/NAME") from None
 
 
+def finish(grid, record: dict[str, Any], path: str) -> dict[str, Any]:
+    """Record every trial's final status in tunelab.json, then summarise.
+
+    Ray's experiment snapshot can still be on its way to the storage when `fit` returns (its last
+    sync is skipped while an earlier one runs), so a reader could see a retried trial as errored;
+    the driver's own view of the finished grid is written where analysis looks first.
+    """
+    summary = summarise(grid, record)
+    write_record(path, {**record, FINAL_STATUSES: summary.pop("trial_statuses")})
+    return summary
+
+
 def summarise(grid, record: dict[str, Any]) -> dict[str, Any]:
     metric, mode = record["metric"], record["mode"]
     config_class = METHOD_CLASSES[record["method"]].config_class
     max_epochs = record["scheduler"]["max_t"]
     best_value, best_config, best_trial = None, None, None
     statuses: dict[str, int] = {}
+    trial_statuses: dict[str, str] = {}
     for result in grid:
         frame = result.metrics_dataframe
         last = result.metrics or {}
         status = status_from(int(last.get(M.EPOCH, 0)), bool(last.get(M.DIVERGED)), result.error is not None,
                              max_epochs)
         statuses[status] = statuses.get(status, 0) + 1
+        # Folders are named METHOD_TRIALID (trial_dirname); a trial that never reported has no trial_id.
+        trial_statuses[str(last.get("trial_id") or Path(result.path).name.rsplit("_", 1)[-1])] = status
         if frame is None or metric not in frame or frame[metric].dropna().empty:
             continue
         values = frame[metric].dropna()
@@ -471,6 +488,7 @@ def summarise(grid, record: dict[str, Any]) -> dict[str, Any]:
             best_value, best_trial = value, last.get("trial_id")
             best_config = to_dict(build_config(config_class, result.config))
     return {"experiment": record["experiment"], "method": record["method"], "dataset": record["dataset"],
-            "trials": len(grid), "statuses": statuses, "best_trial": best_trial, "best_metric": best_value,
+            "trials": len(grid), "statuses": statuses, "trial_statuses": trial_statuses,
+            "best_trial": best_trial, "best_metric": best_value,
             "metric": metric, "best_config": best_config}
 

@@ -21,7 +21,7 @@ CONTRACT = ["epoch", "train/loss", "train/acc", "val/loss", "val/acc", "val/acc_
 
 
 def _progress(experiment: Path) -> dict[str, pd.DataFrame]:
-    return {p.parent.name: pd.read_csv(p) for p in experiment.glob("*/progress.csv")}
+    return {p.parent.name: pd.read_csv(p, dtype={"trial_id": str}) for p in experiment.glob("*/progress.csv")}
 
 
 def test_asha_with_optuna_records_pruned_trials_as_pruned(ray_cluster, tmp_path):
@@ -42,6 +42,9 @@ def test_asha_with_optuna_records_pruned_trials_as_pruned(ray_cluster, tmp_path)
     assert Tuner.can_restore(str(experiment))
     record = json.loads((experiment / "tunelab.json").read_text())
     assert record["method"] == "classifier" and record["git_commit"] and record["packages"]["ray"]
+    # The driver's final word on each trial, which the loader prefers to Ray's snapshot.
+    trial_ids = sorted(f.iloc[-1]["trial_id"] for f in _progress(experiment).values())
+    assert sorted(record["final_statuses"]) == trial_ids
 
     study = optuna.load_study(study_name="asha", storage=f"sqlite:///{db}")
     by_state = {s: [t for t in study.trials if t.state == s] for s in TrialState}
