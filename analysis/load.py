@@ -6,35 +6,41 @@
 """
 from __future__ import annotations
 
+import csv
 import glob
+import io
 import json
+import sys
 from pathlib import Path
 from typing import Any, Iterable
 
 import pandas as pd
 
+from analysis.record import FINAL_STATUSES, TUNELAB_FILE, read_record
+from analysis.record import local_path as _local_or_none
 from trainables import metrics as M
 from trainables.errors import ConfigError
 
-TUNELAB_FILE = "tunelab.json"
-FINAL_STATUSES = "final_statuses"  # trial_id -> status, written by the driver when a run ends
-STATUSES = ("finished", "stopped", "diverged", "errored", "incomplete")
+__all__ = ["FINAL_STATUSES", "TUNELAB_FILE", "read_record", "local_path", "load_experiment", "load_experiments",
+           "trial_summary", "status_from"]
 CONFIG_PREFIX = "config/"
 
 
+class TrialFileError(ValueError):
+    """One trial's files cannot be read; the loader skips that trial with a warning."""
+
+
+def warn(message: str) -> None:
+    print(f"tunelab: warning: {' '.join(message.split())}", file=sys.stderr, flush=True)
+
+
 def local_path(path: str | Path) -> Path:
-    """A folder path from a plain path or a file:// URI (as `tunelab tune --storage file://...` records)."""
-    text = str(path)
-    return Path(text[len("file://"):]) if text.startswith("file://") else Path(text)
-
-
-def read_record(path: Path) -> dict[str, Any]:
-    path = local_path(path)
-    try:
-        return json.loads((path / TUNELAB_FILE).read_text(encoding="utf-8"))
-    except (FileNotFoundError, NotADirectoryError, json.JSONDecodeError):
-        raise ConfigError(f"{str(path)!r} is not a tunelab experiment (no readable {TUNELAB_FILE}); "
-                          "pass a folder made by `tunelab tune`, e.g. runs/NAME") from None
+    """The folder of a plain path or a file:// URI; analysis reads local (or mounted) experiments."""
+    local = _local_or_none(path)
+    if local is None:
+        raise ConfigError(f"{str(path)!r} is a remote URI; analysis reads local folders and file:// URIs "
+                          "(copy the experiment first, e.g. `aws s3 sync`, or read it on a node that mounts it)")
+    return local
 
 
 def ray_trial_statuses(path: Path) -> dict[str, str]:
@@ -78,13 +84,43 @@ def trial_status(frame: pd.DataFrame, errored: bool, ray_status: str, max_epochs
     return status_from(last_epoch, diverged, errored, max_epochs, ray_status)
 
 
-def _read_trial(folder: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
-    progress = folder / "progress.csv"
+def _read_progress(progress: Path) -> pd.DataFrame:
+    """progress.csv as a frame; a row with fewer or more fields than the header (a file cut off
+    mid-write, or edited) makes the whole trial unreadable rather than silently half-read."""
+    if not progress.exists() or progress.stat().st_size == 0:
+        return pd.DataFrame()
+    try:
+        text = progress.read_text(encoding="utf-8")
+        rows = list(csv.reader(io.StringIO(text)))
+    except (UnicodeDecodeError, csv.Error, OSError) as exc:
+        raise TrialFileError(f"{progress.name} is unreadable ({type(exc).__name__})") from None
+    width = len(rows[0]) if rows else 0
+    for number, row in enumerate(rows[1:], start=2):
+        if len(row) != width:
+            raise TrialFileError(f"{progress.name} line {number} has {len(row)} fields, the header {width} "
+                                 "(truncated or edited)")
     # Trial ids are hex strings; read as text, "49190546" or "12e45678" would become numbers.
-    frame = (pd.read_csv(progress, dtype={"trial_id": str}) if progress.exists() and progress.stat().st_size > 0
-             else pd.DataFrame())
-    params_file = folder / "params.json"
-    params = json.loads(params_file.read_text(encoding="utf-8")) if params_file.exists() else {}
+    frame = pd.read_csv(io.StringIO(text), dtype={"trial_id": str})
+    if not frame.empty and M.EPOCH in frame:
+        epochs = pd.to_numeric(frame[M.EPOCH], errors="coerce")
+        if epochs.isna().any() or not (epochs == epochs.round()).all():
+            raise TrialFileError(f"{progress.name} has a non-integer {M.EPOCH!r} value")
+    return frame
+
+
+def _read_params(params_file: Path) -> dict[str, Any]:
+    try:
+        params = json.loads(params_file.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, OSError) as exc:
+        raise TrialFileError(f"{params_file.name} is not valid JSON ({type(exc).__name__}; truncated?)") from None
+    if not isinstance(params, dict):
+        raise TrialFileError(f"{params_file.name} must hold a JSON object, got {type(params).__name__}")
+    return params
+
+
+def _read_trial(folder: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
+    frame = _read_progress(folder / "progress.csv")
+    params = _read_params(folder / "params.json")
     if not frame.empty and M.EPOCH in frame:
         # A trial resumed after its driver was killed may have redone epochs: keep the last row of each.
         frame = frame.drop_duplicates(subset=[M.EPOCH], keep="last").sort_values(M.EPOCH)
@@ -99,7 +135,11 @@ def load_experiment(path: str | Path) -> pd.DataFrame:
     ray_status = ray_trial_statuses(path)
     rows = []
     for folder in sorted(p for p in path.iterdir() if p.is_dir() and (p / "params.json").exists()):
-        frame, params = _read_trial(folder)
+        try:
+            frame, params = _read_trial(folder)
+        except TrialFileError as exc:
+            warn(f"trial {folder.name} of {str(path)!r} skipped: {exc}")
+            continue
         trial_id = str(frame["trial_id"].iloc[-1]) if "trial_id" in frame and not frame.empty \
             else folder.name.rsplit("_", 1)[-1]
         status = record.get(FINAL_STATUSES, {}).get(trial_id) or \

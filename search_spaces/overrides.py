@@ -10,14 +10,27 @@ Every problem is reported before anything starts, as one line naming the key and
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from typing import Any
 
 from search_spaces.base import Choice, FloatRange, IntRange, Param, SearchSpace
 from trainables.config import build_config, field_names, read_yaml_mapping, unwrap_optional
+from trainables.data import DataOptions
 from trainables.errors import ConfigError
 
 ENTRY_KEYS = ("low", "high", "log", "choices", "unit", "reason", "role")
+_DATA_REASON = "defines the data split every trial shares (loaded once per experiment); fix it with --set"
+# Keys a trial cannot vary: trials share one loaded dataset, and the run-level ones are set by tune's options.
+# Searching them would record a value in the best config that the trial never used.
+NOT_SEARCHABLE: dict[str, str] = {
+    **{f.name: _DATA_REASON for f in dataclasses.fields(DataOptions)},
+    "epochs": "is the budget ASHA schedules; use --max-epochs",
+    "seed": "seeds the sampler and every trial; use --seed",
+    "device": "follows the resources a trial reserves; use --gpus-per-trial",
+    "threads": "follows the CPUs a trial reserves; use --cpus-per-trial",
+    "gpu_memory_fraction": "follows the GPU share a trial reserves; use --gpus-per-trial",
+}
 
 
 def load_space_file(path: str) -> dict[str, Any]:
@@ -31,6 +44,8 @@ def apply_overrides(space: SearchSpace, overrides: dict[str, Any], config_class)
     for key, entry in overrides.items():
         if key not in valid:
             raise ConfigError(f"--space: unknown key {key!r}; valid keys: {', '.join(sorted(valid))}")
+        if key in NOT_SEARCHABLE and entry is not None:
+            raise ConfigError(f"--space: {key} cannot be searched: it {NOT_SEARCHABLE[key]}")
         if entry is None:
             result.pop(key, None)
             continue
@@ -66,8 +81,8 @@ def _merge(key: str, old: Param | None, entry: dict, config_class) -> Param:
         value = entry.get(name, getattr(old, name, None))
         if value is None:
             raise ConfigError(f"--space: {key} needs {name}")
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"--space: {key}.{name} must be a number, got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ConfigError(f"--space: {key}.{name} must be a finite number, got {value!r}")
         if annotation is int and not float(value).is_integer():
             raise ConfigError(f"--space: {key}.{name} must be an integer, got {value!r}")
         fields[name] = annotation(value)

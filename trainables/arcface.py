@@ -42,10 +42,12 @@ class ArcFaceConfig(TrainConfig):
         super().validate()
         check_choice("head", self.head, HEADS)
         check_range("s", self.s, 0, None, low_open=True)
-        if self.head == "arcface":
-            check_range("m", self.m, 0, math.pi / 2, high_open=True)
-        elif self.head == "cosface":
+        # Every head's margin has a documented range, normsoftmax's (which ignores m) included, so
+        # a search over heads never records an impossible m next to its best trial.
+        if self.head == "cosface":
             check_range("m", self.m, 0, 1, high_open=True)
+        else:
+            check_range("m", self.m, 0, math.pi / 2, high_open=True)
         check_range("n_feats", self.n_feats, 0)
         check_range("head_lr_factor", self.head_lr_factor, 0, None, low_open=True)
 

@@ -7,6 +7,7 @@ Tune sample of 0.1 give the same config.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from collections.abc import Mapping
@@ -45,7 +46,8 @@ def coerce(name: str, value: Any, annotation) -> Any:
         return _coerce_inner(value, inner)
     except (TypeError, ValueError) as exc:
         kind = getattr(inner, "__name__", str(inner))
-        raise ConfigError(f"{name}={value!r} is not a valid {kind}") from exc
+        finite = " (a finite number)" if kind == "float" else ""
+        raise ConfigError(f"{name}={value!r} is not a valid {kind}{finite}") from exc
 
 
 def _coerce_inner(value: Any, inner) -> Any:
@@ -68,7 +70,10 @@ def _coerce_inner(value: Any, inner) -> Any:
     if inner is float:
         if isinstance(value, bool):
             raise TypeError(value)
-        return float(value)
+        number = float(value)
+        if not math.isfinite(number):  # no setting means anything at NaN or infinity
+            raise ValueError(value)
+        return number
     if inner is str:
         if not isinstance(value, (str, int, float)) or isinstance(value, bool):
             raise TypeError(value)

@@ -22,7 +22,7 @@ from trainables import metrics as M
 from trainables.data import (DATASETS, Augment, DataOptions, DatasetBundle, Normalizer, iterate_batches,
                              load_dataset)
 from trainables.errors import ConfigError, check_choice, check_range
-from trainables.models import INITS, ModelOptions, build_model, model_names
+from trainables.models import INITS, ModelOptions, build_model, check_model_fits, model_names
 from trainables.optim import OPTIMIZERS, SCHEDULES, LRSchedule, build_optimizer
 from trainables.reporting import Reporter
 
@@ -223,6 +223,7 @@ def prepare(method: Method, config: TrainConfig, data: DatasetBundle | None = No
     device = resolve_device(config.device)
     configure_backend(config, device)
     data = (data if data is not None else load_dataset(config.data_options())).to(device)
+    check_model_fits(config.model_options(), data.image_size, data.num_classes)
     seed_everything(config.seed)
     model = method.build_model(config, data).to(device)
     on_cuda = device.type == "cuda"

@@ -70,6 +70,24 @@ def build_model(options: ModelOptions, num_classes: int) -> FeatureClassifier:
     return model
 
 
+def check_model_fits(options: ModelOptions, image_size: int, num_classes: int) -> None:
+    """Refuse a model / image-size pair that cannot run (alexnet_cifar at 8 px, inception_v3 at 32 px).
+
+    One forward pass on PyTorch's meta device: shapes are propagated, nothing is allocated or
+    computed, so it costs milliseconds even for large models, and the error comes before training
+    (or a whole search of failing trials) starts.
+    """
+    try:
+        with torch.device("meta"):
+            build_model(options, num_classes)(torch.empty(2, 3, image_size, image_size))
+    except ConfigError:
+        raise
+    except (RuntimeError, ValueError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"model={options.name!r} cannot run on {image_size}x{image_size} images ({reason[:160]}); "
+                          "raise image_size or choose a smaller-input model such as small_cnn or resnet18") from None
+
+
 def initialise(model: nn.Module, scheme: str) -> None:
     """He (ReLU nets) or Xavier (sigmoid/tanh nets) init of conv and linear weights; biases 0."""
     if scheme == "default":

@@ -6,12 +6,15 @@ With --json the last line of stdout is one JSON object; progress goes to stderr.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from typing import Any, Sequence
 
 from trainables.errors import ConfigError, TunelabError
 
+EXIT_RUN_FAILED = 1
 EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
 
 
 class _Parser(argparse.ArgumentParser):
@@ -191,6 +194,21 @@ def _print_tune_summary(summary: dict[str, Any], as_json: bool) -> None:
           f"{summary['experiment']}: {summary['trials']} trials ({counts}); no trial reported {summary['metric']}")
 
 
+def _search_outcome(summary: dict[str, Any]) -> int:
+    """Exit code of a finished `tune`/`resume`: 130 interrupted, 1 when no trial produced a result."""
+    if summary.get("interrupted"):
+        left = summary["statuses"].get("incomplete", 0)
+        print(f"tunelab: interrupted with {left} trial(s) incomplete; continue with "
+              f"`tunelab resume {summary['experiment']}`", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if summary["best_metric"] is None:
+        counts = ", ".join(f"{n} {status}" for status, n in sorted(summary["statuses"].items()))
+        where = f"; first error: {summary['error_files'][0]}" if summary.get("error_files") else ""
+        print(f"tunelab: error: no trial produced a result ({counts}){where}", file=sys.stderr)
+        return EXIT_RUN_FAILED
+    return 0
+
+
 def cmd_tune(args: argparse.Namespace) -> int:
     from tunelab.driver import TuneOptions, run_tune
 
@@ -203,8 +221,9 @@ def cmd_tune(args: argparse.Namespace) -> int:
         optuna_storage=args.optuna_storage, max_failures=args.max_failures, startup_trials=args.startup_trials,
         overwrite=args.overwrite, checkpoint_interval_s=args.checkpoint_interval, stop_at=args.stop_at,
         tensorboard=args.tensorboard)
-    _print_tune_summary(run_tune(opts, argv=sys.argv[1:]), args.json)
-    return 0
+    summary = run_tune(opts, argv=sys.argv[1:])
+    _print_tune_summary(summary, args.json)
+    return _search_outcome(summary)
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
@@ -213,7 +232,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
     summary = resume(args.experiment, resume_errored=args.resume_errored, restart_errored=args.restart_errored,
                      address=args.address)
     _print_tune_summary(summary, args.json)
-    return 0
+    return _search_outcome(summary)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -283,6 +302,9 @@ COMMANDS = {"train": cmd_train, "tune": cmd_tune, "resume": cmd_resume, "report"
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from tunelab.signals import route_sigterm_to_sigint
+
+    previous = route_sigterm_to_sigint()
     try:
         return COMMANDS[args.command](args)
     except TunelabError as exc:
@@ -291,7 +313,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("tunelab: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

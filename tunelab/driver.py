@@ -8,19 +8,19 @@ recorded in `tunelab.json` at the experiment root.
 """
 from __future__ import annotations
 
-import json
+import dataclasses
 import logging
 import math
 import os
-import shutil
+import socket
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from analysis.load import FINAL_STATUSES, TUNELAB_FILE, status_from
-from analysis.load import read_record as read_local_record
+from analysis.load import status_from
+from analysis.record import FINAL_STATUSES, TUNELAB_FILE, is_uri, local_path, read_record, write_record
 from search_spaces import SPACES
 from search_spaces.base import Choice, IntRange, SearchSpace, describe
 from search_spaces.overrides import apply_overrides, load_space_file
@@ -28,7 +28,11 @@ from trainables import METHOD_CLASSES, METHODS, get_method
 from trainables import metrics as M
 from trainables.config import build_config, parse_set_options, to_dict
 from trainables.errors import ConfigError
+from tunelab.experiments import (ExperimentLock, check_free, check_name, check_storage_writable, experiment_path,
+                                 normalise_storage, prepare_folder)
+from tunelab.progress import LAST_STATUSES
 from tunelab.provenance import environment_record
+from tunelab.signals import route_sigterm_to_sigint
 
 DEFAULT_STORAGE = "./runs"
 SEARCHES = ("optuna", "random")
@@ -112,6 +116,9 @@ def fixed_values(opts: TuneOptions) -> dict[str, Any]:
     if "epochs" in user:
         raise ConfigError("--set epochs is not allowed in tune; use --max-epochs (the budget ASHA schedules)")
     values.update(user)
+    if values.get("device") == "cuda" and opts.gpus_per_trial <= 0:
+        raise ConfigError("--set device=cuda but --gpus-per-trial is 0: a trial only uses a GPU Ray reserved for it; "
+                          "pass --gpus-per-trial (e.g. 1 or 0.25), or drop device=cuda")
     if values.get("device") == "cpu":
         values.pop("gpu_memory_fraction", None)
     return values
@@ -136,38 +143,60 @@ def startup_trials(opts: TuneOptions) -> int:
 
 # ----------------------------------------------------------------------------- storage and Ray
 
-def is_uri(storage: str) -> bool:
-    return "://" in storage
+def starts_private_instance(address: str | None) -> bool:
+    """Whether connect_ray will start a Ray instance of its own here (rather than join one)."""
+    import ray
 
-
-def experiment_path(storage: str, name: str) -> str:
-    if is_uri(storage):
-        return storage.rstrip("/") + "/" + name
-    return str(Path(os.path.expanduser(storage)).resolve() / name)
-
-
-def _local_path(path: str) -> Path | None:
-    if path.startswith("file://"):
-        return Path(path[len("file://"):])
-    return None if is_uri(path) else Path(path)
-
-
-def prepare_experiment_folder(path: str, overwrite: bool) -> None:
-    local = _local_path(path)
-    if local is None:
-        return
-    if local.exists() and any(local.iterdir()):
-        if not overwrite:
-            raise ConfigError(f"experiment {str(local)!r} already exists; continue it with `tunelab resume {local}`, "
-                              "pick another --name, or pass --overwrite to replace it")
-        shutil.rmtree(local)
+    if ray.is_initialized():
+        return False
+    address = address or os.environ.get("RAY_ADDRESS")
+    if address:
+        return address == "local"
     try:
-        local.mkdir(parents=True, exist_ok=True)
-        probe = local / ".write-test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as exc:
-        raise ConfigError(f"--storage {str(local.parent)!r} is not writable: {exc.strerror}") from None
+        from ray._private.services import canonicalize_bootstrap_address
+
+        return canonicalize_bootstrap_address("auto") is None
+    except ConnectionError:
+        return True  # no cluster runs on this machine
+    except Exception:  # Ray's private helper moved: decide after connecting instead
+        return False
+
+
+def local_cpus() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def check_local_resources(opts: TuneOptions) -> None:
+    """On a private instance the resources are this machine's: refuse what it cannot give before Ray starts."""
+    cpus = local_cpus()
+    if opts.cpus_per_trial > cpus:
+        raise ConfigError(f"--cpus-per-trial {opts.cpus_per_trial:g} is more than this machine's {cpus} CPUs; "
+                          f"allowed: (0, {cpus}], or join a larger cluster with --address")
+    if opts.gpus_per_trial > 0:
+        import torch
+
+        gpus = torch.cuda.device_count()
+        if gpus < opts.gpus_per_trial:
+            raise ConfigError(f"--gpus-per-trial {opts.gpus_per_trial:g} but this machine has {gpus} GPUs; "
+                              "use --gpus-per-trial 0 or join a cluster with GPUs (--address)")
+
+
+def probe_address(address: str, timeout_s: float = 10.0) -> None:
+    """Fail in seconds when a `host:port` cluster address does not answer: ray.init retries an
+    unreachable GCS for minutes, inside native code that defers SIGTERM and Ctrl-C."""
+    if address in ("auto", "local") or address.startswith("ray://"):
+        return
+    target = address.split("://", 1)[-1]
+    host, sep, port = target.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ConfigError(f"--address {address!r} is not valid; expected HOST:PORT (e.g. 10.0.0.5:6379), auto or local")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
+            return
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"--address {address!r}: no Ray cluster answered within {timeout_s:g} s "
+                          f"({getattr(exc, 'strerror', None) or exc}); start one with `ray start --head` "
+                          "or check the address") from None
 
 
 def connect_ray(address: str | None) -> None:
@@ -182,6 +211,8 @@ def connect_ray(address: str | None) -> None:
         return
     address = address or os.environ.get("RAY_ADDRESS")
     quiet = dict(logging_level=logging.WARNING, log_to_driver=False)
+    if address:
+        probe_address(address)
     try:
         if address:
             ray.init(address=address, **quiet)
@@ -189,6 +220,7 @@ def connect_ray(address: str | None) -> None:
             ray.init(include_dashboard=False, dashboard_host="127.0.0.1", **quiet)
     except ConnectionError as exc:
         raise ConfigError(f"--address {address!r}: no Ray cluster answered ({str(exc).splitlines()[0]})") from None
+    route_sigterm_to_sigint()  # ray.init replaced it with a native handler that aborts
 
 
 def allow_parallel_pending_trials(opts: TuneOptions) -> None:
@@ -215,10 +247,11 @@ def check_cluster(opts: TuneOptions, storage: str) -> None:
     if opts.gpus_per_trial > 0 and gpus < opts.gpus_per_trial:
         raise ConfigError(f"--gpus-per-trial {opts.gpus_per_trial:g} but the Ray cluster has {gpus:g} GPUs; "
                           "use --gpus-per-trial 0 or connect to a cluster with GPUs (--address)")
-    if opts.cpus_per_trial > ray.cluster_resources().get("CPU", 0):
-        raise ConfigError(f"--cpus-per-trial {opts.cpus_per_trial:g} is more than the cluster's "
-                          f"{ray.cluster_resources().get('CPU', 0):g} CPUs")
     nodes = [n for n in ray.nodes() if n.get("Alive")]
+    largest = max((n.get("Resources", {}).get("CPU", 0) for n in nodes), default=0)
+    if opts.cpus_per_trial > largest:  # a trial runs on one node
+        raise ConfigError(f"--cpus-per-trial {opts.cpus_per_trial:g} is more than the largest node's "
+                          f"{largest:g} CPUs; allowed: (0, {largest:g}]")
     if len(nodes) > 1 and not is_uri(storage):
         raise ConfigError(f"--storage {storage!r} is a local path but the cluster has {len(nodes)} nodes; use storage "
                           "every node can reach (e.g. s3://bucket/runs, or file:///mnt/shared/runs on a shared mount)")
@@ -333,63 +366,120 @@ def default_name(opts: TuneOptions) -> str:
     return f"{opts.method}-{dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
+def check_models(opts: TuneOptions, fixed: dict[str, Any], space: SearchSpace, data) -> None:
+    """Every model (and stem) a trial could draw must run on the dataset's image size."""
+    from trainables.models import check_model_fits
+
+    config = build_config(METHOD_CLASSES[opts.method].config_class, fixed)
+    models = space["model"].options if isinstance(space.get("model"), Choice) else (config.model,)
+    stems = space["cifar_stem"].options if isinstance(space.get("cifar_stem"), Choice) else (config.cifar_stem,)
+    for model in models:
+        for stem in stems:
+            options = dataclasses.replace(config.model_options(), name=model, cifar_stem=stem)
+            check_model_fits(options, data.image_size, data.num_classes)
+
+
 def run_tune(opts: TuneOptions, argv: list[str] | None = None) -> dict[str, Any]:
-    """Run a search; returns the summary (`experiment`, `trials`, `best_config`, `best_metric`, ...)."""
+    """Run a search; returns the summary (`experiment`, `trials`, `best_config`, `best_metric`, ...).
+
+    Everything that can be refused is refused before Ray starts or anything is written: options,
+    config values, the search space, the experiment name and storage, resources on a private
+    instance, the data and every model the search could draw. Only then is the experiment locked,
+    its folder made (or an old experiment replaced under --overwrite) and the search started.
+    """
     _check(opts)
     fixed = fixed_values(opts)
     build_config(METHOD_CLASSES[opts.method].config_class, fixed)  # bad --set fails before anything starts
     space = resolve_space(opts, fixed)
-    name = opts.name or default_name(opts)
-    storage = opts.storage if is_uri(opts.storage) else str(Path(os.path.expanduser(opts.storage)).resolve())
+    name = check_name(opts.name or default_name(opts))
+    storage = normalise_storage(opts.storage)
+    check_storage_writable(storage)
     path = experiment_path(storage, name)
-    prepare_experiment_folder(path, opts.overwrite)
+    check_free(path, opts.overwrite)
+    private = starts_private_instance(opts.address)
+    if private:
+        check_local_resources(opts)
     data = load_shared_data(opts.method, fixed)
+    check_models(opts, fixed, space, data)
     connect_ray(opts.address)
     check_cluster(opts, storage)
-    allow_parallel_pending_trials(opts)
+    with ExperimentLock(path) as lock:
+        lock.note(**ray_session(private))
+        prepare_folder(path, opts.overwrite)
+        allow_parallel_pending_trials(opts)
+        from ray import tune
 
-    from ray import tune
+        search_alg, sampled = build_search(opts, space, name)
+        record = experiment_record(opts, name, path, fixed, space, argv)
+        write_record(path, record)
+        tuner = tune.Tuner(
+            build_trainable(opts, data),
+            param_space={**fixed, **sampled},
+            tune_config=tune.TuneConfig(search_alg=search_alg, scheduler=build_scheduler(opts),
+                                        num_samples=opts.num_samples,
+                                        max_concurrent_trials=opts.max_concurrent or None,
+                                        # a finished trial's worker process (torch imported, data mapped)
+                                        # takes the next trial instead of a fresh actor starting up
+                                        reuse_actors=True,
+                                        trial_dirname_creator=trial_dirname),
+            run_config=run_config(opts, name, storage),
+        )
+        LAST_STATUSES.clear()
+        return finish(tuner.fit(), record, path)
 
-    search_alg, sampled = build_search(opts, space, name)
-    record = experiment_record(opts, name, path, fixed, space, argv)
-    write_record(path, record)
-    tuner = tune.Tuner(
-        build_trainable(opts, data),
-        param_space={**fixed, **sampled},
-        tune_config=tune.TuneConfig(search_alg=search_alg, scheduler=build_scheduler(opts),
-                                    num_samples=opts.num_samples,
-                                    max_concurrent_trials=opts.max_concurrent or None,
-                                    # a finished trial's worker process (torch imported, data mapped)
-                                    # takes the next trial instead of a fresh actor starting up
-                                    reuse_actors=True,
-                                    trial_dirname_creator=trial_dirname),
-        run_config=run_config(opts, name, storage),
-    )
-    return finish(tuner.fit(), record, path)
+
+def options_from_record(record: dict[str, Any], path: str) -> TuneOptions:
+    """The TuneOptions a record was made with; a record of other options is refused, naming the field."""
+    options = record["options"]
+    known = {f.name for f in dataclasses.fields(TuneOptions)}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise ConfigError(f"{path}/{TUNELAB_FILE!s}: field 'options.{unknown[0]}' is not a tune option of this "
+                          f"version; valid: {', '.join(sorted(known))}")
+    if options.get("method") not in METHOD_CLASSES:
+        raise ConfigError(f"{path}/{TUNELAB_FILE}: field 'options.method' is {options.get('method')!r}; "
+                          f"valid: {', '.join(METHOD_CLASSES)}")
+    try:
+        opts = TuneOptions(**options)
+        _check(opts)
+    except TypeError as exc:
+        raise ConfigError(f"{path}/{TUNELAB_FILE}: field 'options' is incomplete ({exc})") from None
+    except ConfigError as exc:
+        raise ConfigError(f"{path}/{TUNELAB_FILE}: field 'options': {exc}") from None
+    return opts
 
 
 def resume(path: str, resume_errored: bool = False, restart_errored: bool = False,
            address: str | None = None) -> dict[str, Any]:
     """Continue an interrupted experiment: unfinished trials resume from their checkpoints."""
+    if not is_uri(path):
+        path = str(Path(os.path.expanduser(path)).resolve())
     record = read_record(path)
-    opts = TuneOptions(**record["options"])
+    opts = options_from_record(record, path)
     from ray import tune
 
     if not tune.Tuner.can_restore(path):
         raise ConfigError(f"{path!r} has a {TUNELAB_FILE} but no Ray Tune state to restore from "
                           "(the driver stopped before the first trial started); start it again with `tunelab tune`")
-    data = load_shared_data(opts.method, dict(record["fixed"]))
-    connect_ray(address or opts.address)
-    if record.pop(FINAL_STATUSES, None) is not None:
-        write_record(path, record)  # trials about to run again are no longer final
-    allow_parallel_pending_trials(opts)
-    if "tensorboard" in record["options"]:
-        # The restored run config brings tunelab's own loggers; experiments made before they were
-        # passed explicitly still rely on Tune's defaults.
-        keep_default_loggers_off()
-    tuner = tune.Tuner.restore(path, trainable=build_trainable(opts, data),
-                               resume_unfinished=True, resume_errored=resume_errored, restart_errored=restart_errored)
-    return finish(tuner.fit(), record, path)
+    if resume_errored and restart_errored:
+        raise ConfigError("--resume-errored and --restart-errored exclude each other; choose one")
+    with ExperimentLock(path) as lock:
+        reap_stale_session(lock.previous)
+        data = load_shared_data(opts.method, dict(record["fixed"]))
+        private = starts_private_instance(address or opts.address)
+        connect_ray(address or opts.address)
+        lock.note(**ray_session(private))
+        if record.pop(FINAL_STATUSES, None) is not None:
+            write_record(path, record)  # trials about to run again are no longer final
+        allow_parallel_pending_trials(opts)
+        if "tensorboard" in record["options"]:
+            # The restored run config brings tunelab's own loggers; experiments made before they were
+            # passed explicitly still rely on Tune's defaults.
+            keep_default_loggers_off()
+        tuner = tune.Tuner.restore(path, trainable=build_trainable(opts, data), resume_unfinished=True,
+                                   resume_errored=resume_errored, restart_errored=restart_errored)
+        LAST_STATUSES.clear()
+        return finish(tuner.fit(), record, path)
 
 
 # ----------------------------------------------------------------------------- records and summaries
@@ -421,35 +511,7 @@ def experiment_record(opts: TuneOptions, name: str, path: str, fixed: dict[str, 
     }
 
 
-def write_record(path: str, record: dict[str, Any]) -> None:
-    from trainables.reporting import atomic_write_text
-
-    text = json.dumps(record, indent=2, sort_keys=False, default=str)
-    local = _local_path(path)
-    if local is not None:
-        atomic_write_text(local / TUNELAB_FILE, text)
-        return
-    import pyarrow.fs as pafs
-
-    fs, root = pafs.FileSystem.from_uri(path)
-    fs.create_dir(root, recursive=True)
-    with fs.open_output_stream(f"{root}/{TUNELAB_FILE}") as handle:
-        handle.write(text.encode("utf-8"))
-
-
-def read_record(path: str) -> dict[str, Any]:
-    local = _local_path(path)
-    if local is not None:
-        return read_local_record(local)
-    import pyarrow.fs as pafs
-
-    try:
-        fs, root = pafs.FileSystem.from_uri(path)
-        with fs.open_input_stream(f"{root}/{TUNELAB_FILE}") as handle:
-            return json.loads(handle.read().decode("utf-8"))
-    except (FileNotFoundError, OSError, json.JSONDecodeError):
-        raise ConfigError(f"{path!r} is not a tunelab experiment (no readable {TUNELAB_FILE}); "
-                          "pass a folder made by `tunelab tune`, e.g. runs/NAME") from None
+INCOMPLETE_RAY_STATUSES = ("RUNNING", "PENDING", "PAUSED")
 
 
 def finish(grid, record: dict[str, Any], path: str) -> dict[str, Any]:
@@ -457,7 +519,9 @@ def finish(grid, record: dict[str, Any], path: str) -> dict[str, Any]:
 
     Ray's experiment snapshot can still be on its way to the storage when `fit` returns (its last
     sync is skipped while an earlier one runs), so a reader could see a retried trial as errored;
-    the driver's own view of the finished grid is written where analysis looks first.
+    the driver's own view of the finished grid is written where analysis looks first. A search
+    that Ctrl-C or SIGTERM ended leaves trials RUNNING/PENDING in Ray's view: they are recorded
+    `incomplete` (resumable) and the summary says `interrupted`.
     """
     summary = summarise(grid, record)
     write_record(path, {**record, FINAL_STATUSES: summary.pop("trial_statuses")})
@@ -471,14 +535,19 @@ def summarise(grid, record: dict[str, Any]) -> dict[str, Any]:
     best_value, best_config, best_trial = None, None, None
     statuses: dict[str, int] = {}
     trial_statuses: dict[str, str] = {}
+    error_files: list[str] = []
     for result in grid:
         frame = result.metrics_dataframe
         last = result.metrics or {}
-        status = status_from(int(last.get(M.EPOCH, 0)), bool(last.get(M.DIVERGED)), result.error is not None,
-                             max_epochs)
-        statuses[status] = statuses.get(status, 0) + 1
         # Folders are named METHOD_TRIALID (trial_dirname); a trial that never reported has no trial_id.
-        trial_statuses[str(last.get("trial_id") or Path(result.path).name.rsplit("_", 1)[-1])] = status
+        trial_id = str(last.get("trial_id") or Path(result.path).name.rsplit("_", 1)[-1])
+        ray_status = LAST_STATUSES.get(trial_id, "")
+        status = status_from(int(last.get(M.EPOCH, 0)), bool(last.get(M.DIVERGED)), result.error is not None,
+                             max_epochs, ray_status if ray_status in INCOMPLETE_RAY_STATUSES else "")
+        statuses[status] = statuses.get(status, 0) + 1
+        trial_statuses[trial_id] = status
+        if status == "errored":
+            error_files.append(f"{record['experiment'].rstrip('/')}/{Path(result.path).name}/error.txt")
         if frame is None or metric not in frame or frame[metric].dropna().empty:
             continue
         values = frame[metric].dropna()
@@ -490,5 +559,69 @@ def summarise(grid, record: dict[str, Any]) -> dict[str, Any]:
     return {"experiment": record["experiment"], "method": record["method"], "dataset": record["dataset"],
             "trials": len(grid), "statuses": statuses, "trial_statuses": trial_statuses,
             "best_trial": best_trial, "best_metric": best_value,
-            "metric": metric, "best_config": best_config}
+            "metric": metric, "best_config": best_config,
+            "interrupted": _interrupted(statuses, len(grid), record, best_value), "error_files": error_files}
 
+
+def _interrupted(statuses: dict[str, int], trials: int, record: dict[str, Any], best: float | None) -> bool:
+    """Trials left incomplete, or fewer trials than asked for without --stop-at having ended the search."""
+    if statuses.get("incomplete"):
+        return True
+    target = record["options"].get("stop_at")
+    reached = target is not None and best is not None and (best >= target if record["mode"] == "max" else best <= target)
+    return trials < int(record["options"].get("num_samples", trials)) and not reached
+
+
+# ----------------------------------------------------------------------------- the Ray session
+
+def ray_session(private: bool) -> dict[str, Any]:
+    """What the lock records about the Ray instance, so a later `resume` can clean up after a killed driver."""
+    if not private:
+        return {}
+    try:
+        import ray
+
+        return {"ray_session": ray._private.worker.global_worker.node.get_session_dir_path()}
+    except Exception:  # private API: without it, leftovers are not reaped (and nothing else changes)
+        return {}
+
+
+def session_processes(session_dir: str) -> list[int]:
+    """Pids of this user's processes whose command line names `session_dir` (Ray's raylet, GCS, agents, workers)."""
+    pids = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            if int(entry.name) == os.getpid() or entry.stat().st_uid != os.getuid():
+                continue
+            if session_dir in (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"):
+                pids.append(int(entry.name))
+        except (OSError, ValueError):
+            continue
+    return pids
+
+
+def reap_stale_session(previous: dict[str, Any]) -> None:
+    """End what is left of the private Ray instance of a killed driver on this host (a SIGKILLed
+    driver leaves its raylet, GCS and agent processes running)."""
+    import signal
+
+    session = previous.get("ray_session")
+    if not session or previous.get("host") != socket.gethostname() or "session_" not in session:
+        return
+    pids = session_processes(session)
+    if not pids:
+        return
+    print(f"tunelab: ending {len(pids)} leftover Ray processes of the killed run ({Path(session).name})",
+          file=sys.stderr)
+    for sig, wait_s in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 2.0)):
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except OSError:
+                pass
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline and any(Path(f"/proc/{p}").exists() for p in pids):
+            time.sleep(0.1)
+        pids = [p for p in pids if Path(f"/proc/{p}").exists()]
+        if not pids:
+            return

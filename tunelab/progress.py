@@ -11,6 +11,13 @@ from analysis.load import status_from
 from trainables import metrics as M
 
 
+# trial_id -> Ray's status at the end of the driver's last step. Ray Tune marks every trial still
+# running TERMINATED when it cleans up after Ctrl-C/SIGTERM, after its final snapshot recorded them
+# RUNNING; the driver reads this to record those trials `incomplete`. The callback instance may be
+# one unpickled by `Tuner.restore`, hence a module-level board rather than an attribute.
+LAST_STATUSES: dict[str, str] = {}
+
+
 class ProgressLines(Callback):
     def __init__(self, num_samples: int, metric: str, max_epochs: int, every_s: float = 30.0):
         self.num_samples, self.metric, self.max_epochs, self.every_s = num_samples, metric, max_epochs, every_s
@@ -38,10 +45,11 @@ class ProgressLines(Callback):
 
     def on_trial_error(self, iteration, trials, trial, **info):
         self.ended += 1
-        self._line(f"trial {trial.trial_id} errored; traceback in {trial.local_path}/error.txt "
+        self._line(f"trial {trial.trial_id} errored; traceback in {trial.path}/error.txt "
                    f"({self.ended}/{self.num_samples} done)")
 
     def on_step_end(self, iteration, trials, **info):
+        LAST_STATUSES.update({t.trial_id: str(t.status) for t in trials})
         now = time.monotonic()
         if now - self.last_summary < self.every_s:
             return

@@ -29,7 +29,7 @@ def test_int_keys_become_int_ranges():
     ({"lr": {"low": 0.1, "high": 0.01}}, "lr needs low < high, got low=0.1, high=0.01"),
     ({"lr": {"low": 0.1, "high": 0.1}}, "lr needs low < high"),
     ({"lr": {"low": 0.0, "high": 0.1}}, "lr is on a log scale and needs low > 0, got low=0.0"),
-    ({"lr": {"low": "small", "high": 0.1}}, "lr.low must be a number, got 'small'"),
+    ({"lr": {"low": "small", "high": 0.1}}, "lr.low must be a finite number, got 'small'"),
     ({"lr": {"low": 0.001, "high": 0.1, "log": "yes"}}, "lr.log must be true or false"),
     ({"lr": {"lo": 0.001}}, "lr has unknown field 'lo'; valid fields: low, high"),
     ({"lr": [0.001, 0.1]}, "lr must be a mapping"),

@@ -59,7 +59,7 @@ CASES = [
     ("space: unknown key", ["tune", "classifier", "--space", "{d}/space_unknown.yaml", "--storage", "{d}/runs"],
      ["unknown key 'nosuchkey'", "valid keys"]),
     ("space: wrong type", ["tune", "classifier", "--space", "{d}/space_type.yaml", "--storage", "{d}/runs"],
-     ["lr.low must be a number", "'small'"]),
+     ["lr.low must be a finite number", "'small'"]),
     ("space: low >= high", ["tune", "classifier", "--space", "{d}/space_order.yaml", "--storage", "{d}/runs"],
      ["lr needs low < high", "low=0.1, high=0.01"]),
     ("space: log with low <= 0", ["tune", "classifier", "--space", "{d}/space_log.yaml", "--storage", "{d}/runs"],

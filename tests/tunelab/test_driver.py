@@ -4,7 +4,8 @@ import pytest
 from trainables.errors import ConfigError
 from tunelab import driver
 from tunelab.cli import main
-from tunelab.driver import TuneOptions, fixed_values, prepare_experiment_folder, resolve_space, run_tune
+from tunelab.driver import TuneOptions, fixed_values, resolve_space, run_tune
+from tunelab.experiments import prepare_folder
 
 
 def test_fixed_values_pin_device_threads_and_gpu_fraction():
@@ -44,25 +45,34 @@ def test_bad_options_fail_before_ray_starts(opts, message, monkeypatch):
 
 def test_existing_experiment_is_refused_and_kept(tmp_path):
     (tmp_path / "exp").mkdir()
+    (tmp_path / "exp" / "tunelab.json").write_text("{}")
     (tmp_path / "exp" / "result.json").write_text("precious")
     with pytest.raises(ConfigError, match="already exists; continue it with `tunelab resume"):
-        prepare_experiment_folder(str(tmp_path / "exp"), overwrite=False)
+        prepare_folder(str(tmp_path / "exp"), overwrite=False)
     assert (tmp_path / "exp" / "result.json").read_text() == "precious"
-    prepare_experiment_folder(str(tmp_path / "exp"), overwrite=True)
+    prepare_folder(str(tmp_path / "exp"), overwrite=True)
     assert not (tmp_path / "exp" / "result.json").exists()
+
+
+def test_overwrite_never_deletes_a_folder_that_is_not_an_experiment(tmp_path):
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "thesis.tex").write_text("precious")
+    with pytest.raises(ConfigError, match="--overwrite refused: .* is not a tunelab experiment"):
+        prepare_folder(str(tmp_path / "mine"), overwrite=True)
+    assert (tmp_path / "mine" / "thesis.tex").read_text() == "precious"
 
 
 def test_unwritable_storage_is_refused(tmp_path):
     (tmp_path / "file").write_text("")
     with pytest.raises(ConfigError, match="is not writable"):
-        prepare_experiment_folder(str(tmp_path / "file" / "exp"), overwrite=False)
+        prepare_folder(str(tmp_path / "file" / "exp"), overwrite=False)
 
 
 def test_gpu_request_on_a_cluster_without_gpus(monkeypatch):
     import ray
 
     monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 2.0})
-    monkeypatch.setattr(ray, "nodes", lambda: [{"Alive": True}])
+    monkeypatch.setattr(ray, "nodes", lambda: [{"Alive": True, "Resources": {"CPU": 2.0}}])
     with pytest.raises(ConfigError, match="--gpus-per-trial 0.25 but the Ray cluster has 0 GPUs"):
         driver.check_cluster(TuneOptions("classifier", gpus_per_trial=0.25), "/tmp/runs")
 

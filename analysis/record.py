@@ -1,0 +1,154 @@
+"""The experiment record, `tunelab.json`: its one owner (name, schema, reading, writing).
+
+The driver writes it at the root of every experiment; `resume`, `report`, `best` and the loader
+read it. An experiment may live in a local folder, at a `file://` URI or at any URI pyarrow's
+filesystems resolve (Ray's storage layer), so reading and writing go through one helper that
+handles both. Every read is checked against SCHEMA: a record with a missing key, an unknown key
+or a value of the wrong type is refused in one line naming the file and the field, instead of
+failing later with a KeyError deep inside a command.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from trainables.errors import ConfigError
+
+TUNELAB_FILE = "tunelab.json"
+FINAL_STATUSES = "final_statuses"  # trial_id -> status, written by the driver when a run ends
+FORMAT = 1
+
+# key -> accepted types. Nested mappings list the keys every reader relies on.
+_TEXT, _INT, _NUMBER, _MAP, _LIST = (str,), (int,), (int, float), (dict,), (list,)
+SCHEMA: dict[str, tuple] = {
+    "format": _INT, "method": _TEXT, "dataset": _TEXT, "experiment": _TEXT, "name": _TEXT,
+    "metric": _TEXT, "mode": _TEXT, "options": _MAP, "fixed": _MAP, "search_space": _LIST, "search": _MAP,
+    "scheduler": _MAP, "resources": _MAP, "config_defaults": _MAP, "command": _LIST,
+}
+OPTIONAL: dict[str, tuple] = {
+    "created": _TEXT, "git_commit": (str, type(None)), "packages": _MAP, "python": _TEXT, "platform": _TEXT,
+    "torch_threads": _INT, "cuda": (str, type(None)), FINAL_STATUSES: _MAP,
+}
+NESTED: dict[str, dict[str, tuple]] = {
+    "scheduler": {"kind": _TEXT, "max_t": _INT, "grace_period": _INT, "reduction_factor": _INT, "time_attr": _TEXT},
+    "search": {"algorithm": _TEXT, "seed": _INT},
+    "resources": {"cpus_per_trial": _NUMBER, "gpus_per_trial": _NUMBER},
+}
+MODES = ("max", "min")
+
+
+# ----------------------------------------------------------------------------- locations
+
+def is_uri(location: str | Path) -> bool:
+    return "://" in str(location)
+
+
+def local_path(location: str | Path) -> Path | None:
+    """The local folder behind a plain path or a file:// URI; None for a remote URI (s3://, gs://, ...)."""
+    text = str(location)
+    if text.startswith("file://"):
+        return Path(text[len("file://"):])
+    return None if is_uri(text) else Path(text)
+
+
+def _remote(location: str):
+    """(pyarrow filesystem, path inside it) of a remote URI; a URI pyarrow cannot resolve is bad input."""
+    import pyarrow.fs as pafs
+
+    try:
+        return pafs.FileSystem.from_uri(location)
+    except Exception as exc:  # pyarrow raises ArrowInvalid, ValueError or OSError depending on the scheme
+        raise ConfigError(f"{location!r} is not a location pyarrow can open: {str(exc).splitlines()[0]}") from None
+
+
+def read_text(location: str | Path, name: str) -> str:
+    """The text of file `name` inside the experiment at `location` (folder or URI)."""
+    local = local_path(location)
+    if local is not None:
+        return (local / name).read_text(encoding="utf-8")
+    fs, root = _remote(str(location))
+    with fs.open_input_stream(f"{root.rstrip('/')}/{name}") as handle:
+        return handle.read().decode("utf-8")
+
+
+def is_experiment(folder: Path) -> bool:
+    """A local folder holding a tunelab record (what `--overwrite` may delete, what reports never enter)."""
+    return (folder / TUNELAB_FILE).is_file() and not folder.is_symlink()
+
+
+# ----------------------------------------------------------------------------- reading
+
+def read_record(location: str | Path) -> dict[str, Any]:
+    """The checked record of the experiment at `location` (a folder, file:// URI or pyarrow URI)."""
+    shown = f"{str(location).rstrip('/')}/{TUNELAB_FILE}"
+    try:
+        text = read_text(location, TUNELAB_FILE)
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError, OSError):
+        raise ConfigError(f"{str(location)!r} is not a tunelab experiment (no readable {TUNELAB_FILE}); "
+                          "pass a folder made by `tunelab tune`, e.g. runs/NAME") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{shown!r} is not UTF-8 text; it is not a record tunelab wrote") from None
+    try:
+        record = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{shown!r} is not valid JSON ({exc.msg} at line {exc.lineno}); "
+                          "the file is truncated or was edited") from None
+    check_record(record, shown)
+    return record
+
+
+def check_record(record: Any, shown: str) -> None:
+    """Raise a one-line ConfigError naming `shown` and the field unless `record` fits SCHEMA."""
+    if not isinstance(record, dict):
+        raise ConfigError(f"{shown!r} must hold a JSON object, got {type(record).__name__}")
+    for key, types in SCHEMA.items():
+        if key not in record:
+            raise ConfigError(f"{shown!r} lacks the field {key!r}; it is not a complete tunelab record")
+        _check_type(shown, key, record[key], types)
+    for key, value in record.items():
+        if key in OPTIONAL:
+            _check_type(shown, key, value, OPTIONAL[key])
+        elif key not in SCHEMA:
+            raise ConfigError(f"{shown!r} has an unknown field {key!r}; valid fields: "
+                              f"{', '.join([*SCHEMA, *OPTIONAL])}")
+    for key, fields in NESTED.items():
+        for field, types in fields.items():
+            if field not in record[key]:
+                raise ConfigError(f"{shown!r} lacks the field '{key}.{field}'")
+            _check_type(shown, f"{key}.{field}", record[key][field], types)
+    if record["mode"] not in MODES:
+        raise ConfigError(f"{shown!r}: field 'mode' is {record['mode']!r}; valid: {', '.join(MODES)}")
+    if record["scheduler"]["max_t"] < 1:
+        raise ConfigError(f"{shown!r}: field 'scheduler.max_t' is {record['scheduler']['max_t']}; allowed: >= 1")
+    for trial_id, status in record.get(FINAL_STATUSES, {}).items():
+        if not isinstance(status, str):
+            raise ConfigError(f"{shown!r}: field '{FINAL_STATUSES}.{trial_id}' must be a status name, got {status!r}")
+
+
+def _check_type(shown: str, field: str, value: Any, types: tuple) -> None:
+    wrong = not isinstance(value, types) or (isinstance(value, bool) and bool not in types)
+    if not wrong and isinstance(value, float) and not math.isfinite(value):
+        wrong = True
+    if wrong:
+        names = " or ".join("null" if t is type(None) else t.__name__ for t in types)
+        raise ConfigError(f"{shown!r}: field {field!r} must be {names}, got {value!r}"[:300])
+
+
+# ----------------------------------------------------------------------------- writing
+
+def write_record(location: str | Path, record: dict[str, Any]) -> None:
+    """Write the record atomically (local) or in one stream (remote URI)."""
+    from trainables.reporting import atomic_write_text
+
+    check_record(record, f"{location}/{TUNELAB_FILE}")  # never write what a reader would refuse
+    text = json.dumps(record, indent=2, sort_keys=False, default=str)
+    local = local_path(location)
+    if local is not None:
+        atomic_write_text(local / TUNELAB_FILE, text)
+        return
+    fs, root = _remote(str(location))
+    fs.create_dir(root, recursive=True)
+    with fs.open_output_stream(f"{root.rstrip('/')}/{TUNELAB_FILE}") as handle:
+        handle.write(text.encode("utf-8"))

@@ -1,0 +1,226 @@
+"""Where an experiment lives, and the rules that keep other people's files safe.
+
+- An experiment name is one plain path component: `--name ..`, `--name .` or `--name a/b` could
+  otherwise point `--overwrite`'s delete at the storage itself or outside it.
+- `--overwrite` deletes only a folder that is a tunelab experiment (it holds `tunelab.json`)
+  directly inside the storage; it is the only delete in tunelab and it lives here.
+- One writer per experiment: `tune`, `resume` and `--overwrite` hold an exclusive lock, a file
+  beside the experiment (`STORAGE/.NAME.lock`) so it exists before the folder does and survives
+  `--overwrite`. The kernel releases the lock when its holder dies however it dies, so a lock
+  file left by a dead process on this host is taken over (with a message); one recorded by
+  another host is refused, naming it, since that process cannot be checked from here.
+"""
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import os
+import re
+import shutil
+import socket
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from analysis.record import is_experiment, is_uri, local_path
+from trainables.errors import ConfigError
+
+NAME_RULE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+=@-]{0,127}")
+# Schemes pyarrow's filesystems resolve, i.e. what Ray's `storage_path` accepts.
+STORAGE_SCHEMES = ("file", "s3", "gs", "gcs", "hdfs", "viewfs", "abfs", "abfss", "mock")
+
+
+def check_name(name: str) -> str:
+    if not NAME_RULE.fullmatch(name or "") or name in (".", ".."):
+        raise ConfigError(f"--name {name!r} is not a valid experiment name; allowed: one plain folder name of "
+                          "letters, digits and . _ + = @ - (starting with a letter or digit, at most 128), "
+                          "no '/', no '..'")
+    return name
+
+
+def normalise_storage(storage: str) -> str:
+    """An absolute local path, or a URI whose scheme pyarrow knows; anything else is bad input."""
+    if not storage or not storage.strip():
+        raise ConfigError("--storage '' is empty; give a folder (default ./runs) or a URI such as s3://bucket/runs")
+    if not is_uri(storage):
+        return str(Path(os.path.expanduser(storage)).resolve())
+    scheme = storage.split("://", 1)[0].lower()
+    if scheme not in STORAGE_SCHEMES:
+        raise ConfigError(f"--storage {storage!r}: scheme {scheme!r} is not one Ray's storage (pyarrow) knows; "
+                          f"choose from: {', '.join(STORAGE_SCHEMES)}, or a plain path")
+    local = local_path(storage)
+    if local is not None and not local.is_absolute():
+        raise ConfigError(f"--storage {storage!r}: a file:// URI needs an absolute path, e.g. file:///mnt/shared/runs")
+    return storage.rstrip("/") if local is None else "file://" + str(local.resolve())
+
+
+def check_storage_writable(storage: str) -> None:
+    """A local storage must be (or become) a writable folder; checked without writing anything."""
+    local = local_path(storage)
+    if local is None:
+        return
+    existing = local
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(f"--storage {str(local)!r} is not writable: {str(existing)!r} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"--storage {str(local)!r} is not writable: no write permission on {str(existing)!r}")
+
+
+def experiment_path(storage: str, name: str) -> str:
+    if is_uri(storage):
+        return storage.rstrip("/") + "/" + name
+    return str(Path(storage) / name)
+
+
+# ----------------------------------------------------------------------------- creating and replacing
+
+def check_free(path: str, overwrite: bool) -> None:
+    """Refuse an existing experiment (or, under --overwrite, an existing folder that is not one).
+    Writes nothing: run once before anything loads or starts, and again under the lock."""
+    local = local_path(path)
+    if local is None or not (local.exists() or local.is_symlink()):
+        return
+    if local.is_symlink() or not local.is_dir():
+        raise ConfigError(f"experiment {str(local)!r} exists and is not a folder; pick another --name")
+    if not any(local.iterdir()):
+        return
+    if not overwrite:
+        raise ConfigError(f"experiment {str(local)!r} already exists; continue it with `tunelab resume {local}`, "
+                          "pick another --name, or pass --overwrite to replace it")
+    if not is_experiment(local):
+        raise ConfigError(f"--overwrite refused: {str(local)!r} is not a tunelab experiment (no tunelab.json); "
+                          "it is left as it is, pick another --name")
+
+
+def prepare_folder(path: str, overwrite: bool) -> None:
+    """Create the experiment folder, replacing an experiment under --overwrite (see check_free).
+    Remote storage is created by Ray itself."""
+    check_free(path, overwrite)
+    local = local_path(path)
+    if local is None:
+        return
+    if local.exists() and any(local.iterdir()):
+        remove_experiment(local)
+    try:
+        local.mkdir(parents=True, exist_ok=True)
+        probe = local / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(f"--storage {str(local.parent)!r} is not writable: {exc.strerror}") from None
+
+
+def remove_experiment(folder: Path) -> None:
+    """Delete `folder` for `--overwrite`; only ever a tunelab experiment (it holds tunelab.json)."""
+    if not is_experiment(folder):
+        raise ConfigError(f"--overwrite refused: {str(folder)!r} is not a tunelab experiment (no tunelab.json); "
+                          "it is left as it is, pick another --name")
+    shutil.rmtree(folder)
+
+
+# ----------------------------------------------------------------------------- one writer per experiment
+
+def lock_path(experiment: str) -> Path | None:
+    local = local_path(experiment)
+    if local is None:
+        return None
+    return local.parent / f".{local.name}.lock"
+
+
+def holder_record(**extra: Any) -> dict[str, Any]:
+    return {"host": socket.gethostname(), "pid": os.getpid(), "command": " ".join(["tunelab", *sys.argv[1:]])[:500],
+            "since": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **extra}
+
+
+def _describe(holder: dict[str, Any]) -> str:
+    return (f"pid {holder.get('pid')} on host {holder.get('host')!r} since {holder.get('since')} "
+            f"({holder.get('command')})")
+
+
+def _read_holder(handle) -> dict[str, Any]:
+    handle.seek(0)
+    try:
+        holder = json.loads(handle.read() or "{}")
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return {}
+    return holder if isinstance(holder, dict) else {}
+
+
+def _alive(pid: Any) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except (ProcessLookupError, ValueError, TypeError):
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class ExperimentLock:
+    """An exclusive lock on one experiment, held from `acquire()` until `release()` (or death)."""
+
+    def __init__(self, experiment: str):
+        self.experiment = experiment
+        self.path = lock_path(experiment)
+        self.handle = None
+        self.previous: dict[str, Any] = {}  # the stale holder taken over, if any
+
+    def acquire(self) -> "ExperimentLock":
+        if self.path is None:
+            return self  # remote storage: no lock primitive there (README: run one driver per experiment)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            handle = open(self.path, "a+", encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"--storage {str(self.path.parent)!r} is not writable: {exc.strerror}") from None
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            holder = _read_holder(handle)
+            handle.close()
+            if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                raise
+            raise ConfigError(f"experiment {self.experiment!r} is in use by {_describe(holder)}; wait for it to end "
+                              f"or stop it (lock: {self.path})") from None
+        holder = _read_holder(handle)
+        if holder and holder.get("host") != socket.gethostname():
+            handle.close()
+            raise ConfigError(f"experiment {self.experiment!r} is locked by {_describe(holder)}, another host; if "
+                              f"that run has ended, delete {self.path} and try again")
+        if holder and holder.get("pid") != os.getpid():
+            self.previous = holder
+            state = "still running but not holding it" if _alive(holder.get("pid")) else "no longer running"
+            print(f"tunelab: taking over the stale lock of {_describe(holder)} ({state})", file=sys.stderr)
+        self.handle = handle
+        self._write(holder_record())
+        return self
+
+    def _write(self, holder: dict[str, Any]) -> None:
+        self.handle.seek(0)
+        self.handle.truncate()
+        self.handle.write(json.dumps(holder))
+        self.handle.flush()
+        os.fsync(self.handle.fileno())
+
+    def note(self, **extra: Any) -> None:
+        """Add facts to the holder record (e.g. the Ray session this driver started)."""
+        if self.handle is not None:
+            self._write(holder_record(**extra))
+
+    def release(self) -> None:
+        if self.handle is None:
+            return
+        self.handle.seek(0)
+        self.handle.truncate()  # an empty lock file is a free lock; removing it would race a waiting opener
+        self.handle.close()
+        self.handle = None
+
+    def __enter__(self) -> "ExperimentLock":
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
