@@ -10,22 +10,29 @@ from typing import Any
 import pandas as pd
 
 from analysis.load import load_experiments, local_path, read_record, trial_summary
+from analysis.record import is_experiment
 from analysis.tables import comparison, format_table, importance
 from trainables import metrics as M
 from trainables.errors import ConfigError
-from trainables.reporting import atomic_write_bytes, atomic_write_text
+from trainables.reporting import atomic_write_bytes, atomic_write_text, check_output_path
 
 TOP_TRIALS = 5
 PARAM_PLOTS = 3
 
 
 def check_out_dir(out: Path, experiments: list[Path]) -> None:
+    """A report folder is never an experiment or inside one (listed or not), never a file, and never
+    a folder of other files: an existing non-empty folder must hold an earlier tunelab report."""
+    out = check_output_path(out, "--out", "folder")
     resolved = out.resolve()
-    for experiment in experiments:
-        e = experiment.resolve()
-        if resolved == e or e in resolved.parents:
-            raise ConfigError(f"--out {str(out)!r} is inside experiment {str(experiment)!r}; reports never write "
-                              "into an experiment folder, choose a folder outside it")
+    inside = [p for p in (resolved, *resolved.parents) if is_experiment(p)]
+    inside += [e for e in experiments if resolved == e.resolve() or e.resolve() in resolved.parents]
+    if inside:
+        raise ConfigError(f"--out {str(out)!r} is inside experiment {str(inside[0])!r}; reports never write "
+                          "into an experiment folder, choose a folder outside it")
+    if resolved.is_dir() and any(resolved.iterdir()) and not (resolved / "report.md").is_file():
+        raise ConfigError(f"--out {str(out)!r} already holds files that are not a tunelab report; choose an "
+                          "empty or new folder (its files are kept as they are)")
 
 
 def _write_frame(frame: pd.DataFrame, path: Path, parquet: bool = False) -> None:
@@ -44,6 +51,10 @@ def write_report(experiments: list[str | Path], out: str | Path, confirmations: 
     out = Path(out)
     check_out_dir(out, paths)
     records = {str(p): read_record(p) for p in paths}
+    methods = list(dict.fromkeys(r["method"] for r in records.values()))
+    if baseline is not None and baseline not in methods:
+        raise ConfigError(f"--baseline {baseline!r} is not a method of these experiments; choose from: "
+                          f"{', '.join(methods)}")
     frame = load_experiments(paths)
     summary = pd.concat([trial_summary(frame[frame["experiment"] == str(p)], records[str(p)]["metric"],
                                        records[str(p)]["mode"]) for p in paths], ignore_index=True)

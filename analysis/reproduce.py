@@ -21,7 +21,7 @@ from trainables import get_method
 from trainables import metrics as M
 from trainables.config import build_config, read_yaml_mapping, to_dict
 from trainables.errors import ConfigError
-from trainables.reporting import atomic_write_text
+from trainables.reporting import atomic_write_text, check_output_path
 
 
 def best_record(path: str | Path) -> dict[str, Any]:
@@ -49,18 +49,48 @@ def best_record(path: str | Path) -> dict[str, Any]:
 
 
 def write_best(record: dict[str, Any], out: str | Path) -> None:
-    out = Path(out)
+    out = check_output_path(out, "--out", "file")
     if out.exists():
         raise ConfigError(f"--out {str(out)!r} already exists; choose another file (it is kept as it is)")
     atomic_write_text(out, yaml.safe_dump(record, sort_keys=False))
 
 
+BEST_KEYS = ("method", "config", "provenance")
+
+
 def load_best(path: str | Path) -> dict[str, Any]:
+    """A best-config file, checked: every field a reproduction relies on is named when it is wrong."""
     hint = "; make one with `tunelab best EXPERIMENT --out FILE`"
-    record = read_yaml_mapping(str(path), repr(str(path)), "be a best-config file", hint)
+    shown = repr(str(path))
+    record = read_yaml_mapping(str(path), shown, "be a best-config file", hint)
     if "method" not in record or "config" not in record:
-        raise ConfigError(f"{str(path)!r} is not a best-config file (needs 'method' and 'config'){hint}")
+        raise ConfigError(f"{shown} is not a best-config file (needs 'method' and 'config'){hint}")
+    unknown = [k for k in record if k not in BEST_KEYS]
+    if unknown:
+        raise ConfigError(f"{shown}: unknown field {unknown[0]!r}; valid fields: {', '.join(BEST_KEYS)}")
+    method = record["method"]
+    if not isinstance(method, str):
+        raise ConfigError(f"{shown}: field 'method' must be a method name, got {method!r}")
+    get_method(method)  # names the valid methods
+    for field in ("config", "provenance"):
+        if not isinstance(record.get(field, {}), dict):
+            raise ConfigError(f"{shown}: field {field!r} must be a mapping, got {type(record[field]).__name__}")
+    _check_whole(shown, "config.seed", record["config"].get("seed", 0))
+    provenance = record.get("provenance", {})
+    if "epoch" in provenance:
+        _check_whole(shown, "provenance.epoch", provenance["epoch"], low=1)
+    value = provenance.get("value")
+    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+        raise ConfigError(f"{shown}: field 'provenance.value' must be a number, got {value!r}")
+    if not isinstance(provenance.get("metric", M.VAL_ACC), str):
+        raise ConfigError(f"{shown}: field 'provenance.metric' must be a metric name, got {provenance['metric']!r}")
+    build_config(get_method(method).config_class, record["config"])  # names a bad key or value
     return record
+
+
+def _check_whole(shown: str, field: str, value: Any, low: int = 0) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ConfigError(f"{shown}: field {field!r} must be a whole number >= {low}, got {value!r}")
 
 
 def confirm(method_name: str, config_values: dict[str, Any], seed: int, data=None) -> list[dict[str, Any]]:

@@ -125,12 +125,23 @@ def read_yaml_mapping(path: str, label: str, shape: str, missing_hint: str = "")
             data = yaml.safe_load(handle)
     except FileNotFoundError:
         raise ConfigError(f"{label}: no such file{missing_hint}") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{label} is a folder; give a YAML file") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{label} is not UTF-8 text (a binary file?); give a YAML file") from None
+    except OSError as exc:
+        raise ConfigError(f"{label} cannot be read: {exc.strerror or exc}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{label} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    except RecursionError:
+        raise ConfigError(f"{label} is nested too deeply to be a config file") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"{label} must {shape}, got {type(data).__name__}")
+    odd = [k for k in data if not isinstance(k, str)]
+    if odd:
+        raise ConfigError(f"{label}: key {odd[0]!r} is not a name; keys are config names such as lr")
     return data
 
 

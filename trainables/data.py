@@ -226,9 +226,9 @@ def _load_digits(options: DataOptions) -> DatasetBundle:
 _CIFAR = {
     "cifar10": dict(folder="cifar-10-batches-py", train=[f"data_batch_{i}" for i in range(1, 6)],
                     test=["test_batch"], meta="batches.meta", label_key=b"labels",
-                    names_key=b"label_names", tv="CIFAR10"),
+                    names_key=b"label_names", tv="CIFAR10", classes=10),
     "cifar100": dict(folder="cifar-100-python", train=["train"], test=["test"], meta="meta",
-                     label_key=b"fine_labels", names_key=b"fine_label_names", tv="CIFAR100"),
+                     label_key=b"fine_labels", names_key=b"fine_label_names", tv="CIFAR100", classes=100),
 }
 
 # The only globals a CIFAR pickle needs: numpy arrays. Anything else (os.system, ...) is refused,
@@ -253,15 +253,35 @@ def read_cifar_batch(path: Path, label_key: bytes = b"labels") -> tuple[np.ndarr
     try:
         with open(path, "rb") as handle:
             batch = _NumpyOnlyUnpickler(io.BytesIO(handle.read()), encoding="bytes").load()
-        data = np.asarray(batch[b"data"], dtype=np.uint8)
+        raw = np.asarray(batch[b"data"])
         labels = np.asarray(batch[label_key], dtype=np.int64)
-        images = data.reshape(-1, 3, 32, 32)
+        images = _as_uint8(raw, path).reshape(-1, 3, 32, 32)
+    except DataError:
+        raise
     except (pickle.UnpicklingError, EOFError, KeyError, ValueError, TypeError, AttributeError) as exc:
         raise DataError(f"CIFAR batch {str(path)!r} is corrupted or truncated ({type(exc).__name__}); "
                         "re-extract the original archive") from None
     if len(images) != len(labels):
         raise DataError(f"CIFAR batch {str(path)!r} is corrupted: {len(images)} images, {len(labels)} labels")
     return images, labels
+
+
+def _as_uint8(raw: np.ndarray, path: Path) -> np.ndarray:
+    """Pixel values as uint8; any value outside 0..255 (a cast would wrap it silently) is refused."""
+    if raw.dtype == np.uint8:
+        return raw
+    if raw.dtype.kind not in "iu" or raw.size and (raw.min() < 0 or raw.max() > 255):
+        low, high = (raw.min(), raw.max()) if raw.size and raw.dtype.kind in "iuf" else ("?", "?")
+        raise DataError(f"CIFAR batch {str(path)!r} has pixel values of type {raw.dtype} in [{low}, {high}]; "
+                        "allowed: integers 0..255 (the original archive's uint8)")
+    return raw.astype(np.uint8)
+
+
+def check_cifar_labels(path: Path, labels: np.ndarray, num_classes: int) -> None:
+    bad = labels[(labels < 0) | (labels >= num_classes)]
+    if bad.size:
+        raise DataError(f"CIFAR batch {str(path)!r} has label {int(bad[0])} outside 0..{num_classes - 1} "
+                        f"(the meta file names {num_classes} classes); re-extract the original archive")
 
 
 def read_cifar_meta(path: Path, names_key: bytes) -> list[str]:
@@ -315,9 +335,14 @@ def _load_cifar(options: DataOptions) -> DatasetBundle:
         raise DataError(
             f"{name}: no batches found in {str(root)!r} (nor {str(root / spec['folder'])!r}) and the machine "
             f"is offline; extract the python version of {name} there, or pass --data-dir / set {DATA_DIR_ENV}")
+    names = read_cifar_meta(folder / spec["meta"], spec["names_key"])
+    if len(names) != spec["classes"]:
+        raise DataError(f"CIFAR meta file {str(folder / spec['meta'])!r} names {len(names)} classes; {name} has "
+                        f"{spec['classes']}; re-extract the original archive")
     train = [read_cifar_batch(folder / f, spec["label_key"]) for f in spec["train"]]
     test = [read_cifar_batch(folder / f, spec["label_key"]) for f in spec["test"]]
-    names = read_cifar_meta(folder / spec["meta"], spec["names_key"])
+    for file, (_, labels) in zip(spec["train"] + spec["test"], train + test):
+        check_cifar_labels(folder / file, labels, len(names))
     size = options.image_size or 32
 
     def stack(parts):
@@ -341,10 +366,13 @@ def scan_image_folder(root: Path) -> tuple[list[str], list[int], list[str]]:
     classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
     paths, labels = [], []
     for index, cls in enumerate(classes):
-        for file in sorted((root / cls).rglob("*")):
-            if file.suffix.lower() in IMAGE_SUFFIXES and file.is_file():
-                paths.append(str(file))
-                labels.append(index)
+        found = [f for f in sorted((root / cls).rglob("*")) if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file()]
+        if not found and len(classes) > 1:
+            # an empty class folder would be a class no image can teach: refused, never a silent extra class
+            raise DataError(f"class folder {str(root / cls)!r} holds no images; add images or remove the folder "
+                            f"(image types: {', '.join(sorted(IMAGE_SUFFIXES))})")
+        paths += [str(f) for f in found]
+        labels += [index] * len(found)
     if not paths:
         raise DataError(f"image folder {str(root)!r} holds no images; expected one sub-folder per class "
                         f"with files of type {', '.join(sorted(IMAGE_SUFFIXES))}")
@@ -370,12 +398,17 @@ def decode_image(path: str, size: int, resize: str) -> torch.Tensor:
                 left, top = (w - size) // 2, (h - size) // 2
                 img = img.crop((left, top, left + size, top + size))
             array = np.asarray(img, dtype=np.uint8)
-    except OSError as exc:
-        raise DataError(f"image {path!r} cannot be read: {exc}") from None
+    except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as exc:
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise DataError(f"image {path!r} cannot be read: {reason[:200]}") from None
     return torch.from_numpy(array.copy()).permute(2, 0, 1)
 
 
 class _DecodeDataset(torch.utils.data.Dataset):
+    """Decodes in DataLoader workers. A file that cannot be read comes back as its error message
+    (with a blank image) instead of an exception: a worker's exception reaches the main process
+    with the worker's whole traceback folded into its message."""
+
     def __init__(self, paths, labels, size, resize):
         self.paths, self.labels, self.size, self.resize = paths, labels, size, resize
 
@@ -383,18 +416,43 @@ class _DecodeDataset(torch.utils.data.Dataset):
         return len(self.paths)
 
     def __getitem__(self, i):
-        return decode_image(self.paths[i], self.size, self.resize), self.labels[i]
+        try:
+            return decode_image(self.paths[i], self.size, self.resize), self.labels[i], ""
+        except DataError as exc:
+            return torch.zeros(3, self.size, self.size, dtype=torch.uint8), self.labels[i], str(exc)
+
+
+def _decoded(batches) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """(images, labels) of DataLoader batches from _DecodeDataset; the first unreadable file raises."""
+    for images, labels, errors in batches:
+        failed = next((e for e in errors if e), None)
+        if failed:
+            raise DataError(failed)
+        yield images, labels
 
 
 def _decode_all(paths: list[str], labels: torch.Tensor, size: int, resize: str, workers: int) -> ArraySplit:
     loader = torch.utils.data.DataLoader(_DecodeDataset(paths, labels, size, resize), batch_size=256,
                                          num_workers=workers)
-    images, labs = zip(*loader) if len(paths) else ((), ())
+    images, labs = zip(*_decoded(loader)) if len(paths) else ((), ())
     return ArraySplit(torch.cat(images), torch.cat(labs))
 
 
+def check_split_sizes(root: Path, labels: list[int], classes: list[str], parts: int) -> None:
+    """Every class needs an image in each of `parts` splits (train and val, plus test when carved)."""
+    counts = np.bincount(np.asarray(labels), minlength=len(classes))
+    small = int(np.argmin(counts))
+    if counts[small] < parts:
+        carved = "train, val and test" if parts == 3 else "train and val"
+        raise DataError(f"image folder {str(root)!r}: class {classes[small]!r} has {counts[small]} image(s); "
+                        f"at least {parts} per class are needed ({carved} each get one)")
+
+
 def _load_image_folder(options: DataOptions) -> DatasetBundle:
-    root = Path(os.path.expanduser(options.dataset.split(":", 1)[1]))
+    location = options.dataset.split(":", 1)[1]
+    if not location.strip():
+        raise DataError("dataset='imagefolder:' names no folder; give imagefolder:PATH (one sub-folder per class)")
+    root = Path(os.path.expanduser(location))
     size = options.image_size or 224
     if options.resize not in ("crop", "stretch"):
         raise DataError(f"resize={options.resize!r} is not valid; choose from: crop, stretch")
@@ -404,8 +462,10 @@ def _load_image_folder(options: DataOptions) -> DatasetBundle:
         test_paths, test_labels, test_classes = scan_image_folder(test_root)
         if test_classes != classes:
             raise DataError(f"{str(test_root)!r} has classes {test_classes[:5]}... that differ from train's")
+        check_split_sizes(root / "train", labels, classes, parts=2)
     else:
         paths, labels, classes = scan_image_folder(root)
+        check_split_sizes(root, labels, classes, parts=3)
         rest, held = stratified_split(np.asarray(labels), TEST_FRACTION, TEST_SPLIT_SEED)
         test_paths, test_labels = [paths[i] for i in held], [labels[i] for i in held]
         paths, labels = [paths[i] for i in rest], [labels[i] for i in rest]
@@ -441,7 +501,7 @@ def iterate_batches(split: ArraySplit | FolderSplit, batch_size: int, *, device:
         loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, sampler=sampler,
                                              num_workers=split.num_workers, drop_last=drop_last,
                                              pin_memory=device.type == "cuda", persistent_workers=False)
-        for images, labels in loader:
+        for images, labels in _decoded(loader):
             yield images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
         return
     order = torch.randperm(n, generator=generator, device=split.labels.device) if shuffle else None

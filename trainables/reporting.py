@@ -31,6 +31,25 @@ class Reporter(Protocol):
         """Record one epoch's metrics; call `state()` to get the checkpoint if one is kept."""
 
 
+def check_output_path(path: str | os.PathLike, flag: str, kind: str) -> Path:
+    """Refuse an output path that cannot be written as `kind` ('file' or 'folder'), without writing:
+    an empty path, a path under a file, a folder where a file goes or a file where a folder goes."""
+    text = str(path)
+    if not text.strip():
+        raise ConfigError(f"{flag} '' is empty; give a {kind} path")
+    out = Path(text).expanduser()
+    if kind == "file" and out.is_dir():
+        raise ConfigError(f"{flag} {text!r} is a folder; give a file path (e.g. {text.rstrip('/')}/best.yaml)")
+    if kind == "folder" and out.exists() and not out.is_dir():
+        raise ConfigError(f"{flag} {text!r} is a file; give a folder path (the file is kept as it is)")
+    for parent in out.absolute().parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ConfigError(f"{flag} {text!r} cannot be written: {str(parent)!r} is a file, not a folder")
+            break
+    return out
+
+
 def atomic_write_bytes(path: Path, write: Callable[[Any], None]) -> None:
     """Write through a temporary file in the same folder, then rename: never a half file."""
     path = Path(path)
@@ -87,7 +106,7 @@ class LocalReporter:
 
     def __init__(self, out_dir: str | os.PathLike | None = None, config_dict: dict | None = None,
                  total_epochs: int | None = None, stream=None, quiet: bool = False):
-        self.out_dir = Path(out_dir) if out_dir else None
+        self.out_dir = check_output_path(out_dir, "--out", "folder") if out_dir is not None else None
         self.config_dict = config_dict or {}
         self.total_epochs = total_epochs
         self.stream = stream or sys.stderr

@@ -158,17 +158,16 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from trainables.config import build_config
     from trainables.pretrained import PretrainConfig, file_safe, pretrain
-    from trainables.reporting import dumps, json_ready
+    from trainables.reporting import check_output_path, dumps, json_ready
 
     values = gather_config_values(args)
     if args.model:
         values["model"] = args.model
     config = build_config(PretrainConfig, values)
-    out = Path(args.out or f"pretrained/{config.model}-{file_safe(config.dataset)}-{config.task}.pt")
+    out = check_output_path(args.out if args.out is not None else
+                            f"pretrained/{config.model}-{file_safe(config.dataset)}-{config.task}.pt", "--out", "file")
     if out.exists():
         raise ConfigError(f"--out {str(out)!r} already exists; choose another file (it is kept as it is)")
     metrics = pretrain(config, out)

@@ -17,6 +17,7 @@ import pandas as pd
 
 from trainables import METHOD_CLASSES
 from trainables.errors import ConfigError
+from trainables.reporting import check_output_path
 from tunelab.driver import TuneOptions, connect_ray, run_tune
 
 DEFAULT_METHODS = ("classifier", "finetune", "randreg", "adarand", "arcface")
@@ -47,7 +48,16 @@ def parse_methods(text: str | None) -> tuple[str, ...]:
             raise ConfigError(f"--methods: {method!r} is not known; choose from: {', '.join(METHOD_CLASSES)}")
     if not methods:
         raise ConfigError(f"--methods {text!r} names no method; choose from: {', '.join(METHOD_CLASSES)}")
+    repeated = sorted({m for m in methods if methods.count(m) > 1})
+    if repeated:
+        raise ConfigError(f"--methods {text!r} names {repeated[0]!r} twice; each method is searched once")
     return methods
+
+
+def check_baseline(baseline: str | None, methods: tuple[str, ...]) -> None:
+    if baseline is not None and baseline not in methods:
+        raise ConfigError(f"--baseline {baseline!r} is not one of the compared methods; choose from: "
+                          f"{', '.join(methods)}")
 
 
 def _say(text: str) -> None:
@@ -57,7 +67,9 @@ def _say(text: str) -> None:
 def run_compare(opts: CompareOptions) -> dict[str, Any]:
     if opts.seeds < 1:
         raise ConfigError(f"--seeds {opts.seeds} is out of range; allowed: >= 1")
-    out = Path(opts.out or f"compare/{opts.dataset.split(':')[0]}-{time.strftime('%Y%m%d-%H%M%S')}")
+    check_baseline(opts.baseline, opts.methods)
+    out = check_output_path(opts.out if opts.out is not None else
+                            f"compare/{opts.dataset.split(':')[0]}-{time.strftime('%Y%m%d-%H%M%S')}", "--out", "folder")
     if out.exists() and any(out.iterdir()):
         raise ConfigError(f"--out {str(out)!r} already exists and is not empty; choose another folder "
                           "(its results are kept)")
