@@ -469,6 +469,7 @@ def resume(path: str, resume_errored: bool = False, restart_errored: bool = Fals
         private = starts_private_instance(address or opts.address)
         connect_ray(address or opts.address)
         lock.note(**ray_session(private))
+        repair_latest_checkpoints(path, resume_errored)
         if record.pop(FINAL_STATUSES, None) is not None:
             write_record(path, record)  # trials about to run again are no longer final
         allow_parallel_pending_trials(opts)
@@ -480,6 +481,44 @@ def resume(path: str, resume_errored: bool = False, restart_errored: bool = Fals
                                    resume_errored=resume_errored, restart_errored=restart_errored)
         LAST_STATUSES.clear()
         return finish(tuner.fit(), record, path)
+
+
+def _checkpoint_index(folder: Path) -> int:
+    try:
+        return int(folder.name.rsplit("_", 1)[-1])
+    except ValueError:
+        return -1
+
+
+def repair_latest_checkpoints(path: str, resume_errored: bool) -> None:
+    """Let every unfinished trial continue from its newest checkpoint on disk.
+
+    Ray's experiment snapshot, written every few seconds and synced in the background, can lag the
+    trials: when the driver is killed, a running trial's latest checkpoint in the snapshot may
+    already have been deleted (only the best `num_to_keep` are kept) in favour of newer ones, and
+    Ray's restore then fails the trial ("checkpoint does not exist on storage anymore"). The
+    newest checkpoint of that trial on disk is moved to the path the snapshot names, so the trial
+    continues from it: it repeats no epoch that checkpoint holds.
+    """
+    local = local_path(path)
+    if local is None:
+        return  # remote storage: Ray's own restore semantics
+    from ray.tune import ExperimentAnalysis
+
+    resumable = {"RUNNING", "PENDING", "PAUSED"} | ({"ERROR"} if resume_errored else set())
+    for trial in ExperimentAnalysis(str(local)).trials:
+        checkpoint = trial.checkpoint
+        if trial.status not in resumable or checkpoint is None:
+            continue
+        wanted = Path(checkpoint.path)
+        if wanted.exists() or wanted.parent.parent != local:
+            continue
+        newer = sorted((p for p in wanted.parent.glob("checkpoint_*")
+                        if p.is_dir() and _checkpoint_index(p) > _checkpoint_index(wanted)), key=_checkpoint_index)
+        if newer:
+            newer[-1].rename(wanted)
+            print(f"tunelab: trial {trial.trial_id} continues from its newest checkpoint ({newer[-1].name}); "
+                  f"Ray's last snapshot named {wanted.name}, already replaced", file=sys.stderr)
 
 
 # ----------------------------------------------------------------------------- records and summaries
@@ -586,14 +625,28 @@ def ray_session(private: bool) -> dict[str, Any]:
         return {}
 
 
+def _names_session(pid_dir: Path, session_dir: str) -> bool:
+    """Whether a process belongs to a Ray session: its command line names the session folder, or
+    (agents rename their command line) one of its open files lies in it (its logs)."""
+    if session_dir in (pid_dir / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"):
+        return True
+    for fd in (pid_dir / "fd").iterdir():
+        try:
+            if os.readlink(fd).startswith(session_dir + "/"):
+                return True
+        except OSError:
+            continue
+    return False
+
+
 def session_processes(session_dir: str) -> list[int]:
-    """Pids of this user's processes whose command line names `session_dir` (Ray's raylet, GCS, agents, workers)."""
+    """Pids of this user's processes of the Ray session at `session_dir` (raylet, GCS, agents, workers)."""
     pids = []
     for entry in Path("/proc").glob("[0-9]*"):
         try:
             if int(entry.name) == os.getpid() or entry.stat().st_uid != os.getuid():
                 continue
-            if session_dir in (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"):
+            if _names_session(entry, session_dir):
                 pids.append(int(entry.name))
         except (OSError, ValueError):
             continue

@@ -46,6 +46,30 @@ class MultiFidelityOptunaSearch(OptunaSearch):
         self._max_t = max_t
         self._time_attr = time_attr
 
+    def suggest(self, trial_id: str) -> dict | None:
+        config = super().suggest(trial_id)
+        ot_trial = self._ot_trials.get(trial_id)
+        if ot_trial is not None and "ray_trial_id" not in ot_trial.user_attrs:
+            # links the study (optuna-dashboard) to the trial folder METHOD_<ray_trial_id> on disk
+            ot_trial.set_user_attr("ray_trial_id", trial_id)
+        return config
+
+    def restore(self, checkpoint_path: str) -> None:
+        """Ray's restore, then close the study trials a killed driver left RUNNING.
+
+        A trial the driver asked for after its last experiment snapshot is unknown to the
+        restored search (Ray starts a new one in its place), but a persistent study still holds
+        it as RUNNING, forever: optuna-dashboard would show it running and TPE treats it as
+        pending. Every RUNNING study trial that the restored search does not track is told FAIL.
+        """
+        super().restore(checkpoint_path)
+        tracked = {t._trial_id for t in self._ot_trials.values()}
+        for frozen in self._ot_study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            if frozen._trial_id not in tracked:
+                self._ot_study._storage.set_trial_user_attr(frozen._trial_id, "closed_by",
+                                                            "resume: lost with a killed driver")
+                self._ot_study.tell(frozen.number, state=TrialState.FAIL)
+
     def _stored(self, trial_id: str) -> optuna.trial.FrozenTrial:
         return self._ot_study._storage.get_trial(self._ot_trials[trial_id]._trial_id)
 
