@@ -133,6 +133,7 @@ def load_experiment(path: str | Path) -> pd.DataFrame:
     record = read_record(path)
     max_epochs = int(record["scheduler"]["max_t"])
     ray_status = ray_trial_statuses(path)
+    final = record.get(FINAL_STATUSES)
     rows = []
     for folder in sorted(p for p in path.iterdir() if p.is_dir() and (p / "params.json").exists()):
         try:
@@ -142,7 +143,12 @@ def load_experiment(path: str | Path) -> pd.DataFrame:
             continue
         trial_id = str(frame["trial_id"].iloc[-1]) if "trial_id" in frame and not frame.empty \
             else folder.name.rsplit("_", 1)[-1]
-        status = record.get(FINAL_STATUSES, {}).get(trial_id) or \
+        if final is not None and trial_id not in final:
+            # Not part of the search as it ended: a trial `resume --restart-errored` replaced with
+            # a fresh one (Ray gives it a new id and folder), or one lost with a killed driver.
+            continue
+        status = final.get(trial_id) if final is not None else None
+        status = status or \
             trial_status(frame, (folder / "error.txt").exists(), ray_status.get(trial_id, ""), max_epochs)
         if frame.empty:
             frame = pd.DataFrame({M.EPOCH: [pd.NA]})

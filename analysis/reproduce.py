@@ -71,7 +71,10 @@ def load_best(path: str | Path) -> dict[str, Any]:
     method = record["method"]
     if not isinstance(method, str):
         raise ConfigError(f"{shown}: field 'method' must be a method name, got {method!r}")
-    get_method(method)  # names the valid methods
+    try:
+        method_class = get_method(method).config_class
+    except ConfigError as exc:
+        raise ConfigError(f"{shown}: field 'method': {exc}") from None
     for field in ("config", "provenance"):
         if not isinstance(record.get(field, {}), dict):
             raise ConfigError(f"{shown}: field {field!r} must be a mapping, got {type(record[field]).__name__}")
@@ -84,7 +87,10 @@ def load_best(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"{shown}: field 'provenance.value' must be a number, got {value!r}")
     if not isinstance(provenance.get("metric", M.VAL_ACC), str):
         raise ConfigError(f"{shown}: field 'provenance.metric' must be a metric name, got {provenance['metric']!r}")
-    build_config(get_method(method).config_class, record["config"])  # names a bad key or value
+    try:
+        build_config(method_class, record["config"])
+    except ConfigError as exc:
+        raise ConfigError(f"{shown}: field 'config': {exc}") from None
     return record
 
 

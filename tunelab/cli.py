@@ -248,7 +248,10 @@ def cmd_best(args: argparse.Namespace) -> int:
     import yaml
 
     from analysis.reproduce import best_record, write_best
+    from trainables.reporting import check_output_path
 
+    if args.out is not None:
+        check_output_path(args.out, "--out", "file")  # before the experiment is read
     record = best_record(args.experiment)
     if args.out:
         write_best(record, args.out)

@@ -391,7 +391,7 @@ def run_tune(opts: TuneOptions, argv: list[str] | None = None) -> dict[str, Any]
     fixed = fixed_values(opts)
     build_config(METHOD_CLASSES[opts.method].config_class, fixed)  # bad --set fails before anything starts
     space = resolve_space(opts, fixed)
-    name = check_name(opts.name or default_name(opts))
+    name = check_name(opts.name if opts.name is not None else default_name(opts))
     storage = normalise_storage(opts.storage)
     check_storage_writable(storage)
     path = experiment_path(storage, name)

@@ -157,4 +157,5 @@ def test_driver_killed_mid_run_is_completed_by_resume(ray_cluster, tmp_path):
     trials = optuna.load_study(study_name="killed", storage=study).trials
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     assert len(complete) == 5, [t.state for t in trials]
+    assert not [t for t in trials if t.state == TrialState.RUNNING], "a study trial left RUNNING forever"
     assert all(sorted(t.intermediate_values) == [1, 2, 3] for t in complete)

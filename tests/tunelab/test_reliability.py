@@ -1,0 +1,292 @@
+"""Reliability one step outside the happy path, without Ray: what tunelab may delete, the one-writer
+lock, outputs that cannot be written, values that mean nothing, and records that were damaged."""
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from analysis.record import TUNELAB_FILE, read_record
+from trainables.errors import ConfigError
+from tunelab import driver
+from tunelab.cli import main
+from tunelab.driver import TuneOptions, run_tune
+from tunelab.experiments import ExperimentLock, check_name, lock_path, prepare_folder
+
+
+def _exit_code(argv) -> int:
+    try:
+        return main(argv)
+    except SystemExit as exc:
+        return exc.code
+
+
+def _one_line(capsys) -> str:
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+@pytest.fixture
+def no_ray(monkeypatch):
+    monkeypatch.setattr(driver, "connect_ray", lambda address: pytest.fail("Ray must not start"))
+
+
+# ----------------------------------------------------------------------------- never outside the experiment
+
+@pytest.mark.parametrize("name", ["..", ".", "../escaped", "a/b", "", "/abs", "-x", "a\x00b", "x" * 200])
+def test_names_that_are_not_one_plain_folder_are_refused_and_nothing_is_touched(tmp_path, capsys, no_ray, name):
+    storage = tmp_path / "store" / "runs"
+    (storage / "other").mkdir(parents=True)
+    (storage / "other" / TUNELAB_FILE).write_text("{}")
+    canary = tmp_path / "store" / "canary.txt"
+    canary.write_text("precious")
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    code = _exit_code(["tune", "classifier", "--storage", str(storage), f"--name={name}", "--overwrite"])
+    assert code == 2
+    assert "is not a valid experiment name" in _one_line(capsys)
+    assert canary.read_text() == "precious"
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+
+
+def test_overwrite_deletes_only_an_experiment_directly_inside_the_storage(tmp_path):
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "draft.txt").write_text("mine")
+    with pytest.raises(ConfigError, match="--overwrite refused"):
+        prepare_folder(str(tmp_path / "notes"), overwrite=True)
+    assert (tmp_path / "notes" / "draft.txt").read_text() == "mine"
+    link = tmp_path / "link"
+    link.symlink_to(tmp_path / "notes")
+    with pytest.raises(ConfigError, match="is not a folder"):
+        prepare_folder(str(link), overwrite=True)
+    assert (tmp_path / "notes" / "draft.txt").exists()
+
+
+def test_valid_names():
+    for name in ("demo", "classifier-digits-20261123-123644", "lr=0.1", "a.b_c+d@e"):
+        assert check_name(name) == name
+
+
+@pytest.mark.parametrize("argv,fragment", [
+    (["best", "{exp}", "--out", "{d}/afile/best.yaml"], "is a file, not a folder"),
+    (["best", "{exp}", "--out", "{d}"], "is a folder; give a file path"),
+    (["train", "classifier", "--out", "{d}/afile/run"], "is a file, not a folder"),
+    (["train", "classifier", "--out", "{d}/afile"], "is a file; give a folder path"),
+    (["train", "classifier", "--out", ""], "--out '' is empty"),
+    (["report", "{exp}", "--out", "{d}/afile"], "is a file; give a folder path"),
+    (["report", "{exp}", "--out", "{other}/inside"], "is inside experiment"),
+    (["report", "{exp}", "--out", "{d}/mine"], "already holds files that are not a tunelab report"),
+    (["pretrain", "--out", "{d}"], "is a folder; give a file path"),
+])
+def test_outputs_that_cannot_be_written_are_refused_first(tmp_path, capsys, argv, fragment):
+    exp = tmp_path / "exp"
+    exp.mkdir()
+    (exp / TUNELAB_FILE).write_text(json.dumps(_record()))
+    other = tmp_path / "other"  # an experiment the command was not given
+    other.mkdir()
+    (other / TUNELAB_FILE).write_text("{}")
+    (tmp_path / "afile").write_text("precious")
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "data.csv").write_text("precious")
+    args = [a.format(d=tmp_path, exp=exp, other=other) for a in argv]
+    assert _exit_code(args) == 2
+    assert fragment in _one_line(capsys)
+    assert (tmp_path / "afile").read_text() == "precious"
+    assert (tmp_path / "mine" / "data.csv").read_text() == "precious"
+    assert not (other / "inside").exists()
+
+
+# ----------------------------------------------------------------------------- one writer per experiment
+
+def test_a_second_writer_is_refused_naming_the_holder(tmp_path):
+    experiment = str(tmp_path / "exp")
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; sys.path.insert(0, %r)\n"
+        "from tunelab.experiments import ExperimentLock\n"
+        "lock = ExperimentLock(%r).acquire(); print('held', flush=True); time.sleep(60)"
+    ) % (str(Path(__file__).resolve().parents[2]), experiment)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(ConfigError, match=rf"is in use by pid {holder.pid} on host .*lock: .*\.exp\.lock"):
+            ExperimentLock(experiment).acquire()
+    finally:
+        holder.kill()
+        holder.wait()
+    # The holder died without releasing: its record is still in the file, the kernel lock is gone.
+    assert json.loads(lock_path(experiment).read_text())["pid"] == holder.pid
+    with ExperimentLock(experiment) as lock:
+        assert lock.previous["pid"] == holder.pid  # taken over, with a message
+        assert json.loads(lock_path(experiment).read_text())["pid"] == os.getpid()
+    assert lock_path(experiment).read_text() == ""  # released: an empty file is a free lock
+
+
+def test_a_lock_recorded_by_another_host_is_refused(tmp_path):
+    experiment = str(tmp_path / "exp")
+    lock_path(experiment).write_text(json.dumps({"host": "elsewhere", "pid": 1, "since": "x", "command": "c"}))
+    with pytest.raises(ConfigError, match="locked by pid 1 on host 'elsewhere'.*another host.*delete"):
+        ExperimentLock(experiment).acquire()
+
+
+def test_overwrite_waits_for_no_one_it_is_refused_while_the_experiment_is_in_use(tmp_path, capsys):
+    storage = tmp_path / "runs"
+    (storage / "busy").mkdir(parents=True)
+    (storage / "busy" / TUNELAB_FILE).write_text("{}")
+    (storage / "busy" / "result.json").write_text("precious")
+    with ExperimentLock(str(storage / "busy")):
+        with pytest.raises(ConfigError, match="is in use by pid"):
+            ExperimentLock(str(storage / "busy")).acquire()
+    assert (storage / "busy" / "result.json").read_text() == "precious"
+
+
+# ----------------------------------------------------------------------------- refused before anything starts
+
+@pytest.mark.parametrize("opts,message", [
+    (TuneOptions("classifier", sets=["lr=nan"]), r"lr='nan' is not a valid float \(a finite number\)"),
+    (TuneOptions("classifier", sets=["dropout=nan"]), "dropout='nan' is not a valid float"),
+    (TuneOptions("classifier", sets=["lr=inf"]), "lr='inf' is not a valid float"),
+    (TuneOptions("arcface", sets=["head=normsoftmax", "m=2.0"]), r"m=2.0 is out of range; allowed: \[0, 1.5708\)"),
+    (TuneOptions("arcface", sets=["head=cosface", "m=1.5"]), r"m=1.5 is out of range; allowed: \[0, 1\)"),
+    (TuneOptions("classifier", sets=["device=cuda"]), "device=cuda but --gpus-per-trial is 0"),
+    (TuneOptions("classifier", storage="foo://x"), "scheme 'foo' is not one Ray's storage"),
+    (TuneOptions("classifier", storage="file://relative/runs"), "needs an absolute path"),
+    (TuneOptions("classifier", storage=""), "--storage '' is empty"),
+    (TuneOptions("classifier", cpus_per_trial=10_000), "--cpus-per-trial 10000 is more than this machine's"),
+    (TuneOptions("classifier", sets=["model=alexnet_cifar", "image_size=8"]),
+     "model='alexnet_cifar' cannot run on 8x8 images"),
+])
+def test_impossible_runs_are_refused_before_ray_starts_and_nothing_is_written(tmp_path, no_ray, opts, message,
+                                                                              monkeypatch):
+    monkeypatch.setenv("RAY_ADDRESS", "local")
+    if not opts.storage or opts.storage == "./runs":
+        opts.storage = str(tmp_path / "runs") if opts.storage else ""
+    with pytest.raises(ConfigError, match=message):
+        run_tune(opts)
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("space,message", [
+    ({"lr": {"low": 1e-4, "high": math.inf}}, "lr.high must be a finite number, got inf"),
+    ({"lr": {"low": math.nan, "high": 0.1}}, "lr.low must be a finite number, got nan"),
+    ({"image_size": {"choices": [8, 16]}}, "image_size cannot be searched: it defines the data split"),
+    ({"val_fraction": {"low": 0.1, "high": 0.3}}, "val_fraction cannot be searched"),
+    ({"split_seed": {"choices": [0, 1]}}, "split_seed cannot be searched"),
+    ({"dataset": {"choices": ["digits"]}}, "dataset cannot be searched"),
+    ({"epochs": {"low": 1, "high": 5}}, "epochs cannot be searched: it is the budget ASHA schedules"),
+    ({"dropout": {"choices": [0.1, math.nan]}}, "dropout=nan is not a valid float"),
+])
+def test_space_files_with_meaningless_or_data_defining_entries_are_refused(tmp_path, no_ray, space, message):
+    path = tmp_path / "space.yaml"
+    path.write_text(yaml.safe_dump(space))
+    with pytest.raises(ConfigError, match=message):
+        run_tune(TuneOptions("classifier", space=str(path), storage=str(tmp_path / "runs")))
+    assert not (tmp_path / "runs").exists()
+
+
+def test_an_unreachable_cluster_is_reported_within_seconds(tmp_path):
+    began = time.monotonic()
+    result = subprocess.run([sys.executable, "-m", "tunelab", "tune", "classifier", "--address", "127.0.0.1:1",
+                             "--storage", str(tmp_path / "runs"), "--set", "image_size=8"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "--address '127.0.0.1:1': no Ray cluster answered" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert time.monotonic() - began < 60  # generous for a loaded machine; ray.init alone retried for minutes
+    assert not (tmp_path / "runs").exists()
+
+
+# ----------------------------------------------------------------------------- every reader checks its file
+
+def _record() -> dict:
+    return {"format": 1, "method": "classifier", "dataset": "digits", "experiment": "/x", "name": "x",
+            "metric": "val/acc", "mode": "max", "options": {"method": "classifier"}, "fixed": {},
+            "search_space": [], "search": {"algorithm": "optuna", "seed": 0},
+            "scheduler": {"kind": "asha", "time_attr": "epoch", "max_t": 4, "grace_period": 1, "reduction_factor": 3},
+            "resources": {"cpus_per_trial": 1, "gpus_per_trial": 0}, "config_defaults": {}, "command": ["tunelab"]}
+
+
+@pytest.mark.parametrize("damage,fragment", [
+    (lambda r: r.pop("method"), "lacks the field 'method'"),
+    (lambda r: r.update(surprise=1), "unknown field 'surprise'"),
+    (lambda r: r["scheduler"].update(max_t="four"), "field 'scheduler.max_t' must be int, got 'four'"),
+    (lambda r: r["scheduler"].pop("max_t"), "lacks the field 'scheduler.max_t'"),
+    (lambda r: r.update(mode="sideways"), "field 'mode' is 'sideways'; valid: max, min"),
+    (lambda r: r.update(options=[1]), "field 'options' must be dict"),
+    (lambda r: r.update(final_statuses={"t1": 3}), "field 'final_statuses.t1' must be a status name"),
+])
+def test_damaged_records_are_refused_naming_the_file_and_the_field(tmp_path, damage, fragment):
+    record = _record()
+    damage(record)
+    (tmp_path / TUNELAB_FILE).write_text(json.dumps(record))
+    with pytest.raises(ConfigError, match=str(tmp_path)) as caught:
+        read_record(tmp_path)
+    assert fragment in str(caught.value)
+
+
+def test_truncated_or_binary_records_are_refused(tmp_path):
+    (tmp_path / TUNELAB_FILE).write_text(json.dumps(_record())[:40])
+    with pytest.raises(ConfigError, match="is not valid JSON .*truncated"):
+        read_record(tmp_path)
+    (tmp_path / TUNELAB_FILE).write_bytes(b"\xff\xfe\x00binary")
+    with pytest.raises(ConfigError, match="is not UTF-8"):
+        read_record(tmp_path)
+    (tmp_path / TUNELAB_FILE).unlink()
+    (tmp_path / TUNELAB_FILE).mkdir()
+    with pytest.raises(ConfigError, match="is not a tunelab experiment"):
+        read_record(tmp_path)
+
+
+def test_resume_of_a_record_with_foreign_options_is_refused(tmp_path, capsys):
+    record = _record()
+    record["options"] = {"method": "classifier", "warp_speed": 9}
+    (tmp_path / TUNELAB_FILE).write_text(json.dumps(record))
+    assert _exit_code(["resume", str(tmp_path)]) == 2
+    assert "field 'options.warp_speed' is not a tune option" in _one_line(capsys)
+
+
+@pytest.mark.parametrize("content,fragment", [
+    ({"method": "classifier", "config": {"seed": 1.5}}, "field 'config.seed' must be a whole number"),
+    ({"method": "classifier", "config": {}, "provenance": {"epoch": "two"}}, "field 'provenance.epoch'"),
+    ({"method": "classifier", "config": []}, "field 'config' must be a mapping"),
+    ({"method": "classifier", "config": {}, "provenance": "x"}, "field 'provenance' must be a mapping"),
+    ({"method": "svm", "config": {}}, "'svm'"),
+    ({"method": "classifier", "config": {"lr": "nan"}}, "lr='nan' is not a valid float"),
+    ({"method": "classifier", "config": {}, "extra": 1}, "unknown field 'extra'"),
+])
+def test_damaged_best_config_files_are_refused(tmp_path, capsys, content, fragment):
+    path = tmp_path / "best.yaml"
+    path.write_text(yaml.safe_dump(content))
+    assert _exit_code(["reproduce", str(path)]) == 2
+    line = _one_line(capsys)
+    assert fragment in line and "best.yaml" in line
+
+
+@pytest.mark.parametrize("flag", ["--config", "--space", "reproduce"])
+def test_yaml_inputs_that_are_folders_or_binary_are_refused(tmp_path, capsys, flag):
+    binary = tmp_path / "blob.yaml"
+    binary.write_bytes(bytes(range(256)))
+    for path, fragment in ((tmp_path, "is a folder"), (binary, "not UTF-8")):
+        argv = {"--config": ["train", "classifier", "--config", str(path)],
+                "--space": ["tune", "classifier", "--space", str(path), "--storage", str(tmp_path / "runs")],
+                "reproduce": ["reproduce", str(path)]}[flag]
+        assert _exit_code(argv) == 2
+        assert fragment in _one_line(capsys)
+
+
+# ----------------------------------------------------------------------------- compare
+
+@pytest.mark.parametrize("argv,fragment", [
+    (["compare", "--methods", "classifier,classifier"], "names 'classifier' twice"),
+    (["compare", "--methods", "classifier,arcface", "--baseline", "finetune"],
+     "--baseline 'finetune' is not one of the compared methods; choose from: classifier, arcface"),
+])
+def test_compare_refuses_before_any_search(tmp_path, capsys, no_ray, monkeypatch, argv, fragment):
+    monkeypatch.setattr("tunelab.compare.connect_ray", lambda address: pytest.fail("Ray must not start"))
+    assert _exit_code([*argv, "--out", str(tmp_path / "cmp")]) == 2
+    assert fragment in _one_line(capsys)
+    assert not (tmp_path / "cmp").exists()

@@ -1,0 +1,148 @@
+"""Honest endings in real (tiny) Ray runs: interrupted searches, searches where nothing worked, a
+killed driver's leftovers, and restarted trials in reports."""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from analysis.load import load_experiment, trial_summary
+from tunelab.cli import main
+
+pytestmark = pytest.mark.ray
+TINY = ["image_size=8", "width=8", "batch_size=128"]
+
+
+def _sets(values):
+    return sum((["--set", v] for v in values), [])
+
+
+def _progress(experiment: Path) -> dict[str, pd.DataFrame]:
+    return {p.parent.name: pd.read_csv(p) for p in experiment.glob("*/progress.csv")}
+
+
+def _wait_for(condition, timeout_s: float, what: str):
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.3)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_sigterm_exits_130_with_the_running_trial_incomplete_and_resume_continues_it(ray_cluster, tmp_path):
+    cluster, _ = ray_cluster
+    env = {**os.environ, "RAY_ADDRESS": cluster.address, "PYTHONUNBUFFERED": "1"}
+    experiment = tmp_path / "intr"
+    command = [sys.executable, "-m", "tunelab", "tune", "classifier", "--num-samples", "2", "--max-epochs", "60",
+               "--scheduler", "fifo", "--max-concurrent", "1", "--checkpoint-interval", "0",
+               "--storage", f"file://{tmp_path}", "--name", "intr", *_sets(TINY)]
+    driver = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_for(lambda: any(len(f) >= 4 for f in _progress(experiment).values()), 180, "four epochs")
+        driver.send_signal(signal.SIGTERM)
+        out, err = driver.communicate(timeout=120)
+    finally:
+        driver.kill()
+    assert driver.returncode == 130, err[-3000:]
+    assert "interrupted with 1 trial(s) incomplete; continue with `tunelab resume" in err
+    record = json.loads((experiment / "tunelab.json").read_text())
+    assert list(record["final_statuses"].values()) == ["incomplete"]
+    assert set(trial_summary(load_experiment(experiment))["status"]) == {"incomplete"}
+
+    # Ray's snapshot names the trial's latest checkpoint. Make it look as after a hard kill, where a
+    # newer checkpoint had already replaced it: resume must continue from the newest one on disk.
+    from ray.tune import ExperimentAnalysis
+
+    (trial,) = ExperimentAnalysis(str(experiment)).trials
+    named = Path(trial.checkpoint.path)
+    index = int(named.name.rsplit("_", 1)[-1])
+    newer = max(named.parent.glob("checkpoint_*"))
+    if newer == named:
+        newer = named.with_name(f"checkpoint_{index + 1:06d}")
+        named.rename(newer)
+    else:  # the snapshot already lags the newest checkpoint on disk
+        shutil.rmtree(named)
+    epochs_before = len(_progress(experiment)[named.parent.name])
+
+    result = subprocess.run([sys.executable, "-m", "tunelab", "resume", str(experiment), "--json"], env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"continues from its newest checkpoint ({newer.name})" in result.stderr
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["trials"] == 2 and summary["statuses"] == {"finished": 2}
+    frame = _progress(experiment)[named.parent.name]
+    assert sorted(set(frame["epoch"])) == list(range(1, 61))
+    assert len(frame) < epochs_before + 60, "the resumed trial started over instead of continuing"
+
+
+def test_a_search_where_every_trial_failed_exits_1_naming_an_error_file_in_the_experiment(
+        ray_cluster, faults, tmp_path, capsys):
+    for i in range(2):
+        (faults / f"raise@1.{i}").touch()
+    code = main(["tune", "classifier", "--num-samples", "2", "--max-epochs", "2", "--scheduler", "fifo",
+                 "--max-concurrent", "1", "--max-failures", "0", "--storage", f"file://{tmp_path}", "--name", "bad",
+                 *_sets(TINY)])
+    err = capsys.readouterr().err
+    assert code == 1
+    (line,) = [l for l in err.splitlines() if l.startswith("tunelab: error:")]
+    assert "no trial produced a result (2 errored); first error: " in line
+    error_file = line.split("first error: ")[1].removeprefix("file://")
+    assert Path(error_file).is_file() and Path(error_file).parent.parent == tmp_path / "bad"
+    assert "injected fault" in Path(error_file).read_text()
+
+
+def test_restart_errored_supersedes_the_failed_trial_in_reports(ray_cluster, faults, tmp_path, capsys):
+    (faults / "raise@2.a").touch()
+    (faults / "raise@2.b").touch()
+    storage = f"file://{tmp_path}"
+    assert main(["tune", "classifier", "--num-samples", "2", "--max-epochs", "3", "--scheduler", "fifo",
+                 "--max-concurrent", "1", "--max-failures", "1", "--checkpoint-interval", "0",
+                 "--storage", storage, "--name", "re", *_sets(TINY)]) == 0
+    experiment = tmp_path / "re"
+    assert sorted(trial_summary(load_experiment(experiment))["status"]) == ["errored", "finished"]
+    assert main(["resume", str(experiment), "--restart-errored"]) == 0
+    summary = trial_summary(load_experiment(experiment))
+    assert len(list(experiment.glob("classifier_*"))) == 3, "Ray restarts an errored trial in a new folder"
+    assert len(summary) == 2 and set(summary["status"]) == {"finished"}
+    assert summary["epochs"].sum() == 6
+
+
+def test_resume_after_a_killed_private_driver_ends_its_leftover_ray_processes(tmp_path):
+    from tunelab.driver import session_processes
+
+    env = {**os.environ, "RAY_ADDRESS": "local", "PYTHONUNBUFFERED": "1"}
+    experiment = tmp_path / "k"
+    study = f"sqlite:///{tmp_path / 'study.db'}"
+    command = [sys.executable, "-m", "tunelab", "tune", "classifier", "--num-samples", "2", "--max-epochs", "30",
+               "--scheduler", "fifo", "--max-concurrent", "1", "--checkpoint-interval", "0",
+               "--optuna-storage", study, "--storage", str(tmp_path), "--name", "k", *_sets(TINY)]
+    driver = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait_for(lambda: any(len(f) >= 2 for f in _progress(experiment).values()), 180, "two epochs")
+        holder = json.loads((tmp_path / ".k.lock").read_text())
+        driver.send_signal(signal.SIGKILL)
+    finally:
+        driver.wait(timeout=60)
+    session = holder["ray_session"]
+    time.sleep(2)
+    left = session_processes(session)
+    result = subprocess.run([sys.executable, "-m", "tunelab", "resume", str(experiment), "--json"], env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "taking over the stale lock" in result.stderr
+    assert session_processes(session) == [], f"left after the kill: {left}"
+    assert json.loads(result.stdout.strip().splitlines()[-1])["statuses"] == {"finished": 2}
+    import optuna
+    from optuna.trial import TrialState
+
+    trials = optuna.load_study(study_name="k", storage=study).trials
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
+    assert all(t.user_attrs.get("ray_trial_id") for t in trials)
