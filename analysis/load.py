@@ -100,7 +100,10 @@ def _read_progress(progress: Path) -> pd.DataFrame:
             raise TrialFileError(f"{progress.name} line {number} has {len(row)} fields, the header {width} "
                                  "(truncated or edited)")
     # Trial ids are hex strings; read as text, "49190546" or "12e45678" would become numbers.
-    frame = pd.read_csv(io.StringIO(text), dtype={"trial_id": str})
+    try:
+        frame = pd.read_csv(io.StringIO(text), dtype={"trial_id": str})
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as exc:
+        raise TrialFileError(f"{progress.name} is not a CSV table ({type(exc).__name__})") from None
     if not frame.empty and M.EPOCH in frame:
         epochs = pd.to_numeric(frame[M.EPOCH], errors="coerce")
         if epochs.isna().any() or not (epochs == epochs.round()).all():

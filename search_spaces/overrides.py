@@ -69,8 +69,14 @@ def _merge(key: str, old: Param | None, entry: dict, config_class) -> Param:
             raise ConfigError(f"--space: {key}.choices must be a non-empty list, got {choices!r}")
         if any(f in entry for f in ("low", "high", "log")):
             raise ConfigError(f"--space: {key} mixes choices with low/high/log; give one or the other")
-        for choice in choices:
-            build_config(config_class, {key: choice})  # names the bad choice and the valid ones
+        plain = (str, int, float, bool, type(None))
+        if any(not isinstance(c, plain) for c in choices) or len(set(map(repr, choices))) < len(choices):
+            raise ConfigError(f"--space: {key}.choices must be distinct plain values (text, numbers, true/false), "
+                              f"got {choices!r}")
+        # each choice as the config will hold it (names a bad choice and the valid ones)
+        choices = [getattr(build_config(config_class, {key: c}), key) for c in choices]
+        if any(isinstance(c, tuple) for c in choices):
+            raise ConfigError(f"--space: {key} is a list setting and cannot be searched; fix it with --set")
         base = old if isinstance(old, Choice) else Choice(tuple(choices), unit="", reason="from --space")
         return dataclasses.replace(base, options=tuple(choices), **common)
     if annotation not in (int, float):

@@ -129,8 +129,8 @@ def read_yaml_mapping(path: str, label: str, shape: str, missing_hint: str = "")
         raise ConfigError(f"{label} is a folder; give a YAML file") from None
     except UnicodeDecodeError:
         raise ConfigError(f"{label} is not UTF-8 text (a binary file?); give a YAML file") from None
-    except OSError as exc:
-        raise ConfigError(f"{label} cannot be read: {exc.strerror or exc}") from None
+    except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
+        raise ConfigError(f"{label} cannot be read: {getattr(exc, 'strerror', None) or exc}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{label} is not valid YAML: {str(exc).splitlines()[0]}") from None
     except RecursionError:

@@ -37,6 +37,8 @@ def check_output_path(path: str | os.PathLike, flag: str, kind: str) -> Path:
     text = str(path)
     if not text.strip():
         raise ConfigError(f"{flag} '' is empty; give a {kind} path")
+    if "\x00" in text:
+        raise ConfigError(f"{flag} {text!r} holds a NUL character; give a plain {kind} path")
     out = Path(text).expanduser()
     if kind == "file" and out.is_dir():
         raise ConfigError(f"{flag} {text!r} is a folder; give a file path (e.g. {text.rstrip('/')}/best.yaml)")

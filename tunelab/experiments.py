@@ -44,6 +44,8 @@ def normalise_storage(storage: str) -> str:
     """An absolute local path, or a URI whose scheme pyarrow knows; anything else is bad input."""
     if not storage or not storage.strip():
         raise ConfigError("--storage '' is empty; give a folder (default ./runs) or a URI such as s3://bucket/runs")
+    if any(ord(c) < 32 for c in storage):
+        raise ConfigError(f"--storage {storage!r} holds a control character; give a plain folder or URI")
     if not is_uri(storage):
         return str(Path(os.path.expanduser(storage)).resolve())
     scheme = storage.split("://", 1)[0].lower()

@@ -86,3 +86,22 @@ def test_compare_command_tiny(tmp_path):
     for row in rows.values():
         assert row["n_seeds"] == 3 and 0 <= row["test_acc_mean"] <= 1 and row["test_acc_std"] is not None
     assert (tmp_path / "c" / "report" / "report.md").exists()
+
+
+@pytest.mark.parametrize("damaged", ["progress.csv", "params.json"])
+def test_report_warns_about_a_damaged_trial_and_reports_the_others(experiment, tmp_path, capsys, damaged):
+    import shutil
+
+    import pandas as pd
+
+    copy = tmp_path / "acc"
+    shutil.copytree(experiment, copy)
+    victim = sorted(p.parent for p in copy.glob("*/progress.csv"))[0]
+    text = (victim / damaged).read_text()
+    (victim / damaged).write_text(text[: len(text) * 2 // 3])  # cut off mid-write
+    assert main(["report", str(copy), "--out", str(tmp_path / "R")]) == 0
+    err = capsys.readouterr().err
+    (warning,) = [line for line in err.splitlines() if line.startswith("tunelab: warning:")]
+    assert f"trial {victim.name}" in warning and damaged in warning
+    trials = pd.read_csv(tmp_path / "R" / "trial_summary.csv", dtype={"trial_id": str})
+    assert len(trials) == 3 and victim.name not in set(trials["trial_dir"])
