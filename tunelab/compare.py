@@ -83,6 +83,10 @@ def run_compare(opts: CompareOptions) -> dict[str, Any]:
                                        cpus_per_trial=opts.cpus_per_trial, gpus_per_trial=opts.gpus_per_trial,
                                        # a URI: valid whether Ray runs here alone or joined a local cluster
                                        storage=(out / "runs").resolve().as_uri(), name=method))
+        if summary.get("interrupted"):  # Ctrl-C/SIGTERM stopped this search: stop the comparison too
+            _say(f"interrupted while tuning {method}; its experiment is resumable: "
+                 f"tunelab resume {summary['experiment']}")
+            raise KeyboardInterrupt
         experiments[method] = summary
     _say(f"confirming each best config with {opts.seeds} seeds on the test split")
     confirmations = confirm_all(experiments, opts.seeds, opts.cpus_per_trial, opts.gpus_per_trial)
