@@ -35,8 +35,12 @@ class CosineHead(nn.Module):
         nn.init.xavier_uniform_(self.weight)
 
     def cosine(self, features: torch.Tensor) -> torch.Tensor:
-        dtype = torch.promote_types(features.dtype, self.weight.dtype)
-        return F.normalize(features.to(dtype)) @ F.normalize(self.weight.to(dtype)).T
+        """Cosines in float32 at least, also inside bf16 autocast: in bfloat16 (8 mantissa bits)
+        cos near 1 is flat for angles below ~0.06 rad and s * cos is off by up to ~0.1 * s, so
+        the margin would act on rounding noise. The head is two small matmuls; float32 costs nothing."""
+        dtype = torch.promote_types(torch.promote_types(features.dtype, self.weight.dtype), torch.float32)
+        with torch.autocast(device_type=features.device.type, enabled=False):
+            return F.normalize(features.to(dtype)) @ F.normalize(self.weight.to(dtype)).T
 
     def logits(self, features: torch.Tensor) -> torch.Tensor:
         """Margin-free scores for prediction; labels are never needed."""

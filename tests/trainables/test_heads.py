@@ -128,3 +128,20 @@ def test_heads_follow_the_input_device_and_dtype():
 def test_bad_head_parameters(make, message):
     with pytest.raises(ConfigError, match=message):
         make()
+
+
+@pytest.mark.parametrize("head", [ArcFace(64, 10, s=30.0, m=0.5), CosFace(64, 10, s=30.0, m=0.35),
+                                  CosineHead(64, 10, s=30.0)], ids=["arcface", "cosface", "normsoftmax"])
+def test_heads_compute_in_float32_inside_bf16_autocast(head):
+    # Under autocast the matmul would run in bfloat16: the true-class logit was off by up to 0.8 at
+    # s=30 and flat for small angles. Inputs arrive in bf16 from an autocast backbone.
+    torch.manual_seed(0)
+    features = torch.randn(256, 64).to(torch.bfloat16)
+    labels = torch.randint(0, 10, (256,))
+    expected = head(features.float(), labels)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = head(features, labels)
+        plain = head.logits(features)
+    assert logits.dtype == torch.float32 and plain.dtype == torch.float32
+    torch.testing.assert_close(logits, expected, atol=1e-5, rtol=0)
+    torch.testing.assert_close(plain, head.logits(features.float()), atol=1e-5, rtol=0)
