@@ -20,13 +20,27 @@ COMPARISON_COLUMNS = [
     "method", "dataset", "trials", "epochs", "compute_s", "best_val_acc", "best_trial", "best_epoch",
     "n_seeds", "test_acc_mean", "test_acc_std", "test_acc_ci95_low", "test_acc_ci95_high",
     "baseline", "diff_vs_baseline", "diff_ci95_low", "diff_ci95_high", "edge_params", "best_config",
+    "seeds_dropped",
 ]
 EDGE_FRACTION = 0.05  # a best value in the outer 5% of its range (log-aware) is "at the edge"
 
 
+def finite(values) -> np.ndarray:
+    """The seeds' results that can enter a statistic: None, NaN and infinities dropped (a seed that
+    diverged or never reached the test). Both intervals use it, so they are computed on the same seeds."""
+    x = np.asarray([float(v) for v in values if v is not None and not pd.isna(v)], dtype=float)
+    return x[np.isfinite(x)]
+
+
+def dropped(values) -> int:
+    """How many of `values` `finite` drops."""
+    return len(list(values)) - len(finite(values))
+
+
 def mean_ci(values) -> tuple[float, float, float, float]:
-    """(mean, sample std, 95% low, 95% high) by Student's t; std and interval are NaN for n < 2."""
-    x = np.asarray([v for v in values if v is not None and not pd.isna(v)], dtype=float)
+    """(mean, sample std, 95% low, 95% high) by Student's t over the finite values; std and
+    interval are NaN for n < 2."""
+    x = finite(values)
     if len(x) == 0:
         return (math.nan,) * 4
     mean = float(x.mean())
@@ -38,8 +52,9 @@ def mean_ci(values) -> tuple[float, float, float, float]:
 
 
 def welch_diff_ci(a, b) -> tuple[float, float, float]:
-    """(mean(a) - mean(b), 95% low, 95% high) by Welch's t; NaN interval when either n < 2."""
-    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    """(mean(a) - mean(b), 95% low, 95% high) by Welch's t over the finite values of each (as
+    mean_ci); NaN interval when either has n < 2."""
+    a, b = finite(a), finite(b)
     if len(a) == 0 or len(b) == 0:
         return (math.nan,) * 3
     diff = float(a.mean() - b.mean())
@@ -118,11 +133,12 @@ def _comparison_row(method, dataset, trials, best, confirmations, baseline, spac
         "best_val_acc": float(top[metric]) if top is not None else math.nan,
         "best_trial": top["trial_id"] if top is not None else None,
         "best_epoch": int(top["best_epoch"]) if top is not None else None,
-        "n_seeds": int(tests.notna().sum()), "test_acc_mean": mean, "test_acc_std": std,
+        "n_seeds": len(finite(tests)), "test_acc_mean": mean, "test_acc_std": std,
         "test_acc_ci95_low": low, "test_acc_ci95_high": high, "baseline": baseline,
         "diff_vs_baseline": diff, "diff_ci95_low": dlow, "diff_ci95_high": dhigh,
         "edge_params": ",".join(edge_params(config, spaces.get(method, []))),
         "best_config": json.dumps(config, sort_keys=True, default=str),
+        "seeds_dropped": dropped(tests),  # seeds whose test/acc is NaN/inf, left out of both intervals
     }
 
 

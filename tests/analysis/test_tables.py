@@ -102,3 +102,24 @@ def test_importance_finds_the_parameter_that_matters():
              {"name": "wd", "type": "FloatRange", "low": 0.0, "high": 1.0, "log": False}]
     found = importance(pd.DataFrame(rows), space).set_index("param")["importance"]
     assert found["lr"] > 0.8 > found["wd"]
+
+
+def test_mean_and_difference_intervals_drop_the_same_non_finite_seeds():
+    a = [0.90, 0.92, float("nan"), 0.94]
+    b = [0.80, 0.85, 0.82]
+    diff, low, high = welch_diff_ci(a, b)
+    expected = welch_diff_ci([0.90, 0.92, 0.94], b)
+    assert not math.isnan(diff) and (diff, low, high) == pytest.approx(expected)
+    assert diff == pytest.approx(mean_ci(a)[0] - mean_ci(b)[0])
+    assert welch_diff_ci([0.9, float("inf"), 0.91], b) == pytest.approx(welch_diff_ci([0.9, 0.91], b))
+
+
+def test_comparison_says_how_many_seeds_were_dropped():
+    summary = pd.DataFrame({"method": ["a", "b"], "dataset": ["d", "d"], "trial_id": ["1", "2"], "val/acc": [0.9, 0.8],
+                            "best_epoch": [1, 1], "epochs": [1, 1], "compute_s": [1.0, 1.0]})
+    confirmations = pd.DataFrame({"method": ["a"] * 3 + ["b"] * 3, "dataset": ["d"] * 6, "seed": [0, 1, 2] * 2,
+                                  "test/acc": [0.9, float("nan"), 0.92, 0.8, 0.81, 0.82]})
+    table = comparison(summary, confirmations, baseline="b").set_index("method")
+    assert table.loc["a", "n_seeds"] == 2 and table.loc["a", "seeds_dropped"] == 1
+    assert table.loc["b", "n_seeds"] == 3 and table.loc["b", "seeds_dropped"] == 0
+    assert not math.isnan(table.loc["a", "diff_vs_baseline"])
