@@ -448,6 +448,24 @@ def check_split_sizes(root: Path, labels: list[int], classes: list[str], parts: 
                         f"at least {parts} per class are needed ({carved} each get one)")
 
 
+STATS_SAMPLE = 512  # images decoded for the normalisation statistics of a folder too large for memory
+
+
+def stats_sample(labels: np.ndarray, limit: int, seed: int) -> np.ndarray:
+    """Indices of at most `limit` images, an equal share from every class, chosen with `seed`.
+
+    Paths are sorted by class, so the first `limit` would describe the first class or two only.
+    """
+    rng = np.random.default_rng(seed)
+    classes = np.unique(labels)
+    share = -(-limit // max(len(classes), 1))
+    picked = [rng.permutation(np.flatnonzero(labels == c))[:share] for c in classes]
+    chosen = np.concatenate(picked) if picked else np.array([], dtype=np.int64)
+    if len(chosen) > limit:
+        chosen = rng.choice(chosen, limit, replace=False)
+    return np.sort(chosen)
+
+
 def _load_image_folder(options: DataOptions) -> DatasetBundle:
     location = options.dataset.split(":", 1)[1]
     if not location.strip():
@@ -482,7 +500,9 @@ def _load_image_folder(options: DataOptions) -> DatasetBundle:
         mean, std = channel_stats(splits["train"].images)
     else:
         splits = {k: FolderSplit(p, torch.as_tensor(l), size, options.resize, workers) for k, (p, l) in parts.items()}
-        sample = _decode_all(splits["train"].paths[:512], splits["train"].labels[:512], size, options.resize, workers)
+        pick = stats_sample(splits["train"].labels.numpy(), STATS_SAMPLE, options.split_seed)
+        sample = _decode_all([splits["train"].paths[i] for i in pick], splits["train"].labels[pick], size,
+                             options.resize, workers)
         mean, std = channel_stats(sample.images)
     return DatasetBundle(f"imagefolder:{root}", splits["train"], splits["val"], splits["test"], classes, mean,
                          std, default_hflip=True, image_size=size, meta={"root": str(root)})

@@ -186,3 +186,29 @@ def test_resize_in_chunks_equals_one_interpolation(monkeypatch):
     whole = F.interpolate(images.float(), size=(8, 8), mode="bilinear", antialias=True, align_corners=False)
     assert torch.equal(resize_uint8(images, 8), whole.round().clamp(0, 255).to(torch.uint8))
     assert resize_uint8(images, 12) is images
+
+
+def test_stats_sample_takes_an_equal_seeded_share_of_every_class():
+    from trainables.data import stats_sample
+
+    labels = np.repeat([0, 1, 2, 3], [1000, 1000, 10, 1000])
+    pick = stats_sample(labels, 512, seed=0)
+    assert len(pick) <= 512 and len(set(pick)) == len(pick)
+    counts = np.bincount(labels[pick], minlength=4)
+    assert counts[2] == 10 and all(120 <= c <= 128 for c in counts[[0, 1, 3]])
+    assert np.array_equal(pick, stats_sample(labels, 512, seed=0))
+    assert not np.array_equal(pick, stats_sample(labels, 512, seed=1))
+
+
+def test_streamed_folder_statistics_come_from_every_class(tmp_path):
+    # Two classes, black then white images: paths sorted by class put 600 black ones first, so the
+    # first 512 alone would give a mean of 0.
+    from PIL import Image
+
+    for cls, value in (("a_black", 0), ("b_white", 255)):
+        (tmp_path / "tone" / cls).mkdir(parents=True)
+        image = Image.fromarray(np.full((4, 4, 3), value, dtype=np.uint8))
+        for i in range(600):
+            image.save(tmp_path / "tone" / cls / f"{i}.png")
+    bundle = load_dataset(DataOptions(dataset=f"imagefolder:{tmp_path / 'tone'}", image_size=4, max_memory_mb=0))
+    assert all(0.4 < m < 0.6 for m in bundle.mean), bundle.mean
