@@ -185,12 +185,8 @@ def trial_summary(frame: pd.DataFrame, metric: str = M.VAL_ACC, mode: str = "max
             row = trial.loc[scored[metric].idxmax() if mode == "max" else scored[metric].idxmin()].copy()
             row["best_epoch"] = int(row[M.EPOCH])
         row["epochs"] = int(trial[M.EPOCH].max()) if trial[M.EPOCH].notna().any() else 0
-        row["compute_s"] = float(trial["time/epoch_s"].sum()) if "time/epoch_s" in trial else float("nan")
+        row["compute_s"] = float(trial[M.EPOCH_SECONDS].sum()) if M.EPOCH_SECONDS in trial else float("nan")
         rows.append(row)
     if not rows:
         return pd.DataFrame()
     return pd.DataFrame(rows).drop(columns=[M.EPOCH]).reset_index(drop=True)
-
-
-def config_columns(frame: pd.DataFrame) -> list[str]:
-    return [c for c in frame.columns if c.startswith(CONFIG_PREFIX)]

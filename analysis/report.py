@@ -115,7 +115,7 @@ def _learning_curves(method, rows, trials, folder) -> Path:
     for _, trial in top.iterrows():
         curve = rows[rows["trial_id"] == trial["trial_id"]].sort_values(M.EPOCH)
         ax.plot(curve[M.EPOCH], curve[M.VAL_ACC], marker="o", label=f"{trial['trial_id']} ({trial[M.VAL_ACC]:.3f})")
-    ax.set(xlabel="epoch", ylabel="val/acc", title=f"{method}: learning curves of the top {len(top)} trials")
+    ax.set(xlabel=M.EPOCH, ylabel=M.VAL_ACC, title=f"{method}: learning curves of the top {len(top)} trials")
     if len(top):
         ax.legend(fontsize=7)
     return _save(fig, folder / f"learning_curves_{method}.png")

@@ -124,16 +124,16 @@ def reproduce(record: dict[str, Any], seeds: int) -> dict[str, Any]:
         at_epoch = history[min(epoch, len(history)) - 1]
         final = history[-1]
         runs.append({"seed": base_seed + i, f"{metric}@{epoch}": at_epoch.get(metric),
-                     "val/acc": final.get(M.VAL_ACC), "test/acc": final.get("test/acc"),
-                     "test/acc_top5": final.get("test/acc_top5")})
+                     M.VAL_ACC: final.get(M.VAL_ACC), M.TEST_ACC: final.get(M.TEST_ACC),
+                     M.TEST_ACC_TOP5: final.get(M.TEST_ACC_TOP5)})
     frame = pd.DataFrame(runs)
     recorded = provenance.get("value")
     exact = recorded is not None and runs[0][f"{metric}@{epoch}"] == recorded
     return {
         "method": record["method"], "seeds": runs, "recorded": recorded, "recorded_epoch": epoch,
         "reproduced_exactly": bool(exact),
-        "val_acc_mean": float(frame["val/acc"].mean()), "val_acc_std": _std(frame["val/acc"]),
-        "test_acc_mean": float(frame["test/acc"].mean()), "test_acc_std": _std(frame["test/acc"]),
+        "val_acc_mean": float(frame[M.VAL_ACC].mean()), "val_acc_std": _std(frame[M.VAL_ACC]),
+        "test_acc_mean": float(frame[M.TEST_ACC].mean()), "test_acc_std": _std(frame[M.TEST_ACC]),
     }
 
 

@@ -15,6 +15,7 @@ import pandas as pd
 from scipy import stats
 
 from analysis.load import CONFIG_PREFIX
+from trainables import metrics as M
 
 COMPARISON_COLUMNS = [
     "method", "dataset", "trials", "epochs", "compute_s", "best_val_acc", "best_trial", "best_epoch",
@@ -87,7 +88,7 @@ def edge_params(best_config: dict[str, Any], space: list[dict[str, Any]]) -> lis
     return flagged
 
 
-def best_trials(summary: pd.DataFrame, metric: str = "val/acc", mode: str = "max") -> pd.DataFrame:
+def best_trials(summary: pd.DataFrame, metric: str = M.VAL_ACC, mode: str = "max") -> pd.DataFrame:
     """The best trial of each (method, dataset) by its best-epoch metric."""
     scored = summary.dropna(subset=[metric])
     order = scored.sort_values(metric, ascending=(mode != "max"), kind="stable")
@@ -106,10 +107,10 @@ def _plain(value):
 
 
 def comparison(summary: pd.DataFrame, confirmations: pd.DataFrame | None = None, baseline: str | None = None,
-               spaces: dict[str, list[dict]] | None = None, metric: str = "val/acc") -> pd.DataFrame:
+               spaces: dict[str, list[dict]] | None = None, metric: str = M.VAL_ACC) -> pd.DataFrame:
     """One row per (method, dataset). `confirmations`: rows of (method, dataset, seed, test/acc)."""
     confirmations = confirmations if confirmations is not None else pd.DataFrame(
-        columns=["method", "dataset", "seed", "test/acc"])
+        columns=["method", "dataset", "seed", M.TEST_ACC])
     methods = list(dict.fromkeys(summary["method"]))
     if baseline is None:
         baseline = "finetune" if "finetune" in methods else methods[0]
@@ -123,8 +124,8 @@ def comparison(summary: pd.DataFrame, confirmations: pd.DataFrame | None = None,
 def _comparison_row(method, dataset, trials, best, confirmations, baseline, spaces, metric) -> dict[str, Any]:
     top = best.loc[(method, dataset)] if (method, dataset) in best.index else None
     config = config_of(top) if top is not None else {}
-    tests = confirmations[(confirmations["method"] == method) & (confirmations["dataset"] == dataset)]["test/acc"]
-    base = confirmations[(confirmations["method"] == baseline) & (confirmations["dataset"] == dataset)]["test/acc"]
+    tests = confirmations[(confirmations["method"] == method) & (confirmations["dataset"] == dataset)][M.TEST_ACC]
+    base = confirmations[(confirmations["method"] == baseline) & (confirmations["dataset"] == dataset)][M.TEST_ACC]
     mean, std, low, high = mean_ci(tests)
     diff, dlow, dhigh = welch_diff_ci(tests, base) if method != baseline else (math.nan,) * 3
     return {
@@ -142,7 +143,7 @@ def _comparison_row(method, dataset, trials, best, confirmations, baseline, spac
     }
 
 
-def importance(summary: pd.DataFrame, space: list[dict[str, Any]], metric: str = "val/acc",
+def importance(summary: pd.DataFrame, space: list[dict[str, Any]], metric: str = M.VAL_ACC,
                seed: int = 0) -> pd.DataFrame:
     """fANOVA importance of each searched hyperparameter for one method's trials (Optuna's evaluator).
 

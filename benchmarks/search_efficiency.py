@@ -24,6 +24,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from trainables import metrics as M
+
 HERE = Path(__file__).resolve().parent
 REFERENCE = HERE / "search_efficiency_reference.json"
 # Small and fast, and a val split large enough (30% of training data, ~430 images) that 0.5 pp
@@ -37,7 +39,7 @@ TOLERANCE = 0.005
 def _epochs_until(rows: pd.DataFrame, target: float) -> tuple[int, bool]:
     """Epochs consumed, in training order, until val/acc >= target (or the total, not reached)."""
     rows = rows.sort_values("order").reset_index(drop=True)
-    hit = rows.index[rows["val/acc"] >= target]
+    hit = rows.index[rows[M.VAL_ACC] >= target]
     return (int(hit[0]) + 1, True) if len(hit) else (len(rows), False)
 
 
@@ -81,9 +83,9 @@ def _optuna_in_process(trials: int, seed: int, max_epochs: int = MAX_EPOCHS, fix
             self.trial = trial
 
         def report(self, metrics, state):
-            rows.append({"val/acc": metrics["val/acc"], "order": len(rows)})
-            self.trial.report(metrics["val/acc"], metrics["epoch"])
-            if target is not None and metrics["val/acc"] >= target:
+            rows.append({M.VAL_ACC: metrics[M.VAL_ACC], "order": len(rows)})
+            self.trial.report(metrics[M.VAL_ACC], metrics[M.EPOCH])
+            if target is not None and metrics[M.VAL_ACC] >= target:
                 self.trial.study.stop()  # the count ends here; no need to train the rest
                 raise optuna.TrialPruned()
             if self.trial.should_prune():
@@ -92,7 +94,7 @@ def _optuna_in_process(trials: int, seed: int, max_epochs: int = MAX_EPOCHS, fix
     def objective(trial):
         params = {name: _suggest(trial, name, dist) for name, dist in distributions.items()}
         final = train(method, build_config(method.config_class, {**fixed, **params}), Pruning(trial), data=data)
-        return final["val/acc_best"]
+        return final[M.VAL_ACC_BEST]
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed),
@@ -114,8 +116,8 @@ def _suggest(trial, name, dist):
 def reference(args) -> None:
     storage = Path(tempfile.mkdtemp(prefix="tunelab-reference-"))
     rows = _ray_run(storage, "reference", "random", "fifo", args.trials, seed=12345)
-    best = float(rows["val/acc"].max())
-    per_trial = rows.groupby("trial_id")["val/acc"].max()
+    best = float(rows[M.VAL_ACC].max())
+    per_trial = rows.groupby("trial_id")[M.VAL_ACC].max()
     # How hard the target is: the share of random full-budget trials that reach it on their own.
     share = float((per_trial >= best - TOLERANCE).mean())
     REFERENCE.write_text(json.dumps({"val_acc": best, "trials": args.trials, "max_epochs": MAX_EPOCHS,

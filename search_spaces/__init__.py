@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from search_spaces import arcface, classifier, finetune
-from search_spaces.base import Choice, FloatRange, IntRange, Param, SearchSpace, contains, describe
+from search_spaces.base import Choice, FloatRange, IntRange, Param, SearchSpace, describe
 
 SPACES: dict[str, SearchSpace] = {
     "classifier": classifier.SPACE,
@@ -12,4 +12,4 @@ SPACES: dict[str, SearchSpace] = {
     "adarand": finetune.ADARAND,
 }
 
-__all__ = ["SPACES", "Choice", "FloatRange", "IntRange", "Param", "SearchSpace", "contains", "describe"]
+__all__ = ["SPACES", "Choice", "FloatRange", "IntRange", "Param", "SearchSpace", "describe"]

@@ -64,12 +64,6 @@ def _check_range(p) -> None:
         raise ConfigError(f"role={p.role!r} is not valid; choose from: {', '.join(ROLES)}")
 
 
-def contains(param: Param, value: Any) -> bool:
-    if isinstance(param, Choice):
-        return value in param.options
-    return param.low <= value <= param.high
-
-
 def describe(space: SearchSpace) -> list[dict[str, Any]]:
     """One plain row per entry (for tunelab.json and the README)."""
     rows = []

@@ -12,6 +12,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from trainables import metrics as M
 from trainables.data import DatasetBundle
 from trainables.engine import Method, TrainConfig
 from trainables.errors import check_choice, check_range
@@ -99,5 +100,6 @@ class ArcFaceMethod(Method):
 
     def evaluation_extras(self, features, labels, split):
         found = retrieval_metrics(features, labels)
-        return {f"{split}/recall@1": found["recall@1"], f"{split}/map@r": found["map@r"]}
+        return {M.split_metric(M.VAL_RECALL_AT_1, split): found["recall@1"],
+                M.split_metric(M.VAL_MAP_AT_R, split): found["map@r"]}
 

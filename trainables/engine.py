@@ -311,7 +311,8 @@ def evaluate(run: TrainingRun, split_name: str) -> dict[str, float]:
             all_labels.append(labels)
     n = len(split)
     loss, acc1, acc5 = (torch.stack([loss_sum, top1, top5]) / n).tolist()
-    result = {f"{split_name}/loss": loss, f"{split_name}/acc": acc1, f"{split_name}/acc_top5": acc5}
+    result = {M.split_metric(M.VAL_LOSS, split_name): loss, M.split_metric(M.VAL_ACC, split_name): acc1,
+              M.split_metric(M.VAL_ACC_TOP5, split_name): acc5}
     if all_features:
         result.update(run.method.evaluation_extras(torch.cat(all_features), torch.cat(all_labels), split_name))
     return result

@@ -19,7 +19,6 @@ from pathlib import Path
 import torch
 
 FAULTS_ENV = "TUNELAB_FAULTS_DIR"
-KINDS = ("raise", "oom", "nan")
 
 
 class InjectedFault(RuntimeError):

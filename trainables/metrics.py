@@ -21,10 +21,18 @@ DIVERGED = "diverged"
 
 CONTRACT_METRICS = (EPOCH, TRAIN_LOSS, TRAIN_ACC, VAL_LOSS, VAL_ACC, VAL_ACC_TOP5, VAL_ACC_BEST)
 
-DEFAULT_METRIC = VAL_ACC
-DEFAULT_MODE = "max"
+
+
+def on_split(name: str, split: str) -> bool:
+    """Whether metric `name` is measured on `split` ('val/acc' is on 'val')."""
+    return name.startswith(split + "/")
 
 
 def split_metric(name: str, split: str) -> str:
     """'val/acc' -> 'test/acc': the same metric on another split (confirmation runs)."""
     return f"{split}/{name.split('/', 1)[1]}"
+
+
+# Confirmation runs only (reproduce, compare): the val metrics on the test split.
+TEST_LOSS, TEST_ACC, TEST_ACC_TOP5 = (split_metric(m, "test") for m in (VAL_LOSS, VAL_ACC, VAL_ACC_TOP5))
+

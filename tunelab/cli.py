@@ -10,6 +10,7 @@ import signal
 import sys
 from typing import Any, Sequence
 
+from trainables import metrics as M
 from trainables.errors import ConfigError, TunelabError
 
 EXIT_RUN_FAILED = 1
@@ -152,7 +153,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.json:
         print(dumps(json_ready({"method": args.method, **metrics})))
     else:
-        shown = {k: v for k, v in metrics.items() if k.startswith("val/")}
+        shown = {k: v for k, v in metrics.items() if M.on_split(k, "val")}
         print(f"{args.method} on {config.dataset}: " + "  ".join(f"{k} {v:.4f}" for k, v in shown.items()))
     return 0
 
@@ -176,7 +177,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
         print(dumps(json_ready(summary)))
     else:
         print(f"pretrained {config.model} on {config.task} ({config.dataset} train split): "
-              f"val/acc {metrics['val/acc']:.4f} -> {out}")
+              f"{M.VAL_ACC} {metrics[M.VAL_ACC]:.4f} -> {out}")
     return 0
 
 
@@ -270,13 +271,13 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     exact = ("reproduces the recorded {m} {v:.6f} exactly" if result["reproduced_exactly"] else
              "does NOT reproduce the recorded {m} {v} exactly (other machine, threads or library versions?)")
     if result["recorded"] is not None:
-        print(f"seed {result['seeds'][0]['seed']} " + exact.format(m="val/acc", v=result["recorded"]), file=sys.stderr)
+        print(f"seed {result['seeds'][0]['seed']} " + exact.format(m=M.VAL_ACC, v=result["recorded"]), file=sys.stderr)
     if args.json:
         print(dumps({**json_ready({k: v for k, v in result.items() if k != "seeds"}),
                      "seeds": [json_ready(s) for s in result["seeds"]]}))
     else:
-        print(f"{result['method']}: val/acc {result['val_acc_mean']:.4f} +- {result['val_acc_std']:.4f}, "
-              f"test/acc {result['test_acc_mean']:.4f} +- {result['test_acc_std']:.4f} over {len(result['seeds'])} seeds")
+        print(f"{result['method']}: {M.VAL_ACC} {result['val_acc_mean']:.4f} +- {result['val_acc_std']:.4f}, "
+              f"{M.TEST_ACC} {result['test_acc_mean']:.4f} +- {result['test_acc_std']:.4f} over {len(result['seeds'])} seeds")
     return 0
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import pandas as pd
 
 from trainables import METHOD_CLASSES
+from trainables import metrics as M
 from trainables.errors import ConfigError
 from trainables.reporting import check_output_path
 from tunelab.driver import TuneOptions, connect_ray, run_tune
@@ -119,10 +120,10 @@ def confirm_all(experiments: dict[str, dict], seeds: int, cpus: float, gpus: flo
     rows = []
     for (method, dataset, seed, trial_id), final in zip(keys, ray.get(futures)):
         rows.append({"method": method, "dataset": dataset, "seed": seed, "trial_id": trial_id,
-                     "val/acc": final.get("val/acc"), "test/acc": final.get("test/acc"),
-                     "test/acc_top5": final.get("test/acc_top5"), "epochs": final.get("epoch")})
-    return pd.DataFrame(rows, columns=["method", "dataset", "seed", "trial_id", "val/acc", "test/acc",
-                                       "test/acc_top5", "epochs"])
+                     M.VAL_ACC: final.get(M.VAL_ACC), M.TEST_ACC: final.get(M.TEST_ACC),
+                     M.TEST_ACC_TOP5: final.get(M.TEST_ACC_TOP5), "epochs": final.get(M.EPOCH)})
+    return pd.DataFrame(rows, columns=["method", "dataset", "seed", "trial_id", M.VAL_ACC, M.TEST_ACC,
+                                       M.TEST_ACC_TOP5, "epochs"])
 
 
 def _confirm_task(method: str, config: dict[str, Any], seed: int) -> dict[str, Any]:
