@@ -140,7 +140,7 @@ def _check_type(shown: str, field: str, value: Any, types: tuple) -> None:
 
 def write_record(location: str | Path, record: dict[str, Any]) -> None:
     """Write the record atomically (local) or in one stream (remote URI)."""
-    from trainables.reporting import atomic_write_text
+    from trainables.fileio import atomic_write_text
 
     check_record(record, f"{location}/{TUNELAB_FILE}")  # never write what a reader would refuse
     text = json.dumps(record, indent=2, sort_keys=False, default=str)

@@ -14,7 +14,7 @@ from analysis.record import is_experiment
 from analysis.tables import comparison, format_table, importance
 from trainables import metrics as M
 from trainables.errors import ConfigError
-from trainables.reporting import atomic_write_bytes, atomic_write_text, check_output_path
+from trainables.fileio import atomic_write_bytes, atomic_write_text, check_output_path
 
 TOP_TRIALS = 5
 PARAM_PLOTS = 3

@@ -21,7 +21,7 @@ from trainables import get_method
 from trainables import metrics as M
 from trainables.config import build_config, read_yaml_mapping, to_dict
 from trainables.errors import ConfigError
-from trainables.reporting import atomic_write_text, check_output_path
+from trainables.fileio import atomic_write_text, check_output_path
 
 
 def best_record(path: str | Path) -> dict[str, Any]:

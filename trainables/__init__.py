@@ -10,6 +10,7 @@ from typing import Any, Callable
 
 import torch
 
+from trainables import faults
 from trainables.arcface import ArcFaceMethod
 from trainables.classifier import Classifier
 from trainables.config import build_config
@@ -38,7 +39,7 @@ def make_trainable(name: str) -> Callable[..., None]:
     def trainable(config: dict[str, Any], data=None, checkpoint_interval_s: float = 0.0) -> None:
         from trainables.tune_reporter import TuneReporter
 
-        method = get_method(name)
+        method = faults.wrap(get_method(name))
         train_config = build_config(method.config_class, config)
         reporter = TuneReporter(train_config.epochs, checkpoint_interval_s)
         try:

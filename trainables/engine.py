@@ -17,7 +17,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from trainables import faults
 from trainables import metrics as M
 from trainables.data import (DATASETS, Augment, DataOptions, DatasetBundle, Normalizer, iterate_batches,
                              load_dataset)
@@ -154,6 +153,9 @@ class Method:
         """Metrics computed from a whole split's features (e.g. retrieval); `split` prefixes names."""
         return {}
 
+    def begin_epoch(self, epoch: int) -> None:
+        """Called before each epoch's first step (1-based epoch, also after a resume)."""
+
     def epoch_extras(self) -> dict[str, float]:
         """Metrics reported once per epoch that are not per-batch means (e.g. prior geometry)."""
         return {}
@@ -250,7 +252,7 @@ def _drop_last(n: int, batch_size: int) -> bool:
     return n >= batch_size
 
 
-def train_one_epoch(run: TrainingRun, generator: torch.Generator, poison: bool = False) -> dict[str, float]:
+def train_one_epoch(run: TrainingRun, generator: torch.Generator) -> dict[str, float]:
     run.train_model.train()
     cfg, dev = run.config, run.device
     loss_sum = torch.zeros((), device=dev)
@@ -263,8 +265,6 @@ def train_one_epoch(run: TrainingRun, generator: torch.Generator, poison: bool =
         x = run.normalize(run.augment(images, generator))
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=run.autocast):
             loss, logits, features, extras = run.method.training_loss(run.train_model, x, labels, cfg)
-        if poison:
-            loss = loss * float("nan")  # fault injection (tests only): a diverging loss
         run.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.grad_clip > 0:
@@ -372,8 +372,8 @@ def _train(method: Method, config: TrainConfig, reporter: Reporter, data: Datase
         seed = epoch_seed(config.seed, epoch)
         torch.manual_seed(seed)
         generator = torch.Generator(device=run.device).manual_seed(seed)
-        poison = faults.before_epoch(epoch + 1)
-        metrics = {M.EPOCH: epoch + 1, **train_one_epoch(run, generator, poison)}
+        run.method.begin_epoch(epoch + 1)
+        metrics = {M.EPOCH: epoch + 1, **train_one_epoch(run, generator)}
         diverged = not math.isfinite(metrics[M.TRAIN_LOSS])
         metrics.update(evaluate(run, "val"))
         metrics.update(run.method.epoch_extras())

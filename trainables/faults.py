@@ -48,3 +48,31 @@ def before_epoch(epoch: int) -> bool:
     if claim("oom", epoch):
         raise torch.OutOfMemoryError(f"CUDA out of memory (injected at epoch {epoch}, {FAULTS_ENV})")
     return claim("nan", epoch)
+
+
+class FaultInjection:
+    """A method with armed faults: the engine knows nothing of them.
+
+    Delegates every hook to the wrapped method; `begin_epoch` claims this epoch's tokens and
+    `training_loss` turns the loss NaN in an epoch a `nan` token was claimed for.
+    """
+
+    def __init__(self, method):
+        self.method = method
+        self.poisoned = False
+
+    def __getattr__(self, name):
+        return getattr(self.method, name)
+
+    def begin_epoch(self, epoch: int) -> None:
+        self.method.begin_epoch(epoch)
+        self.poisoned = before_epoch(epoch)
+
+    def training_loss(self, *args, **kwargs):
+        loss, *rest = self.method.training_loss(*args, **kwargs)
+        return (loss * float("nan") if self.poisoned else loss, *rest)
+
+
+def wrap(method):
+    """`method` with fault injection when TUNELAB_FAULTS_DIR is set (tests), else `method` itself."""
+    return FaultInjection(method) if os.environ.get(FAULTS_ENV) else method

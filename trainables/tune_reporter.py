@@ -10,7 +10,7 @@ import torch
 from ray import tune
 
 from trainables import metrics as M
-from trainables.reporting import CHECKPOINT_FILE, load_checkpoint_file
+from trainables.fileio import CHECKPOINT_FILE, load_checkpoint_file
 
 
 class TuneReporter:

@@ -144,7 +144,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from trainables import get_method
     from trainables.config import build_config, to_dict
     from trainables.engine import train
-    from trainables.reporting import LocalReporter, dumps, json_ready
+    from trainables.fileio import dumps, json_ready
+    from trainables.reporting import LocalReporter
 
     method = get_method(args.method)
     config = build_config(method.config_class, gather_config_values(args))
@@ -160,8 +161,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
     from trainables.config import build_config
-    from trainables.pretrained import PretrainConfig, file_safe, pretrain
-    from trainables.reporting import check_output_path, dumps, json_ready
+    from trainables.pretrain import PretrainConfig, pretrain
+    from trainables.pretrained import file_safe
+    from trainables.fileio import check_output_path, dumps, json_ready
 
     values = gather_config_values(args)
     if args.model:
@@ -182,7 +184,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
 
 
 def _print_tune_summary(summary: dict[str, Any], as_json: bool) -> None:
-    from trainables.reporting import dumps
+    from trainables.fileio import dumps
 
     if as_json:
         print(dumps(summary))
@@ -249,7 +251,7 @@ def cmd_best(args: argparse.Namespace) -> int:
     import yaml
 
     from analysis.reproduce import best_record, write_best
-    from trainables.reporting import check_output_path
+    from trainables.fileio import check_output_path
 
     if args.out is not None:
         check_output_path(args.out, "--out", "file")  # before the experiment is read
@@ -265,7 +267,7 @@ def cmd_best(args: argparse.Namespace) -> int:
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
     from analysis.reproduce import load_best, reproduce
-    from trainables.reporting import dumps, json_ready
+    from trainables.fileio import dumps, json_ready
 
     result = reproduce(load_best(args.config_file), args.seeds)
     exact = ("reproduces the recorded {m} {v:.6f} exactly" if result["reproduced_exactly"] else
@@ -283,7 +285,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from analysis.tables import format_table
-    from trainables.reporting import dumps
+    from trainables.fileio import dumps
     from tunelab.compare import CompareOptions, parse_methods, run_compare
 
     opts = CompareOptions(dataset=args.dataset, data_dir=args.data_dir, methods=parse_methods(args.methods),

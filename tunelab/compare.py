@@ -10,7 +10,6 @@ from __future__ import annotations
 import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -18,7 +17,7 @@ import pandas as pd
 from trainables import METHOD_CLASSES
 from trainables import metrics as M
 from trainables.errors import ConfigError
-from trainables.reporting import check_output_path
+from trainables.fileio import check_output_path
 from tunelab.driver import TuneOptions, connect_ray, run_tune
 
 DEFAULT_METHODS = ("classifier", "finetune", "randreg", "adarand", "arcface")

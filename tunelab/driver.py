@@ -350,7 +350,7 @@ def load_shared_data(method: str, fixed: dict[str, Any]):
 
     config = build_config(METHOD_CLASSES[method].config_class, fixed)
     if getattr(config, "pretrained", None) == "auto":
-        from trainables.pretrained import ensure_auto_backbone
+        from trainables.pretrain import ensure_auto_backbone
 
         fixed["pretrained"] = str(ensure_auto_backbone(config, stream=sys.stderr))
     return load_dataset(config.data_options())

@@ -11,7 +11,7 @@ from trainables.data import DataOptions, load_dataset
 from trainables.engine import prepare
 from trainables.errors import ConfigError, DataError
 from trainables.finetune import AdaRand, AdaRandConfig, FineTune, FinetuneConfig, RandReg, RandRegConfig
-from trainables.pretrained import PretrainConfig, pretrain
+from trainables.pretrain import PretrainConfig, pretrain
 
 TINY = dict(image_size=8, width=8, epochs=1, batch_size=64, device="cpu")
 
@@ -246,7 +246,7 @@ def test_imagenet_weights_load_from_the_torch_cache(monkeypatch, tmp_path, digit
 
 
 def test_auto_backbone_is_pretrained_once_and_cached(monkeypatch, tmp_path, digits8):
-    from trainables import pretrained as P
+    from trainables import pretrain as P
 
     monkeypatch.setenv("TUNELAB_CACHE_DIR", str(tmp_path))
     calls = []

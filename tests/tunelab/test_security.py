@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from trainables.errors import ConfigError
-from trainables.reporting import load_checkpoint_file
+from trainables.fileio import load_checkpoint_file
 
 ROOT = Path(__file__).resolve().parents[2]
 
