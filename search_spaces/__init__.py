@@ -12,4 +12,17 @@ SPACES: dict[str, SearchSpace] = {
     "adarand": finetune.ADARAND,
 }
 
-__all__ = ["SPACES", "Choice", "FloatRange", "IntRange", "Param", "SearchSpace", "describe"]
+
+def space_for(method: str) -> SearchSpace:
+    """The search space of a registered method: its own entry in SPACES, else that of the nearest
+    method it extends (a new regulariser subclassing RandReg searches RandReg's space until it is
+    given one of its own)."""
+    from trainables import METHOD_CLASSES
+
+    for cls in METHOD_CLASSES[method].__mro__:
+        name = cls.__dict__.get("name")
+        if name in SPACES:
+            return SPACES[name]
+    raise KeyError(f"method {method!r} has no search space and extends no method that has one")
+
+__all__ = ["SPACES", "space_for", "Choice", "FloatRange", "IntRange", "Param", "SearchSpace", "describe"]

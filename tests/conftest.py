@@ -96,3 +96,17 @@ def ray_cluster(faults_root):
     yield cluster, worker
     ray.shutdown()
     cluster.shutdown()
+
+
+def write_cifar100(folder: Path, n_train: int = 200, n_test: int = 100, seed: int = 0) -> None:
+    """CIFAR-100 python files as the original archive has them: train, test, meta (fine labels)."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, n in (("train", n_train), ("test", n_test)):
+        content = {b"data": rng.integers(0, 256, size=(n, 3072), dtype=np.uint8),
+                   b"fine_labels": [i % 100 for i in range(n)], b"coarse_labels": [i % 20 for i in range(n)]}
+        with open(folder / name, "wb") as handle:
+            pickle.dump(content, handle, protocol=2)
+    with open(folder / "meta", "wb") as handle:
+        pickle.dump({b"fine_label_names": [f"class{i}".encode() for i in range(100)],
+                     b"coarse_label_names": [f"super{i}".encode() for i in range(20)]}, handle, protocol=2)

@@ -10,21 +10,15 @@ from typing import Any, Callable
 
 import torch
 
+# The method modules register their methods (`@register_method`) when imported; one line each,
+# in the order `compare` runs them and the help lists them.
+from trainables import classifier, finetune, arcface  # noqa: F401,I001  (registration, in this order)
 from trainables import faults
-from trainables.arcface import ArcFaceMethod
-from trainables.classifier import Classifier
 from trainables.config import build_config
-from trainables.engine import Method, train
-from trainables.finetune import AdaRand, FineTune, RandReg
+from trainables.engine import METHOD_REGISTRY, Method, train
 from trainables.errors import ConfigError
 
-METHOD_CLASSES: dict[str, type[Method]] = {
-    "classifier": Classifier,
-    "arcface": ArcFaceMethod,
-    "finetune": FineTune,
-    "randreg": RandReg,
-    "adarand": AdaRand,
-}
+METHOD_CLASSES: dict[str, type[Method]] = METHOD_REGISTRY
 
 
 def get_method(name: str) -> Method:

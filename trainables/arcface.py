@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from trainables import metrics as M
 from trainables.data import DatasetBundle
-from trainables.engine import Method, TrainConfig
+from trainables.engine import Method, TrainConfig, register_method
 from trainables.errors import check_choice, check_range
 from trainables.heads import HEADS, CosineHead, build_head
 from trainables.models import build_model
@@ -71,9 +71,11 @@ class EmbeddingNet(nn.Module):
         return self.head.logits(embedding), embedding
 
 
+@register_method
 class ArcFaceMethod(Method):
     name = "arcface"
     config_class = ArcFaceConfig
+    reports = Method.reports + (M.VAL_RECALL_AT_1, M.VAL_MAP_AT_R)
 
     def build_model(self, config: ArcFaceConfig, data: DatasetBundle) -> nn.Module:
         base = build_model(config.model_options(), data.num_classes)

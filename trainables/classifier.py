@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from trainables.engine import Method, TrainConfig
+from trainables.engine import Method, TrainConfig, register_method
 
 
 @dataclass(frozen=True)
@@ -11,6 +11,7 @@ class ClassifierConfig(TrainConfig):
     """All of TrainConfig; defaults train the small CNN on digits to >= 95% val/acc in seconds."""
 
 
+@register_method
 class Classifier(Method):
     name = "classifier"
     config_class = ClassifierConfig

@@ -19,7 +19,7 @@ import pickle
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 from urllib.parse import urlparse
 
 import numpy as np
@@ -121,19 +121,38 @@ class DatasetBundle:
                              self.meta)
 
 
-DATASETS = ("digits", "cifar10", "cifar100", "imagefolder:PATH")
+# name -> loader. A name ending in ':' takes a location after it (imagefolder:PATH).
+_LOADERS: dict[str, Callable[[DataOptions], "DatasetBundle"]] = {}
+
+
+def register_dataset(*names: str):
+    """Register a loader (DataOptions -> DatasetBundle) under one or more names; duplicates refused."""
+    def wrap(loader):
+        for name in names:
+            if name in _LOADERS:
+                raise KeyError(f"dataset {name!r} is registered twice")
+            _LOADERS[name] = loader
+        return loader
+    return wrap
+
+
+def dataset_names() -> list[str]:
+    """The names `dataset=` accepts, as the user writes them (imagefolder:PATH)."""
+    return [f"{n}PATH" if n.endswith(":") else n for n in _LOADERS]
+
+
+def dataset_loader(name: str) -> Callable[[DataOptions], "DatasetBundle"] | None:
+    """The loader of `name` ('digits', or 'imagefolder:/data/x' by its prefix), None if unknown."""
+    prefix = name.split(":", 1)[0] + ":" if ":" in name else None
+    return _LOADERS.get(name) or (_LOADERS.get(prefix) if prefix else None)
 
 
 def load_dataset(options: DataOptions) -> DatasetBundle:
     """Load a dataset by name; the result lives on the CPU (move it with `.to(device)`)."""
-    name = options.dataset
-    if name == "digits":
-        return _load_digits(options)
-    if name in ("cifar10", "cifar100"):
-        return _load_cifar(options)
-    if name.startswith("imagefolder:"):
-        return _load_image_folder(options)
-    raise DataError(f"dataset={name!r} is not known; choose from: {', '.join(DATASETS)}")
+    loader = dataset_loader(options.dataset)
+    if loader is None:
+        raise DataError(f"dataset={options.dataset!r} is not known; choose from: {', '.join(dataset_names())}")
+    return loader(options)
 
 
 # ----------------------------------------------------------------------------- splitting
@@ -206,6 +225,7 @@ def resize_uint8(images: torch.Tensor, size: int) -> torch.Tensor:
 
 # ----------------------------------------------------------------------------- digits
 
+@register_dataset("digits")
 def _load_digits(options: DataOptions) -> DatasetBundle:
     from sklearn.datasets import load_digits
 
@@ -326,6 +346,7 @@ def _download_cifar(name: str, root: Path, spec: dict) -> Path | None:
     return find_cifar_folder(root, spec)
 
 
+@register_dataset("cifar10", "cifar100")
 def _load_cifar(options: DataOptions) -> DatasetBundle:
     name = options.dataset
     spec = _CIFAR[name]
@@ -466,6 +487,7 @@ def stats_sample(labels: np.ndarray, limit: int, seed: int) -> np.ndarray:
     return np.sort(chosen)
 
 
+@register_dataset("imagefolder:")
 def _load_image_folder(options: DataOptions) -> DatasetBundle:
     location = options.dataset.split(":", 1)[1]
     if not location.strip():

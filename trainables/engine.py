@@ -18,8 +18,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from trainables import metrics as M
-from trainables.data import (DATASETS, Augment, DataOptions, DatasetBundle, Normalizer, iterate_batches,
-                             load_dataset)
+from trainables.data import (Augment, DataOptions, DatasetBundle, Normalizer, dataset_loader, dataset_names,
+                             iterate_batches, load_dataset)
 from trainables.errors import ConfigError, check_choice, check_range
 from trainables.models import INITS, ModelOptions, build_model, check_model_fits, model_names
 from trainables.optim import OPTIMIZERS, SCHEDULES, LRSchedule, build_optimizer
@@ -80,8 +80,8 @@ class TrainConfig:
         self.validate()
 
     def validate(self) -> None:
-        if not (self.dataset in DATASETS[:-1] or self.dataset.startswith("imagefolder:")):
-            raise ConfigError(f"dataset={self.dataset!r} is not known; choose from: {', '.join(DATASETS)}")
+        if dataset_loader(self.dataset) is None:
+            raise ConfigError(f"dataset={self.dataset!r} is not known; choose from: {', '.join(dataset_names())}")
         check_choice("model", self.model, model_names())
         check_choice("init", self.init, INITS)
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
@@ -121,10 +121,15 @@ class TrainConfig:
 
 
 class Method:
-    """Hooks of a training method. The defaults are plain supervised classification."""
+    """Hooks of a training method. The defaults are plain supervised classification.
+
+    A method is a subclass with its own `name`, registered with `@register_method`; `reports` lists
+    the metrics it reports every epoch beyond the CONTRACT set (checked for every registered method).
+    """
 
     name = "classifier"
     config_class: type[TrainConfig] = TrainConfig
+    reports: tuple[str, ...] = M.CONTRACT_METRICS
 
     def build_model(self, config: TrainConfig, data: DatasetBundle) -> nn.Module:
         return build_model(config.model_options(), data.num_classes)
@@ -168,6 +173,20 @@ class Method:
 
     def load_state_dict(self, state: dict) -> None:
         pass
+
+
+METHOD_REGISTRY: dict[str, type[Method]] = {}
+
+
+def register_method(cls: type[Method]) -> type[Method]:
+    """Register a method under its own `name` (the name `tune`, `train` and `compare` take)."""
+    name = cls.__dict__.get("name")
+    if not name:
+        raise TypeError(f"{cls.__name__} must set its own `name` to be registered")
+    if name in METHOD_REGISTRY:
+        raise KeyError(f"method {name!r} is registered twice ({METHOD_REGISTRY[name].__name__}, {cls.__name__})")
+    METHOD_REGISTRY[name] = cls
+    return cls
 
 
 # ----------------------------------------------------------------------------- runtime setup
@@ -221,14 +240,18 @@ class TrainingRun:
     train_model: nn.Module  # `model`, or its torch.compile'd twin
 
 
-def prepare(method: Method, config: TrainConfig, data: DatasetBundle | None = None) -> TrainingRun:
+def prepare(method: Method, config: TrainConfig, data: DatasetBundle | None = None,
+            gpu_path: bool | None = None) -> TrainingRun:
+    """Everything a run needs, on its device. `gpu_path` (default: on CUDA) turns on what the CUDA
+    path uses, bf16 autocast and channels_last as the config asks: tests force it on the CPU,
+    where PyTorch supports both, so dtype and layout bugs surface without a GPU."""
     device = resolve_device(config.device)
     configure_backend(config, device)
     data = (data if data is not None else load_dataset(config.data_options())).to(device)
     check_model_fits(config.model_options(), data.image_size, data.num_classes)
     seed_everything(config.seed)
     model = method.build_model(config, data).to(device)
-    on_cuda = device.type == "cuda"
+    on_cuda = device.type == "cuda" if gpu_path is None else gpu_path
     if on_cuda and config.channels_last:
         model = model.to(memory_format=torch.channels_last)
     method.setup(model, data, config, device)
@@ -346,7 +369,7 @@ def restore(run: TrainingRun, state: dict[str, Any]) -> tuple[int, float]:
 
 
 def train(method: Method, config: TrainConfig, reporter: Reporter, data: DatasetBundle | None = None,
-          evaluate_test: bool = False) -> dict[str, float]:
+          evaluate_test: bool = False, gpu_path: bool | None = None) -> dict[str, float]:
     """Train `method` with `config`, reporting every epoch; returns the last epoch's metrics.
 
     Test metrics are computed only when `evaluate_test` (confirmation runs), never in a search.
@@ -354,14 +377,14 @@ def train(method: Method, config: TrainConfig, reporter: Reporter, data: Dataset
     """
     threads = torch.get_num_threads()
     try:
-        return _train(method, config, reporter, data, evaluate_test)
+        return _train(method, config, reporter, data, evaluate_test, gpu_path)
     finally:
         torch.set_num_threads(threads)  # `threads` applies to this run only, not to the caller
 
 
 def _train(method: Method, config: TrainConfig, reporter: Reporter, data: DatasetBundle | None,
-           evaluate_test: bool) -> dict[str, float]:
-    run = prepare(method, config, data)
+           evaluate_test: bool, gpu_path: bool | None) -> dict[str, float]:
+    run = prepare(method, config, data, gpu_path)
     start, best = 0, -math.inf
     state = reporter.load_checkpoint()
     if state is not None:

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from trainables import metrics as M
 from trainables.adarand import PRIOR_VARIANTS, ClassConditionalPrior, class_feature_stats, prior_loss
 from trainables.data import DatasetBundle, Normalizer, iterate_batches
-from trainables.engine import Method, TrainConfig, _steps_per_epoch
+from trainables.engine import Method, TrainConfig, _steps_per_epoch, register_method
 from trainables.errors import ConfigError, check_choice, check_range
 from trainables.models import FeatureClassifier, build_model
 from trainables.pretrained import load_pretrained, replace_classifier
@@ -95,11 +95,13 @@ def pretrained_features(model: FeatureClassifier, data: DatasetBundle, device: t
         model.train(was_training)
 
 
+@register_method
 class FineTune(Method):
     """Plain fine-tuning: pretrained backbone, new classifier, cross-entropy."""
 
     name = "finetune"
     config_class = FinetuneConfig
+    reports = Method.reports + (M.TRAIN_FEAT_NORM,)
 
     def build_model(self, config: FinetuneConfig, data: DatasetBundle) -> nn.Module:
         model = build_model(config.model_options(), data.num_classes)
@@ -128,11 +130,13 @@ class FineTune(Method):
         return loss, logits, features, extras
 
 
+@register_method
 class RandReg(FineTune):
     """Fine-tuning towards class-agnostic random features z from a fixed prior."""
 
     name = "randreg"
     config_class = RandRegConfig
+    reports = FineTune.reports + (M.TRAIN_REG_LOSS,)
 
     def setup(self, model, data, config: RandRegConfig, device) -> None:
         self.kind = config.prior
@@ -151,11 +155,13 @@ class RandReg(FineTune):
             return self.mu + self.sigma * torch.randn_like(features)
 
 
+@register_method
 class AdaRand(FineTune):
     """Fine-tuning towards z ~ N(mu_y, sigma_y^2) whose means adapt every iteration."""
 
     name = "adarand"
     config_class = AdaRandConfig
+    reports = FineTune.reports + (M.TRAIN_REG_LOSS, M.PRIOR_INTER_COS)
 
     def setup(self, model, data, config: AdaRandConfig, device) -> None:
         mu, sigma = class_feature_stats(pretrained_features(model, data, device, config.eval_batch_size),

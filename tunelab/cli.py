@@ -33,7 +33,9 @@ def _method_names() -> list[str]:
 
 
 def _add_config_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dataset", help="digits (default), cifar10, cifar100 or imagefolder:PATH")
+    from trainables.data import dataset_names
+
+    p.add_argument("--dataset", help=f"one of: {', '.join(dataset_names())} (default digits)")
     p.add_argument("--data-dir", help="folder holding the dataset files (or set TUNELAB_DATA_DIR)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override one config value; repeatable (e.g. --set lr=0.01 --set model=resnet18)")

@@ -20,7 +20,7 @@ from trainables.errors import ConfigError
 from trainables.fileio import check_output_path
 from tunelab.driver import TuneOptions, connect_ray, run_tune
 
-DEFAULT_METHODS = ("classifier", "finetune", "randreg", "adarand", "arcface")
+DEFAULT_METHODS = tuple(METHOD_CLASSES)  # every registered method, in registration order
 
 
 @dataclass

@@ -21,7 +21,7 @@ from typing import Any
 
 from analysis.load import status_from
 from analysis.record import FINAL_STATUSES, TUNELAB_FILE, is_uri, local_path, read_record, write_record
-from search_spaces import SPACES
+from search_spaces import space_for
 from search_spaces.base import Choice, IntRange, SearchSpace, describe
 from search_spaces.overrides import apply_overrides, load_space_file
 from trainables import METHOD_CLASSES, METHODS, get_method
@@ -126,7 +126,7 @@ def fixed_values(opts: TuneOptions) -> dict[str, Any]:
 
 def resolve_space(opts: TuneOptions, fixed: dict[str, Any]) -> SearchSpace:
     config_class = METHOD_CLASSES[opts.method].config_class
-    space = dict(SPACES[opts.method])
+    space = dict(space_for(opts.method))
     if opts.space:
         space = apply_overrides(space, load_space_file(opts.space), config_class)
     for key in fixed:  # a value fixed with --set is not searched

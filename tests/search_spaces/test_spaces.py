@@ -1,3 +1,4 @@
+import dataclasses
 import pytest
 
 from search_spaces import SPACES, Choice, FloatRange, IntRange
@@ -39,5 +40,9 @@ def test_bad_entries_are_refused(make, message):
         make()
 
 
-def test_every_method_has_a_search_space():
-    assert set(SPACES) == set(METHOD_CLASSES)
+@pytest.mark.parametrize("method", list(METHOD_CLASSES))
+def test_every_registered_method_has_a_search_space(method):
+    from search_spaces import space_for
+
+    space = space_for(method)
+    assert space and set(space) <= {f.name for f in dataclasses.fields(METHOD_CLASSES[method].config_class)}

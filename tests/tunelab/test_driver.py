@@ -24,7 +24,7 @@ def test_set_values_leave_the_search_space():
 
 
 @pytest.mark.parametrize("opts,message", [
-    (TuneOptions("classifierx"), "method='classifierx' is not known; choose from: classifier, arcface"),
+    (TuneOptions("classifierx"), "method='classifierx' is not known; choose from: classifier, finetune"),
     (TuneOptions("classifier", search="grid"), "--search 'grid' is not valid; choose from: optuna, random"),
     (TuneOptions("classifier", scheduler="pbt"), "--scheduler 'pbt' is not valid; choose from: asha, fifo"),
     (TuneOptions("classifier", num_samples=0), "--num-samples 0 is out of range; allowed: >= 1"),
