@@ -172,6 +172,17 @@ def load_experiments(paths: Iterable[str | Path]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
+def rank_trials(summary: pd.DataFrame, metric: str, mode: str) -> pd.DataFrame:
+    """THE rule for "the best trial", used by `tune`'s summary, `best`, `report` and `compare`:
+    trials ordered by their best-epoch `metric` (per `mode`), ties broken by trial id, trials
+    without a finite value left out."""
+    if summary.empty or metric not in summary:
+        return summary.iloc[0:0]
+    values = pd.to_numeric(summary[metric], errors="coerce")
+    scored = summary[values.notna() & values.abs().ne(float("inf"))]
+    return scored.sort_values([metric, "trial_id"], ascending=[mode != "max", True], kind="stable")
+
+
 def trial_summary(frame: pd.DataFrame, metric: str = M.VAL_ACC, mode: str = "max") -> pd.DataFrame:
     """One row per trial: its metrics at its *best* epoch by `metric` (not its last epoch),
     plus `best_epoch`, `epochs` (epochs run) and `compute_s` (training seconds)."""

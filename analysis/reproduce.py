@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from analysis.load import load_experiment, local_path, read_record, trial_summary
+from analysis.load import load_experiment, local_path, rank_trials, read_record, trial_summary
 from analysis.tables import config_of
 from trainables import get_method
 from trainables import metrics as M
@@ -28,11 +28,10 @@ def best_record(path: str | Path) -> dict[str, Any]:
     path = local_path(path)
     record = read_record(path)
     metric, mode = record["metric"], record["mode"]
-    summary = trial_summary(load_experiment(path), metric, mode)
-    summary = summary.dropna(subset=[metric]) if metric in summary else summary.iloc[0:0]
-    if summary.empty:
+    ranked = rank_trials(trial_summary(load_experiment(path), metric, mode), metric, mode)
+    if ranked.empty:
         raise ConfigError(f"{str(path)!r} has no trial that reported {metric}; nothing to pick")
-    top = summary.sort_values(metric, ascending=(mode != "max"), kind="stable").iloc[0]
+    top = ranked.iloc[0]
     method = get_method(record["method"])
     config = to_dict(build_config(method.config_class, config_of(top)))
     return {

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from analysis.load import CONFIG_PREFIX
+from analysis.load import CONFIG_PREFIX, rank_trials
 from trainables import metrics as M
 
 COMPARISON_COLUMNS = [
@@ -90,9 +90,7 @@ def edge_params(best_config: dict[str, Any], space: list[dict[str, Any]]) -> lis
 
 def best_trials(summary: pd.DataFrame, metric: str = M.VAL_ACC, mode: str = "max") -> pd.DataFrame:
     """The best trial of each (method, dataset) by its best-epoch metric."""
-    scored = summary.dropna(subset=[metric])
-    order = scored.sort_values(metric, ascending=(mode != "max"), kind="stable")
-    return order.drop_duplicates(["method", "dataset"]).reset_index(drop=True)
+    return rank_trials(summary, metric, mode).drop_duplicates(["method", "dataset"]).reset_index(drop=True)
 
 
 def config_of(row: pd.Series) -> dict[str, Any]:

@@ -19,7 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from analysis.load import status_from
+import pandas as pd
+
+from analysis.load import rank_trials, status_from
 from analysis.record import FINAL_STATUSES, TUNELAB_FILE, is_uri, local_path, read_record, write_record
 from search_spaces import space_for
 from search_spaces.base import Choice, IntRange, SearchSpace, describe
@@ -571,7 +573,7 @@ def summarise(grid, record: dict[str, Any]) -> dict[str, Any]:
     metric, mode = record["metric"], record["mode"]
     config_class = METHOD_CLASSES[record["method"]].config_class
     max_epochs = record["scheduler"]["max_t"]
-    best_value, best_config, best_trial = None, None, None
+    scored: list[dict[str, Any]] = []
     statuses: dict[str, int] = {}
     trial_statuses: dict[str, str] = {}
     error_files: list[str] = []
@@ -590,11 +592,13 @@ def summarise(grid, record: dict[str, Any]) -> dict[str, Any]:
         if frame is None or metric not in frame or frame[metric].dropna().empty:
             continue
         values = frame[metric].dropna()
-        value = float(values.max() if mode == "max" else values.min())
-        better = best_value is None or (value > best_value if mode == "max" else value < best_value)
-        if math.isfinite(value) and better:
-            best_value, best_trial = value, last.get("trial_id")
-            best_config = to_dict(build_config(config_class, result.config))
+        scored.append({"trial_id": trial_id, metric: float(values.max() if mode == "max" else values.min()),
+                       "config": result.config})
+    ranked = rank_trials(pd.DataFrame(scored), metric, mode)
+    best = ranked.iloc[0] if not ranked.empty else None
+    best_value = float(best[metric]) if best is not None else None
+    best_trial = best["trial_id"] if best is not None else None
+    best_config = to_dict(build_config(config_class, best["config"])) if best is not None else None
     return {"experiment": record["experiment"], "method": record["method"], "dataset": record["dataset"],
             "trials": len(grid), "statuses": statuses, "trial_statuses": trial_statuses,
             "best_trial": best_trial, "best_metric": best_value,

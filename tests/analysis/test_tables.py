@@ -123,3 +123,16 @@ def test_comparison_says_how_many_seeds_were_dropped():
     assert table.loc["a", "n_seeds"] == 2 and table.loc["a", "seeds_dropped"] == 1
     assert table.loc["b", "n_seeds"] == 3 and table.loc["b", "seeds_dropped"] == 0
     assert not math.isnan(table.loc["a", "diff_vs_baseline"])
+
+
+def test_one_rule_ranks_trials_ties_by_trial_id_and_skips_non_finite():
+    from analysis.load import rank_trials
+
+    summary = pd.DataFrame({"trial_id": ["c", "a", "b", "d", "e"], "val/acc": [0.9, 0.9, 0.8, float("nan"),
+                                                                               float("inf")],
+                            "method": ["m"] * 5, "dataset": ["d"] * 5})
+    assert list(rank_trials(summary, "val/acc", "max")["trial_id"]) == ["a", "c", "b"]
+    assert list(rank_trials(summary, "val/acc", "min")["trial_id"]) == ["b", "a", "c"]
+    from analysis.tables import best_trials
+
+    assert best_trials(summary)["trial_id"].tolist() == ["a"]
