@@ -12,6 +12,9 @@ from typing import Any, Sequence
 
 from trainables import metrics as M
 from trainables.errors import ConfigError, TunelabError
+from tunelab.compare import CompareOptions
+from tunelab.driver import TuneOptions
+from tunelab.options import add_arguments, from_args
 
 EXIT_RUN_FAILED = 1
 EXIT_BAD_INPUT = 2
@@ -55,32 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     tune = sub.add_parser("tune", help="search a method's hyperparameters with Ray Tune (Optuna TPE + ASHA)")
     tune.add_argument("method", choices=_method_names(), metavar="METHOD", help=f"one of: {', '.join(_method_names())}")
-    _add_config_options(tune)
-    tune.add_argument("--num-samples", type=int, default=8, help="trials in the search (default 8)")
-    tune.add_argument("--search", default="optuna", help="optuna (seeded multivariate TPE, default) or random")
-    tune.add_argument("--scheduler", default="asha", help="asha (default) or fifo")
-    tune.add_argument("--max-epochs", type=int, default=4, help="epochs per trial at full budget; ASHA's max_t")
-    tune.add_argument("--grace-period", type=int, default=1, help="ASHA: epochs before a trial can be stopped")
-    tune.add_argument("--reduction-factor", type=int, default=3, help="ASHA: keep the top 1/N at each rung")
-    tune.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs reserved per trial (default 1)")
-    tune.add_argument("--gpus-per-trial", type=float, default=0.0,
-                      help="GPUs per trial; fractions pack trials (0.25: four per GPU)")
-    tune.add_argument("--max-concurrent", type=int, default=0, help="trials at once (default: as resources allow)")
-    tune.add_argument("--storage", default="./runs", help="where experiments go: a path or a URI (default ./runs)")
-    tune.add_argument("--name", help="experiment name (default METHOD-DATASET-TIME)")
-    tune.add_argument("--address", help="Ray cluster to join (default $RAY_ADDRESS, else a local instance)")
-    tune.add_argument("--space", help="YAML file narrowing, extending or dropping search-space entries")
-    tune.add_argument("--seed", type=int, default=0, help="seeds the sampler and every trial (default 0)")
-    tune.add_argument("--optuna-storage", help="Optuna storage URL (e.g. sqlite:///study.db) for optuna-dashboard")
-    tune.add_argument("--max-failures", type=int, default=1, help="retries of a failed trial from its checkpoint")
-    tune.add_argument("--startup-trials", type=int, default=0,
-                      help="random trials before TPE (default: a quarter of --num-samples, 2..10)")
-    tune.add_argument("--checkpoint-interval", type=float, default=60.0, metavar="SECONDS",
-                      help="a trial checkpoints at most this often and at its last epoch (default 60; 0: every epoch)")
-    tune.add_argument("--stop-at", type=float, metavar="VALUE",
-                      help="end the whole search once any trial reaches this value of the metric")
-    tune.add_argument("--tensorboard", action="store_true", help="also write TensorBoard event files per trial")
-    tune.add_argument("--overwrite", action="store_true", help="replace an existing experiment of the same name")
+    add_arguments(tune, TuneOptions)
     tune.add_argument("--json", action="store_true", help="end stdout with one JSON line: experiment, best config")
 
     res = sub.add_parser("resume", help="continue an interrupted `tunelab tune` experiment")
@@ -105,18 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     rpr.add_argument("--json", action="store_true", help="end stdout with one JSON line of per-seed and mean metrics")
 
     cmp_ = sub.add_parser("compare", help="tune every method under one budget, confirm on test, compare")
-    cmp_.add_argument("--dataset", default="digits", help="dataset (default digits, offline)")
-    cmp_.add_argument("--data-dir", help="folder holding the dataset files")
-    cmp_.add_argument("--methods", help="comma-separated (default classifier,finetune,randreg,adarand,arcface)")
-    cmp_.add_argument("--out", help="folder for experiments and report (default compare/DATASET-TIME)")
-    cmp_.add_argument("--num-samples", type=int, default=4, help="trials per method (default 4)")
-    cmp_.add_argument("--max-epochs", type=int, default=4, help="epochs per trial at full budget (default 4)")
-    cmp_.add_argument("--seeds", type=int, default=3, help="confirmation seeds per method (default 3)")
-    cmp_.add_argument("--seed", type=int, default=0, help="search seed (default 0)")
-    cmp_.add_argument("--cpus-per-trial", type=float, default=1.0)
-    cmp_.add_argument("--gpus-per-trial", type=float, default=0.0)
-    cmp_.add_argument("--address", help="Ray cluster to join")
-    cmp_.add_argument("--baseline", help="method the others are compared with (default finetune)")
+    add_arguments(cmp_, CompareOptions)
     cmp_.add_argument("--json", action="store_true", help="end stdout with one JSON line: rows, one per method")
 
     pre = sub.add_parser("pretrain", help="produce a backbone offline for fine-tuning (rotation prediction)")
@@ -214,18 +181,9 @@ def _search_outcome(summary: dict[str, Any]) -> int:
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
-    from tunelab.driver import TuneOptions, run_tune
+    from tunelab.driver import run_tune
 
-    opts = TuneOptions(
-        method=args.method, dataset=args.dataset, data_dir=args.data_dir, num_samples=args.num_samples,
-        search=args.search, scheduler=args.scheduler, max_epochs=args.max_epochs, grace_period=args.grace_period,
-        reduction_factor=args.reduction_factor, cpus_per_trial=args.cpus_per_trial,
-        gpus_per_trial=args.gpus_per_trial, max_concurrent=args.max_concurrent, storage=args.storage,
-        name=args.name, address=args.address, space=args.space, seed=args.seed, sets=args.set,
-        optuna_storage=args.optuna_storage, max_failures=args.max_failures, startup_trials=args.startup_trials,
-        overwrite=args.overwrite, checkpoint_interval_s=args.checkpoint_interval, stop_at=args.stop_at,
-        tensorboard=args.tensorboard)
-    summary = run_tune(opts, argv=sys.argv[1:])
+    summary = run_tune(from_args(TuneOptions, args), argv=sys.argv[1:])
     _print_tune_summary(summary, args.json)
     return _search_outcome(summary)
 
@@ -288,13 +246,9 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     from analysis.tables import format_table
     from trainables.fileio import dumps
-    from tunelab.compare import CompareOptions, parse_methods, run_compare
+    from tunelab.compare import parse_methods, run_compare
 
-    opts = CompareOptions(dataset=args.dataset, data_dir=args.data_dir, methods=parse_methods(args.methods),
-                          out=args.out, num_samples=args.num_samples, max_epochs=args.max_epochs, seeds=args.seeds,
-                          seed=args.seed, cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
-                          address=args.address, baseline=args.baseline)
-    result = run_compare(opts)
+    result = run_compare(from_args(CompareOptions, args, methods=parse_methods(args.methods)))
     print(format_table(result["table"]))
     print(f"report: {result['report']}  ({result['wall_s']:.0f} s)")
     if args.json:

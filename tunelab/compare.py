@@ -19,29 +19,34 @@ from trainables import metrics as M
 from trainables.errors import ConfigError
 from trainables.fileio import check_output_path
 from tunelab.driver import TuneOptions, connect_ray, run_tune
+from tunelab.options import option, shared
 
 DEFAULT_METHODS = tuple(METHOD_CLASSES)  # every registered method, in registration order
 
 
 @dataclass
 class CompareOptions:
-    dataset: str = "digits"
-    data_dir: str | None = None
-    methods: tuple[str, ...] = DEFAULT_METHODS
-    out: str | None = None
-    num_samples: int = 4
-    max_epochs: int = 4
-    seeds: int = 3
-    seed: int = 0
-    cpus_per_trial: float = 1.0
-    gpus_per_trial: float = 0.0
-    address: str | None = None
-    baseline: str | None = None
+    """`tunelab compare`'s options; those it shares with `tune` are declared there (tunelab.options)."""
+
+    dataset: str = shared(TuneOptions, "dataset", default="digits")
+    data_dir: str | None = shared(TuneOptions, "data_dir")
+    methods: tuple[str, ...] = option(DEFAULT_METHODS, "comma-separated methods (default: every registered one)")
+    out: str | None = option(None, "folder for experiments and report (default compare/DATASET-TIME)")
+    num_samples: int = shared(TuneOptions, "num_samples", default=4)
+    max_epochs: int = shared(TuneOptions, "max_epochs", default=4)
+    seeds: int = option(3, "confirmation seeds per method")
+    seed: int = shared(TuneOptions, "seed")
+    cpus_per_trial: float = shared(TuneOptions, "cpus_per_trial")
+    gpus_per_trial: float = shared(TuneOptions, "gpus_per_trial")
+    address: str | None = shared(TuneOptions, "address")
+    baseline: str | None = option(None, "method the others are compared with (default finetune)")
 
 
-def parse_methods(text: str | None) -> tuple[str, ...]:
+def parse_methods(text: str | tuple[str, ...] | None) -> tuple[str, ...]:
     if not text:
         return DEFAULT_METHODS
+    if isinstance(text, tuple):
+        return text
     methods = tuple(m.strip() for m in text.split(",") if m.strip())
     for method in methods:
         if method not in METHOD_CLASSES:

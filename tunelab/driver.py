@@ -15,7 +15,7 @@ import os
 import socket
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,10 +29,11 @@ from search_spaces.overrides import apply_overrides, load_space_file
 from trainables import METHOD_CLASSES, METHODS, get_method
 from trainables import metrics as M
 from trainables.config import build_config, parse_set_options, to_dict
+from trainables.data import dataset_names
 from trainables.errors import ConfigError
 from tunelab.experiments import (ExperimentLock, check_free, check_name, check_storage_writable, experiment_path,
                                  normalise_storage, prepare_folder)
-from tunelab.progress import LAST_STATUSES
+from tunelab.options import option
 from tunelab.provenance import environment_record
 from tunelab.signals import route_sigterm_to_sigint
 
@@ -43,31 +44,36 @@ SCHEDULERS = ("asha", "fifo")
 
 @dataclass
 class TuneOptions:
+    """`tunelab tune`'s options; the command line is derived from these fields (tunelab.options)."""
+
     method: str
-    dataset: str | None = None
-    data_dir: str | None = None
-    num_samples: int = 8
-    search: str = "optuna"
-    scheduler: str = "asha"
-    max_epochs: int = 4
-    grace_period: int = 1
-    reduction_factor: int = 3
-    cpus_per_trial: float = 1.0
-    gpus_per_trial: float = 0.0
-    max_concurrent: int = 0  # 0: as many as resources allow
-    storage: str = DEFAULT_STORAGE
-    name: str | None = None
-    address: str | None = None
-    space: str | None = None
-    seed: int = 0
-    sets: list[str] = field(default_factory=list)
-    optuna_storage: str | None = None
-    max_failures: int = 1
-    startup_trials: int = 0  # 0: min(10, max(2, num_samples // 4))
-    overwrite: bool = False
-    checkpoint_interval_s: float = 60.0  # a trial checkpoints at most this often, and at its last epoch
-    stop_at: float | None = None  # end the whole search once a trial's metric reaches this
-    tensorboard: bool = False
+    dataset: str | None = option(None, f"one of: {', '.join(dataset_names())} (default digits)")
+    data_dir: str | None = option(None, "folder holding the dataset files (or set TUNELAB_DATA_DIR)")
+    num_samples: int = option(8, "trials in the search")
+    search: str = option("optuna", "optuna (seeded multivariate TPE) or random")
+    scheduler: str = option("asha", "asha or fifo")
+    max_epochs: int = option(4, "epochs per trial at full budget; ASHA's max_t")
+    grace_period: int = option(1, "ASHA: epochs before a trial can be stopped")
+    reduction_factor: int = option(3, "ASHA: keep the top 1/N at each rung")
+    cpus_per_trial: float = option(1.0, "CPUs reserved per trial")
+    gpus_per_trial: float = option(0.0, "GPUs per trial; fractions pack trials (0.25: four per GPU)")
+    max_concurrent: int = option(0, "trials at once (0: as resources allow)")
+    storage: str = option(DEFAULT_STORAGE, "where experiments go: a path or a URI")
+    name: str | None = option(None, "experiment name, one plain folder name (default METHOD-DATASET-TIME)")
+    address: str | None = option(None, "Ray cluster to join (default $RAY_ADDRESS, else a local instance)")
+    space: str | None = option(None, "YAML file narrowing, extending or dropping search-space entries")
+    seed: int = option(0, "seeds the sampler and every trial")
+    sets: list[str] = option(None, "fix one config value for every trial; repeatable (e.g. --set lr=0.01)",
+                             flag="--set", metavar="KEY=VALUE", repeat=True)
+    optuna_storage: str | None = option(None, "Optuna storage URL (e.g. sqlite:///study.db) for optuna-dashboard")
+    max_failures: int = option(1, "retries of a failed trial from its checkpoint")
+    startup_trials: int = option(0, "random trials before TPE (0: a quarter of --num-samples, 2..10)")
+    overwrite: bool = option(False, "replace an existing experiment of the same name (only a tunelab experiment)")
+    checkpoint_interval_s: float = option(60.0, "a trial checkpoints at most this often and at its last epoch "
+                                                "(0: every epoch)", flag="--checkpoint-interval", metavar="SECONDS")
+    stop_at: float | None = option(None, "end the whole search once any trial reaches this value of the metric",
+                                   metavar="VALUE")
+    tensorboard: bool = option(False, "also write TensorBoard event files per trial")
     metric: str = M.VAL_ACC
     mode: str = "max"
 
@@ -426,6 +432,8 @@ def run_tune(opts: TuneOptions, argv: list[str] | None = None) -> dict[str, Any]
                                         trial_dirname_creator=trial_dirname),
             run_config=run_config(opts, name, storage),
         )
+        from tunelab.progress import LAST_STATUSES
+
         LAST_STATUSES.clear()
         return finish(tuner.fit(), record, path)
 
@@ -481,6 +489,8 @@ def resume(path: str, resume_errored: bool = False, restart_errored: bool = Fals
             keep_default_loggers_off()
         tuner = tune.Tuner.restore(path, trainable=build_trainable(opts, data), resume_unfinished=True,
                                    resume_errored=resume_errored, restart_errored=restart_errored)
+        from tunelab.progress import LAST_STATUSES
+
         LAST_STATUSES.clear()
         return finish(tuner.fit(), record, path)
 
@@ -573,6 +583,8 @@ def summarise(grid, record: dict[str, Any]) -> dict[str, Any]:
     metric, mode = record["metric"], record["mode"]
     config_class = METHOD_CLASSES[record["method"]].config_class
     max_epochs = record["scheduler"]["max_t"]
+    from tunelab.progress import LAST_STATUSES as last_statuses
+
     scored: list[dict[str, Any]] = []
     statuses: dict[str, int] = {}
     trial_statuses: dict[str, str] = {}
@@ -582,7 +594,7 @@ def summarise(grid, record: dict[str, Any]) -> dict[str, Any]:
         last = result.metrics or {}
         # Folders are named METHOD_TRIALID (trial_dirname); a trial that never reported has no trial_id.
         trial_id = str(last.get("trial_id") or Path(result.path).name.rsplit("_", 1)[-1])
-        ray_status = LAST_STATUSES.get(trial_id, "")
+        ray_status = last_statuses.get(trial_id, "")
         status = status_from(int(last.get(M.EPOCH, 0)), bool(last.get(M.DIVERGED)), result.error is not None,
                              max_epochs, ray_status if ray_status in INCOMPLETE_RAY_STATUSES else "")
         statuses[status] = statuses.get(status, 0) + 1

@@ -138,3 +138,27 @@ def test_imagenet_weights_missing_exits_2_naming_the_file(tmp_path):
                              "--set", "width=64", "--set", "cifar_stem=false"], capture_output=True, text=True,
                             env=env, timeout=300)
     assert_one_line_error(result, "resnet18-f37072fd.pth", "is missing", str(tmp_path))
+
+
+def test_options_are_declared_once_the_command_line_and_the_objects_agree():
+    import dataclasses
+
+    from tunelab.cli import build_parser
+    from tunelab.compare import CompareOptions, parse_methods
+    from tunelab.driver import TuneOptions
+    from tunelab.options import from_args
+
+    parser = build_parser()
+    assert from_args(TuneOptions, parser.parse_args(["tune", "classifier"])) == TuneOptions("classifier")
+    parsed = from_args(CompareOptions, (args := parser.parse_args(["compare"])), methods=parse_methods(args.methods))
+    assert parsed == CompareOptions()
+    given = parser.parse_args(["tune", "arcface", "--num-samples", "3", "--set", "lr=0.1", "--set", "s=8",
+                               "--checkpoint-interval", "0", "--overwrite", "--stop-at", "0.9"])
+    opts = from_args(TuneOptions, given)
+    assert (opts.num_samples, opts.sets, opts.checkpoint_interval_s, opts.overwrite, opts.stop_at) == \
+        (3, ["lr=0.1", "s=8"], 0.0, True, 0.9)
+    # every option compare shares with tune has tune's help
+    tune_help = {f.name: f.metadata.get("help") for f in dataclasses.fields(TuneOptions)}
+    for f in dataclasses.fields(CompareOptions):
+        if f.name in tune_help:
+            assert f.metadata["help"] == tune_help[f.name], f.name

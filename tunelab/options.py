@@ -1,0 +1,63 @@
+"""Command-line options declared once.
+
+Each option is a dataclass field of the options object the driver takes (`TuneOptions`,
+`CompareOptions`) and carries its flag, help and metavar in the field's metadata. The argparse
+arguments and the object built from parsed arguments are both derived from those fields, so an
+option's name, type, default and help live in one place. An option another command shares is
+declared with `shared`, which copies it and may change only its default.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import typing
+from typing import Any
+
+from trainables.config import unwrap_optional
+
+
+def option(default: Any, help: str, *, flag: str | None = None, metavar: str | None = None,
+           repeat: bool = False) -> Any:
+    """A command-line option: `--name-with-dashes` unless `flag` says otherwise; `repeat` collects a list."""
+    meta = {"help": help, "flag": flag, "metavar": metavar, "repeat": repeat}
+    if repeat:
+        return dataclasses.field(default_factory=list, metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def shared(options_class: type, name: str, **default: Any) -> Any:
+    """The option `name` of `options_class`, declared again for another command (only its default may differ)."""
+    source = options_class.__dataclass_fields__[name]
+    value = default.get("default", source.default)
+    if source.metadata.get("repeat"):
+        return dataclasses.field(default_factory=list, metadata=source.metadata)
+    return dataclasses.field(default=value, metadata=source.metadata)
+
+
+def flag_of(f: dataclasses.Field) -> str:
+    return f.metadata.get("flag") or "--" + f.name.replace("_", "-")
+
+
+def add_arguments(parser: argparse.ArgumentParser, options_class: type) -> None:
+    """One argparse argument per option field of `options_class` (fields without help are not options)."""
+    hints = typing.get_type_hints(options_class)
+    for f in dataclasses.fields(options_class):
+        meta = f.metadata
+        if "help" not in meta:
+            continue
+        kind, _ = unwrap_optional(hints[f.name])
+        if meta["repeat"]:
+            parser.add_argument(flag_of(f), dest=f.name, action="append", default=[], metavar=meta["metavar"],
+                                help=meta["help"])
+        elif kind is bool:
+            parser.add_argument(flag_of(f), dest=f.name, action="store_true", help=meta["help"])
+        else:
+            shown = "" if f.default in (None, "") or "default" in meta["help"] else f" (default {f.default})"
+            parser.add_argument(flag_of(f), dest=f.name, type=kind if kind in (int, float) else str,
+                                default=f.default, metavar=meta["metavar"], help=meta["help"] + shown)
+
+
+def from_args(options_class: type, args: argparse.Namespace, **given: Any):
+    """The options object of the parsed arguments; `given` supplies or replaces fields."""
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(options_class) if hasattr(args, f.name)}
+    return options_class(**{**values, **given})
