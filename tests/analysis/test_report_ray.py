@@ -105,3 +105,12 @@ def test_report_warns_about_a_damaged_trial_and_reports_the_others(experiment, t
     assert f"trial {victim.name}" in warning and damaged in warning
     trials = pd.read_csv(tmp_path / "R" / "trial_summary.csv", dtype={"trial_id": str})
     assert len(trials) == 3 and victim.name not in set(trials["trial_dir"])
+
+
+def test_report_best_and_reproduce_read_an_experiment_given_as_a_file_uri(experiment, tmp_path, capsys):
+    uri = experiment.resolve().as_uri()
+    assert uri.startswith("file:///")
+    assert main(["report", uri, "--out", str(tmp_path / "R")]) == 0
+    assert (tmp_path / "R" / "report.md").is_file()
+    assert main(["best", uri, "--out", str(tmp_path / "best.yaml")]) == 0
+    assert load_best(tmp_path / "best.yaml")["provenance"]["experiment"] == str(experiment.resolve())
