@@ -39,19 +39,23 @@ def tpe_sampler(seed: int, n_startup_trials: int) -> optuna.samplers.TPESampler:
 
 class MultiFidelityOptunaSearch(OptunaSearch):
     def __init__(self, space: SearchSpace, metric: str, mode: str, max_t: int, seed: int, n_startup_trials: int,
-                 storage: str | None = None, study_name: str | None = None, time_attr: str = M.EPOCH):
+                 storage: str | None = None, study_name: str | None = None, time_attr: str = M.EPOCH,
+                 trial_dir_prefix: str | None = None):
         rdb = optuna.storages.RDBStorage(storage) if storage else None
         super().__init__(space=optuna_distributions(space), metric=metric, mode=mode,
                          sampler=tpe_sampler(seed, n_startup_trials), storage=rdb, study_name=study_name)
         self._max_t = max_t
         self._time_attr = time_attr
+        self._trial_dir_prefix = trial_dir_prefix  # trial folders are PREFIX_<ray trial id> (driver.trial_dirname)
 
     def suggest(self, trial_id: str) -> dict | None:
         config = super().suggest(trial_id)
         ot_trial = self._ot_trials.get(trial_id)
         if ot_trial is not None and "ray_trial_id" not in ot_trial.user_attrs:
-            # links the study (optuna-dashboard) to the trial folder METHOD_<ray_trial_id> on disk
+            # links the study (optuna-dashboard) to the trial's folder on disk
             ot_trial.set_user_attr("ray_trial_id", trial_id)
+            if getattr(self, "_trial_dir_prefix", None):
+                ot_trial.set_user_attr("trial_dir", f"{self._trial_dir_prefix}_{trial_id}")
         return config
 
     def restore(self, checkpoint_path: str) -> None:

@@ -58,6 +58,10 @@ def files(tmp_path: Path) -> Path:
     (tmp_path / "runs" / "mine").mkdir()
     (tmp_path / "runs" / "mine" / "thesis.tex").write_text("precious")
     (tmp_path / "canary.txt").write_text("precious")
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.create_study(study_name="old", storage=f"sqlite:///{tmp_path / 'studies.db'}")
     from trainables.models import ModelOptions, build_model
     from trainables.pretrained import BACKBONE_KIND
     small = build_model(ModelOptions(name="small_cnn", width=8), 10)
@@ -174,6 +178,18 @@ CASES = [
      ["class 'cat' has 2 image(s)", "at least 3 per class"]),
     ("imagefolder with an empty path", ["train", "classifier", "--dataset", "imagefolder:"],
      ["imagefolder:' names no folder"]),
+    ("optuna storage in a missing folder", ["tune", "classifier", "--storage", "{d}/runs", "--optuna-storage",
+                                            "sqlite:///{d}/nowhere/study.db"], ["folder '{d}/nowhere' does not exist"]),
+    ("optuna storage of an unknown dialect", ["tune", "classifier", "--storage", "{d}/runs", "--optuna-storage",
+                                              "foo://x"], ["dialect 'foo' cannot be used here"]),
+    ("optuna storage that is not a database", ["tune", "classifier", "--storage", "{d}/runs", "--optuna-storage",
+                                               "sqlite:///{d}/canary.txt"], ["is not an Optuna storage"]),
+    ("optuna storage with random search", ["tune", "classifier", "--search", "random", "--storage", "{d}/runs",
+                                           "--optuna-storage", "sqlite:///{d}/s.db"],
+     ["--search random does not use", "--optuna-storage"]),
+    ("optuna study of the same name exists", ["tune", "classifier", "--storage", "{d}/runs", "--name", "old",
+                                              "--optuna-storage", "sqlite:///{d}/studies.db"],
+     ["already holds a study named 'old'", "--overwrite"]),
     ("compare with a repeated method", ["compare", "--methods", "arcface,arcface"], ["names 'arcface' twice"]),
     ("compare with a baseline not compared", ["compare", "--methods", "classifier,arcface", "--baseline", "adarand"],
      ["--baseline 'adarand' is not one of the compared methods"]),

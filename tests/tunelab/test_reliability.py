@@ -293,3 +293,20 @@ def test_compare_refuses_before_any_search(tmp_path, capsys, no_ray, monkeypatch
     assert _exit_code([*argv, "--out", str(tmp_path / "cmp")]) == 2
     assert fragment in _one_line(capsys)
     assert not (tmp_path / "cmp").exists()
+
+
+def test_overwrite_replaces_the_study_of_the_same_name_too(tmp_path, capsys):
+    import optuna
+
+    from tunelab.driver import replace_study
+
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    old = optuna.create_study(study_name="exp", storage=url)
+    old.enqueue_trial({"x": 1})
+    optuna.create_study(study_name="other", storage=url)
+    replace_study(TuneOptions("classifier", optuna_storage=url, overwrite=False), "exp")
+    assert "exp" in [s.study_name for s in optuna.get_all_study_summaries(url)]
+    replace_study(TuneOptions("classifier", optuna_storage=url, overwrite=True), "exp")
+    assert [s.study_name for s in optuna.get_all_study_summaries(url)] == ["other"]
+    assert "deleted study 'exp'" in capsys.readouterr().err

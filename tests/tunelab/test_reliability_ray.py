@@ -146,3 +146,4 @@ def test_resume_after_a_killed_private_driver_ends_its_leftover_ray_processes(tm
     trials = optuna.load_study(study_name="k", storage=study).trials
     assert not [t for t in trials if t.state == TrialState.RUNNING]
     assert all(t.user_attrs.get("ray_trial_id") for t in trials)
+    assert {t.user_attrs["trial_dir"] for t in trials} == {p.name for p in experiment.glob("classifier_*")}
