@@ -389,7 +389,8 @@ def build_scheduler(opts: TuneOptions):
 
     if opts.scheduler == "fifo":
         return FIFOScheduler()
-    return ASHAScheduler(time_attr=M.EPOCH, metric=opts.metric, mode=opts.mode, max_t=opts.max_epochs,
+    # metric and mode come from TuneConfig, which also records them for Ray's own readers
+    return ASHAScheduler(time_attr=M.EPOCH, max_t=opts.max_epochs,
                          grace_period=min(opts.grace_period, opts.max_epochs),
                          reduction_factor=opts.reduction_factor)
 
@@ -501,6 +502,9 @@ def run_tune(opts: TuneOptions, argv: list[str] | None = None) -> dict[str, Any]
             build_trainable(opts, data),
             param_space={**fixed, **sampled},
             tune_config=tune.TuneConfig(search_alg=search_alg, scheduler=build_scheduler(opts),
+                                        # recorded with the experiment: Tuner.restore(...).get_results()
+                                        # .get_best_result() needs no arguments
+                                        metric=opts.metric, mode=opts.mode,
                                         num_samples=opts.num_samples,
                                         max_concurrent_trials=opts.max_concurrent or None,
                                         # a finished trial's worker process (torch imported, data mapped)

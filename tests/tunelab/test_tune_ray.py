@@ -40,6 +40,12 @@ def test_asha_with_optuna_records_pruned_trials_as_pruned(ray_cluster, tmp_path)
         assert all(c in frame.columns for c in CONTRACT)
         assert list(frame["epoch"]) == list(range(1, len(frame) + 1))
     assert Tuner.can_restore(str(experiment))
+    # Ray's own reader needs no metric or mode: the experiment records them.
+    from trainables import METHODS
+
+    best = Tuner.restore(str(experiment), trainable=METHODS["classifier"]).get_results().get_best_result()
+    assert best.metrics["val/acc"] == pytest.approx(summary["best_metric"]) or \
+        best.metrics_dataframe["val/acc"].max() == pytest.approx(summary["best_metric"])
     record = json.loads((experiment / "tunelab.json").read_text())
     assert record["method"] == "classifier" and record["git_commit"] and record["packages"]["ray"]
     # The driver's final word on each trial, which the loader prefers to Ray's snapshot.
