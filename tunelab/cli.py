@@ -94,13 +94,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _config_values(path: str, method: str | None) -> dict[str, Any]:
+    """A --config file: a mapping of config keys, or a file `tunelab best` wrote (its `config`)."""
+    from analysis.reproduce import BEST_KEYS, load_best
+    from trainables.config import load_config_file
+
+    values = load_config_file(path)
+    if "config" in values and set(values) <= set(BEST_KEYS):
+        record = load_best(path)  # checked field by field
+        if method is not None and record["method"] != method:
+            raise ConfigError(f"--config {path!r} is the best config of method {record['method']!r}, not {method!r}; "
+                              f"run `tunelab train {record['method']} --config {path}`")
+        return record["config"]
+    return values
+
+
 def gather_config_values(args: argparse.Namespace) -> dict[str, Any]:
     """Config values from --config, then --dataset/--data-dir, then --set (later wins)."""
     from trainables.config import load_config_file, parse_set_options
 
     values: dict[str, Any] = {}
     if getattr(args, "config", None):
-        values.update(load_config_file(args.config))
+        values.update(_config_values(args.config, getattr(args, "method", None)))
     if args.dataset:
         values["dataset"] = args.dataset
     if args.data_dir:

@@ -162,3 +162,18 @@ def test_options_are_declared_once_the_command_line_and_the_objects_agree():
     for f in dataclasses.fields(CompareOptions):
         if f.name in tune_help:
             assert f.metadata["help"] == tune_help[f.name], f.name
+
+
+def test_train_accepts_the_file_best_writes(tmp_path, capsys):
+    from analysis.reproduce import write_best
+    from trainables import get_method
+    from trainables.config import build_config, to_dict
+
+    config = to_dict(build_config(get_method("classifier").config_class,
+                                  {"image_size": 8, "width": 8, "epochs": 1, "lr": 0.01, "device": "cpu"}))
+    write_best({"method": "classifier", "config": config,
+                "provenance": {"trial_id": "abc", "epoch": 1, "metric": "val/acc", "value": 0.5}}, tmp_path / "b.yaml")
+    assert main(["train", "classifier", "--config", str(tmp_path / "b.yaml"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["epoch"] == 1
+    assert main(["train", "arcface", "--config", str(tmp_path / "b.yaml")]) == 2
+    assert "best config of method 'classifier', not 'arcface'" in capsys.readouterr().err
