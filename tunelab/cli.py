@@ -46,6 +46,7 @@ def _add_config_options(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="tunelab", description="Tune and compare training methods for image models.")
+    parser.add_argument("--version", action="version", version=f"tunelab {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     train = sub.add_parser("train", help="train one method once, without Ray")
@@ -72,10 +73,12 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("experiments", nargs="+", metavar="EXPERIMENT_DIR")
     rep.add_argument("--out", default="report", help="folder for the report (default ./report); never inside an experiment")
     rep.add_argument("--baseline", help="method the others are compared with (default finetune, else the first)")
+    rep.add_argument("--json", action="store_true", help="end stdout with one JSON line: out, rows, plots")
 
     best = sub.add_parser("best", help="the best trial's full config with provenance, as YAML")
     best.add_argument("experiment", metavar="EXPERIMENT_DIR")
     best.add_argument("--out", help="YAML file to write (default: print to stdout)")
+    best.add_argument("--json", action="store_true", help="end stdout with one JSON line: the record")
 
     rpr = sub.add_parser("reproduce", help="retrain a best config with seeds; val and test accuracy")
     rpr.add_argument("config_file", metavar="CONFIG_FILE")
@@ -111,7 +114,7 @@ def _config_values(path: str, method: str | None) -> dict[str, Any]:
 
 def gather_config_values(args: argparse.Namespace) -> dict[str, Any]:
     """Config values from --config, then --dataset/--data-dir, then --set (later wins)."""
-    from trainables.config import load_config_file, parse_set_options
+    from trainables.config import parse_set_options
 
     values: dict[str, Any] = {}
     if getattr(args, "config", None):
@@ -212,13 +215,30 @@ def cmd_resume(args: argparse.Namespace) -> int:
     return _search_outcome(summary)
 
 
+def _version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("tunelab")
+    except metadata.PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+def _rows(table) -> list[dict[str, Any]]:
+    """A comparison table as JSON-ready rows (missing values as null)."""
+    return table.astype(object).where(table.notna(), None).to_dict(orient="records")
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from analysis.report import write_report
     from analysis.tables import format_table
+    from trainables.fileio import dumps
 
     result = write_report(args.experiments, args.out, baseline=args.baseline)
     print(format_table(result["table"]))
     print(f"report: {result['out']}/report.md ({len(result['plots'])} plots)")
+    if args.json:
+        print(dumps({"out": result["out"], "rows": _rows(result["table"]), "plots": result["plots"]}))
     return 0
 
 
@@ -226,7 +246,7 @@ def cmd_best(args: argparse.Namespace) -> int:
     import yaml
 
     from analysis.reproduce import best_record, write_best
-    from trainables.fileio import check_output_path
+    from trainables.fileio import check_output_path, dumps
 
     if args.out is not None:
         check_output_path(args.out, "--out", "file")  # before the experiment is read
@@ -235,8 +255,10 @@ def cmd_best(args: argparse.Namespace) -> int:
         write_best(record, args.out)
         p = record["provenance"]
         print(f"{args.out}: trial {p['trial_id']} epoch {p['epoch']} {p['metric']} {p['value']:.4f}")
-    else:
+    elif not args.json:
         print(yaml.safe_dump(record, sort_keys=False), end="")
+    if args.json:
+        print(dumps(record))
     return 0
 
 
@@ -267,8 +289,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     print(format_table(result["table"]))
     print(f"report: {result['report']}  ({result['wall_s']:.0f} s)")
     if args.json:
-        rows = result["table"].astype(object).where(result["table"].notna(), None).to_dict(orient="records")
-        print(dumps({"out": result["out"], "rows": rows, "wall_s": result["wall_s"]}))
+        print(dumps({"out": result["out"], "rows": _rows(result["table"]), "wall_s": result["wall_s"]}))
     return 0
 
 

@@ -114,3 +114,12 @@ def test_report_best_and_reproduce_read_an_experiment_given_as_a_file_uri(experi
     assert (tmp_path / "R" / "report.md").is_file()
     assert main(["best", uri, "--out", str(tmp_path / "best.yaml")]) == 0
     assert load_best(tmp_path / "best.yaml")["provenance"]["experiment"] == str(experiment.resolve())
+
+
+def test_report_and_best_end_stdout_with_one_json_line(experiment, tmp_path, capsys):
+    assert main(["report", str(experiment), "--out", str(tmp_path / "R"), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["out"] == str(tmp_path / "R") and summary["rows"][0]["method"] == "classifier"
+    assert main(["best", str(experiment), "--json"]) == 0
+    record = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert record["method"] == "classifier" and record["provenance"]["trial_id"]

@@ -177,3 +177,9 @@ def test_train_accepts_the_file_best_writes(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["epoch"] == 1
     assert main(["train", "arcface", "--config", str(tmp_path / "b.yaml")]) == 2
     assert "best config of method 'classifier', not 'arcface'" in capsys.readouterr().err
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0 and capsys.readouterr().out.startswith("tunelab 0.")
