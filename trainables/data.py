@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from trainables.errors import DataError
+from trainables.registry import registrar
 
 DATA_DIR_ENV = "TUNELAB_DATA_DIR"
 DEFAULT_DATA_DIR = "~/.cache/tunelab/data"
@@ -125,15 +126,7 @@ class DatasetBundle:
 _LOADERS: dict[str, Callable[[DataOptions], "DatasetBundle"]] = {}
 
 
-def register_dataset(*names: str):
-    """Register a loader (DataOptions -> DatasetBundle) under one or more names; duplicates refused."""
-    def wrap(loader):
-        for name in names:
-            if name in _LOADERS:
-                raise KeyError(f"dataset {name!r} is registered twice")
-            _LOADERS[name] = loader
-        return loader
-    return wrap
+register_dataset = registrar(_LOADERS, "dataset")  # @register_dataset("name", ...) on a loader
 
 
 def dataset_names() -> list[str]:

@@ -16,6 +16,7 @@ import torch
 import torch.nn as nn
 
 from trainables.errors import ConfigError, check_choice
+from trainables.registry import registrar
 
 INITS = ("default", "he", "xavier")
 
@@ -47,15 +48,7 @@ class FeatureClassifier(nn.Module):
 _REGISTRY: dict[str, Callable[[ModelOptions, int], FeatureClassifier]] = {}
 
 
-def register_model(*names: str):
-    """Register a builder under one or more names; a duplicate name is a programming error."""
-    def wrap(builder):
-        for name in names:
-            if name in _REGISTRY:
-                raise KeyError(f"model {name!r} is registered twice")
-            _REGISTRY[name] = builder
-        return builder
-    return wrap
+register_model = registrar(_REGISTRY, "model")  # @register_model("name", ...) on a builder
 
 
 def model_names() -> list[str]:
