@@ -9,10 +9,8 @@ recorded in `tunelab.json` at the experiment root.
 from __future__ import annotations
 
 import dataclasses
-import logging
 import math
 import os
-import socket
 import sys
 import time
 from dataclasses import dataclass
@@ -22,7 +20,7 @@ from typing import Any
 import pandas as pd
 
 from analysis.load import rank_trials, status_from
-from analysis.record import FINAL_STATUSES, TUNELAB_FILE, is_uri, local_path, read_record, write_record
+from analysis.record import FINAL_STATUSES, TUNELAB_FILE, is_uri, read_record, write_record
 from search_spaces import space_for
 from search_spaces.base import Choice, IntRange, SearchSpace, describe
 from search_spaces.overrides import apply_overrides, load_space_file
@@ -31,11 +29,13 @@ from trainables import metrics as M
 from trainables.config import build_config, parse_set_options, to_dict
 from trainables.data import dataset_names
 from trainables.errors import ConfigError
+from tunelab.cluster import (check_cluster, check_local_resources, connect_ray, ray_session, reap_stale_session,
+                             starts_private_instance)
 from tunelab.experiments import (ExperimentLock, check_free, check_name, check_storage_writable, experiment_path,
-                                 normalise_storage, prepare_folder)
+                                 normalise_storage, prepare_folder, repair_latest_checkpoints)
+from tunelab.study import check_optuna_storage, replace_study
 from tunelab.options import option
 from tunelab.provenance import environment_record
-from tunelab.signals import route_sigterm_to_sigint
 
 DEFAULT_STORAGE = "./runs"
 SEARCHES = ("optuna", "random")
@@ -149,162 +149,7 @@ def startup_trials(opts: TuneOptions) -> int:
     return opts.startup_trials or min(10, max(2, opts.num_samples // 4))
 
 
-# ----------------------------------------------------------------------------- storage and Ray
-
-def check_optuna_storage(opts: TuneOptions, name: str) -> None:
-    """Refuse an Optuna storage that cannot hold this search, before anything starts or is written.
-
-    The URL must parse, name a dialect SQLAlchemy can load (its driver installed), and reach its
-    database: a sqlite file in an existing folder, a server that accepts a connection. A study of
-    the experiment's name already there is refused unless --overwrite replaces both (a rerun
-    would otherwise add its trials to the old ones, and TPE would learn from results whose
-    experiment is gone). Random search records no study, so the two together are refused.
-    """
-    url_text = opts.optuna_storage
-    if not url_text:
-        return
-    if opts.search != "optuna":
-        raise ConfigError(f"--optuna-storage records an Optuna study, which --search {opts.search} does not use; "
-                          "drop --optuna-storage or use --search optuna")
-    import sqlalchemy
-    from sqlalchemy.engine import make_url
-
-    shown = f"--optuna-storage {url_text!r}"
-    try:
-        url = make_url(url_text)
-        engine = sqlalchemy.create_engine(url)
-    except (sqlalchemy.exc.NoSuchModuleError, ModuleNotFoundError) as exc:
-        raise ConfigError(f"{shown}: dialect {url.get_backend_name()!r} cannot be used here ({exc}); "
-                          "e.g. sqlite:///runs/study.db, or install the database driver") from None
-    except sqlalchemy.exc.ArgumentError:
-        raise ConfigError(f"{shown} is not a database URL; e.g. sqlite:///runs/study.db") from None
-    if url.get_backend_name() == "sqlite":
-        _check_sqlite_file(shown, url.database)
-        if not url.database or url.database == ":memory:" or not Path(url.database).exists():
-            return  # a new file: no study there yet
-    try:
-        with engine.connect():
-            pass
-    except Exception as exc:  # any driver's connection error
-        raise ConfigError(f"{shown}: the database cannot be opened ({str(exc).splitlines()[0][:200]})") from None
-    if not opts.overwrite and name in _study_names(url_text):
-        raise ConfigError(f"{shown} already holds a study named {name!r}; pick another --name, pass --overwrite "
-                          "to replace the experiment and its study, or delete it (optuna delete-study)")
-
-
-def _check_sqlite_file(shown: str, database: str | None) -> None:
-    if not database or database == ":memory:":
-        raise ConfigError(f"{shown} is an in-memory database, gone when the driver ends; give a file, "
-                          "e.g. sqlite:///runs/study.db")
-    path = Path(database)
-    if path.exists() and not path.is_file():
-        raise ConfigError(f"{shown}: {database!r} is not a file")
-    folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():
-        raise ConfigError(f"{shown}: folder {str(folder)!r} does not exist")
-    if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
-        raise ConfigError(f"{shown}: {database!r} is not writable")
-
-
-def _study_names(url: str) -> list[str]:
-    import optuna
-
-    try:
-        return [s.study_name for s in optuna.get_all_study_summaries(storage=url, include_best_trial=False)]
-    except Exception as exc:  # a file that is not an Optuna database, a schema of another version
-        raise ConfigError(f"--optuna-storage {url!r} is not an Optuna storage "
-                          f"({str(exc).splitlines()[0][:200]})") from None
-
-
-def replace_study(opts: TuneOptions, name: str) -> None:
-    """--overwrite: the study of the replaced experiment goes with it (said on stderr)."""
-    if not opts.optuna_storage or not opts.overwrite or name not in _study_names(opts.optuna_storage):
-        return
-    import optuna
-
-    optuna.delete_study(study_name=name, storage=opts.optuna_storage)
-    print(f"tunelab: --overwrite: deleted study {name!r} from {opts.optuna_storage}", file=sys.stderr)
-
-
-def starts_private_instance(address: str | None) -> bool:
-    """Whether connect_ray will start a Ray instance of its own here (rather than join one)."""
-    import ray
-
-    if ray.is_initialized():
-        return False
-    address = address or os.environ.get("RAY_ADDRESS")
-    if address:
-        return address == "local"
-    try:
-        from ray._private.services import canonicalize_bootstrap_address
-
-        return canonicalize_bootstrap_address("auto") is None
-    except ConnectionError:
-        return True  # no cluster runs on this machine
-    except Exception:  # Ray's private helper moved: decide after connecting instead
-        return False
-
-
-def local_cpus() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-
-def check_local_resources(opts: TuneOptions) -> None:
-    """On a private instance the resources are this machine's: refuse what it cannot give before Ray starts."""
-    cpus = local_cpus()
-    if opts.cpus_per_trial > cpus:
-        raise ConfigError(f"--cpus-per-trial {opts.cpus_per_trial:g} is more than this machine's {cpus} CPUs; "
-                          f"allowed: (0, {cpus}], or join a larger cluster with --address")
-    if opts.gpus_per_trial > 0:
-        import torch
-
-        gpus = torch.cuda.device_count()
-        if gpus < opts.gpus_per_trial:
-            raise ConfigError(f"--gpus-per-trial {opts.gpus_per_trial:g} but this machine has {gpus} GPUs; "
-                              "use --gpus-per-trial 0 or join a cluster with GPUs (--address)")
-
-
-def probe_address(address: str, timeout_s: float = 10.0) -> None:
-    """Fail in seconds when a `host:port` cluster address does not answer: ray.init retries an
-    unreachable GCS for minutes, inside native code that defers SIGTERM and Ctrl-C."""
-    if address in ("auto", "local") or address.startswith("ray://"):
-        return
-    target = address.split("://", 1)[-1]
-    host, sep, port = target.rpartition(":")
-    if not sep or not port.isdigit():
-        raise ConfigError(f"--address {address!r} is not valid; expected HOST:PORT (e.g. 10.0.0.5:6379), auto or local")
-    try:
-        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
-            return
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"--address {address!r}: no Ray cluster answered within {timeout_s:g} s "
-                          f"({getattr(exc, 'strerror', None) or exc}); start one with `ray start --head` "
-                          "or check the address") from None
-
-
-def connect_ray(address: str | None) -> None:
-    """Join the cluster at `address` (or $RAY_ADDRESS), else start a local instance (dashboard off)."""
-    import ray
-
-    # Forced snapshots (num_to_keep) are expected here; Ray's warning about them is noise.
-    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    # Ray's own tables and banners stay off stdout; tunelab prints its concise lines instead.
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    if ray.is_initialized():
-        return
-    address = address or os.environ.get("RAY_ADDRESS")
-    quiet = dict(logging_level=logging.WARNING, log_to_driver=False)
-    if address:
-        probe_address(address)
-    try:
-        if address:
-            ray.init(address=address, **quiet)
-        else:
-            ray.init(include_dashboard=False, dashboard_host="127.0.0.1", **quiet)
-    except ConnectionError as exc:
-        raise ConfigError(f"--address {address!r}: no Ray cluster answered ({str(exc).splitlines()[0]})") from None
-    route_sigterm_to_sigint()  # ray.init replaced it with a native handler that aborts
-
+# ----------------------------------------------------------------------------- Ray
 
 def allow_parallel_pending_trials(opts: TuneOptions) -> None:
     """Let Tune queue as many trials as can run at once.
@@ -321,23 +166,6 @@ def allow_parallel_pending_trials(opts: TuneOptions) -> None:
     if opts.max_concurrent:
         slots = min(slots, opts.max_concurrent)
     os.environ["TUNE_MAX_PENDING_TRIALS_PG"] = str(max(1, slots))
-
-
-def check_cluster(opts: TuneOptions, storage: str) -> None:
-    import ray
-
-    gpus = ray.cluster_resources().get("GPU", 0)
-    if opts.gpus_per_trial > 0 and gpus < opts.gpus_per_trial:
-        raise ConfigError(f"--gpus-per-trial {opts.gpus_per_trial:g} but the Ray cluster has {gpus:g} GPUs; "
-                          "use --gpus-per-trial 0 or connect to a cluster with GPUs (--address)")
-    nodes = [n for n in ray.nodes() if n.get("Alive")]
-    largest = max((n.get("Resources", {}).get("CPU", 0) for n in nodes), default=0)
-    if opts.cpus_per_trial > largest:  # a trial runs on one node
-        raise ConfigError(f"--cpus-per-trial {opts.cpus_per_trial:g} is more than the largest node's "
-                          f"{largest:g} CPUs; allowed: (0, {largest:g}]")
-    if len(nodes) > 1 and not is_uri(storage):
-        raise ConfigError(f"--storage {storage!r} is a local path but the cluster has {len(nodes)} nodes; use storage "
-                          "every node can reach (e.g. s3://bucket/runs, or file:///mnt/shared/runs on a shared mount)")
 
 
 # ----------------------------------------------------------------------------- assembly
@@ -576,44 +404,6 @@ def resume(path: str, resume_errored: bool = False, restart_errored: bool = Fals
         return finish(tuner.fit(), record, path)
 
 
-def _checkpoint_index(folder: Path) -> int:
-    try:
-        return int(folder.name.rsplit("_", 1)[-1])
-    except ValueError:
-        return -1
-
-
-def repair_latest_checkpoints(path: str, resume_errored: bool) -> None:
-    """Let every unfinished trial continue from its newest checkpoint on disk.
-
-    Ray's experiment snapshot, written every few seconds and synced in the background, can lag the
-    trials: when the driver is killed, a running trial's latest checkpoint in the snapshot may
-    already have been deleted (only the best `num_to_keep` are kept) in favour of newer ones, and
-    Ray's restore then fails the trial ("checkpoint does not exist on storage anymore"). The
-    newest checkpoint of that trial on disk is moved to the path the snapshot names, so the trial
-    continues from it: it repeats no epoch that checkpoint holds.
-    """
-    local = local_path(path)
-    if local is None:
-        return  # remote storage: Ray's own restore semantics
-    from ray.tune import ExperimentAnalysis
-
-    resumable = {"RUNNING", "PENDING", "PAUSED"} | ({"ERROR"} if resume_errored else set())
-    for trial in ExperimentAnalysis(str(local)).trials:
-        checkpoint = trial.checkpoint
-        if trial.status not in resumable or checkpoint is None:
-            continue
-        wanted = Path(checkpoint.path)
-        if wanted.exists() or wanted.parent.parent != local:
-            continue
-        newer = sorted((p for p in wanted.parent.glob("checkpoint_*")
-                        if p.is_dir() and _checkpoint_index(p) > _checkpoint_index(wanted)), key=_checkpoint_index)
-        if newer:
-            newer[-1].rename(wanted)
-            print(f"tunelab: trial {trial.trial_id} continues from its newest checkpoint ({newer[-1].name}); "
-                  f"Ray's last snapshot named {wanted.name}, already replaced", file=sys.stderr)
-
-
 # ----------------------------------------------------------------------------- records and summaries
 
 def experiment_record(opts: TuneOptions, name: str, path: str, fixed: dict[str, Any], space: SearchSpace,
@@ -706,72 +496,3 @@ def _interrupted(statuses: dict[str, int], trials: int, record: dict[str, Any], 
     target = record["options"].get("stop_at")
     reached = target is not None and best is not None and (best >= target if record["mode"] == "max" else best <= target)
     return trials < int(record["options"].get("num_samples", trials)) and not reached
-
-
-# ----------------------------------------------------------------------------- the Ray session
-
-def ray_session(private: bool) -> dict[str, Any]:
-    """What the lock records about the Ray instance, so a later `resume` can clean up after a killed driver."""
-    if not private:
-        return {}
-    try:
-        import ray
-
-        return {"ray_session": ray._private.worker.global_worker.node.get_session_dir_path()}
-    except Exception:  # private API: without it, leftovers are not reaped (and nothing else changes)
-        return {}
-
-
-def _names_session(pid_dir: Path, session_dir: str) -> bool:
-    """Whether a process belongs to a Ray session: its command line names the session folder, or
-    (agents rename their command line) one of its open files lies in it (its logs)."""
-    if session_dir in (pid_dir / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"):
-        return True
-    for fd in (pid_dir / "fd").iterdir():
-        try:
-            if os.readlink(fd).startswith(session_dir + "/"):
-                return True
-        except OSError:
-            continue
-    return False
-
-
-def session_processes(session_dir: str) -> list[int]:
-    """Pids of this user's processes of the Ray session at `session_dir` (raylet, GCS, agents, workers)."""
-    pids = []
-    for entry in Path("/proc").glob("[0-9]*"):
-        try:
-            if int(entry.name) == os.getpid() or entry.stat().st_uid != os.getuid():
-                continue
-            if _names_session(entry, session_dir):
-                pids.append(int(entry.name))
-        except (OSError, ValueError):
-            continue
-    return pids
-
-
-def reap_stale_session(previous: dict[str, Any]) -> None:
-    """End what is left of the private Ray instance of a killed driver on this host (a SIGKILLed
-    driver leaves its raylet, GCS and agent processes running)."""
-    import signal
-
-    session = previous.get("ray_session")
-    if not session or previous.get("host") != socket.gethostname() or "session_" not in session:
-        return
-    pids = session_processes(session)
-    if not pids:
-        return
-    print(f"tunelab: ending {len(pids)} leftover Ray processes of the killed run ({Path(session).name})",
-          file=sys.stderr)
-    for sig, wait_s in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 2.0)):
-        for pid in pids:
-            try:
-                os.kill(pid, sig)
-            except OSError:
-                pass
-        deadline = time.monotonic() + wait_s
-        while time.monotonic() < deadline and any(Path(f"/proc/{p}").exists() for p in pids):
-            time.sleep(0.1)
-        pids = [p for p in pids if Path(f"/proc/{p}").exists()]
-        if not pids:
-            return

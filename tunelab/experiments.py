@@ -9,6 +9,8 @@
   `--overwrite`. The kernel releases the lock when its holder dies however it dies, so a lock
   file left by a dead process on this host is taken over (with a message); one recorded by
   another host is refused, naming it, since that process cannot be checked from here.
+- `resume` continues every unfinished trial from its newest checkpoint on disk, also when Ray's
+  last snapshot names an older one already replaced (`repair_latest_checkpoints`).
 """
 from __future__ import annotations
 
@@ -226,3 +228,43 @@ class ExperimentLock:
 
     def __exit__(self, *exc) -> None:
         self.release()
+
+
+# ----------------------------------------------------------------------------- resuming
+
+def _checkpoint_index(folder: Path) -> int:
+    try:
+        return int(folder.name.rsplit("_", 1)[-1])
+    except ValueError:
+        return -1
+
+
+def repair_latest_checkpoints(path: str, resume_errored: bool) -> None:
+    """Let every unfinished trial continue from its newest checkpoint on disk.
+
+    Ray's experiment snapshot, written every few seconds and synced in the background, can lag the
+    trials: when the driver is killed, a running trial's latest checkpoint in the snapshot may
+    already have been deleted (only the best `num_to_keep` are kept) in favour of newer ones, and
+    Ray's restore then fails the trial ("checkpoint does not exist on storage anymore"). The
+    newest checkpoint of that trial on disk is moved to the path the snapshot names, so the trial
+    continues from it: it repeats no epoch that checkpoint holds.
+    """
+    local = local_path(path)
+    if local is None:
+        return  # remote storage: Ray's own restore semantics
+    from ray.tune import ExperimentAnalysis
+
+    resumable = {"RUNNING", "PENDING", "PAUSED"} | ({"ERROR"} if resume_errored else set())
+    for trial in ExperimentAnalysis(str(local)).trials:
+        checkpoint = trial.checkpoint
+        if trial.status not in resumable or checkpoint is None:
+            continue
+        wanted = Path(checkpoint.path)
+        if wanted.exists() or wanted.parent.parent != local:
+            continue
+        newer = sorted((p for p in wanted.parent.glob("checkpoint_*")
+                        if p.is_dir() and _checkpoint_index(p) > _checkpoint_index(wanted)), key=_checkpoint_index)
+        if newer:
+            newer[-1].rename(wanted)
+            print(f"tunelab: trial {trial.trial_id} continues from its newest checkpoint ({newer[-1].name}); "
+                  f"Ray's last snapshot named {wanted.name}, already replaced", file=sys.stderr)

@@ -116,7 +116,7 @@ def test_restart_errored_supersedes_the_failed_trial_in_reports(ray_cluster, fau
 
 
 def test_resume_after_a_killed_private_driver_ends_its_leftover_ray_processes(tmp_path):
-    from tunelab.driver import session_processes
+    from tunelab.cluster import session_processes
 
     env = {**os.environ, "RAY_ADDRESS": "local", "PYTHONUNBUFFERED": "1"}
     experiment = tmp_path / "k"

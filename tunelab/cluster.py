@@ -1,0 +1,185 @@
+"""The Ray cluster a search runs on: joining or starting it (failing fast when it does not answer),
+checking what it can give before anything is written, and ending what a killed driver's private
+instance left behind."""
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from analysis.record import is_uri
+from trainables.errors import ConfigError
+from tunelab.signals import route_sigterm_to_sigint
+
+if TYPE_CHECKING:
+    from tunelab.driver import TuneOptions
+
+
+def starts_private_instance(address: str | None) -> bool:
+    """Whether connect_ray will start a Ray instance of its own here (rather than join one)."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    address = address or os.environ.get("RAY_ADDRESS")
+    if address:
+        return address == "local"
+    try:
+        from ray._private.services import canonicalize_bootstrap_address
+
+        return canonicalize_bootstrap_address("auto") is None
+    except ConnectionError:
+        return True  # no cluster runs on this machine
+    except Exception:  # Ray's private helper moved: decide after connecting instead
+        return False
+
+
+def local_cpus() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def check_local_resources(opts: TuneOptions) -> None:
+    """On a private instance the resources are this machine's: refuse what it cannot give before Ray starts."""
+    cpus = local_cpus()
+    if opts.cpus_per_trial > cpus:
+        raise ConfigError(f"--cpus-per-trial {opts.cpus_per_trial:g} is more than this machine's {cpus} CPUs; "
+                          f"allowed: (0, {cpus}], or join a larger cluster with --address")
+    if opts.gpus_per_trial > 0:
+        import torch
+
+        gpus = torch.cuda.device_count()
+        if gpus < opts.gpus_per_trial:
+            raise ConfigError(f"--gpus-per-trial {opts.gpus_per_trial:g} but this machine has {gpus} GPUs; "
+                              "use --gpus-per-trial 0 or join a cluster with GPUs (--address)")
+
+
+def probe_address(address: str, timeout_s: float = 10.0) -> None:
+    """Fail in seconds when a `host:port` cluster address does not answer: ray.init retries an
+    unreachable GCS for minutes, inside native code that defers SIGTERM and Ctrl-C."""
+    if address in ("auto", "local") or address.startswith("ray://"):
+        return
+    target = address.split("://", 1)[-1]
+    host, sep, port = target.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ConfigError(f"--address {address!r} is not valid; expected HOST:PORT (e.g. 10.0.0.5:6379), auto or local")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
+            return
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"--address {address!r}: no Ray cluster answered within {timeout_s:g} s "
+                          f"({getattr(exc, 'strerror', None) or exc}); start one with `ray start --head` "
+                          "or check the address") from None
+
+
+def connect_ray(address: str | None) -> None:
+    """Join the cluster at `address` (or $RAY_ADDRESS), else start a local instance (dashboard off)."""
+    import ray
+
+    # Forced snapshots (num_to_keep) are expected here; Ray's warning about them is noise.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    # Ray's own tables and banners stay off stdout; tunelab prints its concise lines instead.
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    if ray.is_initialized():
+        return
+    address = address or os.environ.get("RAY_ADDRESS")
+    quiet = dict(logging_level=logging.WARNING, log_to_driver=False)
+    if address:
+        probe_address(address)
+    try:
+        if address:
+            ray.init(address=address, **quiet)
+        else:
+            ray.init(include_dashboard=False, dashboard_host="127.0.0.1", **quiet)
+    except ConnectionError as exc:
+        raise ConfigError(f"--address {address!r}: no Ray cluster answered ({str(exc).splitlines()[0]})") from None
+    route_sigterm_to_sigint()  # ray.init replaced it with a native handler that aborts
+
+
+def check_cluster(opts: TuneOptions, storage: str) -> None:
+    import ray
+
+    gpus = ray.cluster_resources().get("GPU", 0)
+    if opts.gpus_per_trial > 0 and gpus < opts.gpus_per_trial:
+        raise ConfigError(f"--gpus-per-trial {opts.gpus_per_trial:g} but the Ray cluster has {gpus:g} GPUs; "
+                          "use --gpus-per-trial 0 or connect to a cluster with GPUs (--address)")
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    largest = max((n.get("Resources", {}).get("CPU", 0) for n in nodes), default=0)
+    if opts.cpus_per_trial > largest:  # a trial runs on one node
+        raise ConfigError(f"--cpus-per-trial {opts.cpus_per_trial:g} is more than the largest node's "
+                          f"{largest:g} CPUs; allowed: (0, {largest:g}]")
+    if len(nodes) > 1 and not is_uri(storage):
+        raise ConfigError(f"--storage {storage!r} is a local path but the cluster has {len(nodes)} nodes; use storage "
+                          "every node can reach (e.g. s3://bucket/runs, or file:///mnt/shared/runs on a shared mount)")
+
+
+# ----------------------------------------------------------------------------- the Ray session
+
+def ray_session(private: bool) -> dict[str, Any]:
+    """What the lock records about the Ray instance, so a later `resume` can clean up after a killed driver."""
+    if not private:
+        return {}
+    try:
+        import ray
+
+        return {"ray_session": ray._private.worker.global_worker.node.get_session_dir_path()}
+    except Exception:  # private API: without it, leftovers are not reaped (and nothing else changes)
+        return {}
+
+
+def _names_session(pid_dir: Path, session_dir: str) -> bool:
+    """Whether a process belongs to a Ray session: its command line names the session folder, or
+    (agents rename their command line) one of its open files lies in it (its logs)."""
+    if session_dir in (pid_dir / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"):
+        return True
+    for fd in (pid_dir / "fd").iterdir():
+        try:
+            if os.readlink(fd).startswith(session_dir + "/"):
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def session_processes(session_dir: str) -> list[int]:
+    """Pids of this user's processes of the Ray session at `session_dir` (raylet, GCS, agents, workers)."""
+    pids = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            if int(entry.name) == os.getpid() or entry.stat().st_uid != os.getuid():
+                continue
+            if _names_session(entry, session_dir):
+                pids.append(int(entry.name))
+        except (OSError, ValueError):
+            continue
+    return pids
+
+
+def reap_stale_session(previous: dict[str, Any]) -> None:
+    """End what is left of the private Ray instance of a killed driver on this host (a SIGKILLed
+    driver leaves its raylet, GCS and agent processes running)."""
+    import signal
+
+    session = previous.get("ray_session")
+    if not session or previous.get("host") != socket.gethostname() or "session_" not in session:
+        return
+    pids = session_processes(session)
+    if not pids:
+        return
+    print(f"tunelab: ending {len(pids)} leftover Ray processes of the killed run ({Path(session).name})",
+          file=sys.stderr)
+    for sig, wait_s in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 2.0)):
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except OSError:
+                pass
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline and any(Path(f"/proc/{p}").exists() for p in pids):
+            time.sleep(0.1)
+        pids = [p for p in pids if Path(f"/proc/{p}").exists()]
+        if not pids:
+            return
