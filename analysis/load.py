@@ -121,6 +121,19 @@ def _read_params(params_file: Path) -> dict[str, Any]:
     return params
 
 
+def resolved_config(method: str, params: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """The trial's full config, typed as the trial saw it: Ray's params.json holds only the values
+    tune passed (the search's and --set's, the latter as typed strings), not the defaults."""
+    from trainables import get_method
+    from trainables.config import build_config, to_dict
+
+    try:
+        return to_dict(build_config(get_method(method).config_class, params))
+    except ConfigError as exc:
+        warn(f"trial {folder.name}: params.json does not build a {method} config ({exc}); its values are shown as saved")
+        return params
+
+
 def _read_trial(folder: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
     frame = _read_progress(folder / "progress.csv")
     params = _read_params(folder / "params.json")
@@ -157,7 +170,7 @@ def load_experiment(path: str | Path) -> pd.DataFrame:
             frame = pd.DataFrame({M.EPOCH: [pd.NA]})
         frame = frame.assign(experiment=str(path), method=record["method"], dataset=record["dataset"],
                              trial_id=trial_id, trial_dir=folder.name, status=status)
-        for key, value in params.items():
+        for key, value in resolved_config(record["method"], params, folder).items():
             frame[CONFIG_PREFIX + key] = json.dumps(value) if isinstance(value, (list, dict)) else value
         rows.append(frame)
     if not rows:

@@ -45,8 +45,14 @@ def _write_frame(frame: pd.DataFrame, path: Path, parquet: bool = False) -> None
         atomic_write_bytes(path.with_suffix(".parquet"), lambda handle: table.to_parquet(handle, index=False))
 
 
+# Ray Tune's bookkeeping in progress.csv: left out of trials.csv unless --raw.
+RAY_COLUMNS = ("timestamp", "checkpoint_dir_name", "should_checkpoint", "done", "training_iteration", "date",
+               "time_this_iter_s", "time_total_s", "pid", "hostname", "node_ip", "time_since_restore",
+               "iterations_since_restore")
+
+
 def write_report(experiments: list[str | Path], out: str | Path, confirmations: pd.DataFrame | None = None,
-                 baseline: str | None = None) -> dict[str, Any]:
+                 baseline: str | None = None, raw: bool = False) -> dict[str, Any]:
     paths = [local_path(p) for p in experiments]
     out = Path(out)
     check_out_dir(out, paths)
@@ -67,7 +73,7 @@ def write_report(experiments: list[str | Path], out: str | Path, confirmations: 
     importance_frame = pd.concat(importances, ignore_index=True) if importances else pd.DataFrame()
 
     out.mkdir(parents=True, exist_ok=True)
-    _write_frame(frame, out / "trials.csv")
+    _write_frame(frame if raw else frame.drop(columns=[c for c in RAY_COLUMNS if c in frame]), out / "trials.csv")
     _write_frame(summary, out / "trial_summary.csv")
     _write_frame(table, out / "comparison.csv", parquet=True)
     _write_frame(importance_frame, out / "importance.csv")

@@ -74,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--out", default="report", help="folder for the report (default ./report); never inside an experiment")
     rep.add_argument("--baseline", help="method the others are compared with (default finetune, else the first)")
     rep.add_argument("--json", action="store_true", help="end stdout with one JSON line: out, rows, plots")
+    rep.add_argument("--raw", action="store_true", help="keep Ray's bookkeeping columns (pid, hostname, ...) in trials.csv")
 
     best = sub.add_parser("best", help="the best trial's full config with provenance, as YAML")
     best.add_argument("experiment", metavar="EXPERIMENT_DIR")
@@ -234,7 +235,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from analysis.tables import format_table
     from trainables.fileio import dumps
 
-    result = write_report(args.experiments, args.out, baseline=args.baseline)
+    result = write_report(args.experiments, args.out, baseline=args.baseline, raw=args.raw)
     print(format_table(result["table"]))
     print(f"report: {result['out']}/report.md ({len(result['plots'])} plots)")
     if args.json:

@@ -123,3 +123,20 @@ def test_report_and_best_end_stdout_with_one_json_line(experiment, tmp_path, cap
     assert main(["best", str(experiment), "--json"]) == 0
     record = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert record["method"] == "classifier" and record["provenance"]["trial_id"]
+
+
+def test_trials_csv_has_every_trial_full_config_and_no_ray_bookkeeping_unless_raw(experiment, tmp_path):
+    import pandas as pd
+
+    from analysis.report import RAY_COLUMNS
+    from trainables import get_method
+    from trainables.config import build_config, to_dict
+
+    assert main(["report", str(experiment), "--out", str(tmp_path / "R")]) == 0
+    trials = pd.read_csv(tmp_path / "R" / "trials.csv")
+    every_key = to_dict(build_config(get_method("classifier").config_class, {}))
+    assert {f"config/{k}" for k in every_key} <= set(trials.columns)  # model, width, ... too
+    assert (trials["config/model"] == "small_cnn").all() and (trials["config/width"] == 8).all()
+    assert not set(RAY_COLUMNS) & set(trials.columns)
+    assert main(["report", str(experiment), "--out", str(tmp_path / "raw"), "--raw"]) == 0
+    assert {"pid", "hostname", "time_total_s"} <= set(pd.read_csv(tmp_path / "raw" / "trials.csv").columns)
