@@ -4,6 +4,8 @@ Written only under OUT, never into an experiment folder.
 """
 from __future__ import annotations
 
+import json
+
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +37,24 @@ def check_out_dir(out: Path, experiments: list[Path]) -> None:
                           "empty or new folder (its files are kept as they are)")
 
 
+def search_settings(record: dict[str, Any]) -> str:
+    """What makes two searches of one method comparable: searcher, scheduler and budget."""
+    options = record["options"]
+    return json.dumps([record["search"].get("algorithm"), record["scheduler"], options.get("num_samples"),
+                       options.get("stop_at")], sort_keys=True, default=str)
+
+
+def method_labels(records: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """experiment -> the `method` its rows carry in the tables: the method name, or `method [name]`
+    when experiments of one method on one dataset were searched with different settings (their
+    results are not pooled into one row)."""
+    settings: dict[tuple[str, str], set[str]] = {}
+    for record in records.values():
+        settings.setdefault((record["method"], record["dataset"]), set()).add(search_settings(record))
+    return {experiment: record["method"] if len(settings[(record["method"], record["dataset"])]) == 1
+            else f"{record['method']} [{record['name']}]" for experiment, record in records.items()}
+
+
 def _write_frame(frame: pd.DataFrame, path: Path, parquet: bool = False) -> None:
     atomic_write_text(path, frame.to_csv(index=False))
     if parquet:
@@ -57,14 +77,16 @@ def write_report(experiments: list[str | Path], out: str | Path, confirmations: 
     out = Path(out)
     check_out_dir(out, paths)
     records = {str(p): read_record(p) for p in paths}
-    methods = list(dict.fromkeys(r["method"] for r in records.values()))
+    labels = method_labels(records)
+    methods = list(dict.fromkeys(labels.values()))
     if baseline is not None and baseline not in methods:
         raise ConfigError(f"--baseline {baseline!r} is not a method of these experiments; choose from: "
                           f"{', '.join(methods)}")
     frame = load_experiments(paths)
+    frame["method"] = frame["experiment"].map(labels)
     summary = pd.concat([trial_summary(frame[frame["experiment"] == str(p)], records[str(p)]["metric"],
                                        records[str(p)]["mode"]) for p in paths], ignore_index=True)
-    spaces = {r["method"]: r["search_space"] for r in records.values()}
+    spaces = {labels[e]: r["search_space"] for e, r in records.items()}
     table = comparison(summary, confirmations, baseline=baseline, spaces=spaces)
     importances = []
     for method, trials in summary.groupby("method", sort=False):

@@ -136,3 +136,17 @@ def test_one_rule_ranks_trials_ties_by_trial_id_and_skips_non_finite():
     from analysis.tables import best_trials
 
     assert best_trials(summary)["trial_id"].tolist() == ["a"]
+
+
+def test_experiments_of_one_method_with_other_search_settings_get_rows_of_their_own():
+    from analysis.report import method_labels
+
+    def record(name, algorithm, samples):
+        return {"method": "arcface", "dataset": "digits", "name": name, "search": {"algorithm": algorithm},
+                "scheduler": {"kind": "asha", "max_t": 4}, "options": {"num_samples": samples}}
+
+    same = method_labels({"/r/a": record("a", "optuna", 8), "/r/b": record("b", "optuna", 8)})
+    assert same == {"/r/a": "arcface", "/r/b": "arcface"}  # the same search twice: pooled
+    other = method_labels({"/r/a": record("a", "optuna", 8), "/r/b": record("b", "random", 8),
+                           "/r/c": record("c", "optuna", 32)})
+    assert other == {"/r/a": "arcface [a]", "/r/b": "arcface [b]", "/r/c": "arcface [c]"}
