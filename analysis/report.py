@@ -13,7 +13,7 @@ import pandas as pd
 
 from analysis.load import load_experiments, local_path, read_record, trial_summary
 from analysis.record import is_experiment
-from analysis.tables import comparison, format_table, importance
+from analysis.tables import comparison, format_table, importance, importance_note
 from trainables import metrics as M
 from trainables.errors import ConfigError
 from trainables.fileio import atomic_write_bytes, atomic_write_text, check_output_path
@@ -88,8 +88,9 @@ def write_report(experiments: list[str | Path], out: str | Path, confirmations: 
                                        records[str(p)]["mode"]) for p in paths], ignore_index=True)
     spaces = {labels[e]: r["search_space"] for e, r in records.items()}
     table = comparison(summary, confirmations, baseline=baseline, spaces=spaces)
-    importances = []
+    importances, notes = [], {}
     for method, trials in summary.groupby("method", sort=False):
+        notes[method] = importance_note(trials)
         found = importance(trials, spaces.get(method, []))
         importances.append(found.assign(method=method)[["method", "param", "importance"]])
     importance_frame = pd.concat(importances, ignore_index=True) if importances else pd.DataFrame()
@@ -102,7 +103,7 @@ def write_report(experiments: list[str | Path], out: str | Path, confirmations: 
     if confirmations is not None:
         _write_frame(confirmations, out / "confirmations.csv")
     plots = write_plots(frame, summary, importance_frame, spaces, out / "plots")
-    atomic_write_text(out / "report.md", markdown(table, importance_frame, plots, records, out))
+    atomic_write_text(out / "report.md", markdown(table, importance_frame, notes, plots, records, out))
     return {"out": str(out), "table": table, "plots": [str(p) for p in plots]}
 
 
@@ -192,7 +193,8 @@ def _param_plot(method, param, trials, space, folder) -> Path | None:
 
 # ----------------------------------------------------------------------------- markdown
 
-def markdown(table: pd.DataFrame, importance_frame: pd.DataFrame, plots: list[Path], records, out: Path) -> str:
+def markdown(table: pd.DataFrame, importance_frame: pd.DataFrame, notes: dict[str, str | None], plots: list[Path],
+             records, out: Path) -> str:
     lines = ["# tunelab report", "", "## Comparison", "", "```", format_table(table), "```", ""]
     lines += ["Columns: see README, 'Comparison table'. Test accuracy comes from confirmation runs of each "
               "method's best config (seeds), never from the search.", ""]
@@ -201,10 +203,10 @@ def markdown(table: pd.DataFrame, importance_frame: pd.DataFrame, plots: list[Pa
         lines.append(f"- **{row['method']}**: best value at the edge of its range for `{row['edge_params']}` "
                      "- widen the range and search again.")
     lines += ["", "## Hyperparameter importance (fANOVA)", ""]
-    if importance_frame.empty:
-        lines.append("Too few trials for fANOVA.")
-    for method, rows in importance_frame.groupby("method", sort=False):
-        lines.append(f"- {method}: " + ", ".join(f"{r.param} {r.importance:.2f}" for r in rows.itertuples()))
+    for method, note in notes.items():
+        rows = importance_frame[importance_frame["method"] == method] if not importance_frame.empty else []
+        shown = ", ".join(f"{r.param} {r.importance:.2f}" for r in rows.itertuples()) if len(rows) else None
+        lines.append(f"- {method}: {shown or note or 'not computed (fANOVA could not fit these trials)'}")
     lines += ["", "## Experiments", ""]
     for path, record in records.items():
         lines.append(f"- `{path}`: {record['method']} on {record['dataset']}, search {record['search']['algorithm']}, "

@@ -141,23 +141,44 @@ def _comparison_row(method, dataset, trials, best, confirmations, baseline, spac
     }
 
 
+MIN_IMPORTANCE_TRIALS = 8  # fANOVA's forest on fewer full-budget trials ranks noise
+
+
+def scored_for_importance(summary: pd.DataFrame, metric: str = M.VAL_ACC) -> pd.DataFrame:
+    """The trials importance is computed from, by the search's own multi-fidelity rule: only trials
+    that ran the full budget (`finished`; Optuna's COMPLETE). An ASHA-stopped trial's early value is
+    not a final score, and scoring it as one credits whatever made trials slow starters."""
+    scored = summary.dropna(subset=[metric]) if metric in summary else summary.iloc[0:0]
+    return scored[scored["status"] == "finished"] if "status" in scored else scored
+
+
+def importance_note(summary: pd.DataFrame, metric: str = M.VAL_ACC) -> str | None:
+    """Why importance is not shown for these trials, or None when it is."""
+    n = len(scored_for_importance(summary, metric))
+    if n >= MIN_IMPORTANCE_TRIALS:
+        return None
+    return (f"not computed: {n} trial(s) ran the full budget, fANOVA needs at least {MIN_IMPORTANCE_TRIALS} "
+            "(trials stopped early by ASHA are not scored as if their last epoch were final)")
+
+
 def importance(summary: pd.DataFrame, space: list[dict[str, Any]], metric: str = M.VAL_ACC,
                seed: int = 0) -> pd.DataFrame:
     """fANOVA importance of each searched hyperparameter for one method's trials (Optuna's evaluator).
 
-    Each trial enters with its best-epoch value. Empty when fewer than 3 trials have a value.
+    Each full-budget trial enters with its best-epoch value; empty below MIN_IMPORTANCE_TRIALS of
+    them (importance_note says why).
     """
     import optuna
 
     distributions = {e["name"]: _distribution(e) for e in space}
     trials = []
-    for _, row in summary.dropna(subset=[metric]).iterrows():
+    for _, row in scored_for_importance(summary, metric).iterrows():
         params = {name: _param_value(row.get(CONFIG_PREFIX + name), dist) for name, dist in distributions.items()}
         if any(v is None for v in params.values()):
             continue
         trials.append(optuna.trial.create_trial(params=params, distributions=distributions,
                                                 value=float(row[metric])))
-    if len(trials) < 3:
+    if len(trials) < MIN_IMPORTANCE_TRIALS:
         return pd.DataFrame(columns=["param", "importance"])
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction="maximize")

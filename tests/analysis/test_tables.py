@@ -150,3 +150,25 @@ def test_experiments_of_one_method_with_other_search_settings_get_rows_of_their_
     other = method_labels({"/r/a": record("a", "optuna", 8), "/r/b": record("b", "random", 8),
                            "/r/c": record("c", "optuna", 32)})
     assert other == {"/r/a": "arcface [a]", "/r/b": "arcface [b]", "/r/c": "arcface [c]"}
+
+
+def test_importance_scores_full_budget_trials_only_and_needs_enough_of_them():
+    from analysis.tables import MIN_IMPORTANCE_TRIALS, importance_note
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(40):
+        lr, wd = 10 ** rng.uniform(-4, -1), rng.uniform(0, 1)
+        finished = i % 2 == 0
+        # stopped trials' early values follow wd, not lr: scored as final they would make wd look important
+        value = -abs(math.log10(lr) + 2.5) if finished else -5.0 * wd
+        rows.append({"trial_id": str(i), "val/acc": value, "status": "finished" if finished else "stopped",
+                     "config/lr": lr, "config/wd": wd})
+    space = [{"name": "lr", "type": "FloatRange", "low": 1e-4, "high": 1e-1, "log": True},
+             {"name": "wd", "type": "FloatRange", "low": 0.0, "high": 1.0, "log": False}]
+    found = importance(pd.DataFrame(rows), space).set_index("param")["importance"]
+    assert found["lr"] > 0.8 > found["wd"]
+    assert importance_note(pd.DataFrame(rows)) is None
+    few = pd.DataFrame(rows[: 2 * (MIN_IMPORTANCE_TRIALS - 1)])  # MIN - 1 finished trials
+    assert importance(few, space).empty
+    assert f"{MIN_IMPORTANCE_TRIALS - 1} trial(s) ran the full budget" in importance_note(few)
