@@ -102,19 +102,33 @@ def write_report(experiments: list[str | Path], out: str | Path, confirmations: 
     _write_frame(importance_frame, out / "importance.csv")
     if confirmations is not None:
         _write_frame(confirmations, out / "confirmations.csv")
-    plots = write_plots(frame, summary, importance_frame, spaces, out / "plots")
+    plots = write_plots(frame, summary, importance_frame, spaces, out / "plots", table)
     atomic_write_text(out / "report.md", markdown(table, importance_frame, notes, plots, records, out))
     return {"out": str(out), "table": table, "plots": [str(p) for p in plots]}
 
 
 # ----------------------------------------------------------------------------- plots
 
-def write_plots(frame, summary, importance_frame, spaces, folder: Path) -> list[Path]:
+# How a trial's status is drawn: ASHA-stopped and diverged trials are told apart from finished ones.
+STATUS_STYLE = {"finished": dict(color="tab:blue", marker="o", linestyle="-"),
+                "stopped": dict(color="tab:gray", marker=".", linestyle="--"),
+                "diverged": dict(color="tab:red", marker="x", linestyle=":"),
+                "errored": dict(color="black", marker="x", linestyle=":"),
+                "incomplete": dict(color="tab:orange", marker=".", linestyle="-.")}
+
+
+def _integer_ticks(axis) -> None:
+    from matplotlib.ticker import MaxNLocator
+
+    axis.set_major_locator(MaxNLocator(integer=True))
+
+
+def write_plots(frame, summary, importance_frame, spaces, folder: Path, table=None) -> list[Path]:
     import matplotlib
 
     matplotlib.use("Agg")
     folder.mkdir(parents=True, exist_ok=True)
-    written = []
+    written = [_forest(table, folder)] if table is not None else []
     for method, rows in frame.groupby("method", sort=False):
         trials = summary[summary["method"] == method]
         written.append(_learning_curves(method, rows, trials, folder))
@@ -143,8 +157,12 @@ def _learning_curves(method, rows, trials, folder) -> Path:
     top = trials.dropna(subset=[M.VAL_ACC]).nlargest(TOP_TRIALS, M.VAL_ACC)
     for _, trial in top.iterrows():
         curve = rows[rows["trial_id"] == trial["trial_id"]].sort_values(M.EPOCH)
-        ax.plot(curve[M.EPOCH], curve[M.VAL_ACC], marker="o", label=f"{trial['trial_id']} ({trial[M.VAL_ACC]:.3f})")
+        style = dict(STATUS_STYLE.get(trial.get("status"), STATUS_STYLE["finished"]))
+        style.pop("color")
+        ax.plot(curve[M.EPOCH], curve[M.VAL_ACC], **style,
+                label=f"{trial['trial_id']} ({trial[M.VAL_ACC]:.3f}, {trial.get('status', '?')})")
     ax.set(xlabel=M.EPOCH, ylabel=M.VAL_ACC, title=f"{method}: learning curves of the top {len(top)} trials")
+    _integer_ticks(ax.xaxis)
     if len(top):
         ax.legend(fontsize=7)
     return _save(fig, folder / f"learning_curves_{method}.png")
@@ -164,11 +182,14 @@ def _history(method, rows, folder) -> Path:
     epochs = scored.sort_values(order)
     right.plot(range(1, len(epochs) + 1), epochs[M.VAL_ACC].cummax(), drawstyle="steps-post")
     right.set(xlabel="epochs consumed", ylabel="best val/acc so far")
+    _integer_ticks(left.xaxis)
+    _integer_ticks(right.xaxis)
     fig.suptitle(f"{method}: optimisation history")
     return _save(fig, folder / f"history_{method}.png")
 
 
 def _param_plot(method, param, trials, space, folder) -> Path | None:
+    """Each trial's best val/acc against one hyperparameter, marked by status."""
     import matplotlib.pyplot as plt
 
     column = "config/" + param
@@ -178,24 +199,61 @@ def _param_plot(method, param, trials, space, folder) -> Path | None:
     fig, ax = plt.subplots(figsize=(5, 3.6))
     entry = next((e for e in space if e["name"] == param), {})
     values = data[column]
-    if "options" in entry or values.dtype == object or values.dtype == bool:
+    categorical = "options" in entry or values.dtype == object or values.dtype == bool
+    if categorical:
         labels = values.astype(str)
         categories = sorted(labels.unique())
-        ax.scatter([categories.index(v) for v in labels], data[M.VAL_ACC])
+        positions = labels.map(categories.index)
         ax.set_xticks(range(len(categories)), categories, rotation=20)
     else:
-        ax.scatter(values.astype(float), data[M.VAL_ACC])
+        positions = values.astype(float)
         if entry.get("log"):
             ax.set_xscale("log")
+        if entry.get("type") == "IntRange":
+            _integer_ticks(ax.xaxis)
+    statuses = data["status"] if "status" in data else pd.Series("finished", index=data.index)
+    for status, style in STATUS_STYLE.items():
+        chosen = statuses == status
+        if chosen.any():
+            ax.scatter(positions[chosen], data.loc[chosen, M.VAL_ACC], color=style["color"], marker=style["marker"],
+                       label=status)
+    ax.legend(fontsize=7)
     ax.set(xlabel=param, ylabel="best val/acc of the trial", title=f"{method}: {param}")
     return _save(fig, folder / f"param_{method}_{param.replace('/', '_')}.png")
+
+
+def _forest(table: pd.DataFrame, folder: Path) -> Path | None:
+    """Test accuracy per method with its 95% interval, and each method's difference to the
+    baseline with its interval (Welch): the comparison at a glance. None without confirmations."""
+    import matplotlib.pyplot as plt
+
+    rows = table[table["n_seeds"].fillna(0) > 0]
+    if rows.empty:
+        return None
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 0.6 * len(rows) + 1.6), sharey=True)
+    y = list(range(len(rows)))[::-1]
+    for axis, mean, low, high, title in (
+            (left, "test_acc_mean", "test_acc_ci95_low", "test_acc_ci95_high", "test accuracy, 95% CI"),
+            (right, "diff_vs_baseline", "diff_ci95_low", "diff_ci95_high",
+             f"difference to {rows['baseline'].iloc[0]}, 95% CI")):
+        centre = rows[mean].astype(float)
+        errors = [(centre - rows[low].astype(float)).fillna(0), (rows[high].astype(float) - centre).fillna(0)]
+        axis.errorbar(centre, y, xerr=errors, fmt="o", capsize=3)
+        axis.set(title=title)
+    right.axvline(0, color="gray", linewidth=1)
+    left.set_yticks(y, rows["method"])
+    return _save(fig, folder / "forest.png")
 
 
 # ----------------------------------------------------------------------------- markdown
 
 def markdown(table: pd.DataFrame, importance_frame: pd.DataFrame, notes: dict[str, str | None], plots: list[Path],
              records, out: Path) -> str:
-    lines = ["# tunelab report", "", "## Comparison", "", "```", format_table(table), "```", ""]
+    lines = ["# tunelab report", ""]
+    forest = next((p for p in plots if p.name == "forest.png"), None)
+    if forest is not None:
+        lines += [f"![test accuracy and difference to the baseline, 95% intervals]({forest.relative_to(out)})", ""]
+    lines += ["## Comparison", "", "```", format_table(table), "```", ""]
     lines += ["Columns: see README, 'Comparison table'. Test accuracy comes from confirmation runs of each "
               "method's best config (seeds), never from the search.", ""]
     flagged = table[table["edge_params"].astype(bool)]

@@ -140,3 +140,19 @@ def test_trials_csv_has_every_trial_full_config_and_no_ray_bookkeeping_unless_ra
     assert not set(RAY_COLUMNS) & set(trials.columns)
     assert main(["report", str(experiment), "--out", str(tmp_path / "raw"), "--raw"]) == 0
     assert {"pid", "hostname", "time_total_s"} <= set(pd.read_csv(tmp_path / "raw" / "trials.csv").columns)
+
+
+def test_report_with_confirmations_opens_with_the_forest_plot(experiment, tmp_path):
+    import pandas as pd
+
+    from analysis.report import write_report
+
+    confirmations = pd.DataFrame({"method": ["classifier"] * 3, "dataset": ["digits"] * 3, "seed": [0, 1, 2],
+                                  "test/acc": [0.80, 0.82, 0.85]})
+    result = write_report([experiment], tmp_path / "R", confirmations)
+    forest = tmp_path / "R" / "plots" / "forest.png"
+    with Image.open(forest) as image:
+        image.verify()
+    lines = (tmp_path / "R" / "report.md").read_text().splitlines()
+    assert lines[2] == "![test accuracy and difference to the baseline, 95% intervals](plots/forest.png)"
+    assert str(forest) in result["plots"]
