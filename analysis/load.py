@@ -6,17 +6,21 @@
 """
 from __future__ import annotations
 
+import atexit
 import csv
+import functools
 import glob
 import io
 import json
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any, Iterable
 
 import pandas as pd
 
-from analysis.record import FINAL_STATUSES, TUNELAB_FILE, read_record
+from analysis.record import FINAL_STATUSES, TUNELAB_FILE, read_record, remote_filesystem
 from analysis.record import local_path as _local_or_none
 from trainables import metrics as M
 from trainables.errors import ConfigError
@@ -34,13 +38,41 @@ def warn(message: str) -> None:
     print(f"tunelab: warning: {' '.join(message.split())}", file=sys.stderr, flush=True)
 
 
-def local_path(path: str | Path) -> Path:
-    """The folder of a plain path or a file:// URI; analysis reads local (or mounted) experiments."""
-    local = _local_or_none(path)
-    if local is None:
-        raise ConfigError(f"{str(path)!r} is a remote URI; analysis reads local folders and file:// URIs "
-                          "(copy the experiment first, e.g. `aws s3 sync`, or read it on a node that mounts it)")
-    return local
+# The files analysis reads; a remote experiment is fetched without its checkpoints.
+TRIAL_FILES = ("progress.csv", "params.json", "error.txt")
+
+
+def experiment_id(location: str | Path) -> str:
+    """How an experiment is named in tables: its absolute folder, or its URI when remote."""
+    local = _local_or_none(location)
+    return str(local.resolve()) if local is not None else str(location).rstrip("/")
+
+
+def local_path(location: str | Path) -> Path:
+    """A local folder with the experiment's files: the folder of a plain path or file:// URI, or for
+    a URI of any filesystem pyarrow resolves (s3://, gs://, ...) a temporary copy of the files
+    analysis reads (the record, Ray's snapshots, each trial's progress, params and error; never
+    checkpoints), fetched once per process."""
+    local = _local_or_none(location)
+    return local.resolve() if local is not None else _fetch(experiment_id(location))
+
+
+@functools.lru_cache(maxsize=None)
+def _fetch(uri: str) -> Path:
+    import pyarrow.fs as pafs
+
+    read_record(uri)  # a URI that holds no tunelab experiment is refused before anything is copied
+    fs, root = remote_filesystem(uri)
+    target = Path(tempfile.mkdtemp(prefix="tunelab-remote-"))
+    atexit.register(shutil.rmtree, target, ignore_errors=True)
+    for info in fs.get_file_info(pafs.FileSelector(root, recursive=True)):
+        parts = info.path[len(root):].strip("/").split("/")
+        top_level = len(parts) == 1 and (parts[0] == TUNELAB_FILE or parts[0].startswith("experiment_state-"))
+        if info.type == pafs.FileType.File and (top_level or (len(parts) == 2 and parts[1] in TRIAL_FILES)):
+            (target / "/".join(parts[:-1])).mkdir(parents=True, exist_ok=True)
+            with fs.open_input_stream(info.path) as source:
+                (target / "/".join(parts)).write_bytes(source.read())
+    return target
 
 
 def ray_trial_statuses(path: Path) -> dict[str, str]:
@@ -145,7 +177,7 @@ def _read_trial(folder: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
 
 def load_experiment(path: str | Path) -> pd.DataFrame:
     """One experiment folder -> rows per (trial, epoch); trials that never reported get one empty row."""
-    path = local_path(path)
+    location, path = experiment_id(path), local_path(path)
     record = read_record(path)
     max_epochs = int(record["scheduler"]["max_t"])
     ray_status = ray_trial_statuses(path)
@@ -155,7 +187,7 @@ def load_experiment(path: str | Path) -> pd.DataFrame:
         try:
             frame, params = _read_trial(folder)
         except TrialFileError as exc:
-            warn(f"trial {folder.name} of {str(path)!r} skipped: {exc}")
+            warn(f"trial {folder.name} of {location!r} skipped: {exc}")
             continue
         trial_id = str(frame["trial_id"].iloc[-1]) if "trial_id" in frame and not frame.empty \
             else folder.name.rsplit("_", 1)[-1]
@@ -168,7 +200,7 @@ def load_experiment(path: str | Path) -> pd.DataFrame:
             trial_status(frame, (folder / "error.txt").exists(), ray_status.get(trial_id, ""), max_epochs)
         if frame.empty:
             frame = pd.DataFrame({M.EPOCH: [pd.NA]})
-        frame = frame.assign(experiment=str(path), method=record["method"], dataset=record["dataset"],
+        frame = frame.assign(experiment=location, method=record["method"], dataset=record["dataset"],
                              trial_id=trial_id, trial_dir=folder.name, status=status)
         for key, value in resolved_config(record["method"], params, folder).items():
             frame[CONFIG_PREFIX + key] = json.dumps(value) if isinstance(value, (list, dict)) else value

@@ -53,7 +53,7 @@ def local_path(location: str | Path) -> Path | None:
     return None if is_uri(text) else Path(text)
 
 
-def _remote(location: str):
+def remote_filesystem(location: str):
     """(pyarrow filesystem, path inside it) of a remote URI; a URI pyarrow cannot resolve is bad input."""
     import pyarrow.fs as pafs
 
@@ -68,7 +68,7 @@ def read_text(location: str | Path, name: str) -> str:
     local = local_path(location)
     if local is not None:
         return (local / name).read_text(encoding="utf-8")
-    fs, root = _remote(str(location))
+    fs, root = remote_filesystem(str(location))
     with fs.open_input_stream(f"{root.rstrip('/')}/{name}") as handle:
         return handle.read().decode("utf-8")
 
@@ -148,7 +148,7 @@ def write_record(location: str | Path, record: dict[str, Any]) -> None:
     if local is not None:
         atomic_write_text(local / TUNELAB_FILE, text)
         return
-    fs, root = _remote(str(location))
+    fs, root = remote_filesystem(str(location))
     fs.create_dir(root, recursive=True)
     with fs.open_output_stream(f"{root.rstrip('/')}/{TUNELAB_FILE}") as handle:
         handle.write(text.encode("utf-8"))

@@ -11,8 +11,8 @@ from typing import Any
 
 import pandas as pd
 
-from analysis.load import load_experiments, local_path, read_record, trial_summary
-from analysis.record import is_experiment
+from analysis.load import experiment_id, load_experiments, local_path, read_record, trial_summary
+from analysis.record import is_experiment, is_uri
 from analysis.tables import comparison, format_table, importance, importance_note
 from trainables import metrics as M
 from trainables.errors import ConfigError
@@ -73,19 +73,20 @@ RAY_COLUMNS = ("timestamp", "checkpoint_dir_name", "should_checkpoint", "done", 
 
 def write_report(experiments: list[str | Path], out: str | Path, confirmations: pd.DataFrame | None = None,
                  baseline: str | None = None, raw: bool = False) -> dict[str, Any]:
-    paths = [local_path(p) for p in experiments]
+    ids = [experiment_id(p) for p in experiments]
     out = Path(out)
-    check_out_dir(out, paths)
-    records = {str(p): read_record(p) for p in paths}
+    check_out_dir(out, [Path(i) for i in ids if not is_uri(i)])
+    paths = [local_path(p) for p in experiments]
+    records = {i: read_record(p) for i, p in zip(ids, paths)}
     labels = method_labels(records)
     methods = list(dict.fromkeys(labels.values()))
     if baseline is not None and baseline not in methods:
         raise ConfigError(f"--baseline {baseline!r} is not a method of these experiments; choose from: "
                           f"{', '.join(methods)}")
-    frame = load_experiments(paths)
+    frame = load_experiments(experiments)
     frame["method"] = frame["experiment"].map(labels)
-    summary = pd.concat([trial_summary(frame[frame["experiment"] == str(p)], records[str(p)]["metric"],
-                                       records[str(p)]["mode"]) for p in paths], ignore_index=True)
+    summary = pd.concat([trial_summary(frame[frame["experiment"] == i], records[i]["metric"], records[i]["mode"])
+                         for i in ids], ignore_index=True)
     spaces = {labels[e]: r["search_space"] for e, r in records.items()}
     table = comparison(summary, confirmations, baseline=baseline, spaces=spaces)
     importances, notes = [], {}

@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from analysis.load import load_experiment, local_path, rank_trials, read_record, trial_summary
+from analysis.load import experiment_id, load_experiment, rank_trials, read_record, trial_summary
 from analysis.tables import config_of
 from trainables import get_method
 from trainables import metrics as M
@@ -25,12 +25,12 @@ from trainables.fileio import atomic_write_text, check_output_path
 
 
 def best_record(path: str | Path) -> dict[str, Any]:
-    path = local_path(path)
+    location = experiment_id(path)
     record = read_record(path)
     metric, mode = record["metric"], record["mode"]
     ranked = rank_trials(trial_summary(load_experiment(path), metric, mode), metric, mode)
     if ranked.empty:
-        raise ConfigError(f"{str(path)!r} has no trial that reported {metric}; nothing to pick")
+        raise ConfigError(f"{location!r} has no trial that reported {metric}; nothing to pick")
     top = ranked.iloc[0]
     method = get_method(record["method"])
     config = to_dict(build_config(method.config_class, config_of(top)))
@@ -38,7 +38,7 @@ def best_record(path: str | Path) -> dict[str, Any]:
         "method": record["method"],
         "config": config,
         "provenance": {
-            "experiment": str(path.resolve()), "trial_id": str(top["trial_id"]), "trial_dir": str(top["trial_dir"]),
+            "experiment": location, "trial_id": str(top["trial_id"]), "trial_dir": str(top["trial_dir"]),
             "epoch": int(top["best_epoch"]), "metric": metric, "mode": mode, "value": float(top[metric]),
             "trial_status": str(top["status"]), "seed": config["seed"], "threads": config["threads"],
             "git_commit": record.get("git_commit"), "packages": record.get("packages", {}),

@@ -156,3 +156,22 @@ def test_report_with_confirmations_opens_with_the_forest_plot(experiment, tmp_pa
     lines = (tmp_path / "R" / "report.md").read_text().splitlines()
     assert lines[2] == "![test accuracy and difference to the baseline, 95% intervals](plots/forest.png)"
     assert str(forest) in result["plots"]
+
+
+def test_report_and_best_read_an_experiment_at_a_pyarrow_uri(experiment, tmp_path):
+    # local:// is resolved by pyarrow's filesystem layer, not by tunelab's local-path shortcut:
+    # the remote branch (fetching the files analysis reads, no checkpoints) runs for real.
+    import pandas as pd
+
+    from analysis.load import local_path
+
+    uri = "local://" + str(experiment.resolve())
+    fetched = local_path(uri)
+    assert fetched != experiment.resolve() and (fetched / "tunelab.json").is_file()
+    assert not list(fetched.glob("*/checkpoint_*")) and list(fetched.glob("*/progress.csv"))
+    assert main(["report", uri, "--out", str(tmp_path / "R")]) == 0
+    trials = pd.read_csv(tmp_path / "R" / "trials.csv")
+    assert set(trials["experiment"]) == {uri}
+    assert main(["best", uri, "--out", str(tmp_path / "best.yaml")]) == 0
+    assert load_best(tmp_path / "best.yaml")["provenance"]["experiment"] == uri
+    assert main(["report", "local:///nonexistent/exp", "--out", str(tmp_path / "R2")]) == 2
