@@ -39,14 +39,21 @@ TEST_SPLIT_SEED = 20240317
 
 
 @dataclass(frozen=True)
-class DataOptions:
-    """What identifies a loaded dataset (shared by every trial of an experiment)."""
+class DataKeys:
+    """The config keys that define a dataset and its split: declared here once, inherited by every
+    method's config (TrainConfig) and by DataOptions."""
 
     dataset: str = "digits"
     data_dir: str | None = None
     image_size: int = 0  # 0: the dataset's own default (digits 16, CIFAR 32, folders 224)
-    val_fraction: float = 0.1
-    split_seed: int = 0
+    val_fraction: float = 0.1  # share of the training data held out for validation
+    split_seed: int = 0  # fixed across trials: every trial is scored on the same val images
+
+
+@dataclass(frozen=True)
+class DataOptions(DataKeys):
+    """What identifies a loaded dataset (shared by every trial of an experiment)."""
+
     resize: str = "crop"  # folders: 'crop' (shorter side, then centre crop) or 'stretch'
     max_memory_mb: int = 4096  # folders larger than this once decoded are streamed
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import random
 import time
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +19,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from trainables import metrics as M
-from trainables.data import (Augment, DataOptions, DatasetBundle, Normalizer, dataset_loader, dataset_names,
+from trainables.data import (Augment, DataKeys, DataOptions, DatasetBundle, Normalizer, dataset_loader, dataset_names,
                              iterate_batches, load_dataset)
 from trainables.errors import ConfigError, check_choice, check_range
 from trainables.models import INITS, ModelOptions, build_model, check_model_fits, model_names
@@ -29,16 +30,13 @@ DEVICES = ("auto", "cpu", "cuda")
 
 
 @dataclass(frozen=True)
-class TrainConfig:
-    """Settings every method shares. Defaults train the small CNN on digits to >= 95% in seconds."""
+class TrainConfig(DataKeys):
+    """Settings every method shares. Defaults train the small CNN on digits to >= 95% in seconds.
 
-    # data
-    dataset: str = "digits"
-    data_dir: str | None = None
-    image_size: int = 0  # 0: dataset default (digits 16 px, CIFAR 32 px, folders 224 px)
-    val_fraction: float = 0.1  # share of the training data held out for validation
-    split_seed: int = 0  # fixed across trials: every trial is scored on the same val images
-    # model
+    The data keys (dataset, data_dir, image_size, val_fraction, split_seed) come from DataKeys.
+    """
+
+    # model (ModelOptions, with `model` for its `name`)
     model: str = "small_cnn"
     width: int = 0  # 0: architecture default
     cifar_stem: bool = True
@@ -112,12 +110,11 @@ class TrainConfig:
             check_range("milestone_fractions", fraction, 0, 1, low_open=True, high_open=True)
 
     def data_options(self) -> DataOptions:
-        return DataOptions(dataset=self.dataset, data_dir=self.data_dir, image_size=self.image_size,
-                           val_fraction=self.val_fraction, split_seed=self.split_seed)
+        return DataOptions(**{f.name: getattr(self, f.name) for f in dataclasses.fields(DataKeys)})
 
     def model_options(self) -> ModelOptions:
-        return ModelOptions(name=self.model, width=self.width, cifar_stem=self.cifar_stem,
-                            batchnorm=self.batchnorm, init=self.init, dropout=self.dropout)
+        return ModelOptions(name=self.model, **{f.name: getattr(self, f.name) for f in dataclasses.fields(ModelOptions)
+                                                if f.name != "name"})
 
 
 class Method:
