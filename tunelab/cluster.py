@@ -57,7 +57,16 @@ def check_local_resources(opts: TuneOptions) -> None:
                               "use --gpus-per-trial 0 or join a cluster with GPUs (--address)")
 
 
-def probe_address(address: str, timeout_s: float = 10.0) -> None:
+def check_reachable(address: str | None) -> None:
+    """Before the data loads: a cluster named by --address or $RAY_ADDRESS must answer."""
+    import ray
+
+    address = address or os.environ.get("RAY_ADDRESS")
+    if address and not ray.is_initialized():
+        probe_address(address)
+
+
+def probe_address(address: str, timeout_s: float = 5.0) -> None:
     """Fail in seconds when a `host:port` cluster address does not answer: ray.init retries an
     unreachable GCS for minutes, inside native code that defers SIGTERM and Ctrl-C."""
     if address in ("auto", "local") or address.startswith("ray://"):

@@ -29,8 +29,8 @@ from trainables import metrics as M
 from trainables.config import build_config, parse_set_options, to_dict
 from trainables.data import dataset_names
 from trainables.errors import ConfigError
-from tunelab.cluster import (check_cluster, check_local_resources, connect_ray, ray_session, reap_stale_session,
-                             starts_private_instance)
+from tunelab.cluster import (check_cluster, check_local_resources, check_reachable, connect_ray, ray_session,
+                             reap_stale_session, starts_private_instance)
 from tunelab.experiments import (ExperimentLock, check_free, check_name, check_storage_writable, experiment_path,
                                  normalise_storage, prepare_folder, repair_latest_checkpoints)
 from tunelab.study import check_optuna_storage, replace_study
@@ -312,6 +312,8 @@ def run_tune(opts: TuneOptions, argv: list[str] | None = None) -> dict[str, Any]
     private = starts_private_instance(opts.address)
     if private:
         check_local_resources(opts)
+    else:
+        check_reachable(opts.address)
     data = load_shared_data(opts.method, fixed)
     check_models(opts, fixed, space, data)
     connect_ray(opts.address)
