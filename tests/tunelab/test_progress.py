@@ -1,0 +1,22 @@
+"""The status line a person follows during `tune` (no Ray needed: trials are plain objects here)."""
+from types import SimpleNamespace
+
+from tunelab.progress import ProgressLines, _duration
+
+
+def _trial(trial_id, status, epoch, value=None):
+    return SimpleNamespace(trial_id=trial_id, status=status, last_result={"epoch": epoch, "val/acc": value})
+
+
+def test_status_line_counts_trials_epochs_and_bounds_the_time_left():
+    lines = ProgressLines(num_samples=4, metric="val/acc", max_epochs=10, every_s=30)
+    lines.best = 0.91
+    trials = [_trial("a", "TERMINATED", 10), _trial("b", "TERMINATED", 1), _trial("c", "RUNNING", 4, 0.5),
+              _trial("d", "PENDING", 0)]
+    line = lines.status_line(trials, elapsed_s=30.0)  # 15 epochs in 30 s: 2 s an epoch, 25 left at most
+    assert line.startswith("2/4 trials done, epochs 15/40 of the budget, best val/acc 0.9100, time left <= 50s")
+    assert line.endswith("running: c epoch 4/10 0.5000")
+
+
+def test_durations_read_as_people_write_them():
+    assert [_duration(s) for s in (5, 75, 3600 * 2 + 60 * 5)] == ["5s", "1m15s", "2h05m"]
