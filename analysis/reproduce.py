@@ -9,6 +9,7 @@ CPU threads (recorded as `threads`), and the engine reseeds every epoch.
 from __future__ import annotations
 
 import math
+import time
 from pathlib import Path
 from typing import Any
 
@@ -110,7 +111,8 @@ def confirm(method_name: str, config_values: dict[str, Any], seed: int, data=Non
     return reporter.history
 
 
-def reproduce(record: dict[str, Any], seeds: int) -> dict[str, Any]:
+def reproduce(record: dict[str, Any], seeds: int, say=None) -> dict[str, Any]:
+    """Retrain with `seeds` seeds; `say(text)` is told which seed runs and the time left after the first."""
     if seeds < 1:
         raise ConfigError(f"--seeds {seeds} is out of range; allowed: >= 1")
     provenance = record.get("provenance", {})
@@ -118,7 +120,11 @@ def reproduce(record: dict[str, Any], seeds: int) -> dict[str, Any]:
     epoch = int(provenance.get("epoch", record["config"].get("epochs", 1)))
     metric = provenance.get("metric", M.VAL_ACC)
     runs = []
+    began = time.monotonic()
     for i in range(seeds):
+        if say is not None:
+            left = "" if i == 0 else f", about {(time.monotonic() - began) / i * (seeds - i):.0f} s left"
+            say(f"seed {base_seed + i} ({i + 1}/{seeds}){left}")
         history = confirm(record["method"], record["config"], base_seed + i)
         at_epoch = history[min(epoch, len(history)) - 1]
         final = history[-1]

@@ -267,7 +267,8 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     from analysis.reproduce import load_best, reproduce
     from trainables.fileio import dumps, json_ready
 
-    result = reproduce(load_best(args.config_file), args.seeds)
+    result = reproduce(load_best(args.config_file), args.seeds,
+                       say=lambda text: print(f"[tunelab reproduce] {text}", file=sys.stderr, flush=True))
     exact = ("reproduces the recorded {m} {v:.6f} exactly" if result["reproduced_exactly"] else
              "does NOT reproduce the recorded {m} {v} exactly (other machine, threads or library versions?)")
     if result["recorded"] is not None:

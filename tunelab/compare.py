@@ -81,8 +81,11 @@ def run_compare(opts: CompareOptions) -> dict[str, Any]:
     began = time.perf_counter()
     connect_ray(opts.address)
     experiments = {}
-    for method in opts.methods:
-        _say(f"tuning {method}: {opts.num_samples} trials x up to {opts.max_epochs} epochs")
+    for index, method in enumerate(opts.methods):
+        spent = time.perf_counter() - began
+        left = f", about {spent / index * (len(opts.methods) - index):.0f} s of searching left" if index else ""
+        _say(f"tuning {method} ({index + 1}/{len(opts.methods)}): {opts.num_samples} trials x up to "
+             f"{opts.max_epochs} epochs{left}")
         summary = run_tune(TuneOptions(method=method, dataset=opts.dataset, data_dir=opts.data_dir,
                                        num_samples=opts.num_samples, max_epochs=opts.max_epochs, seed=opts.seed,
                                        cpus_per_trial=opts.cpus_per_trial, gpus_per_trial=opts.gpus_per_trial,

@@ -64,8 +64,11 @@ def test_best_then_reproduce_repeats_the_recorded_metric_exactly(experiment, tmp
     loaded = load_best(tmp_path / "b.yaml")
     p = loaded["provenance"]
     assert p["trial_id"] and p["epoch"] >= 1 and p["git_commit"] and p["packages"]["torch"] and p["threads"] == 1
-    result = reproduce(loaded, seeds=2)
+    said = []
+    result = reproduce(loaded, seeds=2, say=said.append)
     assert result["reproduced_exactly"], (result["seeds"][0], p["value"])
+    seed = loaded["config"]["seed"]
+    assert said[0] == f"seed {seed} (1/2)" and said[1].startswith(f"seed {seed + 1} (2/2), about ")
     assert [s["seed"] for s in result["seeds"]] == [loaded["config"]["seed"], loaded["config"]["seed"] + 1]
     assert 0 <= result["test_acc_mean"] <= 1 and result["test_acc_std"] >= 0
     with pytest.raises(Exception, match="already exists"):
