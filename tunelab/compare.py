@@ -39,6 +39,7 @@ class CompareOptions:
     cpus_per_trial: float = shared(TuneOptions, "cpus_per_trial")
     gpus_per_trial: float = shared(TuneOptions, "gpus_per_trial")
     address: str | None = shared(TuneOptions, "address")
+    mlflow: str | None = shared(TuneOptions, "mlflow")
     baseline: str | None = option(None, "method the others are compared with (default finetune)")
 
 
@@ -89,6 +90,7 @@ def run_compare(opts: CompareOptions) -> dict[str, Any]:
         summary = run_tune(TuneOptions(method=method, dataset=opts.dataset, data_dir=opts.data_dir,
                                        num_samples=opts.num_samples, max_epochs=opts.max_epochs, seed=opts.seed,
                                        cpus_per_trial=opts.cpus_per_trial, gpus_per_trial=opts.gpus_per_trial,
+                                       mlflow=opts.mlflow,
                                        # a URI: valid whether Ray runs here alone or joined a local cluster
                                        storage=(out / "runs").resolve().as_uri(), name=method))
         if summary.get("interrupted"):  # Ctrl-C/SIGTERM stopped this search: stop the comparison too

@@ -74,6 +74,8 @@ class TuneOptions:
     stop_at: float | None = option(None, "end the whole search once any trial reaches this value of the metric",
                                    metavar="VALUE")
     tensorboard: bool = option(False, "also write TensorBoard event files per trial")
+    mlflow: str | None = option(None, "log every trial as an MLflow run at this tracking URI (e.g. "
+                                      "sqlite:///runs/mlflow.db); needs pip install -e '.[mlflow]'", metavar="URI")
     metric: str = M.VAL_ACC
     mode: str = "max"
 
@@ -240,7 +242,7 @@ def logger_callbacks(tensorboard: bool) -> list:
     return [CSVLoggerCallback(), JsonLoggerCallback()] + ([TBXLoggerCallback()] if tensorboard else [])
 
 
-def run_config(opts: TuneOptions, name: str, storage: str):
+def run_config(opts: TuneOptions, name: str, storage: str, record: dict[str, Any]):
     from ray import tune
 
     from tunelab.progress import ProgressLines
@@ -253,7 +255,15 @@ def run_config(opts: TuneOptions, name: str, storage: str):
         checkpoint_config=tune.CheckpointConfig(num_to_keep=2, checkpoint_score_attribute=opts.metric,
                                                 checkpoint_score_order=opts.mode),
         callbacks=[ProgressLines(opts.num_samples, opts.metric, opts.max_epochs),
-                   *logger_callbacks(opts.tensorboard)])
+                   *logger_callbacks(opts.tensorboard), *tracker_callbacks(opts, record)])
+
+
+def tracker_callbacks(opts: TuneOptions, record: dict[str, Any]) -> list:
+    if opts.mlflow is None:
+        return []
+    from tunelab.tracking import TunelabMLflowCallback
+
+    return [TunelabMLflowCallback(opts.mlflow, record)]
 
 
 def load_shared_data(method: str, fixed: dict[str, Any]):
@@ -309,6 +319,10 @@ def run_tune(opts: TuneOptions, argv: list[str] | None = None) -> dict[str, Any]
     path = experiment_path(storage, name)
     check_free(path, opts.overwrite)
     check_optuna_storage(opts, name)
+    if opts.mlflow is not None:
+        from tunelab.tracking import check_mlflow
+
+        check_mlflow(opts.mlflow)
     private = starts_private_instance(opts.address)
     if private:
         check_local_resources(opts)
@@ -341,7 +355,7 @@ def run_tune(opts: TuneOptions, argv: list[str] | None = None) -> dict[str, Any]
                                         # takes the next trial instead of a fresh actor starting up
                                         reuse_actors=True,
                                         trial_dirname_creator=trial_dirname),
-            run_config=run_config(opts, name, storage),
+            run_config=run_config(opts, name, storage, record),
         )
         from tunelab.progress import LAST_STATUSES
 

@@ -1,0 +1,65 @@
+"""`--mlflow URI`: every trial as an MLflow run, through Ray Tune's own MLflow integration.
+
+Ray's `MLflowLoggerCallback` creates the runs and logs each result; tunelab's subclass changes what
+a user of the tracker needs: params are the trial's full resolved config (Ray logs only the values
+the search passed), metrics are logged under the CONTRACT names with the epoch as the step, and
+every run is tagged with method, dataset, experiment, the Ray trial id and folder, and the trial's
+tunelab status when it ends (finished, stopped, diverged, errored). MLflow is an optional extra;
+this module is imported only when --mlflow is given (after `check_mlflow`).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from ray.air.integrations.mlflow import MLflowLoggerCallback
+
+from analysis.load import status_from
+from trainables import METHOD_CLASSES
+from trainables import metrics as M
+from trainables.config import build_config, to_dict
+from trainables.errors import ConfigError
+
+INSTALL = "pip install -e '.[mlflow]'"
+
+
+def check_mlflow(uri: str | None) -> None:
+    """Refuse --mlflow when MLflow is not installed or the URI is empty, before anything starts."""
+    if uri is None:
+        return
+    if not uri.strip():
+        raise ConfigError("--mlflow '' is empty; give a tracking URI, e.g. sqlite:///runs/mlflow.db")
+    try:
+        import mlflow  # noqa: F401
+    except ImportError:
+        raise ConfigError(f"--mlflow {uri!r} needs MLflow, an optional extra: {INSTALL}") from None
+
+
+class TunelabMLflowCallback(MLflowLoggerCallback):
+    def __init__(self, tracking_uri: str, record: dict[str, Any]):
+        super().__init__(tracking_uri=tracking_uri, experiment_name=record["name"],
+                         tags={"method": record["method"], "dataset": record["dataset"],
+                               "experiment": record["experiment"]})
+        self.method, self.max_t = record["method"], int(record["scheduler"]["max_t"])
+
+    def log_trial_start(self, trial) -> None:
+        if trial in self._trial_runs:
+            return
+        folder = f"{trial.trainable_name}_{trial.trial_id}"
+        run = self.mlflow_util.start_run(tags={**self.tags, "ray_trial_id": trial.trial_id, "trial_dir": folder},
+                                         run_name=folder)
+        self._trial_runs[trial] = run.info.run_id
+        config = to_dict(build_config(METHOD_CLASSES[self.method].config_class, trial.config))
+        self.mlflow_util.log_params(run_id=run.info.run_id, params_to_log=config)
+
+    def log_trial_result(self, iteration: int, trial, result: dict) -> None:
+        metrics = {k: v for k, v in result.items() if "/" in k or k in (M.EPOCH, M.DIVERGED)}
+        self.mlflow_util.log_metrics(run_id=self._trial_runs[trial], metrics_to_log=metrics,
+                                     step=int(result.get(M.EPOCH, iteration)))
+
+    def log_trial_end(self, trial, failed: bool = False) -> None:
+        from mlflow import MlflowClient
+
+        last = trial.last_result or {}
+        status = status_from(int(last.get(M.EPOCH, 0) or 0), bool(last.get(M.DIVERGED)), failed, self.max_t)
+        MlflowClient(self.tracking_uri).set_tag(self._trial_runs[trial], "status", status)
+        super().log_trial_end(trial, failed)
