@@ -301,14 +301,24 @@ def check_models(opts: TuneOptions, fixed: dict[str, Any], space: SearchSpace, d
             check_model_fits(options, data.image_size, data.num_classes)
 
 
-def run_tune(opts: TuneOptions, argv: list[str] | None = None) -> dict[str, Any]:
-    """Run a search; returns the summary (`experiment`, `trials`, `best_config`, `best_metric`, ...).
+@dataclass
+class SearchPlan:
+    """What `plan_search` checked and prepared; nothing of it is written yet."""
 
-    Everything that can be refused is refused before Ray starts or anything is written: options,
-    config values, the search space, the experiment name and storage, resources on a private
-    instance, the data and every model the search could draw. Only then is the experiment locked,
-    its folder made (or an old experiment replaced under --overwrite) and the search started.
-    """
+    fixed: dict[str, Any]
+    space: SearchSpace
+    name: str
+    storage: str
+    path: str
+    private: bool  # tunelab starts its own Ray instance (rather than joining a cluster)
+    data: Any
+
+
+def plan_search(opts: TuneOptions) -> SearchPlan:
+    """Everything that can be refused, refused before anything is written: options, config values,
+    the search space, the experiment name and storage, the Optuna storage and MLflow, the resources
+    (of this machine before a private instance starts, of a cluster right after joining it), the
+    data, and every model the search could draw."""
     _check(opts)
     fixed = fixed_values(opts)
     build_config(METHOD_CLASSES[opts.method].config_class, fixed)  # bad --set fails before anything starts
@@ -332,19 +342,29 @@ def run_tune(opts: TuneOptions, argv: list[str] | None = None) -> dict[str, Any]
     check_models(opts, fixed, space, data)
     connect_ray(opts.address)
     check_cluster(opts, storage)
-    with ExperimentLock(path) as lock:
-        lock.note(**ray_session(private))
-        prepare_folder(path, opts.overwrite)
-        replace_study(opts, name)
+    return SearchPlan(fixed, space, name, storage, path, private, data)
+
+
+def run_tune(opts: TuneOptions, argv: list[str] | None = None) -> dict[str, Any]:
+    """Run a search; returns the summary (`experiment`, `trials`, `best_config`, `best_metric`, ...).
+
+    Once `plan_search` has passed, the experiment is locked, its folder made (or an old experiment
+    and its study replaced under --overwrite), its record written and the search started.
+    """
+    plan = plan_search(opts)
+    with ExperimentLock(plan.path) as lock:
+        lock.note(**ray_session(plan.private))
+        prepare_folder(plan.path, opts.overwrite)
+        replace_study(opts, plan.name)
         allow_parallel_pending_trials(opts)
         from ray import tune
 
-        search_alg, sampled = build_search(opts, space, name)
-        record = experiment_record(opts, name, path, fixed, space, argv)
-        write_record(path, record)
+        search_alg, sampled = build_search(opts, plan.space, plan.name)
+        record = experiment_record(opts, plan.name, plan.path, plan.fixed, plan.space, argv)
+        write_record(plan.path, record)
         tuner = tune.Tuner(
-            build_trainable(opts, data),
-            param_space={**fixed, **sampled},
+            build_trainable(opts, plan.data),
+            param_space={**plan.fixed, **sampled},
             tune_config=tune.TuneConfig(search_alg=search_alg, scheduler=build_scheduler(opts),
                                         # recorded with the experiment: Tuner.restore(...).get_results()
                                         # .get_best_result() needs no arguments
@@ -355,12 +375,16 @@ def run_tune(opts: TuneOptions, argv: list[str] | None = None) -> dict[str, Any]
                                         # takes the next trial instead of a fresh actor starting up
                                         reuse_actors=True,
                                         trial_dirname_creator=trial_dirname),
-            run_config=run_config(opts, name, storage, record),
+            run_config=run_config(opts, plan.name, plan.storage, record),
         )
-        from tunelab.progress import LAST_STATUSES
+        return fit_and_finish(tuner, record, plan.path)
 
-        LAST_STATUSES.clear()
-        return finish(tuner.fit(), record, path)
+
+def fit_and_finish(tuner, record: dict[str, Any], path: str) -> dict[str, Any]:
+    from tunelab.progress import LAST_STATUSES
+
+    LAST_STATUSES.clear()
+    return finish(tuner.fit(), record, path)
 
 
 def options_from_record(record: dict[str, Any], path: str) -> TuneOptions:
@@ -414,10 +438,7 @@ def resume(path: str, resume_errored: bool = False, restart_errored: bool = Fals
             keep_default_loggers_off()
         tuner = tune.Tuner.restore(path, trainable=build_trainable(opts, data), resume_unfinished=True,
                                    resume_errored=resume_errored, restart_errored=restart_errored)
-        from tunelab.progress import LAST_STATUSES
-
-        LAST_STATUSES.clear()
-        return finish(tuner.fit(), record, path)
+        return fit_and_finish(tuner, record, path)
 
 
 # ----------------------------------------------------------------------------- records and summaries
