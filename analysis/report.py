@@ -13,7 +13,7 @@ import pandas as pd
 
 from analysis.load import experiment_id, load_experiments, local_path, read_record, trial_summary
 from analysis.record import is_experiment, is_uri
-from analysis.tables import comparison, format_table, importance, importance_note
+from analysis.tables import comparison, format_table, importance, importance_note, study_importance
 from trainables import metrics as M
 from trainables.errors import ConfigError
 from trainables.fileio import atomic_write_bytes, atomic_write_text, check_output_path
@@ -35,6 +35,16 @@ def check_out_dir(out: Path, experiments: list[Path]) -> None:
     if resolved.is_dir() and any(resolved.iterdir()) and not (resolved / "report.md").is_file():
         raise ConfigError(f"--out {str(out)!r} already holds files that are not a tunelab report; choose an "
                           "empty or new folder (its files are kept as they are)")
+
+
+def method_importance(trials: pd.DataFrame, records: list[dict[str, Any]], space) -> tuple[pd.DataFrame, str | None]:
+    """From the stored Optuna study when one experiment with a study stands behind these trials,
+    else from the experiment files; both score full-budget trials only."""
+    if len(records) == 1 and records[0]["search"].get("optuna_storage"):
+        stored = study_importance(records[0]["search"]["optuna_storage"], records[0]["name"])
+        if stored is not None:
+            return stored
+    return importance(trials, space), importance_note(trials)
 
 
 def search_settings(record: dict[str, Any]) -> str:
@@ -91,8 +101,8 @@ def write_report(experiments: list[str | Path], out: str | Path, confirmations: 
     table = comparison(summary, confirmations, baseline=baseline, spaces=spaces)
     importances, notes = [], {}
     for method, trials in summary.groupby("method", sort=False):
-        notes[method] = importance_note(trials)
-        found = importance(trials, spaces.get(method, []))
+        found, notes[method] = method_importance(trials, [r for e, r in records.items() if labels[e] == method],
+                                                 spaces.get(method, []))
         importances.append(found.assign(method=method)[["method", "param", "importance"]])
     importance_frame = pd.concat(importances, ignore_index=True) if importances else pd.DataFrame()
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -189,6 +190,34 @@ def importance(summary: pd.DataFrame, space: list[dict[str, Any]], metric: str =
     except (RuntimeError, ValueError):
         return pd.DataFrame(columns=["param", "importance"])
     return pd.DataFrame(sorted(found.items(), key=lambda kv: -kv[1]), columns=["param", "importance"])
+
+
+def study_importance(storage: str, study_name: str, seed: int = 0) -> tuple[pd.DataFrame, str | None] | None:
+    """fANOVA importance read from a stored Optuna study: its COMPLETE trials are the full-budget ones
+    (tunelab's searcher tells ASHA-stopped trials PRUNED). (frame, note) as `importance` and
+    `importance_note`; None when the study cannot be opened (the caller falls back to the files)."""
+    import optuna
+    from sqlalchemy.engine import make_url
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        url = make_url(storage)
+        if url.get_backend_name() == "sqlite" and not Path(url.database or "").is_file():
+            return None  # opening would create an empty database: a report never writes
+        study = optuna.load_study(study_name=study_name, storage=storage)
+    except Exception:  # gone, moved, another schema: the experiment's own files still answer
+        return None
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    empty = pd.DataFrame(columns=["param", "importance"])
+    if len(complete) < MIN_IMPORTANCE_TRIALS:
+        return empty, (f"not computed: the study holds {len(complete)} COMPLETE (full-budget) trial(s), fANOVA "
+                       f"needs at least {MIN_IMPORTANCE_TRIALS} (pruned trials are not scored as final)")
+    try:
+        found = optuna.importance.get_param_importances(
+            study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=seed))
+    except (RuntimeError, ValueError):
+        return empty, "not computed (fANOVA could not fit the study's trials)"
+    return pd.DataFrame(sorted(found.items(), key=lambda kv: -kv[1]), columns=["param", "importance"]), None
 
 
 def _distribution(entry: dict[str, Any]):

@@ -172,3 +172,35 @@ def test_importance_scores_full_budget_trials_only_and_needs_enough_of_them():
     few = pd.DataFrame(rows[: 2 * (MIN_IMPORTANCE_TRIALS - 1)])  # MIN - 1 finished trials
     assert importance(few, space).empty
     assert f"{MIN_IMPORTANCE_TRIALS - 1} trial(s) ran the full budget" in importance_note(few)
+
+
+def test_importance_is_read_from_the_stored_study_when_there_is_one(tmp_path):
+    import optuna
+
+    from analysis.report import method_importance
+
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(study_name="exp", storage=url, direction="maximize",
+                                sampler=optuna.samplers.RandomSampler(seed=0))
+    for _ in range(30):  # the objective depends on lr only; pruned trials would say otherwise
+        trial = study.ask({"lr": optuna.distributions.FloatDistribution(1e-4, 1e-1, log=True),
+                           "wd": optuna.distributions.FloatDistribution(0.0, 1.0)})
+        study.tell(trial, -abs(math.log10(trial.params["lr"]) + 2.5))
+    pruned = study.ask({"lr": optuna.distributions.FloatDistribution(1e-4, 1e-1, log=True),
+                        "wd": optuna.distributions.FloatDistribution(0.0, 1.0)})
+    study.tell(pruned, state=optuna.trial.TrialState.PRUNED)
+    record = {"name": "exp", "search": {"optuna_storage": url}}
+    files = pd.DataFrame({"trial_id": ["x"], "val/acc": [0.5], "status": ["finished"]})  # would be too few
+    found, note = method_importance(files, [record], space=[])
+    assert note is None and found.set_index("param")["importance"]["lr"] > 0.8
+    gone = {"name": "missing", "search": {"optuna_storage": f"sqlite:///{tmp_path / 'none.db'}"}}
+    found, note = method_importance(files, [gone], space=[])  # the study is not there: the files answer
+    assert found.empty and "1 trial(s) ran the full budget" in note
+
+
+def test_a_missing_study_file_is_not_created_by_a_report(tmp_path):
+    from analysis.tables import study_importance
+
+    assert study_importance(f"sqlite:///{tmp_path / 'none.db'}", "exp") is None
+    assert not (tmp_path / "none.db").exists()
