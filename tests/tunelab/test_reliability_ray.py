@@ -41,7 +41,7 @@ def test_sigterm_exits_130_with_the_running_trial_incomplete_and_resume_continue
     cluster, _ = ray_cluster
     env = {**os.environ, "RAY_ADDRESS": cluster.address, "PYTHONUNBUFFERED": "1"}
     experiment = tmp_path / "intr"
-    command = [sys.executable, "-m", "tunelab", "tune", "classifier", "--num-samples", "2", "--max-epochs", "60",
+    command = [sys.executable, "-m", "tunelab", "tune", "classifier", "--num-samples", "2", "--max-epochs", "100",
                "--scheduler", "fifo", "--max-concurrent", "1", "--checkpoint-interval", "0",
                "--storage", f"file://{tmp_path}", "--name", "intr", *_sets(TINY)]
     driver = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -54,14 +54,16 @@ def test_sigterm_exits_130_with_the_running_trial_incomplete_and_resume_continue
     assert driver.returncode == 130, err[-3000:]
     assert "interrupted with 1 trial(s) incomplete; continue with `tunelab resume" in err
     record = json.loads((experiment / "tunelab.json").read_text())
-    assert list(record["final_statuses"].values()) == ["incomplete"]
-    assert set(trial_summary(load_experiment(experiment))["status"]) == {"incomplete"}
+    assert list(record["final_statuses"].values()).count("incomplete") == 1  # the one running when it came
+    assert set(record["final_statuses"].values()) <= {"incomplete", "finished"}
+    assert "incomplete" in set(trial_summary(load_experiment(experiment))["status"])
 
     # Ray's snapshot names the trial's latest checkpoint. Make it look as after a hard kill, where a
     # newer checkpoint had already replaced it: resume must continue from the newest one on disk.
     from ray.tune import ExperimentAnalysis
 
-    (trial,) = ExperimentAnalysis(str(experiment)).trials
+    interrupted = [i for i, status in record["final_statuses"].items() if status == "incomplete"]
+    (trial,) = [t for t in ExperimentAnalysis(str(experiment)).trials if t.trial_id in interrupted]
     named = Path(trial.checkpoint.path)
     index = int(named.name.rsplit("_", 1)[-1])
     newer = max(named.parent.glob("checkpoint_*"))
@@ -79,8 +81,14 @@ def test_sigterm_exits_130_with_the_running_trial_incomplete_and_resume_continue
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert summary["trials"] == 2 and summary["statuses"] == {"finished": 2}
     frame = _progress(experiment)[named.parent.name]
-    assert sorted(set(frame["epoch"])) == list(range(1, 61))
-    assert len(frame) < epochs_before + 60, "the resumed trial started over instead of continuing"
+    epochs = set(frame["epoch"])
+    assert epochs <= set(range(1, 101)) and 100 in epochs
+    # Ray Tune can stop a trial after it registered an epoch's checkpoint but before its CSV logger wrote
+    # that epoch's row (seen once in four runs): the trial continues after that epoch, whose row is then
+    # missing. At most that one epoch, at the interruption, may lack a row; every other epoch is there.
+    missing = set(range(1, 101)) - epochs
+    assert len(missing) <= 1 and all(e <= epochs_before + 1 for e in missing), sorted(missing)
+    assert len(frame) < epochs_before + 100, "the resumed trial started over instead of continuing"
 
 
 def test_a_search_where_every_trial_failed_exits_1_naming_an_error_file_in_the_experiment(
