@@ -28,6 +28,8 @@ from trainables.errors import ConfigError
 __all__ = ["FINAL_STATUSES", "TUNELAB_FILE", "read_record", "local_path", "load_experiment", "load_experiments",
            "trial_summary", "status_from"]
 CONFIG_PREFIX = "config/"
+# Ray's statuses of a trial the driver left unfinished (recorded `incomplete`, continued by `resume`).
+UNFINISHED_RAY_STATUSES = ("RUNNING", "PENDING", "PAUSED")
 
 
 class TrialFileError(ValueError):
@@ -104,7 +106,7 @@ def status_from(last_epoch: int, diverged: bool, errored: bool, max_epochs: int,
         return "diverged"
     if last_epoch >= max_epochs:
         return "finished"
-    if ray_status in ("RUNNING", "PENDING", "PAUSED"):
+    if ray_status in UNFINISHED_RAY_STATUSES:
         return "incomplete"
     return "stopped"
 

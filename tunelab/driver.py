@@ -19,7 +19,7 @@ from typing import Any
 
 import pandas as pd
 
-from analysis.load import rank_trials, status_from
+from analysis.load import UNFINISHED_RAY_STATUSES, rank_trials, status_from
 from analysis.record import FINAL_STATUSES, TUNELAB_FILE, is_uri, read_record, write_record
 from search_spaces import space_for
 from search_spaces.base import Choice, IntRange, SearchSpace, describe
@@ -470,9 +470,6 @@ def experiment_record(opts: TuneOptions, name: str, path: str, fixed: dict[str, 
     }
 
 
-INCOMPLETE_RAY_STATUSES = ("RUNNING", "PENDING", "PAUSED")
-
-
 def finish(grid, record: dict[str, Any], path: str) -> dict[str, Any]:
     """Record every trial's final status in tunelab.json, then summarise.
 
@@ -504,7 +501,7 @@ def summarise(grid, record: dict[str, Any]) -> dict[str, Any]:
         trial_id = str(last.get("trial_id") or Path(result.path).name.rsplit("_", 1)[-1])
         ray_status = last_statuses.get(trial_id, "")
         status = status_from(int(last.get(M.EPOCH, 0)), bool(last.get(M.DIVERGED)), result.error is not None,
-                             max_epochs, ray_status if ray_status in INCOMPLETE_RAY_STATUSES else "")
+                             max_epochs, ray_status if ray_status in UNFINISHED_RAY_STATUSES else "")
         statuses[status] = statuses.get(status, 0) + 1
         trial_statuses[trial_id] = status
         if status == "errored":

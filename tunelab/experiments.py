@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from analysis.load import UNFINISHED_RAY_STATUSES
 from analysis.record import is_experiment, is_uri, local_path
 from trainables.errors import ConfigError
 
@@ -254,7 +255,7 @@ def repair_latest_checkpoints(path: str, resume_errored: bool) -> None:
         return  # remote storage: Ray's own restore semantics
     from ray.tune import ExperimentAnalysis
 
-    resumable = {"RUNNING", "PENDING", "PAUSED"} | ({"ERROR"} if resume_errored else set())
+    resumable = {*UNFINISHED_RAY_STATUSES, *(("ERROR",) if resume_errored else ())}
     for trial in ExperimentAnalysis(str(local)).trials:
         checkpoint = trial.checkpoint
         if trial.status not in resumable or checkpoint is None:

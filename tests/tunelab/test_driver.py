@@ -54,14 +54,6 @@ def test_existing_experiment_is_refused_and_kept(tmp_path):
     assert not (tmp_path / "exp" / "result.json").exists()
 
 
-def test_overwrite_never_deletes_a_folder_that_is_not_an_experiment(tmp_path):
-    (tmp_path / "mine").mkdir()
-    (tmp_path / "mine" / "thesis.tex").write_text("precious")
-    with pytest.raises(ConfigError, match="--overwrite refused: .* is not a tunelab experiment"):
-        prepare_folder(str(tmp_path / "mine"), overwrite=True)
-    assert (tmp_path / "mine" / "thesis.tex").read_text() == "precious"
-
-
 def test_unwritable_storage_is_refused(tmp_path):
     (tmp_path / "file").write_text("")
     with pytest.raises(ConfigError, match="is not writable"):
