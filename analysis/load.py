@@ -69,6 +69,8 @@ def _fetch(uri: str) -> Path:
     atexit.register(shutil.rmtree, target, ignore_errors=True)
     for info in fs.get_file_info(pafs.FileSelector(root, recursive=True)):
         parts = info.path[len(root):].strip("/").split("/")
+        if any(part in ("", ".", "..") for part in parts):
+            continue  # an object key such as 'a/../x' must not be written outside the temporary folder
         top_level = len(parts) == 1 and (parts[0] == TUNELAB_FILE or parts[0].startswith("experiment_state-"))
         if info.type == pafs.FileType.File and (top_level or (len(parts) == 2 and parts[1] in TRIAL_FILES)):
             (target / "/".join(parts[:-1])).mkdir(parents=True, exist_ok=True)
