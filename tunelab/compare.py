@@ -18,7 +18,7 @@ from trainables import METHOD_CLASSES
 from trainables import metrics as M
 from trainables.errors import ConfigError
 from trainables.fileio import check_output_path
-from tunelab.driver import TuneOptions, connect_ray, run_tune
+from tunelab.driver import TuneOptions, check_trackers, connect_ray, run_tune
 from tunelab.options import option, shared
 
 DEFAULT_METHODS = tuple(METHOD_CLASSES)  # every registered method, in registration order
@@ -40,6 +40,7 @@ class CompareOptions:
     gpus_per_trial: float = shared(TuneOptions, "gpus_per_trial")
     address: str | None = shared(TuneOptions, "address")
     mlflow: str | None = shared(TuneOptions, "mlflow")
+    wandb: str | None = shared(TuneOptions, "wandb")
     baseline: str | None = option(None, "method the others are compared with (default finetune)")
 
 
@@ -74,6 +75,7 @@ def run_compare(opts: CompareOptions) -> dict[str, Any]:
     if opts.seeds < 1:
         raise ConfigError(f"--seeds {opts.seeds} is out of range; allowed: >= 1")
     check_baseline(opts.baseline, opts.methods)
+    check_trackers(opts.mlflow, opts.wandb)
     out = check_output_path(opts.out if opts.out is not None else
                             f"compare/{opts.dataset.split(':')[0]}-{time.strftime('%Y%m%d-%H%M%S')}", "--out", "folder")
     if out.exists() and any(out.iterdir()):
@@ -90,7 +92,7 @@ def run_compare(opts: CompareOptions) -> dict[str, Any]:
         summary = run_tune(TuneOptions(method=method, dataset=opts.dataset, data_dir=opts.data_dir,
                                        num_samples=opts.num_samples, max_epochs=opts.max_epochs, seed=opts.seed,
                                        cpus_per_trial=opts.cpus_per_trial, gpus_per_trial=opts.gpus_per_trial,
-                                       mlflow=opts.mlflow,
+                                       mlflow=opts.mlflow, wandb=opts.wandb,
                                        # a URI: valid whether Ray runs here alone or joined a local cluster
                                        storage=(out / "runs").resolve().as_uri(), name=method))
         if summary.get("interrupted"):  # Ctrl-C/SIGTERM stopped this search: stop the comparison too

@@ -20,7 +20,7 @@ from typing import Any
 import pandas as pd
 
 from analysis.load import UNFINISHED_RAY_STATUSES, rank_trials, status_from
-from analysis.record import FINAL_STATUSES, TUNELAB_FILE, is_uri, read_record, write_record
+from analysis.record import FINAL_STATUSES, TUNELAB_FILE, is_uri, local_path, read_record, write_record
 from search_spaces import space_for
 from search_spaces.base import Choice, IntRange, SearchSpace, describe
 from search_spaces.overrides import apply_overrides, load_space_file
@@ -76,6 +76,8 @@ class TuneOptions:
     tensorboard: bool = option(False, "also write TensorBoard event files per trial")
     mlflow: str | None = option(None, "log every trial as an MLflow run at this tracking URI (e.g. "
                                       "sqlite:///runs/mlflow.db); needs pip install -e '.[mlflow]'", metavar="URI")
+    wandb: str | None = option(None, "log every trial as a W&B run in this project (WANDB_MODE=offline: under "
+                                     "EXPERIMENT/wandb/); needs pip install -e '.[wandb]'", metavar="PROJECT")
     metric: str = M.VAL_ACC
     mode: str = "max"
 
@@ -258,12 +260,31 @@ def run_config(opts: TuneOptions, name: str, storage: str, record: dict[str, Any
                    *logger_callbacks(opts.tensorboard), *tracker_callbacks(opts, record)])
 
 
-def tracker_callbacks(opts: TuneOptions, record: dict[str, Any]) -> list:
-    if opts.mlflow is None:
-        return []
-    from tunelab.tracking import TunelabMLflowCallback
+def check_trackers(mlflow: str | None, wandb: str | None) -> None:
+    """--mlflow / --wandb refused (extra not installed, bad URI or project, no W&B login) before
+    anything starts; their modules are imported only when asked for."""
+    if mlflow is not None:
+        from tunelab.tracking import check_mlflow
 
-    return [TunelabMLflowCallback(opts.mlflow, record)]
+        check_mlflow(mlflow)
+    if wandb is not None:
+        from tunelab.tracking_wandb import check_wandb
+
+        check_wandb(wandb)
+
+
+def tracker_callbacks(opts: TuneOptions, record: dict[str, Any]) -> list:
+    callbacks = []
+    if opts.mlflow is not None:
+        from tunelab.tracking import TunelabMLflowCallback
+
+        callbacks.append(TunelabMLflowCallback(opts.mlflow, record))
+    if opts.wandb is not None:
+        from tunelab.tracking_wandb import TunelabWandbCallback
+
+        folder = local_path(record["experiment"])  # offline runs beside the experiment's own files
+        callbacks.append(TunelabWandbCallback(opts.wandb, record, str(folder) if folder else None))
+    return callbacks
 
 
 def load_shared_data(method: str, fixed: dict[str, Any]):
@@ -329,10 +350,7 @@ def plan_search(opts: TuneOptions) -> SearchPlan:
     path = experiment_path(storage, name)
     check_free(path, opts.overwrite)
     check_optuna_storage(opts, name)
-    if opts.mlflow is not None:
-        from tunelab.tracking import check_mlflow
-
-        check_mlflow(opts.mlflow)
+    check_trackers(opts.mlflow, opts.wandb)
     private = starts_private_instance(opts.address)
     if private:
         check_local_resources(opts)

@@ -5,7 +5,8 @@ a user of the tracker needs: params are the trial's full resolved config (Ray lo
 the search passed), metrics are logged under the CONTRACT names with the epoch as the step, and
 every run is tagged with method, dataset, experiment, the Ray trial id and folder, and the trial's
 tunelab status when it ends (finished, stopped, diverged, errored). MLflow is an optional extra;
-this module is imported only when --mlflow is given (after `check_mlflow`).
+this module is imported only when --mlflow or --wandb is given. The helpers below are shared with
+the W&B callback (tunelab/tracking_wandb.py), so both trackers show a trial the same way.
 """
 from __future__ import annotations
 
@@ -27,11 +28,32 @@ def check_mlflow(uri: str | None) -> None:
     if uri is None:
         return
     if not uri.strip():
-        raise ConfigError("--mlflow '' is empty; give a tracking URI, e.g. sqlite:///runs/mlflow.db")
+        raise ConfigError(f"--mlflow {uri!r} is empty; give a tracking URI, e.g. sqlite:///runs/mlflow.db")
     try:
         import mlflow  # noqa: F401
     except ImportError:
         raise ConfigError(f"--mlflow {uri!r} needs MLflow, an optional extra: {INSTALL}") from None
+
+
+def trial_folder(trial) -> str:
+    """The trial's folder name in the experiment (driver.trial_dirname), to find it on disk."""
+    return f"{trial.trainable_name}_{trial.trial_id}"
+
+
+def resolved_config(method: str, trial) -> dict[str, Any]:
+    """Every config key of the trial (Ray passes on only the values the search drew)."""
+    return to_dict(build_config(METHOD_CLASSES[method].config_class, trial.config))
+
+
+def contract_metrics(result: dict) -> dict[str, Any]:
+    """The CONTRACT metrics of one result (`val/acc`, `train/loss`, ...) and the epoch; none of
+    Ray's bookkeeping (pid, hostname, time_this_iter_s, ...)."""
+    return {k: v for k, v in result.items() if "/" in k or k in (M.EPOCH, M.DIVERGED)}
+
+
+def final_status(trial, failed: bool, max_t: int) -> str:
+    last = trial.last_result or {}
+    return status_from(int(last.get(M.EPOCH, 0) or 0), bool(last.get(M.DIVERGED)), failed, max_t)
 
 
 class TunelabMLflowCallback(MLflowLoggerCallback):
@@ -44,22 +66,19 @@ class TunelabMLflowCallback(MLflowLoggerCallback):
     def log_trial_start(self, trial) -> None:
         if trial in self._trial_runs:
             return
-        folder = f"{trial.trainable_name}_{trial.trial_id}"
+        folder = trial_folder(trial)
         run = self.mlflow_util.start_run(tags={**self.tags, "ray_trial_id": trial.trial_id, "trial_dir": folder},
                                          run_name=folder)
         self._trial_runs[trial] = run.info.run_id
-        config = to_dict(build_config(METHOD_CLASSES[self.method].config_class, trial.config))
-        self.mlflow_util.log_params(run_id=run.info.run_id, params_to_log=config)
+        self.mlflow_util.log_params(run_id=run.info.run_id, params_to_log=resolved_config(self.method, trial))
 
     def log_trial_result(self, iteration: int, trial, result: dict) -> None:
-        metrics = {k: v for k, v in result.items() if "/" in k or k in (M.EPOCH, M.DIVERGED)}
-        self.mlflow_util.log_metrics(run_id=self._trial_runs[trial], metrics_to_log=metrics,
+        self.mlflow_util.log_metrics(run_id=self._trial_runs[trial], metrics_to_log=contract_metrics(result),
                                      step=int(result.get(M.EPOCH, iteration)))
 
     def log_trial_end(self, trial, failed: bool = False) -> None:
         from mlflow import MlflowClient
 
-        last = trial.last_result or {}
-        status = status_from(int(last.get(M.EPOCH, 0) or 0), bool(last.get(M.DIVERGED)), failed, self.max_t)
+        status = final_status(trial, failed, self.max_t)
         MlflowClient(self.tracking_uri).set_tag(self._trial_runs[trial], "status", status)
         super().log_trial_end(trial, failed)

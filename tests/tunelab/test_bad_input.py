@@ -124,6 +124,12 @@ CASES = [
     ("negative checkpoint interval", ["tune", "classifier", "--checkpoint-interval", "-5"],
      ["--checkpoint-interval -5", ">= 0"]),
     ("stop-at not finite", ["tune", "classifier", "--stop-at", "nan"], ["--stop-at nan", "finite value of val/acc"]),
+    ("wandb project with a slash", ["tune", "classifier", "--storage", "{d}/runs", "--wandb", "team/proj"],
+     ["--wandb 'team/proj'", "not a valid W&B project name", "without any of"]),
+    ("compare wandb project empty", ["compare", "--out", "{d}/cmp", "--wandb", ""],
+     ["--wandb ''", "not a valid W&B project name"]),
+    ("compare mlflow uri empty", ["compare", "--out", "{d}/cmp", "--mlflow", " "],
+     ["--mlflow ' ' is empty", "give a tracking URI"]),
     # issue: reliability one step outside the tests
     ("name '..' with --overwrite", ["tune", "classifier", "--storage", "{d}/runs", "--name", "..", "--overwrite"],
      ["--name '..' is not a valid experiment name", "no '..'"]),
