@@ -13,7 +13,8 @@ import pandas as pd
 
 from analysis.load import experiment_id, load_experiments, local_path, read_record, trial_summary
 from analysis.record import is_experiment, is_uri
-from analysis.tables import comparison, format_table, importance, importance_note, study_importance
+from analysis.tables import (applied_case, comparison, envelope_row, format_table, importance, importance_note,
+                             study_importance)
 from trainables import metrics as M
 from trainables.errors import ConfigError
 from trainables.fileio import atomic_write_bytes, atomic_write_text, check_output_path
@@ -207,8 +208,12 @@ def _param_plot(method, param, trials, space, folder) -> Path | None:
     if column not in trials:
         return None
     data = trials.dropna(subset=[M.VAL_ACC])
-    fig, ax = plt.subplots(figsize=(5, 3.6))
     entry = next((e for e in space if e["name"] == param), {})
+    if entry.get("type") == "Conditional":  # only the trials that sampled it (not Adam's momentum)
+        parent = data.get("config/" + entry["parent"], pd.Series(index=data.index, dtype=object))
+        data = data[[applied_case(entry, {entry["parent"]: v}) is not None for v in parent]]
+        entry = envelope_row(entry) or {}
+    fig, ax = plt.subplots(figsize=(5, 3.6))
     values = data[column]
     categorical = "options" in entry or values.dtype == object or values.dtype == bool
     if categorical:

@@ -71,11 +71,34 @@ def welch_diff_ci(a, b) -> tuple[float, float, float]:
     return diff, diff - half, diff + half
 
 
+def applied_case(entry: dict[str, Any], config: dict[str, Any]) -> dict[str, Any] | None:
+    """A `describe` row as it applied to one config: a conditional row becomes the row of its case
+    for the config's parent value (None where it was not sampled, or the parent is unknown)."""
+    if entry.get("type") != "Conditional":
+        return entry
+    for case in entry["cases"]:
+        if case["when"] == config.get(entry["parent"]) and case["type"] != "not sampled":
+            return {**entry, **case}
+    return None
+
+
+def envelope_row(entry: dict[str, Any]) -> dict[str, Any] | None:
+    """A conditional row as one range over all its cases (None if any case is not sampled, or the
+    cases are choices): what importance can score across every trial."""
+    if entry.get("type") != "Conditional":
+        return entry
+    cases = entry["cases"]
+    if any(c["type"] not in ("FloatRange", "IntRange") for c in cases) or len({c["type"] for c in cases}) > 1:
+        return None
+    return {**entry, "type": cases[0]["type"], "low": min(c["low"] for c in cases),
+            "high": max(c["high"] for c in cases), "log": all(c["log"] for c in cases)}
+
+
 def edge_params(best_config: dict[str, Any], space: list[dict[str, Any]]) -> list[str]:
     """Searched numeric hyperparameters whose best value lies at the edge of the searched range."""
     flagged = []
-    for entry in space:
-        if "low" not in entry or entry["name"] not in best_config:
+    for entry in map(lambda e: applied_case(e, best_config), space):
+        if entry is None or "low" not in entry or entry["name"] not in best_config:
             continue
         value, low, high = best_config[entry["name"]], entry["low"], entry["high"]
         if value is None or pd.isna(value):
@@ -171,7 +194,10 @@ def importance(summary: pd.DataFrame, space: list[dict[str, Any]], metric: str =
     """
     import optuna
 
-    distributions = {e["name"]: _distribution(e) for e in space}
+    # A conditional entry that some trials do not sample (momentum under Adam) is left out: its
+    # values there are the config default, not a draw. One that every trial samples enters with
+    # the envelope of its per-option ranges.
+    distributions = {e["name"]: _distribution(e) for e in map(envelope_row, space) if e is not None}
     trials = []
     for _, row in scored_for_importance(summary, metric).iterrows():
         params = {name: _param_value(row.get(CONFIG_PREFIX + name), dist) for name, dist in distributions.items()}

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from search_spaces import arcface, classifier, finetune
-from search_spaces.base import Choice, FloatRange, IntRange, Param, SearchSpace, describe
+from search_spaces.base import Choice, Conditional, FloatRange, IntRange, Param, SearchSpace, describe
 
 SPACES: dict[str, SearchSpace] = {
     "classifier": classifier.SPACE,
@@ -25,4 +25,4 @@ def space_for(method: str) -> SearchSpace:
             return SPACES[name]
     raise KeyError(f"method {method!r} has no search space and extends no method that has one")
 
-__all__ = ["SPACES", "space_for", "Choice", "FloatRange", "IntRange", "Param", "SearchSpace", "describe"]
+__all__ = ["SPACES", "space_for", "Choice", "Conditional", "FloatRange", "IntRange", "Param", "SearchSpace", "describe"]

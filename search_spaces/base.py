@@ -52,7 +52,76 @@ class Choice:
 
 
 Param = Union[FloatRange, IntRange, Choice]
-SearchSpace = dict[str, Param]
+
+
+@dataclass(frozen=True)
+class Conditional:
+    """An entry that depends on another entry's choice, sampled define-by-run (Optuna's native form).
+
+    `cases` pairs each option of the `parent` Choice with the range searched under it, or None
+    where the key does not apply there: then it is not sampled, the config's value stands, and
+    neither importance nor the edge-of-range flag sees it. Example: Adam diverges at learning
+    rates where SGD is fine, so `lr` gets a range per optimizer; momentum exists for SGD only.
+    """
+
+    parent: str
+    cases: tuple[tuple[Any, Param | None], ...]
+    unit: str = ""
+    reason: str = ""
+    role: str = "nuisance"
+
+    def __post_init__(self):
+        options = [option for option, _ in self.cases]
+        if not options or len(set(map(repr, options))) < len(options):
+            raise ConfigError(f"a conditional entry needs distinct options of {self.parent!r}, got {options!r}")
+        if any(case is not None and not isinstance(case, (FloatRange, IntRange, Choice)) for _, case in self.cases):
+            raise ConfigError("a conditional entry's cases are FloatRange, IntRange, Choice or None")
+        if self.role not in ROLES:
+            raise ConfigError(f"role={self.role!r} is not valid; choose from: {', '.join(ROLES)}")
+
+    def case(self, option: Any) -> Param | None:
+        for known, case in self.cases:
+            if known == option and type(known) is type(option):
+                return case
+        raise ConfigError(f"{self.parent}={option!r} has no case in a conditional entry; "
+                          f"its cases are: {', '.join(repr(o) for o, _ in self.cases)}")
+
+
+Entry = Union[FloatRange, IntRange, Choice, Conditional]
+SearchSpace = dict[str, Entry]
+
+
+def settle_conditions(space: SearchSpace, values: dict[str, Any]) -> SearchSpace:
+    """The space with every Conditional whose parent is not searched replaced by its case for the
+    parent's value in `values` (the fixed or default config), or dropped where it does not apply.
+    A Conditional whose parent is searched must have a case for each of the parent's options."""
+    settled: SearchSpace = {}
+    for name, entry in space.items():
+        if not isinstance(entry, Conditional):
+            settled[name] = entry
+            continue
+        parent = space.get(entry.parent)
+        if isinstance(parent, Choice):
+            for option in parent.options:
+                try:
+                    entry.case(option)
+                except ConfigError:
+                    raise ConfigError(f"search space: {name} has no range for {entry.parent}={option!r}; give one "
+                                      f"in its conditional entry or drop that option") from None
+            settled[name] = entry
+        elif (case := entry.case(values[entry.parent])) is not None:
+            settled[name] = case
+    return settled
+
+
+def conditionals(space: SearchSpace) -> dict[str, Conditional]:
+    return {name: e for name, e in space.items() if isinstance(e, Conditional)}
+
+
+def _param_row(p: Param) -> dict[str, Any]:
+    if isinstance(p, Choice):
+        return {"type": "Choice", "options": list(p.options)}
+    return {"type": type(p).__name__, "low": p.low, "high": p.high, "log": p.log}
 
 
 def _check_range(p) -> None:
@@ -70,9 +139,11 @@ def describe(space: SearchSpace) -> list[dict[str, Any]]:
     for name, p in space.items():
         row: dict[str, Any] = {"name": name, "type": type(p).__name__, "unit": p.unit, "role": p.role,
                                "reason": p.reason}
-        if isinstance(p, Choice):
-            row["options"] = list(p.options)
+        if isinstance(p, Conditional):
+            row["parent"] = p.parent
+            row["cases"] = [{"when": option, **(_param_row(case) if case is not None else {"type": "not sampled"})}
+                            for option, case in p.cases]
         else:
-            row.update(low=p.low, high=p.high, log=p.log)
+            row.update({k: v for k, v in _param_row(p).items() if k != "type"})
         rows.append(row)
     return rows

@@ -1,6 +1,7 @@
 """`--space FILE`: narrow, extend or drop entries of a method's search space from YAML.
 
-    lr: {low: 1.0e-4, high: 1.0e-2}        # narrow an entry (log scale kept)
+    lr: {low: 1.0e-4, high: 1.0e-2}        # narrow an entry (log scale kept); one range for every
+                                           # optimizer where the default has one per optimizer
     optimizer: {choices: [sgd, adamw]}     # fewer choices
     dropout: {low: 0.0, high: 0.5}         # add a config key that was not searched
     label_smoothing: null                  # drop an entry (its default, or --set, applies)
@@ -14,7 +15,7 @@ import math
 import typing
 from typing import Any
 
-from search_spaces.base import Choice, FloatRange, IntRange, Param, SearchSpace
+from search_spaces.base import Choice, Conditional, FloatRange, IntRange, Param, SearchSpace
 from trainables.config import build_config, field_names, read_yaml_mapping, unwrap_optional
 from trainables.data import DataOptions
 from trainables.errors import ConfigError
@@ -31,6 +32,17 @@ NOT_SEARCHABLE: dict[str, str] = {
     "threads": "follows the CPUs a trial reserves; use --cpus-per-trial",
     "gpu_memory_fraction": "follows the GPU share a trial reserves; use --gpus-per-trial",
 }
+
+
+def envelope(entry: Conditional) -> Param | None:
+    """The smallest single range holding every case of a conditional entry (log if all are), with
+    its unit and reason; None when its cases are not numeric ranges of one kind."""
+    cases = [case for _, case in entry.cases if case is not None]
+    kinds = {type(case) for case in cases}
+    if len(kinds) != 1 or kinds & {Choice}:
+        return None
+    return kinds.pop()(min(c.low for c in cases), max(c.high for c in cases), log=all(c.log for c in cases),
+                       unit=entry.unit, reason=entry.reason, role=entry.role)
 
 
 def load_space_file(path: str) -> dict[str, Any]:
@@ -59,7 +71,9 @@ def apply_overrides(space: SearchSpace, overrides: dict[str, Any], config_class)
     return result
 
 
-def _merge(key: str, old: Param | None, entry: dict, config_class) -> Param:
+def _merge(key: str, old: Param | Conditional | None, entry: dict, config_class) -> Param:
+    if isinstance(old, Conditional):
+        old = envelope(old)  # one range for every option replaces the range per option
     annotation, _ = unwrap_optional(typing.get_type_hints(config_class)[key])
     common = {f: entry[f] for f in ("unit", "reason", "role") if f in entry}
     as_range = any(f in entry for f in ("low", "high"))

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 
 from trainables.errors import DataError
 from trainables.registry import registrar
+from trainables.subsets import check_ids, check_per_class, keep_classes, parse_classes, per_class_index, take
 
 DATA_DIR_ENV = "TUNELAB_DATA_DIR"
 DEFAULT_DATA_DIR = "~/.cache/tunelab/data"
@@ -48,6 +49,8 @@ class DataKeys:
     image_size: int = 0  # 0: the dataset's own default (digits 16, CIFAR 32, folders 224)
     val_fraction: float = 0.1  # share of the training data held out for validation
     split_seed: int = 0  # fixed across trials: every trial is scored on the same val images
+    classes: str = ""  # a subset of class ids, e.g. "5-9" or "1,3,5" (labels re-indexed); "" = all
+    train_per_class: int = 0  # keep N training images per class (after val and test are carved); 0 = all
 
 
 @dataclass(frozen=True)
@@ -152,7 +155,29 @@ def load_dataset(options: DataOptions) -> DatasetBundle:
     loader = dataset_loader(options.dataset)
     if loader is None:
         raise DataError(f"dataset={options.dataset!r} is not known; choose from: {', '.join(dataset_names())}")
-    return loader(options)
+    bundle = loader(options)
+    return select_subset(bundle, options) if options.classes or options.train_per_class else bundle
+
+
+def select_subset(bundle: DatasetBundle, options: DataOptions) -> DatasetBundle:
+    """`classes` and `train_per_class` applied to the carved splits (trainables.subsets).
+
+    The normalisation statistics stay those of the whole training split: every subset of a
+    dataset sees pixels on the same scale (a backbone pretrained on classes 0-4 meets 5-9 as it
+    met its own), and the scale does not move with the few images a low-data target keeps.
+    """
+    ids = parse_classes(options.classes) or tuple(range(bundle.num_classes))
+    check_ids(options.classes, ids, bundle.name, bundle.num_classes)
+    train, val, test = (keep_classes(split, ids) for split in (bundle.train, bundle.val, bundle.test))
+    names = [bundle.class_names[i] for i in ids]
+    if options.train_per_class:
+        labels = train.labels.cpu().numpy()
+        check_per_class(options.train_per_class, labels, names)
+        index = torch.as_tensor(per_class_index(labels, options.train_per_class, options.split_seed))
+        train = take(train, index, train.labels[index])
+    meta = {**bundle.meta, "classes": list(ids), "train_per_class": options.train_per_class}
+    return DatasetBundle(bundle.name, train, val, test, names, bundle.mean, bundle.std, bundle.default_hflip,
+                         bundle.image_size, meta)
 
 
 # ----------------------------------------------------------------------------- splitting

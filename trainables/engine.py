@@ -25,6 +25,7 @@ from trainables.errors import ConfigError, check_choice, check_range
 from trainables.models import INITS, ModelOptions, build_model, check_model_fits, model_names
 from trainables.optim import OPTIMIZERS, SCHEDULES, LRSchedule, build_optimizer
 from trainables.reporting import Reporter
+from trainables.subsets import parse_classes
 
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -33,7 +34,8 @@ DEVICES = ("auto", "cpu", "cuda")
 class TrainConfig(DataKeys):
     """Settings every method shares. Defaults train the small CNN on digits to >= 95% in seconds.
 
-    The data keys (dataset, data_dir, image_size, val_fraction, split_seed) come from DataKeys.
+    The data keys (dataset, data_dir, image_size, val_fraction, split_seed, classes, train_per_class)
+    come from DataKeys.
     """
 
     # model (ModelOptions, with `model` for its `name`)
@@ -98,6 +100,8 @@ class TrainConfig(DataKeys):
         check_range("step_size", self.step_size, 1)
         check_range("min_lr_factor", self.min_lr_factor, 0, 1)
         check_range("val_fraction", self.val_fraction, 0, 1, low_open=True, high_open=True)
+        parse_classes(self.classes)  # the ids are checked against the dataset when it loads
+        check_range("train_per_class", self.train_per_class, 0)
         check_range("image_size", self.image_size, 0)
         check_range("width", self.width, 0)
         check_range("crop_padding", self.crop_padding, -1)

@@ -4,7 +4,8 @@ The source task is rotation prediction (RotNet, Gidaris et al. 2018): each image
 TRAINING SPLIT is shown at 0/90/180/270 degrees and the network predicts the angle. It uses no
 class labels and never sees the target's val or test images; the checkpoint records the split it
 was made from (see `trainables.pretrained`, which loads backbones and refuses leaky ones).
-`task=supervised` instead trains a classifier on a source dataset's labels.
+`task=supervised` instead trains a classifier on a source dataset's labels: another dataset, or
+other classes of the same one (`classes=0-4` as the source of a `classes=5-9` target).
 """
 from __future__ import annotations
 
@@ -99,7 +100,8 @@ def ensure_auto_backbone(config: TrainConfig, stream=None) -> Path:
     path = auto_checkpoint_path(config)
     if not path.exists():
         keys = {f: getattr(config, f) for f in ("dataset", "data_dir", "image_size", "val_fraction", "split_seed",
-                                                "model", "width", "cifar_stem", "batchnorm", "device")}
+                                                "classes", "train_per_class", "model", "width", "cifar_stem",
+                                                "batchnorm", "device")}
         if stream is not None:
             print(f"pretrained=auto: pretraining {config.model} on rotation prediction -> {path}", file=stream)
         pretrain(PretrainConfig(**keys), path, quiet=True)

@@ -1,8 +1,11 @@
 """Loading pretrained backbones: torchvision ImageNet weights from the local cache, a checkpoint
 file, or one produced offline by `tunelab pretrain` (`trainables.pretrain`).
 
-A backbone file records the split it was made from, and fine-tuning refuses one made from another
-split of the same dataset (its source images could contain the new split's val images).
+A backbone file records the split and classes it was made from. Fine-tuning on the same dataset
+refuses one made from another split (its source images could contain the new split's val or test
+images) and a supervised one whose classes overlap the target's (it was trained on labelled images
+of the target's classes, beyond the few a low-data target keeps: that is no transfer). Disjoint
+classes of one split are the intended transfer task: pretrain on classes=0-4, fine-tune on 5-9.
 """
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ from trainables.engine import TrainConfig
 from trainables.errors import ConfigError
 from trainables.fileio import load_checkpoint_file
 from trainables.models import FeatureClassifier
+from trainables.subsets import parse_classes
 
 CACHE_ENV = "TUNELAB_CACHE_DIR"
 BACKBONE_KIND = "tunelab-backbone"
@@ -24,7 +28,7 @@ BACKBONE_KIND = "tunelab-backbone"
 def source_split_identity(config: TrainConfig) -> dict:
     """What a backbone's source data depended on; compared against the fine-tuning target."""
     return {"dataset": config.dataset, "val_fraction": config.val_fraction, "split_seed": config.split_seed,
-            "image_size": config.image_size}
+            "image_size": config.image_size, "classes": config.classes, "train_per_class": config.train_per_class}
 
 
 # ----------------------------------------------------------------------------- loading
@@ -40,9 +44,11 @@ def file_safe(dataset: str) -> str:
 
 def auto_checkpoint_path(config: TrainConfig) -> Path:
     """Where `pretrained=auto` keeps the offline backbone for this model and target split."""
+    subset = (f"-c{config.classes.replace(' ', '')}" if config.classes else "") + (
+        f"-n{config.train_per_class}" if config.train_per_class else "")
     key = (f"{config.model}-w{config.width}-{'cifarstem' if config.cifar_stem else 'stem'}-"
            f"{'bn' if config.batchnorm else 'nobn'}-{file_safe(config.dataset)}-"
-           f"s{config.image_size}-v{config.val_fraction:g}-split{config.split_seed}.pt")
+           f"s{config.image_size}-v{config.val_fraction:g}-split{config.split_seed}{subset}.pt")
     return cache_dir() / "pretrained" / key
 
 
@@ -108,7 +114,23 @@ def _refuse_leaky_source(source: dict, config: TrainConfig, path: Path) -> None:
     for key in ("val_fraction", "split_seed"):
         if source.get(key) != own[key]:
             raise ConfigError(f"pretrained={str(path)!r} was made from {config.dataset} with {key}={source.get(key)}; "
-                              f"with {key}={own[key]} its source images may include this run's val images")
+                              f"with {key}={own[key]} its source images may include this run's val or test images")
+    if source.get("task", "supervised") == "rotation":  # no labels used: the target's own train split is fine
+        return
+    shared = shared_classes(parse_classes(source.get("classes", "")), parse_classes(config.classes))
+    if shared is not None:
+        raise ConfigError(
+            f"pretrained={str(path)!r} was trained on the labels of {config.dataset} classes "
+            f"{source.get('classes') or 'all'}, which include this run's classes {shared}; fine-tune on "
+            "other classes (e.g. pretrain with classes=0-4, fine-tune with classes=5-9)")
+
+
+def shared_classes(source: tuple[int, ...], target: tuple[int, ...]) -> str | None:
+    """The class ids two `classes` subsets share, as text ('all' when either means every class), or None."""
+    if not source or not target:
+        return ", ".join(map(str, source or target)) or "all"
+    common = sorted(set(source) & set(target))
+    return ", ".join(map(str, common)) if common else None
 
 
 def load_pretrained(model: FeatureClassifier, config: TrainConfig, stream=None) -> dict:

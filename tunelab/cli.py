@@ -90,9 +90,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_arguments(cmp_, CompareOptions)
     cmp_.add_argument("--json", action="store_true", help="end stdout with one JSON line: rows, one per method")
 
-    pre = sub.add_parser("pretrain", help="produce a backbone offline for fine-tuning (rotation prediction)")
+    pre = sub.add_parser("pretrain", help="produce a backbone offline for fine-tuning (rotation prediction, "
+                                          "or task=supervised on source classes)")
     pre.add_argument("--model", help="backbone architecture (default resnet18, width 16)")
-    pre.add_argument("--out", help="checkpoint file to write (default pretrained/MODEL-DATASET-TASK.pt)")
+    pre.add_argument("--out", help="checkpoint file to write (default pretrained/MODEL-DATASET[-cCLASSES]-TASK.pt)")
     _add_config_options(pre)
     pre.add_argument("--json", action="store_true", help="end stdout with one JSON line: checkpoint and metrics")
     return parser
@@ -157,8 +158,10 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     if args.model:
         values["model"] = args.model
     config = build_config(PretrainConfig, values)
+    subset = f"-c{config.classes.replace(' ', '')}" if config.classes else ""
     out = check_output_path(args.out if args.out is not None else
-                            f"pretrained/{config.model}-{file_safe(config.dataset)}-{config.task}.pt", "--out", "file")
+                            f"pretrained/{config.model}-{file_safe(config.dataset)}{subset}-{config.task}.pt",
+                            "--out", "file")
     if out.exists():
         raise ConfigError(f"--out {str(out)!r} already exists; choose another file (it is kept as it is)")
     metrics = pretrain(config, out)
@@ -166,7 +169,8 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     if args.json:
         print(dumps(json_ready(summary)))
     else:
-        print(f"pretrained {config.model} on {config.task} ({config.dataset} train split): "
+        classes = f" classes {config.classes}" if config.classes else ""
+        print(f"pretrained {config.model} on {config.task} ({config.dataset}{classes} train split): "
               f"{M.VAL_ACC} {metrics[M.VAL_ACC]:.4f} -> {out}")
     return 0
 

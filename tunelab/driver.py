@@ -17,12 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from analysis.load import UNFINISHED_RAY_STATUSES, rank_trials, status_from
 from analysis.record import FINAL_STATUSES, TUNELAB_FILE, is_uri, local_path, read_record, write_record
 from search_spaces import space_for
-from search_spaces.base import Choice, IntRange, SearchSpace, describe
+from search_spaces.base import Choice, Conditional, IntRange, SearchSpace, describe, settle_conditions
 from search_spaces.overrides import apply_overrides, load_space_file
 from trainables import METHOD_CLASSES, METHODS, get_method
 from trainables import metrics as M
@@ -143,6 +144,8 @@ def resolve_space(opts: TuneOptions, fixed: dict[str, Any]) -> SearchSpace:
         space = apply_overrides(space, load_space_file(opts.space), config_class)
     for key in fixed:  # a value fixed with --set is not searched
         space.pop(key, None)
+    # a conditional entry whose parent is fixed is searched in the range of the fixed value
+    space = settle_conditions(space, to_dict(build_config(config_class, fixed)))
     if not space:
         raise ConfigError("the search space is empty (every entry was fixed or dropped); nothing to tune")
     return space
@@ -182,19 +185,66 @@ def build_trainable(opts: TuneOptions, data):
     return tune.with_resources(trainable, {"cpu": opts.cpus_per_trial, "gpu": opts.gpus_per_trial})
 
 
-def tune_domains(space: SearchSpace) -> dict[str, Any]:
-    """The space as Ray Tune domains, for random search."""
+def tune_domains(space: SearchSpace, defaults: dict[str, Any], seed: int) -> dict[str, Any]:
+    """The space as Ray Tune domains, for random search. A conditional entry is drawn (with its own
+    seeded generator) from the case of its parent's sampled value; where it does not apply, the
+    config's value stands."""
     from ray import tune
 
     out = {}
     for name, p in space.items():
-        if isinstance(p, Choice):
+        if isinstance(p, Conditional):
+            plain = sorted(n for n, e in space.items() if not isinstance(e, Conditional))
+            out[name] = tune.sample_from(ConditionalDraw(name, p, defaults[name], seed, plain))
+        elif isinstance(p, Choice):
             out[name] = tune.choice(list(p.options))
         elif isinstance(p, IntRange):
             out[name] = tune.lograndint(p.low, p.high + 1) if p.log else tune.randint(p.low, p.high + 1)
         else:
             out[name] = tune.loguniform(p.low, p.high) if p.log else tune.uniform(p.low, p.high)
     return out
+
+
+class ConditionalDraw:
+    """tune.sample_from's function for one conditional entry (a class, so Ray can pickle it).
+
+    Ray copies the whole space for every trial, so a generator kept here would restart with each
+    copy; the draw is seeded instead by the search seed, the entry's name and the trial's values
+    of the plain entries (drawn by Ray's seeded generator): reproducible, and different per trial.
+    """
+
+    def __init__(self, name: str, entry: Conditional, default: Any, seed: int, plain: list[str]):
+        self.name, self.entry, self.default, self.seed, self.plain = name, entry, default, seed, plain
+
+    def __call__(self, config) -> Any:
+        case = self.entry.case(_drawn(config, self.entry.parent))
+        if case is None:
+            return self.default
+        import zlib
+
+        drawn = repr([_drawn(config, name) for name in self.plain]).encode()
+        return draw(case, np.random.default_rng([self.seed, zlib.crc32(self.name.encode()), zlib.crc32(drawn)]))
+
+
+def _drawn(config, key: str) -> Any:
+    """A value of the trial's config as Ray resolves it: attribute access on Ray's guard raises
+    (and Ray retries later) while the value is not drawn yet; item access would see the domain."""
+    try:
+        return getattr(config, key)
+    except AttributeError:
+        return config[key]
+
+
+def draw(p, rng: np.random.Generator) -> Any:
+    if isinstance(p, Choice):
+        return p.options[int(rng.integers(len(p.options)))]
+    if isinstance(p, IntRange):
+        if p.log:
+            return int(min(p.high, math.floor(math.exp(rng.uniform(math.log(p.low), math.log(p.high + 1))))))
+        return int(rng.integers(p.low, p.high + 1))
+    if p.log:
+        return float(math.exp(rng.uniform(math.log(p.low), math.log(p.high))))
+    return float(rng.uniform(p.low, p.high))
 
 
 def build_search(opts: TuneOptions, space: SearchSpace, name: str):
@@ -212,8 +262,9 @@ def build_search(opts: TuneOptions, space: SearchSpace, name: str):
     from ray.tune.search.basic_variant import BasicVariantGenerator
 
     # Tune ignores TuneConfig.max_concurrent_trials for a generator instance; it takes it here.
+    defaults = to_dict(build_config(METHOD_CLASSES[opts.method].config_class, fixed_values(opts)))
     return (BasicVariantGenerator(random_state=opts.seed, max_concurrent=opts.max_concurrent),
-            tune_domains(space))
+            tune_domains(space, defaults, opts.seed))
 
 
 def build_scheduler(opts: TuneOptions):

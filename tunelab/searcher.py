@@ -15,26 +15,64 @@ import optuna
 from optuna.trial import TrialState
 from ray.tune.search.optuna import OptunaSearch
 
-from search_spaces.base import Choice, IntRange, SearchSpace
+from search_spaces.base import Choice, Conditional, IntRange, SearchSpace, conditionals
 from trainables import metrics as M
 
 
+def optuna_distribution(p) -> optuna.distributions.BaseDistribution:
+    if isinstance(p, Choice):
+        return optuna.distributions.CategoricalDistribution(list(p.options))
+    if isinstance(p, IntRange):
+        return optuna.distributions.IntDistribution(p.low, p.high, log=p.log)
+    return optuna.distributions.FloatDistribution(p.low, p.high, log=p.log)
+
+
 def optuna_distributions(space: SearchSpace) -> dict[str, optuna.distributions.BaseDistribution]:
-    out = {}
-    for name, p in space.items():
-        if isinstance(p, Choice):
-            out[name] = optuna.distributions.CategoricalDistribution(list(p.options))
-        elif isinstance(p, IntRange):
-            out[name] = optuna.distributions.IntDistribution(p.low, p.high, log=p.log)
-        else:
-            out[name] = optuna.distributions.FloatDistribution(p.low, p.high, log=p.log)
-    return out
+    return {name: optuna_distribution(p) for name, p in space.items()}
 
 
-def tpe_sampler(seed: int, n_startup_trials: int) -> optuna.samplers.TPESampler:
-    """Seeded multivariate TPE; constant liar keeps parallel trials from piling onto one point."""
-    return optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=True,
-                                      n_startup_trials=n_startup_trials)
+def conditional_param_name(name: str, parent: str, option) -> str:
+    """The Optuna parameter behind a conditional entry under one option, e.g. `lr|optimizer=sgd`:
+    one distribution per name, so TPE models each optimizer's learning rate on its own."""
+    return f"{name}|{parent}={option}"
+
+
+class DefineByRun:
+    """Samples a space with conditional entries define-by-run: plain entries first, then each
+    conditional entry under its parent's sampled value (not at all where it does not apply).
+    Returns the trial's config, keyed by config names (a class, so Ray can pickle the searcher)."""
+
+    def __init__(self, space: SearchSpace):
+        self.plain = {name: p for name, p in space.items() if not isinstance(p, Conditional)}
+        self.conditional = conditionals(space)
+
+    def __call__(self, trial) -> dict:
+        config = {name: suggest(trial, name, p) for name, p in self.plain.items()}
+        for name, entry in self.conditional.items():
+            option = config[entry.parent]
+            case = entry.case(option)
+            if case is not None:
+                config[name] = suggest(trial, conditional_param_name(name, entry.parent, option), case)
+        return config
+
+
+def suggest(trial, name: str, p):
+    if isinstance(p, Choice):
+        return trial.suggest_categorical(name, list(p.options))
+    if isinstance(p, IntRange):
+        return trial.suggest_int(name, p.low, p.high, log=p.log)
+    return trial.suggest_float(name, p.low, p.high, log=p.log)
+
+
+def tpe_sampler(seed: int, n_startup_trials: int, conditional: bool = False) -> optuna.samplers.TPESampler:
+    """Seeded multivariate TPE; constant liar keeps parallel trials from piling onto one point. With
+    conditional entries, `group` lets TPE model each sub-space (e.g. each optimizer's lr) jointly."""
+    import warnings
+
+    with warnings.catch_warnings():  # `group` is marked experimental; it is Optuna's answer to conditional spaces
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=True,
+                                          n_startup_trials=n_startup_trials, group=conditional)
 
 
 class MultiFidelityOptunaSearch(OptunaSearch):
@@ -42,11 +80,18 @@ class MultiFidelityOptunaSearch(OptunaSearch):
                  storage: str | None = None, study_name: str | None = None, time_attr: str = M.EPOCH,
                  trial_dir_prefix: str | None = None):
         rdb = optuna.storages.RDBStorage(storage) if storage else None
-        super().__init__(space=optuna_distributions(space), metric=metric, mode=mode,
-                         sampler=tpe_sampler(seed, n_startup_trials), storage=rdb, study_name=study_name)
+        conditional = bool(conditionals(space))
+        super().__init__(space=DefineByRun(space) if conditional else optuna_distributions(space), metric=metric,
+                         mode=mode, sampler=tpe_sampler(seed, n_startup_trials, conditional), storage=rdb,
+                         study_name=study_name)
         self._max_t = max_t
         self._time_attr = time_attr
         self._trial_dir_prefix = trial_dir_prefix  # trial folders are PREFIX_<ray trial id> (driver.trial_dirname)
+
+    def _suggest_from_define_by_run_func(self, func, ot_trial) -> dict:
+        # Ray merges the Optuna parameter names (lr|optimizer=sgd) into the config; the trial's
+        # config is what DefineByRun returns, keyed by config names.
+        return func(ot_trial)
 
     def suggest(self, trial_id: str) -> dict | None:
         config = super().suggest(trial_id)

@@ -220,7 +220,7 @@ def test_pretrained_checkpoint_of_another_architecture_is_refused(digits8, backb
 
 
 def test_backbone_from_another_split_of_the_same_dataset_is_refused(digits8, backbone_file):
-    with pytest.raises(ConfigError, match="split_seed=0.*may include this run's val images"):
+    with pytest.raises(ConfigError, match="split_seed=0.*may include this run's val or test images"):
         prepare(FineTune(), FinetuneConfig(**TINY, split_seed=1, pretrained=backbone_file),
                 load_dataset(DataOptions(dataset="digits", image_size=8, split_seed=1)))
 

@@ -80,3 +80,58 @@ def test_a_trial_already_told_is_not_told_again():
     s.on_trial_complete("t", {"val/acc": 0.95, "epoch": 3})
     trial = s._ot_study.trials[0]
     assert trial.state == TrialState.COMPLETE and trial.value == 0.9
+
+
+# ----------------------------------------------------------------------------- conditional spaces
+
+def _in_case(config: dict, entry) -> bool:
+    case = entry.case(config[entry.parent])
+    return case.low <= config["lr"] <= case.high
+
+
+def test_tpe_samples_conditional_entries_only_where_they_apply_and_within_their_option_range():
+    import optuna
+
+    from search_spaces import SPACES
+    from tunelab.searcher import DefineByRun, tpe_sampler
+
+    space = SPACES["classifier"]
+    sample = DefineByRun(space)
+    study = optuna.create_study(direction="maximize", sampler=tpe_sampler(0, 5, conditional=True))
+    seen = set()
+    for _ in range(30):
+        trial = study.ask()
+        config = sample(trial)
+        seen.add(config["optimizer"])
+        assert _in_case(config, space["lr"])
+        assert ("momentum" in config) == (config["optimizer"] in ("sgd", "rmsprop"))
+        assert f"lr|optimizer={config['optimizer']}" in trial.params and "lr" not in trial.params
+        study.tell(trial, config["lr"])  # any objective: TPE's later proposals must still respect the cases
+    assert seen == {"sgd", "adam", "adamw", "rmsprop"}
+
+
+def test_random_search_draws_conditional_entries_per_trial_reproducibly():
+    import numpy as np
+    from ray.tune.search.variant_generator import generate_variants
+
+    from search_spaces import SPACES
+    from trainables.classifier import ClassifierConfig
+    from trainables.config import to_dict
+    from tunelab.driver import tune_domains
+
+    space = SPACES["classifier"]
+
+    def configs(seed):
+        domains = tune_domains(space, to_dict(ClassifierConfig()), seed)
+        state = np.random.RandomState(seed)
+        return [next(generate_variants(domains, random_state=state))[1] for _ in range(40)]
+
+    drawn = configs(0)
+    assert drawn == configs(0) and drawn != configs(1)
+    assert len({c["lr"] for c in drawn}) == 40  # a fresh draw per trial, not one value copied
+    for config in drawn:
+        assert _in_case(config, space["lr"])
+        if config["optimizer"] in ("adam", "adamw"):
+            assert config["momentum"] == ClassifierConfig().momentum  # not drawn: the default stands
+        else:
+            assert 0.8 <= config["momentum"] <= 0.99

@@ -1,0 +1,91 @@
+"""Class subsets and low-data targets, for every dataset: config keys `classes` and `train_per_class`.
+
+Both are applied to a loaded dataset after its train / val / test splits are carved, so the val
+and test images of a subset run are exactly the full run's val and test images of those classes,
+whatever the subset or the number of training images kept. Labels are re-indexed 0..K-1 in the
+order of the original ids; the original ids stay in `bundle.meta["classes"]`.
+
+A source / target transfer task is two disjoint subsets of one dataset: pretrain on `classes=0-4`,
+fine-tune on `classes=5-9 train_per_class=20` (see trainables.pretrained's leak guard).
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+
+import numpy as np
+import torch
+
+from trainables.errors import ConfigError, DataError
+
+_TOKEN = re.compile(r"^\s*(\d+)\s*(?:-\s*(\d+)\s*)?$")
+
+
+def parse_classes(spec: str) -> tuple[int, ...]:
+    """`"5-9"` -> (5, 6, 7, 8, 9); `"1,3,5"` -> (1, 3, 5); `""` -> () meaning every class.
+
+    Ids are sorted; a repeated id, a reversed range or fewer than two classes are refused (a
+    classifier needs two). Whether the ids exist is checked against the dataset (`check_ids`)."""
+    if not spec.strip():
+        return ()
+    ids: list[int] = []
+    for token in spec.split(","):
+        match = _TOKEN.match(token)
+        if match is None:
+            raise ConfigError(f"classes={spec!r}: {token.strip()!r} is not a class id or range; "
+                              "write ids and ranges, e.g. classes=5-9 or classes=1,3,5")
+        low, high = int(match.group(1)), int(match.group(2) or match.group(1))
+        if high < low:
+            raise ConfigError(f"classes={spec!r}: range {low}-{high} is reversed; write {high}-{low}")
+        ids.extend(range(low, high + 1))
+    repeated = sorted({i for i in ids if ids.count(i) > 1})
+    if repeated:
+        raise ConfigError(f"classes={spec!r} names class {repeated[0]} twice; name each class once")
+    if len(ids) < 2:
+        raise ConfigError(f"classes={spec!r} keeps {len(ids)} class; classification needs at least 2")
+    return tuple(sorted(ids))
+
+
+def check_ids(spec: str, ids: tuple[int, ...], dataset: str, num_classes: int) -> None:
+    unknown = [i for i in ids if i >= num_classes]
+    if unknown:
+        raise DataError(f"classes={spec!r}: class {unknown[0]} is not in {dataset}; "
+                        f"its class ids are 0-{num_classes - 1}")
+
+
+def keep_classes(split, ids: tuple[int, ...]):
+    """The split's images of classes `ids`, labels re-indexed to 0..len(ids)-1 in that order."""
+    new_label = torch.full((int(split.labels.max()) + 1 if len(split) else 1,), -1, dtype=torch.int64)
+    known = torch.as_tensor([i for i in ids if i < len(new_label)], dtype=torch.int64)
+    new_label[known] = torch.as_tensor([ids.index(int(i)) for i in known], dtype=torch.int64)
+    labels = new_label[split.labels.cpu()]
+    keep = torch.nonzero(labels >= 0).flatten()
+    return take(split, keep, labels[keep])
+
+
+def take(split, index: torch.Tensor, labels: torch.Tensor):
+    """A copy of `split` holding the images at `index`, with `labels`."""
+    if hasattr(split, "images"):
+        return dataclasses.replace(split, images=split.images[index.to(split.images.device)].contiguous(),
+                                   labels=labels.to(split.labels.device))
+    return dataclasses.replace(split, paths=[split.paths[i] for i in index.tolist()], labels=labels)
+
+
+def per_class_index(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """Indices of `n` images of every class, drawn with `seed` (stratified), in their original order."""
+    rng = np.random.default_rng(seed)
+    picked = [rng.permutation(np.flatnonzero(labels == c))[:n] for c in np.unique(labels)]
+    return np.sort(np.concatenate(picked))
+
+
+def check_per_class(n: int, labels: np.ndarray, class_names: list[str]) -> None:
+    counts = np.bincount(labels, minlength=len(class_names))
+    smallest = int(np.argmin(counts))
+    if n > counts[smallest]:
+        raise DataError(f"train_per_class={n} is more than class {class_names[smallest]!r} has "
+                        f"({counts[smallest]} training images after val and test are carved); "
+                        f"allowed: 0 (all) to {counts[smallest]}")
+
+
+def subset_sizes(bundle) -> dict[str, int]:
+    return {"train": len(bundle.train), "val": len(bundle.val), "test": len(bundle.test)}
