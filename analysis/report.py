@@ -263,6 +263,39 @@ def _forest(table: pd.DataFrame, folder: Path) -> Path | None:
 
 # ----------------------------------------------------------------------------- markdown
 
+def task(record: dict) -> str:
+    """The data an experiment trained on, as a reader needs it: dataset, class subset, images per
+    class, and the backbone it fine-tuned (when one was fixed)."""
+    fixed = record.get("fixed", {})
+    parts = [str(record["dataset"])]
+    if fixed.get("classes"):
+        parts.append(f"classes {fixed['classes']}")
+    if int(fixed.get("train_per_class") or 0):
+        parts.append(f"{fixed['train_per_class']} training images per class")
+    if fixed.get("pretrained"):
+        parts.append(f"backbone {Path(str(fixed['pretrained'])).name}")
+    return ", ".join(parts)
+
+
+def resolution_lines(table: pd.DataFrame) -> list[str]:
+    """One sentence per method against the baseline: is the difference resolved at 95%, and what is
+    the smallest difference these seeds and this spread could have resolved."""
+    lines = ["### What the differences can bear", ""]
+    for _, r in table.iterrows():
+        if r["method"] == r["baseline"]:
+            continue
+        if pd.isna(r["diff_vs_baseline"]) or pd.isna(r.get("min_resolvable_diff")):
+            lines.append(f"- **{r['method']}** vs {r['baseline']}: no interval (fewer than 2 confirmation seeds).")
+            continue
+        verdict = ("resolved at 95% (the interval excludes 0)" if r["diff_resolved"] else
+                   "not resolved at 95% (the interval includes 0)")
+        lines.append(f"- **{r['method']}** vs {r['baseline']}: {r['diff_vs_baseline']:+.4f} "
+                     f"[{r['diff_ci95_low']:+.4f}, {r['diff_ci95_high']:+.4f}], {verdict}; with {int(r['n_seeds'])} "
+                     f"seeds and this spread, differences smaller than {r['min_resolvable_diff']:.4f} could not "
+                     "have been resolved.")
+    return lines
+
+
 def markdown(table: pd.DataFrame, importance_frame: pd.DataFrame, notes: dict[str, str | None], plots: list[Path],
              records, out: Path) -> str:
     lines = ["# tunelab report", ""]
@@ -272,6 +305,7 @@ def markdown(table: pd.DataFrame, importance_frame: pd.DataFrame, notes: dict[st
     lines += ["## Comparison", "", "```", format_table(table), "```", ""]
     lines += ["Columns: see README, 'Comparison table'. Test accuracy comes from confirmation runs of each "
               "method's best config (seeds), never from the search.", ""]
+    lines += [*resolution_lines(table), ""]
     flagged = table[table["edge_params"].astype(bool)]
     for _, row in flagged.iterrows():
         lines.append(f"- **{row['method']}**: best value at the edge of its range for `{row['edge_params']}` "
@@ -283,7 +317,7 @@ def markdown(table: pd.DataFrame, importance_frame: pd.DataFrame, notes: dict[st
         lines.append(f"- {method}: {shown or note or 'not computed (fANOVA could not fit these trials)'}")
     lines += ["", "## Experiments", ""]
     for path, record in records.items():
-        lines.append(f"- `{path}`: {record['method']} on {record['dataset']}, search {record['search']['algorithm']}, "
+        lines.append(f"- `{path}`: {record['method']} on {task(record)}, search {record['search']['algorithm']}, "
                      f"scheduler {record['scheduler']['kind']} (max {record['scheduler']['max_t']} epochs), "
                      f"commit {record.get('git_commit')}")
     lines += ["", "## Plots", ""]

@@ -21,8 +21,8 @@ from trainables import metrics as M
 COMPARISON_COLUMNS = [
     "method", "dataset", "trials", "epochs", "compute_s", "best_val_acc", "best_trial", "best_epoch",
     "n_seeds", "test_acc_mean", "test_acc_std", "test_acc_ci95_low", "test_acc_ci95_high",
-    "baseline", "diff_vs_baseline", "diff_ci95_low", "diff_ci95_high", "edge_params", "best_config",
-    "seeds_dropped",
+    "baseline", "diff_vs_baseline", "diff_ci95_low", "diff_ci95_high", "diff_resolved", "min_resolvable_diff",
+    "edge_params", "best_config", "seeds_dropped",
 ]
 EDGE_FRACTION = 0.05  # a best value in the outer 5% of its range (log-aware) is "at the edge"
 
@@ -69,6 +69,16 @@ def welch_diff_ci(a, b) -> tuple[float, float, float]:
     dof = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
     half = float(stats.t.ppf(0.975, dof)) * se
     return diff, diff - half, diff + half
+
+
+def resolution(low: float, high: float) -> dict[str, Any]:
+    """Whether a difference's 95% interval excludes 0 (`diff_resolved`), and the smallest difference
+    this run could have resolved given its seeds and observed spread: the interval's half-width
+    (`min_resolvable_diff`; an observed difference smaller than it cannot exclude 0). None/NaN
+    without an interval (the baseline's own row, or fewer than 2 seeds)."""
+    if math.isnan(low) or math.isnan(high):
+        return {"diff_resolved": None, "min_resolvable_diff": math.nan}
+    return {"diff_resolved": bool(low > 0 or high < 0), "min_resolvable_diff": (high - low) / 2}
 
 
 def applied_case(entry: dict[str, Any], config: dict[str, Any]) -> dict[str, Any] | None:
@@ -159,6 +169,7 @@ def _comparison_row(method, dataset, trials, best, confirmations, baseline, spac
         "n_seeds": len(finite(tests)), "test_acc_mean": mean, "test_acc_std": std,
         "test_acc_ci95_low": low, "test_acc_ci95_high": high, "baseline": baseline,
         "diff_vs_baseline": diff, "diff_ci95_low": dlow, "diff_ci95_high": dhigh,
+        **resolution(dlow, dhigh),
         "edge_params": ",".join(edge_params(config, spaces.get(method, []))),
         "best_config": json.dumps(config, sort_keys=True, default=str),
         "seeds_dropped": dropped(tests),  # seeds whose test/acc is NaN/inf, left out of both intervals
@@ -269,6 +280,16 @@ def _param_value(value, dist):
     return float(value) if dist.low <= value <= dist.high else None
 
 
+def resolution_text(row) -> str:
+    """'  resolved' / '  not resolved (|d| < 0.031)' after a difference; '' where there is none."""
+    resolved = row.get("diff_resolved")
+    if resolved is None or pd.isna(resolved) or pd.isna(row.get("min_resolvable_diff", math.nan)):
+        return ""
+    if row["diff_resolved"]:
+        return "  resolved"
+    return f"  not resolved (needs |d| > {row['min_resolvable_diff']:.3f})"
+
+
 def format_table(table: pd.DataFrame) -> str:
     """The comparison as aligned text: method, trials, epochs, best val, test mean +- std [95% CI], diff."""
     lines = [f"{'method':<11}{'dataset':<9}{'trials':>7}{'epochs':>7}{'best val':>10}  "
@@ -280,7 +301,8 @@ def format_table(table: pd.DataFrame) -> str:
         diff = "baseline" if r["method"] == r["baseline"] else (
             "n/a" if pd.isna(r["diff_vs_baseline"]) else
             f"{r['diff_vs_baseline']:+.4f} [{r['diff_ci95_low']:+.3f}, {r['diff_ci95_high']:+.3f}]")
+        resolved = resolution_text(r)
         edge = f"  edge: {r['edge_params']}" if r["edge_params"] else ""
         lines.append(f"{r['method']:<11}{str(r['dataset'])[:8]:<9}{r['trials']:>7}{r['epochs']:>7}"
-                     f"{r['best_val_acc']:>10.4f}  {test:<36}{diff:>24}{edge}")
+                     f"{r['best_val_acc']:>10.4f}  {test:<36}{diff:>24}{resolved}{edge}")
     return "\n".join(lines)

@@ -27,7 +27,7 @@ def main() -> None:
     parser.add_argument("--shots", default="5,10,20,50")
     parser.add_argument("--seeds", type=int, default=6)
     parser.add_argument("--epochs", type=int, default=6)
-    parser.add_argument("--source-epochs", type=int, default=8)
+    parser.add_argument("--source-epochs", type=int, default=10)
     parser.add_argument("--methods", default="classifier,finetune,randreg,adarand")
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp())

@@ -106,8 +106,9 @@ def settle_conditions(space: SearchSpace, values: dict[str, Any]) -> SearchSpace
                 try:
                     entry.case(option)
                 except ConfigError:
-                    raise ConfigError(f"search space: {name} has no range for {entry.parent}={option!r}; give one "
-                                      f"in its conditional entry or drop that option") from None
+                    raise ConfigError(f"search space: {name} has a range per {entry.parent} and none for "
+                                      f"{entry.parent}={option!r}; give {name} one range for every {entry.parent} "
+                                      f"in --space (e.g. {name}: {{low: ..., high: ...}}) or drop that option") from None
             settled[name] = entry
         elif (case := entry.case(values[entry.parent])) is not None:
             settled[name] = case

@@ -14,7 +14,7 @@ from trainables import metrics as M
 from trainables.errors import ConfigError, TunelabError
 from tunelab.compare import CompareOptions
 from tunelab.driver import TuneOptions
-from tunelab.options import add_arguments, from_args
+from tunelab.options import add_arguments, from_args, given
 
 EXIT_RUN_FAILED = 1
 EXIT_BAD_INPUT = 2
@@ -87,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     rpr.add_argument("--json", action="store_true", help="end stdout with one JSON line of per-seed and mean metrics")
 
     cmp_ = sub.add_parser("compare", help="tune every method under one budget, confirm on test, compare")
-    add_arguments(cmp_, CompareOptions)
+    add_arguments(cmp_, CompareOptions, track_given=True)
     cmp_.add_argument("--json", action="store_true", help="end stdout with one JSON line: rows, one per method")
 
     pre = sub.add_parser("pretrain", help="produce a backbone offline for fine-tuning (rotation prediction, "
@@ -289,9 +289,10 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     from analysis.tables import format_table
     from trainables.fileio import dumps
-    from tunelab.compare import parse_methods, run_compare
+    from tunelab.compare import parse_methods, run_compare, with_preset
 
-    result = run_compare(from_args(CompareOptions, args, methods=parse_methods(args.methods)))
+    methods = parse_methods(args.methods)
+    result = run_compare(with_preset(from_args(CompareOptions, args, methods=methods), given(args)))
     print(format_table(result["table"]))
     print(f"report: {result['report']}  ({result['wall_s']:.0f} s)")
     if args.json:

@@ -1,15 +1,23 @@
-"""`tunelab compare`: tune every method under the same budget on one dataset, confirm each best
-config with seeds on the test split, print the comparison table and write the report.
+"""`tunelab compare`: tune every method under the same budget on one transfer task, confirm each
+best config with seeds on the test split, print the comparison table and write the report.
+
+The default task is the one the AdaRand seed asks about, offline: a backbone pretrained
+(supervised) on source classes of a dataset (digits 0-4) is fine-tuned onto other, disjoint
+target classes (5-9) with few labelled images per class; the classifier and ArcFace train on
+the same target from scratch. `--source-classes ''` falls back to rotation pretraining on the
+target's own training images, `--classes '' --train-per-class 0` to the whole dataset.
 
 Same budget = same number of trials, same epochs per trial, same scheduler and seed for every
-method. The fine-tuning methods start from the offline backbone (`pretrained=auto`), made once
-before the searches; its cost is reported separately, not charged to any method.
+method. The source backbone is made once before the searches; its cost is reported separately,
+not charged to any method.
 """
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -18,6 +26,8 @@ from trainables import METHOD_CLASSES
 from trainables import metrics as M
 from trainables.errors import ConfigError
 from trainables.fileio import check_output_path
+from trainables.pretrained import shared_classes
+from trainables.subsets import parse_classes
 from tunelab.driver import TuneOptions, check_trackers, connect_ray, run_tune
 from tunelab.options import option, shared
 
@@ -32,9 +42,19 @@ class CompareOptions:
     data_dir: str | None = shared(TuneOptions, "data_dir")
     methods: tuple[str, ...] = option(DEFAULT_METHODS, "comma-separated methods (default: every registered one)")
     out: str | None = option(None, "folder for experiments and report (default compare/DATASET-TIME)")
-    num_samples: int = shared(TuneOptions, "num_samples", default=4)
-    max_epochs: int = shared(TuneOptions, "max_epochs", default=4)
-    seeds: int = option(3, "confirmation seeds per method")
+    preset: str | None = option(None, "named settings for every option not given: transfer-digits (the defaults), "
+                                      "transfer-cifar (CIFAR-10 classes 0-4 -> 5-9, a GPU budget)")
+    classes: str = option("5-9", "target classes every method trains and is tested on ('' = all)")
+    train_per_class: int = option(10, "labelled training images per target class (0 = all)")
+    source_classes: str = option("0-4", "classes of the same dataset the fine-tuning methods' backbone is "
+                                        "pretrained on, supervised ('' = rotation pretraining on the target)")
+    source_epochs: int = option(10, "epochs of the supervised source pretraining")
+    num_samples: int = shared(TuneOptions, "num_samples", default=12)
+    max_epochs: int = shared(TuneOptions, "max_epochs", default=30)
+    # A low-data target has one or two steps per epoch: ASHA's first rung must not judge a trial on
+    # one step (every trial is at chance there), so the rungs start at 5 epochs (5, 15).
+    grace_period: int = shared(TuneOptions, "grace_period", default=5)
+    seeds: int = option(30, "confirmation seeds per method")
     seed: int = shared(TuneOptions, "seed")
     cpus_per_trial: float = shared(TuneOptions, "cpus_per_trial")
     gpus_per_trial: float = shared(TuneOptions, "gpus_per_trial")
@@ -67,6 +87,50 @@ def check_baseline(baseline: str | None, methods: tuple[str, ...]) -> None:
                           f"{', '.join(methods)}")
 
 
+# Settings a preset gives the options the user leaves out. transfer-digits is the defaults above:
+# 10 images per class was chosen with benchmarks/transfer_shots.py (RESULTS.md, "main job").
+PRESETS: dict[str, dict[str, Any]] = {
+    "transfer-digits": {},
+    # CIFAR-10 animals/vehicles split: source airplane..deer (0-4), target dog..truck (5-9), 100
+    # labelled images per target class; ResNet-18 at width 64 is the GPU user's backbone.
+    "transfer-cifar": {"dataset": "cifar10", "classes": "5-9", "source_classes": "0-4", "train_per_class": 100,
+                       "source_epochs": 30, "num_samples": 32, "max_epochs": 30, "seeds": 10},
+}
+
+
+def with_preset(opts: CompareOptions, given: set[str]) -> CompareOptions:
+    """`opts` with its preset's values for every option the user did not give."""
+    if opts.preset is None:
+        return opts
+    if opts.preset not in PRESETS:
+        raise ConfigError(f"--preset {opts.preset!r} is not known; choose from: {', '.join(PRESETS)}")
+    return dataclasses.replace(opts, **{k: v for k, v in PRESETS[opts.preset].items() if k not in given})
+
+
+def check_transfer(opts: CompareOptions) -> None:
+    """The target and source classes are valid subsets and disjoint (the source must not have seen
+    the target's labels); the per-class count is not negative. Ids are checked when the data loads."""
+    if opts.train_per_class < 0:
+        raise ConfigError(f"--train-per-class {opts.train_per_class} is out of range; allowed: >= 0 (0 = all)")
+    if opts.source_epochs < 1:
+        raise ConfigError(f"--source-epochs {opts.source_epochs} is out of range; allowed: >= 1")
+    target, source = parse_classes(opts.classes), parse_classes(opts.source_classes)
+    if opts.source_classes and (shared := shared_classes(source, target)) is not None:
+        raise ConfigError(f"--source-classes {opts.source_classes!r} and --classes {opts.classes!r} share classes "
+                          f"{shared}; the source must not include the target's classes (e.g. 0-4 and 5-9)")
+
+
+def check_target_data(opts: CompareOptions) -> None:
+    """Load the target task once before anything starts: an unknown class id, more images per class
+    than the training split has, or missing data is refused here, not after the source pretraining."""
+    from trainables.data import DataOptions, load_dataset
+
+    load_dataset(DataOptions(dataset=opts.dataset, data_dir=opts.data_dir, classes=opts.classes,
+                             train_per_class=opts.train_per_class))
+    if opts.source_classes:
+        load_dataset(DataOptions(dataset=opts.dataset, data_dir=opts.data_dir, classes=opts.source_classes))
+
+
 def _say(text: str) -> None:
     print(f"[tunelab compare] {text}", file=sys.stderr, flush=True)
 
@@ -75,14 +139,17 @@ def run_compare(opts: CompareOptions) -> dict[str, Any]:
     if opts.seeds < 1:
         raise ConfigError(f"--seeds {opts.seeds} is out of range; allowed: >= 1")
     check_baseline(opts.baseline, opts.methods)
+    check_transfer(opts)
     check_trackers(opts.mlflow, opts.wandb)
     out = check_output_path(opts.out if opts.out is not None else
                             f"compare/{opts.dataset.split(':')[0]}-{time.strftime('%Y%m%d-%H%M%S')}", "--out", "folder")
     if out.exists() and any(out.iterdir()):
         raise ConfigError(f"--out {str(out)!r} already exists and is not empty; choose another folder "
                           "(its results are kept)")
+    check_target_data(opts)
     began = time.perf_counter()
     connect_ray(opts.address)
+    backbone = source_backbone(opts, out) if needs_backbone(opts) else None
     experiments = {}
     for index, method in enumerate(opts.methods):
         spent = time.perf_counter() - began
@@ -91,8 +158,9 @@ def run_compare(opts: CompareOptions) -> dict[str, Any]:
              f"{opts.max_epochs} epochs{left}")
         summary = run_tune(TuneOptions(method=method, dataset=opts.dataset, data_dir=opts.data_dir,
                                        num_samples=opts.num_samples, max_epochs=opts.max_epochs, seed=opts.seed,
+                                       grace_period=opts.grace_period,
                                        cpus_per_trial=opts.cpus_per_trial, gpus_per_trial=opts.gpus_per_trial,
-                                       mlflow=opts.mlflow, wandb=opts.wandb,
+                                       mlflow=opts.mlflow, wandb=opts.wandb, sets=method_sets(opts, method, backbone),
                                        # a URI: valid whether Ray runs here alone or joined a local cluster
                                        storage=(out / "runs").resolve().as_uri(), name=method))
         if summary.get("interrupted"):  # Ctrl-C/SIGTERM stopped this search: stop the comparison too
@@ -108,6 +176,42 @@ def run_compare(opts: CompareOptions) -> dict[str, Any]:
                           baseline=opts.baseline)
     return {"out": str(out), "report": str(out / "report" / "report.md"), "table": report["table"],
             "wall_s": time.perf_counter() - began}
+
+
+def needs_backbone(opts: CompareOptions) -> bool:
+    return bool(opts.source_classes) and any(_fine_tunes(m) for m in opts.methods)
+
+
+def _fine_tunes(method: str) -> bool:
+    return any(f.name == "pretrained" for f in dataclasses.fields(METHOD_CLASSES[method].config_class))
+
+
+def method_sets(opts: CompareOptions, method: str, backbone: Path | None) -> list[str]:
+    """The --set values of one method's search: the target task, and the source backbone for the
+    methods that fine-tune one."""
+    sets = [f"train_per_class={opts.train_per_class}"] + ([f"classes={opts.classes}"] if opts.classes else [])
+    if backbone is not None and _fine_tunes(method):
+        sets.append(f"pretrained={backbone}")
+    return sets
+
+
+def source_backbone(opts: CompareOptions, out: Path) -> Path:
+    """Pretrain (supervised) the fine-tuning methods' backbone on the source classes, once, with
+    their default architecture; written to OUT/source-backbone.pt."""
+    from trainables.pretrain import PretrainConfig, pretrain
+
+    reference = next(METHOD_CLASSES[m].config_class for m in opts.methods if _fine_tunes(m))()
+    architecture = {k: getattr(reference, k) for k in ("model", "width", "cifar_stem", "batchnorm")}
+    config = PretrainConfig(task="supervised", dataset=opts.dataset, data_dir=opts.data_dir,
+                            classes=opts.source_classes, epochs=opts.source_epochs, **architecture)
+    path = out / "source-backbone.pt"
+    began = time.perf_counter()
+    _say(f"pretraining the fine-tuning backbone ({config.model}, width {config.width}) on {opts.dataset} classes "
+         f"{opts.source_classes}, supervised, {opts.source_epochs} epochs")
+    metrics = pretrain(config, path, quiet=True)
+    _say(f"source backbone: val/acc {metrics[M.VAL_ACC]:.4f} on the source classes, "
+         f"{time.perf_counter() - began:.0f} s (not charged to any method) -> {path}")
+    return path
 
 
 def confirm_all(experiments: dict[str, dict], seeds: int, cpus: float, gpus: float) -> pd.DataFrame:

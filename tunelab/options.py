@@ -38,8 +38,25 @@ def flag_of(f: dataclasses.Field) -> str:
     return f.metadata.get("flag") or "--" + f.name.replace("_", "-")
 
 
-def add_arguments(parser: argparse.ArgumentParser, options_class: type) -> None:
-    """One argparse argument per option field of `options_class` (fields without help are not options)."""
+class _Unset:
+    """argparse's default for an option the user did not give (see `add_arguments(track_given=...)`)."""
+
+    def __repr__(self) -> str:
+        return "UNSET"
+
+    def __bool__(self) -> bool:  # reads as "nothing given" where an empty value would
+        return False
+
+
+UNSET = _Unset()
+
+
+def add_arguments(parser: argparse.ArgumentParser, options_class: type, track_given: bool = False) -> None:
+    """One argparse argument per option field of `options_class` (fields without help are not options).
+
+    With `track_given`, an option left out parses as UNSET rather than its default, so `given`
+    can tell which options the user set (a preset fills only the others); `from_args` then uses
+    the field's default."""
     hints = typing.get_type_hints(options_class)
     for f in dataclasses.fields(options_class):
         meta = f.metadata
@@ -54,10 +71,18 @@ def add_arguments(parser: argparse.ArgumentParser, options_class: type) -> None:
         else:
             shown = "" if f.default in (None, "") or "default" in meta["help"] else f" (default {f.default})"
             parser.add_argument(flag_of(f), dest=f.name, type=kind if kind in (int, float) else str,
-                                default=f.default, metavar=meta["metavar"], help=meta["help"] + shown)
+                                default=UNSET if track_given else f.default, metavar=meta["metavar"],
+                                help=meta["help"] + shown)
 
 
 def from_args(options_class: type, args: argparse.Namespace, **given: Any):
     """The options object of the parsed arguments; `given` supplies or replaces fields."""
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(options_class) if hasattr(args, f.name)}
-    return options_class(**{**values, **given})
+    return options_class(**{k: v for k, v in {**values, **given}.items() if v is not UNSET})
+
+
+def given(args: argparse.Namespace) -> set[str]:
+    """The options the user gave on the command line (parsed with `track_given`; switches count
+    when on)."""
+    return {name for name, value in vars(args).items()
+            if value is not UNSET and value is not False and not (isinstance(value, list) and not value)}

@@ -204,3 +204,30 @@ def test_a_missing_study_file_is_not_created_by_a_report(tmp_path):
 
     assert study_importance(f"sqlite:///{tmp_path / 'none.db'}", "exp") is None
     assert not (tmp_path / "none.db").exists()
+
+
+def test_each_difference_says_whether_it_is_resolved_and_what_could_have_been():
+    from analysis.report import resolution_lines
+    from analysis.tables import format_table
+
+    summary = pd.DataFrame({"method": ["clear", "close", "base"], "dataset": ["d"] * 3, "trial_id": ["1", "2", "3"],
+                            "val/acc": [0.9, 0.8, 0.8], "best_epoch": [1] * 3, "epochs": [1] * 3,
+                            "compute_s": [1.0] * 3})
+    tests = {"clear": [0.90, 0.92, 0.94], "close": [0.80, 0.86, 0.83], "base": [0.80, 0.85, 0.82]}
+    confirmations = pd.DataFrame([{"method": m, "dataset": "d", "seed": i, "test/acc": v}
+                                  for m, values in tests.items() for i, v in enumerate(values)])
+    table = comparison(summary, confirmations, baseline="base")
+    rows = table.set_index("method")
+    for method in ("clear", "close"):
+        _, low, high = welch_diff_ci(tests[method], tests["base"])  # checked by hand above
+        assert rows.loc[method, "min_resolvable_diff"] == pytest.approx((high - low) / 2)
+        assert rows.loc[method, "diff_resolved"] == (low > 0 or high < 0)
+    assert rows.loc["clear", "diff_resolved"] and not rows.loc["close", "diff_resolved"]
+    assert rows.loc["base", "diff_resolved"] is None and math.isnan(rows.loc["base", "min_resolvable_diff"])
+    text = format_table(table)
+    half = rows.loc["close", "min_resolvable_diff"]
+    assert "  resolved" in text.splitlines()[1] and f"not resolved (needs |d| > {half:.3f})" in text.splitlines()[2]
+    said = "\n".join(resolution_lines(table))
+    assert "**clear** vs base: +0.0967" in said and "resolved at 95% (the interval excludes 0)" in said
+    assert "**close** vs base" in said and "not resolved at 95%" in said
+    assert f"differences smaller than {half:.4f} could not have been resolved" in said

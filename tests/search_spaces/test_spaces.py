@@ -63,7 +63,7 @@ def test_settling_a_conditional_entry_on_a_fixed_parent_and_refusing_an_uncovere
     fixed_adam = settle_conditions({k: v for k, v in space.items() if k != "optimizer"}, {"optimizer": "adam"})
     assert "momentum" not in fixed_adam  # not searched: the config's value stands
     space["optimizer"] = Choice(("sgd", "adagrad"))
-    with pytest.raises(ConfigError, match="lr has no range for optimizer='adagrad'"):
+    with pytest.raises(ConfigError, match="lr has a range per optimizer and none for optimizer='adagrad'; give lr one range"):
         settle_conditions(space, {})
 
 

@@ -183,3 +183,22 @@ def test_version(capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["--version"])
     assert exit_.value.code == 0 and capsys.readouterr().out.startswith("tunelab 0.")
+
+
+def test_a_preset_fills_only_the_options_not_given():
+    from tunelab.cli import build_parser
+    from tunelab.compare import PRESETS, CompareOptions, with_preset
+    from tunelab.options import from_args, given
+
+    parser = build_parser()
+
+    def parsed(*argv):
+        args = parser.parse_args(["compare", *argv])
+        return with_preset(from_args(CompareOptions, args), given(args))
+
+    assert parsed() == CompareOptions() == parsed("--preset", "transfer-digits")
+    cifar = parsed("--preset", "transfer-cifar", "--seeds", "3", "--train-per-class", "10")
+    assert (cifar.dataset, cifar.classes, cifar.source_classes) == ("cifar10", "5-9", "0-4")
+    assert cifar.num_samples == PRESETS["transfer-cifar"]["num_samples"]
+    # given values win, even one equal to the option's own default (10)
+    assert (cifar.seeds, cifar.train_per_class) == (3, 10)

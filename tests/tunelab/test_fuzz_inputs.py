@@ -9,6 +9,7 @@ import json
 import math
 from pathlib import Path
 
+import optuna
 import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
@@ -18,12 +19,13 @@ from analysis.load import TrialFileError, _read_trial
 from analysis.record import TUNELAB_FILE, read_record
 from analysis.reproduce import load_best
 from search_spaces import SPACES
+from search_spaces.base import Conditional, settle_conditions
 from search_spaces.overrides import apply_overrides, load_space_file
 from trainables import METHOD_CLASSES
-from trainables.config import build_config, load_config_file, parse_set_options
+from trainables.config import build_config, load_config_file, parse_set_options, to_dict
 from trainables.errors import TunelabError
 from tunelab.experiments import check_name, normalise_storage
-from tunelab.searcher import optuna_distributions
+from tunelab.searcher import DefineByRun, optuna_distribution
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 CONFIG_CLASSES = [m.config_class for m in METHOD_CLASSES.values()]
@@ -77,14 +79,20 @@ entry = st.one_of(
 @FUZZ
 @given(method=st.sampled_from(sorted(SPACES)), overrides=st.dictionaries(key_names, entry, max_size=3))
 def test_space_overrides_apply_or_are_refused_and_what_loads_can_be_sampled(method, overrides):
+    config_class = METHOD_CLASSES[method].config_class
     try:
-        space = apply_overrides(dict(SPACES[method]), overrides, METHOD_CLASSES[method].config_class)
+        space = apply_overrides(dict(SPACES[method]), overrides, config_class)
+        space = settle_conditions(space, to_dict(build_config(config_class, {})))  # as the driver does
     except TunelabError:
         return
-    distributions = optuna_distributions(space)  # must not raise: a space that loads can be sampled
-    for name, dist in distributions.items():
-        if hasattr(dist, "low"):
-            assert math.isfinite(dist.low) and math.isfinite(dist.high) and dist.low <= dist.high, name
+    for name, entry in space.items():
+        cases = [c for _, c in entry.cases if c is not None] if isinstance(entry, Conditional) else [entry]
+        for dist in map(optuna_distribution, cases):
+            if hasattr(dist, "low"):
+                assert math.isfinite(dist.low) and math.isfinite(dist.high) and dist.low <= dist.high, name
+    trial = optuna.create_study(sampler=optuna.samplers.RandomSampler(0)).ask()
+    config = DefineByRun(space)(trial)  # must not raise: a space that loads can be sampled
+    build_config(config_class, config)  # and what it samples is a valid config
 
 
 file_bytes = st.one_of(
