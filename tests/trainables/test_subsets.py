@@ -164,3 +164,14 @@ def test_source_from_another_split_is_refused_even_for_disjoint_classes(source_b
 
 def test_label_free_rotation_source_on_the_same_split_is_allowed(source_backbones):
     assert np.isfinite(_fine_tune(source_backbones["rotation"], classes="5-9")[-1]["test/acc"])
+
+
+def test_pretrain_command_on_source_classes_names_them(tmp_path, monkeypatch, capsys):
+    from tunelab.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["pretrain", "--set", "task=supervised", "--dataset", "digits", "--set", "classes=0-4",
+                 "--set", "epochs=1", "--set", "image_size=8", "--set", "width=4"]) == 0
+    out = tmp_path / "pretrained" / "resnet18-digits-c0-4-supervised.pt"
+    assert "(digits classes 0-4 train split)" in capsys.readouterr().out and out.is_file()
+    assert torch.load(out, weights_only=True)["source"]["classes"] == "0-4"
