@@ -1,12 +1,19 @@
 """Search space of ArcFace metric learning (seed 001; METHODS.md section 2)."""
-from search_spaces.base import Choice, FloatRange, SearchSpace
+from search_spaces.base import Choice, Conditional, FloatRange, SearchSpace
 
 SPACE: SearchSpace = {
     "s": FloatRange(8.0, 64.0, log=True, unit="logit scale (radius of the hypersphere)", role="scientific",
                     reason="too small cannot reach confident softmax; ArcFace uses 64, arcface-pytorch 30"),
-    "m": FloatRange(0.1, 0.8, unit="radians (arcface) / cosine units (cosface)", role="scientific",
-                    reason="margin; the paper's best is 0.4-0.55, CosFace's 0.35-0.40"),
-    "easy_margin": Choice((False, True), unit="on/off", reason="seed 001 uses True, arcface-pytorch False"),
+    # The margin is in radians for ArcFace and in cosine units for CosFace; NormSoftmax has none, and
+    # only ArcFace has the easy-margin variant: sampled where they apply, never recorded elsewhere.
+    "m": Conditional("head", (("arcface", FloatRange(0.1, 0.8, unit="radians")),
+                              ("cosface", FloatRange(0.1, 0.6, unit="cosine units")),
+                              ("normsoftmax", None)),
+                     unit="radians (arcface) / cosine units (cosface)", role="scientific",
+                     reason="margin; the paper's best is 0.4-0.55, CosFace's 0.35-0.40; normsoftmax has none"),
+    "easy_margin": Conditional("head", (("arcface", Choice((False, True), unit="on/off")), ("cosface", None),
+                                        ("normsoftmax", None)),
+                               unit="on/off", reason="ArcFace only: seed 001 uses True, arcface-pytorch False"),
     "head": Choice(("arcface", "cosface", "normsoftmax"), unit="name", role="scientific",
                    reason="angular vs cosine margin vs no margin (the reference point)"),
     "n_feats": Choice((64, 128, 256, 512), unit="embedding dimensions", reason="seed 001 uses 512"),

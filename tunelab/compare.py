@@ -91,8 +91,8 @@ def check_baseline(baseline: str | None, methods: tuple[str, ...]) -> None:
 # 10 images per class was chosen with benchmarks/transfer_shots.py (RESULTS.md, "main job").
 PRESETS: dict[str, dict[str, Any]] = {
     "transfer-digits": {},
-    # CIFAR-10 animals/vehicles split: source airplane..deer (0-4), target dog..truck (5-9), 100
-    # labelled images per target class; ResNet-18 at width 64 is the GPU user's backbone.
+    # CIFAR-10 source airplane..deer (0-4), target dog..truck (5-9), 100 labelled images per target
+    # class, a budget for a GPU (add --gpus-per-trial): 32 trials x 30 epochs, 10 seeds.
     "transfer-cifar": {"dataset": "cifar10", "classes": "5-9", "source_classes": "0-4", "train_per_class": 100,
                        "source_epochs": 30, "num_samples": 32, "max_epochs": 30, "seeds": 10},
 }
@@ -204,7 +204,7 @@ def source_backbone(opts: CompareOptions, out: Path) -> Path:
     architecture = {k: getattr(reference, k) for k in ("model", "width", "cifar_stem", "batchnorm")}
     config = PretrainConfig(task="supervised", dataset=opts.dataset, data_dir=opts.data_dir,
                             classes=opts.source_classes, epochs=opts.source_epochs, **architecture)
-    path = out / "source-backbone.pt"
+    path = (out / "source-backbone.pt").resolve()  # trials run in Ray's own working folders
     began = time.perf_counter()
     _say(f"pretraining the fine-tuning backbone ({config.model}, width {config.width}) on {opts.dataset} classes "
          f"{opts.source_classes}, supervised, {opts.source_epochs} epochs")

@@ -36,6 +36,8 @@ from tunelab.experiments import (ExperimentLock, check_free, check_name, check_s
                                  normalise_storage, prepare_folder, repair_latest_checkpoints)
 from tunelab.study import check_optuna_storage, replace_study
 from tunelab.options import option
+from tunelab.search import make_search
+from tunelab.search import startup_trials as search_startup_trials
 from tunelab.provenance import environment_record
 
 DEFAULT_STORAGE = "./runs"
@@ -134,6 +136,10 @@ def fixed_values(opts: TuneOptions) -> dict[str, Any]:
                           "pass --gpus-per-trial (e.g. 1 or 0.25), or drop device=cuda")
     if values.get("device") == "cpu":
         values.pop("gpu_memory_fraction", None)
+    pretrained = values.get("pretrained")
+    if isinstance(pretrained, str) and pretrained.strip() not in ("auto", "imagenet", ""):
+        # trials run in Ray's own working folders (on any node): a relative path is found only here
+        values["pretrained"] = os.path.abspath(os.path.expanduser(pretrained))
     return values
 
 
@@ -153,7 +159,7 @@ def resolve_space(opts: TuneOptions, fixed: dict[str, Any]) -> SearchSpace:
 
 def startup_trials(opts: TuneOptions) -> int:
     """Random trials before TPE models the space: a quarter of the budget, between 2 and 10."""
-    return opts.startup_trials or min(10, max(2, opts.num_samples // 4))
+    return opts.startup_trials or search_startup_trials(opts.num_samples)
 
 
 # ----------------------------------------------------------------------------- Ray
@@ -248,23 +254,24 @@ def draw(p, rng: np.random.Generator) -> Any:
 
 
 def build_search(opts: TuneOptions, space: SearchSpace, name: str):
-    """(search algorithm, param_space entries it does not sample itself)."""
+    """(search algorithm, param_space entries it does not sample itself, scheduler). TPE + ASHA is
+    exactly `tunelab.search.make_search`, the pair any Ray Tune user gets from it."""
     if opts.search == "optuna":
         import optuna
 
-        from tunelab.searcher import MultiFidelityOptunaSearch
-
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        searcher = MultiFidelityOptunaSearch(space, opts.metric, opts.mode, max_t=opts.max_epochs, seed=opts.seed,
-                                             n_startup_trials=startup_trials(opts), storage=opts.optuna_storage,
-                                             study_name=name, trial_dir_prefix=opts.method)
-        return searcher, {}
+        searcher, asha = make_search(space, opts.metric, opts.mode, max_t=opts.max_epochs,
+                                     grace_period=opts.grace_period, reduction_factor=opts.reduction_factor,
+                                     seed=opts.seed, time_attr=M.EPOCH, num_samples=opts.num_samples,
+                                     n_startup_trials=startup_trials(opts), storage=opts.optuna_storage,
+                                     study_name=name, trial_dir_prefix=opts.method)
+        return searcher, {}, asha if opts.scheduler == "asha" else build_scheduler(opts)
     from ray.tune.search.basic_variant import BasicVariantGenerator
 
     # Tune ignores TuneConfig.max_concurrent_trials for a generator instance; it takes it here.
     defaults = to_dict(build_config(METHOD_CLASSES[opts.method].config_class, fixed_values(opts)))
     return (BasicVariantGenerator(random_state=opts.seed, max_concurrent=opts.max_concurrent),
-            tune_domains(space, defaults, opts.seed))
+            tune_domains(space, defaults, opts.seed), build_scheduler(opts))
 
 
 def build_scheduler(opts: TuneOptions):
@@ -428,13 +435,13 @@ def run_tune(opts: TuneOptions, argv: list[str] | None = None) -> dict[str, Any]
         allow_parallel_pending_trials(opts)
         from ray import tune
 
-        search_alg, sampled = build_search(opts, plan.space, plan.name)
+        search_alg, sampled, scheduler = build_search(opts, plan.space, plan.name)
         record = experiment_record(opts, plan.name, plan.path, plan.fixed, plan.space, argv)
         write_record(plan.path, record)
         tuner = tune.Tuner(
             build_trainable(opts, plan.data),
             param_space={**plan.fixed, **sampled},
-            tune_config=tune.TuneConfig(search_alg=search_alg, scheduler=build_scheduler(opts),
+            tune_config=tune.TuneConfig(search_alg=search_alg, scheduler=scheduler,
                                         # recorded with the experiment: Tuner.restore(...).get_results()
                                         # .get_best_result() needs no arguments
                                         metric=opts.metric, mode=opts.mode,

@@ -97,7 +97,7 @@ def test_tune_command_line_errors_are_one_line(capsys, args, fragment):
 def test_random_search_takes_the_concurrency_limit():
     # Tune ignores TuneConfig.max_concurrent_trials when handed a generator instance.
     opts = TuneOptions("classifier", search="random", max_concurrent=3)
-    searcher, sampled = driver.build_search(opts, resolve_space(opts, fixed_values(opts)), "x")
+    searcher, sampled, _ = driver.build_search(opts, resolve_space(opts, fixed_values(opts)), "x")
     assert searcher.max_concurrent == 3 and "lr" in sampled
 
 
@@ -115,3 +115,26 @@ def test_stop_at_ends_the_search_at_the_first_result_that_reaches_it(mode, value
     assert first == stops_after
     assert stopper.stop_all() == (stops_after is not None)
     assert all(decisions[first - 1:]) if first else not any(decisions)
+
+
+def test_a_relative_backbone_path_is_made_absolute_for_trials_running_elsewhere(tmp_path, monkeypatch):
+    from tunelab.driver import TuneOptions, fixed_values
+
+    monkeypatch.chdir(tmp_path)
+    fixed = fixed_values(TuneOptions(method="finetune", sets=["pretrained=backbones/b.pt"]))
+    assert fixed["pretrained"] == str(tmp_path / "backbones" / "b.pt")
+    assert fixed_values(TuneOptions(method="finetune", sets=["pretrained=auto"]))["pretrained"] == "auto"
+
+
+def test_tune_builds_its_optuna_and_asha_pair_with_the_public_make_search(monkeypatch):
+    import tunelab.search
+
+    calls = []
+    real = tunelab.search.make_search
+    monkeypatch.setattr(driver, "make_search", lambda *a, **k: calls.append(k) or real(*a, **k))
+    opts = TuneOptions("classifier", max_epochs=9, grace_period=2, reduction_factor=3, num_samples=16)
+    searcher, sampled, scheduler = driver.build_search(opts, resolve_space(opts, fixed_values(opts)), "x")
+    assert len(calls) == 1 and calls[0]["time_attr"] == "epoch" and sampled == {}
+    assert (scheduler._max_t, scheduler._reduction_factor, scheduler._time_attr) == (9, 3, "epoch")
+    assert sorted(milestone for milestone, _ in scheduler._brackets[0]._rungs) == [2, 6]  # grace 2, x3
+    assert searcher._max_t == 9

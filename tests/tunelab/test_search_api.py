@@ -1,0 +1,64 @@
+"""`tunelab.search.make_search` driving a user's own function trainable in a plain ray.tune.Tuner,
+read back through Optuna's own storage."""
+import math
+
+import pytest
+
+from search_spaces import Choice, Conditional, FloatRange
+from trainables.errors import ConfigError
+from tunelab.search import make_search
+
+SPACE = {"opt": Choice(("sgd", "adam")),
+         "lr": Conditional("opt", (("sgd", FloatRange(1e-2, 1.0, log=True)), ("adam", FloatRange(1e-4, 1e-2, log=True)))),
+         "momentum": Conditional("opt", (("sgd", FloatRange(0.0, 0.99)), ("adam", None)))}
+
+
+def user_trainable(config):
+    from ray import tune
+
+    assert ("momentum" in config) == (config["opt"] == "sgd")  # never sampled where it does not apply
+    for step in range(1, 10):
+        tune.report({"loss": (math.log10(config["lr"]) + 2.5) ** 2 + 1.0 / step})
+
+
+@pytest.mark.ray
+def test_make_search_in_a_users_tuner_records_asha_stops_as_pruned(ray_cluster, tmp_path):
+    import optuna
+    from ray import tune
+
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    searcher, scheduler = make_search(SPACE, "loss", "min", max_t=9, num_samples=8, seed=0, storage=storage,
+                                      study_name="user")
+    results = tune.Tuner(user_trainable, tune_config=tune.TuneConfig(
+        search_alg=searcher, scheduler=scheduler, metric="loss", mode="min", num_samples=8),
+        run_config=tune.RunConfig(storage_path=tmp_path.as_uri(), name="user", verbose=0)).fit()
+    assert not results.errors and results.get_best_result().metrics["loss"] < 2
+    study = optuna.load_study(study_name="user", storage=storage)
+    assert len(study.trials) == 8
+    iterations = {r.metrics["trial_id"]: r.metrics["training_iteration"] for r in results}
+    for trial in study.trials:
+        ray_id = trial.user_attrs["ray_trial_id"]
+        opt = trial.params["opt"]
+        assert set(trial.params) == {"opt", f"lr|opt={opt}"} | ({"momentum|opt=sgd"} if opt == "sgd" else set())
+        assert sorted(trial.intermediate_values) == list(range(1, iterations[ray_id] + 1))
+        if iterations[ray_id] == 9:  # ran the full budget: its best value is final
+            assert trial.state == optuna.trial.TrialState.COMPLETE
+            assert trial.value == min(trial.intermediate_values.values())
+        else:  # ASHA stopped it: not a final score
+            assert trial.state == optuna.trial.TrialState.PRUNED
+    assert any(n < 9 for n in iterations.values()), "ASHA stopped no trial: the test checks nothing about pruning"
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(space={}), "space must be a non-empty dict"),
+    (dict(space={"lr": (1e-3, 1e-1)}), r"space\['lr'\] is \(0.001, 0.1\); use FloatRange"),
+    (dict(space={"lr": SPACE["lr"]}), r"space\['lr'\] depends on 'opt', which is not a Choice of this space"),
+    (dict(space={"opt": Choice(("sgd", "rmsprop")), "lr": SPACE["lr"]}), "none for opt='rmsprop'"),
+    (dict(mode="maximise"), "mode='maximise' is not valid; choose from: min, max"),
+    (dict(max_t=0), "max_t=0 is out of range"),
+    (dict(reduction_factor=1), "reduction_factor=1 is out of range"),
+])
+def test_make_search_refuses_bad_arguments_naming_them(kwargs, message):
+    arguments = {**dict(space=SPACE, metric="loss", mode="min", max_t=9), **kwargs}
+    with pytest.raises(ConfigError, match=message):
+        make_search(**arguments)

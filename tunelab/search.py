@@ -1,0 +1,80 @@
+"""tunelab's search for any Ray Tune user: multivariate TPE with honest multi-fidelity feedback, and ASHA.
+
+    from ray import tune
+    from search_spaces import FloatRange, Choice
+    from tunelab.search import make_search
+
+    space = {"lr": FloatRange(1e-4, 1e-1, log=True), "opt": Choice(("sgd", "adam"))}
+    searcher, scheduler = make_search(space, "loss", "min", max_t=20, num_samples=32)
+    tune.Tuner(my_function, tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler,
+               metric="loss", mode="min", num_samples=32)).fit()
+
+`tunelab tune` builds its Optuna + ASHA search with this function (tunelab.driver.build_search).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from search_spaces.base import Choice, Conditional, FloatRange, IntRange, SearchSpace, settle_conditions
+from trainables.errors import ConfigError
+
+MODES = ("min", "max")
+
+
+def startup_trials(num_samples: int | None) -> int:
+    """Random trials before TPE models the space: a quarter of the budget, between 2 and 10."""
+    return min(10, max(2, num_samples // 4)) if num_samples else 10
+
+
+def check_space(space: Any) -> SearchSpace:
+    """A search space is a non-empty dict of entries; a conditional entry's parent is a Choice of
+    the same space with a case for each of its options."""
+    if not isinstance(space, dict) or not space:
+        raise ConfigError(f"space must be a non-empty dict of search_spaces entries, got {space!r:.80}")
+    for name, entry in space.items():
+        if not isinstance(name, str) or not isinstance(entry, (FloatRange, IntRange, Choice, Conditional)):
+            raise ConfigError(f"space[{name!r}] is {entry!r:.60}; use FloatRange, IntRange, Choice or Conditional")
+        if isinstance(entry, Conditional) and not isinstance(space.get(entry.parent), Choice):
+            raise ConfigError(f"space[{name!r}] depends on {entry.parent!r}, which is not a Choice of this space")
+    settle_conditions(space, {})  # every option of a conditional entry's parent has its case
+    return space
+
+
+def make_search(space: SearchSpace, metric: str, mode: str, max_t: int, grace_period: int = 1,
+                reduction_factor: int = 3, seed: int = 0, time_attr: str = "training_iteration",
+                num_samples: int | None = None, *, n_startup_trials: int | None = None,
+                storage: str | None = None, study_name: str | None = None,
+                trial_dir_prefix: str | None = None):
+    """(searcher, scheduler) to pass as `ray.tune.TuneConfig(search_alg=..., scheduler=...)`.
+
+    The searcher is Optuna's multivariate TPE (seeded, constant liar for parallel trials, `group`
+    for conditional spaces) inside Ray Tune. Every report is an intermediate value of the Optuna
+    trial at step `result[time_attr]`; a trial that reached `max_t` is COMPLETE with its best
+    value, one ASHA stopped (or that diverged) is PRUNED, one that raised is FAIL - so TPE never
+    mistakes a one-epoch score for a final one. The scheduler is ASHA on `time_attr` (rungs at
+    grace_period x reduction_factor^k below max_t); it takes metric and mode from TuneConfig, so
+    pass them there too (Ray records them with the experiment for its readers).
+
+    `num_samples` sets the random startup trials (a quarter, 2 to 10) unless `n_startup_trials`
+    is given; `storage` (an Optuna RDB URL) and `study_name` keep the study for optuna-dashboard;
+    `trial_dir_prefix` records each study trial's folder (`PREFIX_<ray trial id>`) as a user
+    attribute next to `ray_trial_id`.
+    """
+    from ray.tune.schedulers import ASHAScheduler
+
+    from tunelab.searcher import MultiFidelityOptunaSearch
+
+    check_space(space)
+    if mode not in MODES:
+        raise ConfigError(f"mode={mode!r} is not valid; choose from: {', '.join(MODES)}")
+    for name, value, low in (("max_t", max_t, 1), ("grace_period", grace_period, 1),
+                             ("reduction_factor", reduction_factor, 2)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ConfigError(f"{name}={value!r} is out of range; allowed: an integer >= {low}")
+    startup = n_startup_trials if n_startup_trials is not None else startup_trials(num_samples)
+    searcher = MultiFidelityOptunaSearch(space, metric, mode, max_t=max_t, seed=seed, n_startup_trials=startup,
+                                         storage=storage, study_name=study_name, time_attr=time_attr,
+                                         trial_dir_prefix=trial_dir_prefix)
+    scheduler = ASHAScheduler(time_attr=time_attr, max_t=max_t, grace_period=min(grace_period, max_t),
+                              reduction_factor=reduction_factor)
+    return searcher, scheduler
