@@ -5,6 +5,9 @@
     optimizer: {choices: [sgd, adamw]}     # fewer choices
     dropout: {low: 0.0, high: 0.5}         # add a config key that was not searched
     label_smoothing: null                  # drop an entry (its default, or --set, applies)
+    momentum:                              # a range per option of another entry (null: not sampled)
+      when: optimizer
+      cases: {sgd: {low: 0.8, high: 0.99}, rmsprop: {low: 0.0, high: 0.9}, adam: null, adamw: null}
 
 Every problem is reported before anything starts, as one line naming the key and the rule.
 """
@@ -64,11 +67,48 @@ def apply_overrides(space: SearchSpace, overrides: dict[str, Any], config_class)
         if not isinstance(entry, dict):
             raise ConfigError(f"--space: {key} must be a mapping such as {{low: 0.1, high: 1.0}} or "
                               f"{{choices: [a, b]}} (or null to drop it), got {entry!r}")
+        if "when" in entry or "cases" in entry:
+            result[key] = _conditional(key, space.get(key), entry, config_class)
+            continue
         bad = [k for k in entry if k not in ENTRY_KEYS]
         if bad:
             raise ConfigError(f"--space: {key} has unknown field {bad[0]!r}; valid fields: {', '.join(ENTRY_KEYS)}")
         result[key] = _merge(key, space.get(key), entry, config_class)
     return result
+
+
+CONDITIONAL_KEYS = ("when", "cases", "unit", "reason", "role")
+
+
+def _conditional(key: str, old, entry: dict, config_class) -> Conditional:
+    """`{when: PARENT, cases: {OPTION: {low, high, ...} | {choices: [...]} | null}}`: a range per option
+    of PARENT (null: not sampled under that option). Each case is checked as a plain new entry: it
+    inherits nothing (give `log: true` where wanted)."""
+    bad = [k for k in entry if k not in CONDITIONAL_KEYS]
+    if bad:
+        raise ConfigError(f"--space: {key} has unknown field {bad[0]!r}; a conditional entry takes: "
+                          f"{', '.join(CONDITIONAL_KEYS)}")
+    parent, cases = entry.get("when"), entry.get("cases")
+    if parent == key or parent not in field_names(config_class):
+        raise ConfigError(f"--space: {key}.when must name another config key (the choice it depends on), "
+                          f"got {parent!r}")
+    if not isinstance(cases, dict) or not cases:
+        raise ConfigError(f"--space: {key}.cases must map each option of {parent} to a range, choices or null, "
+                          f"got {cases!r}")
+    settled = []
+    for option, case in cases.items():
+        value = getattr(build_config(config_class, {parent: option}), parent)  # as the config holds it
+        if case is not None and not isinstance(case, dict):
+            raise ConfigError(f"--space: {key}.cases.{option} must be a mapping or null, got {case!r}")
+        wrong = [k for k in (case or {}) if k not in ENTRY_KEYS]
+        if wrong:
+            raise ConfigError(f"--space: {key}.cases.{option} has unknown field {wrong[0]!r}; valid fields: "
+                              f"{', '.join(ENTRY_KEYS)}")
+        settled.append((value, None if case is None else _merge(key, None, case, config_class)))
+    common = {f: entry[f] for f in ("unit", "reason", "role") if f in entry}
+    unit = common.pop("unit", getattr(old, "unit", "") or "")
+    reason = common.pop("reason", getattr(old, "reason", "") or "from --space")
+    return Conditional(parent, tuple(settled), unit=unit, reason=reason, **common)
 
 
 def _merge(key: str, old: Param | Conditional | None, entry: dict, config_class) -> Param:

@@ -31,10 +31,30 @@ def starts_private_instance(address: str | None) -> bool:
     try:
         from ray._private.services import canonicalize_bootstrap_address
 
-        return canonicalize_bootstrap_address("auto") is None
+        recorded = canonicalize_bootstrap_address("auto")
     except ConnectionError:
         return True  # no cluster runs on this machine
     except Exception:  # Ray's private helper moved: decide after connecting instead
+        return False
+    return recorded is None or not answers(recorded)
+
+
+def recorded_cluster() -> str | None:
+    """The cluster recorded on this machine (by `ray start`, or a Ray instance that ran here), which
+    ray.init() without an address would join; None when there is none."""
+    try:
+        from ray._private.services import canonicalize_bootstrap_address
+
+        return canonicalize_bootstrap_address("auto")
+    except Exception:  # none recorded (ConnectionError), or Ray's private helper moved
+        return None
+
+
+def answers(address: str, timeout_s: float = 2.0) -> bool:
+    try:
+        probe_address(address, timeout_s)
+        return True
+    except ConfigError:
         return False
 
 
@@ -98,11 +118,16 @@ def connect_ray(address: str | None) -> None:
     quiet = dict(logging_level=logging.WARNING, log_to_driver=False)
     if address:
         probe_address(address)
+    elif (recorded := recorded_cluster()) is not None and not answers(recorded):
+        # A killed instance leaves its address recorded; ray.init() would wait on it for minutes.
+        print(f"tunelab: the Ray cluster recorded on this machine ({recorded}) does not answer (a stale record "
+              "of a stopped instance); starting a local instance", file=sys.stderr)
+        address = "local"
     try:
-        if address:
+        if address and address != "local":
             ray.init(address=address, **quiet)
         else:
-            ray.init(include_dashboard=False, dashboard_host="127.0.0.1", **quiet)
+            ray.init(address=address, include_dashboard=False, dashboard_host="127.0.0.1", **quiet)
     except ConnectionError as exc:
         raise ConfigError(f"--address {address!r}: no Ray cluster answered ({str(exc).splitlines()[0]})") from None
     route_sigterm_to_sigint()  # ray.init replaced it with a native handler that aborts

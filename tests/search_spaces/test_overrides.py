@@ -54,3 +54,70 @@ def test_space_file_must_be_a_yaml_mapping(tmp_path):
         load_space_file(str(tmp_path / "broken.yaml"))
     with pytest.raises(ConfigError, match="no such file"):
         load_space_file(str(tmp_path / "missing.yaml"))
+
+
+CONDITIONAL_YAML = """
+lr:
+  when: optimizer
+  cases:
+    sgd: {low: 0.01, high: 0.3, log: true}
+    adam: {low: 1.0e-4, high: 1.0e-2, log: true}
+    adamw: {low: 1.0e-4, high: 1.0e-2, log: true}
+    rmsprop: {low: 1.0e-5, high: 1.0e-3, log: true}
+momentum:
+  when: optimizer
+  cases: {sgd: {low: 0.5, high: 0.99}, rmsprop: null, adam: null, adamw: null}
+schedule:
+  when: optimizer
+  cases: {sgd: {choices: [step, cosine]}, rmsprop: null, adam: {choices: [cosine]}, adamw: null}
+"""
+
+
+def test_a_space_file_declares_conditional_entries_and_the_driver_samples_them(tmp_path):
+    import optuna
+
+    from tunelab.driver import TuneOptions, fixed_values, resolve_space
+    from tunelab.searcher import DefineByRun
+
+    path = tmp_path / "space.yaml"
+    path.write_text(CONDITIONAL_YAML)
+    opts = TuneOptions("classifier", space=str(path))
+    space = resolve_space(opts, fixed_values(opts))
+    assert isinstance(space["momentum"], Conditional) and space["momentum"].case("rmsprop") is None
+    assert space["lr"].case("rmsprop") == FloatRange(1e-5, 1e-3, log=True, reason="from --space")
+    assert space["schedule"].case("sgd").options == ("step", "cosine")
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(0))
+    for _ in range(40):
+        config = DefineByRun(space)(study.ask())
+        case = space["lr"].case(config["optimizer"])
+        assert case.low <= config["lr"] <= case.high
+        assert ("momentum" in config) == (config["optimizer"] == "sgd")
+        assert ("schedule" in config) == (config["optimizer"] in ("sgd", "adam"))
+    fixed = TuneOptions("classifier", space=str(path), sets=["optimizer=rmsprop"])
+    settled = resolve_space(fixed, fixed_values(fixed))  # the parent fixed: its case, or nothing
+    assert settled["lr"] == space["lr"].case("rmsprop") and "momentum" not in settled
+
+
+@pytest.mark.parametrize("entry, message", [
+    ({"when": "lr", "cases": {"sgd": None}}, "lr.when must name another config key"),
+    ({"when": "nosuch", "cases": {"sgd": None}}, "lr.when must name another config key"),
+    ({"when": "optimizer", "cases": []}, "lr.cases must map each option of optimizer"),
+    ({"when": "optimizer", "cases": {"nadam": {"low": 0.1, "high": 0.2}}}, "optimizer='nadam' is not valid"),
+    ({"when": "optimizer", "cases": {"sgd": 0.1}}, r"lr.cases.sgd must be a mapping or null"),
+    ({"when": "optimizer", "cases": {"sgd": {"low": 0.1, "hi": 0.2}}}, "lr.cases.sgd has unknown field 'hi'"),
+    ({"when": "optimizer", "cases": {"sgd": {"low": 0.3, "high": 0.2}}}, "lr needs low < high"),
+    ({"when": "optimizer", "cases": {"sgd": None}, "default": 1}, "a conditional entry takes: when, cases"),
+])
+def test_bad_conditional_entries_are_refused_naming_the_field(entry, message):
+    with pytest.raises(ConfigError, match=message):
+        apply_overrides(SPACE, {"lr": entry}, ClassifierConfig)
+
+
+def test_a_conditional_entry_missing_an_option_of_its_searched_parent_is_refused(tmp_path):
+    from tunelab.driver import TuneOptions, fixed_values, resolve_space
+
+    path = tmp_path / "space.yaml"
+    path.write_text("lr: {when: optimizer, cases: {sgd: {low: 0.01, high: 0.3}}}\n")
+    opts = TuneOptions("classifier", space=str(path))
+    with pytest.raises(ConfigError, match="lr has a range per optimizer and none for optimizer='adam'"):
+        resolve_space(opts, fixed_values(opts))

@@ -310,3 +310,28 @@ def test_overwrite_replaces_the_study_of_the_same_name_too(tmp_path, capsys):
     replace_study(TuneOptions("classifier", optuna_storage=url, overwrite=True), "exp")
     assert [s.study_name for s in optuna.get_all_study_summaries(url)] == ["other"]
     assert "deleted study 'exp'" in capsys.readouterr().err
+
+
+def test_a_stale_recorded_cluster_starts_a_local_instance_instead_of_waiting_on_it(tmp_path):
+    """A killed Ray instance leaves its address recorded on the machine; ray.init() without an address
+    would wait minutes on it. tunelab sees it does not answer, says so, and starts its own."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent("""
+        import ray, ray._private.services as services
+        real = services.canonicalize_bootstrap_address  # "auto": the cluster recorded on the machine
+        services.canonicalize_bootstrap_address = lambda address, *a, **k: (
+            "127.0.0.1:1" if address == "auto" else real(address, *a, **k))  # nothing listens there
+        from tunelab.cluster import connect_ray, starts_private_instance
+        assert starts_private_instance(None)
+        connect_ray(None)
+        print("cpus", ray.cluster_resources()["CPU"])
+        ray.shutdown()
+    """)
+    env = {k: v for k, v in __import__("os").environ.items() if k != "RAY_ADDRESS"}
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, env=env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "cpus" in result.stdout
+    assert "the Ray cluster recorded on this machine (127.0.0.1:1) does not answer" in result.stderr
