@@ -30,6 +30,8 @@ __all__ = ["FINAL_STATUSES", "TUNELAB_FILE", "read_record", "local_path", "load_
 CONFIG_PREFIX = "config/"
 # Ray's statuses of a trial the driver left unfinished (recorded `incomplete`, continued by `resume`).
 UNFINISHED_RAY_STATUSES = ("RUNNING", "PENDING", "PAUSED")
+# A trial the search's time budget left unfinished (tunelab/budget.py): resumable like `incomplete`.
+OUT_OF_TIME = "out_of_time"
 
 
 class TrialFileError(ValueError):
@@ -96,7 +98,8 @@ def ray_trial_statuses(path: Path) -> dict[str, str]:
 
 
 def status_from(last_epoch: int, diverged: bool, errored: bool, max_epochs: int, ray_status: str = "") -> str:
-    """The one status rule: finished | stopped (by ASHA) | diverged | errored | incomplete.
+    """The one status rule: finished | stopped (by ASHA) | diverged | errored | incomplete (and
+    out_of_time, which the driver records instead of incomplete when the time budget ended the run).
 
     `errored` is whether the trial failed (or its folder holds an error.txt). A trial retried
     successfully keeps that file, so Ray's recorded status decides when it is known.

@@ -126,7 +126,8 @@ STATUS_STYLE = {"finished": dict(color="tab:blue", marker="o", linestyle="-"),
                 "stopped": dict(color="tab:gray", marker=".", linestyle="--"),
                 "diverged": dict(color="tab:red", marker="x", linestyle=":"),
                 "errored": dict(color="black", marker="x", linestyle=":"),
-                "incomplete": dict(color="tab:orange", marker=".", linestyle="-.")}
+                "incomplete": dict(color="tab:orange", marker=".", linestyle="-."),
+                "out_of_time": dict(color="tab:purple", marker=".", linestyle="-.")}
 
 
 def _integer_ticks(axis) -> None:

@@ -30,12 +30,13 @@ def get_method(name: str) -> Method:
 def make_trainable(name: str) -> Callable[..., None]:
     """The Ray Tune function trainable of a method (reports through tune.report)."""
 
-    def trainable(config: dict[str, Any], data=None, checkpoint_interval_s: float = 0.0) -> None:
+    def trainable(config: dict[str, Any], data=None, checkpoint_interval_s: float = 0.0,
+                  deadline: float | None = None) -> None:
         from trainables.tune_reporter import TuneReporter
 
         method = faults.wrap(get_method(name))
         train_config = build_config(method.config_class, config)
-        reporter = TuneReporter(train_config.epochs, checkpoint_interval_s)
+        reporter = TuneReporter(train_config.epochs, checkpoint_interval_s, deadline)
         try:
             train(method, train_config, reporter, data=data)
         except torch.OutOfMemoryError:

@@ -67,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     res.add_argument("--resume-errored", action="store_true", help="continue errored trials from their checkpoints")
     res.add_argument("--restart-errored", action="store_true", help="restart errored trials from scratch")
     res.add_argument("--address", help="Ray cluster to join (default: the one the experiment used)")
+    res.add_argument("--time-budget", metavar="DURATION",
+                     help="end this session cleanly after this wall time (e.g. 90m, 2h); none by default")
     res.add_argument("--json", action="store_true", help="end stdout with one JSON line: experiment, best config")
 
     rep = sub.add_parser("report", help="tables, plots and a markdown report of experiments")
@@ -195,6 +197,10 @@ def _search_outcome(summary: dict[str, Any]) -> int:
         print(f"tunelab: interrupted with {left} trial(s) incomplete; continue with "
               f"`tunelab resume {summary['experiment']}`", file=sys.stderr)
         return EXIT_INTERRUPTED
+    if summary.get("out_of_time"):
+        left = summary["statuses"].get("out_of_time", 0)
+        print(f"tunelab: time budget spent with {left} trial(s) out_of_time (checkpointed); continue with "
+              f"`tunelab resume {summary['experiment']} --time-budget DURATION`", file=sys.stderr)
     if summary["best_metric"] is None:
         counts = ", ".join(f"{n} {status}" for status, n in sorted(summary["statuses"].items()))
         where = f"; first error: {summary['error_files'][0]}" if summary.get("error_files") else ""
@@ -215,7 +221,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
     from tunelab.driver import resume
 
     summary = resume(args.experiment, resume_errored=args.resume_errored, restart_errored=args.restart_errored,
-                     address=args.address)
+                     address=args.address, time_budget=args.time_budget)
     _print_tune_summary(summary, args.json)
     return _search_outcome(summary)
 

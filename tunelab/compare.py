@@ -28,6 +28,8 @@ from trainables.errors import ConfigError
 from trainables.fileio import check_output_path
 from trainables.pretrained import shared_classes
 from trainables.subsets import parse_classes
+from tunelab.budget import describe as describe_duration
+from tunelab.budget import parse_duration
 from tunelab.driver import TuneOptions, check_trackers, connect_ray, run_tune
 from tunelab.options import option, shared
 
@@ -54,13 +56,17 @@ class CompareOptions:
     # A low-data target has one or two steps per epoch: ASHA's first rung must not judge a trial on
     # one step (every trial is at chance there), so the rungs start at 5 epochs (5, 15).
     grace_period: int = shared(TuneOptions, "grace_period", default=5)
-    seeds: int = option(30, "confirmation seeds per method")
+    seeds: int = option(25, "confirmation seeds per method")
     seed: int = shared(TuneOptions, "seed")
     cpus_per_trial: float = shared(TuneOptions, "cpus_per_trial")
     gpus_per_trial: float = shared(TuneOptions, "gpus_per_trial")
     address: str | None = shared(TuneOptions, "address")
     mlflow: str | None = shared(TuneOptions, "mlflow")
     wandb: str | None = shared(TuneOptions, "wandb")
+    # not tune's option: one budget for every search together, split between them
+    total_time_budget: str | None = option(None, "wall time for all the searches, split equally between the "
+                                                 "methods (e.g. 2h: 24m each of 5); confirmation runs are not "
+                                                 "counted", flag="--time-budget", metavar="DURATION")
     baseline: str | None = option(None, "method the others are compared with (default finetune)")
 
 
@@ -146,6 +152,7 @@ def run_compare(opts: CompareOptions) -> dict[str, Any]:
     if out.exists() and any(out.iterdir()):
         raise ConfigError(f"--out {str(out)!r} already exists and is not empty; choose another folder "
                           "(its results are kept)")
+    share = budget_share(opts)
     check_target_data(opts)
     began = time.perf_counter()
     connect_ray(opts.address)
@@ -161,6 +168,7 @@ def run_compare(opts: CompareOptions) -> dict[str, Any]:
                                        grace_period=opts.grace_period,
                                        cpus_per_trial=opts.cpus_per_trial, gpus_per_trial=opts.gpus_per_trial,
                                        mlflow=opts.mlflow, wandb=opts.wandb, sets=method_sets(opts, method, backbone),
+                                       time_budget=None if share is None else repr(share),
                                        # a URI: valid whether Ray runs here alone or joined a local cluster
                                        storage=(out / "runs").resolve().as_uri(), name=method))
         if summary.get("interrupted"):  # Ctrl-C/SIGTERM stopped this search: stop the comparison too
@@ -176,6 +184,18 @@ def run_compare(opts: CompareOptions) -> dict[str, Any]:
                           baseline=opts.baseline)
     return {"out": str(out), "report": str(out / "report" / "report.md"), "table": report["table"],
             "wall_s": time.perf_counter() - began}
+
+
+def budget_share(opts: CompareOptions) -> float | None:
+    """Each method's search gets an equal share of --time-budget (the source pretraining and the
+    confirmation runs are not counted): equal budgets are what makes the comparison fair."""
+    if opts.total_time_budget is None:
+        return None
+    total = parse_duration(opts.total_time_budget)
+    share = total / len(opts.methods)
+    _say(f"time budget {describe_duration(total)}: {describe_duration(share)} for each of the "
+         f"{len(opts.methods)} searches (equal shares; confirmation runs are not counted)")
+    return share
 
 
 def needs_backbone(opts: CompareOptions) -> bool:

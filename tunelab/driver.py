@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analysis.load import UNFINISHED_RAY_STATUSES, rank_trials, status_from
+from analysis.load import OUT_OF_TIME, UNFINISHED_RAY_STATUSES, rank_trials, status_from
 from analysis.record import FINAL_STATUSES, TUNELAB_FILE, is_uri, local_path, read_record, write_record
 from search_spaces import space_for
 from search_spaces.base import Choice, Conditional, IntRange, SearchSpace, describe, settle_conditions
@@ -35,6 +35,9 @@ from tunelab.cluster import (check_cluster, check_local_resources, check_reachab
 from tunelab.experiments import (ExperimentLock, check_free, check_name, check_storage_writable, experiment_path,
                                  normalise_storage, prepare_folder, repair_latest_checkpoints)
 from tunelab.study import check_optuna_storage, replace_study
+from tunelab.budget import (TimeBudget, budget_was_spent, deadline_of_session, parse_duration, session_deadline,
+                            start_session)
+from tunelab.budget import reset as reset_budget
 from tunelab.options import option
 from tunelab.search import make_search
 from tunelab.search import startup_trials as search_startup_trials
@@ -76,6 +79,9 @@ class TuneOptions:
                                                 "(0: every epoch)", flag="--checkpoint-interval", metavar="SECONDS")
     stop_at: float | None = option(None, "end the whole search once any trial reaches this value of the metric",
                                    metavar="VALUE")
+    time_budget: str | None = option(None, "end the search cleanly after this wall time (e.g. 90m, 2h): trials "
+                                           "running then checkpoint and are recorded out_of_time; resume "
+                                           "continues them", metavar="DURATION")
     tensorboard: bool = option(False, "also write TensorBoard event files per trial")
     mlflow: str | None = option(None, "log every trial as an MLflow run at this tracking URI (e.g. "
                                       "sqlite:///runs/mlflow.db); needs pip install -e '.[mlflow]'", metavar="URI")
@@ -102,6 +108,8 @@ def _check(opts: TuneOptions) -> None:
     if opts.checkpoint_interval_s < 0:
         raise ConfigError(f"--checkpoint-interval {opts.checkpoint_interval_s:g} is out of range; "
                           "allowed: >= 0 (0 = every epoch)")
+    if opts.time_budget is not None:
+        parse_duration(opts.time_budget)
     if opts.stop_at is not None and not math.isfinite(opts.stop_at):
         raise ConfigError(f"--stop-at {opts.stop_at} is not valid; allowed: a finite value of {opts.metric}")
     if opts.cpus_per_trial <= 0:
@@ -184,10 +192,13 @@ def allow_parallel_pending_trials(opts: TuneOptions) -> None:
 # ----------------------------------------------------------------------------- assembly
 
 def build_trainable(opts: TuneOptions, data):
+    """The method's trainable with the shared data, its checkpoint interval and this session's
+    deadline (set by `begin_session`)."""
     from ray import tune
 
     trainable = tune.with_parameters(METHODS[opts.method], data=data,
-                                     checkpoint_interval_s=opts.checkpoint_interval_s)
+                                     checkpoint_interval_s=opts.checkpoint_interval_s,
+                                     deadline=session_deadline())
     return tune.with_resources(trainable, {"cpu": opts.cpus_per_trial, "gpu": opts.gpus_per_trial})
 
 
@@ -314,7 +325,9 @@ def run_config(opts: TuneOptions, name: str, storage: str, record: dict[str, Any
         failure_config=tune.FailureConfig(max_failures=opts.max_failures),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=2, checkpoint_score_attribute=opts.metric,
                                                 checkpoint_score_order=opts.mode),
-        callbacks=[ProgressLines(opts.num_samples, opts.metric, opts.max_epochs),
+        # TimeBudget is always there (Ray pickles the callbacks with the experiment); it acts only in a
+        # session given --time-budget, so `resume --time-budget` works for every experiment.
+        callbacks=[ProgressLines(opts.num_samples, opts.metric, opts.max_epochs), TimeBudget(),
                    *logger_callbacks(opts.tensorboard), *tracker_callbacks(opts, record)])
 
 
@@ -430,6 +443,7 @@ def run_tune(opts: TuneOptions, argv: list[str] | None = None) -> dict[str, Any]
     plan = plan_search(opts)
     with ExperimentLock(plan.path) as lock:
         lock.note(**ray_session(plan.private))
+        begin_session(opts.time_budget)
         prepare_folder(plan.path, opts.overwrite)
         replace_study(opts, plan.name)
         allow_parallel_pending_trials(opts)
@@ -454,6 +468,12 @@ def run_tune(opts: TuneOptions, argv: list[str] | None = None) -> dict[str, Any]
             run_config=run_config(opts, plan.name, plan.storage, record),
         )
         return fit_and_finish(tuner, record, plan.path)
+
+
+def begin_session(time_budget: str | None) -> None:
+    """This session's time budget (none unless given), for the TimeBudget callback and the trainables."""
+    reset_budget()
+    start_session(parse_duration(time_budget) if time_budget is not None else None)
 
 
 def fit_and_finish(tuner, record: dict[str, Any], path: str) -> dict[str, Any]:
@@ -485,12 +505,17 @@ def options_from_record(record: dict[str, Any], path: str) -> TuneOptions:
 
 
 def resume(path: str, resume_errored: bool = False, restart_errored: bool = False,
-           address: str | None = None) -> dict[str, Any]:
-    """Continue an interrupted experiment: unfinished trials resume from their checkpoints."""
+           address: str | None = None, time_budget: str | None = None) -> dict[str, Any]:
+    """Continue an interrupted experiment (or one its time budget ended): unfinished trials resume
+    from their checkpoints; `time_budget` is this session's own."""
+    if time_budget is not None:
+        parse_duration(time_budget)
     if not is_uri(path):
         path = str(Path(os.path.expanduser(path)).resolve())
     record = read_record(path)
     opts = options_from_record(record, path)
+    if time_budget is not None and "time_budget" not in record["options"]:
+        raise ConfigError(f"{path!r} was made by a tunelab without --time-budget; resume it without one")
     from ray import tune
 
     if not tune.Tuner.can_restore(path):
@@ -500,6 +525,7 @@ def resume(path: str, resume_errored: bool = False, restart_errored: bool = Fals
         raise ConfigError("--resume-errored and --restart-errored exclude each other; choose one")
     with ExperimentLock(path) as lock:
         reap_stale_session(lock.previous)
+        begin_session(time_budget)
         data = load_shared_data(opts.method, dict(record["fixed"]))
         private = starts_private_instance(address or opts.address)
         connect_ray(address or opts.address)
@@ -578,6 +604,8 @@ def summarise(grid, record: dict[str, Any]) -> dict[str, Any]:
         ray_status = last_statuses.get(trial_id, "")
         status = status_from(int(last.get(M.EPOCH, 0)), bool(last.get(M.DIVERGED)), result.error is not None,
                              max_epochs, ray_status if ray_status in UNFINISHED_RAY_STATUSES else "")
+        if status == "incomplete" and budget_was_spent():
+            status = OUT_OF_TIME  # left unfinished by the time budget, not by an interruption
         statuses[status] = statuses.get(status, 0) + 1
         trial_statuses[trial_id] = status
         if status == "errored":
@@ -596,7 +624,8 @@ def summarise(grid, record: dict[str, Any]) -> dict[str, Any]:
             "trials": len(grid), "statuses": statuses, "trial_statuses": trial_statuses,
             "best_trial": best_trial, "best_metric": best_value,
             "metric": metric, "best_config": best_config,
-            "interrupted": _interrupted(statuses, len(grid), record, best_value), "error_files": error_files}
+            "interrupted": not budget_was_spent() and _interrupted(statuses, len(grid), record, best_value),
+            "out_of_time": budget_was_spent(), "deadline": deadline_of_session(), "error_files": error_files}
 
 
 def _interrupted(statuses: dict[str, int], trials: int, record: dict[str, Any], best: float | None) -> bool:

@@ -91,7 +91,8 @@ def _compare(tmp_path, *args):
 def test_compare_command_tiny_transfer_task(tmp_path):
     """The default task: finetune from a backbone pretrained on digits 0-4, the classifier from
     scratch, both on digits 5-9 with 10 images per class."""
-    result, rows = _compare(tmp_path, "--methods", "classifier,finetune", "--seeds", "3")
+    result, rows = _compare(tmp_path, "--methods", "classifier,finetune", "--seeds", "3", "--time-budget", "10m")
+    assert "time budget 10m: 5m for each of the 2 searches" in result.stderr
     assert set(rows) == {"classifier", "finetune"}
     for row in rows.values():
         assert row["n_seeds"] == 3 and 0 <= row["test_acc_mean"] <= 1 and row["test_acc_std"] is not None
@@ -101,6 +102,8 @@ def test_compare_command_tiny_transfer_task(tmp_path):
         fixed = json.loads((tmp_path / "c" / "runs" / method / "tunelab.json").read_text())["fixed"]
         assert (fixed["classes"], int(fixed["train_per_class"])) == ("5-9", 10)
         assert ("pretrained" in fixed) == (method == "finetune")
+        options = json.loads((tmp_path / "c" / "runs" / method / "tunelab.json").read_text())["options"]
+        assert float(options["time_budget"]) == 300.0  # the method's equal share
     report = (tmp_path / "c" / "report" / "report.md").read_text()
     assert "classifier** vs finetune" in report and "could not have been resolved" in report
     assert "digits, classes 5-9, 10 training images per class, backbone source-backbone.pt" in report

@@ -1,6 +1,10 @@
 """The status line a person follows during `tune` (no Ray needed: trials are plain objects here)."""
 from types import SimpleNamespace
 
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
 from tunelab.progress import ProgressLines, _duration
 
 
@@ -20,3 +24,26 @@ def test_status_line_counts_trials_epochs_and_bounds_the_time_left():
 
 def test_durations_read_as_people_write_them():
     assert [_duration(s) for s in (5, 75, 3600 * 2 + 60 * 5)] == ["5s", "1m15s", "2h05m"]
+
+
+@pytest.mark.parametrize("text, seconds", [("90m", 5400), ("2h", 7200), ("1h30m", 5400), ("45s", 45), ("1.5h", 5400),
+                                           ("1d", 86400), ("30", 30), (" 2H ", 7200), ("0.5", 0.5)])
+def test_durations_parse_to_seconds(text, seconds):
+    from tunelab.budget import parse_duration
+
+    assert parse_duration(text) == seconds
+
+
+@given(st.text(max_size=12))
+def test_any_duration_text_parses_to_a_positive_finite_number_or_is_refused(text):
+    import math
+
+    from trainables.errors import ConfigError
+    from tunelab.budget import parse_duration
+
+    try:
+        seconds = parse_duration(text)
+    except ConfigError as exc:
+        assert str(exc).startswith(f"--time-budget {text!r}")
+        return
+    assert math.isfinite(seconds) and seconds > 0

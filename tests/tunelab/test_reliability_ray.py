@@ -155,3 +155,40 @@ def test_resume_after_a_killed_private_driver_ends_its_leftover_ray_processes(tm
     assert not [t for t in trials if t.state == TrialState.RUNNING]
     assert all(t.user_attrs.get("ray_trial_id") for t in trials)
     assert {t.user_attrs["trial_dir"] for t in trials} == {p.name for p in experiment.glob("classifier_*")}
+
+
+def test_time_budget_ends_the_search_within_one_epoch_and_resume_continues_the_cut_trials(ray_cluster, tmp_path):
+    cluster, _ = ray_cluster
+    env = {**os.environ, "RAY_ADDRESS": cluster.address, "PYTHONUNBUFFERED": "1"}
+    experiment = tmp_path / "budget"
+    command = [sys.executable, "-m", "tunelab", "tune", "classifier", "--num-samples", "4", "--max-epochs", "150",
+               "--scheduler", "fifo", "--max-concurrent", "2", "--time-budget", "10s",
+               "--storage", f"file://{tmp_path}", "--name", "budget", "--json", *_sets(TINY)]
+    first = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr[-3000:]  # the budget ending a search is not a failure
+    summary = json.loads(first.stdout.strip().splitlines()[-1])
+    assert summary["out_of_time"] and not summary["interrupted"] and summary["statuses"].get("out_of_time", 0) >= 1
+    assert "errored" not in summary["statuses"] and "incomplete" not in summary["statuses"]
+    assert "time budget spent with" in first.stderr and "--time-budget DURATION" in first.stderr
+    record = json.loads((experiment / "tunelab.json").read_text())
+    cut = [t for t, status in record["final_statuses"].items() if status == "out_of_time"]
+    assert "out_of_time" in set(trial_summary(load_experiment(experiment))["status"])
+    before = _progress(experiment)
+    for folder, frame in before.items():  # nobody trained past the deadline by more than one epoch
+        slack = frame["time_this_iter_s"].max() + 1.5  # Ray's timestamp is whole seconds
+        assert frame["timestamp"].max() <= summary["deadline"] + slack, folder
+
+    second = subprocess.run([sys.executable, "-m", "tunelab", "resume", str(experiment), "--time-budget", "10m",
+                             "--json"], env=env, capture_output=True, text=True, timeout=300)
+    assert second.returncode == 0, second.stderr[-3000:]
+    resumed = json.loads(second.stdout.strip().splitlines()[-1])
+    assert resumed["statuses"] == {"finished": 4} and not resumed["out_of_time"]
+    after = _progress(experiment)
+    for trial in cut:
+        (folder,) = [f for f in after if f.endswith(trial)]
+        epochs = after[folder]["epoch"]
+        # continued from the checkpoint taken at the deadline: no epoch trained twice, none lost
+        # (but the one row Ray can drop at a graceful stop, as in the SIGTERM test above)
+        assert epochs.max() == 150 and len(epochs) >= 149 and epochs.is_unique, folder
+        if folder in before:
+            assert len(after[folder]) > len(before[folder])

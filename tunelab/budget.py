@@ -1,0 +1,139 @@
+"""`--time-budget DURATION`: end a search cleanly when its wall-time budget is spent.
+
+When the budget runs out, every trial running at that moment checkpoints at its next report (the
+trainable sees the deadline, trainables/tune_reporter.py), and once each has reported, Tune's
+graceful stop ends the search, the same stop as Ctrl-C: nothing is lost, and the trials left
+unfinished are recorded `out_of_time` (not `errored`, not `incomplete`). `tunelab resume DIR
+--time-budget 1h` continues them from those checkpoints and goes on with the search.
+
+The budget belongs to one session (a `tune` or a `resume`), not to the experiment: the callback
+Ray pickles with the experiment reads it from the driver's environment when the session starts.
+"""
+from __future__ import annotations
+
+import math
+import os
+import re
+import signal
+import time
+
+from ray.tune import Callback
+
+from trainables.errors import ConfigError
+
+BUDGET_ENV = "TUNELAB_TIME_BUDGET_S"  # this session's budget, seconds (absent: none)
+DEADLINE_ENV = "TUNELAB_DEADLINE"  # the same as a Unix time, for trainables
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_PART = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
+
+
+def parse_duration(text: str, flag: str = "--time-budget") -> float:
+    """'90m', '2h', '1h30m', '45s', '1.5h' or plain seconds -> seconds (> 0)."""
+    raw = str(text).strip().lower()
+    try:
+        seconds = float(raw)
+    except ValueError:
+        parts = _PART.findall(raw)
+        if not parts or "".join(n + u for n, u in parts) != raw:
+            raise ConfigError(f"{flag} {text!r} is not a duration; write e.g. 90m, 2h, 1h30m or 45s") from None
+        seconds = sum(float(n) * _UNITS[u] for n, u in parts)
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ConfigError(f"{flag} {text!r} is out of range; allowed: a duration > 0 (e.g. 90m, 2h)")
+    return seconds
+
+
+def describe(seconds: float) -> str:
+    hours, rest = divmod(int(round(seconds)), 3600)
+    minutes, secs = divmod(rest, 60)
+    return "".join(f"{v}{u}" for v, u in ((hours, "h"), (minutes, "m"), (secs, "s")) if v) or "0s"
+
+
+def start_session(seconds: float | None) -> float | None:
+    """Set (or clear) this session's budget for the callback and the trainables; the deadline."""
+    if seconds is None:
+        os.environ.pop(BUDGET_ENV, None)
+        os.environ.pop(DEADLINE_ENV, None)
+        return None
+    deadline = time.time() + seconds
+    LAST["deadline"] = deadline
+    os.environ[BUDGET_ENV] = repr(seconds)
+    os.environ[DEADLINE_ENV] = repr(deadline)
+    return deadline
+
+
+def session_deadline() -> float | None:
+    value = os.environ.get(DEADLINE_ENV)
+    return float(value) if value else None
+
+
+class TimeBudget(Callback):
+    """Stops the search when this session's deadline passes, once every trial running then has
+    reported (and so checkpointed) after the deadline. Acts on Tune's events (results, step ends):
+    trials that wait for the stop send none, so the stop is sent from whichever event completes
+    the wait."""
+
+    def __init__(self):
+        self.setup()
+
+    def setup(self, **info) -> None:
+        self.deadline = session_deadline()
+        self.spent = self.stopping = False
+        self.waiting: set[str] = set()
+        self.reported_late: set[str] = set()  # trials with a checkpoint registered after the deadline
+
+    def __getstate__(self) -> dict:  # pickled with the experiment: no session state
+        return {}
+
+    def __setstate__(self, state: dict) -> None:
+        self.setup()
+
+    def _check(self, trials: list) -> None:
+        if self.deadline is None or self.stopping:
+            return
+        if not self.spent and time.time() >= self.deadline:
+            self.spent = True
+            self.waiting = {t.trial_id for t in trials if t.status == "RUNNING"} - self.reported_late
+            LAST["spent"] = True
+        if self.spent and not self.waiting:
+            self.stopping = True
+            os.kill(os.getpid(), signal.SIGINT)  # Tune's graceful stop, as Ctrl-C
+
+    def on_step_end(self, iteration: int, trials: list, **info) -> None:
+        self._check(trials)
+
+    def on_checkpoint(self, iteration: int, trials: list, trial, checkpoint, **info) -> None:
+        # Registered after the deadline: the trial can be stopped without losing an epoch (its
+        # trainable checkpoints every report past the deadline, then waits). A result without a
+        # checkpoint proves nothing: it may have left the trial just before the deadline.
+        if self.deadline is not None and time.time() >= self.deadline:
+            self.reported_late.add(trial.trial_id)
+            self.waiting.discard(trial.trial_id)
+        self._check(trials)
+
+    def on_trial_result(self, iteration: int, trials: list, trial, result: dict, **info) -> None:
+        self._check(trials)
+
+    def on_trial_complete(self, iteration: int, trials: list, trial, **info) -> None:
+        self.waiting.discard(trial.trial_id)
+        self._check(trials)
+
+    def on_trial_error(self, iteration: int, trials: list, trial, **info) -> None:
+        self.waiting.discard(trial.trial_id)
+        self._check(trials)
+
+
+LAST: dict = {"spent": False}  # what the budget did in this session, read by the driver's summary
+
+
+def budget_was_spent() -> bool:
+    return bool(LAST.get("spent"))
+
+
+def deadline_of_session() -> float | None:
+    """The Unix time this session's budget ends (None without one), as the summary reports it."""
+    return LAST.get("deadline")
+
+
+def reset() -> None:
+    LAST.clear()
+    LAST["spent"] = False
