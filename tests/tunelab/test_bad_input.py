@@ -150,7 +150,7 @@ CASES = [
      ["--time-budget '0m' is out of range", "a duration > 0"]),
     ("time budget nan", ["tune", "classifier", "--storage", "{d}/runs", "--time-budget", "nan"],
      ["--time-budget 'nan' is out of range"]),
-    ("compare time budget negative", ["compare", "--out", "{d}/cmp", "--time-budget", "-5m"],
+    ("compare time budget negative", ["compare", "--out", "{d}/cmp", "--time-budget=-5m"],
      ["--time-budget '-5m' is not a duration"]),
     ("resume time budget bad", ["resume", "{d}/notexp", "--time-budget", "soon"],
      ["--time-budget 'soon' is not a duration"]),
