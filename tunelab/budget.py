@@ -54,6 +54,11 @@ def start_session(seconds: float | None) -> float | None:
         os.environ.pop(BUDGET_ENV, None)
         os.environ.pop(DEADLINE_ENV, None)
         return None
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        # the stop is Tune's Ctrl-C path, whose handler exists only in the main thread
+        raise ConfigError("--time-budget needs the search to run in the main thread of its process")
     deadline = time.time() + seconds
     LAST["deadline"] = deadline
     os.environ[BUDGET_ENV] = repr(seconds)

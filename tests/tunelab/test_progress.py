@@ -47,3 +47,24 @@ def test_any_duration_text_parses_to_a_positive_finite_number_or_is_refused(text
         assert str(exc).startswith(f"--time-budget {text!r}")
         return
     assert math.isfinite(seconds) and seconds > 0
+
+
+def test_a_time_budget_is_refused_outside_the_main_thread_where_tunes_stop_cannot_reach():
+    import threading
+
+    from trainables.errors import ConfigError
+    from tunelab.budget import start_session
+
+    caught = []
+
+    def session():
+        try:
+            start_session(10.0)
+        except ConfigError as exc:
+            caught.append(str(exc))
+
+    worker = threading.Thread(target=session)
+    worker.start()
+    worker.join()
+    assert caught == ["--time-budget needs the search to run in the main thread of its process"]
+    assert start_session(None) is None  # no budget: any thread
