@@ -7,7 +7,8 @@ unfinished are recorded `out_of_time` (not `errored`, not `incomplete`). `tunela
 --time-budget 1h` continues them from those checkpoints and goes on with the search.
 
 The budget belongs to one session (a `tune` or a `resume`), not to the experiment: the callback
-Ray pickles with the experiment reads it from the driver's environment when the session starts.
+Ray pickles with the experiment reads this session's deadline (`LAST`) when the session starts, and
+the trainables get it through `tune.with_parameters`.
 """
 from __future__ import annotations
 
@@ -21,8 +22,9 @@ from ray.tune import Callback
 
 from trainables.errors import ConfigError
 
-BUDGET_ENV = "TUNELAB_TIME_BUDGET_S"  # this session's budget, seconds (absent: none)
-DEADLINE_ENV = "TUNELAB_DEADLINE"  # the same as a Unix time, for trainables
+# This session's deadline and whether the budget was spent: read by the callback (which Ray may
+# have restored from a pickle), the trainables' parameters and the driver's summary.
+LAST: dict = {"spent": False}
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _PART = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
 
@@ -49,26 +51,23 @@ def describe(seconds: float) -> str:
 
 
 def start_session(seconds: float | None) -> float | None:
-    """Set (or clear) this session's budget for the callback and the trainables; the deadline."""
+    """Set (or clear) this session's budget; returns its deadline (a Unix time), None without one."""
+    LAST.pop("deadline", None)
     if seconds is None:
-        os.environ.pop(BUDGET_ENV, None)
-        os.environ.pop(DEADLINE_ENV, None)
         return None
     import threading
 
     if threading.current_thread() is not threading.main_thread():
         # the stop is Tune's Ctrl-C path, whose handler exists only in the main thread
         raise ConfigError("--time-budget needs the search to run in the main thread of its process")
-    deadline = time.time() + seconds
-    LAST["deadline"] = deadline
-    os.environ[BUDGET_ENV] = repr(seconds)
-    os.environ[DEADLINE_ENV] = repr(deadline)
-    return deadline
+    LAST["deadline"] = time.time() + seconds
+    return LAST["deadline"]
 
 
 def session_deadline() -> float | None:
-    value = os.environ.get(DEADLINE_ENV)
-    return float(value) if value else None
+    """The Unix time this session's budget ends (None without one), for the callback, the trainables
+    and the summary."""
+    return LAST.get("deadline")
 
 
 class TimeBudget(Callback):
@@ -127,16 +126,8 @@ class TimeBudget(Callback):
         self._check(trials)
 
 
-LAST: dict = {"spent": False}  # what the budget did in this session, read by the driver's summary
-
-
 def budget_was_spent() -> bool:
     return bool(LAST.get("spent"))
-
-
-def deadline_of_session() -> float | None:
-    """The Unix time this session's budget ends (None without one), as the summary reports it."""
-    return LAST.get("deadline")
 
 
 def reset() -> None:

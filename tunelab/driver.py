@@ -13,6 +13,7 @@ import math
 import os
 import sys
 import time
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,8 +36,7 @@ from tunelab.cluster import (check_cluster, check_local_resources, check_reachab
 from tunelab.experiments import (ExperimentLock, check_free, check_name, check_storage_writable, experiment_path,
                                  normalise_storage, prepare_folder, repair_latest_checkpoints)
 from tunelab.study import check_optuna_storage, replace_study
-from tunelab.budget import (TimeBudget, budget_was_spent, deadline_of_session, parse_duration, session_deadline,
-                            start_session)
+from tunelab.budget import TimeBudget, budget_was_spent, parse_duration, session_deadline, start_session
 from tunelab.budget import reset as reset_budget
 from tunelab.options import option
 from tunelab.search import make_search
@@ -237,8 +237,6 @@ class ConditionalDraw:
         case = self.entry.case(_drawn(config, self.entry.parent))
         if case is None:
             return self.default
-        import zlib
-
         drawn = repr([_drawn(config, name) for name in self.plain]).encode()
         return draw(case, np.random.default_rng([self.seed, zlib.crc32(self.name.encode()), zlib.crc32(drawn)]))
 
@@ -625,7 +623,7 @@ def summarise(grid, record: dict[str, Any]) -> dict[str, Any]:
             "best_trial": best_trial, "best_metric": best_value,
             "metric": metric, "best_config": best_config,
             "interrupted": not budget_was_spent() and _interrupted(statuses, len(grid), record, best_value),
-            "out_of_time": budget_was_spent(), "deadline": deadline_of_session(), "error_files": error_files}
+            "out_of_time": budget_was_spent(), "deadline": session_deadline(), "error_files": error_files}
 
 
 def _interrupted(statuses: dict[str, int], trials: int, record: dict[str, Any], best: float | None) -> bool:
