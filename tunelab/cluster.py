@@ -183,7 +183,7 @@ def session_processes(session_dir: str) -> list[int]:
     pids = []
     for entry in Path("/proc").glob("[0-9]*"):
         try:
-            if int(entry.name) == os.getpid() or entry.stat().st_uid != os.getuid():
+            if int(entry.name) == os.getpid() or entry.stat().st_uid != os.getuid() or not _running(int(entry.name)):
                 continue
             if _names_session(entry, session_dir):
                 pids.append(int(entry.name))
@@ -195,8 +195,6 @@ def session_processes(session_dir: str) -> list[int]:
 def reap_stale_session(previous: dict[str, Any]) -> None:
     """End what is left of the private Ray instance of a killed driver on this host (a SIGKILLed
     driver leaves its raylet, GCS and agent processes running)."""
-    import signal
-
     session = previous.get("ray_session")
     if not session or previous.get("host") != socket.gethostname() or "session_" not in session:
         return
@@ -205,15 +203,35 @@ def reap_stale_session(previous: dict[str, Any]) -> None:
         return
     print(f"tunelab: ending {len(pids)} leftover Ray processes of the killed run ({Path(session).name})",
           file=sys.stderr)
-    for sig, wait_s in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 2.0)):
+    end_session(session)
+
+
+def end_session(session_dir: str, grace_s: float = 5.0) -> list[int]:
+    """End every process of this user's Ray session at `session_dir` (SIGTERM, then SIGKILL after
+    `grace_s`), and no other: `ray stop` would end every Ray process of the user on this machine.
+    Returns the pids still running (none, unless they ignore SIGKILL)."""
+    import signal
+
+    pids = session_processes(session_dir)
+    for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 2.0)):
         for pid in pids:
             try:
                 os.kill(pid, sig)
             except OSError:
                 pass
         deadline = time.monotonic() + wait_s
-        while time.monotonic() < deadline and any(Path(f"/proc/{p}").exists() for p in pids):
+        while time.monotonic() < deadline and any(_running(p) for p in pids):
             time.sleep(0.1)
-        pids = [p for p in pids if Path(f"/proc/{p}").exists()]
+        pids = [p for p in pids if _running(p)]
         if not pids:
-            return
+            break
+    return pids
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (an ended child its parent has not reaped yet)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
