@@ -15,6 +15,7 @@ from trainables.errors import ConfigError, TunelabError
 from tunelab.compare import CompareOptions
 from tunelab.driver import TuneOptions
 from tunelab.options import add_arguments, from_args, given
+from tunelab.parallel import SearchFailed
 
 EXIT_RUN_FAILED = 1
 EXIT_BAD_INPUT = 2
@@ -300,9 +301,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
     methods = parse_methods(args.methods)
     result = run_compare(with_preset(from_args(CompareOptions, args, methods=methods), given(args)))
     print(format_table(result["table"]))
-    print(f"report: {result['report']}  ({result['wall_s']:.0f} s)")
+    mode = "in parallel" if result["parallel"] else "one after another"
+    print(f"report: {result['report']}  ({result['wall_s']:.0f} s; the searches {result['searches_s']:.0f} s, "
+          f"{mode})")
     if args.json:
-        print(dumps({"out": result["out"], "rows": _rows(result["table"]), "wall_s": result["wall_s"]}))
+        print(dumps({"out": result["out"], "rows": _rows(result["table"]), "wall_s": result["wall_s"],
+                     "searches_s": result["searches_s"], "parallel": result["parallel"],
+                     "experiments": result["experiments"]}))
     return 0
 
 
@@ -321,6 +326,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = " ".join(str(exc).split())
         print(f"tunelab: error: {message}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except SearchFailed as exc:
+        print(f"tunelab: error: {exc}", file=sys.stderr)
+        return EXIT_RUN_FAILED
     except KeyboardInterrupt:
         print("tunelab: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -30,7 +30,7 @@ from trainables.pretrained import shared_classes
 from trainables.subsets import parse_classes
 from tunelab.budget import describe as describe_duration
 from tunelab.budget import parse_duration
-from tunelab.driver import TuneOptions, check_trackers, connect_ray, run_tune
+from tunelab.driver import TuneOptions, check_trackers, connect_ray, run_tune, trial_slots
 from tunelab.options import option, shared
 
 DEFAULT_METHODS = tuple(METHOD_CLASSES)  # every registered method, in registration order
@@ -70,6 +70,10 @@ class CompareOptions:
                                                  "methods (e.g. 2h: 24m each of 5); confirmation runs are not "
                                                  "counted", flag="--time-budget", metavar="DURATION")
     baseline: str | None = option(None, "method the others are compared with (default finetune)")
+    parallel: bool = option(False, "run the methods' searches at the same time, sharing the cluster (each its own "
+                                   "driver process, Optuna study, experiment folder and budget); with "
+                                   "--time-budget each search gets the whole budget and an equal share of the "
+                                   "trial slots")
 
 
 def parse_methods(text: str | tuple[str, ...] | None) -> tuple[str, ...]:
@@ -159,25 +163,10 @@ def run_compare(opts: CompareOptions) -> dict[str, Any]:
     began = time.perf_counter()
     connect_ray(opts.address)
     backbone = source_backbone(opts, out) if needs_backbone(opts) else None
-    experiments = {}
-    for index, method in enumerate(opts.methods):
-        spent = time.perf_counter() - began
-        left = f", about {spent / index * (len(opts.methods) - index):.0f} s of searching left" if index else ""
-        _say(f"tuning {method} ({index + 1}/{len(opts.methods)}): {opts.num_samples} trials x up to "
-             f"{opts.max_epochs} epochs{left}")
-        summary = run_tune(TuneOptions(method=method, dataset=opts.dataset, data_dir=opts.data_dir,
-                                       num_samples=opts.num_samples, max_epochs=opts.max_epochs, seed=opts.seed,
-                                       grace_period=opts.grace_period,
-                                       cpus_per_trial=opts.cpus_per_trial, gpus_per_trial=opts.gpus_per_trial,
-                                       mlflow=opts.mlflow, wandb=opts.wandb, sets=method_sets(opts, method, backbone),
-                                       time_budget=None if share is None else repr(share),
-                                       # a URI: valid whether Ray runs here alone or joined a local cluster
-                                       storage=(out / "runs").resolve().as_uri(), name=method))
-        if summary.get("interrupted"):  # Ctrl-C/SIGTERM stopped this search: stop the comparison too
-            _say(f"interrupted while tuning {method}; its experiment is resumable: "
-                 f"tunelab resume {summary['experiment']}")
-            raise KeyboardInterrupt
-        experiments[method] = summary
+    searches_began = time.perf_counter()
+    experiments = (search_in_parallel(opts, out, backbone, share) if opts.parallel else
+                   search_one_after_another(opts, out, backbone, share))
+    searches_s = time.perf_counter() - searches_began
     _say(f"confirming each best config with {opts.seeds} seeds on the test split")
     confirmations = confirm_all(experiments, opts.seeds, opts.cpus_per_trial, opts.gpus_per_trial)
     from analysis.report import write_report
@@ -185,15 +174,71 @@ def run_compare(opts: CompareOptions) -> dict[str, Any]:
     report = write_report([s["experiment"] for s in experiments.values()], out / "report", confirmations,
                           baseline=opts.baseline)
     return {"out": str(out), "report": str(out / "report" / "report.md"), "table": report["table"],
-            "wall_s": time.perf_counter() - began}
+            "wall_s": time.perf_counter() - began, "searches_s": searches_s, "parallel": opts.parallel,
+            "experiments": {m: s["experiment"] for m, s in experiments.items()}}
+
+
+def method_options(opts: CompareOptions, method: str, out: Path, backbone: Path | None,
+                   time_budget: float | None, max_concurrent: int = 0) -> TuneOptions:
+    """One method's search: the same trials, epochs, scheduler and seed as every other method's."""
+    return TuneOptions(method=method, dataset=opts.dataset, data_dir=opts.data_dir, num_samples=opts.num_samples,
+                       max_epochs=opts.max_epochs, seed=opts.seed, grace_period=opts.grace_period,
+                       cpus_per_trial=opts.cpus_per_trial, gpus_per_trial=opts.gpus_per_trial,
+                       max_concurrent=max_concurrent, mlflow=opts.mlflow, wandb=opts.wandb,
+                       sets=method_sets(opts, method, backbone),
+                       time_budget=None if time_budget is None else repr(time_budget),
+                       # a URI: valid whether Ray runs here alone or joined a local cluster
+                       storage=(out / "runs").resolve().as_uri(), name=method)
+
+
+def search_one_after_another(opts: CompareOptions, out: Path, backbone: Path | None,
+                             share: float | None) -> dict[str, dict[str, Any]]:
+    """Each method's search in turn, in this process, with the whole cluster to itself."""
+    began, experiments = time.perf_counter(), {}
+    for index, method in enumerate(opts.methods):
+        spent = time.perf_counter() - began
+        left = f", about {spent / index * (len(opts.methods) - index):.0f} s of searching left" if index else ""
+        _say(f"tuning {method} ({index + 1}/{len(opts.methods)}): {opts.num_samples} trials x up to "
+             f"{opts.max_epochs} epochs{left}")
+        summary = run_tune(method_options(opts, method, out, backbone, share))
+        if summary.get("interrupted"):  # Ctrl-C/SIGTERM stopped this search: stop the comparison too
+            _say(f"interrupted while tuning {method}; its experiment is resumable: "
+                 f"tunelab resume {summary['experiment']}")
+            raise KeyboardInterrupt
+        experiments[method] = summary
+    return experiments
+
+
+def search_in_parallel(opts: CompareOptions, out: Path, backbone: Path | None,
+                       share: float | None) -> dict[str, dict[str, Any]]:
+    """Every method's search at once, each a `tunelab tune` driver process joined to this cluster:
+    Ray shares the cluster's trial slots between them, so one search's ASHA tail (a few trials
+    left running) no longer leaves the rest of the cluster idle."""
+    from tunelab.parallel import run_drivers
+
+    cap = 0
+    if share is not None:  # same window for all: equal slots make equal compute
+        slots = trial_slots(opts.cpus_per_trial, opts.gpus_per_trial)
+        cap = max(1, slots // len(opts.methods))
+        _say(f"parallel searches under a time budget: at most {cap} trial(s) at once each "
+             f"(an equal share of the cluster's {slots} slots)")
+    _say(f"tuning {', '.join(opts.methods)} at the same time: {opts.num_samples} trials x up to "
+         f"{opts.max_epochs} epochs each; their lines are prefixed with the method")
+    searches = {m: method_options(opts, m, out, backbone, share, cap) for m in opts.methods}
+    return run_drivers(searches, out / "logs")
 
 
 def budget_share(opts: CompareOptions) -> float | None:
     """Each method's search gets an equal share of --time-budget (the source pretraining and the
-    confirmation runs are not counted): equal budgets are what makes the comparison fair."""
+    confirmation runs are not counted): equal budgets are what makes the comparison fair. In
+    parallel the searches share the whole window instead, each with an equal share of the slots."""
     if opts.total_time_budget is None:
         return None
     total = parse_duration(opts.total_time_budget)
+    if opts.parallel:
+        _say(f"time budget {describe_duration(total)}: all {len(opts.methods)} searches run in it at the same time "
+             "(confirmation runs are not counted)")
+        return total
     share = total / len(opts.methods)
     _say(f"time budget {describe_duration(total)}: {describe_duration(share)} for each of the "
          f"{len(opts.methods)} searches (equal shares; confirmation runs are not counted)")

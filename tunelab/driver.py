@@ -179,14 +179,21 @@ def allow_parallel_pending_trials(opts: TuneOptions) -> None:
     trials start one after another and an idle CPU waits for the next suggestion; the Optuna
     sampler's constant liar is what makes parallel suggestions safe.
     """
-    import ray
-
-    slots = int(ray.cluster_resources().get("CPU", 1) // opts.cpus_per_trial)
-    if opts.gpus_per_trial > 0:
-        slots = min(slots, int(ray.cluster_resources().get("GPU", 0) // opts.gpus_per_trial))
+    slots = trial_slots(opts.cpus_per_trial, opts.gpus_per_trial)
     if opts.max_concurrent:
         slots = min(slots, opts.max_concurrent)
     os.environ["TUNE_MAX_PENDING_TRIALS_PG"] = str(max(1, slots))
+
+
+def trial_slots(cpus_per_trial: float, gpus_per_trial: float) -> int:
+    """Trials the connected cluster can run at once with these resources per trial (at least 1)."""
+    import ray
+
+    resources = ray.cluster_resources()
+    slots = int(resources.get("CPU", 1) // cpus_per_trial)
+    if gpus_per_trial > 0:
+        slots = min(slots, int(resources.get("GPU", 0) // gpus_per_trial))
+    return max(1, slots)
 
 
 # ----------------------------------------------------------------------------- assembly

@@ -86,3 +86,25 @@ def given(args: argparse.Namespace) -> set[str]:
     when on)."""
     return {name for name, value in vars(args).items()
             if value is not UNSET and value is not False and not (isinstance(value, list) and not value)}
+
+
+def to_argv(options: Any) -> list[str]:
+    """The command-line options that rebuild `options` (the inverse of `from_args`): every option
+    whose value differs from its default, in declaration order."""
+    argv: list[str] = []
+    for f in dataclasses.fields(options):
+        if "help" not in f.metadata:
+            continue
+        value = getattr(options, f.name)
+        default = [] if f.metadata["repeat"] else f.default
+        if value == default:
+            continue
+        if f.metadata["repeat"]:
+            argv += [f"{flag_of(f)}={item}" for item in value]
+        elif isinstance(value, bool):
+            if value:  # a switch: off is its default
+                argv.append(flag_of(f))
+        else:
+            # FLAG=VALUE: a value starting with '-' is not read as another flag
+            argv.append(f"{flag_of(f)}={value!r}" if isinstance(value, float) else f"{flag_of(f)}={value}")
+    return argv

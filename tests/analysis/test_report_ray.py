@@ -88,22 +88,35 @@ def _compare(tmp_path, *args):
     return result, {r["method"]: r for r in summary["rows"]}
 
 
-def test_compare_command_tiny_transfer_task(tmp_path):
+def test_compare_command_tiny_transfer_task_searches_in_parallel(tmp_path):
     """The default task: finetune from a backbone pretrained on digits 0-4, the classifier from
-    scratch, both on digits 5-9 with 10 images per class."""
-    result, rows = _compare(tmp_path, "--methods", "classifier,finetune", "--seeds", "3", "--time-budget", "10m")
-    assert "time budget 10m: 5m for each of the 2 searches" in result.stderr
+    scratch, both on digits 5-9 with 10 images per class; the two searches at the same time, each
+    its own driver, study and experiment, under one time budget."""
+    result, rows = _compare(tmp_path, "--methods", "classifier,finetune", "--seeds", "3", "--time-budget", "10m",
+                            "--parallel")
+    assert "time budget 10m: all 2 searches run in it at the same time" in result.stderr
+    assert "at most 1 trial(s) at once each (an equal share of the cluster's 2 slots)" in result.stderr
     assert set(rows) == {"classifier", "finetune"}
     for row in rows.values():
         assert row["n_seeds"] == 3 and 0 <= row["test_acc_mean"] <= 1 and row["test_acc_std"] is not None
     backbone = torch.load(tmp_path / "c" / "source-backbone.pt", weights_only=True)
     assert backbone["source"]["classes"] == "0-4" and backbone["source"]["task"] == "supervised"
+    stderr_lines = result.stderr.splitlines()
     for method in ("classifier", "finetune"):
-        fixed = json.loads((tmp_path / "c" / "runs" / method / "tunelab.json").read_text())["fixed"]
+        record = json.loads((tmp_path / "c" / "runs" / method / "tunelab.json").read_text())
+        fixed, options = record["fixed"], record["options"]
         assert (fixed["classes"], int(fixed["train_per_class"])) == ("5-9", 10)
         assert ("pretrained" in fixed) == (method == "finetune")
-        options = json.loads((tmp_path / "c" / "runs" / method / "tunelab.json").read_text())["options"]
-        assert float(options["time_budget"]) == 300.0  # the method's equal share
+        assert float(options["time_budget"]) == 600.0 and options["max_concurrent"] == 1  # whole window, half the slots
+        assert record["command"][:3] == ["tunelab", "tune", method]  # its own driver, a command a user could run
+        assert len(record["final_statuses"]) == 2
+        assert set(record["final_statuses"].values()) <= {"finished", "stopped"}
+        # each driver's progress, relayed with its method and kept in its log
+        relayed = [line for line in stderr_lines if line.startswith(f"[{method}] [tunelab] trial ")]
+        assert len(relayed) == 2, stderr_lines
+        assert relayed[0].removeprefix(f"[{method}] ") in (tmp_path / "c" / "logs" / f"{method}.log").read_text()
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["parallel"] is True and 0 < summary["searches_s"] < summary["wall_s"]
     report = (tmp_path / "c" / "report" / "report.md").read_text()
     assert "classifier** vs finetune" in report and "could not have been resolved" in report
     assert "digits, classes 5-9, 10 training images per class, backbone source-backbone.pt" in report
@@ -114,8 +127,10 @@ def test_compare_preset_transfer_cifar_on_the_cifar_fixture(tmp_path):
     from tests.conftest import write_cifar10
 
     write_cifar10(tmp_path / "data" / "cifar-10-batches-py", n_train_per_batch=40, n_test=40)
-    _, rows = _compare(tmp_path, "--preset", "transfer-cifar", "--data-dir", str(tmp_path / "data"),
-                       "--methods", "finetune,adarand", "--train-per-class", "4", "--seeds", "2")
+    result, rows = _compare(tmp_path, "--preset", "transfer-cifar", "--data-dir", str(tmp_path / "data"),
+                            "--methods", "finetune,adarand", "--train-per-class", "4", "--seeds", "2")
+    assert "tuning finetune (1/2)" in result.stderr and "tuning adarand (2/2)" in result.stderr  # one after another
+    assert "one after another" in result.stdout
     assert set(rows) == {"finetune", "adarand"} and {r["dataset"] for r in rows.values()} == {"cifar10"}
     backbone = torch.load(tmp_path / "c" / "source-backbone.pt", weights_only=True)
     assert (backbone["source"]["dataset"], backbone["source"]["classes"]) == ("cifar10", "0-4")

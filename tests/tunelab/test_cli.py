@@ -4,8 +4,13 @@ import subprocess
 import sys
 
 import pytest
+from hypothesis import given as hypothesis_given
+from hypothesis import settings
+from hypothesis import strategies as st
 
-from tunelab.cli import main
+from tunelab.cli import build_parser, main
+from tunelab.driver import TuneOptions
+from tunelab.options import from_args, to_argv
 
 
 def run_cli(*args, timeout=300):
@@ -203,3 +208,31 @@ def test_a_preset_fills_only_the_options_not_given():
     assert cifar.num_samples == PRESETS["transfer-cifar"]["num_samples"]
     # given values win, even one equal to the option's own default (10)
     assert (cifar.seeds, cifar.train_per_class) == (3, 10)
+
+
+# ----------------------------------------------------------------------------- options -> command line
+
+_text = st.one_of(st.text(st.characters(blacklist_categories=("Cs", "Cc")), min_size=1, max_size=12),
+                  st.text("-= x", min_size=1, max_size=4))  # flag-like values
+
+
+@settings(max_examples=150, deadline=None)
+@hypothesis_given(num_samples=st.integers(-5, 500), cpus=st.floats(0.01, 64, allow_nan=False),
+                  seed=st.integers(-10, 10**6), budget=st.one_of(st.none(), _text), name=st.one_of(st.none(), _text),
+                  sets=st.lists(_text, max_size=3), overwrite=st.booleans(),
+                  stop_at=st.one_of(st.none(), st.floats(allow_nan=False, allow_infinity=False)))
+def test_to_argv_rebuilds_the_same_tune_options(num_samples, cpus, seed, budget, name, sets, overwrite, stop_at):
+    """compare --parallel starts each search as `tunelab tune ARGV`: parsing ARGV must give back
+    exactly the options it came from (values starting with '-', spaces and floats included)."""
+    opts = TuneOptions(method="arcface", num_samples=num_samples, cpus_per_trial=cpus, seed=seed, time_budget=budget,
+                        name=name, sets=sets, overwrite=overwrite, stop_at=stop_at)
+    args = build_parser().parse_args(["tune", "arcface", *to_argv(opts)])
+    assert from_args(TuneOptions, args) == opts
+
+
+def test_to_argv_leaves_defaults_out():
+    assert to_argv(TuneOptions(method="classifier")) == []
+    assert to_argv(TuneOptions(method="classifier", num_samples=3, overwrite=True, sets=["a=1", "b=2"])) == [
+        "--num-samples=3", "--set=a=1", "--set=b=2", "--overwrite"]
+    opts = TuneOptions(method="classifier", sets=["-x=1", "--y"], time_budget="-5m", name="--json")
+    assert from_args(TuneOptions, build_parser().parse_args(["tune", "classifier", *to_argv(opts)])) == opts

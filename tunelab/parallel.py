@@ -1,0 +1,139 @@
+"""Several `tunelab tune` searches at once on one Ray cluster (`compare --parallel`).
+
+Each search is its own driver process: `tunelab tune ... --address CLUSTER --json`, exactly the
+command a user would type, so each keeps its own Optuna study, experiment folder, lock, time
+budget and Ctrl-C handling (Tune's stop handler belongs to a process's main thread; two Tuners in
+one process would share it). Their progress lines are relayed prefixed with the method, and kept
+whole in LOG_DIR/METHOD.log.
+
+Each driver runs in its own session, so a Ctrl-C at the terminal reaches this process only; it
+passes exactly one SIGINT on to every driver (a second SIGINT would make Tune stop without
+saving) and waits for them to save their experiments.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import IO, Any
+
+from trainables.errors import ConfigError
+from tunelab.driver import TuneOptions
+from tunelab.experiments import experiment_path, normalise_storage
+from tunelab.options import to_argv
+
+EXIT_BAD_INPUT, EXIT_INTERRUPTED = 2, 130
+
+
+class SearchFailed(RuntimeError):
+    """A search's driver ended without a result summary (it crashed); its log says why."""
+
+
+class _Driver:
+    """One running `tunelab tune` process: its stderr relayed and logged, its stdout kept."""
+
+    def __init__(self, method: str, command: list[str], env: dict[str, str], log_path: Path):
+        self.method, self.log_path = method, log_path
+        self.log = open(log_path, "w", encoding="utf-8")
+        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                        env=env, start_new_session=True)
+        self.stdout: list[str] = []
+        self.tail: list[str] = []  # its last stderr lines, for the error message
+        self.readers = [threading.Thread(target=self._relay, daemon=True),
+                        threading.Thread(target=lambda: self.stdout.extend(self.process.stdout), daemon=True)]
+        for reader in self.readers:
+            reader.start()
+
+    def _relay(self) -> None:
+        for line in self.process.stderr:
+            self.log.write(line)
+            self.log.flush()
+            print(f"[{self.method}] {line}", end="", file=sys.stderr, flush=True)
+            self.tail = (self.tail + [line.rstrip("\n")])[-20:]
+
+    def wait(self) -> int:
+        code = self.process.wait()
+        for reader in self.readers:
+            reader.join()
+        self.log.close()
+        return code
+
+    def signal(self, sig: int) -> None:
+        if self.process.poll() is None:
+            try:
+                os.kill(self.process.pid, sig)
+            except OSError:
+                pass
+
+
+def driver_command(opts: TuneOptions, address: str) -> list[str]:
+    """The `tunelab tune` command line of `opts`, joined to the cluster at `address`."""
+    return [sys.executable, "-m", "tunelab", "tune", opts.method,
+            *to_argv(TuneOptions(**{**opts.__dict__, "address": address})), "--json"]
+
+
+def cluster_address() -> str:
+    """The address of the cluster this process is connected to, for other drivers to join."""
+    import ray
+
+    return ray.get_runtime_context().gcs_address
+
+
+def run_drivers(searches: dict[str, TuneOptions], log_dir: Path) -> dict[str, dict[str, Any]]:
+    """Run every search at once; returns each method's `tunelab tune --json` summary.
+
+    Raises KeyboardInterrupt when Ctrl-C/SIGTERM stopped them (their experiments are resumable),
+    ConfigError when one refused its options, SearchFailed when one crashed."""
+    address = cluster_address()
+    log_dir.mkdir(parents=True, exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}  # --address says where
+    drivers = [_Driver(method, driver_command(opts, address), env, log_dir / f"{method}.log")
+               for method, opts in searches.items()]
+    try:
+        codes = [driver.wait() for driver in drivers]
+    except KeyboardInterrupt:
+        _stop(drivers)
+        _say_resumable(searches)
+        raise
+    if EXIT_INTERRUPTED in codes:  # a driver was stopped from outside (e.g. `kill -INT` of its pid)
+        _say_resumable(searches)
+        raise KeyboardInterrupt
+    return {driver.method: _summary(driver, code) for driver, code in zip(drivers, codes)}
+
+
+def _stop(drivers: list[_Driver]) -> None:
+    """One SIGINT each, then wait for them to save; a second Ctrl-C kills them (their experiments
+    stay resumable from their last checkpoints)."""
+    print("[tunelab compare] interrupted: asking every search to stop and save its experiment",
+          file=sys.stderr, flush=True)
+    for driver in drivers:
+        driver.signal(signal.SIGINT)
+    try:
+        for driver in drivers:
+            driver.wait()
+    except KeyboardInterrupt:
+        for driver in drivers:
+            driver.signal(signal.SIGKILL)
+        raise
+
+
+def _say_resumable(searches: dict[str, TuneOptions]) -> None:
+    for opts in searches.values():
+        path = experiment_path(normalise_storage(opts.storage), opts.name)
+        print(f"[tunelab compare] {opts.method}: resumable with `tunelab resume {path}`", file=sys.stderr, flush=True)
+
+
+def _summary(driver: _Driver, code: int) -> dict[str, Any]:
+    if code == EXIT_BAD_INPUT:
+        message = next((line for line in reversed(driver.tail) if "error:" in line), f"exit {code}")
+        raise ConfigError(f"the {driver.method} search refused its options: {message.split('error:', 1)[-1].strip()}")
+    lines = "".join(driver.stdout).strip().splitlines()
+    try:
+        return json.loads(lines[-1])
+    except (IndexError, json.JSONDecodeError):
+        raise SearchFailed(f"the {driver.method} search ended with exit code {code} and no summary; "
+                           f"its log: {driver.log_path}") from None
