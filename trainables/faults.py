@@ -9,11 +9,16 @@ reaches the start of EPOCH (1-based). Kinds:
     oom    -> torch.OutOfMemoryError, as a trial that ran out of GPU memory would
     nan    -> the epoch's loss becomes NaN, as a diverging trial's would
 
+One more file is read and never claimed: `sleep`, holding a number of seconds every epoch of
+every trial sleeps first. It makes tiny trials last as long as real ones relative to a worker
+process's start-up (seconds), without using the CPU, as cluster tests need.
+
 Without the variable (every normal run) this costs one environment lookup per epoch.
 """
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import torch
@@ -43,6 +48,9 @@ def claim(kind: str, epoch: int) -> bool:
 
 def before_epoch(epoch: int) -> bool:
     """Raise an armed fault for this epoch; returns True when the epoch's loss must turn NaN."""
+    folder = os.environ.get(FAULTS_ENV)
+    if folder and (pause := Path(folder) / "sleep").is_file():
+        time.sleep(float(pause.read_text() or 0))
     if claim("raise", epoch):
         raise InjectedFault(f"injected fault at epoch {epoch} ({FAULTS_ENV})")
     if claim("oom", epoch):
