@@ -129,7 +129,13 @@ def connect_ray(address: str | None) -> None:
         else:
             ray.init(address=address, include_dashboard=False, dashboard_host="127.0.0.1", **quiet)
     except ConnectionError as exc:
-        raise ConfigError(f"--address {address!r}: no Ray cluster answered ({str(exc).splitlines()[0]})") from None
+        hint = ""
+        if address and address != "local" and os.environ.get("RAY_AUTH_MODE", "").lower() != "token":
+            # The port answered (probe_address) but Ray refused us: most often a cluster started with
+            # token authentication (`ray start` turns it on when ~/.ray/auth_token exists).
+            hint = ("; if that cluster uses token authentication, set RAY_AUTH_MODE=token and its token "
+                    "(RAY_AUTH_TOKEN or ~/.ray/auth_token)")
+        raise ConfigError(f"--address {address!r}: no Ray cluster answered ({str(exc).splitlines()[0]}){hint}") from None
     route_sigterm_to_sigint()  # ray.init replaced it with a native handler that aborts
 
 
