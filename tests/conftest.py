@@ -87,7 +87,8 @@ def ray_cluster(faults_root):
     from ray.cluster_utils import Cluster
 
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 4, "num_gpus": 1,
+    # No dashboard: `ray[default]` (the cluster extra, in dev) would start one, and no test reads it.
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 4, "num_gpus": 1, "include_dashboard": False,
                                                             "object_store_memory": 150 * 2**20})
     worker = cluster.add_node(num_cpus=2, object_store_memory=150 * 2**20)
     cluster.wait_for_nodes()

@@ -192,3 +192,53 @@ def test_time_budget_ends_the_search_within_one_epoch_and_resume_continues_the_c
         assert epochs.max() == 150 and len(epochs) >= 149 and epochs.is_unique, folder
         if folder in before:
             assert len(after[folder]) > len(before[folder])
+
+
+def _driver_pids(marker: str) -> list[int]:
+    """This user's processes whose command line names `marker` (here: compare's output folder)."""
+    pids = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            if marker in (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"):
+                pids.append(int(entry.name))
+        except OSError:
+            continue
+    return [p for p in pids if p != os.getpid()]
+
+
+def test_ctrl_c_during_compare_parallel_stops_every_search_resumably(tmp_path):
+    """Ctrl-C reaches compare only (each search driver runs in its own session); compare asks each
+    search once to stop and save, waits for them, exits 130 naming every experiment's resume
+    command, leaves no driver running, and a resumed search finishes its trials."""
+    faults = tmp_path / "faults"
+    faults.mkdir()
+    (faults / "sleep").write_text("0.5")  # 20 epochs take 10 s: long enough to interrupt mid-trial
+    out = tmp_path / "c"
+    env = {**os.environ, "RAY_ADDRESS": "local", "TUNELAB_FAULTS_DIR": str(faults), "PYTHONUNBUFFERED": "1"}
+    compare = subprocess.Popen([sys.executable, "-m", "tunelab", "compare", "--methods", "classifier,arcface",
+                                "--num-samples", "2", "--max-epochs", "20", "--grace-period", "20", "--seeds", "1",
+                                "--parallel", "--out", str(out)], env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        for method in ("classifier", "arcface"):
+            _wait_for(lambda: any(len(f) >= 2 for f in _progress(out / "runs" / method).values()), 240,
+                      f"two epochs of a {method} trial")
+        drivers = [p for p in _driver_pids(str(out)) if p != compare.pid]
+        assert len(drivers) >= 2, "one tunelab tune driver per method"
+        compare.send_signal(signal.SIGINT)
+        _, err = compare.communicate(timeout=180)
+    finally:
+        compare.kill()
+    assert compare.returncode == 130, err[-3000:]
+    assert "asking every search to stop and save its experiment" in err
+    for method in ("classifier", "arcface"):
+        assert f"{method}: resumable with `tunelab resume {(out / 'runs').as_uri()}/{method}`" in err
+        statuses = json.loads((out / "runs" / method / "tunelab.json").read_text())["final_statuses"]
+        assert "incomplete" in statuses.values(), statuses
+    assert not [p for p in drivers if Path(f"/proc/{p}").exists()], "a search driver outlived compare"
+
+    (faults / "sleep").unlink()
+    resumed = subprocess.run([sys.executable, "-m", "tunelab", "resume", f"{(out / 'runs').as_uri()}/classifier",
+                              "--json"], env=env, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert json.loads(resumed.stdout.strip().splitlines()[-1])["statuses"] == {"finished": 2}
