@@ -15,7 +15,7 @@ from trainables.errors import ConfigError, TunelabError
 from tunelab.compare import CompareOptions
 from tunelab.driver import TuneOptions
 from tunelab.options import add_arguments, from_args, given
-from tunelab.parallel import SearchFailed
+from tunelab.parallel import SearchFailed, stop_when_orphaned
 
 EXIT_RUN_FAILED = 1
 EXIT_BAD_INPUT = 2
@@ -320,6 +320,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from tunelab.signals import route_sigterm_to_sigint
 
     previous = route_sigterm_to_sigint()
+    stop_when_orphaned()
     try:
         return COMMANDS[args.command](args)
     except TunelabError as exc:

@@ -27,6 +27,7 @@ from tunelab.experiments import experiment_path, normalise_storage
 from tunelab.options import to_argv
 
 EXIT_BAD_INPUT, EXIT_INTERRUPTED = 2, 130
+PARENT_ENV = "TUNELAB_COMPARE_PID"  # set for the drivers compare starts: the pid they serve
 
 
 class SearchFailed(RuntimeError):
@@ -70,10 +71,9 @@ class _Driver:
                 pass
 
 
-def driver_command(opts: TuneOptions, address: str) -> list[str]:
-    """The `tunelab tune` command line of `opts`, joined to the cluster at `address`."""
-    return [sys.executable, "-m", "tunelab", "tune", opts.method,
-            *to_argv(TuneOptions(**{**opts.__dict__, "address": address})), "--json"]
+def driver_command(opts: TuneOptions) -> list[str]:
+    """The `tunelab tune` command line of `opts`."""
+    return [sys.executable, "-m", "tunelab", "tune", opts.method, *to_argv(opts), "--json"]
 
 
 def cluster_address() -> str:
@@ -88,10 +88,12 @@ def run_drivers(searches: dict[str, TuneOptions], log_dir: Path) -> dict[str, di
 
     Raises KeyboardInterrupt when Ctrl-C/SIGTERM stopped them (their experiments are resumable),
     ConfigError when one refused its options, SearchFailed when one crashed."""
-    address = cluster_address()
     log_dir.mkdir(parents=True, exist_ok=True)
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}  # --address says where
-    drivers = [_Driver(method, driver_command(opts, address), env, log_dir / f"{method}.log")
+    # The drivers join this cluster through RAY_ADDRESS, not --address: an address given on the
+    # command line is recorded with the experiment for `resume`, and a private instance's address
+    # is gone when compare ends (resume then does what ray.init does, as after a plain tune).
+    env = {**os.environ, "RAY_ADDRESS": cluster_address(), PARENT_ENV: str(os.getpid())}
+    drivers = [_Driver(method, driver_command(opts), env, log_dir / f"{method}.log")
                for method, opts in searches.items()]
     try:
         codes = [driver.wait() for driver in drivers]
@@ -137,3 +139,26 @@ def _summary(driver: _Driver, code: int) -> dict[str, Any]:
     except (IndexError, json.JSONDecodeError):
         raise SearchFailed(f"the {driver.method} search ended with exit code {code} and no summary; "
                            f"its log: {driver.log_path}") from None
+
+
+def stop_when_orphaned(poll_s: float = 1.0, grace_s: float = 120.0) -> None:
+    """In a driver compare started: if compare dies without stopping it (SIGKILL, a crash), stop
+    this search as Ctrl-C would (saved, resumable), and exit after `grace_s` if that hangs (the
+    cluster may have been compare's own and gone with it). A driver in its own session would
+    otherwise run on unattended."""
+    parent = os.environ.get(PARENT_ENV)
+    if not parent or not parent.isdigit():
+        return
+
+    def watch() -> None:
+        import time
+
+        while os.getppid() == int(parent):
+            time.sleep(poll_s)
+        print(f"tunelab: compare (pid {parent}) is gone; stopping this search (resumable)", file=sys.stderr,
+              flush=True)
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(grace_s)
+        os._exit(EXIT_INTERRUPTED)
+
+    threading.Thread(target=watch, daemon=True, name="tunelab-orphan-watch").start()

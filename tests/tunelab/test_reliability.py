@@ -335,3 +335,32 @@ def test_a_stale_recorded_cluster_starts_a_local_instance_instead_of_waiting_on_
     assert result.returncode == 0, result.stderr[-2000:]
     assert "cpus" in result.stdout
     assert "the Ray cluster recorded on this machine (127.0.0.1:1) does not answer" in result.stderr
+
+
+def test_a_search_driver_whose_compare_died_stops_itself_as_ctrl_c_would(tmp_path):
+    """compare --parallel runs each search in its own session (so a terminal's Ctrl-C reaches compare
+    only); if compare is killed outright, each driver notices and stops itself with SIGINT."""
+    import textwrap
+
+    marker = tmp_path / "stopped"
+    driver = textwrap.dedent(f"""
+        import os, sys, time
+        from tunelab.parallel import stop_when_orphaned
+        stop_when_orphaned(poll_s=0.05, grace_s=30)
+        try:
+            time.sleep(60)
+        except KeyboardInterrupt:  # what Tune's handler turns into a saved, resumable stop
+            open({str(marker)!r}, "w").write("interrupted")
+            sys.exit(130)
+    """)
+    compare = textwrap.dedent(f"""
+        import os, subprocess, sys
+        env = {{**os.environ, "TUNELAB_COMPARE_PID": str(os.getpid())}}
+        subprocess.Popen([sys.executable, "-c", {driver!r}], env=env, start_new_session=True)
+        os._exit(0)  # as if SIGKILLed: nothing stops the driver
+    """)
+    subprocess.run([sys.executable, "-c", compare], check=True, timeout=60)
+    deadline = time.time() + 30
+    while time.time() < deadline and not marker.exists():
+        time.sleep(0.1)
+    assert marker.read_text() == "interrupted"

@@ -209,7 +209,8 @@ def _driver_pids(marker: str) -> list[int]:
 def test_ctrl_c_during_compare_parallel_stops_every_search_resumably(tmp_path):
     """Ctrl-C reaches compare only (each search driver runs in its own session); compare asks each
     search once to stop and save, waits for them, exits 130 naming every experiment's resume
-    command, leaves no driver running, and a resumed search finishes its trials."""
+    command, leaves no driver running, and a resumed search finishes its trials. (The time budget
+    makes the two searches share the 2 CPUs, one trial each, so both are mid-trial at the Ctrl-C.)"""
     faults = tmp_path / "faults"
     faults.mkdir()
     (faults / "sleep").write_text("0.5")  # 20 epochs take 10 s: long enough to interrupt mid-trial
@@ -217,18 +218,20 @@ def test_ctrl_c_during_compare_parallel_stops_every_search_resumably(tmp_path):
     env = {**os.environ, "RAY_ADDRESS": "local", "TUNELAB_FAULTS_DIR": str(faults), "PYTHONUNBUFFERED": "1"}
     compare = subprocess.Popen([sys.executable, "-m", "tunelab", "compare", "--methods", "classifier,arcface",
                                 "--num-samples", "2", "--max-epochs", "20", "--grace-period", "20", "--seeds", "1",
-                                "--parallel", "--out", str(out)], env=env, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+                                "--parallel", "--time-budget", "10m", "--out", str(out)], env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         for method in ("classifier", "arcface"):
             _wait_for(lambda: any(len(f) >= 2 for f in _progress(out / "runs" / method).values()), 240,
                       f"two epochs of a {method} trial")
-        drivers = [p for p in _driver_pids(str(out)) if p != compare.pid]
-        assert len(drivers) >= 2, "one tunelab tune driver per method"
+        drivers = [p for p in _driver_pids(f"--storage={(out / 'runs').as_uri()}") if p != compare.pid]
+        assert len(drivers) == 2, "one tunelab tune driver per method"
         compare.send_signal(signal.SIGINT)
         _, err = compare.communicate(timeout=180)
     finally:
         compare.kill()
+        for pid in _driver_pids(f"--storage={(out / 'runs').as_uri()}"):
+            os.kill(pid, signal.SIGKILL)
     assert compare.returncode == 130, err[-3000:]
     assert "asking every search to stop and save its experiment" in err
     for method in ("classifier", "arcface"):
