@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test test-all install clean
+.PHONY: run test test-all install bench-install clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -14,6 +14,12 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	touch $@
 
 install: $(VENV)/.installed
+
+# benchmarks/peers.py's peers (Syne Tune) and problems (mf-prior-bench, which declares numpy<2:
+# installed without its dependencies, which the bench extra provides)
+bench-install: $(VENV)/.installed
+	$(PY) -m pip install -q -c constraints.txt -e '.[bench]'
+	$(PY) -m pip install -q --no-deps mf-prior-bench==1.10.0
 
 run: $(VENV)/.installed
 	$(VENV)/bin/tunelab compare

@@ -17,7 +17,8 @@ Their fidelity z runs 1..100; here a trial's step t = 1..MAX_STEPS (27: ASHA run
 evaluates z = 1 + 99 (t - 1) / (MAX_STEPS - 1), rounded.
 
 Score: normalised regret of the best value seen *at the full fidelity* so far, (best - f*) /
-(f_worst - f*), with f* the function's known global minimum and f_worst the worst of 2048 seeded
+(f_worst - f*), with f* the value at the function's known global minimum (mf-prior-bench's
+`optimum`) and f_worst the worst of 2048 seeded
 uniform configs at full fidelity (1.0 until a method has finished one config at full fidelity).
 Read at 10, 25, 50 and 100 full-budget equivalents; median [IQR] over seeds. Same trial cap for all.
 
@@ -27,7 +28,9 @@ Read at 10, 25, 50 and 100 full-budget equivalents; median [IQR] over seeds. Sam
 from __future__ import annotations
 
 import argparse
+import logging
 import math
+import os
 import platform
 import sys
 import time
@@ -42,7 +45,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 MAX_STEPS = 27
 CHECKPOINTS = (10, 25, 50, 100)
 PROBLEMS = ("mfh3_good", "mfh3_bad", "mfh6_good", "mfh6_bad")
-OPTIMA = {"mfh3": -3.86278, "mfh6": -3.32237}  # Hartmann 3 and 6: known global minima
 METHODS = ("tunelab", "ray_optuna", "optuna", "st_asha", "st_bohb", "st_ashacqr", "random")
 
 
@@ -57,7 +59,7 @@ class Problem:
         self.name = name
         self.bench = mfpbench.get(name, seed=0)
         self.dims = int(name[3])
-        self.optimum = OPTIMA[name[:4]]
+        self.optimum = self.value(dict(self.bench.optimum), MAX_STEPS)  # its global minimum, noise-free
         rng = np.random.default_rng(12345)
         worst = [self.value({f"X_{i}": float(x) for i, x in enumerate(row)}, MAX_STEPS)
                  for row in rng.random((2048, self.dims))]
@@ -177,16 +179,17 @@ def run_optuna(log: Log, seed: int, cap: int) -> None:
 
 def run_syne_tune(kind: str) -> Callable[[Log, int, int], None]:
     def run(log: Log, seed: int, cap: int) -> None:
+        from datetime import datetime
+
         from syne_tune.backend.trial_status import Trial
         from syne_tune.config_space import uniform
         from syne_tune.optimizer import baselines
         from syne_tune.optimizer.scheduler import SchedulerDecision
 
         space = {f"X_{i}": uniform(0.0, 1.0) for i in range(log.problem.dims)}
-        space["epochs"] = MAX_STEPS
         scheduler_class = {"st_asha": baselines.ASHA, "st_bohb": baselines.BOHB, "st_ashacqr": baselines.ASHACQR}[kind]
-        scheduler = scheduler_class(space, metric="loss", do_minimize=True, time_attr="epoch",
-                                    max_resource_attr="epochs", random_seed=seed)
+        scheduler = scheduler_class(space, metric="loss", time_attr="epoch", max_t=MAX_STEPS, do_minimize=True,
+                                    random_seed=seed, grace_period=1, reduction_factor=3)
         for trial_id in range(cap):
             if log.spent:
                 break
@@ -194,7 +197,8 @@ def run_syne_tune(kind: str) -> Callable[[Log, int, int], None]:
             if suggestion is None:
                 break
             config = suggestion.config
-            trial = Trial(trial_id=trial_id, config=config, creation_time=None)
+            trial = Trial(trial_id=trial_id, config=config, creation_time=datetime.now())
+            scheduler.on_trial_add(trial)
             for step in range(1, MAX_STEPS + 1):
                 if log.spent:
                     break
@@ -271,6 +275,8 @@ def main() -> None:
     parser.add_argument("--out", default="peers.csv", help="every run's regret at every checkpoint")
     args = parser.parse_args()
     checkpoints = [c for c in CHECKPOINTS if c <= args.budget]
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # no experiment banners per run
+    logging.getLogger("syne_tune").setLevel(logging.ERROR)
     import ray
 
     ray.init(address="local", num_cpus=1, include_dashboard=False, logging_level="ERROR", log_to_driver=False)

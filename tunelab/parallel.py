@@ -1,8 +1,8 @@
 """Several `tunelab tune` searches at once on one Ray cluster (`compare --parallel`).
 
-Each search is its own driver process: `tunelab tune ... --address CLUSTER --json`, exactly the
-command a user would type, so each keeps its own Optuna study, experiment folder, lock, time
-budget and Ctrl-C handling (Tune's stop handler belongs to a process's main thread; two Tuners in
+Each search is its own driver process, `tunelab tune ... --json` with RAY_ADDRESS naming this
+cluster: exactly the command a user would type, so each keeps its own Optuna study, experiment
+folder, lock, time budget and Ctrl-C handling (Tune's stop handler belongs to a process's main thread; two Tuners in
 one process would share it). Their progress lines are relayed prefixed with the method, and kept
 whole in LOG_DIR/METHOD.log.
 
@@ -19,7 +19,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from trainables.errors import ConfigError
 from tunelab.driver import TuneOptions

@@ -129,3 +129,31 @@ def test_readme_cluster_section_runs_a_job_on_a_two_node_cluster(tmp_path):
 def sessions(*temp_dirs: str) -> list[str]:
     """The Ray session folders under the nodes' temp folders (one each once the node started)."""
     return [os.path.realpath(latest) for t in temp_dirs if os.path.exists(latest := os.path.join(t, "session_latest"))]
+
+
+@pytest.mark.slow  # Ray retries the refused connection for about 20 s before it gives up
+def test_joining_a_token_cluster_without_its_token_says_how(tmp_path):
+    """`ray start --head` turns token authentication on when a token exists; a tunelab without it
+    gets a refused connection, which must not read as "no cluster" alone."""
+    (gcs_port,) = free_ports(1)
+    temp = tempfile.mkdtemp(prefix="tl-t-")
+    bin_dir = str(Path(sys.executable).parent)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH") and k != "RAY_ADDRESS"}
+    env["PATH"] = bin_dir + os.pathsep + env.get("PATH", "")
+    try:
+        subprocess.run(["ray", "start", "--head", "--node-ip-address=127.0.0.1", f"--port={gcs_port}", "--num-cpus=1",
+                        "--include-dashboard=false", f"--temp-dir={temp}", "--disable-usage-stats"],
+                       env={**env, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)},
+                       check=True, capture_output=True, timeout=120)
+        refused = subprocess.run(["tunelab", "tune", "classifier", "--address", f"127.0.0.1:{gcs_port}",
+                                  "--storage", str(tmp_path / "runs")], env=env, capture_output=True, text=True,
+                                 timeout=180)
+    finally:
+        for session in sessions(temp):
+            end_session(session)
+        shutil.rmtree(temp, ignore_errors=True)
+    assert refused.returncode == 2
+    (line,) = [line for line in refused.stderr.splitlines() if line.startswith("tunelab: error:")]
+    assert f"--address '127.0.0.1:{gcs_port}': no Ray cluster answered" in line
+    assert "set RAY_AUTH_MODE=token and its token" in line
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
