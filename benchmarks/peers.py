@@ -4,6 +4,7 @@ Methods (every one evaluates one config-step at a time, so "budget" is the same 
 fidelity, counted in full-budget equivalents = steps / MAX_STEPS):
 
     tunelab        tunelab.search.make_search (TPE + ASHA) inside a ray.tune.Tuner
+    tunelab_b3     the same with ASHA in 3 Hyperband brackets (make_search(..., brackets=3))
     ray_optuna     Ray Tune's stock OptunaSearch (TPE, seeded) + ASHAScheduler
     optuna         Optuna alone, in-process: TPESampler + HyperbandPruner
     st_asha        Syne Tune ASHA          (its ask/tell API, in-process)
@@ -24,6 +25,7 @@ Read at 10, 25, 50 and 100 full-budget equivalents; median [IQR] over seeds. Sam
 
     pip install -e '.[bench]' && pip install --no-deps mf-prior-bench==1.10.0
     python benchmarks/peers.py --seeds 10 --budget 100
+    python benchmarks/peers.py --table peers.csv more.csv      # the table of earlier runs together
 """
 from __future__ import annotations
 
@@ -100,12 +102,13 @@ class Log:
 
 # ----------------------------------------------------------------------------- methods
 
-def run_tunelab(log: Log, seed: int, cap: int) -> None:
+def run_tunelab(log: Log, seed: int, cap: int, brackets: int = 1) -> None:
     from search_spaces import FloatRange
     from tunelab.search import make_search
 
     space = {f"X_{i}": FloatRange(0.0, 1.0) for i in range(log.problem.dims)}
-    searcher, scheduler = make_search(space, "loss", "min", max_t=MAX_STEPS, seed=seed, num_samples=cap)
+    searcher, scheduler = make_search(space, "loss", "min", max_t=MAX_STEPS, seed=seed, num_samples=cap,
+                                      brackets=brackets)
     _ray_tuner(log, searcher, scheduler, {}, cap)
 
 
@@ -222,7 +225,7 @@ def run_random(log: Log, seed: int, cap: int) -> None:
 
 
 RUNNERS: dict[str, Callable[[Log, int, int], None]] = {
-    "tunelab": run_tunelab, "ray_optuna": run_ray_optuna, "optuna": run_optuna, "st_asha": run_syne_tune("st_asha"),
+    "tunelab": run_tunelab, "tunelab_b3": lambda log, seed, cap: run_tunelab(log, seed, cap, brackets=3), "ray_optuna": run_ray_optuna, "optuna": run_optuna, "st_asha": run_syne_tune("st_asha"),
     "st_bohb": run_syne_tune("st_bohb"), "st_ashacqr": run_syne_tune("st_ashacqr"), "random": run_random}
 
 
@@ -273,7 +276,13 @@ def main() -> None:
     parser.add_argument("--budget", type=int, default=100, help="full-budget equivalents per run")
     parser.add_argument("--cap", type=int, default=400, help="trial cap, the same for every method")
     parser.add_argument("--out", default="peers.csv", help="every run's regret at every checkpoint")
+    parser.add_argument("--table", nargs="+", metavar="CSV", help="no runs: the table and verdicts of earlier --out files")
     args = parser.parse_args()
+    if args.table:
+        table = pd.concat([pd.read_csv(path) for path in args.table], ignore_index=True)
+        print(summarise(table).to_string())
+        print("\n" + "\n".join(verdicts(table)))
+        return
     checkpoints = [c for c in CHECKPOINTS if c <= args.budget]
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # no experiment banners per run
     logging.getLogger("syne_tune").setLevel(logging.ERROR)

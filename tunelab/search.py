@@ -44,7 +44,7 @@ def make_search(space: SearchSpace, metric: str, mode: str, max_t: int, grace_pe
                 reduction_factor: int = 3, seed: int = 0, time_attr: str = "training_iteration",
                 num_samples: int | None = None, *, n_startup_trials: int | None = None,
                 storage: str | None = None, study_name: str | None = None,
-                trial_dir_prefix: str | None = None):
+                trial_dir_prefix: str | None = None, brackets: int = 1):
     """(searcher, scheduler) to pass as `ray.tune.TuneConfig(search_alg=..., scheduler=...)`.
 
     The searcher is Optuna's multivariate TPE (seeded, constant liar for parallel trials, `group`
@@ -58,7 +58,9 @@ def make_search(space: SearchSpace, metric: str, mode: str, max_t: int, grace_pe
     `num_samples` sets the random startup trials (a quarter, 2 to 10) unless `n_startup_trials`
     is given; `storage` (an Optuna RDB URL) and `study_name` keep the study for optuna-dashboard;
     `trial_dir_prefix` records each study trial's folder (`PREFIX_<ray trial id>`) as a user
-    attribute next to `ray_trial_id`.
+    attribute next to `ray_trial_id`. `brackets` > 1 gives ASHA Hyperband's brackets (each trial
+    drawn into one, bracket k with its first rung at grace_period x reduction_factor^k): on the
+    peer benchmark's Hartmann problems 3 brackets cut tunelab's regret sharply (RESULTS.md, peers).
     """
     from ray.tune.schedulers import ASHAScheduler
 
@@ -68,7 +70,7 @@ def make_search(space: SearchSpace, metric: str, mode: str, max_t: int, grace_pe
     if mode not in MODES:
         raise ConfigError(f"mode={mode!r} is not valid; choose from: {', '.join(MODES)}")
     for name, value, low in (("max_t", max_t, 1), ("grace_period", grace_period, 1),
-                             ("reduction_factor", reduction_factor, 2)):
+                             ("reduction_factor", reduction_factor, 2), ("brackets", brackets, 1)):
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise ConfigError(f"{name}={value!r} is out of range; allowed: an integer >= {low}")
     startup = n_startup_trials if n_startup_trials is not None else startup_trials(num_samples)
@@ -76,5 +78,5 @@ def make_search(space: SearchSpace, metric: str, mode: str, max_t: int, grace_pe
                                          storage=storage, study_name=study_name, time_attr=time_attr,
                                          trial_dir_prefix=trial_dir_prefix)
     scheduler = ASHAScheduler(time_attr=time_attr, max_t=max_t, grace_period=min(grace_period, max_t),
-                              reduction_factor=reduction_factor)
+                              reduction_factor=reduction_factor, brackets=brackets)
     return searcher, scheduler

@@ -57,8 +57,19 @@ def test_make_search_in_a_users_tuner_records_asha_stops_as_pruned(ray_cluster, 
     (dict(mode="maximise"), "mode='maximise' is not valid; choose from: min, max"),
     (dict(max_t=0), "max_t=0 is out of range"),
     (dict(reduction_factor=1), "reduction_factor=1 is out of range"),
+    (dict(brackets=0), "brackets=0 is out of range; allowed: an integer >= 1"),
+    (dict(brackets=2.5), "brackets=2.5 is out of range"),
 ])
 def test_make_search_refuses_bad_arguments_naming_them(kwargs, message):
     arguments = {**dict(space=SPACE, metric="loss", mode="min", max_t=9), **kwargs}
     with pytest.raises(ConfigError, match=message):
         make_search(**arguments)
+
+
+def test_make_search_brackets_give_asha_hyperband_brackets():
+    """bracket k's first rung is at grace_period x reduction_factor^k (Ray's AsyncHyperBand)."""
+    _, scheduler = make_search(SPACE, "loss", "min", max_t=27, grace_period=1, reduction_factor=3, brackets=3)
+    first_rungs = sorted(min(milestone for milestone, _ in bracket._rungs) for bracket in scheduler._brackets)
+    assert first_rungs == [1, 3, 9]
+    _, default = make_search(SPACE, "loss", "min", max_t=27)
+    assert len(default._brackets) == 1  # tunelab tune's default is unchanged
