@@ -251,20 +251,26 @@ def summarise(rows: pd.DataFrame) -> pd.DataFrame:
     return rows.groupby(["problem", "method", "checkpoint"])["regret"].apply(cell).unstack("checkpoint")
 
 
-def verdicts(rows: pd.DataFrame) -> list[str]:
-    """Per problem and checkpoint: tunelab best, tied (IQR overlaps the best's) or behind."""
+def verdicts(rows: pd.DataFrame, mine: str = "tunelab") -> list[str]:
+    """Per problem and checkpoint: `mine` best (lowest median), tied (its IQR overlaps the best
+    peer's) or behind; peers are the methods that are not tunelab's own variants."""
     lines = []
     for (problem, checkpoint), group in rows.groupby(["problem", "checkpoint"]):
-        stats = group.groupby("method")["regret"].describe(percentiles=[0.25, 0.5, 0.75])
-        best = stats["50%"].idxmin()
-        mine = stats.loc["tunelab"]
-        if best == "tunelab":
-            verdict = "best"
-        elif mine["25%"] <= stats.loc[best, "75%"]:
-            verdict = f"tied with {best}"
+        stats = group.groupby("method")["regret"].quantile([0.25, 0.5, 0.75]).unstack()
+        if mine not in stats.index:
+            continue
+        peers = stats.loc[[m for m in stats.index if not m.startswith("tunelab")]]
+        if peers.empty:
+            continue
+        best = peers[0.5].idxmin()
+        q1, median, q3 = stats.loc[mine]
+        if median <= peers.loc[best, 0.5]:
+            verdict = f"best (median {median:.3f}; best peer {best} {peers.loc[best, 0.5]:.3f})"
+        elif q1 <= peers.loc[best, 0.75] and peers.loc[best, 0.25] <= q3:
+            verdict = f"tied with {best} (median {median:.3f} vs {peers.loc[best, 0.5]:.3f}, IQRs overlap)"
         else:
-            verdict = f"behind {best}"
-        lines.append(f"{problem} @ {checkpoint}: {verdict}")
+            verdict = f"behind {best} (median {median:.3f} vs {peers.loc[best, 0.5]:.3f}, IQRs apart)"
+        lines.append(f"{mine} on {problem} @ {checkpoint}: {verdict}")
     return lines
 
 
@@ -281,7 +287,7 @@ def main() -> None:
     if args.table:
         table = pd.concat([pd.read_csv(path) for path in args.table], ignore_index=True)
         print(summarise(table).to_string())
-        print("\n" + "\n".join(verdicts(table)))
+        print("\n" + "\n".join(verdicts(table) + verdicts(table, "tunelab_b3")))
         return
     checkpoints = [c for c in CHECKPOINTS if c <= args.budget]
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # no experiment banners per run
@@ -303,6 +309,7 @@ def main() -> None:
                                  "regret": log.regret_at(checkpoint), "steps": len(log.steps),
                                  "seconds": time.perf_counter() - started})
             done = pd.DataFrame(rows)
+            done.to_csv(args.out, index=False)  # after every method: an interrupted run keeps what it measured
             mine = done[(done.problem == name) & (done.method == method)]
             print(f"{name} {method}: median regret at {checkpoints[-1]} "
                   f"{mine[mine.checkpoint == checkpoints[-1]].regret.median():.3f}, "
@@ -312,7 +319,7 @@ def main() -> None:
     print(f"\n{platform.machine()}, {args.seeds} seeds, budget {args.budget} x {MAX_STEPS} steps, "
           f"cap {args.cap} trials, {time.perf_counter() - began:.0f} s; normalised regret median [IQR]:")
     print(summarise(table).to_string())
-    print("\n" + "\n".join(verdicts(table)))
+    print("\n" + "\n".join(verdicts(table) + verdicts(table, "tunelab_b3")))
 
 
 if __name__ == "__main__":
