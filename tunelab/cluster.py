@@ -189,10 +189,11 @@ def session_processes(session_dir: str) -> list[int]:
     pids = []
     for entry in Path("/proc").glob("[0-9]*"):
         try:
-            if int(entry.name) == os.getpid() or entry.stat().st_uid != os.getuid() or not _running(int(entry.name)):
+            pid = int(entry.name)
+            if pid == os.getpid() or entry.stat().st_uid != os.getuid() or not is_running(pid):
                 continue
             if _names_session(entry, session_dir):
-                pids.append(int(entry.name))
+                pids.append(pid)
         except (OSError, ValueError):
             continue
     return pids
@@ -226,15 +227,15 @@ def end_session(session_dir: str, grace_s: float = 5.0) -> list[int]:
             except OSError:
                 pass
         deadline = time.monotonic() + wait_s
-        while time.monotonic() < deadline and any(_running(p) for p in pids):
+        while time.monotonic() < deadline and any(is_running(p) for p in pids):
             time.sleep(0.1)
-        pids = [p for p in pids if _running(p)]
+        pids = [p for p in pids if is_running(p)]
         if not pids:
             break
     return pids
 
 
-def _running(pid: int) -> bool:
+def is_running(pid: int) -> bool:
     """Alive and not a zombie (an ended child its parent has not reaped yet)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()

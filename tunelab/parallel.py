@@ -149,6 +149,8 @@ def stop_when_orphaned(poll_s: float = 1.0, grace_s: float = 120.0) -> None:
     parent = os.environ.get(PARENT_ENV)
     if not parent or not parent.isdigit():
         return
+    if os.getppid() != int(parent) and _alive(int(parent)):
+        return  # not started by that compare: the variable leaked into a process of another parent
 
     def watch() -> None:
         import time
@@ -162,3 +164,16 @@ def stop_when_orphaned(poll_s: float = 1.0, grace_s: float = 120.0) -> None:
         os._exit(EXIT_INTERRUPTED)
 
     threading.Thread(target=watch, daemon=True, name="tunelab-orphan-watch").start()
+
+
+def _alive(pid: int) -> bool:
+    """Running, and not a zombie (a compare that has ended but is not reaped yet)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process of that pid
+        return True
+    from tunelab.cluster import is_running
+
+    return is_running(pid) if os.path.isdir("/proc") else True
