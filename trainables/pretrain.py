@@ -9,6 +9,8 @@ other classes of the same one (`classes=0-4` as the source of a `classes=5-9` ta
 """
 from __future__ import annotations
 
+import contextlib
+import random
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -104,5 +106,18 @@ def ensure_auto_backbone(config: TrainConfig, stream=None) -> Path:
                                                 "batchnorm", "device")}
         if stream is not None:
             print(f"pretrained=auto: pretraining {config.model} on rotation prediction -> {path}", file=stream)
-        pretrain(PretrainConfig(**keys), path, quiet=True)
+        with preserved_rng():  # the caller's run must not depend on whether the cache existed
+            pretrain(PretrainConfig(**keys), path, quiet=True)
     return path
+
+
+@contextlib.contextmanager
+def preserved_rng():
+    """Python's, numpy's and torch's (CPU and CUDA) random states as they were on entry, on exit."""
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    with torch.random.fork_rng(devices=range(torch.cuda.device_count()) if torch.cuda.is_available() else []):
+        try:
+            yield
+        finally:
+            random.setstate(python_state)
+            np.random.set_state(numpy_state)

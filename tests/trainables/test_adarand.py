@@ -259,3 +259,21 @@ def test_auto_backbone_is_pretrained_once_and_cached(monkeypatch, tmp_path, digi
     prepare(FineTune(), config, digits8)
     prepare(AdaRand(), AdaRandConfig(**TINY), digits8)
     assert len(calls) == 1 and calls[0].parent == tmp_path / "pretrained" and calls[0].exists()
+
+
+def test_a_run_is_the_same_whether_or_not_its_auto_backbone_was_cached(monkeypatch, tmp_path, digits8):
+    """Pretraining on first use used to leave the random state where pretraining ended, so the new
+    classifier (and everything after it) differed between the first run and every later one."""
+    from trainables import pretrain as P
+
+    monkeypatch.setenv("TUNELAB_CACHE_DIR", str(tmp_path))
+    real = P.pretrain
+    monkeypatch.setattr(P, "pretrain", lambda config, out, **kw: real(
+        PretrainConfig(**{**{f.name: getattr(config, f.name) for f in dataclasses.fields(config)}, "epochs": 1}),
+        out, **kw))
+    config = AdaRandConfig(**TINY)
+    first = prepare(AdaRand(), config, digits8)  # pretrains, then builds the head
+    assert any((tmp_path / "pretrained").iterdir())
+    again = prepare(AdaRand(), config, digits8)  # loads the cached backbone
+    for name, tensor in first.model.state_dict().items():
+        assert torch.equal(tensor, again.model.state_dict()[name]), name
