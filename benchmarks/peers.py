@@ -1,10 +1,10 @@
 """tunelab's search against the searchers a user would pick instead, side by side, same budget.
 
 Methods (every one evaluates one config-step at a time, so "budget" is the same for all: steps of
-fidelity, counted in full-budget equivalents = steps / MAX_STEPS):
+fidelity, counted in full-budget equivalents = steps / the problem's max steps):
 
-    tunelab        tunelab.search.make_search (TPE + ASHA) inside a ray.tune.Tuner
-    tunelab_b3     the same with ASHA in 3 Hyperband brackets (make_search(..., brackets=3))
+    tunelab        tunelab.search.make_search, as `tunelab tune` uses it, inside a ray.tune.Tuner
+    tunelab_b3     the same with ASHA in 3 brackets (make_search(..., brackets=3))
     ray_optuna     Ray Tune's stock OptunaSearch (TPE, seeded) + ASHAScheduler
     optuna         Optuna alone, in-process: TPESampler + HyperbandPruner
     st_asha        Syne Tune ASHA          (its ask/tell API, in-process)
@@ -12,24 +12,35 @@ fidelity, counted in full-budget equivalents = steps / MAX_STEPS):
     st_ashacqr     Syne Tune ASHACQR       (conformal quantile regression + ASHA)
     random         random search, every trial at the full budget
 
-Problems: mf-prior-bench's multi-fidelity Hartmann functions, its own presets `mfh3_good`,
-`mfh3_bad`, `mfh6_good`, `mfh6_bad` (3 or 6 dimensions; a well or a badly correlated fidelity).
-Their fidelity z runs 1..100; here a trial's step t = 1..MAX_STEPS (27: ASHA rungs 1, 3, 9, 27)
-evaluates z = 1 + 99 (t - 1) / (MAX_STEPS - 1), rounded.
+Every method gets the problem's space: tunelab, Optuna alone and random search with its
+conditional entries (define-by-run); Ray's stock searcher and Syne Tune, which take no conditions,
+with each conditional entry as one range covering all its cases (ignored where it does not apply).
 
-Score: normalised regret of the best value seen *at the full fidelity* so far, (best - f*) /
-(f_worst - f*), with f* the value at the function's known global minimum (mf-prior-bench's
-`optimum`) and f_worst the worst of 2048 seeded
-uniform configs at full fidelity (1.0 until a method has finished one config at full fidelity).
-Read at 10, 25, 50 and 100 full-budget equivalents; median [IQR] over seeds. Same trial cap for all.
+Problems:
+  mfh3_good, mfh3_bad, mfh6_good, mfh6_bad  mf-prior-bench's multi-fidelity Hartmann functions (its
+      own presets: 3 or 6 dimensions, a well or a badly correlated fidelity). Their fidelity z runs
+      1..100; step t = 1..27 (ASHA rungs 1, 3, 9, 27) evaluates z = 1 + 99 (t - 1) / 26, rounded.
+      f* = the value at the known global minimum; f_worst = the worst of 2048 seeded uniform configs.
+  digits_classifier  real training: the classifier's space on 8 px digits (width 8, 30% val), one
+      epoch per step, 27 epochs; loss = 1 - val/acc; f* from the stored reference optimum
+      (search_efficiency_reference.json: best of 128 random full-budget trials), f_worst = chance.
+  digits_adarand     real training: AdaRand fine-tuning of the offline backbone on 8 px digits, 50
+      images per class, 9 epochs, AdaRand's space; reference in peers_reference_adarand.json
+      (`--reference digits_adarand`, 128 random trials at full budget).
 
-    pip install -e '.[bench]' && pip install --no-deps mf-prior-bench==1.10.0
-    python benchmarks/peers.py --seeds 10 --budget 100
+Score: normalised regret of the best loss seen *at the full fidelity* so far, (best - f*) /
+(f_worst - f*); 1.0 until a method has finished one config at full fidelity; below 0 on a training
+problem when a method beats its reference. Read at 10, 25, 50 and 100 full-budget equivalents;
+median [IQR] over seeds. Same trial cap for all.
+
+    make bench-install        # pip install -e '.[bench]' and mf-prior-bench --no-deps
+    python benchmarks/peers.py --problems mfh3_good,mfh3_bad --seeds 20 --budget 100
     python benchmarks/peers.py --table peers.csv more.csv      # the table of earlier runs together
 """
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import math
 import os
@@ -44,38 +55,141 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-MAX_STEPS = 27
 CHECKPOINTS = (10, 25, 50, 100)
-PROBLEMS = ("mfh3_good", "mfh3_bad", "mfh6_good", "mfh6_bad")
+SYNTHETIC = ("mfh3_good", "mfh3_bad", "mfh6_good", "mfh6_bad")
+PROBLEMS = SYNTHETIC + ("digits_classifier", "digits_adarand")
 METHODS = ("tunelab", "ray_optuna", "optuna", "st_asha", "st_bohb", "st_ashacqr", "random")
 
 
 # ----------------------------------------------------------------------------- problems
 
 class Problem:
-    """One mf-prior-bench function: `value(config, step)` to minimise; records every evaluation."""
+    """A search problem: a space of search_spaces entries, and `run(config, on_step)` that reports
+    the loss to minimise at steps 1..max_steps to `on_step(step, loss)`, stopping when it returns False."""
+
+    name: str
+    space: dict
+    max_steps: int
+    optimum: float  # the loss regret is measured from
+    worst: float  # the loss a regret of 1 stands for
+
+    def run(self, config: dict[str, Any], on_step: Callable[[int, float], bool]) -> None:
+        raise NotImplementedError
+
+    def regret(self, value: float) -> float:
+        return (value - self.optimum) / (self.worst - self.optimum)
+
+
+class Hartmann(Problem):
+    """One mf-prior-bench function (its own preset, e.g. mfh3_good); its fidelity z runs 1..100 and
+    step t = 1..27 evaluates z = 1 + 99 (t - 1) / 26, rounded."""
+
+    max_steps = 27
 
     def __init__(self, name: str):
         import mfpbench
 
+        from search_spaces import FloatRange
+
         self.name = name
         self.bench = mfpbench.get(name, seed=0)
         self.dims = int(name[3])
-        self.optimum = self.value(dict(self.bench.optimum), MAX_STEPS)  # its global minimum, noise-free
+        self.space = {f"X_{i}": FloatRange(0.0, 1.0) for i in range(self.dims)}
+        self.optimum = self.value(dict(self.bench.optimum), self.max_steps)  # its global minimum, noise-free
         rng = np.random.default_rng(12345)
-        worst = [self.value({f"X_{i}": float(x) for i, x in enumerate(row)}, MAX_STEPS)
-                 for row in rng.random((2048, self.dims))]
-        self.worst = max(worst)
+        self.worst = max(self.value({f"X_{i}": float(x) for i, x in enumerate(row)}, self.max_steps)
+                         for row in rng.random((2048, self.dims)))
 
     def fidelity(self, step: int) -> int:
-        return int(round(1 + 99 * (step - 1) / (MAX_STEPS - 1)))
+        return int(round(1 + 99 * (step - 1) / (self.max_steps - 1)))
 
     def value(self, config: dict[str, float], step: int) -> float:
         point = {f"X_{i}": float(config[f"X_{i}"]) for i in range(self.dims)}
         return float(self.bench.query(point, at=self.fidelity(step)).error)
 
+    def run(self, config, on_step) -> None:
+        for step in range(1, self.max_steps + 1):
+            if not on_step(step, self.value(config, step)):
+                return
+
+
+class _StopTraining(Exception):
+    pass
+
+
+class Training(Problem):
+    """A tunelab method trained for real, one epoch per step, with its own search space; the loss
+    is 1 - val/acc. Regret is measured from a stored reference optimum (the best val/acc of a large
+    random search at full budget, `peers.py reference`) to chance level."""
+
+    def __init__(self, name: str, method: str, fixed: list[str], max_steps: int, reference: Path):
+        from search_spaces import SPACES
+
+        self.name, self.method, self.fixed, self.max_steps = name, method, list(fixed), max_steps
+        self.space = SPACES[method]
+        self.reference = reference
+        self.optimum = 1.0 - json.loads(reference.read_text())["val_acc"] if reference.exists() else 0.0
+        self._data = None
+
+    def __getstate__(self):  # the data is loaded again in each Ray worker, not pickled
+        return {**self.__dict__, "_data": None}
+
+    def build(self, config: dict[str, Any]):
+        from trainables import get_method
+        from trainables.config import build_config, parse_set_options
+        from trainables.data import load_dataset
+
+        method = get_method(self.method)
+        values = {**parse_set_options(self.fixed), "epochs": self.max_steps, "seed": 0, "device": "cpu", "threads": 1}
+        train_config = build_config(method.config_class, {**values, **config})
+        if self._data is None:
+            self._data = load_dataset(train_config.data_options())
+        self.worst = 1.0 - 1.0 / len(self._data.class_names)
+        return method, train_config
+
+    def run(self, config, on_step) -> None:
+        from trainables import metrics as M
+        from trainables.engine import train
+        from trainables.reporting import LocalReporter
+
+        method, train_config = self.build(config)
+
+        class Steps(LocalReporter):
+            def report(self, metrics, state):
+                loss = 1.0 - metrics[M.VAL_ACC] if math.isfinite(metrics[M.VAL_ACC]) else 1.0
+                if not on_step(int(metrics[M.EPOCH]), loss):
+                    raise _StopTraining
+
+        try:
+            train(method, train_config, Steps(None, {}, quiet=True), data=self._data)
+        except _StopTraining:
+            pass
+
     def regret(self, value: float) -> float:
-        return (value - self.optimum) / (self.worst - self.optimum)
+        if not hasattr(self, "worst"):
+            self.build({})
+        return super().regret(value)
+
+
+HERE = Path(__file__).resolve().parent
+
+
+def digits_classifier() -> Training:
+    """The search-efficiency problem: the classifier's space on 8 px digits, width 8, 27 epochs;
+    its reference optimum is benchmarks/search_efficiency_reference.json (128 random trials)."""
+    reference = HERE / "search_efficiency_reference.json"
+    return Training("digits_classifier", "classifier", json.loads(reference.read_text())["fixed"], 27, reference)
+
+
+def digits_adarand() -> Training:
+    """AdaRand fine-tuning of the offline backbone on 8 px digits, 50 images per class, 9 epochs:
+    AdaRand's space (lr, weight_decay, fc_lr_factor, reg_lambda, rand_lr, alpha, prior_variant)."""
+    return Training("digits_adarand", "adarand", ["image_size=8", "train_per_class=50", "val_fraction=0.3"], 9,
+                    HERE / "peers_reference_adarand.json")
+
+
+def get_problem(name: str) -> Problem:
+    return {"digits_classifier": digits_classifier, "digits_adarand": digits_adarand}.get(name, lambda: Hartmann(name))()
 
 
 class Log:
@@ -89,38 +203,124 @@ class Log:
     def spent(self) -> bool:
         return len(self.steps) >= self.budget_steps
 
-    def evaluate(self, config: dict[str, float], step: int) -> float:
-        value = self.problem.value(config, step)
+    def record(self, step: int, value: float) -> None:
         self.steps.append((step, value))
-        return value
 
     def regret_at(self, full_budgets: float) -> float:
-        """Normalised regret of the best full-fidelity value within the first `full_budgets` x MAX_STEPS steps."""
-        seen = [v for s, v in self.steps[: int(full_budgets * MAX_STEPS)] if s == MAX_STEPS]
+        """Normalised regret of the best full-fidelity value within the first `full_budgets` x max_steps steps."""
+        top = self.problem.max_steps
+        seen = [v for s, v in self.steps[: int(full_budgets * top)] if s == top]
         return self.problem.regret(min(seen)) if seen else 1.0
+
+
+# ----------------------------------------------------------------------------- spaces, as each peer takes them
+
+def sample_define_by_run(space: dict, suggest: Callable[[str, Any], Any]) -> dict[str, Any]:
+    """A config from `space`, conditional entries only where they apply (tunelab's and Optuna's
+    form); `suggest(name, entry)` draws one value."""
+    from search_spaces.base import Conditional
+
+    config = {name: suggest(name, p) for name, p in space.items() if not isinstance(p, Conditional)}
+    for name, entry in space.items():
+        if isinstance(entry, Conditional) and (case := entry.case(config[entry.parent])) is not None:
+            config[name] = suggest(f"{name}|{entry.parent}={config[entry.parent]}", case)
+    return config
+
+
+def flattened(space: dict) -> dict:
+    """The space a searcher without conditions is given: each conditional entry as one range
+    covering all of its cases (the union a user would write); ignored where it does not apply."""
+    from search_spaces import FloatRange
+    from search_spaces.base import Conditional
+
+    flat = {}
+    for name, entry in space.items():
+        if isinstance(entry, Conditional):
+            cases = [case for _, case in entry.cases if case is not None]
+            entry = FloatRange(min(c.low for c in cases), max(c.high for c in cases), log=any(c.log for c in cases))
+        flat[name] = entry
+    return flat
+
+
+def applicable(space: dict, config: dict[str, Any]) -> dict[str, Any]:
+    """`config` without the conditional entries that do not apply under its choices."""
+    from search_spaces.base import Conditional
+
+    return {name: value for name, value in config.items()
+            if not (isinstance(space.get(name), Conditional) and space[name].case(config[space[name].parent]) is None)}
+
+
+def ray_domain(p):
+    from ray import tune
+
+    from search_spaces import Choice, IntRange
+
+    if isinstance(p, Choice):
+        return tune.choice(list(p.options))
+    if isinstance(p, IntRange):
+        return tune.lograndint(p.low, p.high + 1) if p.log else tune.randint(p.low, p.high + 1)
+    return tune.loguniform(p.low, p.high) if p.log else tune.uniform(p.low, p.high)
+
+
+def syne_tune_domain(p):
+    from syne_tune.config_space import choice, lograndint, loguniform, randint, uniform
+
+    from search_spaces import Choice, IntRange
+
+    if isinstance(p, Choice):
+        return choice(list(p.options))
+    if isinstance(p, IntRange):
+        return lograndint(p.low, p.high) if p.log else randint(p.low, p.high)
+    return loguniform(p.low, p.high) if p.log else uniform(p.low, p.high)
+
+
+def optuna_suggest(trial):
+    from search_spaces import Choice, IntRange
+
+    def suggest(name, p):
+        if isinstance(p, Choice):
+            return trial.suggest_categorical(name, list(p.options))
+        if isinstance(p, IntRange):
+            return trial.suggest_int(name, p.low, p.high, log=p.log)
+        return trial.suggest_float(name, p.low, p.high, log=p.log)
+
+    return suggest
+
+
+def random_suggest(rng: np.random.Generator):
+    from search_spaces import Choice, IntRange
+
+    def suggest(name, p):
+        if isinstance(p, Choice):
+            return p.options[int(rng.integers(len(p.options)))]
+        if p.log:
+            value = math.exp(rng.uniform(math.log(p.low), math.log(p.high + (1 if isinstance(p, IntRange) else 0))))
+        else:
+            value = rng.uniform(p.low, p.high + (1 if isinstance(p, IntRange) else 0))
+        return min(int(value), p.high) if isinstance(p, IntRange) else float(value)
+
+    return suggest
 
 
 # ----------------------------------------------------------------------------- methods
 
-def run_tunelab(log: Log, seed: int, cap: int, brackets: int = 1) -> None:
-    from search_spaces import FloatRange
+def run_tunelab(log: Log, seed: int, cap: int, **options) -> None:
     from tunelab.search import make_search
 
-    space = {f"X_{i}": FloatRange(0.0, 1.0) for i in range(log.problem.dims)}
-    searcher, scheduler = make_search(space, "loss", "min", max_t=MAX_STEPS, seed=seed, num_samples=cap,
-                                      brackets=brackets)
+    searcher, scheduler = make_search(log.problem.space, "loss", "min", max_t=log.problem.max_steps, seed=seed,
+                                      num_samples=cap, **options)
     _ray_tuner(log, searcher, scheduler, {}, cap)
 
 
 def run_ray_optuna(log: Log, seed: int, cap: int) -> None:
     import optuna
-    from ray import tune
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search.optuna import OptunaSearch
 
     searcher = OptunaSearch(sampler=optuna.samplers.TPESampler(seed=seed))
-    scheduler = ASHAScheduler(max_t=MAX_STEPS, grace_period=1, reduction_factor=3)
-    _ray_tuner(log, searcher, scheduler, {f"X_{i}": tune.uniform(0.0, 1.0) for i in range(log.problem.dims)}, cap)
+    scheduler = ASHAScheduler(max_t=log.problem.max_steps, grace_period=1, reduction_factor=3)
+    space = flattened(log.problem.space)
+    _ray_tuner(log, searcher, scheduler, {name: ray_domain(p) for name, p in space.items()}, cap)
 
 
 def _ray_tuner(log: Log, searcher, scheduler, param_space: dict, cap: int) -> None:
@@ -133,12 +333,12 @@ def _ray_tuner(log: Log, searcher, scheduler, param_space: dict, cap: int) -> No
     problem = log.problem
 
     def trainable(config):
-        for step in range(1, MAX_STEPS + 1):
-            tune.report({"loss": problem.value(config, step), "step": step})
+        problem.run(applicable(problem.space, config),
+                    lambda step, loss: tune.report({"loss": loss, "step": step}) or True)
 
     class Record(Callback):
         def on_trial_result(self, iteration, trials, trial, result, **info):
-            log.steps.append((int(result["step"]), float(result["loss"])))
+            log.record(int(result["step"]), float(result["loss"]))
 
     class Budget(Stopper):
         def __call__(self, trial_id, result):
@@ -159,23 +359,31 @@ def _ray_tuner(log: Log, searcher, scheduler, param_space: dict, cap: int) -> No
 def run_optuna(log: Log, seed: int, cap: int) -> None:
     import optuna
 
+    top = log.problem.max_steps
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction="minimize", sampler=optuna.samplers.TPESampler(seed=seed),
-                                pruner=optuna.pruners.HyperbandPruner(min_resource=1, max_resource=MAX_STEPS,
+                                pruner=optuna.pruners.HyperbandPruner(min_resource=1, max_resource=top,
                                                                       reduction_factor=3))
 
     def objective(trial):
-        config = {f"X_{i}": trial.suggest_float(f"X_{i}", 0.0, 1.0) for i in range(log.problem.dims)}
-        value = math.inf
-        for step in range(1, MAX_STEPS + 1):
+        config = sample_define_by_run(log.problem.space, optuna_suggest(trial))
+        last = {"loss": math.inf, "pruned": False}
+
+        def on_step(step, loss):
             if log.spent:
+                last["pruned"] = True
                 study.stop()
-                raise optuna.TrialPruned()
-            value = log.evaluate(config, step)
-            trial.report(value, step)
-            if trial.should_prune():
-                raise optuna.TrialPruned()
-        return value
+                return False
+            log.record(step, loss)
+            last["loss"] = loss
+            trial.report(loss, step)
+            last["pruned"] = trial.should_prune()
+            return not last["pruned"]
+
+        log.problem.run(config, on_step)
+        if last["pruned"]:
+            raise optuna.TrialPruned()
+        return last["loss"]
 
     study.optimize(objective, n_trials=cap, callbacks=[lambda s, t: s.stop() if log.spent else None])
 
@@ -185,13 +393,13 @@ def run_syne_tune(kind: str) -> Callable[[Log, int, int], None]:
         from datetime import datetime
 
         from syne_tune.backend.trial_status import Trial
-        from syne_tune.config_space import uniform
         from syne_tune.optimizer import baselines
         from syne_tune.optimizer.scheduler import SchedulerDecision
 
-        space = {f"X_{i}": uniform(0.0, 1.0) for i in range(log.problem.dims)}
+        problem = log.problem
+        space = {name: syne_tune_domain(p) for name, p in flattened(problem.space).items()}
         scheduler_class = {"st_asha": baselines.ASHA, "st_bohb": baselines.BOHB, "st_ashacqr": baselines.ASHACQR}[kind]
-        scheduler = scheduler_class(space, metric="loss", time_attr="epoch", max_t=MAX_STEPS, do_minimize=True,
+        scheduler = scheduler_class(space, metric="loss", time_attr="epoch", max_t=problem.max_steps, do_minimize=True,
                                     random_seed=seed, grace_period=1, reduction_factor=3)
         for trial_id in range(cap):
             if log.spent:
@@ -199,33 +407,36 @@ def run_syne_tune(kind: str) -> Callable[[Log, int, int], None]:
             suggestion = scheduler.suggest()
             if suggestion is None:
                 break
-            config = suggestion.config
-            trial = Trial(trial_id=trial_id, config=config, creation_time=datetime.now())
+            trial = Trial(trial_id=trial_id, config=suggestion.config, creation_time=datetime.now())
             scheduler.on_trial_add(trial)
-            for step in range(1, MAX_STEPS + 1):
+            last: dict[str, Any] = {}
+
+            def on_step(step, loss):
                 if log.spent:
-                    break
-                value = log.evaluate(config, step)
-                decision = scheduler.on_trial_result(trial, {"epoch": step, "loss": value})
-                if decision != SchedulerDecision.CONTINUE:
-                    break
-            scheduler.on_trial_complete(trial, {"epoch": step, "loss": value})
+                    return False
+                log.record(step, loss)
+                last.update(epoch=step, loss=loss)
+                return scheduler.on_trial_result(trial, {"epoch": step, "loss": loss}) == SchedulerDecision.CONTINUE
+
+            problem.run(applicable(problem.space, suggestion.config), on_step)
+            if last:
+                scheduler.on_trial_complete(trial, dict(last))
 
     return run
 
 
 def run_random(log: Log, seed: int, cap: int) -> None:
-    rng = np.random.default_rng(seed)
+    suggest = random_suggest(np.random.default_rng(seed))
     for _ in range(cap):
-        config = {f"X_{i}": float(x) for i, x in enumerate(rng.random(log.problem.dims))}
-        for step in range(1, MAX_STEPS + 1):
-            if log.spent:
-                return
-            log.evaluate(config, step)
+        if log.spent:
+            return
+        config = sample_define_by_run(log.problem.space, suggest)
+        log.problem.run(config, lambda step, loss: not log.spent and (log.record(step, loss) or True))
 
 
 RUNNERS: dict[str, Callable[[Log, int, int], None]] = {
-    "tunelab": run_tunelab, "tunelab_b3": lambda log, seed, cap: run_tunelab(log, seed, cap, brackets=3), "ray_optuna": run_ray_optuna, "optuna": run_optuna, "st_asha": run_syne_tune("st_asha"),
+    "tunelab": run_tunelab, "tunelab_b3": lambda log, seed, cap: run_tunelab(log, seed, cap, brackets=3),
+    "ray_optuna": run_ray_optuna, "optuna": run_optuna, "st_asha": run_syne_tune("st_asha"),
     "st_bohb": run_syne_tune("st_bohb"), "st_ashacqr": run_syne_tune("st_ashacqr"), "random": run_random}
 
 
@@ -274,22 +485,43 @@ def verdicts(rows: pd.DataFrame, mine: str = "tunelab") -> list[str]:
     return lines
 
 
+def reference(name: str, trials: int) -> None:
+    """A training problem's reference optimum: the best val/acc of `trials` random configs at full
+    budget (seed 12345), stored where the problem reads it."""
+    problem = get_problem(name)
+    if not isinstance(problem, Training):
+        raise SystemExit(f"--reference {name!r}: only training problems need one (digits_classifier, digits_adarand)")
+    log = Log(problem, trials * problem.max_steps)
+    run_random(log, 12345, trials)
+    final = [loss for step, loss in log.steps if step == problem.max_steps]
+    best = 1.0 - min(loss for _, loss in log.steps)
+    problem.reference.write_text(json.dumps({
+        "val_acc": best, "trials": trials, "max_epochs": problem.max_steps, "fixed": problem.fixed,
+        "search": "random, full budget, seed 12345", "median_final_val_acc": 1.0 - float(np.median(final))}, indent=2) + "\n")
+    print(f"{name}: reference optimum val/acc {best:.4f} from {trials} random trials -> {problem.reference}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--problems", default=",".join(PROBLEMS))
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--first-seed", type=int, default=0, help="seeds first-seed .. first-seed + seeds - 1")
     parser.add_argument("--budget", type=int, default=100, help="full-budget equivalents per run")
     parser.add_argument("--cap", type=int, default=400, help="trial cap, the same for every method")
     parser.add_argument("--out", default="peers.csv", help="every run's regret at every checkpoint")
     parser.add_argument("--table", nargs="+", metavar="CSV", help="no runs: the table and verdicts of earlier --out files")
+    parser.add_argument("--reference", metavar="PROBLEM", help="no runs: store a training problem's reference optimum")
+    parser.add_argument("--trials", type=int, default=128, help="random trials for --reference")
     args = parser.parse_args()
     if args.table:
         table = pd.concat([pd.read_csv(path) for path in args.table], ignore_index=True)
         print(summarise(table).to_string())
-        print("\n" + "\n".join(verdicts(table) + verdicts(table, "tunelab_b3")))
+        print("\n" + "\n".join(verdicts(table)))
         return
-    checkpoints = [c for c in CHECKPOINTS if c <= args.budget]
+    if args.reference:
+        return reference(args.reference, args.trials)
+    checkpoints = [c for c in CHECKPOINTS if c <= args.budget] or [args.budget]
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # no experiment banners per run
     logging.getLogger("syne_tune").setLevel(logging.ERROR)
     import ray
@@ -298,15 +530,17 @@ def main() -> None:
     rows = []
     began = time.perf_counter()
     for name in args.problems.split(","):
-        problem = Problem(name)
+        problem = get_problem(name)
         for method in args.methods.split(","):
-            for seed in range(args.seeds):
-                log = Log(problem, args.budget * MAX_STEPS)
+            for seed in range(args.first_seed, args.first_seed + args.seeds):
+                log = Log(problem, args.budget * problem.max_steps)
                 started = time.perf_counter()
                 RUNNERS[method](log, seed, args.cap)
+                tops = sum(step == problem.max_steps for step, _ in log.steps)
                 for checkpoint in checkpoints:
                     rows.append({"problem": name, "method": method, "seed": seed, "checkpoint": checkpoint,
                                  "regret": log.regret_at(checkpoint), "steps": len(log.steps),
+                                 "trials": sum(step == 1 for step, _ in log.steps), "full_budget_trials": tops,
                                  "seconds": time.perf_counter() - started})
             done = pd.DataFrame(rows)
             done.to_csv(args.out, index=False)  # after every method: an interrupted run keeps what it measured
@@ -316,10 +550,11 @@ def main() -> None:
                   f"{mine.seconds.mean():.1f} s per run", flush=True)
     table = pd.DataFrame(rows)
     table.to_csv(args.out, index=False)
-    print(f"\n{platform.machine()}, {args.seeds} seeds, budget {args.budget} x {MAX_STEPS} steps, "
-          f"cap {args.cap} trials, {time.perf_counter() - began:.0f} s; normalised regret median [IQR]:")
+    print(f"\n{platform.machine()}, seeds {args.first_seed}..{args.first_seed + args.seeds - 1}, budget {args.budget} "
+          f"full-budget equivalents, cap {args.cap} trials, {time.perf_counter() - began:.0f} s; "
+          "normalised regret median [IQR]:")
     print(summarise(table).to_string())
-    print("\n" + "\n".join(verdicts(table) + verdicts(table, "tunelab_b3")))
+    print("\n" + "\n".join(verdicts(table)))
 
 
 if __name__ == "__main__":

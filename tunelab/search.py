@@ -40,11 +40,22 @@ def check_space(space: Any) -> SearchSpace:
     return space
 
 
+def asha_rungs(max_t: int, grace_period: int, reduction_factor: int) -> tuple[int, ...]:
+    """The steps where ASHA's first bracket decides (grace_period x reduction_factor^k below max_t),
+    and max_t."""
+    rungs, step = [], grace_period
+    while step < max_t:
+        rungs.append(step)
+        step *= reduction_factor
+    return tuple(rungs) + (max_t,)
+
+
 def make_search(space: SearchSpace, metric: str, mode: str, max_t: int, grace_period: int = 1,
                 reduction_factor: int = 3, seed: int = 0, time_attr: str = "training_iteration",
                 num_samples: int | None = None, *, n_startup_trials: int | None = None,
                 storage: str | None = None, study_name: str | None = None,
-                trial_dir_prefix: str | None = None, brackets: int = 1):
+                trial_dir_prefix: str | None = None, brackets: int = 1, rung_tpe: bool = False,
+                min_rung_trials: int = 10, bracket_weights: str = "ray"):
     """(searcher, scheduler) to pass as `ray.tune.TuneConfig(search_alg=..., scheduler=...)`.
 
     The searcher is Optuna's multivariate TPE (seeded, constant liar for parallel trials, `group`
@@ -62,9 +73,7 @@ def make_search(space: SearchSpace, metric: str, mode: str, max_t: int, grace_pe
     drawn into one, bracket k with its first rung at grace_period x reduction_factor^k): on the
     peer benchmark's Hartmann problems 3 brackets cut tunelab's regret sharply (RESULTS.md, peers).
     """
-    from ray.tune.schedulers import ASHAScheduler
-
-    from tunelab.searcher import MultiFidelityOptunaSearch
+    from tunelab.searcher import MultiFidelityOptunaSearch, SeededASHA
 
     check_space(space)
     if mode not in MODES:
@@ -76,7 +85,9 @@ def make_search(space: SearchSpace, metric: str, mode: str, max_t: int, grace_pe
     startup = n_startup_trials if n_startup_trials is not None else startup_trials(num_samples)
     searcher = MultiFidelityOptunaSearch(space, metric, mode, max_t=max_t, seed=seed, n_startup_trials=startup,
                                          storage=storage, study_name=study_name, time_attr=time_attr,
-                                         trial_dir_prefix=trial_dir_prefix)
-    scheduler = ASHAScheduler(time_attr=time_attr, max_t=max_t, grace_period=min(grace_period, max_t),
-                              reduction_factor=reduction_factor, brackets=brackets)
+                                         trial_dir_prefix=trial_dir_prefix,
+                                         rungs=asha_rungs(max_t, min(grace_period, max_t), reduction_factor)
+                                         if rung_tpe else None, min_rung_trials=min_rung_trials)
+    scheduler = SeededASHA(time_attr=time_attr, max_t=max_t, grace_period=min(grace_period, max_t),
+                           reduction_factor=reduction_factor, brackets=brackets, seed=seed, weights=bracket_weights)
     return searcher, scheduler

@@ -8,11 +8,14 @@ diverged) is PRUNED, and one that raised is FAIL.
 """
 from __future__ import annotations
 
+import copy
 import math
 from typing import Any
 
+import numpy as np
 import optuna
 from optuna.trial import TrialState
+from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.optuna import OptunaSearch
 
 from search_spaces.base import Choice, Conditional, IntRange, SearchSpace, conditionals
@@ -64,25 +67,96 @@ def suggest(trial, name: str, p):
     return trial.suggest_float(name, p.low, p.high, log=p.log)
 
 
-def tpe_sampler(seed: int, n_startup_trials: int, conditional: bool = False) -> optuna.samplers.TPESampler:
+def tpe_sampler(seed: int, n_startup_trials: int, conditional: bool = False,
+                rungs: tuple[int, ...] | None = None, min_rung_trials: int = 10) -> optuna.samplers.TPESampler:
     """Seeded multivariate TPE; constant liar keeps parallel trials from piling onto one point. With
-    conditional entries, `group` lets TPE model each sub-space (e.g. each optimizer's lr) jointly."""
+    conditional entries, `group` lets TPE model each sub-space (e.g. each optimizer's lr) jointly.
+    With `rungs` (the scheduler's stopping steps), TPE ranks trials at one common rung (RungTPESampler)."""
     import warnings
 
+    kwargs = dict(seed=seed, multivariate=True, constant_liar=True, n_startup_trials=n_startup_trials,
+                  group=conditional)
     with warnings.catch_warnings():  # `group` is marked experimental; it is Optuna's answer to conditional spaces
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=True,
-                                          n_startup_trials=n_startup_trials, group=conditional)
+        if rungs:
+            return RungTPESampler(rungs, min_rung_trials, **kwargs)
+        return optuna.samplers.TPESampler(**kwargs)
+
+
+class RungTPESampler(optuna.samplers.TPESampler):
+    """TPE that compares trials at one common budget, as BOHB does.
+
+    Stock TPE puts every COMPLETE trial above every PRUNED one. Under ASHA the trials that complete
+    are mostly the ones that arrived early (a rung with few entries promotes nearly everyone), so
+    TPE's "good" set is the earliest random trials, whatever their value, and the search collapses
+    onto them (RESULTS.md, peers). Here TPE sees the trials that reached the highest rung with at
+    least `min_rung_trials` of them, each valued at that rung's step; trials that stopped below it
+    are left out, RUNNING ones kept for the constant liar. The study itself is untouched.
+    """
+
+    def __init__(self, rungs: tuple[int, ...], min_rung_trials: int, **kwargs):
+        super().__init__(**kwargs)
+        self._rungs = tuple(sorted(set(rungs)))
+        self._min_rung_trials = min_rung_trials
+
+    def _sample(self, study, trial, search_space):
+        return super()._sample(_RungView(study, self._rungs, self._min_rung_trials), trial, search_space)
+
+
+def value_at_rung(trial: optuna.trial.FrozenTrial, step: int, top: int) -> float | None:
+    """A finished trial's value at `step`: a COMPLETE trial's own value at the top rung, else its
+    report at that step (None if it never got there)."""
+    if trial.state == TrialState.COMPLETE and step == top:
+        return trial.value
+    return trial.intermediate_values.get(step)
+
+
+def rung_view(trials: list[optuna.trial.FrozenTrial], rungs: tuple[int, ...],
+              min_rung_trials: int) -> list[optuna.trial.FrozenTrial]:
+    """The trials as RungTPESampler's TPE sees them: see its docstring."""
+    finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    top = rungs[-1]
+    chosen = rungs[0]
+    for step in reversed(rungs):
+        if sum(value_at_rung(t, step, top) is not None for t in finished) >= min_rung_trials:
+            chosen = step
+            break
+    view = [t for t in trials if t.state == TrialState.RUNNING]
+    for t in finished:
+        value = value_at_rung(t, chosen, top)
+        if value is None or not math.isfinite(value):
+            continue
+        seen = copy.copy(t)
+        seen.state, seen.values = TrialState.COMPLETE, [value]
+        view.append(seen)
+    return sorted(view, key=lambda t: t.number)
+
+
+class _RungView:
+    """A study whose trials are `rung_view` of the real ones; everything else is the study's."""
+
+    def __init__(self, study, rungs, min_rung_trials):
+        self._study, self._rungs, self._min_rung_trials = study, rungs, min_rung_trials
+
+    def __getattr__(self, name):
+        return getattr(self._study, name)
+
+    def _get_trials(self, deepcopy=True, states=None, use_cache=False):
+        trials = self._study._get_trials(deepcopy=deepcopy, states=None, use_cache=use_cache)
+        view = rung_view(trials, self._rungs, self._min_rung_trials)
+        return [t for t in view if states is None or t.state in states]
 
 
 class MultiFidelityOptunaSearch(OptunaSearch):
     def __init__(self, space: SearchSpace, metric: str, mode: str, max_t: int, seed: int, n_startup_trials: int,
                  storage: str | None = None, study_name: str | None = None, time_attr: str = M.EPOCH,
-                 trial_dir_prefix: str | None = None):
+                 trial_dir_prefix: str | None = None, rungs: tuple[int, ...] | None = None,
+                 min_rung_trials: int = 10):
         rdb = optuna.storages.RDBStorage(storage) if storage else None
         conditional = bool(conditionals(space))
+        sampler = tpe_sampler(seed, n_startup_trials, conditional, rungs=rungs, min_rung_trials=min_rung_trials)
         super().__init__(space=DefineByRun(space) if conditional else optuna_distributions(space), metric=metric,
-                         mode=mode, sampler=tpe_sampler(seed, n_startup_trials, conditional), storage=rdb,
+                         mode=mode, sampler=sampler, storage=rdb,
                          study_name=study_name)
         self._max_t = max_t
         self._time_attr = time_attr
@@ -161,3 +235,37 @@ class MultiFidelityOptunaSearch(OptunaSearch):
             best = max(values.values()) if self._mode == "max" else min(values.values())
             return TrialState.COMPLETE, best
         return TrialState.PRUNED, None
+
+
+class SeededASHA(ASHAScheduler):
+    """Ray's ASHAScheduler, but each new trial's bracket is drawn from a generator seeded with
+    `seed` (Ray draws from numpy's global one, so two runs with one seed differ), with probabilities
+    by `weights`: "ray" (Ray's own, e^(rungs in the bracket)) or "budget" (each bracket gets the
+    same expected number of epochs, as in Hyperband)."""
+
+    def __init__(self, *, seed: int = 0, weights: str = "ray", **kwargs):
+        super().__init__(**kwargs)
+        self._rng = np.random.default_rng(seed)
+        self._bracket_p = bracket_probabilities(self._brackets, self._max_t, self._reduction_factor, weights)
+
+    def on_trial_add(self, tune_controller, trial) -> None:
+        if not self._metric or not self._metric_op:
+            return super().on_trial_add(tune_controller, trial)  # Ray's own error
+        index = self._rng.choice(len(self._brackets), p=self._bracket_p)
+        self._trial_info[trial.trial_id] = self._brackets[index]
+
+
+def bracket_probabilities(brackets, max_t: int, reduction_factor: float, weights: str) -> np.ndarray:
+    if weights == "budget":
+        costs = []
+        for bracket in brackets:
+            cost, reached, previous = 0.0, 1.0, 0
+            for milestone in sorted(m for m, _ in bracket._rungs):
+                cost += reached * (min(milestone, max_t) - previous)
+                previous, reached = milestone, reached / reduction_factor
+            costs.append(cost)
+        p = 1.0 / np.asarray(costs)
+    else:
+        sizes = np.array([len(b._rungs) for b in brackets], dtype=float)
+        p = np.e ** (sizes - sizes.max())
+    return p / p.sum()

@@ -135,3 +135,60 @@ def test_random_search_draws_conditional_entries_per_trial_reproducibly():
             assert config["momentum"] == ClassifierConfig().momentum  # not drawn: the default stands
         else:
             assert 0.8 <= config["momentum"] <= 0.99
+
+
+def _frozen(number, x, state, values, final=None):
+    import optuna
+
+    trial = optuna.trial.create_trial(state=state, value=final, params={"x": x},
+                                      distributions={"x": optuna.distributions.FloatDistribution(0, 1)},
+                                      intermediate_values=values)
+    trial.number = number
+    return trial
+
+
+def test_rung_view_values_each_trial_at_the_highest_rung_with_enough_trials():
+    from tunelab.searcher import rung_view
+
+    C, P, R = TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING
+    trials = [_frozen(0, 0.1, C, {1: 5.0, 3: 4.0, 9: 3.0}, final=2.5),  # best epoch 2.5 at the top rung
+              _frozen(1, 0.2, P, {1: 1.0, 3: 6.0}),
+              _frozen(2, 0.3, P, {1: 2.0}),
+              _frozen(3, 0.4, R, {1: 0.5})]
+    # rung 3 is the highest with two trials that reached it; the one stopped at rung 1 drops out
+    view = rung_view(trials, rungs=(1, 3, 9), min_rung_trials=2)
+    assert [(t.number, t.state, t.value) for t in view] == [(0, C, 4.0), (1, C, 6.0), (3, R, None)]
+    # nothing reaches three trials above rung 1: every finished trial at rung 1
+    view = rung_view(trials, rungs=(1, 3, 9), min_rung_trials=3)
+    assert [(t.number, t.value) for t in view if t.state == C] == [(0, 5.0), (1, 1.0), (2, 2.0)]
+    # a COMPLETE trial counts at the top rung with its own (best-epoch) value
+    view = rung_view(trials, rungs=(1, 3, 9), min_rung_trials=1)
+    assert [(t.number, t.value) for t in view if t.state == C] == [(0, 2.5)]
+    assert trials[1].state == P and trials[1].value is None  # the study's own trials are untouched
+
+
+def test_rung_tpe_follows_the_best_values_at_a_rung_not_the_trials_that_happened_to_complete():
+    """Under ASHA the first trials complete whatever their value. Here four early trials near x=0.9
+    completed with poor values; sixteen later ones were stopped at rung 1, the best of them near
+    x=0.1. Stock TPE ranks every COMPLETE trial above every PRUNED one and proposes near 0.9; the
+    rung view compares all twenty at rung 1 and proposes near 0.1."""
+    import numpy as np
+    import optuna
+
+    from tunelab.searcher import tpe_sampler
+
+    C, P = TrialState.COMPLETE, TrialState.PRUNED
+    rng = np.random.default_rng(0)
+    trials = [_frozen(i, 0.9 + 0.02 * i, C, {1: 8.0, 3: 7.0, 9: 6.5}, final=6.0) for i in range(4)]
+    for i in range(4, 20):
+        x = float(rng.uniform(0, 1))
+        trials.append(_frozen(i, x, P, {1: 10 * abs(x - 0.1)}))
+
+    def proposals(sampler):
+        study = optuna.create_study(direction="minimize", sampler=sampler)
+        study.add_trials(trials)
+        dist = {"x": optuna.distributions.FloatDistribution(0, 1)}
+        return np.median([study.ask(dist).params["x"] for _ in range(20)])
+
+    assert proposals(tpe_sampler(0, 10, rungs=(1, 3, 9), min_rung_trials=10)) < 0.3
+    assert proposals(tpe_sampler(0, 10)) > 0.7
