@@ -54,24 +54,28 @@ def make_search(space: SearchSpace, metric: str, mode: str, max_t: int, grace_pe
                 reduction_factor: int = 3, seed: int = 0, time_attr: str = "training_iteration",
                 num_samples: int | None = None, *, n_startup_trials: int | None = None,
                 storage: str | None = None, study_name: str | None = None,
-                trial_dir_prefix: str | None = None, brackets: int = 1, rung_tpe: bool = False,
-                min_rung_trials: int = 10, bracket_weights: str = "ray"):
+                trial_dir_prefix: str | None = None, brackets: int = 3, rank_at_rung: bool = True):
     """(searcher, scheduler) to pass as `ray.tune.TuneConfig(search_alg=..., scheduler=...)`.
 
     The searcher is Optuna's multivariate TPE (seeded, constant liar for parallel trials, `group`
     for conditional spaces) inside Ray Tune. Every report is an intermediate value of the Optuna
     trial at step `result[time_attr]`; a trial that reached `max_t` is COMPLETE with its best
-    value, one ASHA stopped (or that diverged) is PRUNED, one that raised is FAIL - so TPE never
-    mistakes a one-epoch score for a final one. The scheduler is ASHA on `time_attr` (rungs at
-    grace_period x reduction_factor^k below max_t); it takes metric and mode from TuneConfig, so
-    pass them there too (Ray records them with the experiment for its readers).
+    value, one ASHA stopped (or that diverged) is PRUNED, one that raised is FAIL - so the study
+    never mistakes a one-epoch score for a final one. TPE itself compares trials at one common
+    rung (`rank_at_rung`, BOHB's rule: the highest rung that at least 10 trials reached, each trial
+    valued there), not COMPLETE-before-PRUNED, which under ASHA favours whichever trials came first.
+
+    The scheduler is ASHA on `time_attr` in `brackets` Hyperband brackets (bracket k's first rung at
+    grace_period x reduction_factor^k; at most one per rung, the last without early stopping when
+    there are as many brackets as rungs), each trial's bracket drawn from a generator seeded with
+    `seed`. It takes metric and mode from TuneConfig, so pass them there too (Ray records them with
+    the experiment for its readers). Defaults chosen on the peer benchmark (RESULTS.md, "peers"):
+    one bracket with stock TPE ranking was far behind Optuna alone and Syne Tune there.
 
     `num_samples` sets the random startup trials (a quarter, 2 to 10) unless `n_startup_trials`
     is given; `storage` (an Optuna RDB URL) and `study_name` keep the study for optuna-dashboard;
     `trial_dir_prefix` records each study trial's folder (`PREFIX_<ray trial id>`) as a user
-    attribute next to `ray_trial_id`. `brackets` > 1 gives ASHA Hyperband's brackets (each trial
-    drawn into one, bracket k with its first rung at grace_period x reduction_factor^k): on the
-    peer benchmark's Hartmann problems 3 brackets cut tunelab's regret sharply (RESULTS.md, peers).
+    attribute next to `ray_trial_id`.
     """
     from tunelab.searcher import MultiFidelityOptunaSearch, SeededASHA
 
@@ -82,12 +86,12 @@ def make_search(space: SearchSpace, metric: str, mode: str, max_t: int, grace_pe
                              ("reduction_factor", reduction_factor, 2), ("brackets", brackets, 1)):
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise ConfigError(f"{name}={value!r} is out of range; allowed: an integer >= {low}")
+    rungs = asha_rungs(max_t, min(grace_period, max_t), reduction_factor)
     startup = n_startup_trials if n_startup_trials is not None else startup_trials(num_samples)
     searcher = MultiFidelityOptunaSearch(space, metric, mode, max_t=max_t, seed=seed, n_startup_trials=startup,
                                          storage=storage, study_name=study_name, time_attr=time_attr,
                                          trial_dir_prefix=trial_dir_prefix,
-                                         rungs=asha_rungs(max_t, min(grace_period, max_t), reduction_factor)
-                                         if rung_tpe else None, min_rung_trials=min_rung_trials)
+                                         rungs=rungs if rank_at_rung else None)
     scheduler = SeededASHA(time_attr=time_attr, max_t=max_t, grace_period=min(grace_period, max_t),
-                           reduction_factor=reduction_factor, brackets=brackets, seed=seed, weights=bracket_weights)
+                           reduction_factor=reduction_factor, brackets=min(brackets, len(rungs)), seed=seed)
     return searcher, scheduler

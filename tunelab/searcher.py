@@ -238,34 +238,19 @@ class MultiFidelityOptunaSearch(OptunaSearch):
 
 
 class SeededASHA(ASHAScheduler):
-    """Ray's ASHAScheduler, but each new trial's bracket is drawn from a generator seeded with
-    `seed` (Ray draws from numpy's global one, so two runs with one seed differ), with probabilities
-    by `weights`: "ray" (Ray's own, e^(rungs in the bracket)) or "budget" (each bracket gets the
-    same expected number of epochs, as in Hyperband)."""
+    """Ray's ASHAScheduler (with its bracket probabilities, e^(rungs in the bracket)), but each new
+    trial's bracket is drawn from a generator seeded with `seed`: Ray draws from numpy's global
+    one, so two searches with one seed put their trials in different brackets."""
 
-    def __init__(self, *, seed: int = 0, weights: str = "ray", **kwargs):
+    def __init__(self, *, seed: int = 0, **kwargs):
         super().__init__(**kwargs)
         self._rng = np.random.default_rng(seed)
-        self._bracket_p = bracket_probabilities(self._brackets, self._max_t, self._reduction_factor, weights)
+        sizes = np.array([len(b._rungs) for b in self._brackets], dtype=float)
+        weights = np.e ** (sizes - sizes.max())
+        self._bracket_p = weights / weights.sum()
 
     def on_trial_add(self, tune_controller, trial) -> None:
         if not self._metric or not self._metric_op:
             return super().on_trial_add(tune_controller, trial)  # Ray's own error
         index = self._rng.choice(len(self._brackets), p=self._bracket_p)
         self._trial_info[trial.trial_id] = self._brackets[index]
-
-
-def bracket_probabilities(brackets, max_t: int, reduction_factor: float, weights: str) -> np.ndarray:
-    if weights == "budget":
-        costs = []
-        for bracket in brackets:
-            cost, reached, previous = 0.0, 1.0, 0
-            for milestone in sorted(m for m, _ in bracket._rungs):
-                cost += reached * (min(milestone, max_t) - previous)
-                previous, reached = milestone, reached / reduction_factor
-            costs.append(cost)
-        p = 1.0 / np.asarray(costs)
-    else:
-        sizes = np.array([len(b._rungs) for b in brackets], dtype=float)
-        p = np.e ** (sizes - sizes.max())
-    return p / p.sum()

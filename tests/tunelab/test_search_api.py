@@ -72,4 +72,27 @@ def test_make_search_brackets_give_asha_hyperband_brackets():
     first_rungs = sorted(min(milestone for milestone, _ in bracket._rungs) for bracket in scheduler._brackets)
     assert first_rungs == [1, 3, 9]
     _, default = make_search(SPACE, "loss", "min", max_t=27)
-    assert len(default._brackets) == 1  # tunelab tune's default is unchanged
+    assert len(default._brackets) == 3  # the default since the peer benchmark (RESULTS.md)
+    _, short = make_search(SPACE, "loss", "min", max_t=4, grace_period=3, brackets=5)
+    # rungs (3, 4): two brackets at most, one deciding at epoch 3 and one that never stops early
+    assert sorted(sorted(m for m, _ in b._rungs) for b in short._brackets) == [[], [3]]
+
+
+def test_asha_brackets_are_drawn_from_the_seed():
+    """Ray draws each trial's bracket from numpy's global generator; tunelab's from its seed."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    def brackets_drawn(seed):
+        _, scheduler = make_search(SPACE, "loss", "min", max_t=27, seed=seed)
+        scheduler.set_search_properties("loss", "min")
+        drawn = []
+        for i in range(40):
+            np.random.seed(i)  # what Ray's own draw would follow
+            scheduler.on_trial_add(None, SimpleNamespace(trial_id=str(i)))
+            drawn.append(scheduler._brackets.index(scheduler._trial_info[str(i)]))
+        return drawn
+
+    assert brackets_drawn(0) == brackets_drawn(0) != brackets_drawn(1)
+    assert set(brackets_drawn(0)) == {0, 1, 2}
