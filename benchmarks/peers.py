@@ -464,6 +464,14 @@ def summarise(rows: pd.DataFrame) -> pd.DataFrame:
     return rows.groupby(["problem", "method", "checkpoint"])["regret"].apply(cell).unstack("checkpoint")
 
 
+def effort(rows: pd.DataFrame) -> pd.DataFrame:
+    """problem x method, at each run's last checkpoint: median trials started, trials that reached
+    the full budget, and steps per trial (epochs per trial on a training problem)."""
+    last = rows[rows.checkpoint == rows.groupby(["problem", "method", "seed"]).checkpoint.transform("max")]
+    last = last.assign(steps_per_trial=last.steps / last.trials)
+    return last.groupby(["problem", "method"])[["trials", "full_budget_trials", "steps_per_trial"]].median()
+
+
 def verdicts(rows: pd.DataFrame, mine: str = "tunelab") -> list[str]:
     """Per problem and checkpoint: `mine` best (lowest median), tied (its IQR overlaps the best
     peer's) or behind; peers are the methods that are not tunelab's own variants."""
@@ -519,6 +527,8 @@ def main() -> None:
     if args.table:
         table = pd.concat([pd.read_csv(path) for path in args.table], ignore_index=True)
         print(summarise(table).to_string())
+        if "trials" in table:
+            print("\nmedian per run at its last checkpoint:\n" + effort(table.dropna(subset=["trials"])).round(1).to_string())
         print("\n" + "\n".join(verdicts(table)))
         return
     if args.reference:
