@@ -192,3 +192,46 @@ def test_rung_tpe_follows_the_best_values_at_a_rung_not_the_trials_that_happened
 
     assert proposals(tpe_sampler(0, 10, rungs=(1, 3, 9), min_rung_trials=10)) < 0.3
     assert proposals(tpe_sampler(0, 10)) > 0.7
+
+
+def test_rung_view_properties_over_random_studies():
+    """Any mix of trials: finished trials in the view all reached one rung, the highest that at
+    least `min_rung_trials` reached (else the lowest), and are valued there; RUNNING trials stay;
+    FAIL and trials short of the rung drop out; the study's trials are never changed."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from tunelab.searcher import rung_view, value_at_rung
+
+    rungs = (1, 3, 9)
+    trial_strategy = st.tuples(st.sampled_from([TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING,
+                                                TrialState.FAIL]),
+                               st.integers(1, 9), st.floats(-5, 5))
+
+    @settings(max_examples=150, deadline=None)
+    @given(st.lists(trial_strategy, max_size=25), st.integers(1, 8))
+    def check(specs, min_trials):
+        trials = []
+        for number, (state, reached, base) in enumerate(specs):
+            if state == TrialState.COMPLETE:
+                reached = 9
+            values = {step: base + step for step in range(1, reached + 1)}
+            trials.append(_frozen(number, 0.5, state, values, final=base if state == TrialState.COMPLETE else None))
+        before = [(t.state, t.value, dict(t.intermediate_values)) for t in trials]
+        view = rung_view(trials, rungs, min_trials)
+        finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+        counts = {r: sum(value_at_rung(t, r, 9) is not None for t in finished) for r in rungs}
+        chosen = max([r for r in rungs if counts[r] >= min_trials], default=1)
+        seen = {t.number: t for t in view}
+        for t in trials:
+            if t.state == TrialState.RUNNING:
+                assert seen[t.number].state == TrialState.RUNNING
+            elif t.state == TrialState.FAIL or value_at_rung(t, chosen, 9) is None:
+                assert t.number not in seen
+            else:
+                assert seen[t.number].state == TrialState.COMPLETE
+                assert seen[t.number].value == value_at_rung(t, chosen, 9)
+        assert [t.number for t in view] == sorted(seen)
+        assert before == [(t.state, t.value, dict(t.intermediate_values)) for t in trials]
+
+    check()
