@@ -362,7 +362,10 @@ def run_optuna(log: Log, seed: int, cap: int) -> None:
 
     top = log.problem.max_steps
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(direction="minimize", sampler=optuna.samplers.TPESampler(seed=seed),
+    # Optuna's Hyperband pruner puts a trial in a bracket by a hash of the study's name and the trial
+    # number; an unnamed study gets a random name, so the seed alone would not fix the run.
+    study = optuna.create_study(study_name=f"peers-{log.problem.name}-seed{seed}", direction="minimize",
+                                sampler=optuna.samplers.TPESampler(seed=seed),
                                 pruner=optuna.pruners.HyperbandPruner(min_resource=1, max_resource=top,
                                                                       reduction_factor=3))
 
