@@ -217,8 +217,9 @@ class Log:
 # ----------------------------------------------------------------------------- spaces, as each peer takes them
 
 def sample_define_by_run(space: dict, suggest: Callable[[str, Any], Any]) -> dict[str, Any]:
-    """A config from `space`, conditional entries only where they apply (tunelab's and Optuna's
-    form); `suggest(name, entry)` draws one value."""
+    """A config from `space`, conditional entries only where they apply, in the order and under the
+    names tunelab.searcher.DefineByRun uses with an Optuna trial; `suggest(name, entry)` draws one
+    value (random search, which has no trial)."""
     from search_spaces.base import Conditional
 
     config = {name: suggest(name, p) for name, p in space.items() if not isinstance(p, Conditional)}
@@ -273,19 +274,6 @@ def syne_tune_domain(p):
     if isinstance(p, IntRange):
         return lograndint(p.low, p.high) if p.log else randint(p.low, p.high)
     return loguniform(p.low, p.high) if p.log else uniform(p.low, p.high)
-
-
-def optuna_suggest(trial):
-    from search_spaces import Choice, IntRange
-
-    def suggest(name, p):
-        if isinstance(p, Choice):
-            return trial.suggest_categorical(name, list(p.options))
-        if isinstance(p, IntRange):
-            return trial.suggest_int(name, p.low, p.high, log=p.log)
-        return trial.suggest_float(name, p.low, p.high, log=p.log)
-
-    return suggest
 
 
 def random_suggest(rng: np.random.Generator):
@@ -360,6 +348,9 @@ def _ray_tuner(log: Log, searcher, scheduler, param_space: dict, cap: int) -> No
 def run_optuna(log: Log, seed: int, cap: int) -> None:
     import optuna
 
+    from tunelab.searcher import DefineByRun  # the conditional space sampled as tunelab does, Optuna's native form
+
+    sample = DefineByRun(log.problem.space)
     top = log.problem.max_steps
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     # Optuna's Hyperband pruner puts a trial in a bracket by a hash of the study's name and the trial
@@ -370,7 +361,7 @@ def run_optuna(log: Log, seed: int, cap: int) -> None:
                                                                       reduction_factor=3))
 
     def objective(trial):
-        config = sample_define_by_run(log.problem.space, optuna_suggest(trial))
+        config = sample(trial)
         last = {"loss": math.inf, "pruned": False}
 
         def on_step(step, loss):

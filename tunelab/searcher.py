@@ -21,6 +21,8 @@ from ray.tune.search.optuna import OptunaSearch
 from search_spaces.base import Choice, Conditional, IntRange, SearchSpace, conditionals
 from trainables import metrics as M
 
+MIN_RUNG_TRIALS = 10  # RungTPESampler: trials a rung needs before TPE ranks at it (make_search's docstring says 10)
+
 
 def optuna_distribution(p) -> optuna.distributions.BaseDistribution:
     if isinstance(p, Choice):
@@ -68,7 +70,7 @@ def suggest(trial, name: str, p):
 
 
 def tpe_sampler(seed: int, n_startup_trials: int, conditional: bool = False,
-                rungs: tuple[int, ...] | None = None, min_rung_trials: int = 10) -> optuna.samplers.TPESampler:
+                rungs: tuple[int, ...] | None = None, min_rung_trials: int = MIN_RUNG_TRIALS) -> optuna.samplers.TPESampler:
     """Seeded multivariate TPE; constant liar keeps parallel trials from piling onto one point. With
     conditional entries, `group` lets TPE model each sub-space (e.g. each optimizer's lr) jointly.
     With `rungs` (the scheduler's stopping steps), TPE ranks trials at one common rung (RungTPESampler)."""
@@ -151,7 +153,7 @@ class MultiFidelityOptunaSearch(OptunaSearch):
     def __init__(self, space: SearchSpace, metric: str, mode: str, max_t: int, seed: int, n_startup_trials: int,
                  storage: str | None = None, study_name: str | None = None, time_attr: str = M.EPOCH,
                  trial_dir_prefix: str | None = None, rungs: tuple[int, ...] | None = None,
-                 min_rung_trials: int = 10):
+                 min_rung_trials: int = MIN_RUNG_TRIALS):
         rdb = optuna.storages.RDBStorage(storage) if storage else None
         conditional = bool(conditionals(space))
         sampler = tpe_sampler(seed, n_startup_trials, conditional, rungs=rungs, min_rung_trials=min_rung_trials)
