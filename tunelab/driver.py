@@ -39,6 +39,7 @@ from tunelab.study import check_optuna_storage, replace_study
 from tunelab.budget import TimeBudget, budget_was_spent, parse_duration, session_deadline, start_session
 from tunelab.budget import reset as reset_budget
 from tunelab.options import option
+from tunelab.ray_state import check_and_repair
 from tunelab.search import make_search
 from tunelab.search import startup_trials as search_startup_trials
 from tunelab.provenance import environment_record
@@ -530,6 +531,7 @@ def resume(path: str, resume_errored: bool = False, restart_errored: bool = Fals
         raise ConfigError("--resume-errored and --restart-errored exclude each other; choose one")
     with ExperimentLock(path) as lock:
         reap_stale_session(lock.previous)
+        check_and_repair(path)  # a state file the kill cut short: rebuilt, or one line instead of a hang
         begin_session(time_budget)
         data = load_shared_data(opts.method, dict(record["fixed"]))
         private = starts_private_instance(address or opts.address)

@@ -188,6 +188,56 @@ class MultiFidelityOptunaSearch(OptunaSearch):
         pending. Every RUNNING study trial that the restored search does not track is told FAIL.
         """
         super().restore(checkpoint_path)
+        self._fail_untracked_running()
+
+    def rebuild(self, trials) -> None:
+        """Rebuild the snapshot Ray lost (tunelab.ray_state) from the ground truth: Ray's trials
+        (`ray_state.RayTrial`, in creation order) and the results each wrote. With a persistent study,
+        its trials are matched by their `ray_trial_id`; every trial the study lacks is added with its
+        config, its intermediate values and, if it finished, its outcome (as on_trial_complete tells
+        it). Trials still to run are left RUNNING in the study, linked to their Ray trial."""
+        from tunelab.ray_state import FINISHED_RAY_STATUSES, metric_by_step
+
+        stored = {t.user_attrs.get("ray_trial_id"): t for t in self._ot_study.get_trials(deepcopy=False)}
+        for trial in trials:
+            values = metric_by_step(trial.results, self.metric, self._time_attr)
+            finished = trial.status in FINISHED_RAY_STATUSES
+            known = stored.get(trial.trial_id)
+            if known is not None:
+                ot_trial = optuna.Trial(self._ot_study, known._trial_id)
+            else:
+                ot_trial = self._adopt(trial.trial_id, trial.config, trial.dirname)
+                for step, value in sorted(values.items()):
+                    ot_trial.report(value, step)
+            self._ot_trials[trial.trial_id] = ot_trial
+            if not finished:
+                continue
+            if known is None or not known.state.is_finished():
+                state, value = self._outcome(trial.last_result, values, trial.status == "ERROR")
+                self._ot_study.tell(ot_trial, value, state=state)
+            self._completed_trials.add(trial.trial_id)
+        self._fail_untracked_running()
+
+    def _adopt(self, trial_id: str, config: dict[str, Any], dirname: str) -> optuna.Trial:
+        """A new RUNNING study trial holding a Ray trial's sampled config (enqueued, so nothing is sampled)."""
+        space = self._space
+        if isinstance(space, DefineByRun):
+            params = {name: config[name] for name in space.plain if name in config}
+            for name, entry in space.conditional.items():
+                if name in config and entry.parent in config:
+                    params[conditional_param_name(name, entry.parent, config[entry.parent])] = config[name]
+            self._ot_study.enqueue_trial(params)
+            ot_trial = self._ot_study.ask()
+            space(ot_trial)
+        else:
+            self._ot_study.enqueue_trial({name: config[name] for name in space if name in config})
+            ot_trial = self._ot_study.ask(fixed_distributions=space)
+        ot_trial.set_user_attr("ray_trial_id", trial_id)
+        if dirname:
+            ot_trial.set_user_attr("trial_dir", dirname)
+        return ot_trial
+
+    def _fail_untracked_running(self) -> None:
         tracked = {t._trial_id for t in self._ot_trials.values()}
         for frozen in self._ot_study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             if frozen._trial_id not in tracked:

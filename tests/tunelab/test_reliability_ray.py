@@ -123,7 +123,7 @@ def test_restart_errored_supersedes_the_failed_trial_in_reports(ray_cluster, fau
     assert summary["epochs"].sum() == 6
 
 
-def test_resume_after_a_killed_private_driver_ends_its_leftover_ray_processes(tmp_path):
+def test_resume_after_a_killed_private_driver_ends_its_leftover_ray_processes_and_rebuilds_a_cut_snapshot(tmp_path):
     from tunelab.cluster import session_processes
 
     env = {**os.environ, "RAY_ADDRESS": "local", "PYTHONUNBUFFERED": "1"}
@@ -142,10 +142,16 @@ def test_resume_after_a_killed_private_driver_ends_its_leftover_ray_processes(tm
     session = holder["ray_session"]
     time.sleep(2)
     left = session_processes(session)
+    # The kill can land while Ray copies its snapshot into the storage (plain writes): cut the
+    # searcher's short as such a kill does, so resume must rebuild it rather than hang on it.
+    snapshot = max(experiment.glob("searcher-state-*.pkl"))
+    snapshot.write_bytes(snapshot.read_bytes()[:1000])
     result = subprocess.run([sys.executable, "-m", "tunelab", "resume", str(experiment), "--json"], env=env,
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "taking over the stale lock" in result.stderr
+    assert f"the searcher's snapshot {snapshot.name} was cut short" in result.stderr
+    assert (experiment / f"{snapshot.name}.unreadable").stat().st_size == 1000
     assert session_processes(session) == [], f"left after the kill: {left}"
     assert json.loads(result.stdout.strip().splitlines()[-1])["statuses"] == {"finished": 2}
     import optuna

@@ -1,0 +1,159 @@
+"""Ray state files a killed driver cut short: the searcher's snapshot is rebuilt from the trials,
+anything else stops `resume` with one line. The rebuild is checked against the study the same
+searcher built live (the ground truth), without a Ray run; the real resume is in
+test_reliability_ray.py."""
+import json
+import pickle
+
+import pytest
+from optuna.trial import TrialState
+
+from search_spaces import SPACES
+from search_spaces.base import Choice, FloatRange
+from trainables.errors import ConfigError
+from tunelab.ray_state import RayTrial, check_and_repair, metric_by_step, read_results
+from tunelab.search import make_search
+
+PLAIN = {"lr": FloatRange(1e-3, 1e-1, log=True, unit="u", reason="r"), "opt": Choice(("a", "b"), unit="u", reason="r")}
+# (trial id, per-epoch values, Ray status at the kill, diverged) with max_t = 3
+HISTORY = [("a", [0.5, 0.9, 0.8], "TERMINATED", 0),   # full budget: COMPLETE with 0.9
+           ("b", [0.3], "TERMINATED", 0),             # stopped by ASHA: PRUNED
+           ("c", [0.2, 0.1], "TERMINATED", 1),        # diverged: PRUNED
+           ("d", [0.4], "ERROR", 0),                  # raised: FAIL
+           ("e", [0.6, 0.7], "RUNNING", 0)]           # still to run at the kill: RUNNING
+
+
+def _searcher(space):
+    searcher, _ = make_search(space, "val/acc", "max", max_t=3, seed=0, time_attr="epoch", n_startup_trials=2)
+    return searcher
+
+
+def _live(space):
+    """The study the searcher built while the trials ran, and the trials as Ray's files record them."""
+    searcher, trials = _searcher(space), []
+    for trial_id, values, status, diverged in HISTORY:
+        config = searcher.suggest(trial_id)
+        results = [{"val/acc": v, "epoch": e, "diverged": diverged} for e, v in enumerate(values, start=1)]
+        for result in results if status != "TERMINATED" else results[:-1]:
+            searcher.on_trial_result(trial_id, result)
+        if status == "TERMINATED":  # Ray hands a finished trial's last result to on_trial_complete only
+            searcher.on_trial_complete(trial_id, results[-1])
+        elif status == "ERROR":
+            searcher.on_trial_complete(trial_id, None, error=True)
+        trials.append(RayTrial(trial_id, status, {**config, "seed": 0}, results, f"classifier_{trial_id}"))
+    return searcher, trials
+
+
+def _view(study):
+    return [(t.state, t.value, t.params, t.intermediate_values, t.user_attrs["ray_trial_id"]) for t in study.trials]
+
+
+@pytest.mark.parametrize("space", [PLAIN, SPACES["classifier"]], ids=["plain", "conditional"])
+def test_rebuilt_study_is_the_one_the_searcher_built_live(space):
+    live, trials = _live(space)
+    rebuilt = _searcher(space)
+    rebuilt.rebuild(trials)
+    assert _view(rebuilt._ot_study) == _view(live._ot_study)
+    assert [t.state for t in rebuilt._ot_study.trials] == [TrialState.COMPLETE, TrialState.PRUNED, TrialState.PRUNED,
+                                                           TrialState.FAIL, TrialState.RUNNING]
+    assert rebuilt._completed_trials == {"a", "b", "c", "d"} and set(rebuilt._ot_trials) == {"a", "b", "c", "d", "e"}
+    # the running trial goes on where it stopped: its next epoch is recorded, its end told once
+    rebuilt.on_trial_result("e", {"val/acc": 0.75, "epoch": 3})
+    rebuilt.on_trial_complete("e", {"val/acc": 0.75, "epoch": 3})
+    last = rebuilt._ot_study.trials[-1]
+    assert last.state == TrialState.COMPLETE and last.value == 0.75 and last.intermediate_values == {1: 0.6, 2: 0.7, 3: 0.75}
+    assert rebuilt.suggest("f") is not None  # and the search goes on
+
+
+def test_rebuild_against_a_persistent_study_adds_only_what_it_lacks_and_fails_lost_runs(tmp_path):
+    storage = f"sqlite:///{tmp_path / 's.db'}"
+    live, _ = make_search(PLAIN, "val/acc", "max", max_t=3, seed=0, time_attr="epoch", n_startup_trials=2,
+                          storage=storage, study_name="s")
+    live.suggest("x")
+    live.on_trial_result("x", {"val/acc": 0.5, "epoch": 1})
+    live.on_trial_complete("x", {"val/acc": 0.5, "epoch": 1})
+    live.suggest("lost")  # asked for after Ray's last snapshot: unknown to Ray
+    config = live.suggest("y")
+    live.on_trial_result("y", {"val/acc": 0.4, "epoch": 1})
+    restarted, _ = make_search(PLAIN, "val/acc", "max", max_t=3, seed=0, time_attr="epoch", n_startup_trials=2,
+                               storage=storage, study_name="s")
+    restarted.rebuild([RayTrial("x", "TERMINATED", {}, [{"val/acc": 0.5, "epoch": 1}], "classifier_x"),
+                       RayTrial("y", "RUNNING", config, [{"val/acc": 0.4, "epoch": 1}], "classifier_y")])
+    states = {t.user_attrs["ray_trial_id"]: t.state for t in restarted._ot_study.trials}
+    assert states == {"x": TrialState.PRUNED, "lost": TrialState.FAIL, "y": TrialState.RUNNING}
+    assert restarted._ot_study.trials[2].intermediate_values == {1: 0.4}  # not reported twice
+
+
+def _experiment(tmp_path, space=PLAIN):
+    """A folder with Ray's state files as a search of `space` leaves them (the searcher pickled in tuner.pkl)."""
+    folder = tmp_path / "exp"
+    folder.mkdir()
+    live, trials = _live(space)
+    session = "2026-01-01_00-00-00"
+    with open(folder / "tuner.pkl", "wb") as handle:
+        pickle.dump({"_tune_config": _Config(_searcher(space))}, handle)
+    trial_data = [[json.dumps({"trial_id": t.trial_id, "status": t.status, "config": t.config,
+                               "relative_logdir": t.dirname}), "{}"] for t in trials]
+    (folder / f"experiment_state-{session}.json").write_text(json.dumps({"trial_data": trial_data}))
+    with open(folder / f"search_gen_state-{session}.json", "wb") as handle:
+        pickle.dump({"counter": len(trials)}, handle)
+    live.save_to_dir(str(folder), session_str=session)
+    for t in trials:
+        (folder / t.dirname).mkdir()
+        (folder / t.dirname / "result.json").write_text("".join(json.dumps(r) + "\n" for r in t.results))
+    return folder, live, session
+
+
+class _Config:
+    def __init__(self, search_alg):
+        self.search_alg = search_alg
+
+
+def _cut(file):
+    data = file.read_bytes()
+    file.write_bytes(data[: len(data) // 2])
+
+
+def test_a_cut_short_searcher_snapshot_is_rebuilt_and_kept_aside(tmp_path, capsys):
+    folder, live, session = _experiment(tmp_path)
+    snapshot = folder / f"searcher-state-{session}.pkl"
+    _cut(snapshot)
+    cut_bytes = snapshot.read_bytes()
+    check_and_repair(str(folder))
+    assert (folder / f"searcher-state-{session}.pkl.unreadable").read_bytes() == cut_bytes  # never deleted
+    restored = _searcher(PLAIN)
+    restored.restore(str(snapshot))  # what Ray does with it
+    assert _view(restored._ot_study) == _view(live._ot_study)
+    assert "rebuilt it from the 5 trial(s) on disk" in capsys.readouterr().err
+    check_and_repair(str(folder))  # a readable snapshot is left alone
+    assert capsys.readouterr().err == ""
+
+
+def test_a_snapshot_missing_beside_the_generator_state_is_rebuilt(tmp_path):
+    folder, live, session = _experiment(tmp_path)
+    (folder / f"searcher-state-{session}.pkl").unlink()
+    check_and_repair(str(folder))
+    restored = _searcher(PLAIN)
+    restored.restore(str(folder / f"searcher-state-{session}.pkl"))
+    assert _view(restored._ot_study) == _view(live._ot_study)
+
+
+@pytest.mark.parametrize("pattern", ["experiment_state-*.json", "search_gen_state-*.json", "tuner.pkl"])
+def test_other_state_cut_short_stops_resume_with_one_line_naming_it(tmp_path, pattern):
+    folder, _, _ = _experiment(tmp_path)
+    file = next(folder.glob(pattern))
+    _cut(file)
+    with pytest.raises(ConfigError) as error:
+        check_and_repair(str(folder))
+    message = str(error.value)
+    assert "\n" not in message and file.name in message and "unreadable" in message and "tunelab report" in message
+    assert (folder / (file.name + ".unreadable")).exists() and not file.exists()
+
+
+def test_result_lines_cut_short_or_not_objects_are_skipped(tmp_path):
+    file = tmp_path / "result.json"
+    file.write_text('{"val/acc": 0.5, "epoch": 1}\n[1, 2]\n{"val/acc": NaN, "epoch": 2}\n{"val/acc": 0.7, "ep')
+    rows = read_results(file)
+    assert len(rows) == 2
+    assert metric_by_step(rows, "val/acc", "epoch") == {1: 0.5}
+    assert read_results(tmp_path / "missing.json") == [] and read_results(tmp_path) == []

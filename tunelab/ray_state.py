@@ -1,0 +1,153 @@
+"""Ray's own state files in an experiment folder, checked before `tunelab resume` hands them to Ray.
+
+Ray writes its experiment snapshot in a staging folder and copies it into the storage with plain
+writes, so a driver killed mid-copy (SIGKILL, the OOM killer, a lost node) can leave a file cut
+short. Ray's restore then fails on it, logs "Restarting experiment" and carries on with a
+half-restored search in the same folder, which hung in our tests instead of failing. So every
+state file `Tuner.restore` reads is checked here first:
+
+- the searcher's snapshot (`searcher-state-*.pkl`, the Optuna study and which Ray trial is which
+  Optuna trial) cut short is rebuilt from the ground truth: the trials of Ray's experiment state
+  and the results each trial wrote (or, with `--optuna-storage`, the stored study itself);
+- any other file cut short (the experiment state, the search generator's counter, tuner.pkl) cannot
+  be rebuilt faithfully, and resume stops with one line saying so.
+
+A file found unreadable is kept beside as `NAME.unreadable`, never deleted.
+"""
+from __future__ import annotations
+
+import glob
+import json
+import math
+import os
+import pickle
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from analysis.record import local_path
+from trainables.errors import ConfigError
+
+SEARCHER_STATE = "searcher-state-*.pkl"
+# Read by Tuner.restore with no way to rebuild them here: tuner.pkl, the experiment state (the
+# trials), the search generator's (sample counter) and the random generator's.
+OTHER_STATE = ("tuner.pkl", "experiment_state-*.json", "search_gen_state-*.json", "basic-variant-state-*.json")
+FINISHED_RAY_STATUSES = ("TERMINATED", "ERROR")
+
+
+@dataclass
+class RayTrial:
+    """One trial as Ray's experiment state and its own result file left it."""
+    trial_id: str
+    status: str
+    config: dict[str, Any]
+    results: list[dict[str, Any]]
+    dirname: str
+
+    @property
+    def last_result(self) -> dict[str, Any]:
+        return self.results[-1] if self.results else {}
+
+
+def newest(folder: Path, pattern: str) -> Path | None:
+    """The file Ray reads for `pattern`: it takes the greatest name (names hold the session's time)."""
+    found = sorted(glob.glob(str(folder / pattern)))
+    return Path(found[-1]) if found else None
+
+
+def readable(file: Path) -> bool:
+    import ray.cloudpickle as cloudpickle
+
+    try:
+        with open(file, "rb") as handle:
+            if file.suffix == ".json" and file.name.startswith("experiment_state"):
+                json.load(handle)  # Ray's experiment state is JSON; the others are pickles named .json
+            else:
+                cloudpickle.load(handle)
+        return True
+    except Exception:  # noqa: BLE001 - a cut-short file raises whatever its cut makes it raise
+        return False
+
+
+def set_aside(file: Path) -> Path:
+    kept = file.with_name(file.name + ".unreadable")
+    os.replace(file, kept)
+    return kept
+
+
+def check_and_repair(path: str) -> None:
+    """Make a local experiment's Ray state restorable, or stop with one line (ConfigError, exit 2)."""
+    folder = local_path(path)
+    if folder is None:
+        return  # remote storage: Ray's own restore semantics
+    for pattern in OTHER_STATE:
+        file = newest(folder, pattern)
+        if file is not None and not readable(file):
+            kept = set_aside(file)
+            raise ConfigError(f"{path}: Ray's {file.name} is unreadable (cut short when its driver was killed "
+                              f"mid-write; kept as {kept.name}), so Ray cannot continue this search. Every trial's "
+                              "results are intact: `tunelab report` and `tunelab best` read them; start a new search "
+                              "with `tunelab tune`")
+    generator_file = newest(folder, "search_gen_state-*.json")
+    searcher_file = newest(folder, SEARCHER_STATE)
+    if generator_file is None or (searcher_file is not None and readable(searcher_file)):
+        return
+    # Ray restores the searcher from the generator's session; a missing snapshot (set aside by an
+    # earlier try) is rebuilt like a cut-short one.
+    session = generator_file.name[len("search_gen_state-"):-len(".json")]
+    lost = searcher_file.name if searcher_file is not None else f"searcher-state-{session}.pkl"
+    searcher = tuner_search_alg(folder)
+    if not hasattr(searcher, "rebuild"):
+        raise ConfigError(f"{path}: Ray's {lost} is unreadable or missing and {type(searcher).__name__} cannot "
+                          "be rebuilt from the trials; start a new search with `tunelab tune`")
+    trials = ray_trials(folder)
+    searcher.rebuild(trials)
+    kept = f" (kept as {set_aside(searcher_file).name})" if searcher_file is not None else ""
+    searcher.save_to_dir(str(folder), session_str=session)
+    print(f"tunelab: the searcher's snapshot {lost} was cut short or lost when the driver was killed{kept}; "
+          f"rebuilt it from the {len(trials)} trial(s) on disk", file=sys.stderr)
+
+
+def tuner_search_alg(folder: Path):
+    """The searcher as the experiment started it (what Tuner.restore unpickles from tuner.pkl)."""
+    with open(folder / "tuner.pkl", "rb") as handle:
+        return pickle.load(handle)["_tune_config"].search_alg
+
+
+def ray_trials(folder: Path) -> list[RayTrial]:
+    """Every trial in Ray's newest experiment state, in creation order, with the results it wrote."""
+    with open(newest(folder, "experiment_state-*.json")) as handle:
+        state = json.load(handle)
+    trials = []
+    for trial_json, _metadata in state["trial_data"]:
+        trial = json.loads(trial_json)  # plain JSON: configs are; Ray's pickled fields are not read
+        dirname = trial.get("relative_logdir") or ""
+        trials.append(RayTrial(trial_id=trial["trial_id"], status=trial["status"], config=trial["config"],
+                               results=read_results(folder / dirname / "result.json") if dirname else [],
+                               dirname=dirname))
+    return trials
+
+
+def read_results(file: Path) -> list[dict[str, Any]]:
+    """A trial's result.json (one JSON object a line); a last line cut short by the kill is skipped."""
+    if not file.is_file():
+        return []
+    results = []
+    for line in file.read_text(errors="replace").splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(row, dict):
+            results.append(row)
+    return results
+
+
+def metric_by_step(results: list[dict[str, Any]], metric: str, time_attr: str) -> dict[int, float]:
+    values = {}
+    for row in results:
+        value, step = row.get(metric), row.get(time_attr)
+        if isinstance(value, (int, float)) and isinstance(step, (int, float)) and math.isfinite(value):
+            values.setdefault(int(step), float(value))
+    return values
