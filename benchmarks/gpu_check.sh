@@ -13,7 +13,7 @@ export PYTHONUNBUFFERED=1 RAY_ADDRESS=${RAY_ADDRESS:-local}
 status=0
 keep_first_failure() { [ "$status" -eq 0 ] && status=$1; return 0; }
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$out/gpu_machine.txt" 2>&1 || true
-python3 -c "import torch, ray, optuna; print('torch', torch.__version__, 'ray', ray.__version__, 'optuna', optuna.__version__)" \
+python3 -c "import torch, ray, optuna, ray.tune, tunelab.cli; print('torch', torch.__version__, 'ray', ray.__version__, 'optuna', optuna.__version__)" \
     | tee -a "$out/gpu_machine.txt" || keep_first_failure $?
 timeout 300 python3 -m pytest -q -s -p no:cacheprovider tests/trainables/test_cuda.py 2>&1 | tee "$out/test_cuda.log" \
     || keep_first_failure $?

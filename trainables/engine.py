@@ -208,7 +208,9 @@ def configure_backend(config: TrainConfig, device: torch.device) -> None:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
         if config.gpu_memory_fraction > 0:
-            torch.cuda.set_per_process_memory_fraction(config.gpu_memory_fraction, device)
+            # torch wants an index here: a bare torch.device("cuda") raised ValueError on a real GPU
+            index = device.index if device.index is not None else torch.cuda.current_device()
+            torch.cuda.set_per_process_memory_fraction(config.gpu_memory_fraction, index)
 
 
 def seed_everything(seed: int) -> None:

@@ -117,3 +117,20 @@ def test_set_strings_are_typed_by_the_dataclass():
     assert config.milestones == (1, 2) and config.hflip is None and config.data_dir == "/x"
     with pytest.raises(ConfigError, match="malformed"):
         parse_set_options(["lr"])
+
+
+def test_memory_cap_is_set_for_a_device_index_as_torch_requires(monkeypatch):
+    """torch.cuda.set_per_process_memory_fraction takes an index, and raised ValueError for a bare
+    torch.device("cuda") on a real GPU (test_cuda.py runs it there); CI has no GPU, so the call's
+    arguments are checked here."""
+    import torch
+
+    from trainables.engine import configure_backend
+
+    calls = []
+    monkeypatch.setattr(torch.cuda, "set_per_process_memory_fraction", lambda f, d=None: calls.append((f, d)))
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    config = ClassifierConfig(**{**TINY, "gpu_memory_fraction": 0.25})
+    configure_backend(config, torch.device("cuda"))
+    configure_backend(config, torch.device("cuda", 1))
+    assert calls == [(0.25, 0), (0.25, 1)]
