@@ -10,8 +10,10 @@
      memory), normalisation and the same random flip per batch on the GPU.
    Images per second over 2 timed epochs after a warm-up epoch, same model and optimizer.
 2. Four trials of `tunelab tune` with `--gpus-per-trial 0.25` on CIFAR-format files of the same
-   synthetic data: GPU utilisation sampled by nvidia-smi every 0.5 s while they run (mean and
-   95th percentile), and each trial process's peak memory against its 25% cap.
+   synthetic data, then one trial with the whole GPU: training images per second of all trials
+   together (from each trial's own epoch times, so Ray's start-up is not counted), GPU utilisation
+   sampled by nvidia-smi every 0.5 s over the whole command (mean and 95th percentile), and each
+   trial process's peak memory against its cap.
 
 On a machine without a CUDA GPU it says so in one line and exits 0.
 """
@@ -112,14 +114,16 @@ def sample_gpu(stop: threading.Event, utilisation: list[float], memory: dict[int
         stop.wait(0.5)
 
 
-def fractional_trials(images, labels, args) -> dict:
+def gpu_trials(images, labels, args, gpus_per_trial: float, num_samples: int) -> dict:
+    """`tunelab tune` with `num_samples` trials of `gpus_per_trial` GPUs each, all at once."""
     total_mib = torch.cuda.get_device_properties(0).total_memory / 2**20
     with tempfile.TemporaryDirectory() as tmp:
         write_cifar_files(Path(tmp) / "cifar-10-batches-py", images, labels)
         command = [sys.executable, "-m", "tunelab", "tune", "classifier", "--dataset", "cifar10", "--data-dir", tmp,
-                   "--num-samples", "4", "--max-concurrent", "4", "--gpus-per-trial", "0.25", "--cpus-per-trial", "2",
+                   "--num-samples", str(num_samples), "--max-concurrent", str(num_samples),
+                   "--gpus-per-trial", str(gpus_per_trial), "--cpus-per-trial", "2",
                    "--scheduler", "fifo", "--max-epochs", str(args.trial_epochs), "--storage", f"{tmp}/runs",
-                   "--name", "quarter", "--set", "model=resnet18", "--set", f"width={args.width}",
+                   "--name", "gpu", "--set", "model=resnet18", "--set", f"width={args.width}",
                    "--set", f"batch_size={args.batch_size}", "--json"]
         utilisation: list[float] = []
         memory: dict[int, float] = {}
@@ -132,15 +136,29 @@ def fractional_trials(images, labels, args) -> dict:
         stop.set()
         sampler.join()
         wall = time.perf_counter() - began
-    if result.returncode != 0:
-        raise SystemExit(f"tunelab tune failed ({result.returncode}): {result.stderr[-2000:]}")
+        if result.returncode != 0:
+            raise SystemExit(f"tunelab tune failed ({result.returncode}): {result.stderr[-2000:]}")
+        epoch_s = [steady_epoch_seconds(p) for p in Path(tmp, "runs", "gpu").glob("*/progress.csv")]
     summary = json.loads(result.stdout.strip().splitlines()[-1])
-    trial_mib = sorted(memory.values(), reverse=True)[:4]
-    return {"trials": summary["trials"], "statuses": summary["statuses"], "wall_s": round(wall, 1),
+    trial_mib = sorted(memory.values(), reverse=True)[:num_samples]
+    train_images = len(images) - 10000 - round(0.1 * (len(images) - 10000))  # CIFAR train minus val_fraction 0.1
+    cap = total_mib * gpus_per_trial
+    return {"trials": summary["trials"], "gpus_per_trial": gpus_per_trial, "statuses": summary["statuses"],
+            "wall_s": round(wall, 1),
+            # every trial trains at once, so their rates add up (median epoch after the first)
+            "train_images_per_s_all_trials": round(sum(train_images / s for s in epoch_s)),
+            "epoch_s_per_trial": [round(s, 2) for s in epoch_s],
             "gpu_util_mean_pct": round(statistics.fmean(utilisation), 1) if utilisation else None,
             "gpu_util_p95_pct": round(float(np.percentile(utilisation, 95)), 1) if utilisation else None,
-            "peak_mib_per_process": trial_mib, "cap_mib": round(total_mib * 0.25),
-            "all_within_cap": all(m <= total_mib * 0.25 + 1 for m in trial_mib)}
+            "peak_mib_per_process": trial_mib, "cap_mib": round(cap),
+            "all_within_cap": all(m <= cap + 1 for m in trial_mib)}
+
+
+def steady_epoch_seconds(progress_csv: Path) -> float:
+    import pandas as pd
+
+    seconds = pd.read_csv(progress_csv)["time/epoch_s"].tolist()
+    return float(statistics.median(seconds[1:] or seconds))  # the first epoch pays cudnn's autotuning
 
 
 def main(argv=None) -> int:
@@ -151,7 +169,7 @@ def main(argv=None) -> int:
     parser.add_argument("--width", type=int, default=64)
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--workers", type=int, default=4)
-    parser.add_argument("--trial-epochs", type=int, default=3)
+    parser.add_argument("--trial-epochs", type=int, default=6)
     parser.add_argument("--out", default=str(HERE / "gpu_results.json"))
     args = parser.parse_args(argv)
     if args.smoke_cpu:
@@ -171,7 +189,11 @@ def main(argv=None) -> int:
                "model": f"resnet18 width {args.width}", "engine_images_per_s": round(engine),
                "plain_dataloader_images_per_s": round(plain), "engine_vs_plain": round(engine / plain, 3)}
     if args.device == "cuda":
-        figures["quarter_gpu_trials"] = fractional_trials(images, labels, args)
+        figures["quarter_gpu_trials"] = gpu_trials(images, labels, args, 0.25, 4)
+        figures["one_whole_gpu_trial"] = gpu_trials(images, labels, args, 1.0, 1)
+        figures["quarter_vs_whole_throughput"] = round(
+            figures["quarter_gpu_trials"]["train_images_per_s_all_trials"]
+            / figures["one_whole_gpu_trial"]["train_images_per_s_all_trials"], 3)
     print(json.dumps(figures, indent=2))
     if args.device == "cuda":
         Path(args.out).write_text(json.dumps(figures, indent=2) + "\n")
