@@ -10,9 +10,9 @@ state file `Tuner.restore` reads is checked here first:
   Optuna trial) cut short is rebuilt from the ground truth: the trials of Ray's experiment state
   and the results each trial wrote (or, with `--optuna-storage`, the stored study itself);
 - any other file cut short (the experiment state, the search generator's counter, tuner.pkl) cannot
-  be rebuilt faithfully, and resume stops with one line saying so.
+  be rebuilt faithfully: resume stops with one line saying so and changes nothing.
 
-A file found unreadable is kept beside as `NAME.unreadable`, never deleted.
+A searcher snapshot found unreadable is kept beside as `NAME.unreadable`, never deleted.
 """
 from __future__ import annotations
 
@@ -71,7 +71,12 @@ def readable(file: Path) -> bool:
 
 
 def set_aside(file: Path) -> Path:
+    """Move `file` to NAME.unreadable (NAME.unreadable.1, ... if an earlier try left one)."""
     kept = file.with_name(file.name + ".unreadable")
+    n = 0
+    while kept.exists():
+        n += 1
+        kept = file.with_name(f"{file.name}.unreadable.{n}")
     os.replace(file, kept)
     return kept
 
@@ -84,9 +89,8 @@ def check_and_repair(path: str) -> None:
     for pattern in OTHER_STATE:
         file = newest(folder, pattern)
         if file is not None and not readable(file):
-            kept = set_aside(file)
-            raise ConfigError(f"{path}: Ray's {file.name} is unreadable (cut short when its driver was killed "
-                              f"mid-write; kept as {kept.name}), so Ray cannot continue this search. Every trial's "
+            raise ConfigError(f"{path}: Ray's {file.name} is unreadable (likely cut short when its driver was killed "
+                              "mid-write), so Ray cannot continue this search; nothing was changed. Every trial's "
                               "results are intact: `tunelab report` and `tunelab best` read them; start a new search "
                               "with `tunelab tune`")
     generator_file = newest(folder, "search_gen_state-*.json")

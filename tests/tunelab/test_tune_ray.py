@@ -1,6 +1,7 @@
 """Real Ray Tune runs, tiny, on the one shared two-node local cluster (see conftest.ray_cluster)."""
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -147,6 +148,17 @@ def test_driver_killed_mid_run_is_completed_by_resume(ray_cluster, tmp_path):
     interrupted = trial_summary(load_experiment(experiment))
     assert (interrupted["status"] == "finished").sum() >= 2
     before = {k: f["timestamp"].tolist() for k, f in _progress(experiment).items() if len(f) == 3}
+    # A copy whose experiment state the kill had cut short: resume refuses it in one line, exit 2,
+    # before starting anything, and changes nothing.
+    cut = tmp_path / "cut" / "killed"
+    shutil.copytree(experiment, cut)
+    state = max(cut.glob("experiment_state-*.json"))
+    state.write_bytes(state.read_bytes()[:2000])
+    files = sorted(p.name for p in cut.iterdir())
+    refused = subprocess.run([sys.executable, "-m", "tunelab", "resume", str(cut)], env=env, capture_output=True,
+                             text=True, timeout=120)
+    assert refused.returncode == 2 and refused.stderr.strip().count("\n") == 0, refused.stderr[-3000:]
+    assert f"Ray's {state.name} is unreadable" in refused.stderr and sorted(p.name for p in cut.iterdir()) == files
     result = subprocess.run([sys.executable, "-m", "tunelab", "resume", str(experiment), "--json"], env=env,
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
