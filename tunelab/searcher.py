@@ -20,6 +20,7 @@ from ray.tune.search.optuna import OptunaSearch
 
 from search_spaces.base import Choice, Conditional, IntRange, SearchSpace, conditionals
 from trainables import metrics as M
+from tunelab.ray_state import FINISHED_RAY_STATUSES, metric_by_step
 
 MIN_RUNG_TRIALS = 10  # RungTPESampler: trials a rung needs before TPE ranks at it (make_search's docstring says 10)
 
@@ -196,8 +197,6 @@ class MultiFidelityOptunaSearch(OptunaSearch):
         its trials are matched by their `ray_trial_id`; every trial the study lacks is added with its
         config, its intermediate values and, if it finished, its outcome (as on_trial_complete tells
         it). Trials still to run are left RUNNING in the study, linked to their Ray trial."""
-        from tunelab.ray_state import FINISHED_RAY_STATUSES, metric_by_step
-
         stored = {t.user_attrs.get("ray_trial_id"): t for t in self._ot_study.get_trials(deepcopy=False)}
         for trial in trials:
             values = metric_by_step(trial.results, self.metric, self._time_attr)
