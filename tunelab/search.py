@@ -54,7 +54,7 @@ def make_search(space: SearchSpace, metric: str, mode: str, max_t: int, grace_pe
                 reduction_factor: int = 3, seed: int = 0, time_attr: str = "training_iteration",
                 num_samples: int | None = None, *, n_startup_trials: int | None = None,
                 storage: str | None = None, study_name: str | None = None,
-                trial_dir_prefix: str | None = None, brackets: int = 3, rank_at_rung: bool = True):
+                trial_dir_prefix: str | None = None, brackets: int = 4, rank_at_rung: bool = True):
     """(searcher, scheduler) to pass as `ray.tune.TuneConfig(search_alg=..., scheduler=...)`.
 
     The searcher is Optuna's multivariate TPE (seeded, constant liar for parallel trials, `group`

@@ -72,7 +72,8 @@ def test_make_search_brackets_give_asha_hyperband_brackets():
     first_rungs = sorted(min(milestone for milestone, _ in bracket._rungs) for bracket in scheduler._brackets)
     assert first_rungs == [1, 3, 9]
     _, default = make_search(SPACE, "loss", "min", max_t=27)
-    assert len(default._brackets) == 3  # the default since the peer benchmark (RESULTS.md)
+    assert len(default._brackets) == 4  # the default since the peer benchmark (RESULTS.md): the 4th never stops early
+    assert sorted(m for m, _ in default._brackets[3]._rungs if m < 27) == []
     _, short = make_search(SPACE, "loss", "min", max_t=4, grace_period=3, brackets=5)
     # rungs (3, 4): two brackets at most, one deciding at epoch 3 and one that never stops early
     assert sorted(sorted(m for m, _ in b._rungs) for b in short._brackets) == [[], [3]]
@@ -95,4 +96,18 @@ def test_asha_brackets_are_drawn_from_the_seed():
         return drawn
 
     assert brackets_drawn(0) == brackets_drawn(0) != brackets_drawn(1)
-    assert set(brackets_drawn(0)) == {0, 1, 2}
+    assert set(brackets_drawn(0)) == {0, 1, 2, 3}
+
+
+def test_brackets_are_drawn_with_hyperbands_allocation():
+    """Hyperband (Li et al. 2018) runs n_s = ceil(B / (s + 1) x eta^s) trials in the bracket with s
+    early stops. max_t 27, eta 3, 4 brackets: s = 3, 2, 1, 0 -> 27, 12, 6, 4 trials of 49."""
+    import numpy as np
+
+    _, scheduler = make_search(SPACE, "loss", "min", max_t=27, brackets=4)
+    assert np.allclose(scheduler._bracket_p, np.array([27, 12, 6, 4]) / 49)
+    _, nine = make_search(SPACE, "loss", "min", max_t=9, brackets=4)  # capped at 3 brackets: 9, 5, 3 of 17
+    assert np.allclose(nine._bracket_p, np.array([9, 5, 3]) / 17)
+    _, two = make_search(SPACE, "loss", "min", max_t=100, reduction_factor=2, brackets=2)
+    # rungs 1, 2, 4, ..., 64 below 100: s = 7 and 6 -> ceil(2/8 x 128) = 32, ceil(2/7 x 64) = 19
+    assert np.allclose(two._bracket_p, np.array([32, 19]) / 51)
