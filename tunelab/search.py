@@ -67,10 +67,11 @@ def make_search(space: SearchSpace, metric: str, mode: str, max_t: int, grace_pe
 
     The scheduler is ASHA on `time_attr` in `brackets` Hyperband brackets (bracket k's first rung at
     grace_period x reduction_factor^k; at most one per rung, the last without early stopping when
-    there are as many brackets as rungs), each trial's bracket drawn from a generator seeded with
-    `seed`. It takes metric and mode from TuneConfig, so pass them there too (Ray records them with
-    the experiment for its readers). Defaults chosen on the peer benchmark (RESULTS.md, "peers"):
-    one bracket with stock TPE ranking was far behind Optuna alone and Syne Tune there.
+    there are as many brackets as rungs, as at max_t 27 with the defaults), each trial's bracket
+    drawn with Hyperband's allocation (every bracket about the same budget) from a generator seeded
+    with `seed`. It takes metric and mode from TuneConfig, so pass them there too (Ray records them
+    with the experiment for its readers). Defaults chosen on the peer benchmark (RESULTS.md,
+    "peers"): one bracket with stock TPE ranking was far behind Optuna alone and Syne Tune there.
 
     `num_samples` sets the random startup trials (a quarter, 2 to 10) unless `n_startup_trials`
     is given; `storage` (an Optuna RDB URL) and `study_name` keep the study for optuna-dashboard;
