@@ -152,6 +152,7 @@ def metric_by_step(results: list[dict[str, Any]], metric: str, time_attr: str) -
     values = {}
     for row in results:
         value, step = row.get(metric), row.get(time_attr)
-        if isinstance(value, (int, float)) and isinstance(step, (int, float)) and math.isfinite(value):
+        numbers = isinstance(value, (int, float)) and isinstance(step, (int, float))
+        if numbers and math.isfinite(value) and math.isfinite(step):
             values.setdefault(int(step), float(value))
     return values

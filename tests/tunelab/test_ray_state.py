@@ -3,9 +3,12 @@ anything else stops `resume` with one line. The rebuild is checked against the s
 searcher built live (the ground truth), without a Ray run; the real resume is in
 test_reliability_ray.py."""
 import json
+import math
 import pickle
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from optuna.trial import TrialState
 
 from search_spaces import SPACES
@@ -161,3 +164,19 @@ def test_result_lines_cut_short_or_not_objects_are_skipped(tmp_path):
     assert len(rows) == 2
     assert metric_by_step(rows, "val/acc", "epoch") == {1: 0.5}
     assert read_results(tmp_path / "missing.json") == [] and read_results(tmp_path) == []
+
+
+_VALUE = st.none() | st.booleans() | st.floats() | st.integers() | st.text(max_size=3)
+_ROW = st.fixed_dictionaries({"val/acc": _VALUE, "epoch": _VALUE}, optional={"x": _VALUE})
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(content=st.binary(max_size=400) | st.lists(_ROW, max_size=6).map(
+    lambda rows: "".join(json.dumps(r) + "\n" for r in rows).encode()))
+def test_any_result_file_reads_to_rows_and_finite_values(tmp_path, content):
+    file = tmp_path / "result.json"
+    file.write_bytes(content)
+    rows = read_results(file)
+    assert all(isinstance(row, dict) for row in rows)
+    values = metric_by_step(rows, "val/acc", "epoch")
+    assert all(isinstance(step, int) and isinstance(v, float) and math.isfinite(v) for step, v in values.items())
