@@ -56,7 +56,8 @@ def newest(folder: Path, pattern: str) -> Path | None:
     return Path(found[-1]) if found else None
 
 
-def readable(file: Path) -> bool:
+def read_error(file: Path) -> str | None:
+    """None if Ray can load `file`, else the error in one short line."""
     import ray.cloudpickle as cloudpickle
 
     try:
@@ -65,9 +66,9 @@ def readable(file: Path) -> bool:
                 json.load(handle)  # Ray's experiment state is JSON; the others are pickles named .json
             else:
                 cloudpickle.load(handle)
-        return True
-    except Exception:  # noqa: BLE001 - a cut-short file raises whatever its cut makes it raise
-        return False
+        return None
+    except Exception as exc:  # noqa: BLE001 - a cut-short file raises whatever its cut makes it raise
+        return " ".join(f"{type(exc).__name__}: {exc}".split())[:200]
 
 
 def set_aside(file: Path) -> Path:
@@ -88,14 +89,15 @@ def check_and_repair(path: str) -> None:
         return  # remote storage: Ray's own restore semantics
     for pattern in OTHER_STATE:
         file = newest(folder, pattern)
-        if file is not None and not readable(file):
-            raise ConfigError(f"{path}: Ray's {file.name} is unreadable (likely cut short when its driver was killed "
-                              "mid-write), so Ray cannot continue this search; nothing was changed. Every trial's "
+        error = read_error(file) if file is not None else None
+        if error is not None:
+            raise ConfigError(f"{path}: Ray's {file.name} is unreadable ({error}; a driver killed mid-write cuts it "
+                              "short), so Ray cannot continue this search; nothing was changed. Every trial's "
                               "results are intact: `tunelab report` and `tunelab best` read them; start a new search "
                               "with `tunelab tune`")
     generator_file = newest(folder, "search_gen_state-*.json")
     searcher_file = newest(folder, SEARCHER_STATE)
-    if generator_file is None or (searcher_file is not None and readable(searcher_file)):
+    if generator_file is None or (searcher_file is not None and read_error(searcher_file) is None):
         return
     # Ray restores the searcher from the generator's session; a missing snapshot (set aside by an
     # earlier try) is rebuilt like a cut-short one.
