@@ -61,6 +61,15 @@ class DefineByRun:
                 config[name] = suggest(trial, conditional_param_name(name, entry.parent, option), case)
         return config
 
+    def params(self, config: dict) -> dict:
+        """The inverse of `__call__`: the Optuna parameters behind a config it returned (keys of other
+        entries, such as fixed values, are ignored)."""
+        params = {name: config[name] for name in self.plain if name in config}
+        for name, entry in self.conditional.items():
+            if name in config and entry.parent in config:
+                params[conditional_param_name(name, entry.parent, config[entry.parent])] = config[name]
+        return params
+
 
 def suggest(trial, name: str, p):
     if isinstance(p, Choice):
@@ -221,11 +230,7 @@ class MultiFidelityOptunaSearch(OptunaSearch):
         """A new RUNNING study trial holding a Ray trial's sampled config (enqueued, so nothing is sampled)."""
         space = self._space
         if isinstance(space, DefineByRun):
-            params = {name: config[name] for name in space.plain if name in config}
-            for name, entry in space.conditional.items():
-                if name in config and entry.parent in config:
-                    params[conditional_param_name(name, entry.parent, config[entry.parent])] = config[name]
-            self._ot_study.enqueue_trial(params)
+            self._ot_study.enqueue_trial(space.params(config))
             ot_trial = self._ot_study.ask()
             space(ot_trial)
         else:

@@ -106,6 +106,7 @@ def test_tpe_samples_conditional_entries_only_where_they_apply_and_within_their_
         assert _in_case(config, space["lr"])
         assert ("momentum" in config) == (config["optimizer"] in ("sgd", "rmsprop"))
         assert f"lr|optimizer={config['optimizer']}" in trial.params and "lr" not in trial.params
+        assert sample.params({**config, "seed": 0}) == trial.params  # the inverse the resume rebuild uses
         study.tell(trial, config["lr"])  # any objective: TPE's later proposals must still respect the cases
     assert seen == {"sgd", "adam", "adamw", "rmsprop"}
 
