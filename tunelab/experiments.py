@@ -28,6 +28,7 @@ from typing import Any
 
 from analysis.load import UNFINISHED_RAY_STATUSES
 from analysis.record import is_experiment, is_uri, local_path
+from tunelab.ray_state import drop_lost_checkpoints
 from trainables.errors import ConfigError
 
 NAME_RULE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+=@-]{0,127}")
@@ -248,7 +249,8 @@ def repair_latest_checkpoints(path: str, resume_errored: bool) -> None:
     already have been deleted (only the best `num_to_keep` are kept) in favour of newer ones, and
     Ray's restore then fails the trial ("checkpoint does not exist on storage anymore"). The
     newest checkpoint of that trial on disk is moved to the path the snapshot names, so the trial
-    continues from it: it repeats no epoch that checkpoint holds.
+    continues from it: it repeats no epoch that checkpoint holds. Checkpoints the snapshot still lists
+    but the trial had deleted are then forgotten (`drop_lost_checkpoints`).
     """
     local = local_path(path)
     if local is None:
@@ -256,9 +258,10 @@ def repair_latest_checkpoints(path: str, resume_errored: bool) -> None:
     from ray.tune import ExperimentAnalysis
 
     resumable = {*UNFINISHED_RAY_STATUSES, *(("ERROR",) if resume_errored else ())}
-    for trial in ExperimentAnalysis(str(local)).trials:
+    trials = [trial for trial in ExperimentAnalysis(str(local)).trials if trial.status in resumable]
+    for trial in trials:
         checkpoint = trial.checkpoint
-        if trial.status not in resumable or checkpoint is None:
+        if checkpoint is None:
             continue
         wanted = Path(checkpoint.path)
         if wanted.exists() or wanted.parent.parent != local:
@@ -269,3 +272,6 @@ def repair_latest_checkpoints(path: str, resume_errored: bool) -> None:
             newer[-1].rename(wanted)
             print(f"tunelab: trial {trial.trial_id} continues from its newest checkpoint ({newer[-1].name}); "
                   f"Ray's last snapshot named {wanted.name}, already replaced", file=sys.stderr)
+    for trial_id, count in drop_lost_checkpoints(local, {t.trial_id for t in trials}).items():
+        print(f"tunelab: trial {trial_id}: forgot {count} checkpoint(s) Ray's last snapshot still listed but the "
+              "trial had already replaced", file=sys.stderr)

@@ -158,3 +158,46 @@ def metric_by_step(results: list[dict[str, Any]], metric: str, time_attr: str) -
         if numbers and math.isfinite(value) and math.isfinite(step):
             values.setdefault(int(step), float(value))
     return values
+
+
+def drop_lost_checkpoints(folder: Path, trial_ids: set[str]) -> dict[str, int]:
+    """Forget, in Ray's newest experiment state, the checkpoints of `trial_ids` no longer on disk.
+
+    Each trial's snapshot lists the checkpoints it keeps (the best `num_to_keep` and the latest). A
+    snapshot that lags a killed driver can list ones the trial had already deleted in favour of newer
+    ones; Ray, evicting one of them later, fails on the missing folder and logs "Error handling
+    checkpoint ... FileNotFoundError" (and skips that step's bookkeeping). Run after the latest
+    checkpoint was put back in place (`repair_latest_checkpoints`): the latest is never dropped.
+    Returns {trial_id: checkpoints dropped}; the state file is rewritten atomically only if any were.
+    """
+    from ray.tune.trainable.metadata import _TrainingRunMetadata  # Ray's own codec for this field
+
+    from trainables.fileio import atomic_write_text
+
+    file = newest(folder, "experiment_state-*.json")
+    if file is None:
+        return {}
+    state = json.loads(file.read_text())
+    dropped: dict[str, int] = {}
+    for entry in state["trial_data"]:
+        trial_id = json.loads(entry[0])["trial_id"]
+        if trial_id not in trial_ids:
+            continue  # a trial that will not run again keeps its bookkeeping as it is
+        metadata = _TrainingRunMetadata.from_json_state(entry[1])
+        manager = metadata.checkpoint_manager
+        results = getattr(manager, "_checkpoint_results", None) or []
+        latest = manager.latest_checkpoint_result if results else None
+        kept = [r for r in results if r is latest or r.checkpoint is None or not _lost(r.checkpoint.path, folder)]
+        if len(kept) < len(results):
+            manager._checkpoint_results = kept
+            entry[1] = metadata.get_json_state()
+            dropped[trial_id] = len(results) - len(kept)
+    if dropped:
+        atomic_write_text(file, json.dumps(state, indent=2))
+    return dropped
+
+
+def _lost(checkpoint_path: str, folder: Path) -> bool:
+    """A checkpoint inside this (local) experiment that is not on disk; anything elsewhere is not ours to judge."""
+    path = Path(checkpoint_path)
+    return path.parent.parent == folder and not path.exists()

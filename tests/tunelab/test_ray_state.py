@@ -5,6 +5,7 @@ test_reliability_ray.py."""
 import json
 import math
 import pickle
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -180,3 +181,73 @@ def test_any_result_file_reads_to_rows_and_finite_values(tmp_path, content):
     assert all(isinstance(row, dict) for row in rows)
     values = metric_by_step(rows, "val/acc", "epoch")
     assert all(isinstance(step, int) and isinstance(v, float) and math.isfinite(v) for step, v in values.items())
+
+
+def _checkpoint_state(folder, trial_id, scores, status="RUNNING"):
+    """Ray's bookkeeping of one trial that kept checkpoints with these val/acc scores (num_to_keep 2)."""
+    from ray.train import Checkpoint, CheckpointConfig
+    from ray.train._internal.checkpoint_manager import _CheckpointManager
+    from ray.train._internal.session import _TrainingResult
+    from ray.tune.trainable.metadata import _TrainingRunMetadata
+
+    metadata = _TrainingRunMetadata()
+    metadata.checkpoint_manager = _CheckpointManager(
+        CheckpointConfig(num_to_keep=2, checkpoint_score_attribute="val/acc", checkpoint_score_order="max"))
+    for index, score in enumerate(scores):
+        path = folder / trial_id / f"checkpoint_{index:06d}"
+        path.mkdir(parents=True)
+        metadata.checkpoint_manager.register_checkpoint(_TrainingResult(Checkpoint(str(path)), {"val/acc": score}))
+    return [json.dumps({"trial_id": trial_id, "status": status}), metadata.get_json_state()]
+
+
+def _managers(folder):
+    from ray.tune.trainable.metadata import _TrainingRunMetadata
+
+    state = json.loads(next(folder.glob("experiment_state-*.json")).read_text())
+    return {json.loads(t)["trial_id"]: _TrainingRunMetadata.from_json_state(m).checkpoint_manager
+            for t, m in state["trial_data"]}
+
+
+def _lagging_snapshot(folder):
+    """Ray kept checkpoint 1 (best, 0.6), 3 (second best, 0.5) and 4 (the latest, 0.1); the trial deleted 3
+    after the snapshot. A finished trial lost one too."""
+    import shutil
+
+    trial_data = [_checkpoint_state(folder, "run", [0.2, 0.6, 0.3, 0.5, 0.1]),
+                  _checkpoint_state(folder, "done", [0.2, 0.6], status="TERMINATED")]
+    (folder / "experiment_state-2026-01-01_00-00-00.json").write_text(json.dumps({"trial_data": trial_data}))
+    shutil.rmtree(folder / "run" / "checkpoint_000003")
+    shutil.rmtree(folder / "done" / "checkpoint_000000")
+    return folder
+
+
+def _register(manager, folder, index, score):
+    from ray.train import Checkpoint
+    from ray.train._internal.session import _TrainingResult
+
+    path = folder / "run" / f"checkpoint_{index:06d}"
+    path.mkdir()
+    manager.register_checkpoint(_TrainingResult(Checkpoint(str(path)), {"val/acc": score}))
+
+
+def test_checkpoints_a_lagging_snapshot_lists_but_the_disk_lost_are_forgotten_so_ray_can_evict(tmp_path):
+    from tunelab.ray_state import drop_lost_checkpoints
+
+    untouched = _lagging_snapshot(tmp_path / "as_ray_left_it")
+    with pytest.raises(FileNotFoundError):  # what Ray hit on resume: evicting the lost checkpoint
+        _register(_managers(untouched)["run"], untouched, 5, 0.7)
+
+    folder = _lagging_snapshot(tmp_path / "exp")
+    assert drop_lost_checkpoints(folder, {"run"}) == {"run": 1}
+    state_file = next(folder.glob("experiment_state-*.json"))
+    written = state_file.stat().st_mtime_ns
+    assert drop_lost_checkpoints(folder, {"run"}) == {}
+    assert state_file.stat().st_mtime_ns == written  # nothing more lost: the file is not rewritten
+    managers = _managers(folder)
+    listed = lambda manager: sorted(Path(r.checkpoint.path).name for r in manager._checkpoint_results)  # noqa: E731
+    assert listed(managers["run"]) == ["checkpoint_000001", "checkpoint_000004"]
+    assert Path(managers["run"].latest_checkpoint_result.checkpoint.path).name == "checkpoint_000004"
+    assert listed(managers["done"]) == ["checkpoint_000000", "checkpoint_000001"]  # not resumed: left as it was
+    _register(managers["run"], folder, 5, 0.7)  # Ray's own eviction now finds every folder it deletes
+    _register(managers["run"], folder, 6, 0.8)
+    assert sorted(p.name for p in (folder / "run").iterdir()) == ["checkpoint_000005", "checkpoint_000006"]
