@@ -527,6 +527,8 @@ def main() -> None:
         return
     if args.reference:
         return reference(args.reference, args.trials)
+    if Path(args.out).exists():
+        parser.exit(2, f"peers.py: --out {args.out} exists (an earlier run's rows); give another file name\n")
     checkpoints = [c for c in CHECKPOINTS if c <= args.budget] or [args.budget]
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # no experiment banners per run
     logging.getLogger("syne_tune").setLevel(logging.ERROR)
@@ -548,8 +550,8 @@ def main() -> None:
                                  "regret": log.regret_at(checkpoint), "steps": len(log.steps),
                                  "trials": sum(step == 1 for step, _ in log.steps), "full_budget_trials": tops,
                                  "seconds": time.perf_counter() - started})
+                pd.DataFrame(rows).to_csv(args.out, index=False)  # after every run: an interrupted one keeps them
             done = pd.DataFrame(rows)
-            done.to_csv(args.out, index=False)  # after every method: an interrupted run keeps what it measured
             mine = done[(done.problem == name) & (done.method == method)]
             print(f"{name} {method}: median regret at {checkpoints[-1]} "
                   f"{mine[mine.checkpoint == checkpoints[-1]].regret.median():.3f}, "
