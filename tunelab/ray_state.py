@@ -150,13 +150,24 @@ def read_results(file: Path) -> list[dict[str, Any]]:
     return results
 
 
+def reported_value(result: dict[str, Any], metric: str, time_attr: str) -> tuple[int, float] | None:
+    """(step, value) of one result row, or None unless both are finite numbers: the one rule for which
+    reported values the searcher records, live (`on_trial_result`) and when rebuilt from result.json."""
+    value, step = result.get(metric), result.get(time_attr)
+    if not (isinstance(value, (int, float)) and isinstance(step, (int, float))):
+        return None
+    if not (math.isfinite(value) and math.isfinite(step)):
+        return None
+    return int(step), float(value)
+
+
 def metric_by_step(results: list[dict[str, Any]], metric: str, time_attr: str) -> dict[int, float]:
-    values = {}
+    """The values the searcher recorded live from these rows: the first usable one per step."""
+    values: dict[int, float] = {}
     for row in results:
-        value, step = row.get(metric), row.get(time_attr)
-        numbers = isinstance(value, (int, float)) and isinstance(step, (int, float))
-        if numbers and math.isfinite(value) and math.isfinite(step):
-            values.setdefault(int(step), float(value))
+        reported = reported_value(row, metric, time_attr)
+        if reported is not None:
+            values.setdefault(*reported)
     return values
 
 

@@ -20,7 +20,7 @@ from ray.tune.search.optuna import OptunaSearch
 
 from search_spaces.base import Choice, Conditional, IntRange, SearchSpace, conditionals
 from trainables import metrics as M
-from tunelab.ray_state import FINISHED_RAY_STATUSES, metric_by_step
+from tunelab.ray_state import FINISHED_RAY_STATUSES, metric_by_step, reported_value
 
 MIN_RUNG_TRIALS = 10  # RungTPESampler: trials a rung needs before TPE ranks at it (make_search's docstring says 10)
 
@@ -260,12 +260,13 @@ class MultiFidelityOptunaSearch(OptunaSearch):
             return
         if self._stored(trial_id).state.is_finished():
             return  # told before the driver was killed; Ray's older snapshot replays it
-        value, step = result.get(self.metric), result.get(self._time_attr)
-        if value is None or step is None or not math.isfinite(value):
+        reported = reported_value(result, self.metric, self._time_attr)
+        if reported is None:
             return
-        if int(step) in self._intermediate_values(trial_id):
+        step, value = reported
+        if step in self._intermediate_values(trial_id):
             return  # a trial resumed from a checkpoint repeats no epoch, but be safe
-        self._ot_trials[trial_id].report(float(value), int(step))
+        self._ot_trials[trial_id].report(value, step)
 
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
         if trial_id in self._completed_trials or trial_id not in self._ot_trials:

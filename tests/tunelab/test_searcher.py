@@ -51,6 +51,9 @@ def test_repeated_epochs_and_nan_are_not_reported_twice():
     s.on_trial_result("t", {"val/acc": 0.5, "epoch": 1})
     s.on_trial_result("t", {"val/acc": 0.6, "epoch": 1})  # e.g. after a restore
     s.on_trial_result("t", {"val/acc": float("nan"), "epoch": 2})
+    for unusable in ({"val/acc": 0.7, "epoch": float("inf")}, {"val/acc": "0.7", "epoch": 3}, {"epoch": 3},
+                     {"val/acc": 0.7, "epoch": None}):  # ignored, as the rebuild from result.json ignores them
+        s.on_trial_result("t", unusable)
     assert s._intermediate_values("t") == {1: 0.5}
 
 
