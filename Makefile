@@ -24,8 +24,9 @@ bench-install: $(VENV)/.installed
 run: $(VENV)/.installed
 	$(VENV)/bin/tunelab compare
 
+# --durations: every CI log names the slowest tests (the default suite is kept under 10 minutes on 2 cores)
 test: $(VENV)/.installed
-	$(PY) -m pytest
+	$(PY) -m pytest --durations=15
 
 test-all: $(VENV)/.installed
 	$(PY) -m pytest -m ''
