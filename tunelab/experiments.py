@@ -28,7 +28,7 @@ from typing import Any
 
 from analysis.load import UNFINISHED_RAY_STATUSES
 from analysis.record import is_experiment, is_uri, local_path
-from tunelab.ray_state import drop_lost_checkpoints
+from tunelab.ray_state import drop_lost_checkpoints, lost_checkpoint
 from trainables.errors import ConfigError
 
 NAME_RULE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+=@-]{0,127}")
@@ -264,7 +264,7 @@ def repair_latest_checkpoints(path: str, resume_errored: bool) -> None:
         if checkpoint is None:
             continue
         wanted = Path(checkpoint.path)
-        if wanted.exists() or wanted.parent.parent != local:
+        if not lost_checkpoint(wanted, local):
             continue
         newer = sorted((p for p in wanted.parent.glob("checkpoint_*")
                         if p.is_dir() and _checkpoint_index(p) > _checkpoint_index(wanted)), key=_checkpoint_index)

@@ -197,8 +197,9 @@ def drop_lost_checkpoints(folder: Path, trial_ids: set[str]) -> dict[str, int]:
         metadata = _TrainingRunMetadata.from_json_state(entry[1])
         manager = metadata.checkpoint_manager
         results = getattr(manager, "_checkpoint_results", None) or []
-        latest = manager.latest_checkpoint_result if results else None
-        kept = [r for r in results if r is latest or r.checkpoint is None or not _lost(r.checkpoint.path, folder)]
+        latest = manager.latest_checkpoint_result
+        kept = [r for r in results
+                if r is latest or r.checkpoint is None or not lost_checkpoint(Path(r.checkpoint.path), folder)]
         if len(kept) < len(results):
             manager._checkpoint_results = kept
             entry[1] = metadata.get_json_state()
@@ -208,7 +209,6 @@ def drop_lost_checkpoints(folder: Path, trial_ids: set[str]) -> dict[str, int]:
     return dropped
 
 
-def _lost(checkpoint_path: str, folder: Path) -> bool:
+def lost_checkpoint(path: Path, folder: Path) -> bool:
     """A checkpoint inside this (local) experiment that is not on disk; anything elsewhere is not ours to judge."""
-    path = Path(checkpoint_path)
     return path.parent.parent == folder and not path.exists()
