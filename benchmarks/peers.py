@@ -41,11 +41,13 @@ median [IQR] over seeds. Same trial cap for all.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import math
 import os
 import platform
+import random
 import sys
 import time
 from pathlib import Path
@@ -118,6 +120,23 @@ class _StopTraining(Exception):
     pass
 
 
+@contextlib.contextmanager
+def _global_random_state_kept():
+    """Train in this process without moving Python's and numpy's global generators.
+
+    Training seeds them (engine.seed_everything, seed 0 for every trial here), and Syne Tune 0.16
+    draws its random configurations from np.random (RandomSearcher ignores its random_seed): left
+    alone, ASHA and BOHB suggested the same configuration after every trial. With their own
+    backends trials run in other processes and never touch the searcher's generators.
+    """
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    try:
+        yield
+    finally:
+        random.setstate(python_state)
+        np.random.set_state(numpy_state)
+
+
 class Training(Problem):
     """A tunelab method trained for real, one epoch per step, with its own search space; the loss
     is 1 - val/acc. Regret is measured from a stored reference optimum (the best val/acc of a large
@@ -162,7 +181,8 @@ class Training(Problem):
                     raise _StopTraining
 
         try:
-            train(method, train_config, Steps(None, {}, quiet=True), data=self._data)
+            with _global_random_state_kept():
+                train(method, train_config, Steps(None, {}, quiet=True), data=self._data)
         except _StopTraining:
             pass
 
@@ -391,9 +411,9 @@ def run_syne_tune(kind: str) -> Callable[[Log, int, int], None]:
         from syne_tune.optimizer import baselines
         from syne_tune.optimizer.scheduler import SchedulerDecision
 
-        # ASHACQR also draws from numpy's global generator (sklearn's train_test_split and its
-        # quantile sampler take no random_state; ASHA's bracket choice uses np.random), so its
-        # random_seed alone does not make a run repeatable: two runs of seed 0 differed at 10.
+        # Syne Tune 0.16 draws from numpy's global generator besides the one its random_seed
+        # seeds (RandomSearcher samples with np.random; ASHACQR's train_test_split and quantile
+        # sampler take no random_state), so random_seed alone does not make a run repeatable.
         np.random.seed(seed)
         problem = log.problem
         space = {name: syne_tune_domain(p) for name, p in flattened(problem.space).items()}

@@ -1,12 +1,22 @@
 """The benchmark scripts' own edges (their measurements are in benchmarks/RESULTS.md, not here)."""
+import importlib.util
+import random
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
 PEERS = Path(__file__).resolve().parents[1] / "benchmarks" / "peers.py"
+
+
+def _peers_module():
+    spec = importlib.util.spec_from_file_location("peers", PEERS)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def test_peers_refuses_to_overwrite_an_earlier_runs_rows(tmp_path):
@@ -33,3 +43,18 @@ def test_a_syne_tune_peer_run_twice_with_one_seed_gives_the_same_rows(tmp_path):
         rows.append(pd.read_csv(out).drop(columns="seconds"))
     assert len(rows[0]) == 1 and rows[0]["trials"].iloc[0] > 20  # past ASHACQR's initial random configurations
     pd.testing.assert_frame_equal(rows[0], rows[1])
+
+
+def test_a_trial_trained_in_process_leaves_the_searchers_global_generators_where_they_were():
+    # Training seeds random and np.random with the trial's seed; Syne Tune draws its random
+    # configurations from np.random, so without isolation every suggestion after a trial repeated.
+    peers = _peers_module()
+    problem = peers.digits_classifier()
+    config = peers.sample_define_by_run(problem.space, peers.random_suggest(np.random.default_rng(0)))
+    steps = []
+    random.seed(7), np.random.seed(7)
+    expected = (random.random(), np.random.random())
+    random.seed(7), np.random.seed(7)
+    problem.run(config, lambda step, loss: steps.append((step, loss)) or step < 2)
+    assert [step for step, _ in steps] == [1, 2] and all(0.0 <= loss <= 1.0 for _, loss in steps)
+    assert (random.random(), np.random.random()) == expected
