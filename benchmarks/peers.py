@@ -473,6 +473,16 @@ def _scratch() -> str:
 
 # ----------------------------------------------------------------------------- the table
 
+def latest_rows(rows: pd.DataFrame) -> pd.DataFrame:
+    """Rows in file order, a rerun's row replacing the earlier one of its problem, method, seed and
+    checkpoint (so a corrected rerun can be listed after the stored files it corrects)."""
+    key = ["problem", "method", "seed", "checkpoint"]
+    latest = rows.drop_duplicates(key, keep="last")
+    if len(latest) < len(rows):
+        print(f"{len(rows) - len(latest)} rows replaced by a later file's rows of the same {', '.join(key)}\n")
+    return latest
+
+
 def summarise(rows: pd.DataFrame) -> pd.DataFrame:
     """problem x method x checkpoint: 'median [q1, q3]' of the normalised regret."""
     def cell(values: pd.Series) -> str:
@@ -538,12 +548,14 @@ def main() -> None:
     parser.add_argument("--budget", type=int, default=100, help="full-budget equivalents per run")
     parser.add_argument("--cap", type=int, default=400, help="trial cap, the same for every method")
     parser.add_argument("--out", default="peers.csv", help="every run's regret at every checkpoint")
-    parser.add_argument("--table", nargs="+", metavar="CSV", help="no runs: the table and verdicts of earlier --out files")
+    parser.add_argument("--table", nargs="+", metavar="CSV",
+                        help="no runs: the table and verdicts of earlier --out files (a later file's rows replace an "
+                             "earlier one's for the same problem, method, seed and checkpoint)")
     parser.add_argument("--reference", metavar="PROBLEM", help="no runs: store a training problem's reference optimum")
     parser.add_argument("--trials", type=int, default=128, help="random trials for --reference")
     args = parser.parse_args()
     if args.table:
-        table = pd.concat([pd.read_csv(path) for path in args.table], ignore_index=True)
+        table = latest_rows(pd.concat([pd.read_csv(path) for path in args.table], ignore_index=True))
         print(summarise(table).to_string())
         if "trials" in table:
             print("\nmedian per run at its last checkpoint:\n" + effort(table.dropna(subset=["trials"])).round(1).to_string())

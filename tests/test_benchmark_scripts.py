@@ -58,3 +58,16 @@ def test_a_trial_trained_in_process_leaves_the_searchers_global_generators_where
     problem.run(config, lambda step, loss: steps.append((step, loss)) or step < 2)
     assert [step for step, _ in steps] == [1, 2] and all(0.0 <= loss <= 1.0 for _, loss in steps)
     assert (random.random(), np.random.random()) == expected
+
+
+def test_the_table_takes_a_later_files_rows_over_an_earlier_files_for_the_same_run(tmp_path):
+    header = "problem,method,seed,checkpoint,regret\n"
+    stored, rerun = tmp_path / "stored.csv", tmp_path / "rerun.csv"
+    stored.write_text(header + "p,a,0,10,0.9\np,a,1,10,0.8\np,b,0,10,0.5\np,b,1,10,0.5\n")
+    rerun.write_text(header + "p,a,0,10,0.1\n")
+    result = subprocess.run([sys.executable, str(PEERS), "--table", str(stored), str(rerun)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "1 rows replaced by a later file's rows of the same problem, method, seed, checkpoint" in result.stdout
+    # a over seeds 0 and 1 is now 0.1 and 0.8: median 0.45 (0.85 had the stored row been kept or counted twice)
+    assert "0.450 [0.275, 0.625]" in result.stdout and "0.500 [0.500, 0.500]" in result.stdout
