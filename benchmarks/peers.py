@@ -8,7 +8,8 @@ fidelity, counted in full-budget equivalents = steps / the problem's max steps):
                    (make_search(..., brackets=1, rank_at_rung=False)); not run unless named
     ray_optuna     Ray Tune's stock OptunaSearch (TPE, seeded) + ASHAScheduler
     optuna         Optuna alone, in-process: TPESampler + HyperbandPruner
-    st_asha        Syne Tune ASHA          (its ask/tell API, in-process)
+    st_asha        Syne Tune ASHA          (its ask/tell API, in-process; numpy's global generator,
+                   which Syne Tune also draws from, seeded per run and kept from in-process training)
     st_bohb        Syne Tune BOHB
     st_ashacqr     Syne Tune ASHACQR       (conformal quantile regression + ASHA)
     random         random search, every trial at the full budget
@@ -37,6 +38,7 @@ median [IQR] over seeds. Same trial cap for all.
     make bench-install        # pip install -e '.[bench]' and mf-prior-bench --no-deps
     python benchmarks/peers.py --problems mfh3_good,mfh3_bad --seeds 20 --budget 100
     python benchmarks/peers.py --table peers.csv more.csv      # the table of earlier runs together
+                                                               # (more.csv's rows replace peers.csv's of the same run)
 """
 from __future__ import annotations
 
