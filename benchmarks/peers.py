@@ -475,6 +475,19 @@ def _scratch() -> str:
 
 # ----------------------------------------------------------------------------- the table
 
+def read_rows(path: str, parser: argparse.ArgumentParser) -> pd.DataFrame:
+    """One earlier --out file, or exit 2 with one line naming it."""
+    needed = ["problem", "method", "seed", "checkpoint", "regret"]
+    try:
+        rows = pd.read_csv(path)
+    except (OSError, ValueError, UnicodeDecodeError) as error:  # pandas' parser errors are ValueErrors
+        parser.exit(2, f"peers.py: --table {path!r} cannot be read as CSV ({type(error).__name__})\n")
+    missing = [column for column in needed if column not in rows]
+    if missing:
+        parser.exit(2, f"peers.py: --table {path!r} is not a peers.py --out file: no column {', '.join(missing)}\n")
+    return rows
+
+
 def latest_rows(rows: pd.DataFrame) -> pd.DataFrame:
     """Rows in file order, a rerun's row replacing the earlier one of its problem, method, seed and
     checkpoint (so a corrected rerun can be listed after the stored files it corrects)."""
@@ -557,7 +570,7 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=128, help="random trials for --reference")
     args = parser.parse_args()
     if args.table:
-        table = latest_rows(pd.concat([pd.read_csv(path) for path in args.table], ignore_index=True))
+        table = latest_rows(pd.concat([read_rows(path, parser) for path in args.table], ignore_index=True))
         print(summarise(table).to_string())
         if "trials" in table:
             print("\nmedian per run at its last checkpoint:\n" + effort(table.dropna(subset=["trials"])).round(1).to_string())

@@ -71,3 +71,19 @@ def test_the_table_takes_a_later_files_rows_over_an_earlier_files_for_the_same_r
     assert "1 rows replaced by a later file's rows of the same problem, method, seed, checkpoint" in result.stdout
     # a over seeds 0 and 1 is now 0.1 and 0.8: median 0.45 (0.85 had the stored row been kept or counted twice)
     assert "0.450 [0.275, 0.625]" in result.stdout and "0.500 [0.500, 0.500]" in result.stdout
+
+
+@pytest.mark.parametrize("content, expected", [
+    (b"\x00\xff\xfe binary", "cannot be read as CSV"),
+    (b"", "cannot be read as CSV"),
+    (b"a,b\n1,2\n", "is not a peers.py --out file: no column problem, method, seed, checkpoint, regret"),
+    (None, "cannot be read as CSV"),  # a directory
+])
+def test_the_table_refuses_a_file_that_is_not_an_earlier_run_in_one_line(tmp_path, content, expected):
+    path = tmp_path / "rows.csv"
+    path.mkdir() if content is None else path.write_bytes(content)
+    result = subprocess.run([sys.executable, str(PEERS), "--table", str(path)], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"peers.py: --table '{path}' ") and expected in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
