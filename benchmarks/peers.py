@@ -8,11 +8,13 @@ fidelity, counted in full-budget equivalents = steps / the problem's max steps):
                    (make_search(..., brackets=1, rank_at_rung=False)); not run unless named
     ray_optuna     Ray Tune's stock OptunaSearch (TPE, seeded) + ASHAScheduler
     optuna         Optuna alone, in-process: TPESampler + HyperbandPruner
-    st_asha        Syne Tune ASHA          (its ask/tell API, in-process; numpy's global generator,
-                   which Syne Tune also draws from, seeded per run and kept from in-process training)
+    st_asha        Syne Tune ASHA          (its ask/tell API, in-process)
     st_bohb        Syne Tune BOHB
     st_ashacqr     Syne Tune ASHACQR       (conformal quantile regression + ASHA)
     random         random search, every trial at the full budget
+
+Syne Tune also draws from numpy's global generator: each of its runs seeds it, and a trial trained
+in-process leaves it as it was.
 
 Every method gets the problem's space: tunelab, Optuna alone and random search with its
 conditional entries (define-by-run); Ray's stock searcher and Syne Tune, which take no conditions,
@@ -475,12 +477,15 @@ def _scratch() -> str:
 
 # ----------------------------------------------------------------------------- the table
 
+RUN_KEY = ["problem", "method", "seed", "checkpoint"]  # one row of an --out file per run and checkpoint
+
+
 def read_rows(path: str, parser: argparse.ArgumentParser) -> pd.DataFrame:
     """One earlier --out file, or exit 2 with one line naming it."""
-    needed = ["problem", "method", "seed", "checkpoint", "regret"]
+    needed = RUN_KEY + ["regret"]
     try:
         rows = pd.read_csv(path)
-    except (OSError, ValueError, UnicodeDecodeError) as error:  # pandas' parser errors are ValueErrors
+    except (OSError, ValueError) as error:  # pandas' parser errors and UnicodeDecodeError are ValueErrors
         parser.exit(2, f"peers.py: --table {path!r} cannot be read as CSV ({type(error).__name__})\n")
     missing = [column for column in needed if column not in rows]
     if missing:
@@ -491,10 +496,9 @@ def read_rows(path: str, parser: argparse.ArgumentParser) -> pd.DataFrame:
 def latest_rows(rows: pd.DataFrame) -> pd.DataFrame:
     """Rows in file order, a rerun's row replacing the earlier one of its problem, method, seed and
     checkpoint (so a corrected rerun can be listed after the stored files it corrects)."""
-    key = ["problem", "method", "seed", "checkpoint"]
-    latest = rows.drop_duplicates(key, keep="last")
+    latest = rows.drop_duplicates(RUN_KEY, keep="last")
     if len(latest) < len(rows):
-        print(f"{len(rows) - len(latest)} rows replaced by a later file's rows of the same {', '.join(key)}\n")
+        print(f"{len(rows) - len(latest)} rows replaced by a later file's rows of the same {', '.join(RUN_KEY)}\n")
     return latest
 
 
