@@ -29,9 +29,12 @@ def test_asha_with_optuna_records_pruned_trials_as_pruned(ray_cluster, tmp_path)
     from ray.tune import ExperimentAnalysis, Tuner
 
     db = tmp_path / "study.db"
+    # One trial at a time: which trials ASHA stops then depends only on the seed (bracket draws,
+    # TPE's suggestions, CPU training), not on which of two concurrent trials reaches a rung first;
+    # with two at a time a run once stopped none of the six.
     summary = run_tune(TuneOptions(method="classifier", num_samples=6, max_epochs=3, reduction_factor=2,
                                    storage=f"file://{tmp_path}", name="asha", sets=TINY, seed=1,
-                                   optuna_storage=f"sqlite:///{db}", startup_trials=2))
+                                   optuna_storage=f"sqlite:///{db}", startup_trials=2, max_concurrent=1))
     experiment = tmp_path / "asha"
     assert summary["trials"] == 6 and summary["best_metric"] > 0.1
     assert summary["best_config"]["epochs"] == 3 and "lr" in summary["best_config"]
