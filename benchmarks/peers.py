@@ -340,8 +340,12 @@ def _ray_tuner(log: Log, searcher, scheduler, param_space: dict, cap: int) -> No
     """One trial at a time (as every other method); the run ends when the budget is spent. Every
     reported step is logged by a driver callback in the order Ray delivers results (one trial at a
     time, so in evaluation order); steps past the budget are dropped, as for the other methods."""
+    import ray
     from ray import tune
     from ray.tune import Callback, Stopper
+
+    if not ray.is_initialized():  # started by the first Ray method only: the others run without it
+        ray.init(address="local", num_cpus=1, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
 
     problem = log.problem
 
@@ -587,9 +591,6 @@ def main() -> None:
     checkpoints = [c for c in CHECKPOINTS if c <= args.budget] or [args.budget]
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # no experiment banners per run
     logging.getLogger("syne_tune").setLevel(logging.ERROR)
-    import ray
-
-    ray.init(address="local", num_cpus=1, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
     rows = []
     began = time.perf_counter()
     for name in args.problems.split(","):
