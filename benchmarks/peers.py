@@ -524,8 +524,10 @@ def effort(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def verdicts(rows: pd.DataFrame, mine: str = "tunelab") -> list[str]:
-    """Per problem and checkpoint: `mine` best (lowest median), tied (its IQR overlaps the best
-    peer's) or behind; peers are the methods that are not tunelab's own variants."""
+    """Per problem and checkpoint: `mine` best (lowest median), behind (some peer's IQR lies wholly
+    below its own) or tied (with the lowest-median peer); peers are the methods that are not
+    tunelab's own variants. Every peer is checked, not only the lowest-median one: medians tie
+    often on a training problem, whose regret moves in steps of one validation image."""
     lines = []
     for (problem, checkpoint), group in rows.groupby(["problem", "checkpoint"]):
         stats = group.groupby("method")["regret"].quantile([0.25, 0.5, 0.75]).unstack()
@@ -536,12 +538,15 @@ def verdicts(rows: pd.DataFrame, mine: str = "tunelab") -> list[str]:
             continue
         best = peers[0.5].idxmin()
         q1, median, q3 = stats.loc[mine]
+        ahead = peers[peers[0.75] < q1].sort_values([0.5, 0.75])
         if median <= peers.loc[best, 0.5]:
             verdict = f"best (median {median:.3f}; best peer {best} {peers.loc[best, 0.5]:.3f})"
-        elif q1 <= peers.loc[best, 0.75] and peers.loc[best, 0.25] <= q3:
-            verdict = f"tied with {best} (median {median:.3f} vs {peers.loc[best, 0.5]:.3f}, IQRs overlap)"
+        elif not ahead.empty:
+            peer = ahead.index[0]
+            verdict = (f"behind {peer} (median {median:.3f} [{q1:.4f}, {q3:.4f}] vs {ahead.loc[peer, 0.5]:.3f} "
+                       f"[{ahead.loc[peer, 0.25]:.4f}, {ahead.loc[peer, 0.75]:.4f}], IQRs apart)")
         else:
-            verdict = f"behind {best} (median {median:.3f} vs {peers.loc[best, 0.5]:.3f}, IQRs apart)"
+            verdict = f"tied with {best} (median {median:.3f} vs {peers.loc[best, 0.5]:.3f}, IQRs overlap)"
         lines.append(f"{mine} on {problem} @ {checkpoint}: {verdict}")
     return lines
 

@@ -87,3 +87,30 @@ def test_the_table_refuses_a_file_that_is_not_an_earlier_run_in_one_line(tmp_pat
     assert result.returncode == 2
     assert result.stderr.startswith(f"peers.py: --table '{path}' ") and expected in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def _rows(checkpoint, regrets_by_method):
+    return pd.DataFrame([{"problem": "p", "method": method, "seed": seed, "checkpoint": checkpoint, "regret": regret}
+                         for method, regrets in regrets_by_method.items() for seed, regret in enumerate(regrets)])
+
+
+def test_the_verdict_is_behind_when_any_peer_lies_wholly_below_not_only_the_first_lowest_median():
+    # digits_classifier at 25, in validation images: tunelab's quartiles 1.25 / 2 / 3; BOHB's 1 / 1 / 1
+    # (apart); ASHACQR's 1 / 1 / 2 (overlapping). The two peers' medians tie, and comparing with the
+    # alphabetically first (ASHACQR) alone had called this cell tied.
+    peers = _peers_module()
+    rows = _rows(25, {"tunelab": [1, 4, 3, 2, 4, 3, 2, 2, 0, 1], "st_ashacqr": [0, 1, 1, 1, 1, 1, 2, 2, 2, 3],
+                      "st_bohb": [1, 0, 0, 4, 3, 1, 1, 1, 1, 1], "tunelab_3brackets": [0] * 10})
+    assert peers.verdicts(rows) == [
+        "tunelab on p @ 25: behind st_bohb (median 2.000 [1.2500, 3.0000] vs 1.000 [1.0000, 1.0000], IQRs apart)"]
+
+
+@pytest.mark.parametrize("peer, expected", [
+    ([3, 3, 4, 4, 5, 5, 6, 6, 7, 7], "best (median 2.000; best peer st_bohb 5.000)"),
+    ([1, 1, 1, 1, 1, 2, 2, 2, 2, 2], "tied with st_bohb (median 2.000 vs 1.500, IQRs overlap)"),  # peer q3 2 >= tunelab q1 1.25
+    ([2, 2, 2, 2, 2, 2, 2, 2, 2, 2], "best (median 2.000; best peer st_bohb 2.000)"),  # an equal median is not behind
+])
+def test_the_verdict_is_best_or_tied_when_no_peer_lies_wholly_below(peer, expected):
+    peers = _peers_module()
+    rows = _rows(50, {"tunelab": [1, 4, 3, 2, 4, 3, 2, 2, 0, 1], "st_bohb": peer})
+    assert peers.verdicts(rows) == [f"tunelab on p @ 50: {expected}"]
