@@ -6,6 +6,8 @@ fidelity, counted in full-budget equivalents = steps / the problem's max steps):
     tunelab        tunelab.search.make_search, as `tunelab tune` uses it, inside a ray.tune.Tuner
     tunelab_before make_search's defaults before this benchmark: one ASHA bracket, stock TPE ranking
                    (make_search(..., brackets=1, rank_at_rung=False)); not run unless named
+    tunelab_1bracket  tunelab's TPE (ranked at a common rung) in one ASHA bracket, Syne Tune BOHB's
+                   bracket structure (make_search(..., brackets=1)); not run unless named
     ray_optuna     Ray Tune's stock OptunaSearch (TPE, seeded) + ASHAScheduler
     optuna         Optuna alone, in-process: TPESampler + HyperbandPruner
     st_asha        Syne Tune ASHA          (its ask/tell API, in-process)
@@ -464,6 +466,7 @@ def run_random(log: Log, seed: int, cap: int) -> None:
 RUNNERS: dict[str, Callable[[Log, int, int], None]] = {
     "tunelab": run_tunelab,
     "tunelab_before": lambda log, seed, cap: run_tunelab(log, seed, cap, brackets=1, rank_at_rung=False),
+    "tunelab_1bracket": lambda log, seed, cap: run_tunelab(log, seed, cap, brackets=1),
     "ray_optuna": run_ray_optuna, "optuna": run_optuna, "st_asha": run_syne_tune("st_asha"),
     "st_bohb": run_syne_tune("st_bohb"), "st_ashacqr": run_syne_tune("st_ashacqr"), "random": run_random}
 
