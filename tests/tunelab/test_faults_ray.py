@@ -89,6 +89,16 @@ def test_a_node_leaving_and_another_joining_mid_run_loses_and_duplicates_nothing
     assert ran_there, "no trial was placed on the node about to be removed"
     cluster.remove_node(doomed)
     joined = cluster.add_node(num_cpus=2, object_store_memory=100 * 2**20)
+    # Slower epochs until a trial reports from the new node: on a slow or loaded machine its first
+    # worker process can take longer to start than the rest of the run at 2 s an epoch (seen on a
+    # 2-core AVX2 machine, where the new node stayed idle); then fast epochs to finish.
+    (faults / "sleep").write_text("5")
+    deadline = time.time() + 180
+    while time.time() < deadline and runner.is_alive():
+        if any((f["node_id"] == joined.node_id).any() for f in _trial_frames(experiment).values()):
+            break
+        time.sleep(0.5)
+    (faults / "sleep").write_text("0")
     try:
         runner.join(timeout=600)
         assert not runner.is_alive()
