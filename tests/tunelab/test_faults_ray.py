@@ -22,6 +22,17 @@ def _trial_frames(experiment: Path) -> dict[str, pd.DataFrame]:
     return {p.parent.name: pd.read_csv(p) for p in experiment.glob("*/progress.csv")}
 
 
+def _wait_for_a_trial_on(experiment: Path, node_id: str, runner: threading.Thread, seconds: float = 180) -> bool:
+    """True once a trial of the running search has reported from `node_id`; False after `seconds`
+    or once the search has ended without one."""
+    deadline = time.time() + seconds
+    while time.time() < deadline and runner.is_alive():
+        if any((f["node_id"] == node_id).any() for f in _trial_frames(experiment).values()):
+            return True
+        time.sleep(0.2)
+    return False
+
+
 def test_raising_trial_is_retried_from_its_checkpoint_then_recorded_as_errored(ray_cluster, faults, tmp_path):
     # Trials run one at a time. The first claims raise@2.a, is retried from its epoch-1 checkpoint,
     # claims raise@2.b and has used its one retry: errored. The second fails once at epoch 3 and
@@ -80,24 +91,14 @@ def test_a_node_leaving_and_another_joining_mid_run_loses_and_duplicates_nothing
 
     runner = threading.Thread(target=search)
     runner.start()
-    deadline = time.time() + 180
-    while time.time() < deadline:
-        ran_there = [f for f in _trial_frames(experiment).values() if (f["node_id"] == doomed_id).any()]
-        if ran_there:
-            break
-        time.sleep(0.2)
-    assert ran_there, "no trial was placed on the node about to be removed"
+    assert _wait_for_a_trial_on(experiment, doomed_id, runner), "no trial was placed on the node about to be removed"
     cluster.remove_node(doomed)
     joined = cluster.add_node(num_cpus=2, object_store_memory=100 * 2**20)
     # Slower epochs until a trial reports from the new node: on a slow or loaded machine its first
     # worker process can take longer to start than the rest of the run at 2 s an epoch (seen on a
     # 2-core AVX2 machine, where the new node stayed idle); then fast epochs to finish.
     (faults / "sleep").write_text("5")
-    deadline = time.time() + 180
-    while time.time() < deadline and runner.is_alive():
-        if any((f["node_id"] == joined.node_id).any() for f in _trial_frames(experiment).values()):
-            break
-        time.sleep(0.5)
+    _wait_for_a_trial_on(experiment, joined.node_id, runner)
     (faults / "sleep").write_text("0")
     try:
         runner.join(timeout=600)
