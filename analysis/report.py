@@ -279,22 +279,39 @@ def task(record: dict) -> str:
 
 
 def resolution_lines(table: pd.DataFrame) -> list[str]:
-    """One sentence per method against the baseline: is the difference resolved at 95%, and what is
-    the smallest difference these seeds and this spread could have resolved."""
+    """One sentence per method against the baseline: the difference, its interval and what the
+    interval excludes, whether it is resolved after Holm's correction, and the difference these
+    seeds could detect with 80% power."""
+    from analysis.tables import ALPHA, POWER, coverage_note
+
     lines = ["### What the differences can bear", ""]
     for _, r in table.iterrows():
         if r["method"] == r["baseline"]:
             continue
-        if pd.isna(r["diff_vs_baseline"]) or pd.isna(r.get("min_resolvable_diff")):
+        if pd.isna(r["diff_vs_baseline"]) or pd.isna(r.get("diff_p_value")):
             lines.append(f"- **{r['method']}** vs {r['baseline']}: no interval (fewer than 2 confirmation seeds).")
             continue
-        verdict = ("resolved at 95% (the interval excludes 0)" if r["diff_resolved"] else
-                   "not resolved at 95% (the interval includes 0)")
+        verdict = (f"resolved (Holm-adjusted p = {r['diff_p_holm']:.3g} < {ALPHA:g})" if r["diff_resolved"] else
+                   f"not resolved (Holm-adjusted p = {r['diff_p_holm']:.3g})")
         lines.append(f"- **{r['method']}** vs {r['baseline']}: {r['diff_vs_baseline']:+.4f} "
-                     f"[{r['diff_ci95_low']:+.4f}, {r['diff_ci95_high']:+.4f}], {verdict}; with {int(r['n_seeds'])} "
-                     f"seeds and this spread, differences smaller than {r['min_resolvable_diff']:.4f} could not "
-                     "have been resolved.")
+                     f"[{r['diff_ci95_low']:+.4f}, {r['diff_ci95_high']:+.4f}], {verdict}; "
+                     f"{interval_meaning(r['diff_ci95_low'], r['diff_ci95_high'])}; with {int(r['n_seeds'])} "
+                     f"seeds and this spread, a true difference of {r['min_detectable_diff']:.4f} would be "
+                     f"detected with {POWER:.0%} power.")
+    if len(lines) > 2:
+        lines += ["", f"Resolved means Holm-adjusted p < {ALPHA:g} over the methods compared with the baseline "
+                      "(column `diff_p_holm`; `diff_p_value` is Welch's unadjusted p).",
+                  f"The {coverage_note(table)}."]
     return lines
+
+
+def interval_meaning(low: float, high: float) -> str:
+    """What a 95% interval of a difference excludes, in words."""
+    if low > 0:
+        return f"compatible with gains from {low:+.4f} to {high:+.4f}, not with no difference"
+    if high < 0:
+        return f"compatible with losses from {low:+.4f} to {high:+.4f}, not with no difference"
+    return f"compatible with no difference, with losses down to {low:+.4f} and with gains up to {high:+.4f}"
 
 
 def markdown(table: pd.DataFrame, importance_frame: pd.DataFrame, notes: dict[str, str | None], plots: list[Path],

@@ -2,7 +2,9 @@
 
 `comparison` has one row per (method, dataset) with the fixed columns of COMPARISON_COLUMNS
 (documented in the README). Intervals are 95% Student-t intervals over seeds; the difference to
-the baseline method uses Welch's t interval (unequal variances).
+the baseline method uses Welch's t (unequal variances), and "resolved" uses Holm's correction over
+the methods compared with the baseline on one dataset (analysis.stats). Every interval here covers
+the training seed only: one data draw and one search.
 """
 from __future__ import annotations
 
@@ -16,22 +18,19 @@ import pandas as pd
 from scipy import stats
 
 from analysis.load import CONFIG_PREFIX, rank_trials
+from analysis.stats import finite, holm, min_detectable_diff, welch
 from trainables import metrics as M
 
 COMPARISON_COLUMNS = [
     "method", "dataset", "trials", "epochs", "compute_s", "best_val_acc", "best_trial", "best_epoch",
     "n_seeds", "test_acc_mean", "test_acc_std", "test_acc_ci95_low", "test_acc_ci95_high",
-    "baseline", "diff_vs_baseline", "diff_ci95_low", "diff_ci95_high", "diff_resolved", "min_resolvable_diff",
+    "baseline", "diff_vs_baseline", "diff_ci95_low", "diff_ci95_high", "diff_p_value", "diff_p_holm",
+    "diff_resolved", "min_detectable_diff",
     "edge_params", "best_config", "seeds_dropped",
 ]
 EDGE_FRACTION = 0.05  # a best value in the outer 5% of its range (log-aware) is "at the edge"
-
-
-def finite(values) -> np.ndarray:
-    """The seeds' results that can enter a statistic: None, NaN and infinities dropped (a seed that
-    diverged or never reached the test). Both intervals use it, so they are computed on the same seeds."""
-    x = np.asarray([float(v) for v in values if v is not None and not pd.isna(v)], dtype=float)
-    return x[np.isfinite(x)]
+ALPHA = 0.05  # family-wise, over the methods compared with the baseline (Holm)
+POWER = 0.8  # the power at which min_detectable_diff is stated
 
 
 def dropped(values) -> int:
@@ -56,29 +55,17 @@ def mean_ci(values) -> tuple[float, float, float, float]:
 def welch_diff_ci(a, b) -> tuple[float, float, float]:
     """(mean(a) - mean(b), 95% low, 95% high) by Welch's t over the finite values of each (as
     mean_ci); NaN interval when either has n < 2."""
-    a, b = finite(a), finite(b)
-    if len(a) == 0 or len(b) == 0:
-        return (math.nan,) * 3
-    diff = float(a.mean() - b.mean())
-    if len(a) < 2 or len(b) < 2:
-        return diff, math.nan, math.nan
-    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
-    se = math.sqrt(va + vb)
-    if se == 0:
-        return diff, diff, diff
-    dof = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
-    half = float(stats.t.ppf(0.975, dof)) * se
-    return diff, diff - half, diff + half
+    test = welch(a, b)
+    return test.diff, test.low, test.high
 
 
-def resolution(low: float, high: float) -> dict[str, Any]:
-    """Whether a difference's 95% interval excludes 0 (`diff_resolved`), and the smallest difference
-    this run could have resolved given its seeds and observed spread: the interval's half-width
-    (`min_resolvable_diff`; an observed difference smaller than it cannot exclude 0). None/NaN
-    without an interval (the baseline's own row, or fewer than 2 seeds)."""
-    if math.isnan(low) or math.isnan(high):
-        return {"diff_resolved": None, "min_resolvable_diff": math.nan}
-    return {"diff_resolved": bool(low > 0 or high < 0), "min_resolvable_diff": (high - low) / 2}
+def resolve(rows: list[dict[str, Any]]) -> None:
+    """Holm over the rows of one dataset that have a p-value against the baseline: `diff_p_holm`,
+    and `diff_resolved` when it is below ALPHA (None without a test: the baseline's own row, or
+    fewer than 2 seeds)."""
+    for row, adjusted in zip(rows, holm([r["diff_p_value"] for r in rows])):
+        row["diff_p_holm"] = adjusted
+        row["diff_resolved"] = None if math.isnan(adjusted) else bool(adjusted < ALPHA)
 
 
 def applied_case(entry: dict[str, Any], config: dict[str, Any]) -> dict[str, Any] | None:
@@ -150,6 +137,8 @@ def comparison(summary: pd.DataFrame, confirmations: pd.DataFrame | None = None,
     rows = []
     for (method, dataset), trials in summary.groupby(["method", "dataset"], sort=False):
         rows.append(_comparison_row(method, dataset, trials, best, confirmations, baseline, spaces or {}, metric))
+    for dataset in dict.fromkeys(r["dataset"] for r in rows):
+        resolve([r for r in rows if r["dataset"] == dataset])
     return pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
 
 
@@ -159,7 +148,8 @@ def _comparison_row(method, dataset, trials, best, confirmations, baseline, spac
     tests = confirmations[(confirmations["method"] == method) & (confirmations["dataset"] == dataset)][M.TEST_ACC]
     base = confirmations[(confirmations["method"] == baseline) & (confirmations["dataset"] == dataset)][M.TEST_ACC]
     mean, std, low, high = mean_ci(tests)
-    diff, dlow, dhigh = welch_diff_ci(tests, base) if method != baseline else (math.nan,) * 3
+    test = welch(tests, base) if method != baseline else welch([], [])
+    detectable = min_detectable_diff(tests, base, POWER, ALPHA) if method != baseline else math.nan
     return {
         "method": method, "dataset": dataset, "trials": len(trials), "epochs": int(trials["epochs"].sum()),
         "compute_s": float(trials["compute_s"].sum()),
@@ -168,8 +158,8 @@ def _comparison_row(method, dataset, trials, best, confirmations, baseline, spac
         "best_epoch": int(top["best_epoch"]) if top is not None else None,
         "n_seeds": len(finite(tests)), "test_acc_mean": mean, "test_acc_std": std,
         "test_acc_ci95_low": low, "test_acc_ci95_high": high, "baseline": baseline,
-        "diff_vs_baseline": diff, "diff_ci95_low": dlow, "diff_ci95_high": dhigh,
-        **resolution(dlow, dhigh),
+        "diff_vs_baseline": test.diff, "diff_ci95_low": test.low, "diff_ci95_high": test.high,
+        "diff_p_value": test.p_value, "min_detectable_diff": detectable,
         "edge_params": ",".join(edge_params(config, spaces.get(method, []))),
         "best_config": json.dumps(config, sort_keys=True, default=str),
         "seeds_dropped": dropped(tests),  # seeds whose test/acc is NaN/inf, left out of both intervals
@@ -281,13 +271,23 @@ def _param_value(value, dist):
 
 
 def resolution_text(row) -> str:
-    """'  resolved' / '  not resolved (|d| < 0.031)' after a difference; '' where there is none."""
+    """'  resolved' / '  not resolved (80% power needs |d| > 0.043)' after a difference; '' where
+    there is none."""
     resolved = row.get("diff_resolved")
-    if resolved is None or pd.isna(resolved) or pd.isna(row.get("min_resolvable_diff", math.nan)):
+    if resolved is None or pd.isna(resolved):
         return ""
     if row["diff_resolved"]:
         return "  resolved"
-    return f"  not resolved (needs |d| > {row['min_resolvable_diff']:.3f})"
+    return f"  not resolved ({POWER:.0%} power needs |d| > {row['min_detectable_diff']:.3f})"
+
+
+def coverage_note(table: pd.DataFrame) -> str:
+    """One line under the table: what its intervals cover, and the correction behind 'resolved'."""
+    compared = int(table["diff_p_value"].notna().sum()) if "diff_p_value" in table else 0
+    holm_part = (f"; resolved = Holm-adjusted p < {ALPHA:g} over the {compared} comparisons with the baseline"
+                 if compared else "")
+    return ("intervals: 95%, over training seeds only, for one data draw and one search (not over other "
+            f"draws of the training images or validation split, nor other search outcomes){holm_part}")
 
 
 def format_table(table: pd.DataFrame) -> str:
@@ -305,4 +305,6 @@ def format_table(table: pd.DataFrame) -> str:
         edge = f"  edge: {r['edge_params']}" if r["edge_params"] else ""
         lines.append(f"{r['method']:<11}{str(r['dataset'])[:8]:<9}{r['trials']:>7}{r['epochs']:>7}"
                      f"{r['best_val_acc']:>10.4f}  {test:<36}{diff:>24}{resolved}{edge}")
+    if len(table) and table["n_seeds"].sum() > 0:  # confirmation seeds ran (compare), so intervals exist
+        lines.append(coverage_note(table))
     return "\n".join(lines)

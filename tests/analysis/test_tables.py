@@ -4,6 +4,7 @@ import math
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 import pytest
 
 from analysis.load import trial_status, trial_summary
@@ -206,8 +207,9 @@ def test_a_missing_study_file_is_not_created_by_a_report(tmp_path):
     assert not (tmp_path / "none.db").exists()
 
 
-def test_each_difference_says_whether_it_is_resolved_and_what_could_have_been():
+def test_each_difference_says_whether_it_is_resolved_after_holm_and_what_80_percent_power_needs():
     from analysis.report import resolution_lines
+    from analysis.stats import holm, min_detectable_diff
     from analysis.tables import format_table
 
     summary = pd.DataFrame({"method": ["clear", "close", "base"], "dataset": ["d"] * 3, "trial_id": ["1", "2", "3"],
@@ -218,16 +220,23 @@ def test_each_difference_says_whether_it_is_resolved_and_what_could_have_been():
                                   for m, values in tests.items() for i, v in enumerate(values)])
     table = comparison(summary, confirmations, baseline="base")
     rows = table.set_index("method")
-    for method in ("clear", "close"):
-        _, low, high = welch_diff_ci(tests[method], tests["base"])  # checked by hand above
-        assert rows.loc[method, "min_resolvable_diff"] == pytest.approx((high - low) / 2)
-        assert rows.loc[method, "diff_resolved"] == (low > 0 or high < 0)
+    p_values = [stats.ttest_ind(tests[m], tests["base"], equal_var=False).pvalue for m in ("clear", "close")]
+    for method, p, adjusted in zip(("clear", "close"), p_values, holm(p_values)):
+        assert rows.loc[method, "diff_p_value"] == pytest.approx(p)
+        assert rows.loc[method, "diff_p_holm"] == pytest.approx(adjusted)
+        assert rows.loc[method, "diff_resolved"] == (adjusted < 0.05)
+        assert rows.loc[method, "min_detectable_diff"] == pytest.approx(min_detectable_diff(tests[method], tests["base"]))
     assert rows.loc["clear", "diff_resolved"] and not rows.loc["close", "diff_resolved"]
-    assert rows.loc["base", "diff_resolved"] is None and math.isnan(rows.loc["base", "min_resolvable_diff"])
-    text = format_table(table)
-    half = rows.loc["close", "min_resolvable_diff"]
-    assert "  resolved" in text.splitlines()[1] and f"not resolved (needs |d| > {half:.3f})" in text.splitlines()[2]
+    assert rows.loc["base", "diff_resolved"] is None and math.isnan(rows.loc["base", "min_detectable_diff"])
+    text = format_table(table).splitlines()
+    detectable = rows.loc["close", "min_detectable_diff"]
+    assert text[1].endswith("  resolved") and f"not resolved (80% power needs |d| > {detectable:.3f})" in text[2]
+    assert text[-1].startswith("intervals: 95%, over training seeds only, for one data draw and one search")
+    assert "Holm-adjusted p < 0.05 over the 2 comparisons" in text[-1]
     said = "\n".join(resolution_lines(table))
-    assert "**clear** vs base: +0.0967" in said and "resolved at 95% (the interval excludes 0)" in said
-    assert "**close** vs base" in said and "not resolved at 95%" in said
-    assert f"differences smaller than {half:.4f} could not have been resolved" in said
+    assert "**clear** vs base: +0.0967" in said and "resolved (Holm-adjusted p = " in said
+    assert "not with no difference" in said
+    low, high = rows.loc["close", "diff_ci95_low"], rows.loc["close", "diff_ci95_high"]
+    assert f"compatible with no difference, with losses down to {low:+.4f} and with gains up to {high:+.4f}" in said
+    assert f"a true difference of {detectable:.4f} would be detected with 80% power" in said
+    assert "could not have been resolved" not in said and "needs |d|" not in said
