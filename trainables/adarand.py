@@ -8,6 +8,8 @@ mu_k apart from each other. sigma is never learned; the regulariser sends no gra
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -15,6 +17,23 @@ import torch.nn.functional as F
 from trainables.errors import DataError, check_choice, check_range
 
 PRIOR_VARIANTS = ("paper", "official")
+PRIOR_SCHEDULES = ("auto", "cosine", "official")
+
+
+def prior_lr_factor(schedule: str, variant: str, t: float) -> float:
+    """The prior means' learning rate as a fraction of rand_lr at training progress t in [0, 1].
+
+    cosine:   0.5 * (1 + cos(pi * t)), annealed to 0 (the unofficial code's schedule)
+    official: cos(7 * pi * t / 16), the official code's "cosine", which ends at 0.195 * rand_lr
+    auto:     official under prior_variant=official, cosine under the paper's variant
+    """
+    check_choice("prior_schedule", schedule, PRIOR_SCHEDULES)
+    if schedule == "auto":
+        schedule = "official" if variant == "official" else "cosine"
+    t = min(1.0, max(0.0, t))
+    if schedule == "official":
+        return math.cos(7 * math.pi * t / 16)
+    return 0.5 * (1 + math.cos(math.pi * t))
 
 
 class ClassConditionalPrior(nn.Module):

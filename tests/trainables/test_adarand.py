@@ -277,3 +277,41 @@ def test_a_run_is_the_same_whether_or_not_its_auto_backbone_was_cached(monkeypat
     again = prepare(AdaRand(), config, digits8)  # loads the cached backbone
     for name, tensor in first.model.state_dict().items():
         assert torch.equal(tensor, again.model.state_dict()[name]), name
+
+
+@pytest.mark.parametrize("schedule,variant,expected", [
+    # official: cos(7 pi t / 16) -> 1, cos(7 pi / 32) = 0.77301, cos(7 pi / 16) = 0.19509 (ends above 0)
+    ("official", "paper", (1.0, 0.7730104533627370, 0.1950903220161283)),
+    ("cosine", "official", (1.0, 0.5, 0.0)),
+    ("auto", "official", (1.0, 0.7730104533627370, 0.1950903220161283)),
+    ("auto", "paper", (1.0, 0.5, 0.0)),
+])
+def test_prior_lr_schedule_values_at_start_middle_and_end(schedule, variant, expected):
+    from trainables.adarand import prior_lr_factor
+
+    got = tuple(prior_lr_factor(schedule, variant, t) for t in (0.0, 0.5, 1.0))
+    assert got == pytest.approx(expected, abs=1e-12)
+
+
+def test_the_prior_optimizer_runs_at_the_official_schedule_under_the_official_variant():
+    """One real AdaRand step at the end of training: Adam's lr is 0.195 * rand_lr, not 0."""
+    from trainables.config import build_config
+    from trainables.finetune import AdaRand, AdaRandConfig
+
+    config = build_config(AdaRandConfig, {"prior_variant": "official", "rand_lr": 0.02})
+    method = AdaRand()
+    method.prior = ClassConditionalPrior(torch.randn(3, 4), torch.ones(3, 4))
+    method.prior_optimizer = torch.optim.Adam([method.prior.mu], lr=config.rand_lr)
+    method.variant, method.schedule, method.rand_lr = config.prior_variant, config.prior_schedule, config.rand_lr
+    method.total_steps, method.prior_step = 10, 10
+    method.after_step(torch.randn(6, 4), torch.tensor([0, 1, 2, 0, 1, 2]))
+    assert method.prior_optimizer.param_groups[0]["lr"] == pytest.approx(0.02 * 0.1950903220161283)
+
+
+def test_unknown_prior_schedule_is_refused_naming_the_choices():
+    from trainables.config import build_config
+    from trainables.errors import ConfigError
+    from trainables.finetune import AdaRandConfig
+
+    with pytest.raises(ConfigError, match="prior_schedule='linear'.*auto, cosine, official"):
+        build_config(AdaRandConfig, {"prior_schedule": "linear"})
