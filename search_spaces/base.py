@@ -134,6 +134,30 @@ def _check_range(p) -> None:
         raise ConfigError(f"role={p.role!r} is not valid; choose from: {', '.join(ROLES)}")
 
 
+def _param_from_row(row: dict[str, Any]) -> Param:
+    if row["type"] == "Choice":
+        return Choice(tuple(row["options"]), unit=row.get("unit", ""), reason=row.get("reason", ""),
+                      role=row.get("role", "nuisance"))
+    cls = {"FloatRange": FloatRange, "IntRange": IntRange}[row["type"]]
+    return cls(row["low"], row["high"], log=row["log"], unit=row.get("unit", ""), reason=row.get("reason", ""),
+               role=row.get("role", "nuisance"))
+
+
+def space_from_description(rows: list[dict[str, Any]]) -> SearchSpace:
+    """The inverse of `describe`: the space an experiment record says was searched (`resume` rebuilds
+    the search from it, not from a --space file that may have changed since)."""
+    space: SearchSpace = {}
+    for row in rows:
+        if row["type"] != "Conditional":
+            space[row["name"]] = _param_from_row(row)
+            continue
+        cases = tuple((case["when"], None if case["type"] == "not sampled" else _param_from_row(case))
+                      for case in row["cases"])
+        space[row["name"]] = Conditional(row["parent"], cases, unit=row.get("unit", ""),
+                                         reason=row.get("reason", ""), role=row.get("role", "nuisance"))
+    return space
+
+
 def describe(space: SearchSpace) -> list[dict[str, Any]]:
     """One plain row per entry (for tunelab.json and the README)."""
     rows = []

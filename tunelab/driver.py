@@ -24,7 +24,8 @@ import pandas as pd
 from analysis.load import OUT_OF_TIME, UNFINISHED_RAY_STATUSES, rank_trials, status_from
 from analysis.record import FINAL_STATUSES, TUNELAB_FILE, is_uri, local_path, read_record, write_record
 from search_spaces import space_for
-from search_spaces.base import Choice, Conditional, IntRange, SearchSpace, describe, settle_conditions
+from search_spaces.base import (Choice, Conditional, IntRange, SearchSpace, describe, settle_conditions,
+                                space_from_description)
 from search_spaces.overrides import apply_overrides, load_space_file
 from trainables import METHOD_CLASSES, METHODS, get_method
 from trainables import metrics as M
@@ -546,8 +547,25 @@ def resume(path: str, resume_errored: bool = False, restart_errored: bool = Fals
             # passed explicitly still rely on Tune's defaults.
             keep_default_loggers_off()
         tuner = tune.Tuner.restore(path, trainable=build_trainable(opts, data), resume_unfinished=True,
-                                   resume_errored=resume_errored, restart_errored=restart_errored)
+                                   resume_errored=resume_errored, restart_errored=restart_errored,
+                                   param_space=restored_param_space(opts, record))
         return fit_and_finish(tuner, record, path)
+
+
+def restored_param_space(opts: TuneOptions, record: dict[str, Any]) -> dict[str, Any] | None:
+    """The param_space a random search was started with, for `Tuner.restore`.
+
+    Ray saves the space with every `tune.sample_from` function (the conditional entries) replaced by a
+    placeholder, and resolves placeholders only from a param_space given to this run: without one,
+    trials created after the restore keep `('__fn_ph', ...)` as their config values. The space is
+    rebuilt from the record (what was searched), not from a --space file that may have changed.
+    An Optuna search samples in its own (restored) searcher and needs none.
+    """
+    if opts.search != "random":
+        return None
+    fixed = dict(record["fixed"])
+    defaults = to_dict(build_config(METHOD_CLASSES[opts.method].config_class, fixed))
+    return {**fixed, **tune_domains(space_from_description(record["search_space"]), defaults, opts.seed)}
 
 
 # ----------------------------------------------------------------------------- records and summaries
