@@ -221,7 +221,8 @@ def tune_domains(space: SearchSpace, defaults: dict[str, Any], seed: int) -> dic
     for name, p in space.items():
         if isinstance(p, Conditional):
             plain = sorted(n for n, e in space.items() if not isinstance(e, Conditional))
-            out[name] = tune.sample_from(ConditionalDraw(name, p, defaults[name], seed, plain))
+            out[name] = tune.sample_from(ConditionalDraw(name, p, defaults[name], seed, plain,
+                                                         conditional_ancestors(space, p)))
         elif isinstance(p, Choice):
             out[name] = tune.choice(list(p.options))
         elif isinstance(p, IntRange):
@@ -239,15 +240,31 @@ class ConditionalDraw:
     of the plain entries (drawn by Ray's seeded generator): reproducible, and different per trial.
     """
 
-    def __init__(self, name: str, entry: Conditional, default: Any, seed: int, plain: list[str]):
+    def __init__(self, name: str, entry: Conditional, default: Any, seed: int, plain: list[str],
+                 ancestors: tuple[Conditional, ...] = ()):
         self.name, self.entry, self.default, self.seed, self.plain = name, entry, default, seed, plain
+        self.ancestors = ancestors  # the conditional entries above it, the topmost first
 
     def __call__(self, config) -> Any:
+        # A chained entry is drawn only where every conditional entry above it was drawn: a parent
+        # that was not holds its default, which is no draw (and may have no case here at all).
+        for ancestor in getattr(self, "ancestors", ()):
+            if ancestor.case(_drawn(config, ancestor.parent)) is None:
+                return self.default
         case = self.entry.case(_drawn(config, self.entry.parent))
         if case is None:
             return self.default
         drawn = repr([_drawn(config, name) for name in self.plain]).encode()
         return draw(case, np.random.default_rng([self.seed, zlib.crc32(self.name.encode()), zlib.crc32(drawn)]))
+
+
+def conditional_ancestors(space: SearchSpace, entry: Conditional) -> tuple[Conditional, ...]:
+    """The conditional entries a chained entry depends on, the topmost first (none for a plain parent)."""
+    chain: list[Conditional] = []
+    while isinstance(parent := space.get(entry.parent), Conditional):
+        chain.insert(0, parent)
+        entry = parent
+    return tuple(chain)
 
 
 def _drawn(config, key: str) -> Any:

@@ -18,7 +18,7 @@ from optuna.trial import TrialState
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.optuna import OptunaSearch
 
-from search_spaces.base import Choice, Conditional, IntRange, SearchSpace, conditionals
+from search_spaces.base import Choice, Conditional, IntRange, SearchSpace, conditional_order, conditionals
 from trainables import metrics as M
 from tunelab.ray_state import FINISHED_RAY_STATUSES, metric_by_step, reported_value
 
@@ -50,11 +50,15 @@ class DefineByRun:
 
     def __init__(self, space: SearchSpace):
         self.plain = {name: p for name, p in space.items() if not isinstance(p, Conditional)}
-        self.conditional = conditionals(space)
+        # parents before children: a chained entry (momentum when schedule, schedule when optimizer)
+        # meets its parent's value, or its absence where the parent was not sampled
+        self.conditional = {name: space[name] for name in conditional_order(space)}
 
     def __call__(self, trial) -> dict:
         config = {name: suggest(trial, name, p) for name, p in self.plain.items()}
         for name, entry in self.conditional.items():
+            if entry.parent not in config:
+                continue  # its parent was not sampled in this trial: neither is it
             option = config[entry.parent]
             case = entry.case(option)
             if case is not None:

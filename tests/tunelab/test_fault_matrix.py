@@ -246,6 +246,33 @@ CASES = [
 
 
     # ------------------------------------------------------------------ round 3, 6: spaces and the API
+    ("space: a cycle of when entries",
+     ["tune", "classifier", "--space", "{d}/space_cycle.yaml", "--storage", "{d}/runs"],
+     ["optimizer -> schedule -> optimizer is a cycle of conditional entries"],
+     {"setup": lambda d: (d / "space_cycle.yaml").write_text(
+         "optimizer: {when: schedule, cases: {cosine: {choices: [sgd]}, step: {choices: [adam]}, none: null}}\n"
+         "schedule: {when: optimizer, cases: {sgd: {choices: [cosine, step]}, adam: null, adamw: null, "
+         "rmsprop: null}}\n")}),
+    ("space: a chained entry missing a case of its conditional parent",
+     ["tune", "classifier", "--space", "{d}/space_chain.yaml", "--storage", "{d}/runs"],
+     ["momentum has a range per schedule and none for schedule='step'"],
+     {"setup": lambda d: (d / "space_chain.yaml").write_text(
+         "schedule: {when: optimizer, cases: {sgd: {choices: [cosine, step]}, adam: null, adamw: null, "
+         "rmsprop: null}}\nmomentum: {when: schedule, cases: {cosine: {low: 0.8, high: 0.9}}}\n")}),
+    ("space: when names an entry searched as a range",
+     ["tune", "classifier", "--space", "{d}/space_when_range.yaml", "--storage", "{d}/runs"],
+     ["momentum depends on label_smoothing, which is searched as a range, not a choice"],
+     {"setup": lambda d: (d / "space_when_range.yaml").write_text(
+         "momentum: {when: label_smoothing, cases: {0.1: {low: 0.8, high: 0.9}}}\n")}),
+    ("space: choices equal once read as the config's values",
+     ["tune", "classifier", "--space", "{d}/space_dup.yaml", "--storage", "{d}/runs"],
+     ["batch_size.choices must be distinct", "[32, 32.0]"],
+     {"setup": lambda d: (d / "space_dup.yaml").write_text("batch_size: {choices: [32, 32.0]}\n")}),
+    ("space: cases naming one option twice",
+     ["tune", "classifier", "--space", "{d}/space_dup_cases.yaml", "--storage", "{d}/runs"],
+     ["crop_padding.cases must name distinct options of batch_size"],
+     {"setup": lambda d: (d / "space_dup_cases.yaml").write_text(
+         "crop_padding: {when: batch_size, cases: {32: {low: 0, high: 2}, '032': null, 64: null, 128: null}}\n")}),
 
 
     # ------------------------------------------------------------------ round 3, 7: secrets and URIs
