@@ -9,6 +9,10 @@
       when: optimizer
       cases: {sgd: {low: 0.8, high: 0.99}, rmsprop: {low: 0.0, high: 0.9}, adam: null, adamw: null}
 
+`when` may name another conditional entry whose cases are choices (a chain): the child is then
+sampled only in trials where that entry was sampled, and needs a case for each of its choices.
+A cycle of `when` entries is refused.
+
 Every problem is reported before anything starts, as one line naming the key and the rule.
 """
 from __future__ import annotations

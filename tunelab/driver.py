@@ -547,6 +547,7 @@ def resume(path: str, resume_errored: bool = False, restart_errored: bool = Fals
                           "(the driver stopped before the first trial started); start it again with `tunelab tune`")
     if resume_errored and restart_errored:
         raise ConfigError("--resume-errored and --restart-errored exclude each other; choose one")
+    param_space = restored_param_space(opts, record, path)
     with ExperimentLock(path) as lock:
         reap_stale_session(lock.previous)
         check_and_repair(path)  # a state file the kill cut short: rebuilt, or one line instead of a hang
@@ -565,11 +566,11 @@ def resume(path: str, resume_errored: bool = False, restart_errored: bool = Fals
             keep_default_loggers_off()
         tuner = tune.Tuner.restore(path, trainable=build_trainable(opts, data), resume_unfinished=True,
                                    resume_errored=resume_errored, restart_errored=restart_errored,
-                                   param_space=restored_param_space(opts, record))
+                                   param_space=param_space)
         return fit_and_finish(tuner, record, path)
 
 
-def restored_param_space(opts: TuneOptions, record: dict[str, Any]) -> dict[str, Any] | None:
+def restored_param_space(opts: TuneOptions, record: dict[str, Any], path: str) -> dict[str, Any] | None:
     """The param_space a random search was started with, for `Tuner.restore`.
 
     Ray saves the space with every `tune.sample_from` function (the conditional entries) replaced by a
@@ -582,7 +583,12 @@ def restored_param_space(opts: TuneOptions, record: dict[str, Any]) -> dict[str,
         return None
     fixed = dict(record["fixed"])
     defaults = to_dict(build_config(METHOD_CLASSES[opts.method].config_class, fixed))
-    return {**fixed, **tune_domains(space_from_description(record["search_space"]), defaults, opts.seed)}
+    try:
+        space = space_from_description(record["search_space"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ConfigError(f"{path}/{TUNELAB_FILE}: field 'search_space' does not describe a search space "
+                          f"({type(exc).__name__}: {exc}); a random search resumes from it") from None
+    return {**fixed, **tune_domains(space, defaults, opts.seed)}
 
 
 # ----------------------------------------------------------------------------- records and summaries
