@@ -211,8 +211,8 @@ def _param_plot(method, param, trials, space, folder) -> Path | None:
     data = trials.dropna(subset=[M.VAL_ACC])
     entry = next((e for e in space if e["name"] == param), {})
     if entry.get("type") == "Conditional":  # only the trials that sampled it (not Adam's momentum)
-        parent = data.get("config/" + entry["parent"], pd.Series(index=data.index, dtype=object))
-        data = data[[applied_case(entry, {entry["parent"]: v}) is not None for v in parent]]
+        configs = data[[c for c in data if c.startswith("config/")]].rename(columns=lambda c: c[len("config/"):])
+        data = data[[applied_case(entry, config, space) is not None for config in configs.to_dict("records")]]
         entry = envelope_row(entry) or {}
     fig, ax = plt.subplots(figsize=(5, 3.6))
     values = data[column]

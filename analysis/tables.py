@@ -68,11 +68,17 @@ def resolve(rows: list[dict[str, Any]]) -> None:
         row["diff_resolved"] = None if math.isnan(adjusted) else bool(adjusted < ALPHA)
 
 
-def applied_case(entry: dict[str, Any], config: dict[str, Any]) -> dict[str, Any] | None:
+def applied_case(entry: dict[str, Any], config: dict[str, Any],
+                 space: list[dict[str, Any]] | None = None) -> dict[str, Any] | None:
     """A `describe` row as it applied to one config: a conditional row becomes the row of its case
-    for the config's parent value (None where it was not sampled, or the parent is unknown)."""
+    for the config's parent value (None where it was not sampled, or the parent is unknown). With
+    the space's rows, a chained row (its parent conditional too) applies only where its parent did:
+    elsewhere the parent holds its default, not a draw."""
     if entry.get("type") != "Conditional":
         return entry
+    parent = next((row for row in space or () if row["name"] == entry["parent"]), None)
+    if parent is not None and applied_case(parent, config, space) is None:
+        return None
     for case in entry["cases"]:
         if case["when"] == config.get(entry["parent"]) and case["type"] != "not sampled":
             return {**entry, **case}
@@ -94,7 +100,7 @@ def envelope_row(entry: dict[str, Any]) -> dict[str, Any] | None:
 def edge_params(best_config: dict[str, Any], space: list[dict[str, Any]]) -> list[str]:
     """Searched numeric hyperparameters whose best value lies at the edge of the searched range."""
     flagged = []
-    for entry in map(lambda e: applied_case(e, best_config), space):
+    for entry in map(lambda e: applied_case(e, best_config, space), space):
         if entry is None or "low" not in entry or entry["name"] not in best_config:
             continue
         value, low, high = best_config[entry["name"]], entry["low"], entry["high"]
@@ -198,7 +204,11 @@ def importance(summary: pd.DataFrame, space: list[dict[str, Any]], metric: str =
     # A conditional entry that some trials do not sample (momentum under Adam) is left out: its
     # values there are the config default, not a draw. One that every trial samples enters with
     # the envelope of its per-option ranges.
-    distributions = {e["name"]: _distribution(e) for e in map(envelope_row, space) if e is not None}
+    # A chained entry (its parent conditional too) is left out for the same reason.
+    chained = {e["name"] for e in space if e.get("type") == "Conditional"
+               and any(p["name"] == e["parent"] and p.get("type") == "Conditional" for p in space)}
+    distributions = {e["name"]: _distribution(e) for e in map(envelope_row, space)
+                     if e is not None and e["name"] not in chained}
     trials = []
     for _, row in scored_for_importance(summary, metric).iterrows():
         params = {name: _param_value(row.get(CONFIG_PREFIX + name), dist) for name, dist in distributions.items()}

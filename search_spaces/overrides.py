@@ -9,6 +9,10 @@
       when: optimizer
       cases: {sgd: {low: 0.8, high: 0.99}, rmsprop: {low: 0.0, high: 0.9}, adam: null, adamw: null}
 
+`when` may name another conditional entry whose cases are choices (a chain): the child is then
+sampled only in trials where that entry was sampled, and needs a case for each of its choices.
+A cycle of `when` entries is refused.
+
 Every problem is reported before anything starts, as one line naming the key and the rule.
 """
 from __future__ import annotations
@@ -18,7 +22,7 @@ import math
 import typing
 from typing import Any
 
-from search_spaces.base import Choice, Conditional, FloatRange, IntRange, Param, SearchSpace
+from search_spaces.base import Choice, Conditional, FloatRange, IntRange, Param, SearchSpace, distinct
 from trainables.config import build_config, field_names, read_yaml_mapping, unwrap_optional
 from trainables.data import DataOptions
 from trainables.errors import ConfigError
@@ -105,6 +109,9 @@ def _conditional(key: str, old, entry: dict, config_class) -> Conditional:
             raise ConfigError(f"--space: {key}.cases.{option} has unknown field {wrong[0]!r}; valid fields: "
                               f"{', '.join(ENTRY_KEYS)}")
         settled.append((value, None if case is None else _merge(key, None, case, config_class)))
+    if not distinct([option for option, _ in settled]):
+        raise ConfigError(f"--space: {key}.cases must name distinct options of {parent}, got {list(cases)!r} "
+                          f"(as {parent} values: {[option for option, _ in settled]!r})")
     common = {f: entry[f] for f in ("unit", "reason", "role") if f in entry}
     unit = common.pop("unit", getattr(old, "unit", "") or "")
     reason = common.pop("reason", getattr(old, "reason", "") or "from --space")
@@ -128,7 +135,9 @@ def _merge(key: str, old: Param | Conditional | None, entry: dict, config_class)
             raise ConfigError(f"--space: {key}.choices must be distinct plain values (text, numbers, true/false), "
                               f"got {choices!r}")
         # each choice as the config will hold it (names a bad choice and the valid ones)
-        choices = [getattr(build_config(config_class, {key: c}), key) for c in choices]
+        given, choices = choices, [getattr(build_config(config_class, {key: c}), key) for c in choices]
+        if not distinct(choices):
+            raise ConfigError(f"--space: {key}.choices must be distinct, got {given!r} (as {key} values: {choices!r})")
         if any(isinstance(c, tuple) for c in choices):
             raise ConfigError(f"--space: {key} is a list setting and cannot be searched; fix it with --set")
         base = old if isinstance(old, Choice) else Choice(tuple(choices), unit="", reason="from --space")

@@ -24,7 +24,8 @@ import pandas as pd
 from analysis.load import OUT_OF_TIME, UNFINISHED_RAY_STATUSES, rank_trials, status_from
 from analysis.record import FINAL_STATUSES, TUNELAB_FILE, is_uri, local_path, read_record, write_record
 from search_spaces import space_for
-from search_spaces.base import Choice, Conditional, IntRange, SearchSpace, describe, settle_conditions
+from search_spaces.base import (Choice, Conditional, IntRange, SearchSpace, describe, settle_conditions,
+                                space_from_description)
 from search_spaces.overrides import apply_overrides, load_space_file
 from trainables import METHOD_CLASSES, METHODS, get_method
 from trainables import metrics as M
@@ -220,7 +221,8 @@ def tune_domains(space: SearchSpace, defaults: dict[str, Any], seed: int) -> dic
     for name, p in space.items():
         if isinstance(p, Conditional):
             plain = sorted(n for n, e in space.items() if not isinstance(e, Conditional))
-            out[name] = tune.sample_from(ConditionalDraw(name, p, defaults[name], seed, plain))
+            out[name] = tune.sample_from(ConditionalDraw(name, p, defaults[name], seed, plain,
+                                                         conditional_ancestors(space, p)))
         elif isinstance(p, Choice):
             out[name] = tune.choice(list(p.options))
         elif isinstance(p, IntRange):
@@ -238,15 +240,31 @@ class ConditionalDraw:
     of the plain entries (drawn by Ray's seeded generator): reproducible, and different per trial.
     """
 
-    def __init__(self, name: str, entry: Conditional, default: Any, seed: int, plain: list[str]):
+    def __init__(self, name: str, entry: Conditional, default: Any, seed: int, plain: list[str],
+                 ancestors: tuple[Conditional, ...] = ()):
         self.name, self.entry, self.default, self.seed, self.plain = name, entry, default, seed, plain
+        self.ancestors = ancestors  # the conditional entries above it, the topmost first
 
     def __call__(self, config) -> Any:
+        # A chained entry is drawn only where every conditional entry above it was drawn: a parent
+        # that was not holds its default, which is no draw (and may have no case here at all).
+        for ancestor in getattr(self, "ancestors", ()):
+            if ancestor.case(_drawn(config, ancestor.parent)) is None:
+                return self.default
         case = self.entry.case(_drawn(config, self.entry.parent))
         if case is None:
             return self.default
         drawn = repr([_drawn(config, name) for name in self.plain]).encode()
         return draw(case, np.random.default_rng([self.seed, zlib.crc32(self.name.encode()), zlib.crc32(drawn)]))
+
+
+def conditional_ancestors(space: SearchSpace, entry: Conditional) -> tuple[Conditional, ...]:
+    """The conditional entries a chained entry depends on, the topmost first (none for a plain parent)."""
+    chain: list[Conditional] = []
+    while isinstance(parent := space.get(entry.parent), Conditional):
+        chain.insert(0, parent)
+        entry = parent
+    return tuple(chain)
 
 
 def _drawn(config, key: str) -> Any:
@@ -529,6 +547,7 @@ def resume(path: str, resume_errored: bool = False, restart_errored: bool = Fals
                           "(the driver stopped before the first trial started); start it again with `tunelab tune`")
     if resume_errored and restart_errored:
         raise ConfigError("--resume-errored and --restart-errored exclude each other; choose one")
+    param_space = restored_param_space(opts, record, path)
     with ExperimentLock(path) as lock:
         reap_stale_session(lock.previous)
         check_and_repair(path)  # a state file the kill cut short: rebuilt, or one line instead of a hang
@@ -546,8 +565,30 @@ def resume(path: str, resume_errored: bool = False, restart_errored: bool = Fals
             # passed explicitly still rely on Tune's defaults.
             keep_default_loggers_off()
         tuner = tune.Tuner.restore(path, trainable=build_trainable(opts, data), resume_unfinished=True,
-                                   resume_errored=resume_errored, restart_errored=restart_errored)
+                                   resume_errored=resume_errored, restart_errored=restart_errored,
+                                   param_space=param_space)
         return fit_and_finish(tuner, record, path)
+
+
+def restored_param_space(opts: TuneOptions, record: dict[str, Any], path: str) -> dict[str, Any] | None:
+    """The param_space a random search was started with, for `Tuner.restore`.
+
+    Ray saves the space with every `tune.sample_from` function (the conditional entries) replaced by a
+    placeholder, and resolves placeholders only from a param_space given to this run: without one,
+    trials created after the restore keep `('__fn_ph', ...)` as their config values. The space is
+    rebuilt from the record (what was searched), not from a --space file that may have changed.
+    An Optuna search samples in its own (restored) searcher and needs none.
+    """
+    if opts.search != "random":
+        return None
+    fixed = dict(record["fixed"])
+    defaults = to_dict(build_config(METHOD_CLASSES[opts.method].config_class, fixed))
+    try:
+        space = space_from_description(record["search_space"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ConfigError(f"{path}/{TUNELAB_FILE}: field 'search_space' does not describe a search space "
+                          f"({type(exc).__name__}: {exc}); a random search resumes from it") from None
+    return {**fixed, **tune_domains(space, defaults, opts.seed)}
 
 
 # ----------------------------------------------------------------------------- records and summaries

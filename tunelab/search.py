@@ -7,12 +7,13 @@
     space = {"lr": FloatRange(1e-4, 1e-1, log=True), "opt": Choice(("sgd", "adam"))}
     searcher, scheduler = make_search(space, "loss", "min", max_t=20, num_samples=32)
     tune.Tuner(my_function, tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler,
-               metric="loss", mode="min", num_samples=32)).fit()
+               num_samples=32)).fit()    # metric and mode may be repeated there, not changed
 
 `tunelab tune` builds its Optuna + ASHA search with this function (tunelab.driver.build_search).
 """
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from search_spaces.base import Choice, Conditional, FloatRange, IntRange, SearchSpace, settle_conditions
@@ -34,10 +35,25 @@ def check_space(space: Any) -> SearchSpace:
     for name, entry in space.items():
         if not isinstance(name, str) or not isinstance(entry, (FloatRange, IntRange, Choice, Conditional)):
             raise ConfigError(f"space[{name!r}] is {entry!r:.60}; use FloatRange, IntRange, Choice or Conditional")
-        if isinstance(entry, Conditional) and not isinstance(space.get(entry.parent), Choice):
-            raise ConfigError(f"space[{name!r}] depends on {entry.parent!r}, which is not a Choice of this space")
-    settle_conditions(space, {})  # every option of a conditional entry's parent has its case
+        if isinstance(entry, Conditional) and not isinstance(space.get(entry.parent), (Choice, Conditional)):
+            raise ConfigError(f"space[{name!r}] depends on {entry.parent!r}, which is not a Choice of this space "
+                              "(nor a conditional entry of choices)")
+        for label, param in _params(name, entry):
+            for end in ("low", "high"):
+                value = getattr(param, end, 0.0)
+                if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                    raise ConfigError(f"{label}.{end}={value!r} is not valid; allowed: a finite number")
+    # every option a conditional entry's parent can take has its case; no cycles (chains are fine)
+    settle_conditions(space, {})
     return space
+
+
+def _params(name: str, entry) -> list[tuple[str, Any]]:
+    """An entry's ranges and choices with the name that shows where they are in `space`."""
+    if not isinstance(entry, Conditional):
+        return [(f"space[{name!r}]", entry)]
+    return [(f"space[{name!r}] under {entry.parent}={option!r}", case) for option, case in entry.cases
+            if case is not None]
 
 
 def asha_rungs(max_t: int, grace_period: int, reduction_factor: int) -> tuple[int, ...]:
@@ -69,9 +85,10 @@ def make_search(space: SearchSpace, metric: str, mode: str, max_t: int, grace_pe
     grace_period x reduction_factor^k; at most one per rung, the last without early stopping when
     there are as many brackets as rungs, as at max_t 27 with the defaults), each trial's bracket
     drawn with Hyperband's allocation (every bracket about the same budget) from a generator seeded
-    with `seed`. It takes metric and mode from TuneConfig, so pass them there too (Ray records them
-    with the experiment for its readers). Defaults chosen on the peer benchmark (RESULTS.md,
-    "peers"): one bracket with stock TPE ranking was far behind Optuna alone and Syne Tune there.
+    with `seed`. Both get `metric` and `mode`, so TuneConfig needs neither; TuneConfig may repeat
+    them (Ray then records them for `get_best_result()`), but not change them. Defaults chosen on
+    the peer benchmark (RESULTS.md, "peers"): one bracket with stock TPE ranking was far behind
+    Optuna alone and Syne Tune there.
 
     `num_samples` sets the random startup trials (a quarter, 2 to 10) unless `n_startup_trials`
     is given; `storage` (an Optuna RDB URL) and `study_name` keep the study for optuna-dashboard;
@@ -81,8 +98,13 @@ def make_search(space: SearchSpace, metric: str, mode: str, max_t: int, grace_pe
     from tunelab.searcher import MultiFidelityOptunaSearch, SeededASHA
 
     check_space(space)
+    if not isinstance(metric, str) or not metric:
+        raise ConfigError(f"metric={metric!r} is not valid; allowed: the name of a reported metric")
     if mode not in MODES:
         raise ConfigError(f"mode={mode!r} is not valid; choose from: {', '.join(MODES)}")
+    if num_samples is not None and (isinstance(num_samples, bool) or not isinstance(num_samples, int)
+                                    or num_samples < 1):
+        raise ConfigError(f"num_samples={num_samples!r} is out of range; allowed: None or an integer >= 1")
     for name, value, low in (("max_t", max_t, 1), ("grace_period", grace_period, 1),
                              ("reduction_factor", reduction_factor, 2), ("brackets", brackets, 1)):
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
@@ -93,6 +115,7 @@ def make_search(space: SearchSpace, metric: str, mode: str, max_t: int, grace_pe
                                          storage=storage, study_name=study_name, time_attr=time_attr,
                                          trial_dir_prefix=trial_dir_prefix,
                                          rungs=rungs if rank_at_rung else None)
-    scheduler = SeededASHA(time_attr=time_attr, max_t=max_t, grace_period=min(grace_period, max_t),
-                           reduction_factor=reduction_factor, brackets=min(brackets, len(rungs)), seed=seed)
+    scheduler = SeededASHA(time_attr=time_attr, metric=metric, mode=mode, max_t=max_t,
+                           grace_period=min(grace_period, max_t), reduction_factor=reduction_factor,
+                           brackets=min(brackets, len(rungs)), seed=seed)
     return searcher, scheduler

@@ -18,7 +18,7 @@ from optuna.trial import TrialState
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.optuna import OptunaSearch
 
-from search_spaces.base import Choice, Conditional, IntRange, SearchSpace, conditionals
+from search_spaces.base import Choice, Conditional, IntRange, SearchSpace, conditional_order, conditionals
 from trainables import metrics as M
 from tunelab.ray_state import FINISHED_RAY_STATUSES, metric_by_step, reported_value
 
@@ -50,11 +50,15 @@ class DefineByRun:
 
     def __init__(self, space: SearchSpace):
         self.plain = {name: p for name, p in space.items() if not isinstance(p, Conditional)}
-        self.conditional = conditionals(space)
+        # parents before children: a chained entry (momentum when schedule, schedule when optimizer)
+        # meets its parent's value, or its absence where the parent was not sampled
+        self.conditional = {name: space[name] for name in conditional_order(space)}
 
     def __call__(self, trial) -> dict:
         config = {name: suggest(trial, name, p) for name, p in self.plain.items()}
         for name, entry in self.conditional.items():
+            if entry.parent not in config:
+                continue  # its parent was not sampled in this trial: neither is it
             option = config[entry.parent]
             case = entry.case(option)
             if case is not None:
@@ -295,7 +299,7 @@ class MultiFidelityOptunaSearch(OptunaSearch):
 
 
 class SeededASHA(ASHAScheduler):
-    """Ray's ASHAScheduler with two changes.
+    """Ray's ASHAScheduler with two changes (and TuneConfig may repeat its metric and mode).
 
     - Brackets are drawn with Hyperband's allocation (Li et al. 2018, also Optuna's HyperbandPruner):
       a bracket that stops trials early at s rungs gets ceil(B / (s + 1) x eta^s) trials per B drawn
@@ -311,6 +315,13 @@ class SeededASHA(ASHAScheduler):
         self._rng = np.random.default_rng(seed)
         self._bracket_p = hyperband_allocation(
             [sum(step < self._max_t for step, _ in b._rungs) for b in self._brackets], self._reduction_factor)
+
+    def set_search_properties(self, metric: str | None, mode: str | None, **spec) -> bool:
+        """TuneConfig's metric and mode: accepted where they repeat the scheduler's own (make_search gives
+        it both, so a user need not repeat them), refused by Ray where they differ."""
+        if (metric and self._metric and metric != self._metric) or (mode and self._mode and mode != self._mode):
+            return False
+        return super().set_search_properties(None if self._metric else metric, None if self._mode else mode, **spec)
 
     def on_trial_add(self, tune_controller, trial) -> None:
         if not self._metric or not self._metric_op:

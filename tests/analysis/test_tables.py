@@ -240,3 +240,19 @@ def test_each_difference_says_whether_it_is_resolved_after_holm_and_what_80_perc
     assert f"compatible with no difference, with losses down to {low:+.4f} and with gains up to {high:+.4f}" in said
     assert f"a true difference of {detectable:.4f} would be detected with 80% power" in said
     assert "could not have been resolved" not in said and "needs |d|" not in said
+
+
+def test_a_chained_conditional_applies_only_where_its_parent_was_sampled():
+    """momentum `when: schedule`, schedule `when: optimizer` (sgd only): under adam the schedule holds
+    its default, so momentum there is no draw and is neither flagged nor scored."""
+    from analysis.tables import applied_case
+    from search_spaces.base import Choice, Conditional, FloatRange, describe
+
+    space = describe({"optimizer": Choice(("sgd", "adam")),
+                      "schedule": Conditional("optimizer", (("sgd", Choice(("cosine", "step"))), ("adam", None))),
+                      "momentum": Conditional("schedule", (("cosine", FloatRange(0.8, 0.9)), ("step", None)))})
+    momentum = space[2]
+    assert applied_case(momentum, {"optimizer": "sgd", "schedule": "cosine"}, space)["high"] == 0.9
+    assert applied_case(momentum, {"optimizer": "adam", "schedule": "cosine"}, space) is None
+    assert edge_params({"optimizer": "sgd", "schedule": "cosine", "momentum": 0.9}, space) == ["momentum"]
+    assert edge_params({"optimizer": "adam", "schedule": "cosine", "momentum": 0.9}, space) == []

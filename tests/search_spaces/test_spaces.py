@@ -85,3 +85,72 @@ def test_every_registered_method_has_a_search_space(method):
 
     space = space_for(method)
     assert space and set(space) <= {f.name for f in dataclasses.fields(METHOD_CLASSES[method].config_class)}
+
+
+# ----------------------------------------------------------------------------- issue 31, 6: chains, cycles, duplicates
+
+def _chain() -> dict:
+    """schedule exists for sgd only; momentum depends on schedule (a chain of two conditionals)."""
+    return {"momentum": Conditional("schedule", (("cosine", FloatRange(0.8, 0.99)), ("step", None))),
+            "schedule": Conditional("optimizer", (("sgd", Choice(("cosine", "step"))), ("adam", None))),
+            "optimizer": Choice(("sgd", "adam")),
+            "lr": FloatRange(1e-3, 1e-1, log=True)}
+
+
+def test_chained_conditionals_are_kept_while_searched_and_dropped_with_a_parent_that_is_not():
+    from search_spaces.base import conditional_order, is_sampled
+
+    space = _chain()
+    assert settle_conditions(space, {}) == space
+    assert conditional_order(space) == ["schedule", "momentum"]  # a parent before its child
+    under_sgd = settle_conditions({k: v for k, v in space.items() if k != "optimizer"}, {"optimizer": "sgd"})
+    assert under_sgd["schedule"] == Choice(("cosine", "step")) and under_sgd["momentum"] == space["momentum"]
+    under_adam = settle_conditions({k: v for k, v in space.items() if k != "optimizer"}, {"optimizer": "adam"})
+    assert set(under_adam) == {"lr"}  # schedule is not searched under adam, so neither is momentum
+    assert is_sampled(space, "momentum", {"optimizer": "sgd", "schedule": "cosine"})
+    assert not is_sampled(space, "momentum", {"optimizer": "sgd", "schedule": "step"})
+    assert not is_sampled(space, "momentum", {"optimizer": "adam", "schedule": "cosine"})  # the default
+
+
+def test_a_child_needs_a_case_for_every_option_its_conditional_parent_can_take():
+    space = _chain()
+    space["momentum"] = Conditional("schedule", (("cosine", FloatRange(0.8, 0.99)),))
+    with pytest.raises(ConfigError, match="momentum has a range per schedule and none for schedule='step'"):
+        settle_conditions(space, {})
+
+
+def test_a_conditional_entry_on_a_range_is_refused():
+    space = _chain()
+    space["momentum"] = Conditional("lr", ((0.01, FloatRange(0.8, 0.99)),))
+    with pytest.raises(ConfigError, match="momentum depends on lr, which is searched as a range, not a choice"):
+        settle_conditions(space, {})
+
+
+@pytest.mark.parametrize("cycle", [("a", "b"), ("a", "b", "c")])
+def test_a_cycle_of_conditional_entries_is_refused_naming_it(cycle):
+    space = {"x": Choice((1, 2))}
+    for name, parent in zip(cycle, cycle[1:] + cycle[:1]):
+        space[name] = Conditional(parent, (("u", Choice(("u", "v"))), ("v", None)))
+    shown = " -> ".join(cycle + cycle[:1])
+    with pytest.raises(ConfigError, match=f"search space: {shown} is a cycle of conditional entries"):
+        settle_conditions(space, {})
+
+
+@pytest.mark.parametrize("options", [("sgd", "sgd"), (32, 32.0), (1, True)])
+def test_choices_must_be_distinct(options):
+    with pytest.raises(ConfigError, match="options must be distinct"):
+        Choice(options)
+    with pytest.raises(ConfigError, match="distinct options"):
+        Conditional("x", tuple((o, None) for o in options))
+
+
+@pytest.mark.parametrize("space", [*SPACES.values(), _chain()], ids=[*SPACES, "chain"])
+def test_a_described_space_is_rebuilt_exactly_from_its_record(space):
+    import json
+
+    from search_spaces.base import describe, space_from_description
+
+    rows = json.loads(json.dumps(describe(space)))  # as tunelab.json holds them
+    rebuilt = space_from_description(rows)
+    assert describe(rebuilt) == rows  # every range, choice and case (a case's own unit is not recorded)
+    assert {name: type(entry) for name, entry in rebuilt.items()} == {name: type(e) for name, e in space.items()}

@@ -138,3 +138,22 @@ def test_tune_builds_its_optuna_and_asha_pair_with_the_public_make_search(monkey
     assert (scheduler._max_t, scheduler._reduction_factor, scheduler._time_attr) == (9, 3, "epoch")
     assert sorted(milestone for milestone, _ in scheduler._brackets[0]._rungs) == [2, 6]  # grace 2, x3
     assert searcher._max_t == 9
+
+
+def test_resume_rebuilds_a_random_search_param_space_from_the_record(tmp_path):
+    """Ray resolves its `tune.sample_from` placeholders on restore only from a param_space given again
+    (issue 31, 1): the same keys as the search was started with, the space taken from the record."""
+    from ray.tune.search.sample import Function
+
+    from search_spaces import SPACES
+    from search_spaces.base import describe
+    from tunelab.driver import TuneOptions, restored_param_space
+
+    record = {"fixed": {"epochs": 3, "seed": 0}, "search_space": describe(SPACES["classifier"])}
+    space = restored_param_space(TuneOptions(method="classifier", search="random"), record, str(tmp_path))
+    assert set(space) == {"epochs", "seed", *SPACES["classifier"]}
+    assert isinstance(space["lr"], Function) and space["epochs"] == 3
+    assert restored_param_space(TuneOptions(method="classifier"), record, str(tmp_path)) is None  # Optuna's own
+    record["search_space"] = [{"name": "lr", "type": "FloatRange", "low": 1.0}]  # a hand-edited record
+    with pytest.raises(ConfigError, match="field 'search_space' does not describe a search space"):
+        restored_param_space(TuneOptions(method="classifier", search="random"), record, str(tmp_path))

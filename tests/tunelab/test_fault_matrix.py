@@ -246,6 +246,33 @@ CASES = [
 
 
     # ------------------------------------------------------------------ round 3, 6: spaces and the API
+    ("space: a cycle of when entries",
+     ["tune", "classifier", "--space", "{d}/space_cycle.yaml", "--storage", "{d}/runs"],
+     ["optimizer -> schedule -> optimizer is a cycle of conditional entries"],
+     {"setup": lambda d: (d / "space_cycle.yaml").write_text(
+         "optimizer: {when: schedule, cases: {cosine: {choices: [sgd]}, step: {choices: [adam]}, none: null}}\n"
+         "schedule: {when: optimizer, cases: {sgd: {choices: [cosine, step]}, adam: null, adamw: null, "
+         "rmsprop: null}}\n")}),
+    ("space: a chained entry missing a case of its conditional parent",
+     ["tune", "classifier", "--space", "{d}/space_chain.yaml", "--storage", "{d}/runs"],
+     ["momentum has a range per schedule and none for schedule='step'"],
+     {"setup": lambda d: (d / "space_chain.yaml").write_text(
+         "schedule: {when: optimizer, cases: {sgd: {choices: [cosine, step]}, adam: null, adamw: null, "
+         "rmsprop: null}}\nmomentum: {when: schedule, cases: {cosine: {low: 0.8, high: 0.9}}}\n")}),
+    ("space: when names an entry searched as a range",
+     ["tune", "classifier", "--space", "{d}/space_when_range.yaml", "--storage", "{d}/runs"],
+     ["momentum depends on label_smoothing, which is searched as a range, not a choice"],
+     {"setup": lambda d: (d / "space_when_range.yaml").write_text(
+         "momentum: {when: label_smoothing, cases: {0.1: {low: 0.8, high: 0.9}}}\n")}),
+    ("space: choices equal once read as the config's values",
+     ["tune", "classifier", "--space", "{d}/space_dup.yaml", "--storage", "{d}/runs"],
+     ["batch_size.choices must be distinct", "[32, 32.0]"],
+     {"setup": lambda d: (d / "space_dup.yaml").write_text("batch_size: {choices: [32, 32.0]}\n")}),
+    ("space: cases naming one option twice",
+     ["tune", "classifier", "--space", "{d}/space_dup_cases.yaml", "--storage", "{d}/runs"],
+     ["crop_padding.cases must name distinct options of batch_size"],
+     {"setup": lambda d: (d / "space_dup_cases.yaml").write_text(
+         "crop_padding: {when: batch_size, cases: {32: {low: 0, high: 2}, '032': null, 64: null, 128: null}}\n")}),
 
 
     # ------------------------------------------------------------------ round 3, 7: secrets and URIs
@@ -315,6 +342,8 @@ def test_there_are_at_least_60_cases():
 
 SCENARIOS: list = [
     # ------------------------------------------------------------------ round 3, 1: resume
+    ("random search killed by SIGKILL resumes with plain values inside the space",
+     lambda tmp_path: _random_search_killed_and_resumed(tmp_path)),
 
 
     # ------------------------------------------------------------------ round 3, 5: signals
@@ -327,3 +356,67 @@ SCENARIOS: list = [
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=[s[0] for s in SCENARIOS])
 def test_scenario(scenario, tmp_path):
     scenario[1](tmp_path)
+
+
+# ----------------------------------------------------------------------------- round 3, 1: resume (scenario bodies)
+
+def _value_inside(row: dict, value) -> bool:
+    """A plain config value inside one (applied) `describe` row of the record's search space."""
+    if "options" in row:
+        return any(value == option and type(value) is type(option) for option in row["options"])
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    return row["low"] <= value <= row["high"] and (row["type"] != "IntRange" or float(value).is_integer())
+
+
+def _random_search_killed_and_resumed(tmp_path: Path) -> None:
+    """Issue 31, 1: a random search SIGKILLed after two trials finished; `resume` must give every trial
+    (the new ones above all) plain values inside the space, not Ray's unresolved `('__fn_ph', ...)`."""
+    import json
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from analysis.tables import applied_case
+
+    faults = tmp_path / "faults"
+    faults.mkdir()
+    (faults / "sleep").write_text("0.7")  # about 2 s a trial: the kill lands between trials 3 and 6
+    canary = tmp_path / "canary.txt"
+    canary.write_text("precious")
+    env = {**os.environ, "RAY_ADDRESS": "local", "PYTHONUNBUFFERED": "1", "TUNELAB_FAULTS_DIR": str(faults)}
+    experiment = tmp_path / "runs" / "rnd"
+    command = [sys.executable, "-m", "tunelab", "tune", "classifier", "--dataset", "digits", "--search", "random",
+               "--scheduler", "fifo", "--num-samples", "6", "--max-epochs", "3", "--max-concurrent", "1",
+               "--storage", str(tmp_path / "runs"), "--name", "rnd",
+               "--set", "image_size=8", "--set", "width=8", "--set", "batch_size=128"]
+    driver = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def finished_trials() -> int:
+        return sum(len(p.read_text().splitlines()) > 3 for p in experiment.glob("*/progress.csv"))
+
+    try:
+        deadline = time.time() + 240
+        while finished_trials() < 2 and driver.poll() is None and time.time() < deadline:
+            time.sleep(0.2)
+        assert finished_trials() >= 2, "two trials did not finish in time"
+        driver.kill()  # SIGKILL: no handler runs
+    finally:
+        driver.wait(timeout=60)
+    assert len(list(experiment.glob("classifier_*"))) < 6 or finished_trials() < 6, "the kill came too late"
+    (faults / "sleep").unlink()
+    result = subprocess.run([sys.executable, "-m", "tunelab", "resume", str(experiment), "--json"], env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert json.loads(result.stdout.strip().splitlines()[-1])["statuses"] == {"finished": 6}
+    rows = json.loads((experiment / "tunelab.json").read_text())["search_space"]
+    configs = [json.loads(p.read_text()) for p in experiment.glob("classifier_*/params.json")]
+    assert len(configs) == 6
+    for config in configs:
+        for row in rows:
+            applied = applied_case(row, config)
+            if applied is not None:
+                assert _value_inside(applied, config[row["name"]]), (row["name"], config[row["name"]], applied)
+    assert canary.read_text() == "precious"

@@ -59,11 +59,47 @@ def test_make_search_in_a_users_tuner_records_asha_stops_as_pruned(ray_cluster, 
     (dict(reduction_factor=1), "reduction_factor=1 is out of range"),
     (dict(brackets=0), "brackets=0 is out of range; allowed: an integer >= 1"),
     (dict(brackets=2.5), "brackets=2.5 is out of range"),
+    # issue 31, 6
+    (dict(space={"x": FloatRange(0.0, math.inf)}), r"space\['x'\].high=inf is not valid; allowed: a finite number"),
+    (dict(space={"x": FloatRange(-math.inf, 0.0)}), r"space\['x'\].low=-inf is not valid"),
+    (dict(space={"opt": Choice(("sgd", "adam")), "lr": Conditional("opt", (("sgd", FloatRange(1e-3, math.inf)),
+                                                                         ("adam", None)))}),
+     r"space\['lr'\] under opt='sgd'.high=inf is not valid"),
+    (dict(num_samples=0), r"num_samples=0 is out of range; allowed: None or an integer >= 1"),
+    (dict(num_samples=-4), r"num_samples=-4 is out of range"),
+    (dict(num_samples=2.5), r"num_samples=2.5 is out of range"),
+    (dict(max_t=-3), r"max_t=-3 is out of range; allowed: an integer >= 1"),
+    (dict(metric=""), r"metric='' is not valid"),
+    (dict(space={"opt": Choice(("a", "b")), "x": Conditional("y", (("a", Choice(("a", "b"))), ("b", None))),
+                 "y": Conditional("x", (("a", Choice(("a", "b"))), ("b", None)))}), "x -> y -> x is a cycle"),
 ])
 def test_make_search_refuses_bad_arguments_naming_them(kwargs, message):
     arguments = {**dict(space=SPACE, metric="loss", mode="min", max_t=9), **kwargs}
-    with pytest.raises(ConfigError, match=message):
+    with pytest.raises(ValueError, match=message) as raised:  # the public API raises ValueError
         make_search(**arguments)
+    assert isinstance(raised.value, ConfigError)  # and the command line turns it into one line, exit 2
+
+
+def test_make_search_gives_metric_and_mode_to_the_scheduler_too():
+    """A user's TuneConfig need not repeat them; it may repeat them, not change them (Ray refuses)."""
+    _, scheduler = make_search(SPACE, "loss", "min", max_t=9)
+    assert (scheduler._metric, scheduler._mode) == ("loss", "min")
+    assert scheduler.set_search_properties(None, None) and scheduler.set_search_properties("loss", "min")
+    assert (scheduler._metric, scheduler._mode, scheduler._metric_op) == ("loss", "min", -1.0)
+    assert not scheduler.set_search_properties("acc", None) and not scheduler.set_search_properties(None, "max")
+
+
+@pytest.mark.ray
+def test_make_search_in_a_users_tuner_without_metric_and_mode_in_tune_config(ray_cluster, tmp_path):
+    from ray import tune
+
+    searcher, scheduler = make_search(SPACE, "loss", "min", max_t=9, num_samples=6, seed=0)
+    results = tune.Tuner(user_trainable, tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler,
+                                                                     num_samples=6),
+                         run_config=tune.RunConfig(storage_path=tmp_path.as_uri(), name="plain", verbose=0)).fit()
+    assert not results.errors and len(results) == 6
+    assert min(r.metrics["loss"] for r in results) == results.get_best_result("loss", "min").metrics["loss"]
+    assert any(r.metrics["training_iteration"] < 9 for r in results), "ASHA stopped no trial: it saw no metric"
 
 
 def test_make_search_brackets_give_asha_hyperband_brackets():

@@ -239,3 +239,79 @@ def test_rung_view_properties_over_random_studies():
         assert before == [(t.state, t.value, dict(t.intermediate_values)) for t in trials]
 
     check()
+
+
+# ----------------------------------------------------------------------------- issue 31, 6: chained conditionals
+
+def _chained_space() -> dict:
+    """The classifier space with schedule searched under sgd only and momentum under schedule (a chain)."""
+    from search_spaces import SPACES
+    from search_spaces.base import Choice, Conditional, FloatRange
+
+    space = dict(SPACES["classifier"])
+    space["schedule"] = Conditional("optimizer", (("sgd", Choice(("cosine", "step"))), ("adam", None),
+                                                  ("adamw", None), ("rmsprop", None)))
+    space["momentum"] = Conditional("schedule", (("cosine", FloatRange(0.8, 0.9)), ("step", FloatRange(0.9, 0.99))))
+    return {"momentum": space.pop("momentum"), **space}  # the child first: samplers must order them
+
+
+def _check_chain(config: dict, default_momentum=None) -> None:
+    """momentum is drawn only where schedule was drawn (sgd), from schedule's case."""
+    if config["optimizer"] != "sgd":
+        assert config.get("momentum", default_momentum) == default_momentum
+        return
+    low, high = (0.8, 0.9) if config["schedule"] == "cosine" else (0.9, 0.99)
+    assert low <= config["momentum"] <= high, config
+
+
+def test_optuna_samples_a_chained_entry_only_under_its_sampled_parent():
+    import optuna
+
+    from tunelab.searcher import DefineByRun, tpe_sampler
+
+    sample = DefineByRun(_chained_space())
+    study = optuna.create_study(direction="maximize", sampler=tpe_sampler(0, 5, conditional=True))
+    seen = set()
+    for _ in range(40):
+        trial = study.ask()
+        config = sample(trial)
+        assert ("schedule" in config) == ("momentum" in config) == (config["optimizer"] == "sgd")
+        _check_chain(config)
+        seen.add(config.get("schedule"))
+        assert sample.params({**config, "seed": 0}) == trial.params
+        study.tell(trial, config["lr"])
+    assert seen == {None, "cosine", "step"}
+
+
+def test_random_search_draws_a_chained_entry_only_under_its_drawn_parent():
+    import numpy as np
+    from ray.tune.search.variant_generator import generate_variants
+
+    from trainables.classifier import ClassifierConfig
+    from trainables.config import to_dict
+    from tunelab.driver import tune_domains
+
+    defaults = to_dict(ClassifierConfig())
+    domains = tune_domains(_chained_space(), defaults, 0)
+    state = np.random.RandomState(0)
+    drawn = [next(generate_variants(domains, random_state=state))[1] for _ in range(60)]
+    for config in drawn:
+        _check_chain(config, defaults["momentum"])
+        if config["optimizer"] != "sgd":
+            assert config["schedule"] == defaults["schedule"]  # not drawn: the default stands
+    assert {c["schedule"] for c in drawn if c["optimizer"] == "sgd"} == {"cosine", "step"}
+
+
+def test_a_space_file_with_a_chain_is_searched_as_a_chain(tmp_path):
+    """`tunelab tune --space` with the issue's chain: resolve_space keeps both conditionals."""
+    from search_spaces.base import Conditional
+    from tunelab.driver import TuneOptions, fixed_values, resolve_space
+
+    (tmp_path / "chain.yaml").write_text(
+        "schedule: {when: optimizer, cases: {sgd: {choices: [cosine, step]}, adam: null, adamw: null, rmsprop: null}}\n"
+        "momentum: {when: schedule, cases: {cosine: {low: 0.8, high: 0.9}, step: {low: 0.9, high: 0.99}}}\n")
+    opts = TuneOptions(method="classifier", space=str(tmp_path / "chain.yaml"))
+    space = resolve_space(opts, fixed_values(opts))
+    assert isinstance(space["schedule"], Conditional) and space["momentum"].parent == "schedule"
+    fixed = TuneOptions(method="classifier", space=str(tmp_path / "chain.yaml"), sets=["optimizer=adam"])
+    assert "schedule" not in (settled := resolve_space(fixed, fixed_values(fixed))) and "momentum" not in settled
