@@ -31,11 +31,12 @@ from trainables import metrics as M
 from trainables.config import build_config, parse_set_options, to_dict
 from trainables.data import dataset_names
 from trainables.errors import ConfigError
+from trainables.fileio import refuse_link
 from tunelab.cluster import (check_cluster, check_local_resources, check_reachable, connect_ray, ray_session,
                              reap_stale_session, starts_private_instance)
 from tunelab.experiments import (ExperimentLock, check_free, check_name, check_storage_writable, experiment_path,
                                  normalise_storage, prepare_folder, repair_latest_checkpoints)
-from tunelab.study import check_optuna_storage, replace_study
+from tunelab.study import check_optuna_storage, claim_study, replace_study
 from tunelab.budget import TimeBudget, budget_was_spent, parse_duration, session_deadline, start_session
 from tunelab.budget import reset as reset_budget
 from tunelab.options import option
@@ -426,7 +427,7 @@ def plan_search(opts: TuneOptions) -> SearchPlan:
     check_storage_writable(storage)
     path = experiment_path(storage, name)
     check_free(path, opts.overwrite)
-    check_optuna_storage(opts, name)
+    check_optuna_storage(opts, name, path)
     check_trackers(opts.mlflow, opts.wandb)
     private = starts_private_instance(opts.address)
     if private:
@@ -450,8 +451,7 @@ def run_tune(opts: TuneOptions, argv: list[str] | None = None) -> dict[str, Any]
     with ExperimentLock(plan.path) as lock:
         lock.note(**ray_session(plan.private))
         begin_session(opts.time_budget)
-        prepare_folder(plan.path, opts.overwrite)
-        replace_study(opts, plan.name)
+        replace_experiment(opts, plan)
         allow_parallel_pending_trials(opts)
         from ray import tune
 
@@ -474,6 +474,18 @@ def run_tune(opts: TuneOptions, argv: list[str] | None = None) -> dict[str, Any]
             run_config=run_config(opts, plan.name, plan.storage, record),
         )
         return fit_and_finish(tuner, record, plan.path)
+
+
+def replace_experiment(opts: TuneOptions, plan: SearchPlan) -> None:
+    """Make the experiment's folder and study, replacing under --overwrite what the old experiment
+    of this location left: its files, its Optuna study, its MLflow runs (each said on stderr)."""
+    prepare_folder(plan.path, opts.overwrite)
+    replace_study(opts, plan.name, plan.path)
+    if opts.overwrite and opts.mlflow is not None:
+        from tunelab.tracking import retire_runs
+
+        retire_runs(opts.mlflow, plan.name, plan.path)
+    claim_study(opts, plan.name, plan.path)
 
 
 def begin_session(time_budget: str | None) -> None:
@@ -518,6 +530,8 @@ def resume(path: str, resume_errored: bool = False, restart_errored: bool = Fals
         parse_duration(time_budget)
     if not is_uri(path):
         path = str(Path(os.path.expanduser(path)).resolve())
+    if local_path(path) is not None:
+        refuse_link(Path(local_path(path)) / TUNELAB_FILE, "experiment record")
     record = read_record(path)
     opts = options_from_record(record, path)
     if time_budget is not None and "time_budget" not in record["options"]:
