@@ -230,3 +230,35 @@ def test_overwrite_marks_deleted_only_the_old_experiments_mlflow_runs(tmp_path, 
     err = capsys.readouterr().err
     assert "marked 2 MLflow run(s) of the replaced" in err and all(r in err for r in old) and other not in err
     assert retire_runs(uri, "exp", mine) == [] and retire_runs(uri, "nosuch", mine) == []
+
+
+# ----------------------------------------------------------------------------- fault-matrix set-ups
+# (tests/tunelab/test_fault_matrix.py, section "round 3, 3", calls these as its rows' `setup`)
+
+def plant_link(folder: Path, link: str, target: str) -> None:
+    (folder / link).parent.mkdir(parents=True, exist_ok=True)
+    (folder / link).symlink_to(folder / target)
+
+
+def experiment_with_lock_link(folder: Path) -> None:
+    write_experiment(folder / "runs" / "live")
+    plant_link(folder, "runs/.live.lock", "canary.txt")
+
+
+def experiment_with_record_link(folder: Path) -> None:
+    write_experiment(folder / "elsewhere" / "linked")
+    (folder / "runs" / "linked").mkdir(parents=True)
+    (folder / "runs" / "linked" / "tuner.pkl").write_text("ray")
+    plant_link(folder, "runs/linked/tunelab.json", "elsewhere/linked/tunelab.json")
+
+
+def foreign_database(folder: Path) -> None:
+    with sqlite3.connect(folder / "app.db") as connection:
+        connection.execute("CREATE TABLE invoices (id INTEGER PRIMARY KEY, total REAL)")
+        connection.execute("INSERT INTO invoices VALUES (1, 9.5)")
+    sqlite3.connect(folder / "app.db").close()
+
+
+def study_of_another_experiment(folder: Path) -> None:
+    study = optuna.create_study(study_name="exp", storage=f"sqlite:///{folder / 'owned.db'}")
+    study.set_user_attr(OWNER_ATTR, "/elsewhere/runs/exp")
