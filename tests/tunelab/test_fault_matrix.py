@@ -343,6 +343,11 @@ SCENARIOS: list = [
     # ------------------------------------------------------------------ round 3, 1: resume
 
 
+    # ------------------------------------------------------------------ round 3, 3: never touch what is not ours
+    ("--overwrite replaces only its own folder files, study and MLflow runs",
+     lambda p: __import__("tests.tunelab.test_not_ours", fromlist=["_"]).overwrite_replaces_only_its_own(p)),
+
+
     # ------------------------------------------------------------------ round 3, 5: signals
 
 

@@ -262,3 +262,57 @@ def foreign_database(folder: Path) -> None:
 def study_of_another_experiment(folder: Path) -> None:
     study = optuna.create_study(study_name="exp", storage=f"sqlite:///{folder / 'owned.db'}")
     study.set_user_attr(OWNER_ATTR, "/elsewhere/runs/exp")
+
+
+# ----------------------------------------------------------------------------- end to end (Ray)
+
+def overwrite_replaces_only_its_own(tmp_path: Path) -> None:
+    """A real search with a study and MLflow runs; another experiment of its name in another
+    storage is refused; --overwrite keeps the user's file, replaces the study (owned anew) and
+    marks the old runs deleted, naming them. Fault-matrix scenario (section round 3, 3)."""
+    import os
+    import subprocess
+    import sys
+
+    from mlflow import MlflowClient
+
+    env = {**os.environ, "RAY_ADDRESS": "local", "PYTHONUNBUFFERED": "1",
+           "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    canary = tmp_path / "canary.txt"
+    canary.write_text("precious")
+    study, tracking = f"sqlite:///{tmp_path / 'study.db'}", f"sqlite:///{tmp_path / 'mlflow.db'}"
+
+    def tune(storage: str, *extra: str) -> subprocess.CompletedProcess:
+        command = [sys.executable, "-m", "tunelab", "tune", "classifier", "--num-samples", "2", "--max-epochs", "1",
+                   "--max-concurrent", "1", "--set", "image_size=8", "--set", "width=8", "--storage", storage,
+                   "--name", "exp", "--optuna-storage", study, "--mlflow", tracking, *extra]
+        return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+
+    experiment = tmp_path / "runs" / "exp"
+    first = tune(str(tmp_path / "runs"))
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert optuna.load_study(study_name="exp", storage=study).user_attrs[OWNER_ATTR] == str(experiment)
+    (experiment / "notes.txt").write_text("mine")
+    client = MlflowClient(tracking_uri=tracking)
+    mlflow_experiment = client.get_experiment_by_name("exp").experiment_id
+    old_runs = {r.info.run_id for r in client.search_runs([mlflow_experiment])}
+    assert len(old_runs) == 2
+
+    other = tune(str(tmp_path / "other"), "--overwrite")
+    assert other.returncode == 2 and "Traceback" not in other.stderr
+    assert (f"study 'exp' belongs to experiment '{experiment}', not to this one ('{tmp_path / 'other' / 'exp'}')"
+            in other.stderr.strip().splitlines()[-1])
+
+    second = tune(str(tmp_path / "runs"), "--overwrite")
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert f"deleted study 'exp' of {experiment}" in second.stderr
+    assert "kept 1 item(s) that tunelab did not write" in second.stderr
+    assert "marked 2 MLflow run(s) of the replaced" in second.stderr and all(r in second.stderr for r in old_runs)
+    assert (experiment / "notes.txt").read_text() == "mine" and canary.read_text() == "precious"
+    assert not (tmp_path / "other" / "exp").exists()
+    reader = MlflowClient(tracking_uri=tracking)
+    assert {reader.get_run(r).info.lifecycle_stage for r in old_runs} == {"deleted"}
+    assert len(reader.search_runs([mlflow_experiment])) == 2  # the new search's, active
+    new_study = optuna.load_study(study_name="exp", storage=study)
+    assert new_study.user_attrs[OWNER_ATTR] == str(experiment) and len(new_study.trials) == 2
+
