@@ -76,7 +76,9 @@ class TuneOptions:
     optuna_storage: str | None = option(None, "Optuna storage URL (e.g. sqlite:///study.db) for optuna-dashboard")
     max_failures: int = option(1, "retries of a failed trial from its checkpoint")
     startup_trials: int = option(0, "random trials before TPE (0: a quarter of --num-samples, 2..10)")
-    overwrite: bool = option(False, "replace an existing experiment of the same name (only a tunelab experiment)")
+    overwrite: bool = option(False, "replace an existing experiment of the same name (only a tunelab experiment): "
+                                    "deletes the files tunelab and Ray wrote there, keeps any other, replaces "
+                                    "its own Optuna study, marks its MLflow runs deleted")
     checkpoint_interval_s: float = option(60.0, "a trial checkpoints at most this often and at its last epoch "
                                                 "(0: every epoch)", flag="--checkpoint-interval", metavar="SECONDS")
     stop_at: float | None = option(None, "end the whole search once any trial reaches this value of the metric",

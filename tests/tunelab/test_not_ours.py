@@ -316,3 +316,19 @@ def overwrite_replaces_only_its_own(tmp_path: Path) -> None:
     new_study = optuna.load_study(study_name="exp", storage=study)
     assert new_study.user_attrs[OWNER_ATTR] == str(experiment) and len(new_study.trials) == 2
 
+
+
+def test_atomic_writes_replace_a_planted_link_and_leave_its_target(tmp_path):
+    """tunelab.json, reports, checkpoints and the pretrained=auto cache are written whole and renamed
+    into place: the rename replaces a link at the path, never the file it points to."""
+    from trainables.fileio import atomic_write_text, save_checkpoint
+
+    target = tmp_path / "precious.txt"
+    target.write_text("precious")
+    for name, write in (("tunelab.json", lambda p: atomic_write_text(p, "{}")),
+                        ("backbone.pt", lambda p: save_checkpoint(p, {"w": 1}))):
+        link = tmp_path / name
+        link.symlink_to(target)
+        write(link)
+        assert not link.is_symlink() and link.stat().st_size > 0
+    assert target.read_text() == "precious"
