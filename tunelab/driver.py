@@ -36,7 +36,7 @@ from tunelab.cluster import (check_cluster, check_local_resources, check_reachab
                              reap_stale_session, starts_private_instance)
 from tunelab.experiments import (ExperimentLock, check_free, check_name, check_storage_writable, experiment_path,
                                  normalise_storage, prepare_folder, repair_latest_checkpoints)
-from tunelab.study import check_optuna_storage, claim_study, replace_study
+from tunelab.study import check_optuna_storage, check_resumed_study, claim_study, replace_study
 from tunelab.budget import TimeBudget, budget_was_spent, parse_duration, session_deadline, start_session
 from tunelab.budget import reset as reset_budget
 from tunelab.options import option
@@ -536,6 +536,8 @@ def resume(path: str, resume_errored: bool = False, restart_errored: bool = Fals
         refuse_link(Path(local_path(path)) / TUNELAB_FILE, "experiment record")
     record = read_record(path)
     opts = options_from_record(record, path)
+    if opts.search == "optuna":
+        check_resumed_study(opts.optuna_storage, record["name"], path)
     if time_budget is not None and "time_budget" not in record["options"]:
         raise ConfigError(f"{path!r} was made by a tunelab without --time-budget; resume it without one")
     from ray import tune

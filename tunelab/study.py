@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from analysis.record import local_path
 from trainables.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -25,6 +26,13 @@ if TYPE_CHECKING:
 OWNER_ATTR = "tunelab_experiment"
 # Tables every Optuna RDB schema has (optuna/storages/_rdb/models.py), whatever its version.
 OPTUNA_TABLES = {"studies", "version_info"}
+
+
+def owner_of(experiment: str) -> str:
+    """The experiment's location as ownership compares it: a local folder's real path (however it was
+    spelled: relative, through a symlink or a file:// URI), a remote URI as --storage normalised it."""
+    local = local_path(experiment)
+    return str(local.resolve()) if local is not None else experiment
 
 
 def check_optuna_storage(opts: TuneOptions, name: str, experiment: str) -> None:
@@ -81,7 +89,7 @@ def check_optuna_storage(opts: TuneOptions, name: str, experiment: str) -> None:
 
 
 def _check_owner(shown: str, name: str, study: Any, experiment: str, overwrite: bool) -> None:
-    owner = study.user_attrs.get(OWNER_ATTR)
+    owner, experiment = study.user_attrs.get(OWNER_ATTR), owner_of(experiment)
     if owner is None:
         raise ConfigError(f"{shown} already holds a study named {name!r} that no tunelab experiment owns (made "
                           "outside tunelab or by an older version); tunelab leaves it, even under --overwrite: "
@@ -131,7 +139,7 @@ def replace_study(opts: TuneOptions, name: str, experiment: str) -> None:
     import optuna
 
     optuna.delete_study(study_name=name, storage=opts.optuna_storage)
-    print(f"tunelab: --overwrite: deleted study {name!r} of {experiment} from {opts.optuna_storage}",
+    print(f"tunelab: --overwrite: deleted study {name!r} of {owner_of(experiment)} from {opts.optuna_storage}",
           file=sys.stderr)
 
 
@@ -147,4 +155,16 @@ def claim_study(opts: TuneOptions, name: str, experiment: str) -> None:
     except optuna.exceptions.DuplicatedStudyError:
         raise ConfigError(f"--optuna-storage {opts.optuna_storage!r}: a study named {name!r} appeared there "
                           "since the check (another run?); pick another --name") from None
-    study.set_user_attr(OWNER_ATTR, experiment)
+    study.set_user_attr(OWNER_ATTR, owner_of(experiment))
+
+
+def check_resumed_study(url: str | None, name: str, experiment: str) -> None:
+    """`resume`: the study the search continues must be this experiment's (or one made before owners
+    were recorded); another experiment's study of the same name is refused, naming both."""
+    if not url:
+        return
+    study = _studies(url).get(name)
+    owner = study.user_attrs.get(OWNER_ATTR) if study is not None else None
+    if owner not in (None, owner_of(experiment)):
+        raise ConfigError(f"--optuna-storage {url!r}: study {name!r} belongs to experiment {owner!r}, not to "
+                          f"this one ({owner_of(experiment)!r}); resuming would mix their trials")

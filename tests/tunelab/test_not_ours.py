@@ -332,3 +332,30 @@ def test_atomic_writes_replace_a_planted_link_and_leave_its_target(tmp_path):
         write(link)
         assert not link.is_symlink() and link.stat().st_size > 0
     assert target.read_text() == "precious"
+
+
+def test_study_ownership_compares_the_resolved_location_not_its_spelling(tmp_path):
+    db = tmp_path / "studies.db"
+    real = tmp_path / "runs"
+    real.mkdir()
+    (tmp_path / "alias").symlink_to(real)
+    claim_study(tune_options(tmp_path, db), "exp", f"file://{tmp_path / 'alias' / 'exp'}")
+    assert optuna.load_study(study_name="exp", storage=f"sqlite:///{db}").user_attrs[OWNER_ATTR] == str(real / "exp")
+    for spelling in (str(real / "exp"), str(tmp_path / "alias" / "exp"), f"file://{real / 'exp'}"):
+        with pytest.raises(ConfigError, match="already holds a study named 'exp'; pick another --name, pass --overwrite"):
+            check_optuna_storage(tune_options(tmp_path, db), "exp", spelling)  # its own: --overwrite would do
+        check_optuna_storage(tune_options(tmp_path, db, overwrite=True), "exp", spelling)
+
+
+def test_resume_refuses_a_study_another_experiment_owns(tmp_path):
+    from tunelab.study import check_resumed_study
+
+    db = f"sqlite:///{tmp_path / 'studies.db'}"
+    mine, theirs = str(tmp_path / "runs" / "exp"), str(tmp_path / "other" / "exp")
+    check_resumed_study(db, "exp", mine)  # no study yet: Ray's search makes it
+    optuna.create_study(study_name="exp", storage=db)
+    check_resumed_study(db, "exp", mine)  # one made before owners were recorded
+    optuna.load_study(study_name="exp", storage=db).set_user_attr(OWNER_ATTR, theirs)
+    with pytest.raises(ConfigError, match=f"belongs to experiment '{theirs}', not to this one \\('{mine}'\\); "
+                                          "resuming would mix"):
+        check_resumed_study(db, "exp", mine)
