@@ -1,10 +1,18 @@
 """File I/O shared by every command: output paths checked before anything runs, atomic writes,
-checkpoints loaded without running code, strict JSON lines."""
+checkpoints loaded without running code, strict JSON lines.
+
+Never through a planted symlink: a file tunelab writes is either written whole and renamed into
+place (`atomic_write_bytes`: the rename replaces a link at the path, it never writes to the
+link's target), or, when it must be opened in place (the experiment lock, a driver's log), opened
+with O_NOFOLLOW (`open_no_follow`), which refuses a link instead of truncating what it points to.
+"""
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any, Callable
@@ -37,8 +45,36 @@ def check_output_path(path: str | os.PathLike, flag: str, kind: str) -> Path:
     return out
 
 
+def refuse_link(path: str | os.PathLike, role: str) -> None:
+    """Refuse, before anything is written, a symlink where tunelab keeps one of its own files."""
+    if os.path.islink(path):
+        raise ConfigError(f"{role} {str(path)!r} is a symbolic link (to {os.readlink(path)!r}); tunelab never "
+                          "writes through one, so the file it points to is left as it is: remove the link and "
+                          "try again")
+
+
+def open_no_follow(path: str | os.PathLike, role: str, truncate: bool = False) -> int:
+    """A descriptor of the regular file at `path`, opened read-write and created if missing, with
+    O_NOFOLLOW: a symlink (or a FIFO, a device) planted there is refused in one line, never
+    followed. The caller owns the descriptor."""
+    flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK | (os.O_TRUNC if truncate else 0)
+    try:
+        fd = os.open(path, flags, 0o644)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            refuse_link(path, role)
+        raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise ConfigError(f"{role} {str(path)!r} is not a regular file; tunelab writes only its own plain files "
+                          "there: remove it and try again")
+    os.set_blocking(fd, True)
+    return fd
+
+
 def atomic_write_bytes(path: Path, write: Callable[[Any], None]) -> None:
-    """Write through a temporary file in the same folder, then rename: never a half file."""
+    """Write through a temporary file in the same folder, then rename: never a half file, and never
+    a write through a symlink at `path` (the rename replaces the link itself)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)

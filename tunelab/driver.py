@@ -32,11 +32,12 @@ from trainables import metrics as M
 from trainables.config import build_config, parse_set_options, to_dict
 from trainables.data import dataset_names
 from trainables.errors import ConfigError
+from trainables.fileio import refuse_link
 from tunelab.cluster import (check_cluster, check_local_resources, check_reachable, connect_ray, ray_session,
                              reap_stale_session, starts_private_instance)
 from tunelab.experiments import (ExperimentLock, check_free, check_name, check_storage_writable, experiment_path,
                                  normalise_storage, prepare_folder, repair_latest_checkpoints)
-from tunelab.study import check_optuna_storage, replace_study
+from tunelab.study import check_optuna_storage, check_resumed_study, claim_study, replace_study
 from tunelab.budget import TimeBudget, budget_was_spent, parse_duration, session_deadline, start_session
 from tunelab.budget import reset as reset_budget
 from tunelab.options import option
@@ -76,7 +77,9 @@ class TuneOptions:
     optuna_storage: str | None = option(None, "Optuna storage URL (e.g. sqlite:///study.db) for optuna-dashboard")
     max_failures: int = option(1, "retries of a failed trial from its checkpoint")
     startup_trials: int = option(0, "random trials before TPE (0: a quarter of --num-samples, 2..10)")
-    overwrite: bool = option(False, "replace an existing experiment of the same name (only a tunelab experiment)")
+    overwrite: bool = option(False, "replace an existing experiment of the same name (only a tunelab experiment): "
+                                    "deletes the files tunelab and Ray wrote there, keeps any other, replaces "
+                                    "its own Optuna study, marks its MLflow runs deleted")
     checkpoint_interval_s: float = option(60.0, "a trial checkpoints at most this often and at its last epoch "
                                                 "(0: every epoch)", flag="--checkpoint-interval", metavar="SECONDS")
     stop_at: float | None = option(None, "end the whole search once any trial reaches this value of the metric",
@@ -444,7 +447,7 @@ def plan_search(opts: TuneOptions) -> SearchPlan:
     check_storage_writable(storage)
     path = experiment_path(storage, name)
     check_free(path, opts.overwrite)
-    check_optuna_storage(opts, name)
+    check_optuna_storage(opts, name, path)
     check_trackers(opts.mlflow, opts.wandb)
     private = starts_private_instance(opts.address)
     if private:
@@ -468,8 +471,7 @@ def run_tune(opts: TuneOptions, argv: list[str] | None = None) -> dict[str, Any]
     with ExperimentLock(plan.path) as lock:
         lock.note(**ray_session(plan.private))
         begin_session(opts.time_budget)
-        prepare_folder(plan.path, opts.overwrite)
-        replace_study(opts, plan.name)
+        replace_experiment(opts, plan)
         allow_parallel_pending_trials(opts)
         from ray import tune
 
@@ -492,6 +494,18 @@ def run_tune(opts: TuneOptions, argv: list[str] | None = None) -> dict[str, Any]
             run_config=run_config(opts, plan.name, plan.storage, record),
         )
         return fit_and_finish(tuner, record, plan.path)
+
+
+def replace_experiment(opts: TuneOptions, plan: SearchPlan) -> None:
+    """Make the experiment's folder and study, replacing under --overwrite what the old experiment
+    of this location left: its files, its Optuna study, its MLflow runs (each said on stderr)."""
+    prepare_folder(plan.path, opts.overwrite)
+    replace_study(opts, plan.name, plan.path)
+    if opts.overwrite and opts.mlflow is not None:
+        from tunelab.tracking import retire_runs
+
+        retire_runs(opts.mlflow, plan.name, plan.path)
+    claim_study(opts, plan.name, plan.path)
 
 
 def begin_session(time_budget: str | None) -> None:
@@ -536,8 +550,12 @@ def resume(path: str, resume_errored: bool = False, restart_errored: bool = Fals
         parse_duration(time_budget)
     if not is_uri(path):
         path = str(Path(os.path.expanduser(path)).resolve())
+    if local_path(path) is not None:
+        refuse_link(Path(local_path(path)) / TUNELAB_FILE, "experiment record")
     record = read_record(path)
     opts = options_from_record(record, path)
+    if opts.search == "optuna":
+        check_resumed_study(opts.optuna_storage, record["name"], path)
     if time_budget is not None and "time_budget" not in record["options"]:
         raise ConfigError(f"{path!r} was made by a tunelab without --time-budget; resume it without one")
     from ray import tune

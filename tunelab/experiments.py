@@ -2,8 +2,12 @@
 
 - An experiment name is one plain path component: `--name ..`, `--name .` or `--name a/b` could
   otherwise point `--overwrite`'s delete at the storage itself or outside it.
-- `--overwrite` deletes only a folder that is a tunelab experiment (it holds `tunelab.json`)
-  directly inside the storage; it is the only delete in tunelab and it lives here.
+- `--overwrite` replaces only a folder that is a tunelab experiment: its `tunelab.json` is a
+  tunelab record (read and schema-checked by analysis.record.read_record), directly inside the
+  storage. Even then it deletes only what tunelab and Ray Tune wrote there (`OURS`, `TRIAL_FILES`,
+  `WANDB_FILES` below); anything else stays, and so does the folder when something is left. It
+  is the only delete in tunelab and it lives here. Symlinks are never followed, and only the ones
+  W&B itself makes are removed.
 - One writer per experiment: `tune`, `resume` and `--overwrite` hold an exclusive lock, a file
   beside the experiment (`STORAGE/.NAME.lock`) so it exists before the folder does and survives
   `--overwrite`. The kernel releases the lock when its holder dies however it dies, so a lock
@@ -16,24 +20,41 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import fnmatch
 import json
 import os
 import re
 import shutil
 import socket
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from analysis.load import UNFINISHED_RAY_STATUSES
-from analysis.record import is_experiment, is_uri, local_path
+from analysis.record import TUNELAB_FILE, is_uri, local_path, read_record
 from tunelab.ray_state import drop_lost_checkpoints, lost_checkpoint
 from trainables.errors import ConfigError
+from trainables.fileio import open_no_follow, refuse_link
 
 NAME_RULE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+=@-]{0,127}")
 # Schemes pyarrow's filesystems resolve, i.e. what Ray's `storage_path` accepts.
 STORAGE_SCHEMES = ("file", "s3", "gs", "gcs", "hdfs", "viewfs", "abfs", "abfss", "mock")
+
+# What `--overwrite` may delete in an experiment folder, as name patterns (fnmatch), and nothing
+# else. At the top: the record, Ray Tune's experiment files (and the `.unreadable` copies
+# ray_state.set_aside keeps of cut-short ones), TensorBoard files, and trial folders, named
+# METHOD_TRIALID (driver.trial_dirname; Ray's trial ids: 8 hex digits, or 5 and a 5-digit counter).
+OURS = (TUNELAB_FILE, "tuner.pkl", "trainable.pkl", ".validate_storage_marker", "experiment_state-*.json",
+        "search_gen_state-*.json", "searcher-state-*.pkl", "basic-variant-state-*.json", "*.unreadable",
+        "*.unreadable.[0-9]*", "events.out.tfevents.*")
+TRIAL_ID = r"[0-9a-f]{5,8}(_[0-9]{5})?"
+# Inside a trial folder: Ray's per-trial files and the checkpoints tunelab's trainables report.
+TRIAL_FILES = ("params.json", "params.pkl", "result.json", "progress.csv", "error.txt", "error.pkl",
+               "events.out.tfevents.*", "checkpoint_[0-9]*")
+# Inside EXPERIMENT/wandb/ (offline W&B runs): the run folders and the log links W&B writes.
+WANDB_FILES = ("offline-run-*", "run-*", "latest-run", "debug.log", "debug-internal.log")
 
 
 def check_name(name: str) -> str:
@@ -85,10 +106,14 @@ def experiment_path(storage: str, name: str) -> str:
 # ----------------------------------------------------------------------------- creating and replacing
 
 def check_free(path: str, overwrite: bool) -> None:
-    """Refuse an existing experiment (or, under --overwrite, an existing folder that is not one).
-    Writes nothing: run once before anything loads or starts, and again under the lock."""
+    """Refuse an existing experiment (or, under --overwrite, an existing folder that is not one), and
+    a symlink planted where the lock goes. Writes nothing: run once before anything loads or starts,
+    and again under the lock."""
     local = local_path(path)
-    if local is None or not (local.exists() or local.is_symlink()):
+    if local is None:
+        return
+    refuse_link(lock_path(path), "lock file")
+    if not (local.exists() or local.is_symlink()):
         return
     if local.is_symlink() or not local.is_dir():
         raise ConfigError(f"experiment {str(local)!r} exists and is not a folder; pick another --name")
@@ -97,9 +122,20 @@ def check_free(path: str, overwrite: bool) -> None:
     if not overwrite:
         raise ConfigError(f"experiment {str(local)!r} already exists; continue it with `tunelab resume {local}`, "
                           "pick another --name, or pass --overwrite to replace it")
-    if not is_experiment(local):
-        raise ConfigError(f"--overwrite refused: {str(local)!r} is not a tunelab experiment (no tunelab.json); "
+    owner_record(local)
+
+
+def owner_record(folder: Path) -> dict[str, Any]:
+    """The tunelab record that makes `folder` ours to replace; anything else is refused in one line."""
+    record_file = folder / TUNELAB_FILE
+    if record_file.is_symlink() or not record_file.is_file():
+        raise ConfigError(f"--overwrite refused: {str(folder)!r} is not a tunelab experiment (no {TUNELAB_FILE}); "
                           "it is left as it is, pick another --name")
+    try:
+        return read_record(folder)
+    except ConfigError as exc:
+        raise ConfigError(f"--overwrite refused: {str(folder)!r} is not a tunelab experiment: {exc}; it is left "
+                          "as it is, pick another --name") from None
 
 
 def prepare_folder(path: str, overwrite: bool) -> None:
@@ -113,19 +149,52 @@ def prepare_folder(path: str, overwrite: bool) -> None:
         remove_experiment(local)
     try:
         local.mkdir(parents=True, exist_ok=True)
-        probe = local / ".write-test"
-        probe.write_text("")
-        probe.unlink()
+        with tempfile.TemporaryFile(dir=local):  # O_EXCL under a fresh name: nothing planted is followed
+            pass
     except OSError as exc:
         raise ConfigError(f"--storage {str(local.parent)!r} is not writable: {exc.strerror}") from None
 
 
 def remove_experiment(folder: Path) -> None:
-    """Delete `folder` for `--overwrite`; only ever a tunelab experiment (it holds tunelab.json)."""
-    if not is_experiment(folder):
-        raise ConfigError(f"--overwrite refused: {str(folder)!r} is not a tunelab experiment (no tunelab.json); "
-                          "it is left as it is, pick another --name")
-    shutil.rmtree(folder)
+    """`--overwrite`: delete what tunelab and Ray wrote in `folder`, a tunelab experiment (see OURS);
+    what is left is named on stderr, and the folder stays when anything is."""
+    method = owner_record(folder)["method"]
+    trial_folder = re.compile(re.escape(method) + "_" + TRIAL_ID)
+    for entry in sorted(folder.iterdir()):
+        if entry.is_symlink():
+            continue
+        if entry.is_dir() and trial_folder.fullmatch(entry.name):
+            _remove_matching(entry, TRIAL_FILES)
+        elif entry.is_dir() and entry.name == "wandb":
+            _remove_matching(entry, WANDB_FILES, links=True)
+        elif entry.is_file() and _matches(entry.name, OURS):
+            entry.unlink()
+    if not any(folder.iterdir()):
+        folder.rmdir()
+        return
+    kept = sorted(str(p.relative_to(folder)) for p in folder.rglob("*")
+                  if p.is_symlink() or not p.is_dir() or not any(p.iterdir()))
+    shown = ", ".join(kept[:5]) + (f" and {len(kept) - 5} more" if len(kept) > 5 else "")
+    print(f"tunelab: --overwrite: kept {len(kept)} item(s) that tunelab did not write in {folder}: {shown}",
+          file=sys.stderr)
+
+
+def _matches(name: str, patterns: tuple[str, ...]) -> bool:
+    return any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns)
+
+
+def _remove_matching(folder: Path, patterns: tuple[str, ...], links: bool = False) -> None:
+    """Delete the entries of `folder` named by `patterns` (folders whole, never following a link),
+    then `folder` itself if that left it empty."""
+    for entry in folder.iterdir():
+        if not _matches(entry.name, patterns) or (entry.is_symlink() and not links):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)  # rmtree unlinks the links inside a folder; it never follows them
+        else:
+            entry.unlink()
+    if not any(folder.iterdir()):
+        folder.rmdir()
 
 
 # ----------------------------------------------------------------------------- one writer per experiment
@@ -180,7 +249,7 @@ class ExperimentLock:
             return self  # remote storage: no lock primitive there (README: run one driver per experiment)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            handle = open(self.path, "a+", encoding="utf-8")
+            handle = os.fdopen(open_no_follow(self.path, "lock file"), "r+", encoding="utf-8")
         except OSError as exc:
             raise ConfigError(f"--storage {str(self.path.parent)!r} is not writable: {exc.strerror}") from None
         try:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from trainables.errors import ConfigError
+from trainables.fileio import open_no_follow
 from tunelab.driver import TuneOptions
 from tunelab.experiments import experiment_path, normalise_storage
 from tunelab.options import to_argv
@@ -39,7 +40,7 @@ class _Driver:
 
     def __init__(self, method: str, command: list[str], env: dict[str, str], log_path: Path):
         self.method, self.log_path = method, log_path
-        self.log = open(log_path, "w", encoding="utf-8")
+        self.log = os.fdopen(open_no_follow(log_path, "compare log", truncate=True), "w", encoding="utf-8")
         self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                         env=env, start_new_session=True)
         self.stdout: list[str] = []

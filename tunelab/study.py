@@ -1,26 +1,49 @@
 """The Optuna study beside an experiment (`--optuna-storage`): checked before a search starts,
-replaced with its experiment under `--overwrite`."""
+replaced with its experiment under `--overwrite`.
+
+A study belongs to one experiment: tunelab creates it with the user attribute OWNER_ATTR naming
+the experiment's resolved location (the folder or URI `tunelab tune` prints), before Ray's search
+loads it. A study of the same name that another experiment owns is refused, naming both, with or
+without --overwrite: two experiments of one name in different storages would otherwise mix their
+trials, or one's --overwrite delete the other's live study. A study with no owner (made outside
+tunelab, or by a tunelab before this rule) is never deleted either. And tunelab never creates
+Optuna's tables in a database that already holds tables of something else.
+"""
 from __future__ import annotations
 
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from analysis.record import local_path
 from trainables.errors import ConfigError
 
 if TYPE_CHECKING:
     from tunelab.driver import TuneOptions
 
 
-def check_optuna_storage(opts: TuneOptions, name: str) -> None:
+OWNER_ATTR = "tunelab_experiment"
+# Tables every Optuna RDB schema has (optuna/storages/_rdb/models.py), whatever its version.
+OPTUNA_TABLES = {"studies", "version_info"}
+
+
+def owner_of(experiment: str) -> str:
+    """The experiment's location as ownership compares it: a local folder's real path (however it was
+    spelled: relative, through a symlink or a file:// URI), a remote URI as --storage normalised it."""
+    local = local_path(experiment)
+    return str(local.resolve()) if local is not None else experiment
+
+
+def check_optuna_storage(opts: TuneOptions, name: str, experiment: str) -> None:
     """Refuse an Optuna storage that cannot hold this search, before anything starts or is written.
 
     The URL must parse, name a dialect SQLAlchemy can load (its driver installed), and reach its
-    database: a sqlite file in an existing folder, a server that accepts a connection. A study of
-    the experiment's name already there is refused unless --overwrite replaces both (a rerun
-    would otherwise add its trials to the old ones, and TPE would learn from results whose
-    experiment is gone). Random search records no study, so the two together are refused.
+    database: a sqlite file in an existing folder, a server that accepts a connection; one that holds
+    tables but no Optuna schema is refused. A study of the experiment's name already there is
+    refused unless it is this experiment's own and --overwrite replaces both (a rerun would
+    otherwise add its trials to the old ones, and TPE would learn from results whose experiment is
+    gone). Random search records no study, so the two together are refused.
     """
     url_text = opts.optuna_storage
     if not url_text:
@@ -48,8 +71,33 @@ def check_optuna_storage(opts: TuneOptions, name: str) -> None:
         with engine.connect():
             pass
     except Exception as exc:  # any driver's connection error
+        engine.dispose()
         raise ConfigError(f"{shown}: the database cannot be opened ({str(exc).splitlines()[0][:200]})") from None
-    if not opts.overwrite and name in _study_names(url_text):
+    try:
+        tables = set(sqlalchemy.inspect(engine).get_table_names())  # reads the catalogue, creates nothing
+    except Exception as exc:  # e.g. a sqlite "file is not a database"
+        raise ConfigError(f"{shown} is not an Optuna storage ({str(exc).splitlines()[0][:200]})") from None
+    finally:
+        engine.dispose()
+    if tables and not OPTUNA_TABLES <= tables:
+        listed = ", ".join(sorted(tables)[:5]) + (", ..." if len(tables) > 5 else "")
+        raise ConfigError(f"{shown} holds tables of another application ({listed}) and no Optuna schema; tunelab "
+                          "creates no tables there: give a new file, e.g. sqlite:///runs/study.db")
+    study = _studies(url_text).get(name)
+    if study is not None:
+        _check_owner(shown, name, study, experiment, opts.overwrite)
+
+
+def _check_owner(shown: str, name: str, study: Any, experiment: str, overwrite: bool) -> None:
+    owner, experiment = study.user_attrs.get(OWNER_ATTR), owner_of(experiment)
+    if owner is None:
+        raise ConfigError(f"{shown} already holds a study named {name!r} that no tunelab experiment owns (made "
+                          "outside tunelab or by an older version); tunelab leaves it, even under --overwrite: "
+                          "pick another --name, or delete it yourself (optuna delete-study)")
+    if owner != experiment:
+        raise ConfigError(f"{shown}: study {name!r} belongs to experiment {owner!r}, not to this one "
+                          f"({experiment!r}); pick another --name or another --optuna-storage")
+    if not overwrite:
         raise ConfigError(f"{shown} already holds a study named {name!r}; pick another --name, pass --overwrite "
                           "to replace the experiment and its study, or delete it (optuna delete-study)")
 
@@ -68,21 +116,55 @@ def _check_sqlite_file(shown: str, database: str | None) -> None:
         raise ConfigError(f"{shown}: {database!r} is not writable")
 
 
-def _study_names(url: str) -> list[str]:
+def _studies(url: str) -> dict[str, Any]:
+    """Study name -> summary (with its user attributes) of an Optuna storage."""
     import optuna
 
     try:
-        return [s.study_name for s in optuna.get_all_study_summaries(storage=url, include_best_trial=False)]
+        return {s.study_name: s for s in optuna.get_all_study_summaries(storage=url, include_best_trial=False)}
     except Exception as exc:  # a file that is not an Optuna database, a schema of another version
         raise ConfigError(f"--optuna-storage {url!r} is not an Optuna storage "
                           f"({str(exc).splitlines()[0][:200]})") from None
 
 
-def replace_study(opts: TuneOptions, name: str) -> None:
-    """--overwrite: the study of the replaced experiment goes with it (said on stderr)."""
-    if not opts.optuna_storage or not opts.overwrite or name not in _study_names(opts.optuna_storage):
+def replace_study(opts: TuneOptions, name: str, experiment: str) -> None:
+    """--overwrite: the study of the replaced experiment goes with it (said on stderr); checked again
+    under the lock, so only this experiment's own study is ever deleted."""
+    if not opts.optuna_storage or not opts.overwrite:
         return
+    study = _studies(opts.optuna_storage).get(name)
+    if study is None:
+        return
+    _check_owner(f"--optuna-storage {opts.optuna_storage!r}", name, study, experiment, overwrite=True)
     import optuna
 
     optuna.delete_study(study_name=name, storage=opts.optuna_storage)
-    print(f"tunelab: --overwrite: deleted study {name!r} from {opts.optuna_storage}", file=sys.stderr)
+    print(f"tunelab: --overwrite: deleted study {name!r} of {owner_of(experiment)} from {opts.optuna_storage}",
+          file=sys.stderr)
+
+
+def claim_study(opts: TuneOptions, name: str, experiment: str) -> None:
+    """Create this experiment's study, owned by it, before Ray's Optuna search loads it by name."""
+    if not opts.optuna_storage:
+        return
+    import optuna
+
+    try:
+        study = optuna.create_study(storage=opts.optuna_storage, study_name=name,
+                                    direction="maximize" if opts.mode == "max" else "minimize")
+    except optuna.exceptions.DuplicatedStudyError:
+        raise ConfigError(f"--optuna-storage {opts.optuna_storage!r}: a study named {name!r} appeared there "
+                          "since the check (another run?); pick another --name") from None
+    study.set_user_attr(OWNER_ATTR, owner_of(experiment))
+
+
+def check_resumed_study(url: str | None, name: str, experiment: str) -> None:
+    """`resume`: the study the search continues must be this experiment's (or one made before owners
+    were recorded); another experiment's study of the same name is refused, naming both."""
+    if not url:
+        return
+    study = _studies(url).get(name)
+    owner = study.user_attrs.get(OWNER_ATTR) if study is not None else None
+    if owner not in (None, owner_of(experiment)):
+        raise ConfigError(f"--optuna-storage {url!r}: study {name!r} belongs to experiment {owner!r}, not to "
+                          f"this one ({owner_of(experiment)!r}); resuming would mix their trials")

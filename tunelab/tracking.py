@@ -10,6 +10,7 @@ the W&B callback (tunelab/tracking_wandb.py), so both trackers show a trial the 
 """
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from ray.air.integrations.mlflow import MLflowLoggerCallback
@@ -33,6 +34,34 @@ def check_mlflow(uri: str | None) -> None:
         import mlflow  # noqa: F401
     except ImportError:
         raise ConfigError(f"--mlflow {uri!r} needs MLflow, an optional extra: {INSTALL}") from None
+
+
+def retire_runs(uri: str, name: str, experiment: str) -> list[str]:
+    """--overwrite: mark deleted (MLflow's own soft delete, undone by `mlflow runs restore`) the runs
+    of the experiment being replaced, i.e. the active runs of MLflow experiment `name` tagged with
+    this experiment's location; runs of other experiments that share the name stay. Says which."""
+    from mlflow import MlflowClient
+    from mlflow.entities import ViewType
+
+    client = MlflowClient(tracking_uri=uri)
+    found = client.get_experiment_by_name(name)
+    if found is None:
+        return []
+    retired, token = [], None
+    while True:
+        page = client.search_runs([found.experiment_id], run_view_type=ViewType.ACTIVE_ONLY, max_results=1000,
+                                  page_token=token)
+        retired += [run.info.run_id for run in page if run.data.tags.get("experiment") == experiment]
+        token = page.token
+        if not token:
+            break
+    for run_id in retired:
+        client.delete_run(run_id)
+    if retired:
+        print(f"tunelab: --overwrite: marked {len(retired)} MLflow run(s) of the replaced {experiment} deleted "
+              f"in MLflow experiment {name!r} (mlflow runs restore --run-id ID undoes it): {', '.join(retired)}",
+              file=sys.stderr)
+    return retired
 
 
 def trial_folder(trial) -> str:

@@ -44,14 +44,16 @@ def test_bad_options_fail_before_ray_starts(opts, message, monkeypatch):
 
 
 def test_existing_experiment_is_refused_and_kept(tmp_path):
-    (tmp_path / "exp").mkdir()
-    (tmp_path / "exp" / "tunelab.json").write_text("{}")
-    (tmp_path / "exp" / "result.json").write_text("precious")
+    from tests.tunelab.test_not_ours import write_experiment
+
+    write_experiment(tmp_path / "exp")
+    (tmp_path / "exp" / "result.json").write_text("precious")  # not where Ray writes one: the user's
     with pytest.raises(ConfigError, match="already exists; continue it with `tunelab resume"):
         prepare_folder(str(tmp_path / "exp"), overwrite=False)
-    assert (tmp_path / "exp" / "result.json").read_text() == "precious"
+    assert (tmp_path / "exp" / "tuner.pkl").exists()
     prepare_folder(str(tmp_path / "exp"), overwrite=True)
-    assert not (tmp_path / "exp" / "result.json").exists()
+    assert [p.name for p in (tmp_path / "exp").iterdir()] == ["result.json"]
+    assert (tmp_path / "exp" / "result.json").read_text() == "precious"
 
 
 def test_unwritable_storage_is_refused(tmp_path):

@@ -240,6 +240,32 @@ CASES = [
 
 
     # ------------------------------------------------------------------ round 3, 3: never touch what is not ours
+    # set-ups: tests/tunelab/test_not_ours.py (imported when the row runs)
+    ("--overwrite of a folder with a foreign tunelab.json",
+     ["tune", "classifier", "--storage", "{d}/runs", "--name", "taken", "--overwrite"],
+     ["--overwrite refused", "{d}/runs/taken' is not a tunelab experiment", "lacks the field 'format'"]),
+    ("symlink planted at the lock (tune)", ["tune", "classifier", "--storage", "{d}/runs", "--name", "victim"],
+     ["lock file '{d}/runs/.victim.lock' is a symbolic link", "remove the link"],
+     {"setup": lambda d: __import__("tests.tunelab.test_not_ours", fromlist=["_"]).plant_link(
+         d, "runs/.victim.lock", "canary.txt")}),
+    ("symlink planted at the lock (resume)", ["resume", "{d}/runs/live"],
+     ["lock file '{d}/runs/.live.lock' is a symbolic link"],
+     {"setup": lambda d: __import__("tests.tunelab.test_not_ours", fromlist=["_"]).experiment_with_lock_link(d)}),
+    ("symlink planted at tunelab.json (resume)", ["resume", "{d}/runs/linked"],
+     ["experiment record '{d}/runs/linked/tunelab.json' is a symbolic link"],
+     {"setup": lambda d: __import__("tests.tunelab.test_not_ours", fromlist=["_"]).experiment_with_record_link(d)}),
+    ("optuna storage of another application", ["tune", "classifier", "--storage", "{d}/runs", "--optuna-storage",
+                                               "sqlite:///{d}/app.db"],
+     ["holds tables of another application (invoices) and no Optuna schema", "creates no tables there"],
+     {"setup": lambda d: __import__("tests.tunelab.test_not_ours", fromlist=["_"]).foreign_database(d)}),
+    ("optuna study of another experiment under --overwrite",
+     ["tune", "classifier", "--storage", "{d}/runs", "--name", "exp", "--overwrite", "--optuna-storage",
+      "sqlite:///{d}/owned.db"],
+     ["study 'exp' belongs to experiment '/elsewhere/runs/exp', not to this one ('{d}/runs/exp')"],
+     {"setup": lambda d: __import__("tests.tunelab.test_not_ours", fromlist=["_"]).study_of_another_experiment(d)}),
+    ("optuna study nobody owns under --overwrite",
+     ["tune", "classifier", "--storage", "{d}/runs", "--name", "old", "--overwrite", "--optuna-storage",
+      "sqlite:///{d}/studies.db"], ["a study named 'old' that no tunelab experiment owns", "even under --overwrite"]),
 
 
     # ------------------------------------------------------------------ round 3, 4: every failure before the work
@@ -344,6 +370,11 @@ SCENARIOS: list = [
     # ------------------------------------------------------------------ round 3, 1: resume
     ("random search killed by SIGKILL resumes with plain values inside the space",
      lambda tmp_path: _random_search_killed_and_resumed(tmp_path)),
+
+
+    # ------------------------------------------------------------------ round 3, 3: never touch what is not ours
+    ("--overwrite replaces only its own folder files, study and MLflow runs",
+     lambda p: __import__("tests.tunelab.test_not_ours", fromlist=["_"]).overwrite_replaces_only_its_own(p)),
 
 
     # ------------------------------------------------------------------ round 3, 5: signals

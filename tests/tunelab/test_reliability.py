@@ -300,14 +300,17 @@ def test_overwrite_replaces_the_study_of_the_same_name_too(tmp_path, capsys):
 
     from tunelab.driver import replace_study
 
+    from tunelab.study import claim_study
+
     url = f"sqlite:///{tmp_path / 'study.db'}"
+    experiment = str(tmp_path / "runs" / "exp")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    old = optuna.create_study(study_name="exp", storage=url)
-    old.enqueue_trial({"x": 1})
+    claim_study(TuneOptions("classifier", optuna_storage=url), "exp", experiment)
+    optuna.load_study(study_name="exp", storage=url).enqueue_trial({"x": 1})
     optuna.create_study(study_name="other", storage=url)
-    replace_study(TuneOptions("classifier", optuna_storage=url, overwrite=False), "exp")
+    replace_study(TuneOptions("classifier", optuna_storage=url, overwrite=False), "exp", experiment)
     assert "exp" in [s.study_name for s in optuna.get_all_study_summaries(url)]
-    replace_study(TuneOptions("classifier", optuna_storage=url, overwrite=True), "exp")
+    replace_study(TuneOptions("classifier", optuna_storage=url, overwrite=True), "exp", experiment)
     assert [s.study_name for s in optuna.get_all_study_summaries(url)] == ["other"]
     assert "deleted study 'exp'" in capsys.readouterr().err
 
