@@ -32,6 +32,7 @@ from tunelab.budget import describe as describe_duration
 from tunelab.budget import parse_duration
 from tunelab.driver import TuneOptions, check_trackers, connect_ray, run_tune, trial_slots
 from tunelab.options import option, shared
+from tunelab.preflight import absolute_tracking_uri
 
 DEFAULT_METHODS = tuple(METHOD_CLASSES)  # every registered method, in registration order
 
@@ -151,6 +152,7 @@ def run_compare(opts: CompareOptions) -> dict[str, Any]:
     if opts.seeds < 1:
         raise ConfigError(f"--seeds {opts.seeds} is out of range; allowed: >= 1")
     check_baseline(opts.baseline, opts.methods)
+    opts = dataclasses.replace(opts, mlflow=absolute_tracking_uri(opts.mlflow))  # each search records it so
     check_transfer(opts)
     check_trackers(opts.mlflow, opts.wandb)
     out = check_output_path(opts.out if opts.out is not None else

@@ -42,6 +42,7 @@ from tunelab.options import option
 from tunelab.ray_state import check_and_repair
 from tunelab.search import make_search
 from tunelab.search import startup_trials as search_startup_trials
+from tunelab.preflight import absolute_sqlite_url, absolute_tracking_uri, check_recorded_paths
 from tunelab.provenance import environment_record
 
 DEFAULT_STORAGE = "./runs"
@@ -150,6 +151,26 @@ def fixed_values(opts: TuneOptions) -> dict[str, Any]:
         # trials run in Ray's own working folders (on any node): a relative path is found only here
         values["pretrained"] = os.path.abspath(os.path.expanduser(pretrained))
     return values
+
+
+def resolve_relative_urls(opts: TuneOptions) -> None:
+    """Relative paths in --optuna-storage and --mlflow are made absolute (in `opts`, so the record
+    holds them so): `resume` from another folder then reaches the same databases."""
+    if opts.optuna_storage:
+        opts.optuna_storage = absolute_sqlite_url(opts.optuna_storage)
+    opts.mlflow = absolute_tracking_uri(opts.mlflow)
+
+
+def check_pretrained_file(fixed: dict[str, Any]) -> None:
+    """A `pretrained=PATH` every trial would load must be a file now: refused here, not by each trial
+    after Ray has started."""
+    pretrained = fixed.get("pretrained")
+    if not isinstance(pretrained, str) or pretrained.strip() in ("auto", "imagenet", ""):
+        return
+    if not os.path.isfile(pretrained):
+        what = "is a folder" if os.path.isdir(pretrained) else "no such file"
+        raise ConfigError(f"pretrained={pretrained!r}: {what}; give a checkpoint file (make one with "
+                          "`tunelab pretrain --out FILE`), or pretrained=auto")
 
 
 def resolve_space(opts: TuneOptions, fixed: dict[str, Any]) -> SearchSpace:
@@ -418,8 +439,10 @@ def plan_search(opts: TuneOptions) -> SearchPlan:
     (of this machine before a private instance starts, of a cluster right after joining it), the
     data, and every model the search could draw."""
     _check(opts)
+    resolve_relative_urls(opts)
     fixed = fixed_values(opts)
     build_config(METHOD_CLASSES[opts.method].config_class, fixed)  # bad --set fails before anything starts
+    check_pretrained_file(fixed)
     space = resolve_space(opts, fixed)
     name = check_name(opts.name if opts.name is not None else default_name(opts))
     storage = normalise_storage(opts.storage)
@@ -520,6 +543,7 @@ def resume(path: str, resume_errored: bool = False, restart_errored: bool = Fals
         path = str(Path(os.path.expanduser(path)).resolve())
     record = read_record(path)
     opts = options_from_record(record, path)
+    check_recorded_paths(record["options"], f"{path}/{TUNELAB_FILE}")
     if time_budget is not None and "time_budget" not in record["options"]:
         raise ConfigError(f"{path!r} was made by a tunelab without --time-budget; resume it without one")
     from ray import tune

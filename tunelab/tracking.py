@@ -33,6 +33,9 @@ def check_mlflow(uri: str | None) -> None:
         import mlflow  # noqa: F401
     except ImportError:
         raise ConfigError(f"--mlflow {uri!r} needs MLflow, an optional extra: {INSTALL}") from None
+    from tunelab.preflight import probe_mlflow
+
+    probe_mlflow(uri)  # a malformed or unreachable URI: one line now, not a traceback minutes later
 
 
 def trial_folder(trial) -> str:
