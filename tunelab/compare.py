@@ -75,6 +75,7 @@ class CompareOptions:
                                    "driver process, Optuna study, experiment folder and budget); with "
                                    "--time-budget each search gets the whole budget and an equal share of the "
                                    "trial slots")
+    dry_run: bool = shared(TuneOptions, "dry_run")
 
 
 def parse_methods(text: str | tuple[str, ...] | None) -> tuple[str, ...]:
@@ -162,6 +163,11 @@ def run_compare(opts: CompareOptions) -> dict[str, Any]:
                           "(its results are kept)")
     share = budget_share(opts)
     check_target_data(opts)
+    if opts.dry_run:
+        from tunelab.dryrun import dry_run_compare
+
+        backbone = (out / "source-backbone.pt").resolve() if needs_backbone(opts) else None
+        return {"dry_run": dry_run_compare(opts, out, share, backbone)}
     began = time.perf_counter()
     connect_ray(opts.address)
     backbone = source_backbone(opts, out) if needs_backbone(opts) else None

@@ -89,6 +89,9 @@ class TuneOptions:
                                       "sqlite:///runs/mlflow.db); needs pip install -e '.[mlflow]'", metavar="URI")
     wandb: str | None = option(None, "log every trial as a W&B run in this project (WANDB_MODE=offline: under "
                                      "EXPERIMENT/wandb/); needs pip install -e '.[wandb]'", metavar="PROJECT")
+    dry_run: bool = option(False, "run every check made before training (options, data, models, space, storage, "
+                                  "trackers, lock), print what would run and exit 0 or 2; writes nothing, starts "
+                                  "no Ray (a cluster's own resources are checked only once joined)")
     metric: str = M.VAL_ACC
     mode: str = "max"
 
@@ -385,15 +388,19 @@ def tracker_callbacks(opts: TuneOptions, record: dict[str, Any]) -> list:
     return callbacks
 
 
-def load_shared_data(method: str, fixed: dict[str, Any]):
-    """Load the dataset once (bad paths fail here, before Ray starts) and pretrain `auto` backbones once."""
+def load_shared_data(method: str, fixed: dict[str, Any], make_backbone: bool = True):
+    """Load the dataset once (bad paths fail here, before Ray starts) and pretrain `auto` backbones
+    once (with `make_backbone` False, only check that the cache could take one: nothing written)."""
     from trainables.data import load_dataset
 
     config = build_config(METHOD_CLASSES[method].config_class, fixed)
     if getattr(config, "pretrained", None) == "auto":
-        from trainables.pretrain import ensure_auto_backbone
+        from trainables.pretrain import auto_checkpoint_path, check_cache_writable, ensure_auto_backbone
 
-        fixed["pretrained"] = str(ensure_auto_backbone(config, stream=sys.stderr))
+        if make_backbone:
+            fixed["pretrained"] = str(ensure_auto_backbone(config, stream=sys.stderr))
+        elif not auto_checkpoint_path(config).exists():
+            check_cache_writable(auto_checkpoint_path(config))
     return load_dataset(config.data_options())
 
 
@@ -433,16 +440,19 @@ class SearchPlan:
     data: Any
 
 
-def plan_search(opts: TuneOptions) -> SearchPlan:
+def plan_search(opts: TuneOptions, dry_run: bool = False, made_first: tuple[str, ...] = ()) -> SearchPlan:
     """Everything that can be refused, refused before anything is written: options, config values,
     the search space, the experiment name and storage, the Optuna storage and MLflow, the resources
     (of this machine before a private instance starts, of a cluster right after joining it), the
-    data, and every model the search could draw."""
+    data, and every model the search could draw. With `dry_run` Ray is neither started nor joined
+    and no backbone is pretrained; `made_first` names checkpoint files the caller makes before the
+    search (compare's source backbone), not there yet."""
     _check(opts)
     resolve_relative_urls(opts)
     fixed = fixed_values(opts)
     build_config(METHOD_CLASSES[opts.method].config_class, fixed)  # bad --set fails before anything starts
-    check_pretrained_file(fixed)
+    if fixed.get("pretrained") not in made_first:
+        check_pretrained_file(fixed)
     space = resolve_space(opts, fixed)
     name = check_name(opts.name if opts.name is not None else default_name(opts))
     storage = normalise_storage(opts.storage)
@@ -456,8 +466,10 @@ def plan_search(opts: TuneOptions) -> SearchPlan:
         check_local_resources(opts)
     else:
         check_reachable(opts.address)
-    data = load_shared_data(opts.method, fixed)
+    data = load_shared_data(opts.method, fixed, make_backbone=not dry_run)
     check_models(opts, fixed, space, data)
+    if dry_run:
+        return SearchPlan(fixed, space, name, storage, path, private, data)
     connect_ray(opts.address)
     check_cluster(opts, storage)
     return SearchPlan(fixed, space, name, storage, path, private, data)
