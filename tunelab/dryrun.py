@@ -55,8 +55,9 @@ def _shown(entry) -> str:
     return f"{entry.low:g}..{entry.high:g}{' (log)' if getattr(entry, 'log', False) else ''}"
 
 
-def print_tune_plan(plan: dict[str, Any], out=sys.stdout) -> None:
-    print(f"dry run: every check passed; nothing was written. `tunelab tune` would run:", file=out)
+def print_tune_plan(plan: dict[str, Any], out=None) -> None:
+    out = out or sys.stdout
+    print("dry run: every check passed; nothing was written. `tunelab tune` would run:", file=out)
     print(f"  experiment  {plan['experiment']}{' (replacing the experiment there)' if plan['overwrite'] else ''}",
           file=out)
     print(f"  {plan['method']} on {plan['dataset']}: {plan['classes']} classes, {plan['image_size']}x"
@@ -92,7 +93,8 @@ def dry_run_compare(opts, out: Path, share: float | None, backbone: Path | None)
             "parallel": opts.parallel, "searches": searches, "skipped": SKIPPED}
 
 
-def print_compare_plan(plan: dict[str, Any], out=sys.stdout) -> None:
+def print_compare_plan(plan: dict[str, Any], out=None) -> None:
+    out = out or sys.stdout
     print(f"dry run: every check passed; nothing was written. `tunelab compare` would write {plan['out']}:", file=out)
     if plan["source_backbone"]:
         print(f"  first: pretrain the source backbone -> {plan['source_backbone']}", file=out)
