@@ -290,6 +290,8 @@ CASES = [
      ["is out of range; allowed: class ids 0-99999"], {"timeout_s": 30}),
     ("compare classes with a huge range", ["compare", "--out", "{d}/cmp", "--classes", "0-99999999"],
      ["class 99999999 is out of range"], {"timeout_s": 30}),
+    ("time budget of 100000 digits", ["tune", "classifier", "--storage", "{d}/runs", "--time-budget", "1" * 100000 + "x"],
+     ["is not a duration (100001 characters)"], {"timeout_s": 30}),
     ("dry run: tune passes and writes nothing",
      ["tune", "classifier", "--storage", "{d}/dry/runs", "--name", "x", "--set", "image_size=8", "--dry-run",
       "--optuna-storage", "sqlite:///{d}/dry-study.db", "--mlflow", "sqlite:///{d}/dry-mlflow.db"], [],

@@ -12,6 +12,8 @@ import threading
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from trainables.errors import ConfigError
 from tunelab.cli import main
@@ -152,3 +154,16 @@ def test_mlflow_probe_accepts_a_sqlite_file_mlflow_then_opens(tmp_path):
     client = mlflow.MlflowClient(uri)
     assert [e.name for e in client.search_experiments()] == ["Default"]
     probe_mlflow(uri)  # an existing MLflow database passes too
+
+
+# Bounded time per example (hypothesis's deadline), not a wall-clock assertion: a long run of
+# digits once took the unit search quadratic time (8000 digits: 20 s).
+@settings(max_examples=100, deadline=1000)
+@given(st.text(alphabet="0123456789.smhdx ", max_size=20000))
+def test_durations_parse_in_linear_time(text):
+    from tunelab.budget import parse_duration
+
+    try:
+        assert parse_duration(text) > 0
+    except ConfigError as exc:
+        assert str(exc).startswith("--time-budget ") and len(str(exc)) < 300
