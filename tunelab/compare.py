@@ -163,11 +163,13 @@ def run_compare(opts: CompareOptions) -> dict[str, Any]:
                           "(its results are kept)")
     share = budget_share(opts)
     check_target_data(opts)
-    if opts.dry_run:
-        from tunelab.dryrun import dry_run_compare
+    from tunelab.dryrun import dry_run_compare
 
-        backbone = (out / "source-backbone.pt").resolve() if needs_backbone(opts) else None
-        return {"dry_run": dry_run_compare(opts, out, share, backbone)}
+    # every method's search checked now (data, models, space, trackers, cache, locks), not when its
+    # turn comes after the source pretraining and the searches before it
+    plan = dry_run_compare(opts, out, share, (out / "source-backbone.pt").resolve() if needs_backbone(opts) else None)
+    if opts.dry_run:
+        return {"dry_run": plan}
     began = time.perf_counter()
     connect_ray(opts.address)
     backbone = source_backbone(opts, out) if needs_backbone(opts) else None
