@@ -167,3 +167,31 @@ def test_durations_parse_in_linear_time(text):
         assert parse_duration(text) > 0
     except ConfigError as exc:
         assert str(exc).startswith("--time-budget ") and len(str(exc)) < 300
+
+
+@pytest.mark.ray
+def test_relative_sqlite_urls_reach_the_same_databases_from_another_folder(tmp_path, monkeypatch):
+    """A real search run from folder A with relative sqlite URLs; its record names absolute ones,
+    which Optuna and MLflow open from folder B and find the search's study and runs."""
+    import sys
+
+    import mlflow
+    import optuna
+
+    here, elsewhere = tmp_path / "a", tmp_path / "b"
+    here.mkdir()
+    elsewhere.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2]), "RAY_ADDRESS": "local"}
+    result = subprocess.run([sys.executable, "-m", "tunelab", "tune", "classifier", "--num-samples", "1",
+                             "--max-epochs", "1", "--set", "image_size=8", "--set", "width=8",
+                             "--storage", str(tmp_path / "runs"), "--name", "rel",
+                             "--optuna-storage", "sqlite:///study.db", "--mlflow", "sqlite:///ml.db"],
+                            cwd=here, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    options = json.loads((tmp_path / "runs" / "rel" / "tunelab.json").read_text())["options"]
+    assert options["optuna_storage"] == f"sqlite:///{here}/study.db"
+    assert options["mlflow"] == f"sqlite:///{here}/ml.db"
+    monkeypatch.chdir(elsewhere)
+    assert len(optuna.load_study(study_name="rel", storage=options["optuna_storage"]).trials) == 1
+    client = mlflow.MlflowClient(options["mlflow"])
+    assert len(client.search_runs([client.get_experiment_by_name("rel").experiment_id])) == 1
