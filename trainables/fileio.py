@@ -22,6 +22,7 @@ import torch
 from trainables.errors import ConfigError
 
 CHECKPOINT_FILE = "checkpoint.pt"
+NAME_MAX = 255  # bytes in one path component on every filesystem tunelab writes to
 
 
 def check_output_path(path: str | os.PathLike, flag: str, kind: str) -> Path:
@@ -33,6 +34,9 @@ def check_output_path(path: str | os.PathLike, flag: str, kind: str) -> Path:
     if "\x00" in text:
         raise ConfigError(f"{flag} {text!r} holds a NUL character; give a plain {kind} path")
     out = Path(text).expanduser()
+    if any(len(os.fsencode(part)) > NAME_MAX for part in out.parts):
+        raise ConfigError(f"{flag} {text[:80]!r}... cannot be written: a name in it is longer than "
+                          f"{NAME_MAX} bytes, the most a filesystem allows")
     if kind == "file" and out.is_dir():
         raise ConfigError(f"{flag} {text!r} is a folder; give a file path (e.g. {text.rstrip('/')}/best.yaml)")
     if kind == "folder" and out.exists() and not out.is_dir():
@@ -42,6 +46,7 @@ def check_output_path(path: str | os.PathLike, flag: str, kind: str) -> Path:
             if not parent.is_dir():
                 raise ConfigError(f"{flag} {text!r} cannot be written: {str(parent)!r} is a file, not a folder")
             break
+    check_writable_folder(out if kind == "folder" else out.parent, flag, text)
     return out
 
 
@@ -70,6 +75,19 @@ def open_no_follow(path: str | os.PathLike, role: str, truncate: bool = False) -
                           "there: remove it and try again")
     os.set_blocking(fd, True)
     return fd
+
+
+def check_writable_folder(folder: Path, flag: str, text: str) -> None:
+    """`folder` exists as a writable folder, or can be made in its nearest existing one; nothing is
+    written (os.access: a read-only mount or permission refuses here, not after the run)."""
+    existing = folder.absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(f"{flag} {text!r} cannot be written: {str(existing)!r} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"{flag} {text!r} cannot be written: no write permission on {str(existing)!r} "
+                          "(read-only or another user's folder); choose a folder you can write")
 
 
 def atomic_write_bytes(path: Path, write: Callable[[Any], None]) -> None:

@@ -10,6 +10,7 @@ other classes of the same one (`classes=0-4` as the source of a `classes=5-9` ta
 from __future__ import annotations
 
 import contextlib
+import os
 import random
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -19,10 +20,10 @@ import torch
 
 from trainables.data import ArraySplit, DatasetBundle, channel_stats, load_dataset, stratified_split
 from trainables.engine import Method, TrainConfig, train
-from trainables.errors import DataError, check_choice
-from trainables.fileio import save_checkpoint
+from trainables.errors import ConfigError, DataError, check_choice
+from trainables.fileio import check_writable_folder, save_checkpoint
 from trainables.models import FeatureClassifier
-from trainables.pretrained import BACKBONE_KIND, auto_checkpoint_path, source_split_identity
+from trainables.pretrained import BACKBONE_KIND, CACHE_ENV, auto_checkpoint_path, cache_dir, source_split_identity
 from trainables.reporting import LocalReporter
 
 TASKS = ("rotation", "supervised")
@@ -101,6 +102,7 @@ def ensure_auto_backbone(config: TrainConfig, stream=None) -> Path:
     """The cached offline backbone for `config`, pretrained now (once) if it is not there yet."""
     path = auto_checkpoint_path(config)
     if not path.exists():
+        check_cache_writable(path)  # before minutes of pretraining, not after
         keys = {f: getattr(config, f) for f in ("dataset", "data_dir", "image_size", "val_fraction", "split_seed",
                                                 "classes", "train_per_class", "model", "width", "cifar_stem",
                                                 "batchnorm", "device")}
@@ -109,6 +111,19 @@ def ensure_auto_backbone(config: TrainConfig, stream=None) -> Path:
         with preserved_rng():  # the caller's run must not depend on whether the cache existed
             pretrain(PretrainConfig(**keys), path, quiet=True)
     return path
+
+
+def check_cache_writable(path: Path) -> None:
+    """The cache folder `path` goes into can be written (or made); refused naming TUNELAB_CACHE_DIR."""
+    where = os.environ.get(CACHE_ENV)
+    flag, text = (CACHE_ENV, where) if where is not None else ("the cache folder", str(cache_dir()))
+    if where is not None and not where.strip():
+        raise ConfigError(f"{CACHE_ENV}='' is empty; unset it (default ~/.cache/tunelab) or give a folder")
+    try:
+        check_writable_folder(path.parent, flag, text)
+    except ConfigError as exc:
+        raise ConfigError(f"{exc}; pretrained=auto keeps its backbone there (set {CACHE_ENV} to a writable "
+                          "folder)") from None
 
 
 @contextlib.contextmanager

@@ -19,37 +19,58 @@ import torch
 from trainables.errors import ConfigError, DataError
 
 _TOKEN = re.compile(r"^\s*(\d+)\s*(?:-\s*(\d+)\s*)?$")
+# No dataset tunelab reads has this many classes; a larger id is refused before any range is expanded
+# (classes=0-1000000 once built a million-entry list and compared it with itself: minutes).
+MAX_CLASS_ID = 99_999
 
 
 def parse_classes(spec: str) -> tuple[int, ...]:
     """`"5-9"` -> (5, 6, 7, 8, 9); `"1,3,5"` -> (1, 3, 5); `""` -> () meaning every class.
 
-    Ids are sorted; a repeated id, a reversed range or fewer than two classes are refused (a
-    classifier needs two). Whether the ids exist is checked against the dataset (`check_ids`)."""
+    Ids are sorted; a repeated id, a reversed range, an id above MAX_CLASS_ID or fewer than two
+    classes are refused (a classifier needs two). Whether the ids exist is checked against the
+    dataset (`check_ids`). Time and memory are linear in the length of `spec`: ranges are checked
+    as pairs and expanded only once they are known to be valid (at most MAX_CLASS_ID + 1 ids)."""
     if not spec.strip():
         return ()
-    ids: list[int] = []
-    for token in spec.split(","):
-        match = _TOKEN.match(token)
-        if match is None:
-            raise ConfigError(f"classes={spec!r}: {token.strip()!r} is not a class id or range; "
-                              "write ids and ranges, e.g. classes=5-9 or classes=1,3,5")
-        low, high = int(match.group(1)), int(match.group(2) or match.group(1))
-        if high < low:
-            raise ConfigError(f"classes={spec!r}: range {low}-{high} is reversed; write {high}-{low}")
-        ids.extend(range(low, high + 1))
-    repeated = sorted({i for i in ids if ids.count(i) > 1})
-    if repeated:
-        raise ConfigError(f"classes={spec!r} names class {repeated[0]} twice; name each class once")
-    if len(ids) < 2:
-        raise ConfigError(f"classes={spec!r} keeps {len(ids)} class; classification needs at least 2")
-    return tuple(sorted(ids))
+    ranges = sorted(_parse_range(spec, token) for token in spec.split(","))
+    reach = -1
+    for low, _high in ranges:  # sorted by low: a range starting inside an earlier one repeats its first id
+        if low <= reach:
+            raise ConfigError(f"classes={_shown(spec)} names class {low} twice; name each class once")
+        reach = max(reach, _high)
+    count = sum(high - low + 1 for low, high in ranges)
+    if count < 2:
+        raise ConfigError(f"classes={_shown(spec)} keeps {count} class; classification needs at least 2")
+    return tuple(i for low, high in ranges for i in range(low, high + 1))
+
+
+def _shown(spec: str) -> str:
+    """The spec as an error message quotes it: whole when short, its start when long (one short line)."""
+    return repr(spec) if len(spec) <= 200 else repr(spec[:200]) + "..."
+
+
+def _parse_range(spec: str, token: str) -> tuple[int, int]:
+    match = _TOKEN.match(token)
+    if match is None:
+        raise ConfigError(f"classes={_shown(spec)}: {token.strip()[:50]!r} is not a class id or range; "
+                          "write ids and ranges, e.g. classes=5-9 or classes=1,3,5")
+    # leading zeros dropped and the length compared first: int() of a 5000-digit id raises
+    digits = [d.lstrip("0") or "0" for d in (match.group(1), match.group(2) or match.group(1))]
+    too_large = [d for d in digits if len(d) > len(str(MAX_CLASS_ID)) or int(d) > MAX_CLASS_ID]
+    if too_large:
+        shown = too_large[0] if len(too_large[0]) <= 20 else too_large[0][:20] + "..."
+        raise ConfigError(f"classes={_shown(spec)}: class {shown} is out of range; allowed: class ids 0-{MAX_CLASS_ID}")
+    low, high = int(digits[0]), int(digits[1])
+    if high < low:
+        raise ConfigError(f"classes={_shown(spec)}: range {low}-{high} is reversed; write {high}-{low}")
+    return low, high
 
 
 def check_ids(spec: str, ids: tuple[int, ...], dataset: str, num_classes: int) -> None:
     unknown = [i for i in ids if i >= num_classes]
     if unknown:
-        raise DataError(f"classes={spec!r}: class {unknown[0]} is not in {dataset}; "
+        raise DataError(f"classes={_shown(spec)}: class {unknown[0]} is not in {dataset}; "
                         f"its class ids are 0-{num_classes - 1}")
 
 

@@ -26,12 +26,16 @@ from trainables.errors import ConfigError
 # have restored from a pickle), the trainables' parameters and the driver's summary.
 LAST: dict = {"spent": False}
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+MAX_DURATION_TEXT = 64  # '1h30m' needs 5; no real duration comes near
 _PART = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
 
 
 def parse_duration(text: str, flag: str = "--time-budget") -> float:
     """'90m', '2h', '1h30m', '45s', '1.5h' or plain seconds -> seconds (> 0)."""
     raw = str(text).strip().lower()
+    if len(raw) > MAX_DURATION_TEXT:  # the unit search below is quadratic in a long run of digits
+        raise ConfigError(f"{flag} {str(text)[:40]!r}... is not a duration ({len(raw)} characters); "
+                          "write e.g. 90m, 2h, 1h30m or 45s")
     try:
         seconds = float(raw)
     except ValueError:

@@ -213,9 +213,28 @@ def _search_outcome(summary: dict[str, Any]) -> int:
 def cmd_tune(args: argparse.Namespace) -> int:
     from tunelab.driver import run_tune
 
-    summary = run_tune(from_args(TuneOptions, args), argv=sys.argv[1:])
+    opts = from_args(TuneOptions, args)
+    if opts.dry_run:
+        return _print_dry_run("tune", {"dry_run": opts}, args.json)
+    summary = run_tune(opts, argv=sys.argv[1:])
     _print_tune_summary(summary, args.json)
     return _search_outcome(summary)
+
+
+def _print_dry_run(command: str, result: dict[str, Any], as_json: bool) -> int:
+    """--dry-run: the checks have passed (a refusal raised before here); say what would run."""
+    from trainables.fileio import dumps
+    from tunelab import dryrun
+
+    if command == "tune":
+        plan = dryrun.plan_tune(result["dry_run"])
+        dryrun.print_tune_plan(plan)
+    else:
+        plan = result["dry_run"]
+        dryrun.print_compare_plan(plan)
+    if as_json:
+        print(dumps({"dry_run": True, **plan}))
+    return 0
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
@@ -300,6 +319,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     methods = parse_methods(args.methods)
     result = run_compare(with_preset(from_args(CompareOptions, args, methods=methods), given(args)))
+    if "dry_run" in result:
+        return _print_dry_run("compare", result, args.json)
     print(format_table(result["table"]))
     mode = "in parallel" if result["parallel"] else "one after another"
     print(f"report: {result['report']}  ({result['wall_s']:.0f} s; the searches {result['searches_s']:.0f} s, "

@@ -32,6 +32,7 @@ from tunelab.budget import describe as describe_duration
 from tunelab.budget import parse_duration
 from tunelab.driver import TuneOptions, check_trackers, connect_ray, run_tune, trial_slots
 from tunelab.options import option, shared
+from tunelab.preflight import absolute_tracking_uri
 
 DEFAULT_METHODS = tuple(METHOD_CLASSES)  # every registered method, in registration order
 
@@ -74,6 +75,7 @@ class CompareOptions:
                                    "driver process, Optuna study, experiment folder and budget); with "
                                    "--time-budget each search gets the whole budget and an equal share of the "
                                    "trial slots")
+    dry_run: bool = shared(TuneOptions, "dry_run")
 
 
 def parse_methods(text: str | tuple[str, ...] | None) -> tuple[str, ...]:
@@ -151,6 +153,7 @@ def run_compare(opts: CompareOptions) -> dict[str, Any]:
     if opts.seeds < 1:
         raise ConfigError(f"--seeds {opts.seeds} is out of range; allowed: >= 1")
     check_baseline(opts.baseline, opts.methods)
+    opts = dataclasses.replace(opts, mlflow=absolute_tracking_uri(opts.mlflow))  # each search records it so
     check_transfer(opts)
     check_trackers(opts.mlflow, opts.wandb)
     out = check_output_path(opts.out if opts.out is not None else
@@ -160,6 +163,13 @@ def run_compare(opts: CompareOptions) -> dict[str, Any]:
                           "(its results are kept)")
     share = budget_share(opts)
     check_target_data(opts)
+    from tunelab.dryrun import dry_run_compare
+
+    # every method's search checked now (data, models, space, trackers, cache, locks), not when its
+    # turn comes after the source pretraining and the searches before it
+    plan = dry_run_compare(opts, out, share, (out / "source-backbone.pt").resolve() if needs_backbone(opts) else None)
+    if opts.dry_run:
+        return {"dry_run": plan}
     began = time.perf_counter()
     connect_ray(opts.address)
     backbone = source_backbone(opts, out) if needs_backbone(opts) else None

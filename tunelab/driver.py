@@ -44,6 +44,7 @@ from tunelab.options import option
 from tunelab.ray_state import check_and_repair
 from tunelab.search import make_search
 from tunelab.search import startup_trials as search_startup_trials
+from tunelab.preflight import absolute_sqlite_url, absolute_tracking_uri, check_recorded_paths
 from tunelab.provenance import environment_record
 
 DEFAULT_STORAGE = "./runs"
@@ -92,6 +93,9 @@ class TuneOptions:
                                       "sqlite:///runs/mlflow.db); needs pip install -e '.[mlflow]'", metavar="URI")
     wandb: str | None = option(None, "log every trial as a W&B run in this project (WANDB_MODE=offline: under "
                                      "EXPERIMENT/wandb/); needs pip install -e '.[wandb]'", metavar="PROJECT")
+    dry_run: bool = option(False, "run every check made before training (options, data, models, space, storage, "
+                                  "trackers, lock), print what would run and exit 0 or 2; writes nothing, starts "
+                                  "no Ray (a cluster's own resources are checked only once joined)")
     metric: str = M.VAL_ACC
     mode: str = "max"
 
@@ -154,6 +158,26 @@ def fixed_values(opts: TuneOptions) -> dict[str, Any]:
         # trials run in Ray's own working folders (on any node): a relative path is found only here
         values["pretrained"] = os.path.abspath(os.path.expanduser(pretrained))
     return values
+
+
+def resolve_relative_urls(opts: TuneOptions) -> None:
+    """Relative paths in --optuna-storage and --mlflow are made absolute (in `opts`, so the record
+    holds them so): `resume` from another folder then reaches the same databases."""
+    if opts.optuna_storage:
+        opts.optuna_storage = absolute_sqlite_url(opts.optuna_storage)
+    opts.mlflow = absolute_tracking_uri(opts.mlflow)
+
+
+def check_pretrained_file(fixed: dict[str, Any]) -> None:
+    """A `pretrained=PATH` every trial would load must be a file now: refused here, not by each trial
+    after Ray has started."""
+    pretrained = fixed.get("pretrained")
+    if not isinstance(pretrained, str) or pretrained.strip() in ("auto", "imagenet", ""):
+        return
+    if not os.path.isfile(pretrained):
+        what = "is a folder" if os.path.isdir(pretrained) else "no such file"
+        raise ConfigError(f"pretrained={pretrained!r}: {what}; give a checkpoint file (make one with "
+                          "`tunelab pretrain --out FILE`), or pretrained=auto")
 
 
 def resolve_space(opts: TuneOptions, fixed: dict[str, Any]) -> SearchSpace:
@@ -385,15 +409,19 @@ def tracker_callbacks(opts: TuneOptions, record: dict[str, Any]) -> list:
     return callbacks
 
 
-def load_shared_data(method: str, fixed: dict[str, Any]):
-    """Load the dataset once (bad paths fail here, before Ray starts) and pretrain `auto` backbones once."""
+def load_shared_data(method: str, fixed: dict[str, Any], make_backbone: bool = True):
+    """Load the dataset once (bad paths fail here, before Ray starts) and pretrain `auto` backbones
+    once (with `make_backbone` False, only check that the cache could take one: nothing written)."""
     from trainables.data import load_dataset
 
     config = build_config(METHOD_CLASSES[method].config_class, fixed)
     if getattr(config, "pretrained", None) == "auto":
-        from trainables.pretrain import ensure_auto_backbone
+        from trainables.pretrain import auto_checkpoint_path, check_cache_writable, ensure_auto_backbone
 
-        fixed["pretrained"] = str(ensure_auto_backbone(config, stream=sys.stderr))
+        if make_backbone:
+            fixed["pretrained"] = str(ensure_auto_backbone(config, stream=sys.stderr))
+        elif not auto_checkpoint_path(config).exists():
+            check_cache_writable(auto_checkpoint_path(config))
     return load_dataset(config.data_options())
 
 
@@ -433,14 +461,19 @@ class SearchPlan:
     data: Any
 
 
-def plan_search(opts: TuneOptions) -> SearchPlan:
+def plan_search(opts: TuneOptions, dry_run: bool = False, made_first: tuple[str, ...] = ()) -> SearchPlan:
     """Everything that can be refused, refused before anything is written: options, config values,
     the search space, the experiment name and storage, the Optuna storage and MLflow, the resources
     (of this machine before a private instance starts, of a cluster right after joining it), the
-    data, and every model the search could draw."""
+    data, and every model the search could draw. With `dry_run` Ray is neither started nor joined
+    and no backbone is pretrained; `made_first` names checkpoint files the caller makes before the
+    search (compare's source backbone), not there yet."""
     _check(opts)
+    resolve_relative_urls(opts)
     fixed = fixed_values(opts)
     build_config(METHOD_CLASSES[opts.method].config_class, fixed)  # bad --set fails before anything starts
+    if fixed.get("pretrained") not in made_first:
+        check_pretrained_file(fixed)
     space = resolve_space(opts, fixed)
     name = check_name(opts.name if opts.name is not None else default_name(opts))
     storage = normalise_storage(opts.storage)
@@ -454,8 +487,10 @@ def plan_search(opts: TuneOptions) -> SearchPlan:
         check_local_resources(opts)
     else:
         check_reachable(opts.address)
-    data = load_shared_data(opts.method, fixed)
+    data = load_shared_data(opts.method, fixed, make_backbone=not dry_run)
     check_models(opts, fixed, space, data)
+    if dry_run:
+        return SearchPlan(fixed, space, name, storage, path, private, data)
     connect_ray(opts.address)
     check_cluster(opts, storage)
     return SearchPlan(fixed, space, name, storage, path, private, data)
@@ -554,6 +589,7 @@ def resume(path: str, resume_errored: bool = False, restart_errored: bool = Fals
         refuse_link(Path(local_path(path)) / TUNELAB_FILE, "experiment record")
     record = read_record(path)
     opts = options_from_record(record, path)
+    check_recorded_paths(record["options"], f"{path}/{TUNELAB_FILE}")
     if opts.search == "optuna":
         check_resumed_study(opts.optuna_storage, record["name"], path)
     if time_budget is not None and "time_budget" not in record["options"]:

@@ -34,6 +34,9 @@ def check_mlflow(uri: str | None) -> None:
         import mlflow  # noqa: F401
     except ImportError:
         raise ConfigError(f"--mlflow {uri!r} needs MLflow, an optional extra: {INSTALL}") from None
+    from tunelab.preflight import probe_mlflow
+
+    probe_mlflow(uri)  # a malformed or unreachable URI: one line now, not a traceback minutes later
 
 
 def retire_runs(uri: str, name: str, experiment: str) -> list[str]:

@@ -116,6 +116,47 @@ def test_parse_classes_round_trips_lists(ids):
     assert parse_classes(",".join(map(str, ids))) == tuple(sorted(ids))
 
 
+_ID = st.one_of(st.integers(0, 200), st.integers(0, 10**7), st.integers(0, 10**30))
+_TOKENS = st.one_of(_ID.map(str), st.tuples(_ID, _ID).map(lambda r: f"{r[0]}-{r[1]}"),
+                    st.sampled_from(["", " ", "x", "-", "0" * 5000, "9" * 5000, "1-" + "9" * 5000]))
+
+
+# A bounded time per example (the deadline), not a wall-clock assertion: a spec is parsed in time
+# linear in its length, never in the size of the ranges it names (classes=0-1000000 once hung).
+@settings(max_examples=300, deadline=1000)
+@given(st.lists(_TOKENS, min_size=1, max_size=300))
+def test_parse_classes_is_linear_in_the_spec_not_the_ranges(tokens):
+    from trainables.subsets import MAX_CLASS_ID
+
+    spec = ",".join(tokens)
+    try:
+        ids = parse_classes(spec)
+    except ConfigError as exc:
+        assert str(exc).startswith("classes=") and len(str(exc)) < 1000  # one short line, whatever the input
+        return
+    if not spec.strip():
+        assert ids == ()  # every class
+        return
+    assert len(ids) >= 2 and list(ids) == sorted(set(ids)) and 0 <= min(ids) and max(ids) <= MAX_CLASS_ID
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("0-1000000", "class 1000000 is out of range; allowed: class ids 0-99999"),
+    ("0-99999,0-99999", "names class 0 twice"),
+    ("1-5,3", "names class 3 twice"),
+    ("7," + "9" * 5000, "is out of range; allowed: class ids 0-99999"),
+])
+def test_huge_or_overlapping_ranges_are_refused_without_expanding(spec, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_classes(spec)
+
+
+def test_the_largest_allowed_range_is_kept():
+    from trainables.subsets import MAX_CLASS_ID
+
+    assert parse_classes(f"0-{MAX_CLASS_ID}") == tuple(range(MAX_CLASS_ID + 1))
+
+
 # ----------------------------------------------------------------------------- leak guard across subsets
 
 @pytest.fixture(scope="module")

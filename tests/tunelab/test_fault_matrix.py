@@ -269,6 +269,79 @@ CASES = [
 
 
     # ------------------------------------------------------------------ round 3, 4: every failure before the work
+    ("pretrain --out under a file", ["pretrain", "--out", "{d}/canary.txt/p.pt"],
+     ["--out '{d}/canary.txt/p.pt' cannot be written", "{d}/canary.txt' is a file, not a folder"]),
+    ("report --out under a file", ["report", "{d}/runs/taken", "--out", "{d}/canary.txt/rep"],
+     ["--out '{d}/canary.txt/rep' cannot be written", "is a file, not a folder"]),
+    ("compare --out under a file", ["compare", "--out", "{d}/canary.txt/cmp"],
+     ["--out '{d}/canary.txt/cmp' cannot be written", "is a file, not a folder"]),
+    ("train --out with a name too long", ["train", "classifier", "--out", "{d}/" + "x" * 300],
+     ["cannot be written", "longer than 255 bytes"]),
+    ("TUNELAB_CACHE_DIR is a file", ["tune", "finetune", "--storage", "{d}/runs", "--set", "image_size=8"],
+     ["TUNELAB_CACHE_DIR '{d}/canary.txt' cannot be written", "is a file, not a folder", "pretrained=auto"],
+     {"env": {"TUNELAB_CACHE_DIR": "{d}/canary.txt"}}),
+    ("TUNELAB_CACHE_DIR under a file, train", ["train", "finetune", "--set", "image_size=8", "--set", "epochs=1"],
+     ["TUNELAB_CACHE_DIR '{d}/canary.txt/cache' cannot be written"],
+     {"env": {"TUNELAB_CACHE_DIR": "{d}/canary.txt/cache"}}),
+    ("compare: a later search's cache is checked first", ["compare", "--out", "{d}/cmp", "--methods",
+                                                           "classifier,finetune", "--source-classes", ""],
+     ["TUNELAB_CACHE_DIR '{d}/canary.txt' cannot be written"],
+     {"env": {"TUNELAB_CACHE_DIR": "{d}/canary.txt"}, "timeout_s": 120}),
+    ("tune with a missing pretrained file", ["tune", "finetune", "--storage", "{d}/runs", "--set",
+                                             "pretrained={d}/nothere.pt"],
+     ["pretrained='{d}/nothere.pt': no such file", "tunelab pretrain --out FILE"]),
+    ("tune with pretrained a folder", ["tune", "finetune", "--storage", "{d}/runs", "--set", "pretrained={d}/empty"],
+     ["pretrained='{d}/empty': is a folder"]),
+    ("mlflow URI of an unknown scheme", ["tune", "classifier", "--storage", "{d}/runs", "--mlflow", "foo://x"],
+     ["--mlflow 'foo://x': scheme 'foo' is not a tracking URI MLflow knows", "sqlite://", "http://"]),
+    ("mlflow server not answering", ["tune", "classifier", "--storage", "{d}/runs", "--mlflow", "http://127.0.0.1:1"],
+     ["--mlflow 'http://127.0.0.1:1': nothing answered at 127.0.0.1:1 within 5 s"]),
+    ("mlflow host unknown", ["tune", "classifier", "--storage", "{d}/runs", "--mlflow", "http://nohost.invalid:5000"],
+     ["--mlflow 'http://nohost.invalid:5000': nothing answered at nohost.invalid:5000"]),
+    ("mlflow URL without a host", ["tune", "classifier", "--storage", "{d}/runs", "--mlflow", "http:///x"],
+     ["--mlflow 'http:///x' names no host"]),
+    ("mlflow database not answering", ["tune", "classifier", "--storage", "{d}/runs", "--mlflow",
+                                       "postgresql://u@127.0.0.1:1/db"], ["nothing answered at 127.0.0.1:1"]),
+    ("mlflow sqlite in a missing folder", ["tune", "classifier", "--storage", "{d}/runs", "--mlflow",
+                                           "sqlite:///{d}/nowhere/m.db"], ["folder '{d}/nowhere' does not exist"]),
+    ("mlflow folder under a file", ["tune", "classifier", "--storage", "{d}/runs", "--mlflow", "{d}/canary.txt/ml"],
+     ["--mlflow '{d}/canary.txt/ml' cannot be written"]),
+    ("compare mlflow server not answering", ["compare", "--out", "{d}/cmp", "--mlflow", "https://127.0.0.1:1"],
+     ["nothing answered at 127.0.0.1:1"]),
+    ("resume of a relative sqlite study from another folder", ["resume", "{d}/runs/relative"],
+     ["records --optuna-storage 'sqlite:///tunelab-missing-study.db'", "run `tunelab resume` from that folder"],
+     {"setup": lambda d: _old_record(d / "runs" / "relative", optuna_storage="sqlite:///tunelab-missing-study.db")}),
+    ("resume of a relative sqlite mlflow from another folder", ["resume", "{d}/runs/relative"],
+     ["records --mlflow 'sqlite:///tunelab-missing-ml.db'"],
+     {"setup": lambda d: _old_record(d / "runs" / "relative", mlflow="sqlite:///tunelab-missing-ml.db")}),
+    ("classes with a huge range", ["tune", "classifier", "--storage", "{d}/runs", "--set", "classes=0-1000000"],
+     ["classes='0-1000000': class 1000000 is out of range", "0-99999"], {"timeout_s": 30}),
+    ("classes with a 5000-digit id", ["train", "classifier", "--set", "classes=1," + "9" * 5000],
+     ["is out of range; allowed: class ids 0-99999"], {"timeout_s": 30}),
+    ("compare classes with a huge range", ["compare", "--out", "{d}/cmp", "--classes", "0-99999999"],
+     ["class 99999999 is out of range"], {"timeout_s": 30}),
+    ("time budget of 100000 digits", ["tune", "classifier", "--storage", "{d}/runs", "--time-budget", "1" * 100000 + "x"],
+     ["is not a duration (100001 characters)"], {"timeout_s": 30}),
+    ("dry run: tune passes and writes nothing",
+     ["tune", "classifier", "--storage", "{d}/dry/runs", "--name", "x", "--set", "image_size=8", "--dry-run",
+      "--optuna-storage", "sqlite:///{d}/dry-study.db", "--mlflow", "sqlite:///{d}/dry-mlflow.db"], [],
+     {"code": 0, "timeout_s": 120}),
+    ("dry run: tune takes and releases an existing free lock",
+     ["tune", "classifier", "--storage", "{d}/runs", "--name", "freed", "--set", "image_size=8", "--dry-run"], [],
+     {"code": 0, "timeout_s": 120, "setup": lambda d: (d / "runs" / ".freed.lock").write_text("")}),
+    ("dry run: compare passes and writes nothing",
+     ["compare", "--out", "{d}/drycmp", "--methods", "classifier,finetune", "--dry-run", "--mlflow", "{d}/dryml"],
+     [], {"code": 0, "timeout_s": 180}),
+    ("dry run: tune refuses a held lock",
+     ["tune", "classifier", "--storage", "{d}/runs", "--name", "busy", "--set", "image_size=8", "--dry-run"],
+     ["experiment '{d}/runs/busy' is in use", "lock: {d}/runs/.busy.lock"],
+     {"timeout_s": 120, "setup": lambda d: _hold_lock(d / "runs" / ".busy.lock")}),
+    ("dry run: tune refuses missing data", ["tune", "classifier", "--dataset", "cifar10", "--data-dir", "{d}/nowhere",
+                                             "--storage", "{d}/runs", "--dry-run"], ["{d}/nowhere", "offline"]),
+    ("dry run: tune refuses an existing experiment", ["tune", "classifier", "--storage", "{d}/runs", "--name",
+                                                      "taken", "--dry-run"], ["already exists", "--overwrite"]),
+    ("dry run: compare refuses a missing data folder", ["compare", "--out", "{d}/cmp", "--dataset", "cifar10",
+                                                        "--data-dir", "{d}/nowhere", "--dry-run"], ["{d}/nowhere"]),
 
 
     # ------------------------------------------------------------------ round 3, 6: spaces and the API
@@ -305,6 +378,30 @@ CASES = [
 
 
 ]
+
+
+HELD_LOCKS: list = []  # lock files a row's setup holds, as another running tunelab would
+
+
+def _hold_lock(path: Path) -> None:
+    import fcntl
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = open(path, "a+")
+    fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    HELD_LOCKS.append(handle)
+
+
+def _old_record(folder: Path, **options) -> None:
+    """An experiment recorded by a tunelab that kept relative sqlite URLs as given."""
+    from analysis.record import write_record
+    from tunelab.driver import TuneOptions, experiment_record
+
+    opts = TuneOptions(method="classifier", **options)
+    fixed = {"epochs": 1, "seed": 0, "device": "cpu", "threads": 1}
+    from search_spaces import space_for
+
+    write_record(folder, experiment_record(opts, folder.name, str(folder), fixed, dict(space_for("classifier")), []))
 
 
 class Hung(BaseException):
