@@ -375,7 +375,9 @@ def train(method: Method, config: TrainConfig, reporter: Reporter, data: Dataset
           evaluate_test: bool = False, gpu_path: bool | None = None) -> dict[str, float]:
     """Train `method` with `config`, reporting every epoch; returns the last epoch's metrics.
 
-    Test metrics are computed only when `evaluate_test` (confirmation runs), never in a search.
+    Test metrics are computed only when `evaluate_test` (confirmation runs), never in a search,
+    and measure the weights of the best val/acc epoch (the first, on ties: the epoch a search
+    scores a trial by), reported with the last epoch together with that epoch (`test/epoch`).
     A loss that becomes NaN or inf stops the run at once with `diverged` = 1 in its last report.
     """
     threads = torch.get_num_threads()
@@ -393,6 +395,7 @@ def _train(method: Method, config: TrainConfig, reporter: Reporter, data: Datase
     if state is not None:
         start, best = restore(run, state)
     metrics: dict[str, float] = {}
+    tested: dict[str, float] = {}  # test metrics of the best val epoch so far (confirmation runs)
     for epoch in range(start, config.epochs):
         began = time.perf_counter()
         seed = epoch_seed(config.seed, epoch)
@@ -403,11 +406,15 @@ def _train(method: Method, config: TrainConfig, reporter: Reporter, data: Datase
         diverged = not math.isfinite(metrics[M.TRAIN_LOSS])
         metrics.update(evaluate(run, "val"))
         metrics.update(run.method.epoch_extras())
-        best = max(best, metrics[M.VAL_ACC]) if math.isfinite(metrics[M.VAL_ACC]) else best
+        improved = math.isfinite(metrics[M.VAL_ACC]) and metrics[M.VAL_ACC] > best
+        best = metrics[M.VAL_ACC] if improved else best
         metrics[M.VAL_ACC_BEST] = best
         metrics[M.DIVERGED] = int(diverged)
-        if evaluate_test and (diverged or epoch + 1 == config.epochs):
-            metrics.update(evaluate(run, "test"))
+        last = diverged or epoch + 1 == config.epochs
+        if evaluate_test and (improved or (last and not tested)):
+            tested = {**evaluate(run, "test"), M.TEST_EPOCH: epoch + 1}
+        if evaluate_test and last:
+            metrics.update(tested)
         metrics[M.EPOCH_SECONDS] = time.perf_counter() - began
         reporter.report(metrics, lambda e=epoch + 1, b=best: checkpoint_state(run, e, b))
         if diverged:

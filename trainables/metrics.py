@@ -35,4 +35,7 @@ def split_metric(name: str, split: str) -> str:
 
 # Confirmation runs only (reproduce, compare): the val metrics on the test split.
 TEST_LOSS, TEST_ACC, TEST_ACC_TOP5 = (split_metric(m, "test") for m in (VAL_LOSS, VAL_ACC, VAL_ACC_TOP5))
+# The epoch whose weights the test metrics measure: the run's best val/acc epoch, the rule by which
+# a search scores each trial, so selection and confirmation read val the same way.
+TEST_EPOCH = "test/epoch"
 

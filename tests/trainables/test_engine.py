@@ -134,3 +134,28 @@ def test_memory_cap_is_set_for_a_device_index_as_torch_requires(monkeypatch):
     configure_backend(config, torch.device("cuda"))
     configure_backend(config, torch.device("cuda", 1))
     assert calls == [(0.25, 0), (0.25, 1)]
+
+
+def test_confirmation_tests_the_weights_of_the_best_val_epoch(digits8, monkeypatch):
+    """The test metrics come from the epoch a search would score the run by (its first best val/acc),
+    not from the last epoch: checked against test evaluated by hand at every epoch."""
+    from trainables import engine
+
+    by_epoch, real = {}, engine.evaluate
+
+    def recording(run, split):
+        result = real(run, split)
+        if split == "val":
+            by_epoch["now"] = len(by_epoch.get("val", [])) + 1
+            by_epoch.setdefault("val", []).append(result["val/acc"])
+            by_epoch.setdefault("test_each", []).append(real(run, "test")["test/acc"])
+        return result
+
+    monkeypatch.setattr(engine, "evaluate", recording)
+    config = ClassifierConfig(**{**TINY, "epochs": 4, "lr": 0.05})
+    final = train(Classifier(), config, LocalReporter(None, {}, quiet=True), data=digits8, evaluate_test=True)
+    vals = by_epoch["val"]
+    best_epoch = vals.index(max(vals)) + 1
+    assert final["test/epoch"] == best_epoch
+    assert final["test/acc"] == by_epoch["test_each"][best_epoch - 1]
+    assert final["val/acc_best"] == max(vals)
