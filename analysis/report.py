@@ -305,6 +305,23 @@ def resolution_lines(table: pd.DataFrame) -> list[str]:
     return lines
 
 
+def selection_lines(table: pd.DataFrame) -> list[str]:
+    """Per method: the search's selection value, the confirmation seeds' val by the same epoch rule,
+    their difference (the optimism of selecting the best of many trials) and test."""
+    rows = table[table["confirm_val_acc_mean"].notna()] if "confirm_val_acc_mean" in table else table.iloc[:0]
+    if rows.empty:
+        return []
+    lines = ["### Selection bias", "",
+             "Best val is the search's best trial at its best epoch; confirmation val is the confirmation seeds' "
+             "mean val at their best epoch (the same rule; test is measured at that epoch); optimism is their "
+             "difference.", "", "| method | best val (selection) | confirmation val | optimism | test |",
+             "|---|---|---|---|---|"]
+    for _, r in rows.iterrows():
+        lines.append(f"| {r['method']} | {r['best_val_acc']:.4f} | {r['confirm_val_acc_mean']:.4f} | "
+                     f"{r['optimism']:+.4f} | {r['test_acc_mean']:.4f} |")
+    return lines
+
+
 def interval_meaning(low: float, high: float) -> str:
     """What a 95% interval of a difference excludes, in words."""
     if low > 0:
@@ -323,6 +340,7 @@ def markdown(table: pd.DataFrame, importance_frame: pd.DataFrame, notes: dict[st
     lines += ["## Comparison", "", "```", format_table(table), "```", ""]
     lines += ["Columns: see README, 'Comparison table'. Test accuracy comes from confirmation runs of each "
               "method's best config (seeds), never from the search.", ""]
+    lines += [*selection_lines(table), ""]
     lines += [*resolution_lines(table), ""]
     flagged = table[table["edge_params"].astype(bool)]
     for _, row in flagged.iterrows():

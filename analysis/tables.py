@@ -23,7 +23,7 @@ from trainables import metrics as M
 
 COMPARISON_COLUMNS = [
     "method", "dataset", "trials", "epochs", "compute_s", "best_val_acc", "best_trial", "best_epoch",
-    "n_seeds", "test_acc_mean", "test_acc_std", "test_acc_ci95_low", "test_acc_ci95_high",
+    "confirm_val_acc_mean", "optimism", "n_seeds", "test_acc_mean", "test_acc_std", "test_acc_ci95_low", "test_acc_ci95_high",
     "baseline", "diff_vs_baseline", "diff_ci95_low", "diff_ci95_high", "diff_p_value", "diff_p_holm",
     "diff_resolved", "min_detectable_diff",
     "edge_params", "best_config", "seeds_dropped",
@@ -154,14 +154,17 @@ def _comparison_row(method, dataset, trials, best, confirmations, baseline, spac
     tests = confirmations[(confirmations["method"] == method) & (confirmations["dataset"] == dataset)][M.TEST_ACC]
     base = confirmations[(confirmations["method"] == baseline) & (confirmations["dataset"] == dataset)][M.TEST_ACC]
     mean, std, low, high = mean_ci(tests)
+    confirm_val = _confirmation_val(confirmations, method, dataset)
+    selection_val = float(top[metric]) if top is not None else math.nan
     test = welch(tests, base) if method != baseline else welch([], [])
     detectable = min_detectable_diff(tests, base, POWER, ALPHA) if method != baseline else math.nan
     return {
         "method": method, "dataset": dataset, "trials": len(trials), "epochs": int(trials["epochs"].sum()),
         "compute_s": float(trials["compute_s"].sum()),
-        "best_val_acc": float(top[metric]) if top is not None else math.nan,
+        "best_val_acc": selection_val,
         "best_trial": top["trial_id"] if top is not None else None,
         "best_epoch": int(top["best_epoch"]) if top is not None else None,
+        "confirm_val_acc_mean": confirm_val, "optimism": selection_val - confirm_val,
         "n_seeds": len(finite(tests)), "test_acc_mean": mean, "test_acc_std": std,
         "test_acc_ci95_low": low, "test_acc_ci95_high": high, "baseline": baseline,
         "diff_vs_baseline": test.diff, "diff_ci95_low": test.low, "diff_ci95_high": test.high,
@@ -170,6 +173,16 @@ def _comparison_row(method, dataset, trials, best, confirmations, baseline, spac
         "best_config": json.dumps(config, sort_keys=True, default=str),
         "seeds_dropped": dropped(tests),  # seeds whose test/acc is NaN/inf, left out of both intervals
     }
+
+
+def _confirmation_val(confirmations: pd.DataFrame, method: str, dataset: str) -> float:
+    """The confirmation seeds' mean best val/acc: the same epoch rule as the search's selection value,
+    so their difference (`optimism`) is the winner's curse of the search, not a change of rule."""
+    if M.VAL_ACC_BEST not in confirmations:
+        return math.nan
+    rows = confirmations[(confirmations["method"] == method) & (confirmations["dataset"] == dataset)]
+    values = finite(rows[M.VAL_ACC_BEST])
+    return float(values.mean()) if len(values) else math.nan
 
 
 MIN_IMPORTANCE_TRIALS = 8  # fANOVA's forest on fewer full-budget trials ranks noise
@@ -301,8 +314,12 @@ def coverage_note(table: pd.DataFrame) -> str:
 
 
 def format_table(table: pd.DataFrame) -> str:
-    """The comparison as aligned text: method, trials, epochs, best val, test mean +- std [95% CI], diff."""
-    lines = [f"{'method':<11}{'dataset':<9}{'trials':>7}{'epochs':>7}{'best val':>10}  "
+    """The comparison as aligned text: method, trials, epochs, best val (the search's selection value),
+    with confirmation seeds also their val and the optimism (best val minus it), test mean +- std
+    [95% CI], and the difference to the baseline."""
+    confirmed = bool(len(table)) and table["n_seeds"].sum() > 0
+    lines = [f"{'method':<11}{'dataset':<9}{'trials':>7}{'epochs':>7}{'best val':>10}"
+             + (f"{'conf val':>10}{'optimism':>10}" if confirmed else "") + "  "
              f"{'test acc (mean +- std) [95% CI]':<36}{'vs ' + str(table['baseline'].iloc[0]) if len(table) else '':>24}"]
     for _, r in table.iterrows():
         test = "n/a" if pd.isna(r["test_acc_mean"]) else (
@@ -313,8 +330,9 @@ def format_table(table: pd.DataFrame) -> str:
             f"{r['diff_vs_baseline']:+.4f} [{r['diff_ci95_low']:+.3f}, {r['diff_ci95_high']:+.3f}]")
         resolved = resolution_text(r)
         edge = f"  edge: {r['edge_params']}" if r["edge_params"] else ""
+        selection = f"{r['confirm_val_acc_mean']:>10.4f}{r['optimism']:>+10.4f}" if confirmed else ""
         lines.append(f"{r['method']:<11}{str(r['dataset'])[:8]:<9}{r['trials']:>7}{r['epochs']:>7}"
-                     f"{r['best_val_acc']:>10.4f}  {test:<36}{diff:>24}{resolved}{edge}")
-    if len(table) and table["n_seeds"].sum() > 0:  # confirmation seeds ran (compare), so intervals exist
+                     f"{r['best_val_acc']:>10.4f}{selection}  {test:<36}{diff:>24}{resolved}{edge}")
+    if confirmed:  # confirmation seeds ran (compare), so intervals exist
         lines.append(coverage_note(table))
     return "\n".join(lines)

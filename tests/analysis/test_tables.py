@@ -256,3 +256,23 @@ def test_a_chained_conditional_applies_only_where_its_parent_was_sampled():
     assert applied_case(momentum, {"optimizer": "adam", "schedule": "cosine"}, space) is None
     assert edge_params({"optimizer": "sgd", "schedule": "cosine", "momentum": 0.9}, space) == ["momentum"]
     assert edge_params({"optimizer": "adam", "schedule": "cosine", "momentum": 0.9}, space) == []
+
+
+def test_the_table_carries_selection_val_confirmation_val_and_their_difference():
+    from analysis.report import selection_lines
+    from analysis.tables import format_table
+
+    summary = pd.DataFrame({"method": ["a", "base"], "dataset": ["d"] * 2, "trial_id": ["1", "2"],
+                            "val/acc": [0.95, 0.90], "best_epoch": [3, 2], "epochs": [3, 3], "compute_s": [1.0] * 2})
+    confirmations = pd.DataFrame([{"method": m, "dataset": "d", "seed": i, "test/acc": t, "val/acc_best": v}
+                                  for m, pairs in {"a": [(0.90, 0.91), (0.88, 0.89)],
+                                                   "base": [(0.85, 0.88), (0.87, 0.86)]}.items()
+                                  for i, (t, v) in enumerate(pairs)])
+    table = comparison(summary, confirmations, baseline="base").set_index("method")
+    assert table.loc["a", "confirm_val_acc_mean"] == pytest.approx(0.90)
+    assert table.loc["a", "optimism"] == pytest.approx(0.95 - 0.90)
+    assert table.loc["base", "optimism"] == pytest.approx(0.90 - 0.87)
+    text = format_table(table.reset_index())
+    assert "conf val" in text.splitlines()[0] and "0.9000   +0.0500" in text.splitlines()[1]
+    said = "\n".join(selection_lines(table.reset_index()))
+    assert "| a | 0.9500 | 0.9000 | +0.0500 | 0.8900 |" in said
