@@ -373,6 +373,10 @@ def load_shared_data(method: str, fixed: dict[str, Any]):
         from trainables.pretrain import ensure_auto_backbone
 
         fixed["pretrained"] = str(ensure_auto_backbone(config, stream=sys.stderr))
+    else:
+        from trainables.pretrained import check_pretrained_file
+
+        check_pretrained_file(config)  # a missing or leaky file: refused here, not in every trial
     return load_dataset(config.data_options())
 
 
