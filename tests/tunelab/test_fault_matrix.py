@@ -355,6 +355,10 @@ SCENARIOS: list = [
     # ------------------------------------------------------------------ round 3, 5: signals
 
 
+    # ------------------------------------------------------------------ round 3, 2: identities
+    ("one experiment under five spellings: one writer, counted once",
+     identity_setups.every_spelling_is_one_experiment),
+
 ]
 
 
