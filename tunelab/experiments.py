@@ -7,9 +7,11 @@
 - One writer per experiment: `tune`, `resume` and `--overwrite` hold an exclusive lock, a file
   beside the experiment (`STORAGE/.NAME.lock`) so it exists before the folder does and survives
   `--overwrite`. It is taken on the experiment's resolved identity (`experiment_identity`): the
-  real folder, so `x`, `./x/`, a symlink to x and `file://` of x share one lock. The kernel releases the lock when its holder dies however it dies, so a lock
-  file left by a dead process on this host is taken over (with a message); one recorded by
-  another host is refused, naming it, since that process cannot be checked from here.
+  lock lives beside the real folder, so `x`, `./x/`, a symlink to x and `file://` of x share one
+  lock, and nothing is written beside an alias. The kernel releases the lock when its holder dies
+  however it dies, so a lock file left by a dead process on this host is taken over (with a
+  message); one recorded by another host is refused, naming it, since that process cannot be
+  checked from here.
 - `resume` continues every unfinished trial from its newest checkpoint on disk, also when Ray's
   last snapshot names an older one already replaced (`repair_latest_checkpoints`).
 """
