@@ -20,13 +20,13 @@ from typing import Any, Iterable
 
 import pandas as pd
 
-from analysis.record import FINAL_STATUSES, TUNELAB_FILE, read_record, remote_filesystem
+from analysis.record import FINAL_STATUSES, TUNELAB_FILE, experiment_identity, read_record, remote_filesystem
 from analysis.record import local_path as _local_or_none
 from trainables import metrics as M
 from trainables.errors import ConfigError
 
 __all__ = ["FINAL_STATUSES", "TUNELAB_FILE", "read_record", "local_path", "load_experiment", "load_experiments",
-           "trial_summary", "status_from"]
+           "trial_summary", "status_from", "unique_experiments"]
 CONFIG_PREFIX = "config/"
 # Ray's statuses of a trial the driver left unfinished (recorded `incomplete`, continued by `resume`).
 UNFINISHED_RAY_STATUSES = ("RUNNING", "PENDING", "PAUSED")
@@ -47,9 +47,21 @@ TRIAL_FILES = ("progress.csv", "params.json", "error.txt")
 
 
 def experiment_id(location: str | Path) -> str:
-    """How an experiment is named in tables: its absolute folder, or its URI when remote."""
-    local = _local_or_none(location)
-    return str(local.resolve()) if local is not None else str(location).rstrip("/")
+    """How an experiment is named in tables: its real folder, or its normalised URI when remote; one
+    name for every spelling of one experiment (`analysis.record.experiment_identity`)."""
+    return experiment_identity(location)
+
+
+def unique_experiments(locations: Iterable[str | Path]) -> list[str | Path]:
+    """The experiments given, each once: two spellings of one experiment (`x`, `./x`, `x/`, a symlink,
+    file://) would otherwise count its trials twice. The first spelling is kept; the others are named."""
+    kept: dict[str, str | Path] = {}
+    for location in locations:
+        identity = experiment_id(location)
+        if identity in kept:
+            warn(f"{str(location)!r} is the experiment {str(kept[identity])!r} again ({identity}); counted once")
+        kept.setdefault(identity, location)
+    return list(kept.values())
 
 
 def local_path(location: str | Path) -> Path:
@@ -220,7 +232,7 @@ def load_experiment(path: str | Path) -> pd.DataFrame:
 
 
 def load_experiments(paths: Iterable[str | Path]) -> pd.DataFrame:
-    frames = [load_experiment(p) for p in paths]
+    frames = [load_experiment(p) for p in unique_experiments(paths)]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 

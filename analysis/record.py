@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from trainables.errors import ConfigError
 
@@ -51,6 +53,21 @@ def local_path(location: str | Path) -> Path | None:
     if text.startswith("file://"):
         return Path(text[len("file://"):])
     return None if is_uri(text) else Path(text)
+
+
+def experiment_identity(location: str | Path) -> str:
+    """What an experiment is, however it was spelled: the real absolute path of a local folder or
+    `file://` URI (`x`, `./x/`, a symlink to x and file:///.../x are one experiment), or the normalised
+    URI of an object store (scheme in lower case, no empty or `.` path segments, no trailing `/`,
+    query parameters sorted). The lock, `report` and the other places that ask "same experiment?"
+    compare these."""
+    local = local_path(location)
+    if local is not None:
+        return os.path.realpath(local)
+    parts = urlsplit(str(location))
+    segments = [s for s in parts.path.split("/") if s not in ("", ".")]
+    query = urlencode(sorted(parse_qsl(parts.query, keep_blank_values=True)), safe=":/,@")
+    return urlunsplit((parts.scheme.lower(), parts.netloc, "/" + "/".join(segments) if segments else "", query, ""))
 
 
 def remote_filesystem(location: str):

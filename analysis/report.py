@@ -11,7 +11,8 @@ from typing import Any
 
 import pandas as pd
 
-from analysis.load import experiment_id, load_experiments, local_path, read_record, trial_summary
+from analysis.load import (experiment_id, load_experiments, local_path, read_record, trial_summary,
+                           unique_experiments)
 from analysis.record import is_experiment, is_uri
 from analysis.tables import (applied_case, comparison, envelope_row, format_table, importance, importance_note,
                              study_importance)
@@ -84,6 +85,7 @@ RAY_COLUMNS = ("timestamp", "checkpoint_dir_name", "should_checkpoint", "done", 
 
 def write_report(experiments: list[str | Path], out: str | Path, confirmations: pd.DataFrame | None = None,
                  baseline: str | None = None, raw: bool = False) -> dict[str, Any]:
+    experiments = unique_experiments(experiments)  # one experiment given twice, however spelled, counts once
     ids = [experiment_id(p) for p in experiments]
     out = Path(out)
     check_out_dir(out, [Path(i) for i in ids if not is_uri(i)])

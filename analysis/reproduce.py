@@ -44,6 +44,8 @@ def best_record(path: str | Path) -> dict[str, Any]:
             "trial_status": str(top["status"]), "seed": config["seed"], "threads": config["threads"],
             "git_commit": record.get("git_commit"), "packages": record.get("packages", {}),
             "command": record.get("command"),
+            **({"pretrained_source": "unknown, used unchecked (allow_unknown_source=true)"}
+               if config.get("allow_unknown_source") else {}),
         },
     }
 

@@ -22,6 +22,7 @@ from trainables import metrics as M
 from trainables.data import (Augment, DataKeys, DataOptions, DatasetBundle, Normalizer, dataset_loader, dataset_names,
                              iterate_batches, load_dataset)
 from trainables.errors import ConfigError, check_choice, check_range
+from trainables.identity import data_identity
 from trainables.models import INITS, ModelOptions, build_model, check_model_fits, model_names
 from trainables.optim import OPTIMIZERS, SCHEDULES, LRSchedule, build_optimizer
 from trainables.reporting import Reporter
@@ -165,6 +166,11 @@ class Method:
     def epoch_extras(self) -> dict[str, float]:
         """Metrics reported once per epoch that are not per-batch means (e.g. prior geometry)."""
         return {}
+
+    def source_record(self, config: TrainConfig) -> dict:
+        """What this run's checkpoints record as their source: the leak guard reads it when one is
+        used as `pretrained=` (trainables.pretrained). Trained on the labels, so `supervised`."""
+        return data_identity(config, "supervised")
 
     def needs_eval_features(self) -> bool:
         return False
@@ -353,6 +359,7 @@ def checkpoint_state(run: TrainingRun, epoch: int, best: float) -> dict[str, Any
         "schedule": run.schedule.state_dict(),
         "method": run.method.state_dict(),
         "model_name": run.config.model,
+        "source": run.method.source_record(run.config),
     }
 
 

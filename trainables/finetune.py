@@ -45,6 +45,9 @@ class FinetuneConfig(TrainConfig):
     milestone_fractions: tuple[float, ...] = (0.3, 0.6, 0.8)
     epochs: int = 15  # official: 200 on Stanford Cars; 15 reaches the plateau on digits
     fc_lr_factor: float = 1.0  # new classifier's lr = lr * fc_lr_factor
+    # a pretrained file that records no source data is refused (it may hold this run's own images)
+    # unless this says the user vouches for it; the run's checkpoints and `best` then record that
+    allow_unknown_source: bool = False
 
     def validate(self) -> None:
         super().validate()
@@ -111,6 +114,10 @@ class FineTune(Method):
         self.pretrained_info = load_pretrained(model, config, stream=sys.stderr)
         replace_classifier(model, data.num_classes)
         return model
+
+    def source_record(self, config: FinetuneConfig) -> dict:
+        """This run's data, and the backbone's source it was fine-tuned from (checked along the chain)."""
+        return {**super().source_record(config), "pretrained": getattr(self, "pretrained_info", None)}
 
     def param_groups(self, model: FeatureClassifier, config: FinetuneConfig) -> list[dict]:
         return [{"params": list(model.backbone.parameters())},

@@ -23,7 +23,8 @@ from trainables.engine import Method, TrainConfig, train
 from trainables.errors import ConfigError, DataError, check_choice
 from trainables.fileio import check_writable_folder, save_checkpoint
 from trainables.models import FeatureClassifier
-from trainables.pretrained import BACKBONE_KIND, CACHE_ENV, auto_checkpoint_path, cache_dir, source_split_identity
+from trainables.identity import data_identity
+from trainables.pretrained import BACKBONE_KIND, CACHE_ENV, auto_checkpoint_path, cache_dir
 from trainables.reporting import LocalReporter
 
 TASKS = ("rotation", "supervised")
@@ -91,8 +92,7 @@ def save_backbone(out: Path, model: FeatureClassifier, config: TrainConfig, data
         "model_name": config.model,
         "model_options": asdict(config.model_options()),
         "backbone": {k: v.detach().cpu() for k, v in model.backbone.state_dict().items()},
-        "source": {"task": getattr(config, "task", "supervised"), "pretext_dataset": data.name,
-                   **source_split_identity(config)},
+        "source": {**data_identity(config, getattr(config, "task", "supervised")), "pretext_dataset": data.name},
         "metrics": {k: float(v) for k, v in metrics.items()},
     }
     save_checkpoint(out, state)

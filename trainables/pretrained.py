@@ -6,11 +6,16 @@ refuses one made from another split (its source images could contain the new spl
 images) and a supervised one whose classes overlap the target's (it was trained on labelled images
 of the target's classes, beyond the few a low-data target keeps: that is no transfer). Disjoint
 classes of one split are the intended transfer task: pretrain on classes=0-4, fine-tune on 5-9.
+Datasets are compared by resolved identity (`trainables.identity`: `imagefolder:x`, `./x`, `x/` and
+a symlink to x are one folder). Every checkpoint tunelab writes carries that record (`source`); a
+file without one is refused unless `allow_unknown_source=true`, which the run then records.
 """
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -18,17 +23,12 @@ import torch.nn as nn
 from trainables.engine import TrainConfig
 from trainables.errors import ConfigError
 from trainables.fileio import load_checkpoint_file
+from trainables.identity import canonical_dataset, data_identity
 from trainables.models import FeatureClassifier
 from trainables.subsets import parse_classes
 
 CACHE_ENV = "TUNELAB_CACHE_DIR"
 BACKBONE_KIND = "tunelab-backbone"
-
-
-def source_split_identity(config: TrainConfig) -> dict:
-    """What a backbone's source data depended on; compared against the fine-tuning target."""
-    return {"dataset": config.dataset, "val_fraction": config.val_fraction, "split_seed": config.split_seed,
-            "image_size": config.image_size, "classes": config.classes, "train_per_class": config.train_per_class}
 
 
 # ----------------------------------------------------------------------------- loading
@@ -86,43 +86,108 @@ def load_imagenet_backbone(model: FeatureClassifier, config: TrainConfig) -> dic
 
 def load_checkpoint_backbone(model: FeatureClassifier, config: TrainConfig, path: Path) -> dict:
     """Load a `tunelab pretrain` file (or a `tunelab train --out` checkpoint) into model.backbone."""
-    if not path.exists():
-        raise ConfigError(f"pretrained={str(path)!r}: no such file; make one with `tunelab pretrain --out FILE`")
-    state = load_checkpoint_file(path)
-    if state.get("kind") == BACKBONE_KIND:
-        backbone, name, source = state["backbone"], state.get("model_name"), state.get("source", {})
-    elif "model" in state and isinstance(state["model"], dict):
-        backbone = {k[len("backbone."):]: v for k, v in state["model"].items() if k.startswith("backbone.")}
-        name, source = state.get("model_name"), {}
-    else:
-        raise ConfigError(f"pretrained={str(path)!r} is not a tunelab backbone or training checkpoint")
-    if name not in (None, config.model):
-        raise ConfigError(f"pretrained={str(path)!r} is a {name} checkpoint, not model={config.model!r}")
-    _refuse_leaky_source(source, config, path)
+    backbone, info = read_backbone(config, path)
     try:
         model.backbone.load_state_dict(backbone)
     except RuntimeError as exc:
         raise ConfigError(f"pretrained={str(path)!r} does not fit model={config.model!r} with width={config.width}: "
                           f"{str(exc).splitlines()[1 if len(str(exc).splitlines()) > 1 else 0].strip()}") from None
-    return {"source": "checkpoint", "file": str(path), **source}
+    if info.get("unknown_source_allowed"):
+        print(f"tunelab: warning: pretrained={str(path)!r} records no source data; used unchecked because "
+              "allow_unknown_source=true (recorded in this run's checkpoints)", file=sys.stderr)
+    return info
+
+
+def read_backbone(config: TrainConfig, path: Path) -> tuple[dict, dict]:
+    """(backbone tensors, provenance) of a checkpoint file, refused when it is of another model or its
+    source data could hold this run's images (`check_source`)."""
+    if not path.exists():
+        raise ConfigError(f"pretrained={str(path)!r}: no such file; make one with `tunelab pretrain --out FILE`")
+    state = load_checkpoint_file(path)
+    if state.get("kind") == BACKBONE_KIND:
+        backbone, name = state["backbone"], state.get("model_name")
+    elif "model" in state and isinstance(state["model"], dict):
+        backbone = {k[len("backbone."):]: v for k, v in state["model"].items() if k.startswith("backbone.")}
+        name = state.get("model_name")
+    else:
+        raise ConfigError(f"pretrained={str(path)!r} is not a tunelab backbone or training checkpoint")
+    if name not in (None, config.model):
+        raise ConfigError(f"pretrained={str(path)!r} is a {name} checkpoint, not model={config.model!r}")
+    source = state.get("source") if isinstance(state.get("source"), dict) else {}
+    unknown = check_source(source, config, path)
+    info = {"source": "checkpoint", "file": str(path), "data": source or None}
+    if unknown:
+        info["unknown_source_allowed"] = True
+    return backbone, info
+
+
+def check_pretrained_file(config: TrainConfig) -> None:
+    """Refuse a `pretrained=PATH` that is missing, of another model or leaky, before any work starts
+    (the driver calls this before Ray; trials would otherwise each fail on it)."""
+    spec = getattr(config, "pretrained", None)
+    if spec and spec not in ("auto", "imagenet"):
+        read_backbone(config, Path(os.path.expanduser(spec)))
+
+
+def has_source_record(source: Any) -> bool:
+    return isinstance(source, dict) and bool(source.get("dataset"))
+
+
+def check_source(source: dict, config: TrainConfig, path: Path) -> bool:
+    """Refuse a checkpoint whose source data could include this run's images, comparing resolved
+    identities (`trainables.identity`) along the whole chain of checkpoints it was fine-tuned from.
+    A record missing anywhere on the chain is refused unless `allow_unknown_source=true`; returns
+    whether such an unknown source was let through."""
+    unknown = False
+    for record in source_chain(source):
+        if has_source_record(record):
+            _refuse_leaky_source(record, config, path)
+        elif getattr(config, "allow_unknown_source", False):
+            unknown = True
+        else:
+            raise ConfigError(
+                f"pretrained={str(path)!r} records no source data (made by an older tunelab or by hand), so it "
+                f"cannot be checked against the target {target_text(config)}; make it again with `tunelab "
+                "pretrain` or `tunelab train --out`, or set allow_unknown_source=true if you know its source")
+    return unknown
+
+
+def source_chain(source: dict, limit: int = 100) -> list[dict]:
+    """A checkpoint's own source record, then those of the checkpoints it was fine-tuned from, nearest
+    first ({} where one was unknown)."""
+    chain = [source]
+    upstream = source.get("pretrained")
+    while isinstance(upstream, dict) and upstream.get("source") == "checkpoint" and len(chain) < limit:
+        record = upstream.get("data") if isinstance(upstream.get("data"), dict) else {}
+        chain.append(record)
+        upstream = record.get("pretrained")
+    return chain
+
+
+def target_text(config: TrainConfig) -> str:
+    """The fine-tuning target's data, as the leak guard's messages name it."""
+    return (f"({canonical_dataset(config.dataset)}, split_seed={config.split_seed}, "
+            f"val_fraction={config.val_fraction:g}, classes {config.classes or 'all'})")
 
 
 def _refuse_leaky_source(source: dict, config: TrainConfig, path: Path) -> None:
-    if source.get("dataset") != config.dataset:
-        return
-    own = source_split_identity(config)
+    if canonical_dataset(str(source.get("dataset"))) != canonical_dataset(config.dataset):
+        return  # other images altogether: the intended transfer
+    own = data_identity(config)
     for key in ("val_fraction", "split_seed"):
         if source.get(key) != own[key]:
-            raise ConfigError(f"pretrained={str(path)!r} was made from {config.dataset} with {key}={source.get(key)}; "
-                              f"with {key}={own[key]} its source images may include this run's val or test images")
+            raise ConfigError(f"pretrained={str(path)!r} was made from {own['dataset']} with {key}={source.get(key)}; "
+                              f"with {key}={own[key]} its source images may include this run's val or test images "
+                              f"(target {target_text(config)})")
     if source.get("task", "supervised") == "rotation":  # no labels used: the target's own train split is fine
         return
-    shared = shared_classes(parse_classes(source.get("classes", "")), parse_classes(config.classes))
+    shared = shared_classes(parse_classes(str(source.get("classes") or "")), parse_classes(config.classes))
     if shared is not None:
         raise ConfigError(
-            f"pretrained={str(path)!r} was trained on the labels of {config.dataset} classes "
-            f"{source.get('classes') or 'all'}, which include this run's classes {shared}; fine-tune on "
-            "other classes (e.g. pretrain with classes=0-4, fine-tune with classes=5-9)")
+            f"pretrained={str(path)!r} was trained on the labels of {own['dataset']} classes "
+            f"{source.get('classes') or 'all'}, which include this run's classes {shared} (target "
+            f"{target_text(config)}); fine-tune on other classes (e.g. pretrain with classes=0-4, fine-tune "
+            "with classes=5-9)")
 
 
 def shared_classes(source: tuple[int, ...], target: tuple[int, ...]) -> str | None:

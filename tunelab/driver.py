@@ -168,7 +168,7 @@ def resolve_relative_urls(opts: TuneOptions) -> None:
     opts.mlflow = absolute_tracking_uri(opts.mlflow)
 
 
-def check_pretrained_file(fixed: dict[str, Any]) -> None:
+def check_pretrained_path(fixed: dict[str, Any]) -> None:
     """A `pretrained=PATH` every trial would load must be a file now: refused here, not by each trial
     after Ray has started."""
     pretrained = fixed.get("pretrained")
@@ -409,9 +409,11 @@ def tracker_callbacks(opts: TuneOptions, record: dict[str, Any]) -> list:
     return callbacks
 
 
-def load_shared_data(method: str, fixed: dict[str, Any], make_backbone: bool = True):
+def load_shared_data(method: str, fixed: dict[str, Any], make_backbone: bool = True, made_first: tuple[str, ...] = ()):
     """Load the dataset once (bad paths fail here, before Ray starts) and pretrain `auto` backbones
-    once (with `make_backbone` False, only check that the cache could take one: nothing written)."""
+    once (with `make_backbone` False, only check that the cache could take one: nothing written).
+    A `pretrained=PATH` is read and its source checked against this data (the leak guard), unless
+    it is one of `made_first`, a backbone the caller makes before the search."""
     from trainables.data import load_dataset
 
     config = build_config(METHOD_CLASSES[method].config_class, fixed)
@@ -422,6 +424,10 @@ def load_shared_data(method: str, fixed: dict[str, Any], make_backbone: bool = T
             fixed["pretrained"] = str(ensure_auto_backbone(config, stream=sys.stderr))
         elif not auto_checkpoint_path(config).exists():
             check_cache_writable(auto_checkpoint_path(config))
+    elif fixed.get("pretrained") not in made_first:
+        from trainables.pretrained import check_pretrained_file
+
+        check_pretrained_file(config)  # a missing or leaky file: refused here, not in every trial
     return load_dataset(config.data_options())
 
 
@@ -473,7 +479,7 @@ def plan_search(opts: TuneOptions, dry_run: bool = False, made_first: tuple[str,
     fixed = fixed_values(opts)
     build_config(METHOD_CLASSES[opts.method].config_class, fixed)  # bad --set fails before anything starts
     if fixed.get("pretrained") not in made_first:
-        check_pretrained_file(fixed)
+        check_pretrained_path(fixed)
     space = resolve_space(opts, fixed)
     name = check_name(opts.name if opts.name is not None else default_name(opts))
     storage = normalise_storage(opts.storage)
@@ -487,7 +493,7 @@ def plan_search(opts: TuneOptions, dry_run: bool = False, made_first: tuple[str,
         check_local_resources(opts)
     else:
         check_reachable(opts.address)
-    data = load_shared_data(opts.method, fixed, make_backbone=not dry_run)
+    data = load_shared_data(opts.method, fixed, make_backbone=not dry_run, made_first=made_first)
     check_models(opts, fixed, space, data)
     if dry_run:
         return SearchPlan(fixed, space, name, storage, path, private, data)

@@ -10,9 +10,12 @@
   W&B itself makes are removed.
 - One writer per experiment: `tune`, `resume` and `--overwrite` hold an exclusive lock, a file
   beside the experiment (`STORAGE/.NAME.lock`) so it exists before the folder does and survives
-  `--overwrite`. The kernel releases the lock when its holder dies however it dies, so a lock
-  file left by a dead process on this host is taken over (with a message); one recorded by
-  another host is refused, naming it, since that process cannot be checked from here.
+  `--overwrite`. It is taken on the experiment's resolved identity (`experiment_identity`): the
+  lock lives beside the real folder, so `x`, `./x/`, a symlink to x and `file://` of x share one
+  lock, and nothing is written beside an alias. The kernel releases the lock when its holder dies
+  however it dies, so a lock file left by a dead process on this host is taken over (with a
+  message); one recorded by another host is refused, naming it, since that process cannot be
+  checked from here.
 - `resume` continues every unfinished trial from its newest checkpoint on disk, also when Ray's
   last snapshot names an older one already replaced (`repair_latest_checkpoints`).
 """
@@ -33,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from analysis.load import UNFINISHED_RAY_STATUSES
-from analysis.record import TUNELAB_FILE, is_uri, local_path, read_record
+from analysis.record import TUNELAB_FILE, experiment_identity, is_experiment, is_uri, local_path, read_record
 from tunelab.ray_state import drop_lost_checkpoints, lost_checkpoint
 from trainables.errors import ConfigError
 from trainables.fileio import open_no_follow, refuse_link
@@ -200,10 +203,12 @@ def _remove_matching(folder: Path, patterns: tuple[str, ...], links: bool = Fals
 # ----------------------------------------------------------------------------- one writer per experiment
 
 def lock_path(experiment: str) -> Path | None:
-    local = local_path(experiment)
-    if local is None:
+    """The lock file of an experiment, beside its real folder: every spelling of one experiment (`x`,
+    `./x/`, a symlink, file://) is one identity, so it has one lock. None for remote storage."""
+    if local_path(experiment) is None:
         return None
-    return local.parent / f".{local.name}.lock"
+    real = Path(experiment_identity(experiment))
+    return real.parent / f".{real.name}.lock"
 
 
 def holder_record(**extra: Any) -> dict[str, Any]:
@@ -259,12 +264,12 @@ class ExperimentLock:
             handle.close()
             if exc.errno not in (errno.EAGAIN, errno.EACCES):
                 raise
-            raise ConfigError(f"experiment {self.experiment!r} is in use by {_describe(holder)}; wait for it to end "
+            raise ConfigError(f"experiment {self._shown()} is in use by {_describe(holder)}; wait for it to end "
                               f"or stop it (lock: {self.path})") from None
         holder = _read_holder(handle)
         if holder and holder.get("host") != socket.gethostname():
             handle.close()
-            raise ConfigError(f"experiment {self.experiment!r} is locked by {_describe(holder)}, another host; if "
+            raise ConfigError(f"experiment {self._shown()} is locked by {_describe(holder)}, another host; if "
                               f"that run has ended, delete {self.path} and try again")
         if holder and holder.get("pid") != os.getpid():
             self.previous = holder
@@ -273,6 +278,11 @@ class ExperimentLock:
         self.handle = handle
         self._write(holder_record())
         return self
+
+    def _shown(self) -> str:
+        """The experiment as the user wrote it, and what it is when that differs (an alias)."""
+        real = experiment_identity(self.experiment)
+        return repr(self.experiment) + (f" (= {real})" if real != self.experiment else "")
 
     def _write(self, holder: dict[str, Any]) -> None:
         self.handle.seek(0)

@@ -35,8 +35,9 @@ def backbone(tmp_path_factory):
         path = folder / f"{model}.pt"
         if not path.exists():
             net = build_model(ModelOptions(name=model, width=TINY["width"]), 10)
+            # never trained: its source record names no images the target could share
             torch.save({"kind": BACKBONE_KIND, "model_name": model, "backbone": net.backbone.state_dict(),
-                        "source": {}}, path)
+                        "source": {"dataset": "none (random init)", "task": "none"}}, path)
         return str(path)
     return path_for
 

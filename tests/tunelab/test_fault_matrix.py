@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from tests.conftest import write_cifar10, write_image_folder
+from tests.tunelab import identity_setups
 from tunelab.cli import main
 
 
@@ -121,7 +122,8 @@ CASES = [
     ("best on a non-experiment", ["best", "{d}/notexp"], ["{d}/notexp", "not a tunelab experiment"]),
     ("checkpoint of another architecture", ["train", "finetune", "--set", "pretrained={d}/small_cnn.pt"],
      ["small_cnn checkpoint, not model='resnet18'"]),
-    ("checkpoint whose tensors do not fit", ["train", "finetune", "--set", "pretrained={d}/mislabelled.pt"],
+    ("checkpoint whose tensors do not fit", ["train", "finetune", "--set", "pretrained={d}/mislabelled.pt",
+                                             "--set", "allow_unknown_source=true"],
      ["mislabelled.pt", "does not fit model='resnet18'"]),
     ("existing experiment name", ["tune", "classifier", "--storage", "{d}/runs", "--name", "taken"],
      ["already exists", "tunelab resume", "--overwrite"]),
@@ -237,6 +239,39 @@ CASES = [
      ["--baseline 'adarand' is not one of the compared methods"]),
 
     # ------------------------------------------------------------------ round 3, 2: identities
+    # (fine-tuning runs of a small_cnn: the leak guard refuses before any training)
+    ("leak guard: train --out checkpoint on the target's own labels",
+     ["train", "finetune", "--set", "model=small_cnn", "--set", "width=8", "--set", "image_size=8",
+      "--set", "pretrained={d}/own/checkpoint.pt"],
+     ["pretrained='{d}/own/checkpoint.pt'", "trained on the labels of digits classes all",
+      "target (digits, split_seed=0, val_fraction=0.1, classes all)"],
+     {"setup": identity_setups.own_labels_checkpoint, "timeout_s": 120}),
+    ("leak guard under tune: refused before Ray starts",
+     ["tune", "finetune", "--storage", "{d}/runs",
+      "--set", "model=small_cnn", "--set", "width=8", "--set", "image_size=8",
+      "--set", "pretrained={d}/own/checkpoint.pt"],
+     ["pretrained='{d}/own/checkpoint.pt'", "trained on the labels of digits classes all", "target (digits"],
+     {"setup": identity_setups.own_labels_checkpoint, "timeout_s": 120}),
+    ("leak guard: imagefolder target spelled ./x/",
+     ["train", "finetune", "--set", "model=small_cnn", "--set", "width=8", "--set", "image_size=8",
+      "--dataset", "imagefolder:{d}/./imgs/", "--set", "pretrained={d}/imgs.pt"],
+     ["pretrained='{d}/imgs.pt'", "trained on the labels of imagefolder:", "which include this run's classes all"],
+     {"setup": identity_setups.imagefolder_backbone, "timeout_s": 120}),
+    ("leak guard: imagefolder target through a symlink",
+     ["train", "finetune", "--set", "model=small_cnn", "--set", "width=8", "--set", "image_size=8",
+      "--dataset", "imagefolder:{d}/imgs_alias", "--set", "pretrained={d}/imgs.pt"],
+     ["pretrained='{d}/imgs.pt'", "trained on the labels of imagefolder:", "which include this run's classes all"],
+     {"setup": identity_setups.imagefolder_backbone, "timeout_s": 120}),
+    ("leak guard: checkpoint with no source record",
+     ["train", "finetune", "--set", "model=small_cnn", "--set", "width=8", "--set", "image_size=8",
+      "--set", "pretrained={d}/small_cnn.pt"],
+     ["pretrained='{d}/small_cnn.pt' records no source data", "target (digits, split_seed=0",
+      "allow_unknown_source=true"]),
+    ("leak guard under tune: checkpoint with no source record",
+     ["tune", "finetune", "--storage", "{d}/runs",
+      "--set", "model=small_cnn", "--set", "width=8", "--set", "image_size=8",
+      "--set", "pretrained={d}/small_cnn.pt"],
+     ["pretrained='{d}/small_cnn.pt' records no source data", "allow_unknown_source=true"]),
 
 
     # ------------------------------------------------------------------ round 3, 3: never touch what is not ours
@@ -476,6 +511,10 @@ SCENARIOS: list = [
 
     # ------------------------------------------------------------------ round 3, 5: signals
 
+
+    # ------------------------------------------------------------------ round 3, 2: identities
+    ("one experiment under five spellings: one writer, counted once",
+     identity_setups.every_spelling_is_one_experiment),
 
 ]
 
