@@ -24,6 +24,8 @@ def check_output_path(path: str | os.PathLike, flag: str, kind: str) -> Path:
         raise ConfigError(f"{flag} '' is empty; give a {kind} path")
     if "\x00" in text:
         raise ConfigError(f"{flag} {text!r} holds a NUL character; give a plain {kind} path")
+    if "://" in text:  # would become a local folder named 's3:' (only --storage takes URIs)
+        raise ConfigError(f"{flag} {text!r} is a URI; {flag} takes a local {kind} path")
     out = Path(text).expanduser()
     if kind == "file" and out.is_dir():
         raise ConfigError(f"{flag} {text!r} is a folder; give a file path (e.g. {text.rstrip('/')}/best.yaml)")

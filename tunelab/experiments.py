@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from analysis.load import UNFINISHED_RAY_STATUSES
-from analysis.record import is_experiment, is_uri, local_path
+from analysis.record import is_experiment, is_uri, join_uri, local_path, redact
 from tunelab.ray_state import drop_lost_checkpoints, lost_checkpoint
 from trainables.errors import ConfigError
 
@@ -59,7 +59,15 @@ def normalise_storage(storage: str) -> str:
     local = local_path(storage)
     if local is not None and not local.is_absolute():
         raise ConfigError(f"--storage {storage!r}: a file:// URI needs an absolute path, e.g. file:///mnt/shared/runs")
-    return storage.rstrip("/") if local is None else "file://" + str(local.resolve())
+    if local is not None:
+        return "file://" + str(local.resolve())
+    if "?" in storage:
+        # the query form (s3://bucket/runs?endpoint_override=HOST:PORT&scheme=http): pyarrow parses it
+        # offline, so an option it does not know is refused here rather than in a traceback later
+        from analysis.record import remote_filesystem
+
+        remote_filesystem(storage, "--storage")
+    return join_uri(storage)
 
 
 def check_storage_writable(storage: str) -> None:
@@ -78,7 +86,7 @@ def check_storage_writable(storage: str) -> None:
 
 def experiment_path(storage: str, name: str) -> str:
     if is_uri(storage):
-        return storage.rstrip("/") + "/" + name
+        return join_uri(storage, name)  # a query (?endpoint_override=...) stays at the end
     return str(Path(storage) / name)
 
 
@@ -138,7 +146,8 @@ def lock_path(experiment: str) -> Path | None:
 
 
 def holder_record(**extra: Any) -> dict[str, Any]:
-    return {"host": socket.gethostname(), "pid": os.getpid(), "command": " ".join(["tunelab", *sys.argv[1:]])[:500],
+    return {"host": socket.gethostname(), "pid": os.getpid(),
+            "command": redact(" ".join(["tunelab", *sys.argv[1:]]))[:500],
             "since": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **extra}
 
 

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from analysis.record import redact
 from trainables.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -54,6 +55,23 @@ def check_optuna_storage(opts: TuneOptions, name: str) -> None:
                           "to replace the experiment and its study, or delete it (optuna delete-study)")
 
 
+def check_reconnect(url: str | None, experiment: str) -> None:
+    """`resume`: a PostgreSQL study must accept the password found again (tunelab.credentials)
+    before Ray starts; a refusal says where to put it."""
+    if not url or not url.split("://", 1)[0].lower().startswith("postgres"):
+        return
+    import sqlalchemy
+
+    try:
+        with sqlalchemy.create_engine(url).connect():
+            pass
+    except Exception as exc:  # any driver's connection error
+        raise ConfigError(f"--optuna-storage {redact(url)!r}: the study's database refused the connection "
+                          f"({str(exc).strip().splitlines()[0][:200]}); give the password with `tunelab resume "
+                          f"{redact(experiment)} --optuna-storage URL`, this URL with its password, or set "
+                          "PGPASSWORD or add it to ~/.pgpass") from None
+
+
 def _check_sqlite_file(shown: str, database: str | None) -> None:
     if not database or database == ":memory:":
         raise ConfigError(f"{shown} is an in-memory database, gone when the driver ends; give a file, "
@@ -85,4 +103,4 @@ def replace_study(opts: TuneOptions, name: str) -> None:
     import optuna
 
     optuna.delete_study(study_name=name, storage=opts.optuna_storage)
-    print(f"tunelab: --overwrite: deleted study {name!r} from {opts.optuna_storage}", file=sys.stderr)
+    print(f"tunelab: --overwrite: deleted study {name!r} from {redact(opts.optuna_storage)}", file=sys.stderr)
