@@ -3,7 +3,7 @@ recorded; resume finds them again; object-store URIs in the query form work.
 
 The PostgreSQL tests run a real server (the `postgres` binaries of the machine, started as the
 `postgres` user on a free port) and skip where there is none; the S3 test runs moto's real S3
-server (`moto_server`, in the dev extra) and a real tiny search.
+server (moto[server], in the dev extra) and a real tiny search.
 """
 import json
 import os
@@ -11,7 +11,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -188,35 +187,27 @@ def test_a_refused_password_never_reaches_the_error_line(postgres, capsys, tmp_p
 # ----------------------------------------------------------------------------- a real S3 server
 
 @pytest.fixture
-def s3_server(tmp_path):
-    """moto's S3 server on a free port with bucket `bkt`: the query-form URI of a storage in it."""
-    server = shutil.which("moto_server") or str(Path(sys.executable).parent / "moto_server")
-    if not Path(server).exists():
-        pytest.skip("moto_server is not installed (pip install -e '.[dev]')")
+def s3_server():
+    """moto's S3 server (moto[server], in the dev extra) on a free port with bucket `bkt`: the
+    query-form URI of a storage in it, credentials included."""
+    moto_server = pytest.importorskip("moto.server", reason="moto[server] is not installed (pip install -e '.[dev]')")
     port = _free_port()
-    process = subprocess.Popen([server, "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+    # In this process's threads: the `moto_server` command started from pytest answered pyarrow's
+    # CompleteMultipartUpload with an empty body (every write of tunelab.json failed); this one does not.
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
     try:
-        import pyarrow.fs as pafs
-
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline and process.poll() is None, "moto_server did not start"
-                time.sleep(0.2)
-        pafs.S3FileSystem(endpoint_override=f"127.0.0.1:{port}", scheme="http", access_key="AKID",
-                          secret_key=SECRET, region="us-east-1", allow_bucket_creation=True).create_dir("bkt")
+        subprocess.run([sys.executable, "-c", "import pyarrow.fs as f; f.S3FileSystem(endpoint_override="
+                        f"'127.0.0.1:{port}', scheme='http', access_key='AKID', secret_key='{SECRET}', "
+                        "region='us-east-1', allow_bucket_creation=True).create_dir('bkt')"], check=True, timeout=60)
         yield f"s3://AKID:{SECRET}@bkt/runs?endpoint_override=127.0.0.1:{port}&scheme=http&region=us-east-1"
     finally:
-        process.terminate()
-        process.wait(timeout=30)
+        server.stop()
 
 
 def _tunelab(*args, cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}  # the credentials are in the URI
+    credentials = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL")
+    env = {k: v for k, v in os.environ.items() if k not in credentials}  # the URI alone says where and who
     env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
     return subprocess.run([sys.executable, "-m", "tunelab.cli", *args], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=timeout)
