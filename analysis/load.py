@@ -20,7 +20,8 @@ from typing import Any, Iterable
 
 import pandas as pd
 
-from analysis.record import FINAL_STATUSES, TUNELAB_FILE, experiment_identity, read_record, remote_filesystem
+from analysis.record import (FINAL_STATUSES, TUNELAB_FILE, experiment_identity, read_record, redact,
+                             remote_filesystem)
 from analysis.record import local_path as _local_or_none
 from trainables import metrics as M
 from trainables.errors import ConfigError
@@ -206,7 +207,7 @@ def load_experiment(path: str | Path) -> pd.DataFrame:
         try:
             frame, params = _read_trial(folder)
         except TrialFileError as exc:
-            warn(f"trial {folder.name} of {location!r} skipped: {exc}")
+            warn(f"trial {folder.name} of {redact(location)!r} skipped: {exc}")
             continue
         trial_id = str(frame["trial_id"].iloc[-1]) if "trial_id" in frame and not frame.empty \
             else folder.name.rsplit("_", 1)[-1]

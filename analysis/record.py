@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -47,6 +48,58 @@ def is_uri(location: str | Path) -> bool:
     return "://" in str(location)
 
 
+# ----------------------------------------------------------------------------- secrets in URIs
+# A storage or tracking URI may carry a password (postgresql://user:PASSWORD@host/db,
+# s3://KEY:SECRET@bucket/runs, http://user:PASSWORD@host) or a secret query parameter
+# (?password=..., ?X-Amz-Signature=...). Everything tunelab prints or records goes through
+# `redact`: output, errors, tunelab.json, reports, progress lines, the lock's holder record.
+REDACTED = "***"
+# scheme://USER:PASSWORD@...: the password runs to the last '@' before any blank or quote (a secret
+# key may hold an unencoded '/'), so a user name never holds ':' '/' or '@'.
+_USERINFO = re.compile(r"(?P<head>\b[A-Za-z][A-Za-z0-9+.-]*://[^/?#\s'\"@:]*):(?P<password>[^\s'\"]*)@")
+_SECRET_QUERY = re.compile(r"(?P<name>[?&;][^=&#\s'\"]*?(?:password|passwd|pwd|secret|token|signature|credential"
+                           r"|api_?key)[^=&#\s'\"]*=)(?P<value>[^&#\s'\"]*)", re.IGNORECASE)
+
+
+def redact(text: str) -> str:
+    """`text` (a URI, a message, a command line) with every password and secret query value
+    shown as ***; the user name, host, path and the rest stay readable."""
+    if "://" not in text and "=" not in text:
+        return text
+    text = _USERINFO.sub(lambda m: f"{m['head']}:{REDACTED if m['password'] else ''}@", text)
+    return _SECRET_QUERY.sub(lambda m: m["name"] + (m["value"] and REDACTED), text)
+
+
+def redact_all(value: Any) -> Any:
+    """A JSON-like value (a record, a command line) with `redact` applied to every string in it."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {key: redact_all(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(redact_all(item) for item in value)
+    return value
+
+
+def split_password(uri: str) -> tuple[str, str | None]:
+    """(the URI without the password in its user info, the password or None). A password shown as
+    *** (a recorded URI) counts as none: it was never kept."""
+    match = _USERINFO.match(uri)
+    if match is None:
+        return uri, None
+    bare = f"{match['head']}@{uri[match.end():]}"
+    password = match["password"]
+    return bare, (password if password and password != REDACTED else None)
+
+
+def join_uri(location: str, *parts: str) -> str:
+    """`location` (a path or URI) with `parts` appended to its path; a URI's query
+    (s3://bucket/runs?endpoint_override=HOST:PORT&scheme=http) stays at the end."""
+    base, question, query = str(location).partition("?")
+    joined = "/".join([base.rstrip("/"), *(p.strip("/") for p in parts)])
+    return joined + question + query
+
+
 def local_path(location: str | Path) -> Path | None:
     """The local folder behind a plain path or a file:// URI; None for a remote URI (s3://, gs://, ...)."""
     text = str(location)
@@ -70,14 +123,18 @@ def experiment_identity(location: str | Path) -> str:
     return urlunsplit((parts.scheme.lower(), parts.netloc, "/" + "/".join(segments) if segments else "", query, ""))
 
 
-def remote_filesystem(location: str):
+def remote_filesystem(location: str, flag: str = ""):
     """(pyarrow filesystem, path inside it) of a remote URI; a URI pyarrow cannot resolve is bad input."""
     import pyarrow.fs as pafs
 
     try:
         return pafs.FileSystem.from_uri(location)
     except Exception as exc:  # pyarrow raises ArrowInvalid, ValueError or OSError depending on the scheme
-        raise ConfigError(f"{location!r} is not a location pyarrow can open: {str(exc).splitlines()[0]}") from None
+        shown = f"{flag} {redact(location)!r}".strip()
+        raise ConfigError(f"{shown} is not a location pyarrow can open: {redact(str(exc).splitlines()[0])}; "
+                          "e.g. s3://bucket/runs?endpoint_override=HOST:PORT&scheme=http&region=REGION "
+                          "(query options: region, scheme, endpoint_override, allow_bucket_creation, "
+                          "allow_bucket_deletion)") from None
 
 
 def read_text(location: str | Path, name: str) -> str:
@@ -159,7 +216,8 @@ def write_record(location: str | Path, record: dict[str, Any]) -> None:
     """Write the record atomically (local) or in one stream (remote URI)."""
     from trainables.fileio import atomic_write_text
 
-    check_record(record, f"{location}/{TUNELAB_FILE}")  # never write what a reader would refuse
+    record = redact_all(record)  # a password in a storage or tracking URI is never written down
+    check_record(record, f"{redact(str(location))}/{TUNELAB_FILE}")  # never write what a reader would refuse
     text = json.dumps(record, indent=2, sort_keys=False, default=str)
     local = local_path(location)
     if local is not None:

@@ -13,7 +13,7 @@ import pandas as pd
 
 from analysis.load import (experiment_id, load_experiments, local_path, read_record, trial_summary,
                            unique_experiments)
-from analysis.record import is_experiment, is_uri
+from analysis.record import is_experiment, is_uri, redact, split_password
 from analysis.tables import (applied_case, comparison, envelope_row, format_table, importance, importance_note,
                              study_importance)
 from trainables import metrics as M
@@ -43,7 +43,8 @@ def method_importance(trials: pd.DataFrame, records: list[dict[str, Any]], space
     """From the stored Optuna study when one experiment with a study stands behind these trials,
     else from the experiment files; both score full-budget trials only."""
     if len(records) == 1 and records[0]["search"].get("optuna_storage"):
-        stored = study_importance(records[0]["search"]["optuna_storage"], records[0]["name"])
+        # the record keeps no password: the database client's own mechanism (PGPASSWORD, .pgpass) gives it
+        stored = study_importance(split_password(records[0]["search"]["optuna_storage"])[0], records[0]["name"])
         if stored is not None:
             return stored
     return importance(trials, space), importance_note(trials)
@@ -87,7 +88,7 @@ def write_report(experiments: list[str | Path], out: str | Path, confirmations: 
                  baseline: str | None = None, raw: bool = False) -> dict[str, Any]:
     experiments = unique_experiments(experiments)  # one experiment given twice, however spelled, counts once
     ids = [experiment_id(p) for p in experiments]
-    out = Path(out)
+    out = check_output_path(out, "--out", "folder")  # before Path() folds a URI's '//' into a local name
     check_out_dir(out, [Path(i) for i in ids if not is_uri(i)])
     paths = [local_path(p) for p in experiments]
     records = {i: read_record(p) for i, p in zip(ids, paths)}
@@ -110,6 +111,7 @@ def write_report(experiments: list[str | Path], out: str | Path, confirmations: 
     importance_frame = pd.concat(importances, ignore_index=True) if importances else pd.DataFrame()
 
     out.mkdir(parents=True, exist_ok=True)
+    frame, summary = _shown(frame), _shown(summary)  # an experiment's URI is written without its password
     _write_frame(frame if raw else frame.drop(columns=[c for c in RAY_COLUMNS if c in frame]), out / "trials.csv")
     _write_frame(summary, out / "trial_summary.csv")
     _write_frame(table, out / "comparison.csv", parquet=True)
@@ -119,6 +121,12 @@ def write_report(experiments: list[str | Path], out: str | Path, confirmations: 
     plots = write_plots(frame, summary, importance_frame, spaces, out / "plots", table)
     atomic_write_text(out / "report.md", markdown(table, importance_frame, notes, plots, records, out))
     return {"out": str(out), "table": table, "plots": [str(p) for p in plots]}
+
+
+def _shown(frame: pd.DataFrame) -> pd.DataFrame:
+    if "experiment" not in frame:
+        return frame
+    return frame.assign(experiment=frame["experiment"].map(lambda e: redact(str(e))))
 
 
 # ----------------------------------------------------------------------------- plots
@@ -355,7 +363,7 @@ def markdown(table: pd.DataFrame, importance_frame: pd.DataFrame, notes: dict[st
         lines.append(f"- {method}: {shown or note or 'not computed (fANOVA could not fit these trials)'}")
     lines += ["", "## Experiments", ""]
     for path, record in records.items():
-        lines.append(f"- `{path}`: {record['method']} on {task(record)}, search {record['search']['algorithm']}, "
+        lines.append(f"- `{redact(str(path))}`: {record['method']} on {task(record)}, search {record['search']['algorithm']}, "
                      f"scheduler {record['scheduler']['kind']} (max {record['scheduler']['max_t']} epochs), "
                      f"commit {record.get('git_commit')}")
     lines += ["", "## Plots", ""]

@@ -17,6 +17,7 @@ import pandas as pd
 import yaml
 
 from analysis.load import experiment_id, load_experiment, rank_trials, read_record, trial_summary
+from analysis.record import redact
 from analysis.tables import config_of
 from trainables import get_method
 from trainables import metrics as M
@@ -39,7 +40,7 @@ def best_record(path: str | Path) -> dict[str, Any]:
         "method": record["method"],
         "config": config,
         "provenance": {
-            "experiment": location, "trial_id": str(top["trial_id"]), "trial_dir": str(top["trial_dir"]),
+            "experiment": redact(location), "trial_id": str(top["trial_id"]), "trial_dir": str(top["trial_dir"]),
             "epoch": int(top["best_epoch"]), "metric": metric, "mode": mode, "value": float(top[metric]),
             "trial_status": str(top["status"]), "seed": config["seed"], "threads": config["threads"],
             "git_commit": record.get("git_commit"), "packages": record.get("packages", {}),

@@ -33,6 +33,8 @@ def check_output_path(path: str | os.PathLike, flag: str, kind: str) -> Path:
         raise ConfigError(f"{flag} '' is empty; give a {kind} path")
     if "\x00" in text:
         raise ConfigError(f"{flag} {text!r} holds a NUL character; give a plain {kind} path")
+    if "://" in text:  # would become a local folder named 's3:' (only --storage takes URIs)
+        raise ConfigError(f"{flag} {text!r} is a URI; {flag} takes a local {kind} path")
     out = Path(text).expanduser()
     if any(len(os.fsencode(part)) > NAME_MAX for part in out.parts):
         raise ConfigError(f"{flag} {text[:80]!r}... cannot be written: a name in it is longer than "

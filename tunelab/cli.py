@@ -10,6 +10,7 @@ import signal
 import sys
 from typing import Any, Sequence
 
+from analysis.record import redact
 from trainables import metrics as M
 from trainables.errors import ConfigError, TunelabError
 from tunelab.compare import CompareOptions
@@ -70,6 +71,10 @@ def build_parser() -> argparse.ArgumentParser:
     res.add_argument("--address", help="Ray cluster to join (default: the one the experiment used)")
     res.add_argument("--time-budget", metavar="DURATION",
                      help="end this session cleanly after this wall time (e.g. 90m, 2h); none by default")
+    res.add_argument("--optuna-storage", metavar="URL",
+                     help="the experiment's Optuna storage again, with the password tunelab does not record")
+    res.add_argument("--mlflow", metavar="URI",
+                     help="the experiment's MLflow tracking URI again, with the password tunelab does not record")
     res.add_argument("--json", action="store_true", help="end stdout with one JSON line: experiment, best config")
 
     rep = sub.add_parser("report", help="tables, plots and a markdown report of experiments")
@@ -241,7 +246,8 @@ def cmd_resume(args: argparse.Namespace) -> int:
     from tunelab.driver import resume
 
     summary = resume(args.experiment, resume_errored=args.resume_errored, restart_errored=args.restart_errored,
-                     address=args.address, time_budget=args.time_budget)
+                     address=args.address, time_budget=args.time_budget,
+                     optuna_storage=args.optuna_storage, mlflow=args.mlflow)
     _print_tune_summary(summary, args.json)
     return _search_outcome(summary)
 
@@ -346,10 +352,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return COMMANDS[args.command](args)
     except TunelabError as exc:
         message = " ".join(str(exc).split())
-        print(f"tunelab: error: {message}", file=sys.stderr)
+        print(f"tunelab: error: {redact(message)}", file=sys.stderr)  # a URI's password never shows
         return EXIT_BAD_INPUT
     except SearchFailed as exc:
-        print(f"tunelab: error: {exc}", file=sys.stderr)
+        print(f"tunelab: error: {redact(str(exc))}", file=sys.stderr)
         return EXIT_RUN_FAILED
     except KeyboardInterrupt:
         print("tunelab: interrupted", file=sys.stderr)

@@ -22,7 +22,8 @@ import numpy as np
 import pandas as pd
 
 from analysis.load import OUT_OF_TIME, UNFINISHED_RAY_STATUSES, rank_trials, status_from
-from analysis.record import FINAL_STATUSES, TUNELAB_FILE, is_uri, local_path, read_record, write_record
+from analysis.record import (FINAL_STATUSES, TUNELAB_FILE, is_uri, join_uri, local_path, read_record, redact_all,
+                             write_record)
 from search_spaces import space_for
 from search_spaces.base import (Choice, Conditional, IntRange, SearchSpace, describe, settle_conditions,
                                 space_from_description)
@@ -37,7 +38,8 @@ from tunelab.cluster import (check_cluster, check_local_resources, check_reachab
                              reap_stale_session, starts_private_instance)
 from tunelab.experiments import (ExperimentLock, check_free, check_name, check_storage_writable, experiment_path,
                                  normalise_storage, prepare_folder, repair_latest_checkpoints)
-from tunelab.study import check_optuna_storage, check_resumed_study, claim_study, replace_study
+from tunelab.credentials import for_resume, hand_over
+from tunelab.study import check_optuna_storage, check_reconnect, check_resumed_study, claim_study, replace_study
 from tunelab.budget import TimeBudget, budget_was_spent, parse_duration, session_deadline, start_session
 from tunelab.budget import reset as reset_budget
 from tunelab.options import option
@@ -325,7 +327,7 @@ def build_search(opts: TuneOptions, space: SearchSpace, name: str):
         searcher, asha = make_search(space, opts.metric, opts.mode, max_t=opts.max_epochs,
                                      grace_period=opts.grace_period, reduction_factor=opts.reduction_factor,
                                      seed=opts.seed, time_attr=M.EPOCH, num_samples=opts.num_samples,
-                                     n_startup_trials=startup_trials(opts), storage=opts.optuna_storage,
+                                     n_startup_trials=startup_trials(opts), storage=hand_over(opts.optuna_storage),
                                      study_name=name, trial_dir_prefix=opts.method)
         return searcher, {}, asha if opts.scheduler == "asha" else build_scheduler(opts)
     from ray.tune.search.basic_variant import BasicVariantGenerator
@@ -400,7 +402,7 @@ def tracker_callbacks(opts: TuneOptions, record: dict[str, Any]) -> list:
     if opts.mlflow is not None:
         from tunelab.tracking import TunelabMLflowCallback
 
-        callbacks.append(TunelabMLflowCallback(opts.mlflow, record))
+        callbacks.append(TunelabMLflowCallback(hand_over(opts.mlflow), record))
     if opts.wandb is not None:
         from tunelab.tracking_wandb import TunelabWandbCallback
 
@@ -584,9 +586,11 @@ def options_from_record(record: dict[str, Any], path: str) -> TuneOptions:
 
 
 def resume(path: str, resume_errored: bool = False, restart_errored: bool = False,
-           address: str | None = None, time_budget: str | None = None) -> dict[str, Any]:
+           address: str | None = None, time_budget: str | None = None, optuna_storage: str | None = None,
+           mlflow: str | None = None) -> dict[str, Any]:
     """Continue an interrupted experiment (or one its time budget ended): unfinished trials resume
-    from their checkpoints; `time_budget` is this session's own."""
+    from their checkpoints; `time_budget` is this session's own. `optuna_storage` and `mlflow` give
+    again a password the record does not keep (tunelab.credentials)."""
     if time_budget is not None:
         parse_duration(time_budget)
     if not is_uri(path):
@@ -596,8 +600,6 @@ def resume(path: str, resume_errored: bool = False, restart_errored: bool = Fals
     record = read_record(path)
     opts = options_from_record(record, path)
     check_recorded_paths(record["options"], f"{path}/{TUNELAB_FILE}")
-    if opts.search == "optuna":
-        check_resumed_study(opts.optuna_storage, record["name"], path)
     if time_budget is not None and "time_budget" not in record["options"]:
         raise ConfigError(f"{path!r} was made by a tunelab without --time-budget; resume it without one")
     from ray import tune
@@ -608,6 +610,11 @@ def resume(path: str, resume_errored: bool = False, restart_errored: bool = Fals
     if resume_errored and restart_errored:
         raise ConfigError("--resume-errored and --restart-errored exclude each other; choose one")
     param_space = restored_param_space(opts, record, path)
+    study_url = for_resume("--optuna-storage", record["search"].get("optuna_storage"), optuna_storage, path)
+    check_reconnect(study_url, path)
+    if opts.search == "optuna":
+        check_resumed_study(study_url, record["name"], path)
+    for_resume("--mlflow", record["options"].get("mlflow"), mlflow, path)
     with ExperimentLock(path) as lock:
         reap_stale_session(lock.previous)
         check_and_repair(path)  # a state file the kill cut short: rebuilt, or one line instead of a hang
@@ -657,7 +664,8 @@ def experiment_record(opts: TuneOptions, name: str, path: str, fixed: dict[str, 
                       argv: list[str] | None) -> dict[str, Any]:
     method = get_method(opts.method)
     defaults = to_dict(build_config(method.config_class, {}))
-    return {
+    # the record is also what trackers tag runs with and summaries print: no password in it
+    return redact_all({
         "format": 1,
         "method": opts.method,
         "dataset": fixed.get("dataset", defaults["dataset"]),
@@ -677,7 +685,7 @@ def experiment_record(opts: TuneOptions, name: str, path: str, fixed: dict[str, 
         "config_defaults": defaults,
         "command": ["tunelab", *(argv or [])],
         **environment_record(),
-    }
+    })
 
 
 def finish(grid, record: dict[str, Any], path: str) -> dict[str, Any]:
@@ -717,7 +725,7 @@ def summarise(grid, record: dict[str, Any]) -> dict[str, Any]:
         statuses[status] = statuses.get(status, 0) + 1
         trial_statuses[trial_id] = status
         if status == "errored":
-            error_files.append(f"{record['experiment'].rstrip('/')}/{Path(result.path).name}/error.txt")
+            error_files.append(join_uri(record["experiment"], Path(result.path).name, "error.txt"))
         if frame is None or metric not in frame or frame[metric].dropna().empty:
             continue
         values = frame[metric].dropna()

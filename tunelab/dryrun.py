@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from analysis.record import redact
 from search_spaces.base import Conditional
 from tunelab.driver import TuneOptions, plan_search, startup_trials
 from tunelab.experiments import lock_path
@@ -73,7 +74,7 @@ def print_tune_plan(plan: dict[str, Any], out=None) -> None:
           f"{r['max_concurrent']} at once, on {r['ray']}", file=out)
     for key in ("optuna_storage", "mlflow", "wandb"):
         if plan[key]:
-            print(f"  {key.replace('_', ' ')}  {plan[key]}", file=out)
+            print(f"  {key.replace('_', ' ')}  {redact(plan[key])}", file=out)
     print(f"  {plan['lock']}", file=out)
     print(f"  not checked: {plan['skipped']}", file=out)
 

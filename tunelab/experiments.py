@@ -36,7 +36,8 @@ from pathlib import Path
 from typing import Any
 
 from analysis.load import UNFINISHED_RAY_STATUSES
-from analysis.record import TUNELAB_FILE, experiment_identity, is_experiment, is_uri, local_path, read_record
+from analysis.record import (TUNELAB_FILE, experiment_identity, is_experiment, is_uri, join_uri, local_path,
+                            read_record, redact)
 from tunelab.ray_state import drop_lost_checkpoints, lost_checkpoint
 from trainables.errors import ConfigError
 from trainables.fileio import open_no_follow, refuse_link
@@ -83,7 +84,15 @@ def normalise_storage(storage: str) -> str:
     local = local_path(storage)
     if local is not None and not local.is_absolute():
         raise ConfigError(f"--storage {storage!r}: a file:// URI needs an absolute path, e.g. file:///mnt/shared/runs")
-    return storage.rstrip("/") if local is None else "file://" + str(local.resolve())
+    if local is not None:
+        return "file://" + str(local.resolve())
+    if "?" in storage:
+        # the query form (s3://bucket/runs?endpoint_override=HOST:PORT&scheme=http): pyarrow parses it
+        # offline, so an option it does not know is refused here rather than in a traceback later
+        from analysis.record import remote_filesystem
+
+        remote_filesystem(storage, "--storage")
+    return join_uri(storage)
 
 
 def check_storage_writable(storage: str) -> None:
@@ -102,7 +111,7 @@ def check_storage_writable(storage: str) -> None:
 
 def experiment_path(storage: str, name: str) -> str:
     if is_uri(storage):
-        return storage.rstrip("/") + "/" + name
+        return join_uri(storage, name)  # a query (?endpoint_override=...) stays at the end
     return str(Path(storage) / name)
 
 
@@ -212,7 +221,8 @@ def lock_path(experiment: str) -> Path | None:
 
 
 def holder_record(**extra: Any) -> dict[str, Any]:
-    return {"host": socket.gethostname(), "pid": os.getpid(), "command": " ".join(["tunelab", *sys.argv[1:]])[:500],
+    return {"host": socket.gethostname(), "pid": os.getpid(),
+            "command": redact(" ".join(["tunelab", *sys.argv[1:]]))[:500],
             "since": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **extra}
 
 

@@ -16,6 +16,7 @@ import socket
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from analysis.record import redact
 from trainables.errors import ConfigError
 from trainables.fileio import check_writable_folder
 
@@ -76,7 +77,7 @@ def check_recorded_paths(record_options: dict, where: str) -> None:
 
         database = make_url(url).database
         if not os.path.isfile(database):
-            raise ConfigError(f"{where} records {flag} {url!r}, relative to the folder `tune` ran in, and "
+            raise ConfigError(f"{where} records {flag} {redact(url)!r}, relative to the folder `tune` ran in, and "
                               f"{os.path.abspath(database)!r} does not exist; run `tunelab resume` from that folder")
 
 
@@ -94,7 +95,7 @@ def _file_path(uri: str) -> str:
 
 def probe_mlflow(uri: str) -> None:
     """Refuse an MLflow tracking URI that is malformed or does not answer, in seconds."""
-    shown = f"--mlflow {uri!r}"
+    shown = f"--mlflow {redact(uri)!r}"
     if any(ord(c) < 32 for c in uri):
         raise ConfigError(f"{shown} holds a control character; give a plain tracking URI")
     scheme = _scheme(uri)

@@ -8,6 +8,7 @@ import time
 from ray.tune import Callback
 
 from analysis.load import status_from
+from analysis.record import redact
 from trainables import metrics as M
 
 
@@ -33,7 +34,7 @@ class ProgressLines(Callback):
         self.epochs_at_start = 0
 
     def _line(self, text: str) -> None:
-        print(f"[tunelab] {text}", file=sys.stderr, flush=True)
+        print(f"[tunelab] {redact(text)}", file=sys.stderr, flush=True)
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         value = result.get(M.VAL_ACC_BEST if self.metric == M.VAL_ACC else self.metric)
@@ -52,7 +53,7 @@ class ProgressLines(Callback):
 
     def on_trial_error(self, iteration, trials, trial, **info):
         self.ended += 1
-        self._line(f"trial {trial.trial_id} errored; traceback in {trial.path}/error.txt "
+        self._line(f"trial {trial.trial_id} errored; traceback in {redact(trial.path)}/error.txt "
                    f"({self.ended}/{self.num_samples} done)")
 
     def on_step_end(self, iteration, trials, **info):

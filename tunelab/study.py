@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from analysis.record import local_path
+from analysis.record import local_path, redact
 from trainables.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -54,7 +54,7 @@ def check_optuna_storage(opts: TuneOptions, name: str, experiment: str) -> None:
     import sqlalchemy
     from sqlalchemy.engine import make_url
 
-    shown = f"--optuna-storage {url_text!r}"
+    shown = f"--optuna-storage {redact(url_text)!r}"
     try:
         url = make_url(url_text)
         engine = sqlalchemy.create_engine(url)
@@ -102,6 +102,23 @@ def _check_owner(shown: str, name: str, study: Any, experiment: str, overwrite: 
                           "to replace the experiment and its study, or delete it (optuna delete-study)")
 
 
+def check_reconnect(url: str | None, experiment: str) -> None:
+    """`resume`: a PostgreSQL study must accept the password found again (tunelab.credentials)
+    before Ray starts; a refusal says where to put it."""
+    if not url or not url.split("://", 1)[0].lower().startswith("postgres"):
+        return
+    import sqlalchemy
+
+    try:
+        with sqlalchemy.create_engine(url).connect():
+            pass
+    except Exception as exc:  # any driver's connection error
+        raise ConfigError(f"--optuna-storage {redact(url)!r}: the study's database refused the connection "
+                          f"({str(exc).strip().splitlines()[0][:200]}); give the password with `tunelab resume "
+                          f"{redact(experiment)} --optuna-storage URL`, this URL with its password, or set "
+                          "PGPASSWORD or add it to ~/.pgpass") from None
+
+
 def _check_sqlite_file(shown: str, database: str | None) -> None:
     if not database or database == ":memory:":
         raise ConfigError(f"{shown} is an in-memory database, gone when the driver ends; give a file, "
@@ -123,7 +140,7 @@ def _studies(url: str) -> dict[str, Any]:
     try:
         return {s.study_name: s for s in optuna.get_all_study_summaries(storage=url, include_best_trial=False)}
     except Exception as exc:  # a file that is not an Optuna database, a schema of another version
-        raise ConfigError(f"--optuna-storage {url!r} is not an Optuna storage "
+        raise ConfigError(f"--optuna-storage {redact(url)!r} is not an Optuna storage "
                           f"({str(exc).splitlines()[0][:200]})") from None
 
 
@@ -135,11 +152,11 @@ def replace_study(opts: TuneOptions, name: str, experiment: str) -> None:
     study = _studies(opts.optuna_storage).get(name)
     if study is None:
         return
-    _check_owner(f"--optuna-storage {opts.optuna_storage!r}", name, study, experiment, overwrite=True)
+    _check_owner(f"--optuna-storage {redact(opts.optuna_storage)!r}", name, study, experiment, overwrite=True)
     import optuna
 
     optuna.delete_study(study_name=name, storage=opts.optuna_storage)
-    print(f"tunelab: --overwrite: deleted study {name!r} of {owner_of(experiment)} from {opts.optuna_storage}",
+    print(f"tunelab: --overwrite: deleted study {name!r} of {owner_of(experiment)} from {redact(opts.optuna_storage)}",
           file=sys.stderr)
 
 
@@ -153,7 +170,7 @@ def claim_study(opts: TuneOptions, name: str, experiment: str) -> None:
         study = optuna.create_study(storage=opts.optuna_storage, study_name=name,
                                     direction="maximize" if opts.mode == "max" else "minimize")
     except optuna.exceptions.DuplicatedStudyError:
-        raise ConfigError(f"--optuna-storage {opts.optuna_storage!r}: a study named {name!r} appeared there "
+        raise ConfigError(f"--optuna-storage {redact(opts.optuna_storage)!r}: a study named {name!r} appeared there "
                           "since the check (another run?); pick another --name") from None
     study.set_user_attr(OWNER_ATTR, owner_of(experiment))
 
@@ -166,5 +183,5 @@ def check_resumed_study(url: str | None, name: str, experiment: str) -> None:
     study = _studies(url).get(name)
     owner = study.user_attrs.get(OWNER_ATTR) if study is not None else None
     if owner not in (None, owner_of(experiment)):
-        raise ConfigError(f"--optuna-storage {url!r}: study {name!r} belongs to experiment {owner!r}, not to "
+        raise ConfigError(f"--optuna-storage {redact(url)!r}: study {name!r} belongs to experiment {owner!r}, not to "
                           f"this one ({owner_of(experiment)!r}); resuming would mix their trials")

@@ -410,6 +410,28 @@ CASES = [
 
 
     # ------------------------------------------------------------------ round 3, 7: secrets and URIs
+    ("storage: object-store query option pyarrow does not know",
+     ["tune", "classifier", "--storage", "s3://AKID:hunter2@bkt/runs?bogus=1"],
+     ["--storage 's3://AKID:***@bkt/runs?bogus=1'", "Unexpected query parameter", "endpoint_override"]),
+    ("optuna storage: the password is never shown",
+     ["tune", "classifier", "--storage", "{d}/runs", "--optuna-storage", "postgresql://tl:hunter2@127.0.0.1:1/tl"],
+     ["--optuna-storage 'postgresql://tl:***@127.0.0.1:1/tl'"]),
+    ("resume: the optuna storage password is not recorded", ["resume", "{d}/runs/pg"],
+     ["'postgresql://tl:***@127.0.0.1:1/tl': the password is not recorded", "--optuna-storage URL", "PGPASSWORD"],
+     {"setup": lambda d: _recorded_experiment(d, "pg", optuna_storage="postgresql://tl:hunter2@127.0.0.1:1/tl"),
+      "env": {"PGPASSWORD": "", "PGPASSFILE": "{d}/no.pgpass"}}),
+    ("resume: another optuna storage given again",
+     ["resume", "{d}/runs/pg", "--optuna-storage", "postgresql://tl:hunter2@127.0.0.1:1/other"],
+     ["'postgresql://tl:***@127.0.0.1:1/other' is not the one", "'postgresql://tl:***@127.0.0.1:1/tl'"],
+     {"setup": lambda d: _recorded_experiment(d, "pg", optuna_storage="postgresql://tl:hunter2@127.0.0.1:1/tl")}),
+    ("resume: the mlflow password is not recorded", ["resume", "{d}/runs/ml"],
+     ["--mlflow 'http://me:***@127.0.0.1:1'", "the password is not recorded", "MLFLOW_TRACKING_PASSWORD"],
+     {"setup": lambda d: _recorded_experiment(d, "ml", mlflow="http://me:hunter2@127.0.0.1:1"),
+      "env": {"MLFLOW_TRACKING_PASSWORD": ""}}),
+    ("report --out is a URI", ["report", "{d}/runs/taken", "--out", "s3://bkt/report"],
+     ["--out 's3://bkt/report' is a URI", "local folder"]),
+    ("best --out is a URI", ["best", "{d}/runs/taken", "--out", "s3://bkt/best.yaml"],
+     ["--out 's3://bkt/best.yaml' is a URI", "local file"]),
 
 
 ]
@@ -437,6 +459,19 @@ def _old_record(folder: Path, **options) -> None:
     from search_spaces import space_for
 
     write_record(folder, experiment_record(opts, folder.name, str(folder), fixed, dict(space_for("classifier")), []))
+
+
+def _recorded_experiment(folder: Path, name: str, **options) -> None:
+    """An interrupted experiment's record (as `tune` writes it: passwords as ***) and Ray's marker file."""
+    from analysis.record import write_record
+    from tunelab.driver import TuneOptions, experiment_record, fixed_values, resolve_space
+
+    opts = TuneOptions(method="classifier", storage=str(folder / "runs"), name=name, **options)
+    fixed = fixed_values(opts)
+    path = folder / "runs" / name
+    path.mkdir(parents=True)
+    write_record(str(path), experiment_record(opts, name, str(path), fixed, resolve_space(opts, fixed), []))
+    (path / "tuner.pkl").write_bytes(b"")  # what Tuner.can_restore looks for; never read: refused before
 
 
 class Hung(BaseException):
