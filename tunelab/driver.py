@@ -8,10 +8,12 @@ recorded in `tunelab.json` at the experiment root.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
 import sys
+import threading
 import time
 import zlib
 from dataclasses import dataclass
@@ -486,7 +488,26 @@ def fit_and_finish(tuner, record: dict[str, Any], path: str) -> dict[str, Any]:
     from tunelab.progress import LAST_STATUSES
 
     LAST_STATUSES.clear()
-    return finish(tuner.fit(), record, path)
+    with tune_signal_handlers_restored():
+        grid = tuner.fit()
+    return finish(grid, record, path)
+
+
+@contextlib.contextmanager
+def tune_signal_handlers_restored():
+    """Tune's fit installs SIGINT/SIGUSR1 handlers that only set a flag, and removes them only
+    when a signal came: after a search they would swallow Ctrl-C/SIGTERM (compare's confirmations
+    ran on, exit 0). Put back what was there before."""
+    import signal
+
+    names = [name for name in ("SIGINT", "SIGUSR1") if hasattr(signal, name)]
+    before = {name: signal.getsignal(getattr(signal, name)) for name in names}
+    try:
+        yield
+    finally:
+        for name, handler in before.items():
+            if handler is not None and threading.current_thread() is threading.main_thread():
+                signal.signal(getattr(signal, name), handler)
 
 
 def options_from_record(record: dict[str, Any], path: str) -> TuneOptions:
