@@ -30,6 +30,9 @@ from trainables.pretrained import shared_classes
 from trainables.subsets import parse_classes
 from tunelab.budget import describe as describe_duration
 from tunelab.budget import parse_duration
+from tunelab.compare_state import (add_confirmation, how_to_continue, open_state, read_confirmations, save_state,
+                                   search_done)
+from tunelab.experiments import experiment_path, normalise_storage
 from tunelab.driver import TuneOptions, check_trackers, connect_ray, run_tune, trial_slots
 from tunelab.options import option, shared
 
@@ -155,22 +158,31 @@ def run_compare(opts: CompareOptions) -> dict[str, Any]:
     check_trackers(opts.mlflow, opts.wandb)
     out = check_output_path(opts.out if opts.out is not None else
                             f"compare/{opts.dataset.split(':')[0]}-{time.strftime('%Y%m%d-%H%M%S')}", "--out", "folder")
-    if out.exists() and any(out.iterdir()):
-        raise ConfigError(f"--out {str(out)!r} already exists and is not empty; choose another folder "
-                          "(its results are kept)")
+    state = open_state(out, opts)  # the same compare run again continues; other options are refused
     share = budget_share(opts)
     check_target_data(opts)
     began = time.perf_counter()
+    save_state(out, state)
+    try:
+        return _compare(opts, out, state, share, began)
+    except KeyboardInterrupt:
+        _say(f"interrupted; what finished is kept in {out}: run the same command with --out {out} to continue")
+        raise
+
+
+def _compare(opts: CompareOptions, out: Path, state: dict[str, Any], share: float | None,
+             began: float) -> dict[str, Any]:
     connect_ray(opts.address)
     backbone = source_backbone(opts, out) if needs_backbone(opts) else None
     searches_began = time.perf_counter()
-    experiments = (search_in_parallel(opts, out, backbone, share) if opts.parallel else
-                   search_one_after_another(opts, out, backbone, share))
+    experiments = (search_in_parallel(opts, out, backbone, share, state) if opts.parallel else
+                   search_one_after_another(opts, out, backbone, share, state))
     searches_s = time.perf_counter() - searches_began
     _say(f"confirming each best config with {opts.seeds} seeds on the test split")
-    confirmations = confirm_all(experiments, opts.seeds, opts.cpus_per_trial, opts.gpus_per_trial)
+    confirmations = confirm_all(experiments, opts.seeds, opts.cpus_per_trial, opts.gpus_per_trial, out)
     from analysis.report import write_report
 
+    _say(f"writing the report to {out / 'report'}")
     report = write_report([s["experiment"] for s in experiments.values()], out / "report", confirmations,
                           baseline=opts.baseline)
     return {"out": str(out), "report": str(out / "report" / "report.md"), "table": report["table"],
@@ -192,25 +204,45 @@ def method_options(opts: CompareOptions, method: str, out: Path, backbone: Path 
 
 
 def search_one_after_another(opts: CompareOptions, out: Path, backbone: Path | None,
-                             share: float | None) -> dict[str, dict[str, Any]]:
-    """Each method's search in turn, in this process, with the whole cluster to itself."""
+                             share: float | None, state: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Each method's search in turn, in this process, with the whole cluster to itself; a search
+    an earlier run of this compare finished is kept, one it left unfinished is continued."""
     began, experiments = time.perf_counter(), {}
     for index, method in enumerate(opts.methods):
+        if method in state["searches"]:
+            _say(f"{method}: search finished in an earlier run, kept ({state['searches'][method]['experiment']})")
+            experiments[method] = state["searches"][method]
+            continue
         spent = time.perf_counter() - began
         left = f", about {spent / index * (len(opts.methods) - index):.0f} s of searching left" if index else ""
         _say(f"tuning {method} ({index + 1}/{len(opts.methods)}): {opts.num_samples} trials x up to "
              f"{opts.max_epochs} epochs{left}")
-        summary = run_tune(method_options(opts, method, out, backbone, share))
+        summary = continue_or_start(method_options(opts, method, out, backbone, share))
         if summary.get("interrupted"):  # Ctrl-C/SIGTERM stopped this search: stop the comparison too
             _say(f"interrupted while tuning {method}; its experiment is resumable: "
                  f"tunelab resume {summary['experiment']}")
             raise KeyboardInterrupt
         experiments[method] = summary
+        search_done(out, state, method, summary)
     return experiments
 
 
+def continue_or_start(opts: TuneOptions) -> dict[str, Any]:
+    """One method's search: resumed where an earlier run of this compare left it, else started."""
+    from tunelab.driver import resume
+
+    path = experiment_path(normalise_storage(opts.storage), opts.name)
+    how = how_to_continue(path)
+    if how == "resume":
+        _say(f"{opts.method}: continuing the search an earlier run left unfinished ({path})")
+        return resume(path)
+    if how == "restart":
+        _say(f"{opts.method}: the earlier run stopped before the first trial; starting the search again")
+    return run_tune(dataclasses.replace(opts, overwrite=how == "restart"))
+
+
 def search_in_parallel(opts: CompareOptions, out: Path, backbone: Path | None,
-                       share: float | None) -> dict[str, dict[str, Any]]:
+                       share: float | None, state: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Every method's search at once, each a `tunelab tune` driver process joined to this cluster:
     Ray shares the cluster's trial slots between them, so one search's ASHA tail (a few trials
     left running) no longer leaves the rest of the cluster idle."""
@@ -224,8 +256,17 @@ def search_in_parallel(opts: CompareOptions, out: Path, backbone: Path | None,
              f"(an equal share of the cluster's {slots} slots)")
     _say(f"tuning {', '.join(opts.methods)} at the same time: {opts.num_samples} trials x up to "
          f"{opts.max_epochs} epochs each; their lines are prefixed with the method")
-    searches = {m: method_options(opts, m, out, backbone, share, cap) for m in opts.methods}
-    return run_drivers(searches, out / "logs")
+    kept = {m: state["searches"][m] for m in opts.methods if m in state["searches"]}
+    for method, summary in kept.items():
+        _say(f"{method}: search finished in an earlier run, kept ({summary['experiment']})")
+    searches = {m: method_options(opts, m, out, backbone, share, cap) for m in opts.methods if m not in kept}
+    how = {m: how_to_continue(experiment_path(normalise_storage(o.storage), o.name)) for m, o in searches.items()}
+    searches = {m: dataclasses.replace(o, overwrite=how[m] == "restart") for m, o in searches.items()}
+    done = run_drivers(searches, out / "logs", resume={m for m in searches if how[m] == "resume"}) if searches else {}
+    for method in opts.methods:
+        if method in done:
+            search_done(out, state, method, done[method])
+    return {m: kept.get(m) or done[m] for m in opts.methods}
 
 
 def budget_share(opts: CompareOptions) -> float | None:
@@ -272,6 +313,9 @@ def source_backbone(opts: CompareOptions, out: Path) -> Path:
     config = PretrainConfig(task="supervised", dataset=opts.dataset, data_dir=opts.data_dir,
                             classes=opts.source_classes, epochs=opts.source_epochs, **architecture)
     path = (out / "source-backbone.pt").resolve()  # trials run in Ray's own working folders
+    if path.is_file():  # written whole (atomically) by an earlier run of this compare
+        _say(f"source backbone: made by an earlier run of this compare, kept ({path})")
+        return path
     began = time.perf_counter()
     _say(f"pretraining the fine-tuning backbone ({config.model}, width {config.width}) on {opts.dataset} classes "
          f"{opts.source_classes}, supervised, {opts.source_epochs} epochs")
@@ -281,13 +325,17 @@ def source_backbone(opts: CompareOptions, out: Path) -> Path:
     return path
 
 
-def confirm_all(experiments: dict[str, dict], seeds: int, cpus: float, gpus: float) -> pd.DataFrame:
-    """Retrain every method's best config with `seeds` seeds, as parallel Ray tasks."""
+def confirm_all(experiments: dict[str, dict], seeds: int, cpus: float, gpus: float,
+                out: Path | None = None) -> pd.DataFrame:
+    """Retrain every method's best config with `seeds` seeds, as parallel Ray tasks. With `out`,
+    each finished run is kept there at once and the runs an earlier compare finished are not run again."""
     import ray
 
     from analysis.reproduce import best_record
 
     remote = ray.remote(num_cpus=cpus, num_gpus=gpus)(_confirm_task)
+    rows = read_confirmations(out) if out is not None else []
+    finished = {(r.get("method"), r.get("seed")) for r in rows}
     futures, keys = [], []
     for method, summary in experiments.items():
         try:
@@ -297,15 +345,46 @@ def confirm_all(experiments: dict[str, dict], seeds: int, cpus: float, gpus: flo
             continue
         base = int(record["config"]["seed"])
         for i in range(seeds):
+            if (method, base + i) in finished:
+                continue
             futures.append(remote.remote(method, record["config"], base + i))
             keys.append((method, summary["dataset"], base + i, record["provenance"]["trial_id"]))
-    rows = []
-    for (method, dataset, seed, trial_id), final in zip(keys, ray.get(futures)):
-        rows.append({"method": method, "dataset": dataset, "seed": seed, "trial_id": trial_id,
-                     M.VAL_ACC: final.get(M.VAL_ACC), M.TEST_ACC: final.get(M.TEST_ACC),
-                     M.TEST_ACC_TOP5: final.get(M.TEST_ACC_TOP5), "epochs": final.get(M.EPOCH)})
+    if rows:
+        _say(f"{len(rows)} confirmation run(s) finished in an earlier run, kept; {len(futures)} to run")
+    for (method, dataset, seed, trial_id), final in zip(keys, _as_they_finish(futures)):
+        row = {"method": method, "dataset": dataset, "seed": seed, "trial_id": trial_id,
+               M.VAL_ACC: final.get(M.VAL_ACC), M.TEST_ACC: final.get(M.TEST_ACC),
+               M.TEST_ACC_TOP5: final.get(M.TEST_ACC_TOP5), "epochs": final.get(M.EPOCH)}
+        if out is not None:
+            add_confirmation(out, rows, row)
+        else:
+            rows.append(row)
+    rows.sort(key=lambda r: (list(experiments).index(r["method"]) if r["method"] in experiments else len(experiments),
+                             r["seed"]))
     return pd.DataFrame(rows, columns=["method", "dataset", "seed", "trial_id", M.VAL_ACC, M.TEST_ACC,
                                        M.TEST_ACC_TOP5, "epochs"])
+
+
+def _as_they_finish(futures: list) -> Any:
+    """Each future's result in order, fetched as soon as it and those before it are done. The wait is
+    in short steps, so Ctrl-C/SIGTERM are seen at once; then the unfinished tasks are cancelled
+    (their worker processes ended) before the interrupt goes on."""
+    import ray
+
+    pending = list(futures)
+    try:
+        for future in futures:
+            while not ray.wait([future], timeout=0.5)[0]:
+                pass
+            pending.remove(future)
+            yield ray.get(future)
+    except KeyboardInterrupt:
+        for future in pending:
+            try:
+                ray.cancel(future, force=True)
+            except Exception:  # already finished or the cluster is going: nothing left to stop
+                pass
+        raise
 
 
 def _confirm_task(method: str, config: dict[str, Any], seed: int) -> dict[str, Any]:
