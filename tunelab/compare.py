@@ -14,6 +14,8 @@ not charged to any method.
 from __future__ import annotations
 
 import dataclasses
+import os
+import socket
 import sys
 import time
 from dataclasses import dataclass
@@ -30,6 +32,7 @@ from trainables.pretrained import shared_classes
 from trainables.subsets import parse_classes
 from tunelab.budget import describe as describe_duration
 from tunelab.budget import parse_duration
+from tunelab.cluster import is_running, ray_session, reap_stale_session, starts_private_instance
 from tunelab.compare_state import (add_confirmation, how_to_continue, open_state, read_confirmations, save_state,
                                    search_done)
 from tunelab.experiments import experiment_path, normalise_storage
@@ -172,7 +175,11 @@ def run_compare(opts: CompareOptions) -> dict[str, Any]:
 
 def _compare(opts: CompareOptions, out: Path, state: dict[str, Any], share: float | None,
              began: float) -> dict[str, Any]:
+    end_what_a_killed_run_left(state.get("ray", {}))
+    private = starts_private_instance(opts.address)
     connect_ray(opts.address)
+    state["ray"] = {**ray_session(private), "host": socket.gethostname(), "pid": os.getpid()}
+    save_state(out, state)
     backbone = source_backbone(opts, out) if needs_backbone(opts) else None
     searches_began = time.perf_counter()
     experiments = (search_in_parallel(opts, out, backbone, share, state) if opts.parallel else
@@ -188,6 +195,14 @@ def _compare(opts: CompareOptions, out: Path, state: dict[str, Any], share: floa
     return {"out": str(out), "report": str(out / "report" / "report.md"), "table": report["table"],
             "wall_s": time.perf_counter() - began, "searches_s": searches_s, "parallel": opts.parallel,
             "experiments": {m: s["experiment"] for m, s in experiments.items()}}
+
+
+def end_what_a_killed_run_left(previous: dict[str, Any]) -> None:
+    """A compare killed outright (SIGKILL) leaves some processes of its private Ray instance (the
+    raylet's agents) running: the run that continues it ends them, unless that compare still runs."""
+    pid = previous.get("pid")
+    if isinstance(pid, int) and previous.get("host") == socket.gethostname() and not is_running(pid):
+        reap_stale_session(previous)
 
 
 def method_options(opts: CompareOptions, method: str, out: Path, backbone: Path | None,
@@ -235,7 +250,7 @@ def continue_or_start(opts: TuneOptions) -> dict[str, Any]:
     how = how_to_continue(path)
     if how == "resume":
         _say(f"{opts.method}: continuing the search an earlier run left unfinished ({path})")
-        return resume(path)
+        return resume(path, time_budget=opts.time_budget)  # a fresh share: the interrupted one's rest is unknown
     if how == "restart":
         _say(f"{opts.method}: the earlier run stopped before the first trial; starting the search again")
     return run_tune(dataclasses.replace(opts, overwrite=how == "restart"))

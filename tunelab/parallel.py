@@ -74,8 +74,9 @@ class _Driver:
 def driver_command(opts: TuneOptions, resume: bool = False) -> list[str]:
     """The `tunelab tune` command line of `opts`; with `resume`, the `tunelab resume` one of its experiment."""
     if resume:
+        budget = [f"--time-budget={opts.time_budget}"] if opts.time_budget is not None else []
         return [sys.executable, "-m", "tunelab", "resume", experiment_path(normalise_storage(opts.storage), opts.name),
-                "--json"]
+                *budget, "--json"]
     return [sys.executable, "-m", "tunelab", "tune", opts.method, *to_argv(opts), "--json"]
 
 
