@@ -10,6 +10,9 @@ target's own training images, `--classes '' --train-per-class 0` to the whole da
 Same budget = same number of trials, same epochs per trial, same scheduler and seed for every
 method. The source backbone is made once before the searches; its cost is reported separately,
 not charged to any method.
+
+Ctrl-C or SIGTERM in any phase exits 130; the same command with the same --out continues the run
+without doing anything twice (tunelab.compare_state).
 """
 from __future__ import annotations
 
@@ -49,7 +52,8 @@ class CompareOptions:
     dataset: str = shared(TuneOptions, "dataset", default="digits")
     data_dir: str | None = shared(TuneOptions, "data_dir")
     methods: tuple[str, ...] = option(DEFAULT_METHODS, "comma-separated methods (default: every registered one)")
-    out: str | None = option(None, "folder for experiments and report (default compare/DATASET-TIME)")
+    out: str | None = option(None, "folder for experiments and report (default compare/DATASET-TIME); the same "
+                                   "compare run again with it continues an interrupted one")
     preset: str | None = option(None, "named settings for every option not given: transfer-digits (the defaults), "
                                       "transfer-cifar (CIFAR-10 classes 0-4 -> 5-9, a GPU budget)")
     classes: str = option("5-9", "target classes every method trains and is tested on ('' = all)")
