@@ -41,6 +41,7 @@ from tunelab.compare_state import (add_confirmation, how_to_continue, open_state
 from tunelab.experiments import experiment_path, normalise_storage
 from tunelab.driver import TuneOptions, check_trackers, connect_ray, run_tune, trial_slots
 from tunelab.options import option, shared
+from tunelab.signals import stop_requested
 
 DEFAULT_METHODS = tuple(METHOD_CLASSES)  # every registered method, in registration order
 
@@ -243,6 +244,8 @@ def search_one_after_another(opts: CompareOptions, out: Path, backbone: Path | N
             raise KeyboardInterrupt
         experiments[method] = summary
         search_done(out, state, method, summary)
+        if stop_requested():  # the stop came as its last trials ended: the search is complete, kept
+            raise KeyboardInterrupt
     return experiments
 
 

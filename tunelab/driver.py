@@ -43,6 +43,7 @@ from tunelab.budget import reset as reset_budget
 from tunelab.options import option
 from tunelab.ray_state import check_and_repair
 from tunelab.search import make_search
+from tunelab.signals import STOP_REQUESTED
 from tunelab.search import startup_trials as search_startup_trials
 from tunelab.provenance import environment_record
 
@@ -505,6 +506,9 @@ def tune_signal_handlers_restored():
     try:
         yield
     finally:
+        tune_catches = os.environ.get("TUNE_DISABLE_SIGINT_HANDLER", "0") in ("", "0")
+        if tune_catches and before.get("SIGINT") is not None and signal.getsignal(signal.SIGINT) is before["SIGINT"]:
+            STOP_REQUESTED.set()  # Tune puts the previous handler back only when a stop signal came
         for name, handler in before.items():
             if handler is not None and threading.current_thread() is threading.main_thread():
                 signal.signal(getattr(signal, name), handler)
