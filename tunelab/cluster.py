@@ -3,10 +3,13 @@ checking what it can give before anything is written, and ending what a killed d
 instance left behind."""
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
+import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -127,7 +130,8 @@ def connect_ray(address: str | None) -> None:
         if address and address != "local":
             ray.init(address=address, **quiet)
         else:
-            ray.init(address=address, include_dashboard=False, dashboard_host="127.0.0.1", **quiet)
+            with ray_processes_in_their_own_session():
+                ray.init(address=address, include_dashboard=False, dashboard_host="127.0.0.1", **quiet)
     except ConnectionError as exc:
         hint = ""
         if address and address != "local" and os.environ.get("RAY_AUTH_MODE", "").lower() != "token":
@@ -137,6 +141,30 @@ def connect_ray(address: str | None) -> None:
                     "(RAY_AUTH_TOKEN or ~/.ray/auth_token)")
         raise ConfigError(f"--address {address!r}: no Ray cluster answered ({str(exc).splitlines()[0]}){hint}") from None
     route_sigterm_to_sigint()  # ray.init replaced it with a native handler that aborts
+
+
+@contextlib.contextmanager
+def ray_processes_in_their_own_session():
+    """Processes started meanwhile (a private instance's GCS, raylet and agents; the raylet's
+    workers inherit it) get a session of their own. A batch scheduler stops a job with
+    `kill -TERM -PGID`: the signal then reaches this driver alone, which stops its search, saves it
+    and shuts Ray down itself, rather than losing the GCS first and hanging on it. Ray 2.60 offers
+    no option for this (it only blocks SIGINT in its children), so Popen's default is changed
+    while ray.init runs; Ray still ends them when the driver ends (its kernel fate-sharing is kept)."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(os, "setsid"):
+        yield
+        return
+    original = subprocess.Popen.__init__
+
+    def in_own_session(self, *args, **kwargs):
+        kwargs.setdefault("start_new_session", True)
+        original(self, *args, **kwargs)
+
+    subprocess.Popen.__init__ = in_own_session
+    try:
+        yield
+    finally:
+        subprocess.Popen.__init__ = original
 
 
 def check_cluster(opts: TuneOptions, storage: str) -> None:

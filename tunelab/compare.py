@@ -10,10 +10,15 @@ target's own training images, `--classes '' --train-per-class 0` to the whole da
 Same budget = same number of trials, same epochs per trial, same scheduler and seed for every
 method. The source backbone is made once before the searches; its cost is reported separately,
 not charged to any method.
+
+Ctrl-C or SIGTERM in any phase exits 130; the same command with the same --out continues the run
+without doing anything twice (tunelab.compare_state).
 """
 from __future__ import annotations
 
 import dataclasses
+import os
+import socket
 import sys
 import time
 from dataclasses import dataclass
@@ -30,9 +35,14 @@ from trainables.pretrained import shared_classes
 from trainables.subsets import parse_classes
 from tunelab.budget import describe as describe_duration
 from tunelab.budget import parse_duration
+from tunelab.cluster import is_running, ray_session, reap_stale_session, starts_private_instance
+from tunelab.compare_state import (add_confirmation, how_to_continue, open_state, read_confirmations, save_state,
+                                   search_done)
+from tunelab.experiments import experiment_path, normalise_storage
 from tunelab.driver import TuneOptions, check_trackers, connect_ray, run_tune, trial_slots
 from tunelab.options import option, shared
 from tunelab.preflight import absolute_tracking_uri
+from tunelab.signals import stop_requested
 
 DEFAULT_METHODS = tuple(METHOD_CLASSES)  # every registered method, in registration order
 
@@ -44,7 +54,8 @@ class CompareOptions:
     dataset: str = shared(TuneOptions, "dataset", default="digits")
     data_dir: str | None = shared(TuneOptions, "data_dir")
     methods: tuple[str, ...] = option(DEFAULT_METHODS, "comma-separated methods (default: every registered one)")
-    out: str | None = option(None, "folder for experiments and report (default compare/DATASET-TIME)")
+    out: str | None = option(None, "folder for experiments and report (default compare/DATASET-TIME); the same "
+                                   "compare run again with it continues an interrupted one")
     preset: str | None = option(None, "named settings for every option not given: transfer-digits (the defaults), "
                                       "transfer-cifar (CIFAR-10 classes 0-4 -> 5-9, a GPU budget)")
     classes: str = option("5-9", "target classes every method trains and is tested on ('' = all)")
@@ -158,9 +169,7 @@ def run_compare(opts: CompareOptions) -> dict[str, Any]:
     check_trackers(opts.mlflow, opts.wandb)
     out = check_output_path(opts.out if opts.out is not None else
                             f"compare/{opts.dataset.split(':')[0]}-{time.strftime('%Y%m%d-%H%M%S')}", "--out", "folder")
-    if out.exists() and any(out.iterdir()):
-        raise ConfigError(f"--out {str(out)!r} already exists and is not empty; choose another folder "
-                          "(its results are kept)")
+    state = open_state(out, opts)  # the same compare run again continues; other options are refused
     share = budget_share(opts)
     check_target_data(opts)
     from tunelab.dryrun import dry_run_compare
@@ -171,21 +180,44 @@ def run_compare(opts: CompareOptions) -> dict[str, Any]:
     if opts.dry_run:
         return {"dry_run": plan}
     began = time.perf_counter()
+    save_state(out, state)
+    try:
+        return _compare(opts, out, state, share, began)
+    except KeyboardInterrupt:
+        _say(f"interrupted; what finished is kept in {out}: run the same command with --out {out} to continue")
+        raise
+
+
+def _compare(opts: CompareOptions, out: Path, state: dict[str, Any], share: float | None,
+             began: float) -> dict[str, Any]:
+    end_what_a_killed_run_left(state.get("ray", {}))
+    private = starts_private_instance(opts.address)
     connect_ray(opts.address)
+    state["ray"] = {**ray_session(private), "host": socket.gethostname(), "pid": os.getpid()}
+    save_state(out, state)
     backbone = source_backbone(opts, out) if needs_backbone(opts) else None
     searches_began = time.perf_counter()
-    experiments = (search_in_parallel(opts, out, backbone, share) if opts.parallel else
-                   search_one_after_another(opts, out, backbone, share))
+    experiments = (search_in_parallel(opts, out, backbone, share, state) if opts.parallel else
+                   search_one_after_another(opts, out, backbone, share, state))
     searches_s = time.perf_counter() - searches_began
     _say(f"confirming each best config with {opts.seeds} seeds on the test split")
-    confirmations = confirm_all(experiments, opts.seeds, opts.cpus_per_trial, opts.gpus_per_trial)
+    confirmations = confirm_all(experiments, opts.seeds, opts.cpus_per_trial, opts.gpus_per_trial, out)
     from analysis.report import write_report
 
+    _say(f"writing the report to {out / 'report'}")
     report = write_report([s["experiment"] for s in experiments.values()], out / "report", confirmations,
                           baseline=opts.baseline)
     return {"out": str(out), "report": str(out / "report" / "report.md"), "table": report["table"],
             "wall_s": time.perf_counter() - began, "searches_s": searches_s, "parallel": opts.parallel,
             "experiments": {m: s["experiment"] for m, s in experiments.items()}}
+
+
+def end_what_a_killed_run_left(previous: dict[str, Any]) -> None:
+    """A compare killed outright (SIGKILL) leaves some processes of its private Ray instance (the
+    raylet's agents) running: the run that continues it ends them, unless that compare still runs."""
+    pid = previous.get("pid")
+    if isinstance(pid, int) and previous.get("host") == socket.gethostname() and not is_running(pid):
+        reap_stale_session(previous)
 
 
 def method_options(opts: CompareOptions, method: str, out: Path, backbone: Path | None,
@@ -202,25 +234,47 @@ def method_options(opts: CompareOptions, method: str, out: Path, backbone: Path 
 
 
 def search_one_after_another(opts: CompareOptions, out: Path, backbone: Path | None,
-                             share: float | None) -> dict[str, dict[str, Any]]:
-    """Each method's search in turn, in this process, with the whole cluster to itself."""
+                             share: float | None, state: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Each method's search in turn, in this process, with the whole cluster to itself; a search
+    an earlier run of this compare finished is kept, one it left unfinished is continued."""
     began, experiments = time.perf_counter(), {}
     for index, method in enumerate(opts.methods):
+        if method in state["searches"]:
+            _say(f"{method}: search finished in an earlier run, kept ({state['searches'][method]['experiment']})")
+            experiments[method] = state["searches"][method]
+            continue
         spent = time.perf_counter() - began
         left = f", about {spent / index * (len(opts.methods) - index):.0f} s of searching left" if index else ""
         _say(f"tuning {method} ({index + 1}/{len(opts.methods)}): {opts.num_samples} trials x up to "
              f"{opts.max_epochs} epochs{left}")
-        summary = run_tune(method_options(opts, method, out, backbone, share))
+        summary = continue_or_start(method_options(opts, method, out, backbone, share))
         if summary.get("interrupted"):  # Ctrl-C/SIGTERM stopped this search: stop the comparison too
             _say(f"interrupted while tuning {method}; its experiment is resumable: "
                  f"tunelab resume {summary['experiment']}")
             raise KeyboardInterrupt
         experiments[method] = summary
+        search_done(out, state, method, summary)
+        if stop_requested():  # the stop came as its last trials ended: the search is complete, kept
+            raise KeyboardInterrupt
     return experiments
 
 
+def continue_or_start(opts: TuneOptions) -> dict[str, Any]:
+    """One method's search: resumed where an earlier run of this compare left it, else started."""
+    from tunelab.driver import resume
+
+    path = experiment_path(normalise_storage(opts.storage), opts.name)
+    how = how_to_continue(path)
+    if how == "resume":
+        _say(f"{opts.method}: continuing the search an earlier run left unfinished ({path})")
+        return resume(path, time_budget=opts.time_budget)  # a fresh share: the interrupted one's rest is unknown
+    if how == "restart":
+        _say(f"{opts.method}: the earlier run stopped before the first trial; starting the search again")
+    return run_tune(dataclasses.replace(opts, overwrite=how == "restart"))
+
+
 def search_in_parallel(opts: CompareOptions, out: Path, backbone: Path | None,
-                       share: float | None) -> dict[str, dict[str, Any]]:
+                       share: float | None, state: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Every method's search at once, each a `tunelab tune` driver process joined to this cluster:
     Ray shares the cluster's trial slots between them, so one search's ASHA tail (a few trials
     left running) no longer leaves the rest of the cluster idle."""
@@ -234,8 +288,17 @@ def search_in_parallel(opts: CompareOptions, out: Path, backbone: Path | None,
              f"(an equal share of the cluster's {slots} slots)")
     _say(f"tuning {', '.join(opts.methods)} at the same time: {opts.num_samples} trials x up to "
          f"{opts.max_epochs} epochs each; their lines are prefixed with the method")
-    searches = {m: method_options(opts, m, out, backbone, share, cap) for m in opts.methods}
-    return run_drivers(searches, out / "logs")
+    kept = {m: state["searches"][m] for m in opts.methods if m in state["searches"]}
+    for method, summary in kept.items():
+        _say(f"{method}: search finished in an earlier run, kept ({summary['experiment']})")
+    searches = {m: method_options(opts, m, out, backbone, share, cap) for m in opts.methods if m not in kept}
+    how = {m: how_to_continue(experiment_path(normalise_storage(o.storage), o.name)) for m, o in searches.items()}
+    searches = {m: dataclasses.replace(o, overwrite=how[m] == "restart") for m, o in searches.items()}
+    done = run_drivers(searches, out / "logs", resume={m for m in searches if how[m] == "resume"}) if searches else {}
+    for method in opts.methods:
+        if method in done:
+            search_done(out, state, method, done[method])
+    return {m: kept.get(m) or done[m] for m in opts.methods}
 
 
 def budget_share(opts: CompareOptions) -> float | None:
@@ -282,6 +345,9 @@ def source_backbone(opts: CompareOptions, out: Path) -> Path:
     config = PretrainConfig(task="supervised", dataset=opts.dataset, data_dir=opts.data_dir,
                             classes=opts.source_classes, epochs=opts.source_epochs, **architecture)
     path = (out / "source-backbone.pt").resolve()  # trials run in Ray's own working folders
+    if path.is_file():  # written whole (atomically) by an earlier run of this compare
+        _say(f"source backbone: made by an earlier run of this compare, kept ({path})")
+        return path
     began = time.perf_counter()
     _say(f"pretraining the fine-tuning backbone ({config.model}, width {config.width}) on {opts.dataset} classes "
          f"{opts.source_classes}, supervised, {opts.source_epochs} epochs")
@@ -291,13 +357,23 @@ def source_backbone(opts: CompareOptions, out: Path) -> Path:
     return path
 
 
-def confirm_all(experiments: dict[str, dict], seeds: int, cpus: float, gpus: float) -> pd.DataFrame:
-    """Retrain every method's best config with `seeds` seeds, as parallel Ray tasks."""
+# One row per confirmation run: its last epoch's val/acc, its best val/acc (the search's epoch rule),
+# and test measured at that best epoch (test/epoch).
+CONFIRMATION_COLUMNS = ["method", "dataset", "seed", "trial_id", M.VAL_ACC, M.VAL_ACC_BEST, M.TEST_ACC,
+                        M.TEST_ACC_TOP5, M.TEST_EPOCH, "epochs"]
+
+
+def confirm_all(experiments: dict[str, dict], seeds: int, cpus: float, gpus: float,
+                out: Path | None = None) -> pd.DataFrame:
+    """Retrain every method's best config with `seeds` seeds, as parallel Ray tasks. With `out`,
+    each finished run is kept there at once and the runs an earlier compare finished are not run again."""
     import ray
 
     from analysis.reproduce import best_record
 
     remote = ray.remote(num_cpus=cpus, num_gpus=gpus)(_confirm_task)
+    rows = read_confirmations(out) if out is not None else []
+    finished = {(r.get("method"), r.get("seed")) for r in rows}
     futures, keys = [], []
     for method, summary in experiments.items():
         try:
@@ -307,15 +383,46 @@ def confirm_all(experiments: dict[str, dict], seeds: int, cpus: float, gpus: flo
             continue
         base = int(record["config"]["seed"])
         for i in range(seeds):
+            if (method, base + i) in finished:
+                continue
             futures.append(remote.remote(method, record["config"], base + i))
             keys.append((method, summary["dataset"], base + i, record["provenance"]["trial_id"]))
-    rows = []
-    for (method, dataset, seed, trial_id), final in zip(keys, ray.get(futures)):
-        rows.append({"method": method, "dataset": dataset, "seed": seed, "trial_id": trial_id,
-                     M.VAL_ACC: final.get(M.VAL_ACC), M.TEST_ACC: final.get(M.TEST_ACC),
-                     M.TEST_ACC_TOP5: final.get(M.TEST_ACC_TOP5), "epochs": final.get(M.EPOCH)})
-    return pd.DataFrame(rows, columns=["method", "dataset", "seed", "trial_id", M.VAL_ACC, M.TEST_ACC,
-                                       M.TEST_ACC_TOP5, "epochs"])
+    if rows:
+        _say(f"{len(rows)} confirmation run(s) finished in an earlier run, kept; {len(futures)} to run")
+    for (method, dataset, seed, trial_id), final in zip(keys, _as_they_finish(futures)):
+        row = {"method": method, "dataset": dataset, "seed": seed, "trial_id": trial_id,
+               M.VAL_ACC: final.get(M.VAL_ACC), M.VAL_ACC_BEST: final.get(M.VAL_ACC_BEST),
+               M.TEST_ACC: final.get(M.TEST_ACC), M.TEST_ACC_TOP5: final.get(M.TEST_ACC_TOP5),
+               M.TEST_EPOCH: final.get(M.TEST_EPOCH), "epochs": final.get(M.EPOCH)}
+        if out is not None:
+            add_confirmation(out, rows, row)
+        else:
+            rows.append(row)
+    rows.sort(key=lambda r: (list(experiments).index(r["method"]) if r["method"] in experiments else len(experiments),
+                             r["seed"]))
+    return pd.DataFrame(rows, columns=CONFIRMATION_COLUMNS)
+
+
+def _as_they_finish(futures: list) -> Any:
+    """Each future's result in order, fetched as soon as it and those before it are done. The wait is
+    in short steps, so Ctrl-C/SIGTERM are seen at once; then the unfinished tasks are cancelled
+    (their worker processes ended) before the interrupt goes on."""
+    import ray
+
+    pending = list(futures)
+    try:
+        for future in futures:
+            while not ray.wait([future], timeout=0.5)[0]:
+                pass
+            pending.remove(future)
+            yield ray.get(future)
+    except KeyboardInterrupt:
+        for future in pending:
+            try:
+                ray.cancel(future, force=True)
+            except Exception:  # already finished or the cluster is going: nothing left to stop
+                pass
+        raise
 
 
 def _confirm_task(method: str, config: dict[str, Any], seed: int) -> dict[str, Any]:

@@ -8,10 +8,12 @@ recorded in `tunelab.json` at the experiment root.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
 import sys
+import threading
 import time
 import zlib
 from dataclasses import dataclass
@@ -45,6 +47,7 @@ from tunelab.budget import reset as reset_budget
 from tunelab.options import option
 from tunelab.ray_state import check_and_repair
 from tunelab.search import make_search
+from tunelab.signals import STOP_REQUESTED
 from tunelab.search import startup_trials as search_startup_trials
 from tunelab.preflight import absolute_sqlite_url, absolute_tracking_uri, check_recorded_paths
 from tunelab.provenance import environment_record
@@ -561,7 +564,29 @@ def fit_and_finish(tuner, record: dict[str, Any], path: str) -> dict[str, Any]:
     from tunelab.progress import LAST_STATUSES
 
     LAST_STATUSES.clear()
-    return finish(tuner.fit(), record, path)
+    with tune_signal_handlers_restored():
+        grid = tuner.fit()
+    return finish(grid, record, path)
+
+
+@contextlib.contextmanager
+def tune_signal_handlers_restored():
+    """Tune's fit installs SIGINT/SIGUSR1 handlers that only set a flag, and removes them only
+    when a signal came: after a search they would swallow Ctrl-C/SIGTERM (compare's confirmations
+    ran on, exit 0). Put back what was there before."""
+    import signal
+
+    names = [name for name in ("SIGINT", "SIGUSR1") if hasattr(signal, name)]
+    before = {name: signal.getsignal(getattr(signal, name)) for name in names}
+    try:
+        yield
+    finally:
+        tune_catches = os.environ.get("TUNE_DISABLE_SIGINT_HANDLER", "0") in ("", "0")
+        if tune_catches and before.get("SIGINT") is not None and signal.getsignal(signal.SIGINT) is before["SIGINT"]:
+            STOP_REQUESTED.set()  # Tune puts the previous handler back only when a stop signal came
+        for name, handler in before.items():
+            if handler is not None and threading.current_thread() is threading.main_thread():
+                signal.signal(getattr(signal, name), handler)
 
 
 def options_from_record(record: dict[str, Any], path: str) -> TuneOptions:

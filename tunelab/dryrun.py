@@ -84,14 +84,22 @@ def dry_run_compare(opts, out: Path, share: float | None, backbone: Path | None)
     by a real run) is named, not made."""
     from tunelab.compare import method_options
 
-    searches = {}
+    from tunelab.compare_state import how_to_continue
+    from tunelab.experiments import experiment_path, normalise_storage
+
+    searches, continued = {}, {}
     for method in opts.methods:
         search = method_options(opts, method, out, backbone, share)
-        searches[method] = plan_tune(dataclasses.replace(search, dry_run=True),
+        path = experiment_path(normalise_storage(search.storage), search.name)
+        how = how_to_continue(path)
+        if how == "resume":  # an earlier run of this compare made it: `resume` checks it when its turn comes
+            continued[method] = path
+            continue
+        searches[method] = plan_tune(dataclasses.replace(search, dry_run=True, overwrite=how == "restart"),
                                      made_first=(str(backbone),) if backbone is not None else ())
     return {"out": str(out), "methods": list(opts.methods), "seeds": opts.seeds,
             "source_backbone": str(backbone) if backbone is not None else None,
-            "parallel": opts.parallel, "searches": searches, "skipped": SKIPPED}
+            "parallel": opts.parallel, "searches": searches, "continued": continued, "skipped": SKIPPED}
 
 
 def print_compare_plan(plan: dict[str, Any], out=None) -> None:
@@ -106,4 +114,6 @@ def print_compare_plan(plan: dict[str, Any], out=None) -> None:
         print(f"  {method}: {search['trials']} trials x up to {search['max_epochs']} epochs on {search['dataset']} "
               f"({search['classes']} classes, {search['images']['train']} training images), "
               f"{len(search['space'])} searched keys -> {search['experiment']}", file=out)
+    for method, path in plan["continued"].items():
+        print(f"  {method}: continues the search an earlier run of this compare left in {path}", file=out)
     print(f"  not checked: {plan['skipped']}", file=out)

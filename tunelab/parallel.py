@@ -40,7 +40,8 @@ class _Driver:
 
     def __init__(self, method: str, command: list[str], env: dict[str, str], log_path: Path):
         self.method, self.log_path = method, log_path
-        self.log = os.fdopen(open_no_follow(log_path, "compare log", truncate=True), "w", encoding="utf-8")
+        # a continued search adds to its log ("a" seeks to the end); never through a planted link
+        self.log = os.fdopen(open_no_follow(log_path, "compare log"), "a", encoding="utf-8")
         self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                         env=env, start_new_session=True)
         self.stdout: list[str] = []
@@ -72,8 +73,12 @@ class _Driver:
                 pass
 
 
-def driver_command(opts: TuneOptions) -> list[str]:
-    """The `tunelab tune` command line of `opts`."""
+def driver_command(opts: TuneOptions, resume: bool = False) -> list[str]:
+    """The `tunelab tune` command line of `opts`; with `resume`, the `tunelab resume` one of its experiment."""
+    if resume:
+        budget = [f"--time-budget={opts.time_budget}"] if opts.time_budget is not None else []
+        return [sys.executable, "-m", "tunelab", "resume", experiment_path(normalise_storage(opts.storage), opts.name),
+                *budget, "--json"]
     return [sys.executable, "-m", "tunelab", "tune", opts.method, *to_argv(opts), "--json"]
 
 
@@ -84,8 +89,10 @@ def cluster_address() -> str:
     return ray.get_runtime_context().gcs_address
 
 
-def run_drivers(searches: dict[str, TuneOptions], log_dir: Path) -> dict[str, dict[str, Any]]:
-    """Run every search at once; returns each method's `tunelab tune --json` summary.
+def run_drivers(searches: dict[str, TuneOptions], log_dir: Path,
+                resume: set[str] = frozenset()) -> dict[str, dict[str, Any]]:
+    """Run every search at once (those in `resume` continued from their experiments); returns each
+    method's `tunelab tune --json` summary.
 
     Raises KeyboardInterrupt when Ctrl-C/SIGTERM stopped them (their experiments are resumable),
     ConfigError when one refused its options, SearchFailed when one crashed."""
@@ -94,7 +101,7 @@ def run_drivers(searches: dict[str, TuneOptions], log_dir: Path) -> dict[str, di
     # command line is recorded with the experiment for `resume`, and a private instance's address
     # is gone when compare ends (resume then does what ray.init does, as after a plain tune).
     env = {**os.environ, "RAY_ADDRESS": cluster_address(), PARENT_ENV: str(os.getpid())}
-    drivers = [_Driver(method, driver_command(opts), env, log_dir / f"{method}.log")
+    drivers = [_Driver(method, driver_command(opts, method in resume), env, log_dir / f"{method}.log")
                for method, opts in searches.items()]
     try:
         codes = [driver.wait() for driver in drivers]
@@ -142,29 +149,70 @@ def _summary(driver: _Driver, code: int) -> dict[str, Any]:
                            f"its log: {driver.log_path}") from None
 
 
-def stop_when_orphaned(poll_s: float = 1.0, grace_s: float = 120.0) -> None:
+def stop_when_orphaned(poll_s: float = 1.0, grace_s: float = 30.0) -> None:
     """In a driver compare started: if compare dies without stopping it (SIGKILL, a crash), stop
     this search as Ctrl-C would (saved, resumable), and exit after `grace_s` if that hangs (the
     cluster may have been compare's own and gone with it). A driver in its own session would
-    otherwise run on unattended."""
+    otherwise run on unattended. On Linux the kernel signals the moment compare dies
+    (PR_SET_PDEATHSIG); a watcher thread polling the parent pid is the fallback, and the exit."""
     parent = os.environ.get(PARENT_ENV)
     if not parent or not parent.isdigit():
         return
     if os.getppid() != int(parent) and _alive(int(parent)):
         return  # not started by that compare: the variable leaked into a process of another parent
+    _signal_when_parent_dies(int(parent))
+    threading.Thread(target=_watch_parent, args=(int(parent), poll_s, grace_s), daemon=True,
+                     name="tunelab-orphan-watch").start()
 
-    def watch() -> None:
-        import time
 
-        while os.getppid() == int(parent):
-            time.sleep(poll_s)
-        print(f"tunelab: compare (pid {parent}) is gone; stopping this search (resumable)", file=sys.stderr,
-              flush=True)
-        os.kill(os.getpid(), signal.SIGINT)
-        time.sleep(grace_s)
-        os._exit(EXIT_INTERRUPTED)
+_ORPHAN_STOP = threading.Lock()  # held once stopping has begun: one SIGINT only (a second makes
+                                 # Tune stop without saving)
 
-    threading.Thread(target=watch, daemon=True, name="tunelab-orphan-watch").start()
+
+def _stop_as_orphan() -> None:
+    """Silence the pipes to the dead compare, then stop the search as one Ctrl-C does; once."""
+    if not _ORPHAN_STOP.acquire(blocking=False):
+        return
+    _silence_closed_pipes()
+    os.kill(os.getpid(), signal.SIGINT)
+
+
+def _signal_when_parent_dies(parent: int) -> None:
+    """Ask Linux for SIGUSR2 when the parent dies (main thread only; nothing where unavailable)."""
+    if not sys.platform.startswith("linux") or threading.current_thread() is not threading.main_thread():
+        return
+    try:
+        import ctypes
+
+        signal.signal(signal.SIGUSR2, lambda signum, frame: _stop_as_orphan())
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGUSR2), 0, 0, 0)  # 1: PR_SET_PDEATHSIG
+    except (OSError, AttributeError, ValueError):
+        pass  # the watcher thread still stops the search
+
+
+def _watch_parent(parent: int, poll_s: float, grace_s: float) -> None:
+    """Nothing in here may end this thread early: compare's end closes the pipes of our stdout and
+    stderr, and a write to them raises BrokenPipeError (it once killed the watcher before it
+    stopped the search, and the drivers ran on as orphans)."""
+    import time
+
+    while os.getppid() == parent:
+        time.sleep(poll_s)
+    _stop_as_orphan()
+    time.sleep(grace_s)
+    os._exit(EXIT_INTERRUPTED)
+
+
+def _silence_closed_pipes() -> None:
+    """Point stdout and stderr, pipes to the dead compare, at /dev/null: the search's progress lines
+    and its summary then go nowhere instead of raising BrokenPipeError in the search as it saves."""
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        for fd in (1, 2):
+            os.dup2(null, fd)
+        os.close(null)
+    except OSError:
+        pass
 
 
 def _alive(pid: int) -> bool:

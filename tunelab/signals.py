@@ -13,8 +13,19 @@ import signal
 import threading
 
 
+STOP_REQUESTED = threading.Event()  # set once Ctrl-C/SIGTERM asked this process to stop
+
+
 def _terminate_as_interrupt(signum, frame) -> None:
+    STOP_REQUESTED.set()
     os.kill(os.getpid(), signal.SIGINT)
+
+
+def stop_requested() -> bool:
+    """Whether a stop was asked for, also one that Tune's handler took during a search which then
+    finished anyway (its last trials ended before they could be stopped): compare must not go on
+    to its next phase after it."""
+    return STOP_REQUESTED.is_set()
 
 
 def route_sigterm_to_sigint():

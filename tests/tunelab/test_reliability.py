@@ -367,3 +367,45 @@ def test_a_search_driver_whose_compare_died_stops_itself_as_ctrl_c_would(tmp_pat
     while time.time() < deadline and not marker.exists():
         time.sleep(0.1)
     assert marker.read_text() == "interrupted"
+
+
+def test_a_search_driver_whose_compare_died_stops_even_though_its_pipes_are_broken(tmp_path):
+    """Compare reads the drivers' stdout and stderr through pipes; once it is killed, a write to them
+    raises BrokenPipeError. That used to kill the watcher thread before it stopped the search, and
+    the drivers ran on as orphans. Now the pipes are pointed at /dev/null first, and on Linux the
+    kernel signals the driver the moment compare dies (PR_SET_PDEATHSIG)."""
+    import textwrap
+
+    marker = tmp_path / "stopped"
+    driver = textwrap.dedent(f"""
+        import os, sys, time
+        from tunelab.parallel import stop_when_orphaned
+        stop_when_orphaned(poll_s=0.05, grace_s=30)
+        print("ready", flush=True)
+        try:
+            while True:  # a search's progress lines, on the pipe to compare
+                print("progress", file=sys.stderr, flush=True)
+                time.sleep(0.05)
+        except KeyboardInterrupt:
+            print("saving the experiment", file=sys.stderr, flush=True)  # no BrokenPipeError now
+            open({str(marker)!r}, "w").write("interrupted")
+            sys.exit(130)
+    """)
+    compare = textwrap.dedent(f"""
+        import os, subprocess, sys
+        env = {{**os.environ, "TUNELAB_COMPARE_PID": str(os.getpid())}}
+        child = subprocess.Popen([sys.executable, "-c", {driver!r}], env=env, start_new_session=True,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        child.stdout.readline()  # the driver is watching
+        print(child.pid, flush=True)
+        os._exit(0)  # as if SIGKILLed: the pipes close, nothing stops the driver
+    """)
+    started = subprocess.run([sys.executable, "-c", compare], check=True, timeout=120, capture_output=True, text=True)
+    pid = int(started.stdout.split()[-1])
+    deadline = time.time() + 60
+    while time.time() < deadline and not marker.exists():
+        time.sleep(0.1)
+    assert marker.read_text() == "interrupted"
+    while time.time() < deadline and Path(f"/proc/{pid}").exists():
+        time.sleep(0.1)
+    assert not Path(f"/proc/{pid}").exists(), "the driver outlived compare"

@@ -1,0 +1,121 @@
+"""A compare's progress, kept in its --out folder so that the same command run again continues it.
+
+OUT/compare.json holds the options the run was made with and each search that finished (its
+summary); OUT/confirmations.jsonl one line per finished confirmation run. A rerun with the same
+options keeps those, resumes an interrupted search from its experiment (Ray Tune's own state),
+starts again a search that was stopped before its first trial, and runs only the confirmations
+that are missing. A rerun with other options is refused, naming the first option that differs:
+mixing two comparisons in one report would be silently wrong.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+from trainables.errors import ConfigError
+from trainables.fileio import atomic_write_text
+from tunelab.options import flag_of
+
+STATE_FILE = "compare.json"
+CONFIRMATIONS_FILE = "confirmations.jsonl"
+STATE_FORMAT = 1
+# Where a run happens may change between sessions (another cluster); what it computes may not.
+NOT_COMPARED = ("out", "address")
+
+
+def options_record(opts: Any) -> dict[str, Any]:
+    """The options that decide a compare's results, as JSON values."""
+    return {f.name: json.loads(json.dumps(getattr(opts, f.name))) for f in dataclasses.fields(opts)
+            if f.name not in NOT_COMPARED}
+
+
+def open_state(out: Path, opts: Any) -> dict[str, Any]:
+    """The state of the compare in `out` when it is one made with these options, else a fresh
+    state for an empty or new `out`. Writes nothing."""
+    path = out / STATE_FILE
+    if path.is_file() and not path.is_symlink():
+        state = _read(path)
+        _check_same_options(out, opts, state["options"])
+        return state
+    if out.exists() and any(out.iterdir()):
+        raise ConfigError(f"--out {str(out)!r} already exists and is not empty and holds no compare to continue "
+                          f"(no {STATE_FILE}); choose another folder (its contents are kept)")
+    return {"format": STATE_FORMAT, "options": options_record(opts), "searches": {}}
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"{str(path)!r} cannot be read as a compare's state ({exc}); choose another --out") from None
+    if (not isinstance(state, dict) or state.get("format") != STATE_FORMAT
+            or not isinstance(state.get("options"), dict) or not isinstance(state.get("searches"), dict)):
+        raise ConfigError(f"{str(path)!r} is not a compare state of this tunelab (format {STATE_FORMAT}); "
+                          "choose another --out")
+    return state
+
+
+def _check_same_options(out: Path, opts: Any, recorded: dict[str, Any]) -> None:
+    now = options_record(opts)
+    for field in dataclasses.fields(opts):
+        if field.name in now and recorded.get(field.name) != now[field.name]:
+            raise ConfigError(f"--out {str(out)!r} holds a compare made with {flag_of(field)} "
+                              f"{_shown(recorded.get(field.name))}, not {_shown(now[field.name])}; run it again "
+                              "with the same options to continue it, or choose another --out")
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, list):
+        return ",".join(map(str, value))
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return repr(value) if value is None or value == "" else str(value)
+
+
+def save_state(out: Path, state: dict[str, Any]) -> None:
+    atomic_write_text(out / STATE_FILE, json.dumps(state, indent=2, sort_keys=True) + "\n")
+
+
+def search_done(out: Path, state: dict[str, Any], method: str, summary: dict[str, Any]) -> None:
+    """Record a finished search (one that was not interrupted): a rerun keeps it."""
+    state["searches"][method] = {"experiment": summary["experiment"], "dataset": summary["dataset"],
+                                 "best_metric": summary.get("best_metric")}
+    save_state(out, state)
+
+
+def how_to_continue(experiment: str) -> str:
+    """'resume' when Ray Tune saved the experiment's state (an interrupted search), 'restart' when
+    its folder holds a tunelab record but no Tune state (stopped before the first trial), else
+    'start'."""
+    from analysis.record import TUNELAB_FILE, local_path
+
+    local = local_path(experiment)
+    if local is None or not (local / TUNELAB_FILE).is_file():
+        return "start"
+    from ray import tune
+
+    return "resume" if tune.Tuner.can_restore(str(local)) else "restart"
+
+
+def read_confirmations(out: Path) -> list[dict[str, Any]]:
+    """The confirmation runs already finished; a line the kill cut short is dropped (it runs again)."""
+    path = out / CONFIRMATIONS_FILE
+    if not path.is_file() or path.is_symlink():
+        return []
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(row, dict):
+            rows.append(row)
+    return rows
+
+
+def add_confirmation(out: Path, rows: list[dict[str, Any]], row: dict[str, Any]) -> None:
+    """Keep one finished confirmation run (the whole file rewritten and renamed: never a half line)."""
+    rows.append(row)
+    atomic_write_text(out / CONFIRMATIONS_FILE, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
