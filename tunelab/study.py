@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from analysis.record import local_path, redact
+from analysis.record import experiment_identity, redact
 from trainables.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -29,10 +29,10 @@ OPTUNA_TABLES = {"studies", "version_info"}
 
 
 def owner_of(experiment: str) -> str:
-    """The experiment's location as ownership compares it: a local folder's real path (however it was
-    spelled: relative, through a symlink or a file:// URI), a remote URI as --storage normalised it."""
-    local = local_path(experiment)
-    return str(local.resolve()) if local is not None else experiment
+    """The experiment's location as ownership compares it: its resolved identity (a local folder's
+    real path however it was spelled, a remote URI normalised), the one the lock and reports use;
+    a password in it is never stored."""
+    return redact(experiment_identity(experiment))
 
 
 def check_optuna_storage(opts: TuneOptions, name: str, experiment: str) -> None:
