@@ -15,7 +15,7 @@ import os
 import re
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from trainables.errors import ConfigError
 
@@ -120,7 +120,10 @@ def experiment_identity(location: str | Path) -> str:
     parts = urlsplit(str(location))
     segments = [s for s in parts.path.split("/") if s not in ("", ".")]
     query = urlencode(sorted(parse_qsl(parts.query, keep_blank_values=True)), safe=":/,@")
-    return urlunsplit((parts.scheme.lower(), parts.netloc, "/" + "/".join(segments) if segments else "", query, ""))
+    # written out rather than by urlunsplit, which drops the '//' of an empty authority
+    # (local:///x -> local:/x, a URI pyarrow no longer reads)
+    path = "/" + "/".join(segments) if segments else ""
+    return f"{parts.scheme.lower()}://{parts.netloc}{path}" + (f"?{query}" if query else "")
 
 
 def remote_filesystem(location: str, flag: str = ""):

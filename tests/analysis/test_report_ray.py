@@ -118,7 +118,7 @@ def test_compare_command_tiny_transfer_task_searches_in_parallel(tmp_path):
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert summary["parallel"] is True and 0 < summary["searches_s"] < summary["wall_s"]
     report = (tmp_path / "c" / "report" / "report.md").read_text()
-    assert "classifier** vs finetune" in report and "could not have been resolved" in report
+    assert "classifier** vs finetune" in report and "would be detected with 80% power" in report
     assert "digits, classes 5-9, 10 training images per class, backbone source-backbone.pt" in report
     assert "resolved" in result.stdout.splitlines()[1] or "no interval" in report
 

@@ -84,3 +84,11 @@ def test_object_store_uris_are_normalised():
         "s3://b/r/x?endpoint_override=h:9000&scheme=http"
     assert experiment_identity("s3://bucket/runs/x") != experiment_identity("s3://bucket/runs/y")
     assert experiment_identity("s3://bucket/runs/x") != experiment_identity("gs://bucket/runs/x")
+
+
+def test_an_object_store_identity_is_still_a_uri_its_filesystem_reads():
+    """urlunsplit would drop the '//' of an empty authority (local:///x -> local:/x)."""
+    from analysis.record import experiment_identity
+
+    assert experiment_identity("local:///tmp/a/./b/") == "local:///tmp/a/b"
+    assert experiment_identity("S3://bkt/runs//x/?b=2&a=1") == "s3://bkt/runs/x?a=1&b=2"
