@@ -292,7 +292,7 @@ def resolution_lines(table: pd.DataFrame) -> list[str]:
     """One sentence per method against the baseline: the difference, its interval and what the
     interval excludes, whether it is resolved after Holm's correction, and the difference these
     seeds could detect with 80% power."""
-    from analysis.tables import ALPHA, POWER, coverage_note
+    from analysis.tables import ALPHA, COVERAGE, POWER
 
     lines = ["### What the differences can bear", ""]
     for _, r in table.iterrows():
@@ -311,7 +311,7 @@ def resolution_lines(table: pd.DataFrame) -> list[str]:
     if len(lines) > 2:
         lines += ["", f"Resolved means Holm-adjusted p < {ALPHA:g} over the methods compared with the baseline "
                       "(column `diff_p_holm`; `diff_p_value` is Welch's unadjusted p).",
-                  f"The {coverage_note(table)}."]
+                  f"The {COVERAGE}."]
     return lines
 
 

@@ -304,13 +304,16 @@ def resolution_text(row) -> str:
     return f"  not resolved ({POWER:.0%} power needs |d| > {row['min_detectable_diff']:.3f})"
 
 
+COVERAGE = ("intervals: 95%, over training seeds only, for one data draw and one search (not over other "
+            "draws of the training images or validation split, nor other search outcomes)")
+
+
 def coverage_note(table: pd.DataFrame) -> str:
     """One line under the table: what its intervals cover, and the correction behind 'resolved'."""
     compared = int(table["diff_p_value"].notna().sum()) if "diff_p_value" in table else 0
     holm_part = (f"; resolved = Holm-adjusted p < {ALPHA:g} over the {compared} comparisons with the baseline"
                  if compared else "")
-    return ("intervals: 95%, over training seeds only, for one data draw and one search (not over other "
-            f"draws of the training images or validation split, nor other search outcomes){holm_part}")
+    return COVERAGE + holm_part
 
 
 def format_table(table: pd.DataFrame) -> str:
