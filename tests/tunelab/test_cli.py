@@ -83,7 +83,8 @@ def test_config_file_that_is_not_a_mapping(tmp_path, capsys):
 
 def test_train_arcface_on_digits_default_config_is_accurate_without_labels_at_eval():
     """Acceptance of the arcface issue: margin-free val/acc and Recall@1 both >= 0.95."""
-    result = run_cli("train", "arcface", "--dataset", "digits", "--json")
+    # a hang bound, not a timing assertion: the full default run takes minutes on a busy 2-core machine
+    result = run_cli("train", "arcface", "--dataset", "digits", "--json", timeout=1200)
     assert result.returncode == 0, result.stderr[-2000:]
     final = json.loads(result.stdout.strip().splitlines()[-1])
     assert final["val/acc"] >= 0.95 and final["val/recall@1"] >= 0.95
