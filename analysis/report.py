@@ -110,7 +110,10 @@ def write_report(experiments: list[str | Path], out: str | Path, confirmations: 
         importances.append(found.assign(method=method)[["method", "param", "importance"]])
     importance_frame = pd.concat(importances, ignore_index=True) if importances else pd.DataFrame()
 
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"--out {str(out)!r} cannot be made ({exc.strerror}); choose a folder you can write") from None
     frame, summary = _shown(frame), _shown(summary)  # an experiment's URI is written without its password
     _write_frame(frame if raw else frame.drop(columns=[c for c in RAY_COLUMNS if c in frame]), out / "trials.csv")
     _write_frame(summary, out / "trial_summary.csv")

@@ -114,6 +114,23 @@ def parse_set_options(pairs: list[str] | None) -> dict[str, Any]:
     return result
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """The safe loader, refusing a key written twice in one mapping (plain YAML keeps the last one,
+    so `cases: {sgd: ..., sgd: null}` would silently drop a range)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if not isinstance(key, (str, int, float, bool)):
+                continue  # unhashable keys are refused later, as before
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"key {key!r} is written twice",
+                                                        key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
 def read_yaml_mapping(path: str, label: str, shape: str, missing_hint: str = "") -> dict[str, Any]:
     """A YAML mapping read with the safe loader; every problem is one ConfigError line.
 
@@ -122,7 +139,7 @@ def read_yaml_mapping(path: str, label: str, shape: str, missing_hint: str = "")
     """
     try:
         with open(path, encoding="utf-8") as handle:
-            data = yaml.safe_load(handle)
+            data = yaml.load(handle, Loader=_UniqueKeyLoader)
     except FileNotFoundError:
         raise ConfigError(f"{label}: no such file{missing_hint}") from None
     except IsADirectoryError:

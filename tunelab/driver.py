@@ -119,6 +119,13 @@ def _check(opts: TuneOptions) -> None:
                              ("--max-concurrent", opts.max_concurrent, 0), ("--max-failures", opts.max_failures, 0)):
         if value < low:
             raise ConfigError(f"{name} {value} is out of range; allowed: >= {low}")
+    for flag, value in (("--cpus-per-trial", opts.cpus_per_trial), ("--gpus-per-trial", opts.gpus_per_trial),
+                        ("--checkpoint-interval", opts.checkpoint_interval_s)):
+        if not math.isfinite(value):
+            raise ConfigError(f"{flag} {value} is not valid; allowed: a finite number")
+    if opts.optuna_storage is not None and not opts.optuna_storage.strip():
+        raise ConfigError(f"--optuna-storage {opts.optuna_storage!r} is empty; give a URL such as "
+                          "sqlite:///runs/study.db, or leave the option out")
     if opts.checkpoint_interval_s < 0:
         raise ConfigError(f"--checkpoint-interval {opts.checkpoint_interval_s:g} is out of range; "
                           "allowed: >= 0 (0 = every epoch)")

@@ -30,7 +30,7 @@ def plan_tune(opts: TuneOptions, made_first: tuple[str, ...] = ()) -> dict[str, 
     lock = probe_lock(lock_path(plan.path), plan.path)
     data = plan.data
     return {
-        "method": opts.method, "experiment": plan.path, "dataset": data.name,
+        "method": opts.method, "experiment": redact(plan.path), "dataset": data.name,
         "images": {"train": len(data.train), "val": len(data.val), "test": len(data.test)},
         "classes": data.num_classes, "image_size": data.image_size,
         "trials": opts.num_samples, "max_epochs": opts.max_epochs,

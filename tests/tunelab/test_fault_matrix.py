@@ -426,6 +426,25 @@ CASES = [
          "crop_padding: {when: batch_size, cases: {32: {low: 0, high: 2}, '032': null, 64: null, 128: null}}\n")}),
 
 
+    # found by a hostile try-out of round 3
+    ("cpus per trial nan", ["tune", "classifier", "--dry-run", "--cpus-per-trial", "nan"],
+     ["--cpus-per-trial nan is not valid", "a finite number"]),
+    ("cpus per trial inf", ["tune", "classifier", "--dry-run", "--cpus-per-trial", "inf"],
+     ["--cpus-per-trial inf is not valid"]),
+    ("gpus per trial nan", ["tune", "classifier", "--dry-run", "--gpus-per-trial", "nan"],
+     ["--gpus-per-trial nan is not valid"]),
+    ("checkpoint interval nan", ["tune", "classifier", "--dry-run", "--checkpoint-interval", "nan"],
+     ["--checkpoint-interval nan is not valid"]),
+    ("optuna storage empty", ["tune", "classifier", "--dry-run", "--storage", "{d}/runs", "--optuna-storage", ""],
+     ["--optuna-storage '' is empty"]),
+    ("space with a key written twice", ["tune", "classifier", "--dry-run", "--storage", "{d}/runs", "--space",
+                                        "{d}/space_twice.yaml"], ["space_twice.yaml", "key 'sgd' is written twice"],
+     {"setup": lambda d: (d / "space_twice.yaml").write_text(
+         "momentum: {when: optimizer, cases: {sgd: {low: 0.5, high: 0.9}, sgd: null, adam: null, adamw: null, "
+         "rmsprop: null}}\n")}),
+    ("report --out that cannot be made", ["report", "{d}/runs/taken", "--out", "/proc/tunelab-report"],
+     ["--out '/proc/tunelab-report' cannot be made"], {"setup": lambda d: _real_record(d / "runs" / "taken")}),
+
     # ------------------------------------------------------------------ round 3, 7: secrets and URIs
     ("storage: object-store query option pyarrow does not know",
      ["tune", "classifier", "--storage", "s3://AKID:hunter2@bkt/runs?bogus=1"],
@@ -896,3 +915,24 @@ def _random_search_killed_and_resumed(tmp_path: Path) -> None:
             if applied is not None:
                 assert _value_inside(applied, config[row["name"]]), (row["name"], config[row["name"]], applied)
     assert canary.read_text() == "precious"
+
+
+def _real_record(folder: Path) -> None:
+    """A real (tiny) record where the `files` fixture's `taken` has a placeholder."""
+    from analysis.record import write_record
+    from search_spaces import space_for
+    from tunelab.driver import TuneOptions, experiment_record
+
+    opts = TuneOptions(method="classifier")
+    fixed = {"epochs": 1, "seed": 0, "device": "cpu", "threads": 1}
+    write_record(folder, experiment_record(opts, folder.name, str(folder), fixed, dict(space_for("classifier")), []))
+
+
+def test_a_dry_run_never_shows_a_storage_password(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("tunelab.driver.connect_ray", lambda address: pytest.fail("Ray must not start"))
+    storage = "s3://KEY:secret@bucket/runs?endpoint_override=127.0.0.1:1&scheme=http"
+    for extra in ([], ["--json"]):
+        main(["tune", "classifier", "--dry-run", "--name", "p", "--storage", storage, *extra])
+        captured = capsys.readouterr()
+        assert "secret" not in captured.out + captured.err
+        assert "KEY:***@bucket" in captured.out, captured.out
