@@ -98,6 +98,9 @@ def write_report(experiments: list[str | Path], out: str | Path, confirmations: 
         raise ConfigError(f"--baseline {baseline!r} is not a method of these experiments; choose from: "
                           f"{', '.join(methods)}")
     frame = load_experiments(experiments)
+    if frame.empty or "experiment" not in frame:
+        raise ConfigError(f"{', '.join(map(redact, experiments))}: no trial has reported a result yet (stopped "
+                          "before its first epoch?); nothing to report - `tunelab resume` it first")
     frame["method"] = frame["experiment"].map(labels)
     summary = pd.concat([trial_summary(frame[frame["experiment"] == i], records[i]["metric"], records[i]["mode"])
                          for i in ids], ignore_index=True)

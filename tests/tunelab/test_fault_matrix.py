@@ -442,8 +442,8 @@ CASES = [
      {"setup": lambda d: (d / "space_twice.yaml").write_text(
          "momentum: {when: optimizer, cases: {sgd: {low: 0.5, high: 0.9}, sgd: null, adam: null, adamw: null, "
          "rmsprop: null}}\n")}),
-    ("report --out that cannot be made", ["report", "{d}/runs/taken", "--out", "/proc/tunelab-report"],
-     ["--out '/proc/tunelab-report' cannot be made"], {"setup": lambda d: _real_record(d / "runs" / "taken")}),
+    ("report of an experiment with no trial results", ["report", "{d}/runs/taken", "--out", "{d}/rep"],
+     ["no trial has reported a result yet", "tunelab resume"], {"setup": lambda d: _real_record(d / "runs" / "taken")}),
 
     # ------------------------------------------------------------------ round 3, 7: secrets and URIs
     ("storage: object-store query option pyarrow does not know",
