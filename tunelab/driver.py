@@ -644,12 +644,12 @@ def resume(path: str, resume_errored: bool = False, restart_errored: bool = Fals
     param_space = restored_param_space(opts, record, path)
     study_url = for_resume("--optuna-storage", record["search"].get("optuna_storage"), optuna_storage, path)
     check_reconnect(study_url, path)
-    if opts.search == "optuna":
-        check_resumed_study(study_url, record["name"], path)
     for_resume("--mlflow", record["options"].get("mlflow"), mlflow, path)
     with ExperimentLock(path) as lock:
         reap_stale_session(lock.previous)
         check_and_repair(path)  # a state file the kill cut short: rebuilt, or one line instead of a hang
+        if opts.search == "optuna":  # after the state check: a copy's cut state is named before its borrowed study
+            check_resumed_study(study_url, record["name"], path)
         begin_session(time_budget)
         data = load_shared_data(opts.method, dict(record["fixed"]))
         private = starts_private_instance(address or opts.address)
