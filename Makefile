@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	# torch and torchvision come from the registry together (see DESIGN.md: the machine's
+	# torch and torchvision come from the registry together (the machine's
 	# CPU-only torch wheel does not load the registry's torchvision).
 	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
 	touch $@

@@ -1,4 +1,4 @@
-"""Search space of ArcFace metric learning (seed 001; METHODS.md section 2)."""
+"""Search space of ArcFace metric learning (Deng et al. 2019, ArcFace; Wang et al. 2018, CosFace)."""
 from search_spaces.base import Choice, Conditional, FloatRange, SearchSpace
 
 SPACE: SearchSpace = {

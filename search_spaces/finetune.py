@@ -1,4 +1,4 @@
-"""Search spaces of the fine-tuning family (METHODS.md section 3): plain, RandReg, AdaRand."""
+"""Search spaces of the fine-tuning family: plain, RandReg, AdaRand (Yamaguchi et al., CVPR 2024)."""
 from search_spaces.base import Choice, FloatRange, SearchSpace
 
 FINETUNE: SearchSpace = {

@@ -1,4 +1,4 @@
-"""AdaRand's adaptive class-conditional prior (Yamaguchi et al., CVPR 2024; METHODS.md section 3).
+"""AdaRand's adaptive class-conditional prior (Yamaguchi et al., CVPR 2024).
 
 Features g(x) are pulled towards reference vectors z ~ N(mu_y, sigma_y^2 I). The means mu_k move
 every iteration, after the model step, on detached features: running class means

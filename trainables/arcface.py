@@ -27,7 +27,7 @@ class ArcFaceConfig(TrainConfig):
 
     Optimisation differs from the seed on purpose: its plain SGD at lr 1e-3 needs ~100 epochs;
     the shared Adam + cosine default converges in 15 on digits (val/acc and Recall@1 >= 0.95).
-    easy_margin defaults to False (arcface-pytorch, METHODS.md) rather than the seed's True.
+    easy_margin defaults to False (arcface-pytorch) rather than the seed's True.
     """
 
     model: str = "resnet18"

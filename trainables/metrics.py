@@ -1,4 +1,4 @@
-"""Metric names (CONTRACT in DESIGN.md), shared by trainables, search spaces, scheduler and analysis."""
+"""Metric names (a fixed contract: trackers and users read them), shared by trainables, search spaces, scheduler and analysis."""
 
 EPOCH = "epoch"
 TRAIN_LOSS = "train/loss"

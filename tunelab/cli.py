@@ -1,4 +1,4 @@
-"""The `tunelab` command line (CONTRACT in DESIGN.md).
+"""The `tunelab` command line (a fixed contract: scripts depend on it).
 
 Bad input exits with code 2 and one line naming the value and the valid choices; no traceback.
 With --json the last line of stdout is one JSON object; progress goes to stderr.

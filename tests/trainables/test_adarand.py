@@ -1,4 +1,4 @@
-"""AdaRand's prior, loss and updates against values computed by hand (METHODS.md section 3)."""
+"""AdaRand's prior, loss and updates against values computed by hand."""
 import dataclasses
 import math
 
