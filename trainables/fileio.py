@@ -126,6 +126,22 @@ def load_checkpoint_file(path: Path) -> dict:
         raise ConfigError(f"checkpoint {str(path)!r} cannot be loaded: {str(exc).splitlines()[0]}") from None
 
 
+def read_json_lines(path: Path) -> list[dict[str, Any]]:
+    """The JSON objects of a one-object-a-line file that a kill may have cut short: a cut or
+    undecodable line, or one that is not an object, is skipped; a missing file reads as empty."""
+    if not path.is_file():
+        return []
+    rows = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(row, dict):
+            rows.append(row)
+    return rows
+
+
 def json_ready(metrics: dict[str, Any]) -> dict[str, Any]:
     """Metrics with non-finite floats as None, so the JSON line is strict JSON."""
     out = {}

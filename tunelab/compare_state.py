@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from trainables.errors import ConfigError
-from trainables.fileio import atomic_write_text
+from trainables.fileio import atomic_write_text, read_json_lines
 from tunelab.options import flag_of
 
 STATE_FILE = "compare.json"
@@ -102,17 +102,7 @@ def how_to_continue(experiment: str) -> str:
 def read_confirmations(out: Path) -> list[dict[str, Any]]:
     """The confirmation runs already finished; a line the kill cut short is dropped (it runs again)."""
     path = out / CONFIRMATIONS_FILE
-    if not path.is_file() or path.is_symlink():
-        return []
-    rows = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(row, dict):
-            rows.append(row)
-    return rows
+    return [] if path.is_symlink() else read_json_lines(path)
 
 
 def add_confirmation(out: Path, rows: list[dict[str, Any]], row: dict[str, Any]) -> None:

@@ -28,6 +28,7 @@ from typing import Any
 
 from analysis.record import local_path
 from trainables.errors import ConfigError
+from trainables.fileio import read_json_lines
 
 SEARCHER_STATE = "searcher-state-*.pkl"
 # Read by Tuner.restore with no way to rebuild them here: tuner.pkl, the experiment state (the
@@ -137,17 +138,7 @@ def ray_trials(folder: Path) -> list[RayTrial]:
 
 def read_results(file: Path) -> list[dict[str, Any]]:
     """A trial's result.json (one JSON object a line); a last line cut short by the kill is skipped."""
-    if not file.is_file():
-        return []
-    results = []
-    for line in file.read_text(errors="replace").splitlines():
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(row, dict):
-            results.append(row)
-    return results
+    return read_json_lines(file)
 
 
 def reported_value(result: dict[str, Any], metric: str, time_attr: str) -> tuple[int, float] | None:

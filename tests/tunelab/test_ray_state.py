@@ -251,3 +251,12 @@ def test_checkpoints_a_lagging_snapshot_lists_but_the_disk_lost_are_forgotten_so
     _register(managers["run"], folder, 5, 0.7)  # Ray's own eviction now finds every folder it deletes
     _register(managers["run"], folder, 6, 0.8)
     assert sorted(p.name for p in (folder / "run").iterdir()) == ["checkpoint_000005", "checkpoint_000006"]
+
+
+def test_a_confirmations_file_with_binary_or_cut_lines_keeps_only_whole_rows(tmp_path):
+    """compare's confirmations.jsonl and Ray's result.json share one reader: a kill's cut line or
+    binary garbage is skipped, never a traceback."""
+    from tunelab.compare_state import CONFIRMATIONS_FILE, read_confirmations
+
+    (tmp_path / CONFIRMATIONS_FILE).write_bytes(b'{"method": "a", "seed": 0}\n\xff\xfe\x00garbage\n{"method": "a", "se')
+    assert read_confirmations(tmp_path) == [{"method": "a", "seed": 0}]
