@@ -130,6 +130,15 @@ class _UniqueKeyLoader(yaml.SafeLoader):
             seen.add(key)
         return super().construct_mapping(node, deep)
 
+    @classmethod
+    def read(cls, stream) -> Any:
+        """What yaml.safe_load does, with this loader (kept off yaml.load, which can be unsafe)."""
+        loader = cls(stream)
+        try:
+            return loader.get_single_data()
+        finally:
+            loader.dispose()
+
 
 def read_yaml_mapping(path: str, label: str, shape: str, missing_hint: str = "") -> dict[str, Any]:
     """A YAML mapping read with the safe loader; every problem is one ConfigError line.
@@ -139,7 +148,7 @@ def read_yaml_mapping(path: str, label: str, shape: str, missing_hint: str = "")
     """
     try:
         with open(path, encoding="utf-8") as handle:
-            data = yaml.load(handle, Loader=_UniqueKeyLoader)
+            data = _UniqueKeyLoader.read(handle)
     except FileNotFoundError:
         raise ConfigError(f"{label}: no such file{missing_hint}") from None
     except IsADirectoryError:

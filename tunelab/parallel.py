@@ -160,6 +160,7 @@ def stop_when_orphaned(poll_s: float = 1.0, grace_s: float = 30.0) -> None:
         return
     if os.getppid() != int(parent) and _alive(int(parent)):
         return  # not started by that compare: the variable leaked into a process of another parent
+    _take_sigint()
     _signal_when_parent_dies(int(parent))
     threading.Thread(target=_watch_parent, args=(int(parent), poll_s, grace_s), daemon=True,
                      name="tunelab-orphan-watch").start()
@@ -175,6 +176,14 @@ def _stop_as_orphan() -> None:
         return
     _silence_closed_pipes()
     os.kill(os.getpid(), signal.SIGINT)
+
+
+def _take_sigint() -> None:
+    """A driver stops on SIGINT (compare's, or its own when orphaned). One started from a shell
+    script's background job inherits SIGINT ignored, and Python then never raises KeyboardInterrupt;
+    the driver has a session of its own, so no terminal's Ctrl-C can reach it: take SIGINT back."""
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _signal_when_parent_dies(parent: int) -> None:

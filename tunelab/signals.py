@@ -4,7 +4,8 @@ Cluster schedulers, `kill` and `ray job stop` send SIGTERM. Ray's core worker in
 handler for it when `ray.init` runs (it aborts the process with exit 134 and no state saved), so
 tunelab installs its own at start-up and again right after connecting to Ray. The handler raises
 SIGINT: inside a search Ray Tune's own handler stops the trials and saves the experiment
-(resumable, exit 130); anywhere else Python raises KeyboardInterrupt (exit 130).
+(resumable, exit 130); anywhere else Python raises KeyboardInterrupt (exit 130), also where SIGINT
+itself is ignored (a background job of a shell script).
 """
 from __future__ import annotations
 
@@ -18,6 +19,10 @@ STOP_REQUESTED = threading.Event()  # set once Ctrl-C/SIGTERM asked this process
 
 def _terminate_as_interrupt(signum, frame) -> None:
     STOP_REQUESTED.set()
+    if not callable(signal.getsignal(signal.SIGINT)):
+        # SIGINT ignored (a shell script's background job inherits that) or not Python's: a SIGINT
+        # to ourselves would do nothing, so stop here as Ctrl-C would.
+        raise KeyboardInterrupt
     os.kill(os.getpid(), signal.SIGINT)
 
 

@@ -3,6 +3,7 @@ lock, outputs that cannot be written, values that mean nothing, and records that
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -349,15 +350,18 @@ def test_a_search_driver_whose_compare_died_stops_itself_as_ctrl_c_would(tmp_pat
     driver = textwrap.dedent(f"""
         import os, sys, time
         from tunelab.parallel import stop_when_orphaned
-        stop_when_orphaned(poll_s=0.05, grace_s=30)
-        try:
+        try:  # compare is gone already: the stop may come before stop_when_orphaned returns
+            stop_when_orphaned(poll_s=0.05, grace_s=30)
             time.sleep(300)
         except KeyboardInterrupt:  # what Tune's handler turns into a saved, resumable stop
             open({str(marker)!r}, "w").write("interrupted")
             sys.exit(130)
     """)
     compare = textwrap.dedent(f"""
-        import os, subprocess, sys
+        import os, signal, subprocess, sys
+        # as a shell script's background job (`tunelab compare &`) is started: SIGINT ignored, which
+        # the driver inherits (CI ran the suite so, and the driver never stopped)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         env = {{**os.environ, "TUNELAB_COMPARE_PID": str(os.getpid())}}
         subprocess.Popen([sys.executable, "-c", {driver!r}], env=env, start_new_session=True)
         os._exit(0)  # as if SIGKILLed: nothing stops the driver
@@ -409,3 +413,27 @@ def test_a_search_driver_whose_compare_died_stops_even_though_its_pipes_are_brok
     while time.time() < deadline and Path(f"/proc/{pid}").exists():
         time.sleep(0.1)
     assert not Path(f"/proc/{pid}").exists(), "the driver outlived compare"
+
+
+def test_sigterm_stops_a_process_whose_sigint_is_ignored(tmp_path):
+    """A shell script's background job inherits SIGINT ignored; tunelab's SIGTERM handler, which
+    stops by raising SIGINT, must still stop it (it raises KeyboardInterrupt itself then)."""
+    import textwrap
+
+    script = textwrap.dedent("""
+        import signal, sys, time
+        from tunelab.signals import route_sigterm_to_sigint, stop_requested
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        route_sigterm_to_sigint()
+        print("ready", flush=True)
+        try:
+            time.sleep(60)
+        except KeyboardInterrupt:
+            print("stopped", stop_requested(), flush=True)
+            sys.exit(130)
+    """)
+    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert child.stdout.readline().strip() == "ready"
+    child.send_signal(signal.SIGTERM)
+    out, _ = child.communicate(timeout=60)
+    assert (child.returncode, out.strip()) == (130, "stopped True")

@@ -222,7 +222,7 @@ def test_query_form_s3_storage_with_credentials_works_end_to_end(s3_server, tmp_
     tuned = _tunelab("tune", "classifier", "--dataset", "digits", "--num-samples", "1", "--max-epochs", "1",
                      "--set", "image_size=8", "--set", "width=8", "--storage", s3_server, "--name", "exp", "--json",
                      cwd=tmp_path)
-    assert tuned.returncode == 0, tuned.stderr[-3000:]
+    assert tuned.returncode == 0, tuned.stderr[:4000] + "\n[...]\n" + tuned.stderr[-3000:]  # first error, last
     summary = json.loads(tuned.stdout.strip().splitlines()[-1])
     assert summary["experiment"] == join_uri(redact(s3_server), "exp") and summary["statuses"] == {"finished": 1}
     experiment = join_uri(s3_server, "exp")  # the user's own URI, key and all
