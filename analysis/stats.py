@@ -1,4 +1,5 @@
-"""The statistics of a comparison: Welch's two-sample t, its power, and Holm's correction.
+"""The statistics of a comparison: Welch's two-sample t over seeds, the paired t over replicates,
+their power, and Holm's correction.
 
 Every function takes plain sequences of per-seed results; `finite` decides which of them count
 (None, NaN and infinities are dropped), so an interval, its p-value and its power are always
@@ -72,10 +73,41 @@ def min_detectable_diff(a: Sequence[float], b: Sequence[float], power: float = 0
     Not the 95% interval's half-width: a true difference of the half-width is detected only about
     half the time; at 80% power the detectable difference is about 1.4 times larger.
     """
+    return detectable_diff(welch(a, b), power, alpha)
+
+
+def paired(a, b, confidence: float = 0.95) -> Welch:
+    """The paired t test of mean(a - b) over pairs (replicates: a and b are per-replicate means in
+    replicate order); pairs where either side is missing are dropped. Same fields as `welch`,
+    with n - 1 degrees of freedom; NaN where fewer than 2 pairs remain."""
+    pairs = [(x, y) for x, y in zip(a, b, strict=True)
+             if len(finite([x])) and len(finite([y]))]
+    d = np.asarray([float(x) - float(y) for x, y in pairs], dtype=float)
+    if len(d) == 0:
+        return Welch(*(math.nan,) * 6)
+    diff = float(d.mean())
+    if len(d) < 2:
+        return Welch(diff, *(math.nan,) * 5)
+    se = float(d.std(ddof=1) / math.sqrt(len(d)))
+    dof = float(len(d) - 1)
+    if se == 0:
+        return Welch(diff, 0.0, dof, diff, diff, 1.0 if diff == 0 else 0.0)
+    half = float(stats.t.ppf(0.5 + confidence / 2, dof)) * se
+    p_value = float(2 * stats.t.sf(abs(diff) / se, dof))
+    return Welch(diff, se, dof, diff - half, diff + half, p_value)
+
+
+def min_detectable_paired_diff(a, b, power: float = 0.8, alpha: float = 0.05) -> float:
+    """`min_detectable_diff` for the paired test over replicates (`paired`)."""
+    return detectable_diff(paired(a, b), power, alpha)
+
+
+def detectable_diff(test: Welch, power: float = 0.8, alpha: float = 0.05) -> float:
+    """The true difference a two-sided t test of this standard error and degrees of freedom
+    detects with probability `power` at level `alpha` (noncentral t)."""
     for name, value in (("power", power), ("alpha", alpha)):
         if not 0 < value < 1:
             raise ValueError(f"{name}={value!r} is out of range; allowed: 0 < {name} < 1")
-    test = welch(a, b)
     if math.isnan(test.se):
         return math.nan
     if test.se == 0 or power <= alpha:  # at delta = 0 the test already rejects with probability alpha

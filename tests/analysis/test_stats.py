@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats as scipy_stats
 
-from analysis.stats import holm, min_detectable_diff, power_of_t, welch
+from analysis.stats import holm, min_detectable_diff, min_detectable_paired_diff, paired, power_of_t, welch
 
 A = [0.91, 0.88, 0.93, 0.90, 0.87, 0.92, 0.89, 0.94]
 B = [0.86, 0.85, 0.90, 0.83, 0.88, 0.84, 0.87]
@@ -28,6 +28,34 @@ def test_welch_drops_non_finite_seeds_and_needs_two_of_each():
     one = welch([0.9], B)
     assert one.diff == pytest.approx(0.9 - np.mean(B)) and math.isnan(one.p_value) and math.isnan(one.low)
     assert math.isnan(welch([], B).diff)
+
+
+def test_paired_matches_scipy_ttest_rel_p_value_and_interval():
+    a, b = A[:6], B[:6]
+    test = paired(a, b)
+    reference = scipy_stats.ttest_rel(a, b)
+    assert test.p_value == pytest.approx(reference.pvalue, rel=1e-12)
+    assert (test.low, test.high) == pytest.approx(reference.confidence_interval(0.95), rel=1e-12)
+    assert (test.diff, test.dof) == pytest.approx((np.mean(np.subtract(a, b)), 5))
+
+
+def test_paired_drops_a_replicate_missing_on_either_side_and_needs_two_pairs():
+    a, b = A[:6], B[:6]
+    assert paired(a + [math.nan], b + [0.5]) == paired(a, b)
+    assert paired(a + [0.5], b + [None]) == paired(a, b)
+    assert math.isnan(paired([0.9], [0.8]).p_value) and paired([0.9], [0.8]).diff == pytest.approx(0.1)
+    with pytest.raises(ValueError):
+        paired(a, b[:-1])  # replicates pair by position: unequal lengths are a caller's bug
+
+
+def test_min_detectable_paired_diff_is_detected_with_the_stated_power_by_simulation():
+    a, b = A[:7], B
+    delta = min_detectable_paired_diff(a, b)
+    sd = np.std(np.subtract(a, b), ddof=1)
+    rng = np.random.default_rng(1)
+    d = rng.normal(delta, sd, size=(4000, 7))
+    rejected = scipy_stats.ttest_1samp(d, 0.0, axis=1).pvalue < 0.05
+    assert rejected.mean() == pytest.approx(0.8, abs=0.025)
 
 
 def test_min_detectable_diff_is_detected_with_the_stated_power_by_simulation():
