@@ -20,8 +20,8 @@ from typing import Any, Iterable
 
 import pandas as pd
 
-from analysis.record import (FINAL_STATUSES, TUNELAB_FILE, experiment_identity, read_record, redact,
-                             remote_filesystem)
+from analysis.record import (FINAL_STATUSES, OUT_OF_TIME, TUNELAB_FILE, UNFINISHED_RAY_STATUSES, experiment_identity,
+                             read_record, redact, remote_filesystem)
 from analysis.record import local_path as _local_or_none
 from trainables import metrics as M
 from trainables.errors import ConfigError
@@ -29,10 +29,6 @@ from trainables.errors import ConfigError
 __all__ = ["FINAL_STATUSES", "TUNELAB_FILE", "read_record", "local_path", "load_experiment", "load_experiments",
            "trial_summary", "status_from", "unique_experiments"]
 CONFIG_PREFIX = "config/"
-# Ray's statuses of a trial the driver left unfinished (recorded `incomplete`, continued by `resume`).
-UNFINISHED_RAY_STATUSES = ("RUNNING", "PENDING", "PAUSED")
-# A trial the search's time budget left unfinished (tunelab/budget.py): resumable like `incomplete`.
-OUT_OF_TIME = "out_of_time"
 
 
 class TrialFileError(ValueError):

@@ -13,8 +13,15 @@ instance for all); the per-trial fixed cost is the slope of wall time against tr
 concurrency 1 minus the mean training seconds of one trial (after an unrecorded warm-up run, so the
 first row does not carry the workers' start-up).
 
+breakdown: where a search's wall time goes, phase by phase, for the command a user types
+(`tunelab tune classifier --dataset digits --num-samples N --max-epochs 6 --scheduler fifo
+--search random --max-concurrent C`, a new process each), at concurrency 1 and 2 and at 1, 6 and 24
+trials. The phases come from TUNELAB_PHASE_LOG (trainables/phases.py), which the driver and every
+trial append to. The floor, measured in the same run: `python -c "import torch, ray; ray.init()"`.
+
     python benchmarks/overhead.py overhead --trials 16 --concurrency 1 2
     python benchmarks/overhead.py scaling
+    python benchmarks/overhead.py breakdown
 """
 from __future__ import annotations
 
@@ -141,6 +148,101 @@ def scaling(args) -> None:
     print(f"per-trial fixed cost: {slope - train_per_trial:.2f} s")
 
 
+def _floor(repeats: int = 3) -> float:
+    """Median wall time of a fresh `python -c "import torch, ray; ray.init()"` (its exit included)."""
+    import statistics
+    import subprocess
+    import sys
+
+    walls = []
+    for _ in range(repeats):
+        began = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "import torch, ray; ray.init(address='local', include_dashboard=False)"],
+                       check=True, capture_output=True)
+        walls.append(time.perf_counter() - began)
+    return statistics.median(walls)
+
+
+def _tune_process(storage: Path, name: str, trials: int, concurrency: int, epochs: int) -> tuple[float, list[dict]]:
+    """`tunelab tune` as a user starts it: wall time from spawn to exit, and its phase log."""
+    import json
+    import subprocess
+    import sys
+
+    log = storage / f"{name}.phases.jsonl"
+    argv = [sys.executable, "-m", "tunelab.cli", "tune", "classifier", "--dataset", "digits", "--num-samples",
+            str(trials), "--max-epochs", str(epochs), "--scheduler", "fifo", "--search", "random",
+            "--max-concurrent", str(concurrency), "--storage", str(storage), "--name", name,
+            "--address", "local", "--json"]
+    env = {**os.environ, "TUNELAB_PHASE_LOG": str(log)}
+    began = time.time()
+    subprocess.run(argv, check=True, capture_output=True, env=env)
+    ended = time.time()
+    marks = [json.loads(line) for line in log.read_text().splitlines()]
+    return ended - began, [{"phase": "spawn", "t": began}, *marks, {"phase": "exit", "t": ended}]
+
+
+def phase_breakdown(marks: list[dict], concurrency: int) -> dict[str, float]:
+    """Seconds per phase from one run's marks (see the module docstring); per-trial and per-epoch
+    phases are means over the run's trials and epochs."""
+    first = {}
+    for m in marks:
+        first.setdefault(m["phase"], m["t"])
+    enters = sorted(m["t"] for m in marks if m["phase"] == "trial_enter")
+    exits = sorted(m["t"] for m in marks if m["phase"] == "trial_exit")
+    begins = {m["trial"]: m["t"] for m in marks if m["phase"] == "train_begin"}
+    enter_of = {m["trial"]: m["t"] for m in marks if m["phase"] == "trial_enter"}
+    reports = [m for m in marks if m["phase"] == "report"]
+    # a trial after the first `concurrency` starts in the slot the latest exit before it freed
+    waits = [enter - max([x for x in exits if x <= enter], default=first["fit_start"])
+             for enter in enters[concurrency:]]
+    plain = [m["t"] - m["began"] for m in reports if not m["checkpoint"]]
+    saved = [m["t"] - m["began"] for m in reports if m["checkpoint"]]
+    mean = lambda xs: float(np.mean(xs)) if xs else float("nan")  # noqa: E731
+    training = sum(m["epoch_s"] for m in reports)
+    return {
+        "process start + CLI import": first["cli_main"] - first["spawn"],
+        "driver imports (torch, Ray, pandas)": first["driver_imported"] - first["cli_main"],
+        "checks + data load": first["data_loaded"] - first["driver_imported"],
+        "ray.init": first["ray_ready"] - first["data_loaded"],
+        "record, searcher, Tuner": first["fit_start"] - first["ray_ready"],
+        "first trial: actor start": enters[0] - first["fit_start"],
+        "per trial: next actor start": mean(waits),
+        "per trial: setup to first step": mean([begins[t] - enter_of[t] for t in begins if t in enter_of]),
+        "per epoch: report": mean(plain),
+        "per epoch: report + checkpoint": mean(saved),
+        "end: last trial exit to fit end": first["fit_end"] - exits[-1],
+        "end: summary + exit": first["exit"] - first["fit_end"],
+        "start to first trial's first epoch": min(begins.values()) - first["spawn"],
+        "wall": first["exit"] - first["spawn"],
+        "training (summed epochs)": training,
+        "epochs": len(reports),
+    }
+
+
+def breakdown(args) -> None:
+    storage = Path(tempfile.mkdtemp(prefix="tunelab-breakdown-"))
+    floor = _floor()
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores; floor `import torch, ray; ray.init()`: "
+          f"{floor:.2f} s (median of 3)")
+    columns = {}
+    for concurrency in args.concurrency:
+        for trials in args.trials:
+            name = f"c{concurrency}-n{trials}"
+            _, marks = _tune_process(storage, name, trials, concurrency, args.epochs)
+            columns[name] = phase_breakdown(marks, concurrency)
+            row = columns[name]
+            ideal = row["training (summed epochs)"] / concurrency
+            row["ratio wall / (training / concurrency)"] = row["wall"] / ideal
+            row["ratio start-to-first-epoch / floor"] = row["start to first trial's first epoch"] / floor
+            print(f"{name}: wall {row['wall']:.1f} s, ratio {row['ratio wall / (training / concurrency)']:.3f}",
+                  flush=True)
+    frame = pd.DataFrame(columns)
+    print(frame.to_string(float_format=lambda v: f"{v:.3f}"))
+    frame.to_csv(storage / "breakdown.csv")
+    print(f"phase logs and breakdown.csv in {storage}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="what", required=True)
@@ -149,8 +251,12 @@ def main() -> None:
     o.add_argument("--concurrency", type=int, nargs="+", default=[1, 2])
     o.add_argument("--epochs", type=int, default=25, help="epochs per trial (about 0.4 s each here)")
     sub.add_parser("scaling")
+    b = sub.add_parser("breakdown")
+    b.add_argument("--trials", type=int, nargs="+", default=[1, 6, 24])
+    b.add_argument("--concurrency", type=int, nargs="+", default=[1, 2])
+    b.add_argument("--epochs", type=int, default=6)
     args = parser.parse_args()
-    overhead(args) if args.what == "overhead" else scaling(args)
+    {"overhead": overhead, "scaling": scaling, "breakdown": breakdown}[args.what](args)
 
 
 if __name__ == "__main__":

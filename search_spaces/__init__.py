@@ -17,6 +17,8 @@ def space_for(method: str) -> SearchSpace:
     """The search space of a registered method: its own entry in SPACES, else that of the nearest
     method it extends (a new regulariser subclassing RandReg searches RandReg's space until it is
     given one of its own)."""
+    if method in SPACES:  # every built-in method: no need to import its training code
+        return SPACES[method]
     from trainables import METHOD_CLASSES
 
     for cls in METHOD_CLASSES[method].__mro__:

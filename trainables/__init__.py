@@ -1,30 +1,44 @@
 """Data, models, heads and regularisers, the shared engine, and one module per training method.
 
 `METHODS` maps a method name to its Ray Tune trainable: a function of the config dict (and,
-through `tune.with_parameters`, of the experiment's shared in-memory dataset).
+through `tune.with_parameters`, of the experiment's shared in-memory dataset). It and
+`METHOD_CLASSES` (name -> Method class) import torch and the method modules on first use; the
+command line lists and checks methods from `trainables.configs.METHOD_SPECS` without them.
 """
 from __future__ import annotations
 
 import gc
+import importlib
 from typing import Any, Callable
 
-import torch
-
-# The method modules register their methods (`@register_method`) when imported; one line each,
-# in the order `compare` runs them and the help lists them.
-from trainables import classifier, finetune, arcface  # noqa: F401,I001  (registration, in this order)
-from trainables import faults
-from trainables.config import build_config
-from trainables.engine import METHOD_REGISTRY, Method, train
+from trainables.configs import METHOD_SPECS
 from trainables.errors import ConfigError
 
-METHOD_CLASSES: dict[str, type[Method]] = METHOD_REGISTRY
+
+def method_names() -> list[str]:
+    """Every method, in the order `compare` runs them and the help lists them."""
+    return list(METHOD_SPECS)
 
 
-def get_method(name: str) -> Method:
-    if name not in METHOD_CLASSES:
-        raise ConfigError(f"method={name!r} is not known; choose from: {', '.join(METHOD_CLASSES)}")
-    return METHOD_CLASSES[name]()
+def config_class(name: str):
+    """The frozen config dataclass of method `name` (no torch import)."""
+    if name not in METHOD_SPECS:
+        raise ConfigError(f"method={name!r} is not known; choose from: {', '.join(METHOD_SPECS)}")
+    return METHOD_SPECS[name].config_class
+
+
+def _method_classes() -> dict[str, type]:
+    """name -> Method class, in METHOD_SPECS order; importing a method module registers its class."""
+    from trainables.engine import METHOD_REGISTRY
+
+    for spec in METHOD_SPECS.values():
+        importlib.import_module(spec.module)
+    return {name: METHOD_REGISTRY[name] for name in METHOD_SPECS}
+
+
+def get_method(name: str):
+    config_class(name)  # the one message for an unknown name
+    return _method_classes()[name]()
 
 
 def make_trainable(name: str) -> Callable[..., None]:
@@ -32,8 +46,16 @@ def make_trainable(name: str) -> Callable[..., None]:
 
     def trainable(config: dict[str, Any], data=None, checkpoint_interval_s: float = 0.0,
                   deadline: float | None = None) -> None:
+        import torch
+
+        from trainables import faults
+        from trainables.config import build_config
+        from trainables.engine import train
         from trainables.tune_reporter import TuneReporter
 
+        from trainables.phases import mark, trial_id
+
+        mark("trial_enter", trial=trial_id())  # the actor is up and has the trainable and its data
         method = faults.wrap(get_method(name))
         train_config = build_config(method.config_class, config)
         reporter = TuneReporter(train_config.epochs, checkpoint_interval_s, deadline)
@@ -46,10 +68,20 @@ def make_trainable(name: str) -> Callable[..., None]:
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
             raise
+        finally:
+            mark("trial_exit", trial=trial_id())
 
     trainable.__name__ = name
     trainable.__qualname__ = name
     return trainable
 
 
-METHODS: dict[str, Callable[..., None]] = {name: make_trainable(name) for name in METHOD_CLASSES}
+def __getattr__(attr: str) -> Any:  # PEP 562: the heavy tables are built on first use, then kept
+    if attr == "METHOD_CLASSES":
+        value = _method_classes()
+    elif attr == "METHODS":
+        value = {name: make_trainable(name) for name in METHOD_SPECS}
+    else:
+        raise AttributeError(f"module 'trainables' has no attribute {attr!r}")
+    globals()[attr] = value
+    return value

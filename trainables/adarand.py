@@ -16,8 +16,7 @@ import torch.nn.functional as F
 
 from trainables.errors import DataError, check_choice, check_range
 
-PRIOR_VARIANTS = ("paper", "official")
-PRIOR_SCHEDULES = ("auto", "cosine", "official")
+from trainables.catalog import PRIOR_SCHEDULES, PRIOR_VARIANTS
 
 
 def prior_lr_factor(schedule: str, variant: str, t: float) -> float:

@@ -1,14 +1,8 @@
 """Plain supervised classification: the shared engine with its default hooks."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from trainables.engine import Method, TrainConfig, register_method
-
-
-@dataclass(frozen=True)
-class ClassifierConfig(TrainConfig):
-    """All of TrainConfig; defaults train the small CNN on digits to >= 95% val/acc in seconds."""
+from trainables.configs import ClassifierConfig
+from trainables.engine import Method, register_method
 
 
 @register_method

@@ -26,6 +26,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from trainables import catalog
+from trainables.configs import DataKeys
 from trainables.errors import DataError
 from trainables.registry import registrar
 from trainables.subsets import check_ids, check_per_class, keep_classes, parse_classes, per_class_index, take
@@ -37,20 +39,6 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tif
 # Fixed: the test split must not move with any tuned value.
 TEST_FRACTION = 0.2
 TEST_SPLIT_SEED = 20240317
-
-
-@dataclass(frozen=True)
-class DataKeys:
-    """The config keys that define a dataset and its split: declared here once, inherited by every
-    method's config (TrainConfig) and by DataOptions."""
-
-    dataset: str = "digits"
-    data_dir: str | None = None
-    image_size: int = 0  # 0: the dataset's own default (digits 16, CIFAR 32, folders 224)
-    val_fraction: float = 0.1  # share of the training data held out for validation
-    split_seed: int = 0  # fixed across trials: every trial is scored on the same val images
-    classes: str = ""  # a subset of class ids, e.g. "5-9" or "1,3,5" (labels re-indexed); "" = all
-    train_per_class: int = 0  # keep N training images per class (after val and test are carved); 0 = all
 
 
 @dataclass(frozen=True)
@@ -136,12 +124,10 @@ class DatasetBundle:
 _LOADERS: dict[str, Callable[[DataOptions], "DatasetBundle"]] = {}
 
 
-register_dataset = registrar(_LOADERS, "dataset")  # @register_dataset("name", ...) on a loader
+register_dataset = registrar(_LOADERS, "dataset", listed=catalog.DATASETS)  # @register_dataset("name", ...) on a loader
 
 
-def dataset_names() -> list[str]:
-    """The names `dataset=` accepts, as the user writes them (imagefolder:PATH)."""
-    return [f"{n}PATH" if n.endswith(":") else n for n in _LOADERS]
+dataset_names = catalog.dataset_names  # noqa: E305  (the choices the command line checks)
 
 
 def dataset_loader(name: str) -> Callable[[DataOptions], "DatasetBundle"] | None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 import random
 import time
-import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,107 +18,14 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from trainables import metrics as M
-from trainables.data import (Augment, DataKeys, DataOptions, DatasetBundle, Normalizer, dataset_loader, dataset_names,
-                             iterate_batches, load_dataset)
-from trainables.errors import ConfigError, check_choice, check_range
+from trainables.configs import TrainConfig
+from trainables.data import Augment, DatasetBundle, Normalizer, iterate_batches, load_dataset
+from trainables.errors import ConfigError
 from trainables.identity import data_identity
-from trainables.models import INITS, ModelOptions, build_model, check_model_fits, model_names
-from trainables.optim import OPTIMIZERS, SCHEDULES, LRSchedule, build_optimizer
+from trainables.models import build_model, check_model_fits
+from trainables.optim import LRSchedule, build_optimizer
+from trainables.phases import mark, trial_id
 from trainables.reporting import Reporter
-from trainables.subsets import parse_classes
-
-DEVICES = ("auto", "cpu", "cuda")
-
-
-@dataclass(frozen=True)
-class TrainConfig(DataKeys):
-    """Settings every method shares. Defaults train the small CNN on digits to >= 95% in seconds.
-
-    The data keys (dataset, data_dir, image_size, val_fraction, split_seed, classes, train_per_class)
-    come from DataKeys.
-    """
-
-    # model (ModelOptions, with `model` for its `name`)
-    model: str = "small_cnn"
-    width: int = 0  # 0: architecture default
-    cifar_stem: bool = True
-    batchnorm: bool = True
-    init: str = "default"
-    dropout: float = 0.0
-    # optimisation
-    optimizer: str = "adam"
-    lr: float = 2e-3
-    momentum: float = 0.9
-    nesterov: bool = False
-    weight_decay: float = 5e-4
-    schedule: str = "cosine"
-    warmup_epochs: float = 0.0
-    gamma: float = 0.1  # decay factor of step / multistep / exponential
-    step_size: int = 10  # epochs between decays (step)
-    milestones: tuple[int, ...] = ()  # epochs at which multistep decays
-    milestone_fractions: tuple[float, ...] = ()  # multistep at these fractions of `epochs` (if no milestones)
-    min_lr_factor: float = 0.0  # cosine floor, as a fraction of lr
-    epochs: int = 15
-    batch_size: int = 64
-    label_smoothing: float = 0.0
-    grad_clip: float = 0.0  # max global grad norm; 0 = off
-    # augmentation (batched, on the training device)
-    crop_padding: int = -1  # -1: image_size // 8 (4 px at 32 px); 0 = no crop
-    hflip: bool | None = None  # None: the dataset's default (off for digits, on for photos)
-    vflip: bool = False  # seed 002's vertical flip
-    # runtime
-    seed: int = 0
-    device: str = "auto"
-    bf16: bool = True  # autocast to bfloat16 on CUDA
-    channels_last: bool = True  # on CUDA
-    compile: bool = False  # torch.compile the model
-    eval_batch_size: int = 512
-    threads: int = 0  # CPU threads for torch; 0 = leave as is (Ray sets it from cpus-per-trial)
-    gpu_memory_fraction: float = 0.0  # cap this process' share of the GPU; 0 = no cap
-
-    def __post_init__(self) -> None:
-        self.validate()
-
-    def validate(self) -> None:
-        if dataset_loader(self.dataset) is None:
-            raise ConfigError(f"dataset={self.dataset!r} is not known; choose from: {', '.join(dataset_names())}")
-        check_choice("model", self.model, model_names())
-        check_choice("init", self.init, INITS)
-        check_choice("optimizer", self.optimizer, OPTIMIZERS)
-        check_choice("schedule", self.schedule, SCHEDULES)
-        check_choice("device", self.device, DEVICES)
-        check_range("lr", self.lr, 0, None, low_open=True)
-        check_range("epochs", self.epochs, 1)
-        check_range("batch_size", self.batch_size, 1)
-        check_range("eval_batch_size", self.eval_batch_size, 1)
-        check_range("weight_decay", self.weight_decay, 0)
-        check_range("momentum", self.momentum, 0, 1, high_open=True)
-        check_range("label_smoothing", self.label_smoothing, 0, 1, high_open=True)
-        check_range("grad_clip", self.grad_clip, 0)
-        check_range("warmup_epochs", self.warmup_epochs, 0, self.epochs)
-        check_range("gamma", self.gamma, 0, 1, low_open=True)
-        check_range("step_size", self.step_size, 1)
-        check_range("min_lr_factor", self.min_lr_factor, 0, 1)
-        check_range("val_fraction", self.val_fraction, 0, 1, low_open=True, high_open=True)
-        parse_classes(self.classes)  # the ids are checked against the dataset when it loads
-        check_range("train_per_class", self.train_per_class, 0)
-        check_range("image_size", self.image_size, 0)
-        check_range("width", self.width, 0)
-        check_range("crop_padding", self.crop_padding, -1)
-        check_range("dropout", self.dropout, 0, 1, high_open=True)
-        check_range("threads", self.threads, 0)
-        check_range("gpu_memory_fraction", self.gpu_memory_fraction, 0, 1)
-        for milestone in self.milestones:
-            check_range("milestones", milestone, 1, self.epochs)
-        for fraction in self.milestone_fractions:
-            check_range("milestone_fractions", fraction, 0, 1, low_open=True, high_open=True)
-
-    def data_options(self) -> DataOptions:
-        return DataOptions(**{f.name: getattr(self, f.name) for f in dataclasses.fields(DataKeys)})
-
-    def model_options(self) -> ModelOptions:
-        return ModelOptions(name=self.model, **{f.name: getattr(self, f.name) for f in dataclasses.fields(ModelOptions)
-                                                if f.name != "name"})
 
 
 class Method:
@@ -192,6 +98,11 @@ def register_method(cls: type[Method]) -> type[Method]:
         raise TypeError(f"{cls.__name__} must set its own `name` to be registered")
     if name in METHOD_REGISTRY:
         raise KeyError(f"method {name!r} is registered twice ({METHOD_REGISTRY[name].__name__}, {cls.__name__})")
+    from trainables.configs import METHOD_SPECS
+
+    if name not in METHOD_SPECS or METHOD_SPECS[name].config_class is not cls.config_class:
+        raise KeyError(f"method {name!r} with {cls.config_class.__name__} is not listed in "
+                       "trainables.configs.METHOD_SPECS; add it there (the command line checks names from it)")
     METHOD_REGISTRY[name] = cls
     return cls
 
@@ -401,6 +312,7 @@ def _train(method: Method, config: TrainConfig, reporter: Reporter, data: Datase
     state = reporter.load_checkpoint()
     if state is not None:
         start, best = restore(run, state)
+    mark("train_begin", trial=trial_id())
     metrics: dict[str, float] = {}
     tested: dict[str, float] = {}  # test metrics of the best val epoch so far (confirmation runs)
     for epoch in range(start, config.epochs):

@@ -17,8 +17,6 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
-import torch
-
 from trainables.errors import ConfigError
 
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -115,11 +113,15 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
+    import torch  # here, not at the top: the command line uses this module's file helpers
+
     atomic_write_bytes(path, lambda handle: torch.save(state, handle))
 
 
 def load_checkpoint_file(path: Path) -> dict:
     """Load a checkpoint with weights_only=True: tensors and plain containers, never code."""
+    import torch
+
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for bad files

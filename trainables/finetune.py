@@ -13,76 +13,19 @@ set: 15 epochs instead of 200, a width-16 ResNet-18 instead of a ResNet-50, and 
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from trainables import metrics as M
-from trainables.adarand import (PRIOR_SCHEDULES, PRIOR_VARIANTS, ClassConditionalPrior, class_feature_stats,
+from trainables.adarand import (ClassConditionalPrior, class_feature_stats,
                                 prior_loss, prior_lr_factor)
 from trainables.data import DatasetBundle, Normalizer, iterate_batches
-from trainables.engine import Method, TrainConfig, _steps_per_epoch, register_method
-from trainables.errors import ConfigError, check_choice, check_range
+from trainables.configs import AdaRandConfig, FinetuneConfig, RandRegConfig
+from trainables.engine import Method, _steps_per_epoch, register_method
 from trainables.models import FeatureClassifier, build_model
 from trainables.pretrained import load_pretrained, replace_classifier
-
-RANDREG_PRIORS = ("normal", "uniform", "pretrained")
-
-
-@dataclass(frozen=True)
-class FinetuneConfig(TrainConfig):
-    model: str = "resnet18"
-    width: int = 16  # CPU-sized; use width=64 cifar_stem=false for torchvision's ResNet-18 (ImageNet weights)
-    pretrained: str = "auto"  # 'auto' (offline rotation-pretrained, cached), 'imagenet', or a checkpoint path
-    optimizer: str = "sgd"
-    lr: float = 0.1  # official 0.01 is for 200 epochs from ImageNet weights; see the module docstring
-    momentum: float = 0.9
-    nesterov: bool = True
-    weight_decay: float = 0.0  # the official optimizer has none; the search spaces tune it
-    schedule: str = "multistep"
-    milestone_fractions: tuple[float, ...] = (0.3, 0.6, 0.8)
-    epochs: int = 15  # official: 200 on Stanford Cars; 15 reaches the plateau on digits
-    fc_lr_factor: float = 1.0  # new classifier's lr = lr * fc_lr_factor
-    # a pretrained file that records no source data is refused (it may hold this run's own images)
-    # unless this says the user vouches for it; the run's checkpoints and `best` then record that
-    allow_unknown_source: bool = False
-
-    def validate(self) -> None:
-        super().validate()
-        if not self.pretrained:
-            raise ConfigError("pretrained='' is not valid; choose from: auto, imagenet, or a checkpoint path")
-        check_range("fc_lr_factor", self.fc_lr_factor, 0, None, low_open=True)
-
-
-@dataclass(frozen=True)
-class RandRegConfig(FinetuneConfig):
-    reg_lambda: float = 1.0
-    prior: str = "normal"  # N(0,1), U(0,1), or N(mu_s, sigma_s^2) of the pretrained features
-
-    def validate(self) -> None:
-        super().validate()
-        check_range("reg_lambda", self.reg_lambda, 0)
-        check_choice("prior", self.prior, RANDREG_PRIORS)
-
-
-@dataclass(frozen=True)
-class AdaRandConfig(FinetuneConfig):
-    reg_lambda: float = 1.0
-    alpha: float = 0.5  # momentum of the running class means
-    rand_lr: float = 1e-2  # Adam lr of the prior means, annealed per iteration by prior_schedule
-    prior_variant: str = "paper"
-    prior_schedule: str = "auto"  # official's cos(7 pi t / 16) under prior_variant=official, else half-cosine to 0
-
-    def validate(self) -> None:
-        super().validate()
-        check_range("reg_lambda", self.reg_lambda, 0)
-        check_range("alpha", self.alpha, 0, 1, high_open=True)
-        check_range("rand_lr", self.rand_lr, 0, None, low_open=True)
-        check_choice("prior_variant", self.prior_variant, PRIOR_VARIANTS)
-        check_choice("prior_schedule", self.prior_schedule, PRIOR_SCHEDULES)
-
 
 @torch.no_grad()
 def pretrained_features(model: FeatureClassifier, data: DatasetBundle, device: torch.device, batch_size: int):

@@ -17,6 +17,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from trainables.catalog import HEADS
 from trainables.errors import check_range
 
 # sqrt(1 - cos^2) has an infinite slope at |cos| = 1; flooring its argument keeps gradients
@@ -102,7 +103,6 @@ class CosFace(CosineHead):
         return super().extra_repr() + f", m={self.m}"
 
 
-HEADS = ("arcface", "cosface", "normsoftmax")
 
 
 def build_head(kind: str, in_features: int, out_features: int, s: float, m: float,

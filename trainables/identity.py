@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 
-from trainables.data import DataKeys, resolve_data_dir
+from trainables.configs import DataKeys
 
 IMAGEFOLDER = "imagefolder:"
 BUNDLED_DATASETS = ("digits",)  # shipped inside scikit-learn: no data folder to resolve
@@ -34,6 +34,8 @@ def data_folder(config: DataKeys) -> str | None:
         return canonical_dataset(config.dataset)[len(IMAGEFOLDER):]
     if config.dataset in BUNDLED_DATASETS:
         return None
+    from trainables.data import resolve_data_dir  # torch: only where a named dataset's folder is resolved
+
     return resolved_folder(str(resolve_data_dir(config.data_dir)))
 
 

@@ -15,10 +15,11 @@ from typing import Callable
 import torch
 import torch.nn as nn
 
+from trainables import catalog
+from trainables.catalog import INITS, TORCHVISION_FAMILIES
 from trainables.errors import ConfigError, check_choice
 from trainables.registry import registrar
 
-INITS = ("default", "he", "xavier")
 
 
 @dataclass(frozen=True)
@@ -48,11 +49,10 @@ class FeatureClassifier(nn.Module):
 _REGISTRY: dict[str, Callable[[ModelOptions, int], FeatureClassifier]] = {}
 
 
-register_model = registrar(_REGISTRY, "model")  # @register_model("name", ...) on a builder
+register_model = registrar(_REGISTRY, "model", listed=catalog.MODELS)  # @register_model("name", ...) on a builder
 
 
-def model_names() -> list[str]:
-    return sorted(_REGISTRY)
+model_names = catalog.model_names
 
 
 def build_model(options: ModelOptions, num_classes: int) -> FeatureClassifier:
@@ -181,13 +181,7 @@ for _name in _RESNETS:
 
 # ----------------------------------------------------------------------------- other torchvision families
 
-# Seed 004's list (VGG, SqueezeNet, DenseNet, Inception v3, GoogLeNet, ShuffleNet v2, MobileNet v2,
-# ResNeXt, Wide ResNet, MNASNet) plus a few modern families. Their last Linear becomes `fc`.
-TORCHVISION_FAMILIES = (
-    "vgg11", "vgg11_bn", "vgg16", "vgg16_bn", "squeezenet1_1", "densenet121", "googlenet", "inception_v3",
-    "shufflenet_v2_x0_5", "shufflenet_v2_x1_0", "mobilenet_v2", "mobilenet_v3_small", "resnext50_32x4d",
-    "wide_resnet50_2", "mnasnet0_5", "mnasnet1_0", "efficientnet_b0", "regnet_y_400mf", "convnext_tiny",
-)
+# catalog.TORCHVISION_FAMILIES: torchvision's builders; their last Linear becomes `fc`.
 
 
 def _last_linear(model: nn.Module) -> tuple[nn.Module, str, nn.Linear]:

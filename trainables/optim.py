@@ -12,8 +12,7 @@ import torch
 
 from trainables.errors import check_choice
 
-OPTIMIZERS = ("sgd", "adagrad", "rmsprop", "adam", "adamw")
-SCHEDULES = ("none", "step", "multistep", "exponential", "cosine")
+from trainables.catalog import OPTIMIZERS, SCHEDULES
 
 
 def build_optimizer(param_groups: Iterable[dict], config) -> torch.optim.Optimizer:

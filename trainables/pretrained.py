@@ -25,7 +25,7 @@ from trainables.errors import ConfigError
 from trainables.fileio import load_checkpoint_file
 from trainables.identity import canonical_dataset, data_identity
 from trainables.models import FeatureClassifier
-from trainables.subsets import parse_classes
+from trainables.subsets import parse_classes, shared_classes
 
 CACHE_ENV = "TUNELAB_CACHE_DIR"
 BACKBONE_KIND = "tunelab-backbone"
@@ -188,14 +188,6 @@ def _refuse_leaky_source(source: dict, config: TrainConfig, path: Path) -> None:
             f"{source.get('classes') or 'all'}, which include this run's classes {shared} (target "
             f"{target_text(config)}); fine-tune on other classes (e.g. pretrain with classes=0-4, fine-tune "
             "with classes=5-9)")
-
-
-def shared_classes(source: tuple[int, ...], target: tuple[int, ...]) -> str | None:
-    """The class ids two `classes` subsets share, as text ('all' when either means every class), or None."""
-    if not source or not target:
-        return ", ".join(map(str, source or target)) or "all"
-    common = sorted(set(source) & set(target))
-    return ", ".join(map(str, common)) if common else None
 
 
 def load_pretrained(model: FeatureClassifier, config: TrainConfig, stream=None) -> dict:

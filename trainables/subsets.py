@@ -10,13 +10,16 @@ fine-tune on `classes=5-9 train_per_class=20` (see trainables.pretrained's leak 
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import dataclasses
 import re
 
-import numpy as np
-import torch
-
 from trainables.errors import ConfigError, DataError
+
+if TYPE_CHECKING:  # numpy and torch load only where images are subset: the command line parses classes
+    import numpy as np
+    import torch
 
 _TOKEN = re.compile(r"^\s*(\d+)\s*(?:-\s*(\d+)\s*)?$")
 # No dataset tunelab reads has this many classes; a larger id is refused before any range is expanded
@@ -67,6 +70,14 @@ def _parse_range(spec: str, token: str) -> tuple[int, int]:
     return low, high
 
 
+def shared_classes(source: tuple[int, ...], target: tuple[int, ...]) -> str | None:
+    """The class ids two `classes` subsets share, as text ('all' when either means every class), or None."""
+    if not source or not target:
+        return ", ".join(map(str, source or target)) or "all"
+    common = sorted(set(source) & set(target))
+    return ", ".join(map(str, common)) if common else None
+
+
 def check_ids(spec: str, ids: tuple[int, ...], dataset: str, num_classes: int) -> None:
     unknown = [i for i in ids if i >= num_classes]
     if unknown:
@@ -76,6 +87,8 @@ def check_ids(spec: str, ids: tuple[int, ...], dataset: str, num_classes: int) -
 
 def keep_classes(split, ids: tuple[int, ...]):
     """The split's images of classes `ids`, labels re-indexed to 0..len(ids)-1 in that order."""
+    import torch
+
     new_label = torch.full((int(split.labels.max()) + 1 if len(split) else 1,), -1, dtype=torch.int64)
     known = torch.as_tensor([i for i in ids if i < len(new_label)], dtype=torch.int64)
     new_label[known] = torch.as_tensor([ids.index(int(i)) for i in known], dtype=torch.int64)
@@ -94,12 +107,16 @@ def take(split, index: torch.Tensor, labels: torch.Tensor):
 
 def per_class_index(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
     """Indices of `n` images of every class, drawn with `seed` (stratified), in their original order."""
+    import numpy as np
+
     rng = np.random.default_rng(seed)
     picked = [rng.permutation(np.flatnonzero(labels == c))[:n] for c in np.unique(labels)]
     return np.sort(np.concatenate(picked))
 
 
 def check_per_class(n: int, labels: np.ndarray, class_names: list[str]) -> None:
+    import numpy as np
+
     counts = np.bincount(labels, minlength=len(class_names))
     smallest = int(np.argmin(counts))
     if n > counts[smallest]:

@@ -11,6 +11,7 @@ from ray import tune
 
 from trainables import metrics as M
 from trainables.fileio import CHECKPOINT_FILE, load_checkpoint_file
+from trainables.phases import mark, trial_id
 
 
 PARK_S = 120.0  # the longest a trial waits for the stop after its checkpoint at the deadline
@@ -50,13 +51,18 @@ class TuneReporter:
 
     def report(self, metrics: dict[str, Any], state: Callable[[], dict]) -> None:
         metrics = {**metrics, "node_id": self.node_id}
+        began = time.time()
         if not self.checkpoint_due(int(metrics[M.EPOCH])):
             tune.report(metrics)
+            mark("report", trial=trial_id(), epoch=metrics[M.EPOCH], began=began, checkpoint=False,
+                 epoch_s=metrics.get(M.EPOCH_SECONDS))
             return
         with tempfile.TemporaryDirectory() as folder:
             torch.save(state(), Path(folder) / CHECKPOINT_FILE)
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
         self.last_checkpoint = time.monotonic()
+        mark("report", trial=trial_id(), epoch=metrics[M.EPOCH], began=began, checkpoint=True,
+             epoch_s=metrics.get(M.EPOCH_SECONDS))
         if self.past_deadline() and int(metrics[M.EPOCH]) < self.total_epochs:
             self.wait_for_stop()
 

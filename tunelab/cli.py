@@ -13,9 +13,9 @@ from typing import Any, Sequence
 from analysis.record import redact
 from trainables import metrics as M
 from trainables.errors import ConfigError, TunelabError
-from tunelab.compare import CompareOptions
-from tunelab.driver import TuneOptions
+from tunelab.compare_options import CompareOptions
 from tunelab.options import add_arguments, from_args, given
+from tunelab.tune_options import TuneOptions
 from tunelab.parallel import SearchFailed, stop_when_orphaned
 
 EXIT_RUN_FAILED = 1
@@ -32,13 +32,13 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _method_names() -> list[str]:
-    from trainables import METHOD_CLASSES
+    from trainables import method_names
 
-    return list(METHOD_CLASSES)
+    return method_names()
 
 
 def _add_config_options(p: argparse.ArgumentParser) -> None:
-    from trainables.data import dataset_names
+    from trainables.catalog import dataset_names
 
     p.add_argument("--dataset", help=f"one of: {', '.join(dataset_names())} (default digits)")
     p.add_argument("--data-dir", help="folder holding the dataset files (or set TUNELAB_DATA_DIR)")
@@ -138,14 +138,16 @@ def gather_config_values(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from trainables import get_method
+    from trainables import config_class
     from trainables.config import build_config, to_dict
+
+    config = build_config(config_class(args.method), gather_config_values(args))  # refused before torch loads
+    from trainables import get_method
     from trainables.engine import train
     from trainables.fileio import dumps, json_ready
     from trainables.reporting import LocalReporter
 
     method = get_method(args.method)
-    config = build_config(method.config_class, gather_config_values(args))
     reporter = LocalReporter(args.out, to_dict(config), total_epochs=config.epochs)
     metrics = train(method, config, reporter) or (reporter.history[-1] if reporter.history else {})
     if args.json:
@@ -216,9 +218,15 @@ def _search_outcome(summary: dict[str, Any]) -> int:
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
-    from tunelab.driver import run_tune
+    from tunelab.tune_options import check_config_values
 
     opts = from_args(TuneOptions, args)
+    check_config_values(opts)  # refused before torch, Ray and pandas load
+    from trainables.phases import mark
+    from tunelab.driver import run_tune
+
+    mark("driver_imported")
+
     if opts.dry_run:
         return _print_dry_run("tune", {"dry_run": opts}, args.json)
     summary = run_tune(opts, argv=sys.argv[1:])
@@ -319,12 +327,16 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from analysis.tables import format_table
-    from trainables.fileio import dumps
-    from tunelab.compare import parse_methods, run_compare, with_preset
+    from tunelab.compare_options import check_options, parse_methods, with_preset
 
     methods = parse_methods(args.methods)
-    result = run_compare(with_preset(from_args(CompareOptions, args, methods=methods), given(args)))
+    opts = with_preset(from_args(CompareOptions, args, methods=methods), given(args))
+    check_options(opts)  # refused before torch, Ray and pandas load
+    from analysis.tables import format_table
+    from trainables.fileio import dumps
+    from tunelab.compare import run_compare
+
+    result = run_compare(opts)
     if "dry_run" in result:
         return _print_dry_run("compare", result, args.json)
     print(format_table(result["table"]))
@@ -343,6 +355,9 @@ COMMANDS = {"train": cmd_train, "tune": cmd_tune, "resume": cmd_resume, "report"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from trainables.phases import mark
+
+    mark("cli_main")  # the interpreter and this module loaded (benchmarks/overhead.py)
     args = build_parser().parse_args(argv)
     from tunelab.signals import route_sigterm_to_sigint
 

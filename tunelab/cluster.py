@@ -19,7 +19,7 @@ from trainables.errors import ConfigError
 from tunelab.signals import route_sigterm_to_sigint
 
 if TYPE_CHECKING:
-    from tunelab.driver import TuneOptions
+    from tunelab.tune_options import TuneOptions
 
 
 def starts_private_instance(address: str | None) -> bool:

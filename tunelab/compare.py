@@ -21,128 +21,27 @@ import os
 import socket
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from trainables import METHOD_CLASSES
+from trainables import config_class
 from trainables import metrics as M
 from trainables.errors import ConfigError
 from trainables.fileio import check_output_path
-from trainables.pretrained import shared_classes
-from trainables.subsets import parse_classes
-from tunelab.budget import describe as describe_duration
-from tunelab.budget import parse_duration
+from tunelab.duration import describe as describe_duration
+from tunelab.duration import parse_duration
 from tunelab.cluster import is_running, ray_session, reap_stale_session, starts_private_instance
 from tunelab.compare_state import (add_confirmation, how_to_continue, open_state, read_confirmations, save_state,
                                    search_done)
 from tunelab.experiments import experiment_path, normalise_storage
-from tunelab.driver import TuneOptions, check_trackers, connect_ray, run_tune, trial_slots
-from tunelab.options import option, shared
+from tunelab.driver import check_trackers, connect_ray, run_tune, trial_slots
+from tunelab.compare_options import CompareOptions, check_options
+from tunelab.tune_options import TuneOptions
 from tunelab.preflight import absolute_tracking_uri
 from tunelab.signals import stop_requested
 
-DEFAULT_METHODS = tuple(METHOD_CLASSES)  # every registered method, in registration order
-
-
-@dataclass
-class CompareOptions:
-    """`tunelab compare`'s options; those it shares with `tune` are declared there (tunelab.options)."""
-
-    dataset: str = shared(TuneOptions, "dataset", default="digits")
-    data_dir: str | None = shared(TuneOptions, "data_dir")
-    methods: tuple[str, ...] = option(DEFAULT_METHODS, "comma-separated methods (default: every registered one)")
-    out: str | None = option(None, "folder for experiments and report (default compare/DATASET-TIME); the same "
-                                   "compare run again with it continues an interrupted one")
-    preset: str | None = option(None, "named settings for every option not given: transfer-digits (the defaults), "
-                                      "transfer-cifar (CIFAR-10 classes 0-4 -> 5-9, a GPU budget)")
-    classes: str = option("5-9", "target classes every method trains and is tested on ('' = all)")
-    train_per_class: int = option(10, "labelled training images per target class (0 = all)")
-    source_classes: str = option("0-4", "classes of the same dataset the fine-tuning methods' backbone is "
-                                        "pretrained on, supervised ('' = rotation pretraining on the target)")
-    source_epochs: int = option(10, "epochs of the supervised source pretraining")
-    num_samples: int = shared(TuneOptions, "num_samples", default=12)
-    max_epochs: int = shared(TuneOptions, "max_epochs", default=30)
-    # A low-data target has one or two steps per epoch (50 images, batch 32-128): ASHA's first rung
-    # must not judge a trial on a handful of steps. Measured on the default task, 12 classifier
-    # trials: rungs from 5 epochs left 4 at chance (all pairs that train given 30 epochs), from 10
-    # epochs 2 (README, main job).
-    grace_period: int = shared(TuneOptions, "grace_period", default=10)
-    seeds: int = option(25, "confirmation seeds per method")
-    seed: int = shared(TuneOptions, "seed")
-    cpus_per_trial: float = shared(TuneOptions, "cpus_per_trial")
-    gpus_per_trial: float = shared(TuneOptions, "gpus_per_trial")
-    address: str | None = shared(TuneOptions, "address")
-    mlflow: str | None = shared(TuneOptions, "mlflow")
-    wandb: str | None = shared(TuneOptions, "wandb")
-    # not tune's option: one budget for every search together, split between them
-    total_time_budget: str | None = option(None, "wall time for all the searches, split equally between the "
-                                                 "methods (e.g. 2h: 24m each of 5); confirmation runs are not "
-                                                 "counted", flag="--time-budget", metavar="DURATION")
-    baseline: str | None = option(None, "method the others are compared with (default finetune)")
-    parallel: bool = option(False, "run the methods' searches at the same time, sharing the cluster (each its own "
-                                   "driver process, Optuna study, experiment folder and budget); with "
-                                   "--time-budget each search gets the whole budget and an equal share of the "
-                                   "trial slots")
-    dry_run: bool = shared(TuneOptions, "dry_run")
-
-
-def parse_methods(text: str | tuple[str, ...] | None) -> tuple[str, ...]:
-    if not text:
-        return DEFAULT_METHODS
-    if isinstance(text, tuple):
-        return text
-    methods = tuple(m.strip() for m in text.split(",") if m.strip())
-    for method in methods:
-        if method not in METHOD_CLASSES:
-            raise ConfigError(f"--methods: {method!r} is not known; choose from: {', '.join(METHOD_CLASSES)}")
-    if not methods:
-        raise ConfigError(f"--methods {text!r} names no method; choose from: {', '.join(METHOD_CLASSES)}")
-    repeated = sorted({m for m in methods if methods.count(m) > 1})
-    if repeated:
-        raise ConfigError(f"--methods {text!r} names {repeated[0]!r} twice; each method is searched once")
-    return methods
-
-
-def check_baseline(baseline: str | None, methods: tuple[str, ...]) -> None:
-    if baseline is not None and baseline not in methods:
-        raise ConfigError(f"--baseline {baseline!r} is not one of the compared methods; choose from: "
-                          f"{', '.join(methods)}")
-
-
-# Settings a preset gives the options the user leaves out. transfer-digits is the defaults above:
-# 10 images per class was chosen with benchmarks/transfer_shots.py (RESULTS.md, "main job").
-PRESETS: dict[str, dict[str, Any]] = {
-    "transfer-digits": {},
-    # CIFAR-10 source airplane..deer (0-4), target dog..truck (5-9), 100 labelled images per target
-    # class, a budget for a GPU (add --gpus-per-trial): 32 trials x 30 epochs, 10 seeds.
-    "transfer-cifar": {"dataset": "cifar10", "classes": "5-9", "source_classes": "0-4", "train_per_class": 100,
-                       "source_epochs": 30, "num_samples": 32, "max_epochs": 30, "seeds": 10},
-}
-
-
-def with_preset(opts: CompareOptions, given: set[str]) -> CompareOptions:
-    """`opts` with its preset's values for every option the user did not give."""
-    if opts.preset is None:
-        return opts
-    if opts.preset not in PRESETS:
-        raise ConfigError(f"--preset {opts.preset!r} is not known; choose from: {', '.join(PRESETS)}")
-    return dataclasses.replace(opts, **{k: v for k, v in PRESETS[opts.preset].items() if k not in given})
-
-
-def check_transfer(opts: CompareOptions) -> None:
-    """The target and source classes are valid subsets and disjoint (the source must not have seen
-    the target's labels); the per-class count is not negative. Ids are checked when the data loads."""
-    if opts.train_per_class < 0:
-        raise ConfigError(f"--train-per-class {opts.train_per_class} is out of range; allowed: >= 0 (0 = all)")
-    if opts.source_epochs < 1:
-        raise ConfigError(f"--source-epochs {opts.source_epochs} is out of range; allowed: >= 1")
-    target, source = parse_classes(opts.classes), parse_classes(opts.source_classes)
-    if opts.source_classes and (shared := shared_classes(source, target)) is not None:
-        raise ConfigError(f"--source-classes {opts.source_classes!r} and --classes {opts.classes!r} share classes "
-                          f"{shared}; the source must not include the target's classes (e.g. 0-4 and 5-9)")
 
 
 def check_target_data(opts: CompareOptions) -> None:
@@ -161,11 +60,8 @@ def _say(text: str) -> None:
 
 
 def run_compare(opts: CompareOptions) -> dict[str, Any]:
-    if opts.seeds < 1:
-        raise ConfigError(f"--seeds {opts.seeds} is out of range; allowed: >= 1")
-    check_baseline(opts.baseline, opts.methods)
+    check_options(opts)
     opts = dataclasses.replace(opts, mlflow=absolute_tracking_uri(opts.mlflow))  # each search records it so
-    check_transfer(opts)
     check_trackers(opts.mlflow, opts.wandb)
     out = check_output_path(opts.out if opts.out is not None else
                             f"compare/{opts.dataset.split(':')[0]}-{time.strftime('%Y%m%d-%H%M%S')}", "--out", "folder")
@@ -323,7 +219,7 @@ def needs_backbone(opts: CompareOptions) -> bool:
 
 
 def _fine_tunes(method: str) -> bool:
-    return any(f.name == "pretrained" for f in dataclasses.fields(METHOD_CLASSES[method].config_class))
+    return any(f.name == "pretrained" for f in dataclasses.fields(config_class(method)))
 
 
 def method_sets(opts: CompareOptions, method: str, backbone: Path | None) -> list[str]:
@@ -340,7 +236,7 @@ def source_backbone(opts: CompareOptions, out: Path) -> Path:
     their default architecture; written to OUT/source-backbone.pt."""
     from trainables.pretrain import PretrainConfig, pretrain
 
-    reference = next(METHOD_CLASSES[m].config_class for m in opts.methods if _fine_tunes(m))()
+    reference = next(config_class(m) for m in opts.methods if _fine_tunes(m))()
     architecture = {k: getattr(reference, k) for k in ("model", "width", "cifar_stem", "batchnorm")}
     config = PretrainConfig(task="supervised", dataset=opts.dataset, data_dir=opts.data_dir,
                             classes=opts.source_classes, epochs=opts.source_epochs, **architecture)

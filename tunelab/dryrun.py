@@ -16,7 +16,8 @@ from typing import Any
 
 from analysis.record import redact
 from search_spaces.base import Conditional
-from tunelab.driver import TuneOptions, plan_search, startup_trials
+from tunelab.driver import plan_search, startup_trials
+from tunelab.tune_options import TuneOptions
 from tunelab.experiments import lock_path
 from tunelab.preflight import probe_lock
 

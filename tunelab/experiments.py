@@ -35,9 +35,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from analysis.load import UNFINISHED_RAY_STATUSES
-from analysis.record import (TUNELAB_FILE, experiment_identity, is_experiment, is_uri, join_uri, local_path,
-                            read_record, redact)
+from analysis.record import (TUNELAB_FILE, UNFINISHED_RAY_STATUSES, experiment_identity, is_experiment, is_uri,
+                             join_uri, local_path, read_record, redact)
 from tunelab.ray_state import drop_lost_checkpoints, lost_checkpoint
 from trainables.errors import ConfigError
 from trainables.fileio import open_no_follow, refuse_link

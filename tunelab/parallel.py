@@ -23,7 +23,7 @@ from typing import Any
 
 from trainables.errors import ConfigError
 from trainables.fileio import open_no_follow
-from tunelab.driver import TuneOptions
+from tunelab.tune_options import TuneOptions
 from tunelab.experiments import experiment_path, normalise_storage
 from tunelab.options import to_argv
 

@@ -20,7 +20,7 @@ from analysis.record import experiment_identity, redact
 from trainables.errors import ConfigError
 
 if TYPE_CHECKING:
-    from tunelab.driver import TuneOptions
+    from tunelab.tune_options import TuneOptions
 
 
 OWNER_ATTR = "tunelab_experiment"

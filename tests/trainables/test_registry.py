@@ -112,3 +112,27 @@ def test_every_dataset_loads_with_disjoint_stratified_splits(kind, tmp_path):
         assert len(split) > 0 and split.images.dtype == torch.uint8 and split.images.shape[1:] == (3, 8, 8)
         assert int(split.labels.min()) >= 0 and int(split.labels.max()) < bundle.num_classes
     assert len(bundle.mean) == 3 and all(s > 0 for s in bundle.std)
+
+
+def test_the_catalog_the_command_line_checks_is_exactly_what_is_registered():
+    """trainables.catalog and METHOD_SPECS list names without importing torch; every listed name has
+    its builder, loader or method class, and nothing is registered that they do not list."""
+    from trainables import catalog
+    from trainables.configs import METHOD_SPECS
+    from trainables.data import _LOADERS
+    from trainables.engine import METHOD_REGISTRY
+    from trainables.models import _REGISTRY
+
+    assert sorted(_REGISTRY) == catalog.model_names()
+    assert list(_LOADERS) == list(catalog.DATASETS)
+    assert list(METHOD_CLASSES) == list(METHOD_SPECS) and set(METHOD_REGISTRY) == set(METHOD_SPECS)
+    for name, spec in METHOD_SPECS.items():
+        assert METHOD_CLASSES[name].config_class is spec.config_class
+        assert METHOD_CLASSES[name].__module__ == spec.module
+
+
+def test_a_builder_the_catalog_does_not_list_is_refused_when_registered():
+    from trainables.models import register_model
+
+    with pytest.raises(KeyError, match="not listed in trainables.catalog"):
+        register_model("not_in_the_catalog")(lambda options, num_classes: None)

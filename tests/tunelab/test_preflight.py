@@ -161,7 +161,7 @@ def test_mlflow_probe_accepts_a_sqlite_file_mlflow_then_opens(tmp_path):
 @settings(max_examples=100, deadline=1000)
 @given(st.text(alphabet="0123456789.smhdx ", max_size=20000))
 def test_durations_parse_in_linear_time(text):
-    from tunelab.budget import parse_duration
+    from tunelab.duration import parse_duration
 
     try:
         assert parse_duration(text) > 0

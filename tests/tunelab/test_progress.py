@@ -29,7 +29,7 @@ def test_durations_read_as_people_write_them():
 @pytest.mark.parametrize("text, seconds", [("90m", 5400), ("2h", 7200), ("1h30m", 5400), ("45s", 45), ("1.5h", 5400),
                                            ("1d", 86400), ("30", 30), (" 2H ", 7200), ("0.5", 0.5)])
 def test_durations_parse_to_seconds(text, seconds):
-    from tunelab.budget import parse_duration
+    from tunelab.duration import parse_duration
 
     assert parse_duration(text) == seconds
 
@@ -39,7 +39,7 @@ def test_any_duration_text_parses_to_a_positive_finite_number_or_is_refused(text
     import math
 
     from trainables.errors import ConfigError
-    from tunelab.budget import parse_duration
+    from tunelab.duration import parse_duration
 
     try:
         seconds = parse_duration(text)
