@@ -80,11 +80,6 @@ def data_sets(opts: Any, replicate: int) -> list[str]:
     return [f"split_seed={replicate}"] if replicated(opts) else []
 
 
-def budget_divisor(opts: Any) -> int:
-    """--time-budget covers every replicate's searches."""
-    return opts.replicates
-
-
 def describe(opts: Any, replicate: int) -> str:
     return (f"replicate {replicate + 1}/{opts.replicates}: data draw split_seed={replicate}, "
             f"search seed {search_seed(opts, replicate)}, confirmation seeds {search_seed(opts, replicate)}.."
