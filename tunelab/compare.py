@@ -11,6 +11,10 @@ Same budget = same number of trials, same epochs per trial, same scheduler and s
 method. The source backbone is made once before the searches; its cost is reported separately,
 not charged to any method.
 
+`--replicates R` repeats all of it but the source pretraining R times, each replicate with its own
+data draw, search seed and confirmation seeds, the methods paired within it; the table's headline
+interval is then across replicates (tunelab.replicates, analysis.replicates).
+
 Ctrl-C or SIGTERM in any phase exits 130; the same command with the same --out continues the run
 without doing anything twice (tunelab.compare_state).
 """
