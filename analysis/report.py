@@ -85,7 +85,10 @@ RAY_COLUMNS = ("timestamp", "checkpoint_dir_name", "should_checkpoint", "done", 
 
 
 def write_report(experiments: list[str | Path], out: str | Path, confirmations: pd.DataFrame | None = None,
-                 baseline: str | None = None, raw: bool = False) -> dict[str, Any]:
+                 baseline: str | None = None, raw: bool = False,
+                 replicates: dict[str, int] | None = None) -> dict[str, Any]:
+    """`replicates` (compare --replicates): experiment -> its replicate of the whole pipeline; the
+    trials then carry a `replicate` column and the table compares across replicates."""
     experiments = unique_experiments(experiments)  # one experiment given twice, however spelled, counts once
     ids = [experiment_id(p) for p in experiments]
     out = check_output_path(out, "--out", "folder")  # before Path() folds a URI's '//' into a local name
@@ -102,10 +105,13 @@ def write_report(experiments: list[str | Path], out: str | Path, confirmations: 
         raise ConfigError(f"{', '.join(map(redact, experiments))}: no trial has reported a result yet (stopped "
                           "before its first epoch?); nothing to report - `tunelab resume` it first")
     frame["method"] = frame["experiment"].map(labels)
+    if replicates:
+        frame["replicate"] = frame["experiment"].map({experiment_id(e): r for e, r in replicates.items()})
     summary = pd.concat([trial_summary(frame[frame["experiment"] == i], records[i]["metric"], records[i]["mode"])
                          for i in ids], ignore_index=True)
     spaces = {labels[e]: r["search_space"] for e, r in records.items()}
     table = comparison(summary, confirmations, baseline=baseline, spaces=spaces)
+    per_replicate = replicate_table(summary, confirmations, table, spaces)
     importances, notes = [], {}
     for method, trials in summary.groupby("method", sort=False):
         found, notes[method] = method_importance(trials, [r for e, r in records.items() if labels[e] == method],
@@ -121,12 +127,26 @@ def write_report(experiments: list[str | Path], out: str | Path, confirmations: 
     _write_frame(frame if raw else frame.drop(columns=[c for c in RAY_COLUMNS if c in frame]), out / "trials.csv")
     _write_frame(summary, out / "trial_summary.csv")
     _write_frame(table, out / "comparison.csv", parquet=True)
+    if per_replicate is not None:
+        _write_frame(per_replicate, out / "comparison_by_replicate.csv")
     _write_frame(importance_frame, out / "importance.csv")
     if confirmations is not None:
         _write_frame(confirmations, out / "confirmations.csv")
     plots = write_plots(frame, summary, importance_frame, spaces, out / "plots", table)
-    atomic_write_text(out / "report.md", markdown(table, importance_frame, notes, plots, records, out))
+    atomic_write_text(out / "report.md", markdown(table, importance_frame, notes, plots, records, out, per_replicate))
     return {"out": str(out), "table": table, "plots": [str(p) for p in plots]}
+
+
+def replicate_table(summary: pd.DataFrame, confirmations: pd.DataFrame | None, table: pd.DataFrame,
+                    spaces: dict) -> pd.DataFrame | None:
+    """Each replicate's own comparison (seed-only intervals), when the trials come from several."""
+    if "replicate" not in summary or summary["replicate"].nunique() < 2:
+        return None
+    from analysis.replicates import by_replicate
+
+    empty = pd.DataFrame(columns=["replicate", "method", "dataset", "seed", M.TEST_ACC])
+    return by_replicate(summary, confirmations if confirmations is not None else empty,
+                        str(table["baseline"].iloc[0]), spaces)
 
 
 def _shown(frame: pd.DataFrame) -> pd.DataFrame:
@@ -289,6 +309,8 @@ def task(record: dict) -> str:
         parts.append(f"classes {fixed['classes']}")
     if int(fixed.get("train_per_class") or 0):
         parts.append(f"{fixed['train_per_class']} training images per class")
+    if "split_seed" in fixed:  # one replicate's data draw (compare --replicates)
+        parts.append(f"split_seed {fixed['split_seed']}")
     if fixed.get("pretrained"):
         parts.append(f"backbone {Path(str(fixed['pretrained'])).name}")
     return ", ".join(parts)
@@ -298,43 +320,90 @@ def resolution_lines(table: pd.DataFrame) -> list[str]:
     """One sentence per method against the baseline: the difference, its interval and what the
     interval excludes, whether it is resolved after Holm's correction, and the difference these
     seeds could detect with 80% power."""
-    from analysis.tables import ALPHA, COVERAGE, POWER
+    from analysis.tables import ALPHA, COVERAGE, POWER, replicate_count, replicate_coverage
 
+    replicates = replicate_count(table)
     lines = ["### What the differences can bear", ""]
     for _, r in table.iterrows():
         if r["method"] == r["baseline"]:
             continue
         if pd.isna(r["diff_vs_baseline"]) or pd.isna(r.get("diff_p_value")):
-            lines.append(f"- **{r['method']}** vs {r['baseline']}: no interval (fewer than 2 confirmation seeds).")
+            lines.append(f"- **{r['method']}** vs {r['baseline']}: no interval (fewer than 2 "
+                         f"{'confirmation seeds' if replicates == 1 else 'replicates with confirmation seeds'}).")
             continue
         verdict = (f"resolved (Holm-adjusted p = {r['diff_p_holm']:.3g} < {ALPHA:g})" if r["diff_resolved"] else
                    f"not resolved (Holm-adjusted p = {r['diff_p_holm']:.3g})")
+        across = f" across {int(r['replicates'])} replicates" if replicates > 1 else ""
         lines.append(f"- **{r['method']}** vs {r['baseline']}: {r['diff_vs_baseline']:+.4f} "
-                     f"[{r['diff_ci95_low']:+.4f}, {r['diff_ci95_high']:+.4f}], {verdict}; "
-                     f"{interval_meaning(r['diff_ci95_low'], r['diff_ci95_high'])}; with {int(r['n_seeds'])} "
-                     f"seeds and this spread, a true difference of {r['min_detectable_diff']:.4f} would be "
-                     f"detected with {POWER:.0%} power.")
+                     f"[{r['diff_ci95_low']:+.4f}, {r['diff_ci95_high']:+.4f}]{across}, {verdict}; "
+                     f"{interval_meaning(r['diff_ci95_low'], r['diff_ci95_high'])}; with {_sizes(r, replicates)} "
+                     f"and this spread, a true difference of {r['min_detectable_diff']:.4f} would be "
+                     f"detected with {POWER:.0%} power{_seed_only_words(r, replicates)}.")
     if len(lines) > 2:
+        test = "Welch's unadjusted p" if replicates == 1 else "the paired t's unadjusted p over the replicates"
         lines += ["", f"Resolved means Holm-adjusted p < {ALPHA:g} over the methods compared with the baseline "
-                      "(column `diff_p_holm`; `diff_p_value` is Welch's unadjusted p).",
-                  f"The {COVERAGE}."]
+                      f"(column `diff_p_holm`; `diff_p_value` is {test}).",
+                  f"The {COVERAGE if replicates == 1 else replicate_coverage(replicates)}."]
+        lines += [] if replicates == 1 else ["", *REPLICATES_WHY]
     return lines
+
+
+# Why the headline over replicates is the paired t over the replicates' mean differences.
+REPLICATES_WHY = [
+    "Why the paired t over replicates: a replicate's mean over its seeds already carries that replicate's "
+    "seed noise, so the replicates' spread holds the seeds, the data draw and the search alike; the "
+    "replicates are the independent unit (seeds of one replicate share its draw and search); and pairing "
+    "each method with the baseline in the same replicate removes what they share, the same images. "
+    "The seed-only interval (`seed_diff_ci95_low`, `seed_diff_ci95_high`) holds each replicate's draw and "
+    "search fixed: what is left when only the seeds vary."]
+
+
+def _sizes(r, replicates: int) -> str:
+    return f"{int(r['n_seeds'])} seeds" if replicates == 1 else f"{int(r['replicates'])} replicates"
+
+
+def _seed_only_words(r, replicates: int) -> str:
+    if replicates == 1 or pd.isna(r.get("seed_diff_ci95_low")):
+        return ""
+    return (f"; over the seeds only (each replicate's draw and search held fixed) the interval would be "
+            f"[{r['seed_diff_ci95_low']:+.4f}, {r['seed_diff_ci95_high']:+.4f}]")
 
 
 def selection_lines(table: pd.DataFrame) -> list[str]:
     """Per method: the search's selection value, the confirmation seeds' val by the same epoch rule,
     their difference (the optimism of selecting the best of many trials) and test."""
+    from analysis.tables import replicate_count
+
     rows = table[table["confirm_val_acc_mean"].notna()] if "confirm_val_acc_mean" in table else table.iloc[:0]
     if rows.empty:
         return []
+    replicated = replicate_count(table) > 1
     lines = ["### Selection bias", "",
              "Best val is the search's best trial at its best epoch; confirmation val is the confirmation seeds' "
              "mean val at their best epoch (the same rule; test is measured at that epoch); optimism is their "
-             "difference.", "", "| method | best val (selection) | confirmation val | optimism | test |",
+             "difference." + (" With replicates, each is the mean over the replicates." if replicated else ""), "",
+             "| method | best val (selection) | confirmation val | optimism | test |",
              "|---|---|---|---|---|"]
     for _, r in rows.iterrows():
         lines.append(f"| {r['method']} | {r['best_val_acc']:.4f} | {r['confirm_val_acc_mean']:.4f} | "
                      f"{r['optimism']:+.4f} | {r['test_acc_mean']:.4f} |")
+    return lines
+
+
+def replicate_lines(per_replicate: pd.DataFrame) -> list[str]:
+    """Each replicate's own comparison: its test means and its seed-only difference to the baseline."""
+    lines = ["### Replicates", "",
+             "Each replicate alone: its own draw of the training images and validation split, its own search "
+             "and seeds; the difference's interval there is over its seeds only (Welch; all columns in "
+             "`comparison_by_replicate.csv`).", "",
+             "| replicate | method | best val (selection) | test (mean over seeds) | vs baseline, seeds only |",
+             "|---|---|---|---|---|"]
+    for _, r in per_replicate.iterrows():
+        diff = "baseline" if r["method"] == r["baseline"] else (
+            "n/a" if pd.isna(r["diff_ci95_low"]) else
+            f"{r['diff_vs_baseline']:+.4f} [{r['diff_ci95_low']:+.4f}, {r['diff_ci95_high']:+.4f}]")
+        lines.append(f"| {r['replicate']} | {r['method']} | {r['best_val_acc']:.4f} | {r['test_acc_mean']:.4f} "
+                     f"| {diff} |")
     return lines
 
 
@@ -348,7 +417,7 @@ def interval_meaning(low: float, high: float) -> str:
 
 
 def markdown(table: pd.DataFrame, importance_frame: pd.DataFrame, notes: dict[str, str | None], plots: list[Path],
-             records, out: Path) -> str:
+             records, out: Path, per_replicate: pd.DataFrame | None = None) -> str:
     lines = ["# tunelab report", ""]
     forest = next((p for p in plots if p.name == "forest.png"), None)
     if forest is not None:
@@ -358,6 +427,7 @@ def markdown(table: pd.DataFrame, importance_frame: pd.DataFrame, notes: dict[st
               "method's best config (seeds), never from the search.", ""]
     lines += [*selection_lines(table), ""]
     lines += [*resolution_lines(table), ""]
+    lines += [*replicate_lines(per_replicate), ""] if per_replicate is not None else []
     flagged = table[table["edge_params"].astype(bool)]
     for _, row in flagged.iterrows():
         lines.append(f"- **{row['method']}**: best value at the edge of its range for `{row['edge_params']}` "

@@ -1,5 +1,5 @@
 """The statistics of a comparison: Welch's two-sample t over seeds, the paired t over replicates,
-their power, and Holm's correction.
+the seed-only interval of a mean over replicates, their power, and Holm's correction.
 
 Every function takes plain sequences of per-seed results; `finite` decides which of them count
 (None, NaN and infinities are dropped), so an interval, its p-value and its power are always
@@ -95,6 +95,30 @@ def paired(a, b, confidence: float = 0.95) -> Welch:
     half = float(stats.t.ppf(0.5 + confidence / 2, dof)) * se
     p_value = float(2 * stats.t.sf(abs(diff) / se, dof))
     return Welch(diff, se, dof, diff - half, diff + half, p_value)
+
+
+def within_replicates(a_groups, b_groups, confidence: float = 0.95) -> Welch:
+    """The seed-only test of the mean over replicates of mean(a_r) - mean(b_r): each replicate's data
+    draw and search held fixed, only its seeds' spread counted. Standard error sqrt(sum over
+    replicates and sides of s^2/n) / R, Welch-Satterthwaite degrees of freedom over those 2R variance
+    components; with one replicate exactly `welch`. `a_groups[r]`, `b_groups[r]`: replicate r's seeds.
+    A replicate where either side has no finite seed is dropped (as `paired` drops it); NaN where a
+    remaining side has fewer than 2."""
+    groups = [(finite(a), finite(b)) for a, b in zip(a_groups, b_groups, strict=True)]
+    groups = [(a, b) for a, b in groups if len(a) and len(b)]
+    if not groups:
+        return Welch(*(math.nan,) * 6)
+    diff = float(np.mean([a.mean() - b.mean() for a, b in groups]))
+    if any(len(x) < 2 for group in groups for x in group):
+        return Welch(diff, *(math.nan,) * 5)
+    parts = [(x.var(ddof=1) / len(x) / len(groups) ** 2, len(x) - 1) for group in groups for x in group]
+    variance = sum(v for v, _ in parts)
+    if variance == 0:  # identical seeds within every side: the difference is exact
+        return Welch(diff, 0.0, math.inf, diff, diff, 1.0 if diff == 0 else 0.0)
+    dof = 1 / sum((v / variance) ** 2 / df for v, df in parts)  # shares, as in `welch`: no underflow
+    se = math.sqrt(variance)
+    half = float(stats.t.ppf(0.5 + confidence / 2, dof)) * se
+    return Welch(diff, se, dof, diff - half, diff + half, float(2 * stats.t.sf(abs(diff) / se, dof)))
 
 
 def min_detectable_paired_diff(a, b, power: float = 0.8, alpha: float = 0.05) -> float:

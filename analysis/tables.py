@@ -4,7 +4,9 @@
 (documented in the README). Intervals are 95% Student-t intervals over seeds; the difference to
 the baseline method uses Welch's t (unequal variances), and "resolved" uses Holm's correction over
 the methods compared with the baseline on one dataset (analysis.stats). Every interval here covers
-the training seed only: one data draw and one search.
+the training seed only: one data draw and one search. Trials of several replicates of the whole
+pipeline (a `replicate` column, from compare --replicates) are compared across replicates instead
+(analysis.replicates).
 """
 from __future__ import annotations
 
@@ -27,7 +29,11 @@ COMPARISON_COLUMNS = [
     "baseline", "diff_vs_baseline", "diff_ci95_low", "diff_ci95_high", "diff_p_value", "diff_p_holm",
     "diff_resolved", "min_detectable_diff",
     "edge_params", "best_config", "seeds_dropped",
+    # what the headline interval covers: with replicates, the seed-only one beside it
+    "replicates", "diff_test", "seed_diff_ci95_low", "seed_diff_ci95_high",
 ]
+WELCH_SEEDS = "welch-seeds"  # diff_test: Welch's t over one replicate's seeds
+PAIRED_REPLICATES = "paired-replicates"  # diff_test: the paired t over the replicates' mean differences
 EDGE_FRACTION = 0.05  # a best value in the outer 5% of its range (log-aware) is "at the edge"
 ALPHA = 0.05  # family-wise, over the methods compared with the baseline (Holm)
 POWER = 0.8  # the power at which min_detectable_diff is stated
@@ -139,6 +145,10 @@ def comparison(summary: pd.DataFrame, confirmations: pd.DataFrame | None = None,
     methods = list(dict.fromkeys(summary["method"]))
     if baseline is None:
         baseline = "finetune" if "finetune" in methods else methods[0]
+    if "replicate" in summary and summary["replicate"].nunique() > 1:
+        from analysis.replicates import across_replicates
+
+        return across_replicates(summary, confirmations, baseline, spaces, metric)
     best = best_trials(summary, metric).set_index(["method", "dataset"])
     rows = []
     for (method, dataset), trials in summary.groupby(["method", "dataset"], sort=False):
@@ -172,6 +182,9 @@ def _comparison_row(method, dataset, trials, best, confirmations, baseline, spac
         "edge_params": ",".join(edge_params(config, spaces.get(method, []))),
         "best_config": json.dumps(config, sort_keys=True, default=str),
         "seeds_dropped": dropped(tests),  # seeds whose test/acc is NaN/inf, left out of both intervals
+        # one replicate: the headline interval is the seed-only one
+        "replicates": 1, "diff_test": WELCH_SEEDS if method != baseline else None,
+        "seed_diff_ci95_low": test.low, "seed_diff_ci95_high": test.high,
     }
 
 
@@ -308,12 +321,34 @@ COVERAGE = ("intervals: 95%, over training seeds only, for one data draw and one
             "draws of the training images or validation split, nor other search outcomes)")
 
 
+def replicate_coverage(replicates: int) -> str:
+    """What the intervals of a table over `replicates` (> 1) replicates cover."""
+    return (f"intervals: 95%, across {replicates} replicates of the whole pipeline (each its own draw of the "
+            "training images and validation split, its own search and its own seeds; the same test split): "
+            f"test acc over the replicates' means, differences by the paired t over their mean differences "
+            f"({replicates - 1} df); 'seeds only' holds each replicate's draw and search fixed")
+
+
+def replicate_count(table: pd.DataFrame) -> int:
+    """How many replicates of the whole pipeline the table's rows cover (1 without compare --replicates)."""
+    return int(table["replicates"].max()) if "replicates" in table and table["replicates"].notna().any() else 1
+
+
 def coverage_note(table: pd.DataFrame) -> str:
     """One line under the table: what its intervals cover, and the correction behind 'resolved'."""
     compared = int(table["diff_p_value"].notna().sum()) if "diff_p_value" in table else 0
     holm_part = (f"; resolved = Holm-adjusted p < {ALPHA:g} over the {compared} comparisons with the baseline"
                  if compared else "")
-    return COVERAGE + holm_part
+    replicates = replicate_count(table)
+    return (COVERAGE if replicates == 1 else replicate_coverage(replicates)) + holm_part
+
+
+def _seed_only(r) -> str:
+    """The seed-only interval shown beside the headline when the table covers replicates."""
+    if r["method"] == r["baseline"] or pd.isna(r.get("seed_diff_ci95_low")):
+        return f"{'':>20}"
+    text = f"[{r['seed_diff_ci95_low']:+.3f}, {r['seed_diff_ci95_high']:+.3f}]"
+    return f"{text:>20}"
 
 
 def format_table(table: pd.DataFrame) -> str:
@@ -321,9 +356,11 @@ def format_table(table: pd.DataFrame) -> str:
     with confirmation seeds also their val and the optimism (best val minus it), test mean +- std
     [95% CI], and the difference to the baseline."""
     confirmed = bool(len(table)) and table["n_seeds"].sum() > 0
+    replicated = replicate_count(table) > 1  # the seed-only interval beside the headline
     lines = [f"{'method':<11}{'dataset':<9}{'trials':>7}{'epochs':>7}{'best val':>10}"
              + (f"{'conf val':>10}{'optimism':>10}" if confirmed else "") + "  "
-             f"{'test acc (mean +- std) [95% CI]':<36}{'vs ' + str(table['baseline'].iloc[0]) if len(table) else '':>24}"]
+             f"{'test acc (mean +- std) [95% CI]':<36}{'vs ' + str(table['baseline'].iloc[0]) if len(table) else '':>24}"
+             + (f"{'seeds only':>20}" if replicated else "")]
     for _, r in table.iterrows():
         test = "n/a" if pd.isna(r["test_acc_mean"]) else (
             f"{r['test_acc_mean']:.4f} +- {r['test_acc_std']:.4f} [{r['test_acc_ci95_low']:.3f}, "
@@ -335,7 +372,8 @@ def format_table(table: pd.DataFrame) -> str:
         edge = f"  edge: {r['edge_params']}" if r["edge_params"] else ""
         selection = f"{r['confirm_val_acc_mean']:>10.4f}{r['optimism']:>+10.4f}" if confirmed else ""
         lines.append(f"{r['method']:<11}{str(r['dataset'])[:8]:<9}{r['trials']:>7}{r['epochs']:>7}"
-                     f"{r['best_val_acc']:>10.4f}{selection}  {test:<36}{diff:>24}{resolved}{edge}")
+                     f"{r['best_val_acc']:>10.4f}{selection}  {test:<36}{diff:>24}"
+                     f"{_seed_only(r) if replicated else ''}{resolved}{edge}")
     if confirmed:  # confirmation seeds ran (compare), so intervals exist
         lines.append(coverage_note(table))
     return "\n".join(lines)

@@ -5,7 +5,9 @@ A backbone file records the split and classes it was made from. Fine-tuning on t
 refuses one made from another split (its source images could contain the new split's val or test
 images) and a supervised one whose classes overlap the target's (it was trained on labelled images
 of the target's classes, beyond the few a low-data target keeps: that is no transfer). Disjoint
-classes of one split are the intended transfer task: pretrain on classes=0-4, fine-tune on 5-9.
+classes are the intended transfer task: pretrain on classes=0-4, fine-tune on 5-9, with any
+split_seed (no image of the target's classes is among the source's, in any split: compare
+--replicates fine-tunes one such backbone on every replicate's own split).
 Datasets are compared by resolved identity (`trainables.identity`: `imagefolder:x`, `./x`, `x/` and
 a symlink to x are one folder). Every checkpoint tunelab writes carries that record (`source`); a
 file without one is refused unless `allow_unknown_source=true`, which the run then records.
@@ -174,15 +176,20 @@ def _refuse_leaky_source(source: dict, config: TrainConfig, path: Path) -> None:
     if canonical_dataset(str(source.get("dataset"))) != canonical_dataset(config.dataset):
         return  # other images altogether: the intended transfer
     own = data_identity(config)
+    # rotation pretraining uses no labels, but the target's own training split: that split must match
+    supervised = source.get("task", "supervised") != "rotation"
+    shared = shared_classes(parse_classes(str(source.get("classes") or "")), parse_classes(config.classes)) \
+        if supervised else None
+    if supervised and shared is None:
+        # labelled images of other classes only: none of this run's images in any split, whatever the
+        # split seeds (the test split never moves with them), so one backbone serves every data draw
+        return
     for key in ("val_fraction", "split_seed"):
         if source.get(key) != own[key]:
             raise ConfigError(f"pretrained={str(path)!r} was made from {own['dataset']} with {key}={source.get(key)}; "
                               f"with {key}={own[key]} its source images may include this run's val or test images "
                               f"(target {target_text(config)})")
-    if source.get("task", "supervised") == "rotation":  # no labels used: the target's own train split is fine
-        return
-    shared = shared_classes(parse_classes(str(source.get("classes") or "")), parse_classes(config.classes))
-    if shared is not None:
+    if supervised:
         raise ConfigError(
             f"pretrained={str(path)!r} was trained on the labels of {own['dataset']} classes "
             f"{source.get('classes') or 'all'}, which include this run's classes {shared} (target "

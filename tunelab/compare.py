@@ -11,6 +11,10 @@ Same budget = same number of trials, same epochs per trial, same scheduler and s
 method. The source backbone is made once before the searches; its cost is reported separately,
 not charged to any method.
 
+`--replicates R` repeats all of it but the source pretraining R times, each replicate with its own
+data draw, search seed and confirmation seeds, the methods paired within it; the table's headline
+interval is then across replicates (tunelab.replicates, analysis.replicates).
+
 Ctrl-C or SIGTERM in any phase exits 130; the same command with the same --out continues the run
 without doing anything twice (tunelab.compare_state).
 """
@@ -40,6 +44,7 @@ from tunelab.driver import check_trackers, connect_ray, run_tune, trial_slots
 from tunelab.compare_options import CompareOptions, check_options
 from tunelab.tune_options import TuneOptions
 from tunelab.preflight import absolute_tracking_uri
+from tunelab import replicates as rep
 from tunelab.signals import stop_requested
 
 
@@ -91,21 +96,46 @@ def _compare(opts: CompareOptions, out: Path, state: dict[str, Any], share: floa
     connect_ray(opts.address)
     state["ray"] = {**ray_session(private), "host": socket.gethostname(), "pid": os.getpid()}
     save_state(out, state)
-    backbone = source_backbone(opts, out) if needs_backbone(opts) else None
-    searches_began = time.perf_counter()
-    experiments = (search_in_parallel(opts, out, backbone, share, state) if opts.parallel else
-                   search_one_after_another(opts, out, backbone, share, state))
-    searches_s = time.perf_counter() - searches_began
-    _say(f"confirming each best config with {opts.seeds} seeds on the test split")
-    confirmations = confirm_all(experiments, opts.seeds, opts.cpus_per_trial, opts.gpus_per_trial, out)
+    backbone = source_backbone(opts, out) if needs_backbone(opts) else None  # one for every replicate
+    experiments, confirmations, searches_s = {}, [], 0.0
+    for replicate in range(opts.replicates):
+        found, seconds, confirmed = run_replicate(opts, out, backbone, share, state, replicate)
+        experiments.update({(replicate, m): s for m, s in found.items()})
+        searches_s += seconds
+        confirmations.append(confirmed)
     from analysis.report import write_report
 
     _say(f"writing the report to {out / 'report'}")
-    report = write_report([s["experiment"] for s in experiments.values()], out / "report", confirmations,
-                          baseline=opts.baseline)
+    report = write_report([s["experiment"] for s in experiments.values()], out / "report",
+                          confirmations[0] if len(confirmations) == 1 else pd.concat(confirmations, ignore_index=True),
+                          baseline=opts.baseline, replicates=replicate_of(opts, experiments))
     return {"out": str(out), "report": str(out / "report" / "report.md"), "table": report["table"],
             "wall_s": time.perf_counter() - began, "searches_s": searches_s, "parallel": opts.parallel,
-            "experiments": {m: s["experiment"] for m, s in experiments.items()}}
+            "experiments": {rep.search_key(opts, m, r): s["experiment"] for (r, m), s in experiments.items()}}
+
+
+def run_replicate(opts: CompareOptions, out: Path, backbone: Path | None, share: float | None,
+                  state: dict[str, Any], replicate: int) -> tuple[dict[str, dict[str, Any]], float, pd.DataFrame]:
+    """One replicate of the pipeline (the only one without --replicates): every method's search on
+    its data draw, then the confirmation seeds. Returns (searches by method, their wall seconds,
+    confirmation rows)."""
+    if rep.replicated(opts):
+        _say(rep.describe(opts, replicate))
+    began = time.perf_counter()
+    found = (search_in_parallel(opts, out, backbone, share, state, replicate) if opts.parallel else
+             search_one_after_another(opts, out, backbone, share, state, replicate))
+    seconds = time.perf_counter() - began
+    _say(f"confirming each best config with {opts.seeds} seeds on the test split")
+    confirmed = confirm_all(found, opts.seeds, opts.cpus_per_trial, opts.gpus_per_trial, out,
+                            replicate=replicate if rep.replicated(opts) else None)
+    return found, seconds, confirmed
+
+
+def replicate_of(opts: CompareOptions, experiments: dict[tuple[int, str], dict[str, Any]]) -> dict[str, int] | None:
+    """experiment -> its replicate, for the report (None with one replicate: the report is as before)."""
+    if not rep.replicated(opts):
+        return None
+    return {s["experiment"]: r for (r, _), s in experiments.items()}
 
 
 def end_what_a_killed_run_left(previous: dict[str, Any]) -> None:
@@ -117,39 +147,42 @@ def end_what_a_killed_run_left(previous: dict[str, Any]) -> None:
 
 
 def method_options(opts: CompareOptions, method: str, out: Path, backbone: Path | None,
-                   time_budget: float | None, max_concurrent: int = 0) -> TuneOptions:
-    """One method's search: the same trials, epochs, scheduler and seed as every other method's."""
+                   time_budget: float | None, max_concurrent: int = 0, replicate: int = 0) -> TuneOptions:
+    """One method's search: the same trials, epochs, scheduler, seed and data draw as every other
+    method's of its replicate."""
     return TuneOptions(method=method, dataset=opts.dataset, data_dir=opts.data_dir, num_samples=opts.num_samples,
-                       max_epochs=opts.max_epochs, seed=opts.seed, grace_period=opts.grace_period,
-                       cpus_per_trial=opts.cpus_per_trial, gpus_per_trial=opts.gpus_per_trial,
+                       max_epochs=opts.max_epochs, seed=rep.search_seed(opts, replicate),
+                       grace_period=opts.grace_period, cpus_per_trial=opts.cpus_per_trial,
+                       gpus_per_trial=opts.gpus_per_trial,
                        max_concurrent=max_concurrent, mlflow=opts.mlflow, wandb=opts.wandb,
-                       sets=method_sets(opts, method, backbone),
+                       sets=method_sets(opts, method, backbone) + rep.data_sets(opts, replicate),
                        time_budget=None if time_budget is None else repr(time_budget),
                        # a URI: valid whether Ray runs here alone or joined a local cluster
-                       storage=(out / "runs").resolve().as_uri(), name=method)
+                       storage=rep.storage(out, opts, replicate).resolve().as_uri(), name=method)
 
 
-def search_one_after_another(opts: CompareOptions, out: Path, backbone: Path | None,
-                             share: float | None, state: dict[str, Any]) -> dict[str, dict[str, Any]]:
+def search_one_after_another(opts: CompareOptions, out: Path, backbone: Path | None, share: float | None,
+                             state: dict[str, Any], replicate: int = 0) -> dict[str, dict[str, Any]]:
     """Each method's search in turn, in this process, with the whole cluster to itself; a search
     an earlier run of this compare finished is kept, one it left unfinished is continued."""
     began, experiments = time.perf_counter(), {}
     for index, method in enumerate(opts.methods):
-        if method in state["searches"]:
-            _say(f"{method}: search finished in an earlier run, kept ({state['searches'][method]['experiment']})")
-            experiments[method] = state["searches"][method]
+        key = rep.search_key(opts, method, replicate)  # the method itself with one replicate
+        if key in state["searches"]:
+            _say(f"{key}: search finished in an earlier run, kept ({state['searches'][key]['experiment']})")
+            experiments[method] = state["searches"][key]
             continue
         spent = time.perf_counter() - began
         left = f", about {spent / index * (len(opts.methods) - index):.0f} s of searching left" if index else ""
-        _say(f"tuning {method} ({index + 1}/{len(opts.methods)}): {opts.num_samples} trials x up to "
+        _say(f"tuning {key} ({index + 1}/{len(opts.methods)}): {opts.num_samples} trials x up to "
              f"{opts.max_epochs} epochs{left}")
-        summary = continue_or_start(method_options(opts, method, out, backbone, share))
+        summary = continue_or_start(method_options(opts, method, out, backbone, share, replicate=replicate))
         if summary.get("interrupted"):  # Ctrl-C/SIGTERM stopped this search: stop the comparison too
             _say(f"interrupted while tuning {method}; its experiment is resumable: "
                  f"tunelab resume {summary['experiment']}")
             raise KeyboardInterrupt
         experiments[method] = summary
-        search_done(out, state, method, summary)
+        search_done(out, state, key, summary)
         if stop_requested():  # the stop came as its last trials ended: the search is complete, kept
             raise KeyboardInterrupt
     return experiments
@@ -169,8 +202,8 @@ def continue_or_start(opts: TuneOptions) -> dict[str, Any]:
     return run_tune(dataclasses.replace(opts, overwrite=how == "restart"))
 
 
-def search_in_parallel(opts: CompareOptions, out: Path, backbone: Path | None,
-                       share: float | None, state: dict[str, Any]) -> dict[str, dict[str, Any]]:
+def search_in_parallel(opts: CompareOptions, out: Path, backbone: Path | None, share: float | None,
+                       state: dict[str, Any], replicate: int = 0) -> dict[str, dict[str, Any]]:
     """Every method's search at once, each a `tunelab tune` driver process joined to this cluster:
     Ray shares the cluster's trial slots between them, so one search's ASHA tail (a few trials
     left running) no longer leaves the rest of the cluster idle."""
@@ -184,16 +217,18 @@ def search_in_parallel(opts: CompareOptions, out: Path, backbone: Path | None,
              f"(an equal share of the cluster's {slots} slots)")
     _say(f"tuning {', '.join(opts.methods)} at the same time: {opts.num_samples} trials x up to "
          f"{opts.max_epochs} epochs each; their lines are prefixed with the method")
-    kept = {m: state["searches"][m] for m in opts.methods if m in state["searches"]}
+    key = {m: rep.search_key(opts, m, replicate) for m in opts.methods}  # the method itself with one replicate
+    kept = {m: state["searches"][key[m]] for m in opts.methods if key[m] in state["searches"]}
     for method, summary in kept.items():
-        _say(f"{method}: search finished in an earlier run, kept ({summary['experiment']})")
-    searches = {m: method_options(opts, m, out, backbone, share, cap) for m in opts.methods if m not in kept}
+        _say(f"{key[method]}: search finished in an earlier run, kept ({summary['experiment']})")
+    searches = {m: method_options(opts, m, out, backbone, share, cap, replicate) for m in opts.methods if m not in kept}
     how = {m: how_to_continue(experiment_path(normalise_storage(o.storage), o.name)) for m, o in searches.items()}
     searches = {m: dataclasses.replace(o, overwrite=how[m] == "restart") for m, o in searches.items()}
-    done = run_drivers(searches, out / "logs", resume={m for m in searches if how[m] == "resume"}) if searches else {}
+    done = (run_drivers(searches, rep.logs(out, opts, replicate), resume={m for m in searches if how[m] == "resume"})
+            if searches else {})
     for method in opts.methods:
         if method in done:
-            search_done(out, state, method, done[method])
+            search_done(out, state, key[method], done[method])
     return {m: kept.get(m) or done[m] for m in opts.methods}
 
 
@@ -204,6 +239,8 @@ def budget_share(opts: CompareOptions) -> float | None:
     if opts.total_time_budget is None:
         return None
     total = parse_duration(opts.total_time_budget)
+    if rep.replicated(opts):
+        return replicate_budget_share(opts, total)
     if opts.parallel:
         _say(f"time budget {describe_duration(total)}: all {len(opts.methods)} searches run in it at the same time "
              "(confirmation runs are not counted)")
@@ -211,6 +248,22 @@ def budget_share(opts: CompareOptions) -> float | None:
     share = total / len(opts.methods)
     _say(f"time budget {describe_duration(total)}: {describe_duration(share)} for each of the "
          f"{len(opts.methods)} searches (equal shares; confirmation runs are not counted)")
+    return share
+
+
+def replicate_budget_share(opts: CompareOptions, total: float) -> float:
+    """With replicates the budget covers every replicate's searches: each replicate gets an equal
+    window, shared by its methods as `budget_share` shares the whole budget with one replicate."""
+    window = total / opts.replicates
+    if opts.parallel:
+        _say(f"time budget {describe_duration(total)} for {opts.replicates} replicates: each replicate's "
+             f"{len(opts.methods)} searches run at the same time in {describe_duration(window)} (confirmation runs "
+             "are not counted)")
+        return window
+    share = window / len(opts.methods)
+    _say(f"time budget {describe_duration(total)}: {describe_duration(share)} for each of the "
+         f"{opts.replicates * len(opts.methods)} searches ({opts.replicates} replicates x {len(opts.methods)} "
+         "methods, equal shares; confirmation runs are not counted)")
     return share
 
 
@@ -231,15 +284,23 @@ def method_sets(opts: CompareOptions, method: str, backbone: Path | None) -> lis
     return sets
 
 
-def source_backbone(opts: CompareOptions, out: Path) -> Path:
-    """Pretrain (supervised) the fine-tuning methods' backbone on the source classes, once, with
-    their default architecture; written to OUT/source-backbone.pt."""
-    from trainables.pretrain import PretrainConfig, pretrain
+def source_backbone_config(opts: CompareOptions):
+    """The source pretraining: supervised on the source classes, the fine-tuning methods' default
+    architecture. Its split is the default one whatever the replicate: it holds no target image."""
+    from trainables.pretrain import PretrainConfig
 
     reference = next(config_class(m) for m in opts.methods if _fine_tunes(m))()
     architecture = {k: getattr(reference, k) for k in ("model", "width", "cifar_stem", "batchnorm")}
-    config = PretrainConfig(task="supervised", dataset=opts.dataset, data_dir=opts.data_dir,
-                            classes=opts.source_classes, epochs=opts.source_epochs, **architecture)
+    return PretrainConfig(task="supervised", dataset=opts.dataset, data_dir=opts.data_dir,
+                          classes=opts.source_classes, epochs=opts.source_epochs, **architecture)
+
+
+def source_backbone(opts: CompareOptions, out: Path) -> Path:
+    """Pretrain (supervised) the fine-tuning methods' backbone on the source classes, once (for every
+    replicate), with their default architecture; written to OUT/source-backbone.pt."""
+    from trainables.pretrain import pretrain
+
+    config = source_backbone_config(opts)
     path = (out / "source-backbone.pt").resolve()  # trials run in Ray's own working folders
     if path.is_file():  # written whole (atomically) by an earlier run of this compare
         _say(f"source backbone: made by an earlier run of this compare, kept ({path})")
@@ -260,16 +321,18 @@ CONFIRMATION_COLUMNS = ["method", "dataset", "seed", "trial_id", M.VAL_ACC, M.VA
 
 
 def confirm_all(experiments: dict[str, dict], seeds: int, cpus: float, gpus: float,
-                out: Path | None = None) -> pd.DataFrame:
+                out: Path | None = None, replicate: int | None = None) -> pd.DataFrame:
     """Retrain every method's best config with `seeds` seeds, as parallel Ray tasks. With `out`,
-    each finished run is kept there at once and the runs an earlier compare finished are not run again."""
+    each finished run is kept there at once and the runs an earlier compare finished are not run again.
+    With `replicate` (compare --replicates), the rows carry it and only that replicate's are returned."""
     import ray
 
     from analysis.reproduce import best_record
 
     remote = ray.remote(num_cpus=cpus, num_gpus=gpus)(_confirm_task)
-    rows = read_confirmations(out) if out is not None else []
-    finished = {(r.get("method"), r.get("seed")) for r in rows}
+    rows = read_confirmations(out) if out is not None else []  # every replicate's: the file is rewritten whole
+    finished = {(r.get("replicate"), r.get("method"), r.get("seed")) for r in rows}
+    kept = sum(r.get("replicate") == replicate for r in rows)
     futures, keys = [], []
     for method, summary in experiments.items():
         try:
@@ -279,14 +342,15 @@ def confirm_all(experiments: dict[str, dict], seeds: int, cpus: float, gpus: flo
             continue
         base = int(record["config"]["seed"])
         for i in range(seeds):
-            if (method, base + i) in finished:
+            if (replicate, method, base + i) in finished:
                 continue
             futures.append(remote.remote(method, record["config"], base + i))
             keys.append((method, summary["dataset"], base + i, record["provenance"]["trial_id"]))
-    if rows:
-        _say(f"{len(rows)} confirmation run(s) finished in an earlier run, kept; {len(futures)} to run")
+    if kept:
+        _say(f"{kept} confirmation run(s) finished in an earlier run, kept; {len(futures)} to run")
     for (method, dataset, seed, trial_id), final in zip(keys, _as_they_finish(futures)):
-        row = {"method": method, "dataset": dataset, "seed": seed, "trial_id": trial_id,
+        row = {**({} if replicate is None else {"replicate": replicate}),
+               "method": method, "dataset": dataset, "seed": seed, "trial_id": trial_id,
                M.VAL_ACC: final.get(M.VAL_ACC), M.VAL_ACC_BEST: final.get(M.VAL_ACC_BEST),
                M.TEST_ACC: final.get(M.TEST_ACC), M.TEST_ACC_TOP5: final.get(M.TEST_ACC_TOP5),
                M.TEST_EPOCH: final.get(M.TEST_EPOCH), "epochs": final.get(M.EPOCH)}
@@ -294,9 +358,10 @@ def confirm_all(experiments: dict[str, dict], seeds: int, cpus: float, gpus: flo
             add_confirmation(out, rows, row)
         else:
             rows.append(row)
+    rows = [r for r in rows if r.get("replicate") == replicate]
     rows.sort(key=lambda r: (list(experiments).index(r["method"]) if r["method"] in experiments else len(experiments),
                              r["seed"]))
-    return pd.DataFrame(rows, columns=CONFIRMATION_COLUMNS)
+    return pd.DataFrame(rows, columns=(["replicate"] if replicate is not None else []) + CONFIRMATION_COLUMNS)
 
 
 def _as_they_finish(futures: list) -> Any:

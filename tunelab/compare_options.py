@@ -13,6 +13,7 @@ from trainables import method_names
 from trainables.errors import ConfigError
 from trainables.subsets import parse_classes, shared_classes
 from tunelab.options import option, shared
+from tunelab.replicates import check_replicates, parse_replicates
 from tunelab.tune_options import TuneOptions
 
 DEFAULT_METHODS = tuple(method_names())  # every method, in registration order
@@ -42,6 +43,11 @@ class CompareOptions:
     # epochs 2 (README, main job).
     grace_period: int = shared(TuneOptions, "grace_period", default=10)
     seeds: int = option(25, "confirmation seeds per method")
+    # the default is the lead's to choose; 1 keeps a compare exactly as it was before the option
+    replicates: int = option(1, "run the whole pipeline R times, each replicate with its own data draw "
+                                "(split_seed), search seed and confirmation seeds, the methods paired within it; "
+                                "the headline interval is then across replicates (paired t)",
+                             metavar="R", parse=parse_replicates)
     seed: int = shared(TuneOptions, "seed")
     cpus_per_trial: float = shared(TuneOptions, "cpus_per_trial")
     gpus_per_trial: float = shared(TuneOptions, "gpus_per_trial")
@@ -122,6 +128,7 @@ def check_options(opts: CompareOptions) -> None:
 
     if opts.seeds < 1:
         raise ConfigError(f"--seeds {opts.seeds} is out of range; allowed: >= 1")
+    check_replicates(opts.replicates)
     check_baseline(opts.baseline, opts.methods)
     check_transfer(opts)
     if opts.total_time_budget is not None:

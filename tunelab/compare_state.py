@@ -1,7 +1,8 @@
 """A compare's progress, kept in its --out folder so that the same command run again continues it.
 
 OUT/compare.json holds the options the run was made with and each search that finished (its
-summary); OUT/confirmations.jsonl one line per finished confirmation run. A rerun with the same
+summary, keyed by method, or `replicate-r/METHOD` with --replicates > 1); OUT/confirmations.jsonl
+one line per finished confirmation run (with its `replicate` when there are several). A rerun with the same
 options keeps those, resumes an interrupted search from its experiment (Ray Tune's own state),
 starts again a search that was stopped before its first trial, and runs only the confirmations
 that are missing. A rerun with other options is refused, naming the first option that differs:
@@ -60,10 +61,16 @@ def _read(path: Path) -> dict[str, Any]:
 def _check_same_options(out: Path, opts: Any, recorded: dict[str, Any]) -> None:
     now = options_record(opts)
     for field in dataclasses.fields(opts):
-        if field.name in now and recorded.get(field.name) != now[field.name]:
+        # an option added after that compare was made (--replicates) counts as its default there
+        was = recorded[field.name] if field.name in recorded else _as_json(field.default)
+        if field.name in now and was != now[field.name]:
             raise ConfigError(f"--out {str(out)!r} holds a compare made with {flag_of(field)} "
-                              f"{_shown(recorded.get(field.name))}, not {_shown(now[field.name])}; run it again "
+                              f"{_shown(was)}, not {_shown(now[field.name])}; run it again "
                               "with the same options to continue it, or choose another --out")
+
+
+def _as_json(value: Any) -> Any:
+    return None if value is dataclasses.MISSING else json.loads(json.dumps(value))  # a tuple as a list
 
 
 def _shown(value: Any) -> str:

@@ -87,18 +87,21 @@ def dry_run_compare(opts, out: Path, share: float | None, backbone: Path | None)
 
     from tunelab.compare_state import how_to_continue
     from tunelab.experiments import experiment_path, normalise_storage
+    from tunelab.replicates import search_key
 
     searches, continued = {}, {}
-    for method in opts.methods:
-        search = method_options(opts, method, out, backbone, share)
+    # every replicate's searches: each has its own data draw and experiment folder to check
+    for replicate, method in ((r, m) for r in range(opts.replicates) for m in opts.methods):
+        key = search_key(opts, method, replicate)  # the method itself with one replicate
+        search = method_options(opts, method, out, backbone, share, replicate=replicate)
         path = experiment_path(normalise_storage(search.storage), search.name)
         how = how_to_continue(path)
         if how == "resume":  # an earlier run of this compare made it: `resume` checks it when its turn comes
-            continued[method] = path
+            continued[key] = path
             continue
-        searches[method] = plan_tune(dataclasses.replace(search, dry_run=True, overwrite=how == "restart"),
-                                     made_first=(str(backbone),) if backbone is not None else ())
-    return {"out": str(out), "methods": list(opts.methods), "seeds": opts.seeds,
+        searches[key] = plan_tune(dataclasses.replace(search, dry_run=True, overwrite=how == "restart"),
+                                  made_first=(str(backbone),) if backbone is not None else ())
+    return {"out": str(out), "methods": list(opts.methods), "seeds": opts.seeds, "replicates": opts.replicates,
             "source_backbone": str(backbone) if backbone is not None else None,
             "parallel": opts.parallel, "searches": searches, "continued": continued, "skipped": SKIPPED}
 
@@ -111,6 +114,9 @@ def print_compare_plan(plan: dict[str, Any], out=None) -> None:
     mode = "at the same time" if plan["parallel"] else "one after another"
     print(f"  then: search {', '.join(plan['methods'])} {mode}; confirm each best config with {plan['seeds']} "
           "seeds on the test split; write the report", file=out)
+    if plan.get("replicates", 1) > 1:
+        print(f"  all of it {plan['replicates']} times, once per replicate (its own data draw, search seed and "
+              "confirmation seeds); one report", file=out)
     for method, search in plan["searches"].items():
         print(f"  {method}: {search['trials']} trials x up to {search['max_epochs']} epochs on {search['dataset']} "
               f"({search['classes']} classes, {search['images']['train']} training images), "

@@ -17,9 +17,10 @@ from trainables.config import unwrap_optional
 
 
 def option(default: Any, help: str, *, flag: str | None = None, metavar: str | None = None,
-           repeat: bool = False) -> Any:
-    """A command-line option: `--name-with-dashes` unless `flag` says otherwise; `repeat` collects a list."""
-    meta = {"help": help, "flag": flag, "metavar": metavar, "repeat": repeat}
+           repeat: bool = False, parse: Any = None) -> Any:
+    """A command-line option: `--name-with-dashes` unless `flag` says otherwise; `repeat` collects a list;
+    `parse` replaces the field type as argparse's `type` (to name the valid range when a value is refused)."""
+    meta = {"help": help, "flag": flag, "metavar": metavar, "repeat": repeat, "parse": parse}
     if repeat:
         return dataclasses.field(default_factory=list, metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -70,7 +71,8 @@ def add_arguments(parser: argparse.ArgumentParser, options_class: type, track_gi
             parser.add_argument(flag_of(f), dest=f.name, action="store_true", help=meta["help"])
         else:
             shown = "" if f.default in (None, "") or "default" in meta["help"] else f" (default {f.default})"
-            parser.add_argument(flag_of(f), dest=f.name, type=kind if kind in (int, float) else str,
+            parse = meta.get("parse") or (kind if kind in (int, float) else str)
+            parser.add_argument(flag_of(f), dest=f.name, type=parse,
                                 default=UNSET if track_given else f.default, metavar=meta["metavar"],
                                 help=meta["help"] + shown)
 

@@ -139,6 +139,64 @@ def test_compare_preset_transfer_cifar_on_the_cifar_fixture(tmp_path):
     assert int(record["fixed"]["train_per_class"]) == 4 and record["options"]["num_samples"] == 2  # given wins
 
 
+def _trial_folders(out: Path) -> dict[str, int]:
+    return {str(p.relative_to(out)): p.stat().st_mtime_ns for p in (out / "runs").glob("**/*_*/progress.csv")}
+
+
+def test_compare_replicates_pairs_methods_within_a_replicate_and_a_rerun_continues_it(tmp_path):
+    """Two replicates of the tiny transfer task: the headline columns equal the paired t recomputed
+    from the confirmation runs; the same compare, run again after losing a search's record and a
+    replicate's confirmations (as a kill leaves them), continues without starting a trial again."""
+    import pandas as pd
+    from scipy import stats
+
+    argv = ("--methods", "classifier,finetune", "--seeds", "2", "--replicates", "2")
+    result, rows = _compare(tmp_path, *argv)
+    out = tmp_path / "c"
+    table = pd.read_csv(out / "report" / "comparison.csv").set_index("method")
+    confirmations = pd.read_csv(out / "report" / "confirmations.csv")
+    assert sorted(zip(confirmations["replicate"], confirmations["seed"])) == sorted(
+        (r, s) for r in (0, 1) for s in (2 * r, 2 * r + 1) for _ in range(2))  # its own seeds, each replicate
+    means = confirmations.groupby(["method", "replicate"])["test/acc"].mean()
+    reference = stats.ttest_rel(means["classifier"], means["finetune"])
+    row = table.loc["classifier"]
+    assert row["diff_vs_baseline"] == pytest.approx((means["classifier"] - means["finetune"]).mean())
+    assert (row["diff_ci95_low"], row["diff_ci95_high"]) == pytest.approx(reference.confidence_interval(0.95))
+    assert row["diff_p_value"] == pytest.approx(reference.pvalue) == row["diff_p_holm"]  # one comparison
+    assert (row["replicates"], row["diff_test"], row["n_seeds"]) == (2, "paired-replicates", 4)
+    assert row["seed_diff_ci95_low"] <= row["diff_vs_baseline"] <= row["seed_diff_ci95_high"]
+    json_row = rows["classifier"]
+    for column in ("diff_ci95_low", "diff_ci95_high", "seed_diff_ci95_low", "seed_diff_ci95_high", "replicates"):
+        assert json_row[column] == pytest.approx(row[column]), column
+    assert "seeds only" in result.stdout and "across 2 replicates of the whole pipeline" in result.stdout
+    report = (out / "report" / "report.md").read_text()
+    assert "across 2 replicates" in report and "### Replicates" in report and "split_seed 1" in report
+    assert len(pd.read_csv(out / "report" / "comparison_by_replicate.csv")) == 4
+    for replicate in (0, 1):
+        for method in ("classifier", "finetune"):
+            record = json.loads((out / "runs" / f"replicate-{replicate}" / method / "tunelab.json").read_text())
+            assert int(record["fixed"]["split_seed"]) == replicate and record["search"]["seed"] == 2 * replicate
+            assert record["fixed"].get("pretrained") == (str((out / "source-backbone.pt").resolve())
+                                                         if method == "finetune" else None)  # one backbone
+    assert not (out / "runs" / "classifier").exists()
+
+    state = json.loads((out / "compare.json").read_text())
+    del state["searches"]["replicate-1/finetune"]
+    (out / "compare.json").write_text(json.dumps(state))
+    kept = [line for line in (out / "confirmations.jsonl").read_text().splitlines()
+            if json.loads(line)["replicate"] == 0]
+    (out / "confirmations.jsonl").write_text("".join(line + "\n" for line in kept))
+    trials = _trial_folders(out)
+    again, _ = _compare(tmp_path, *argv)
+    for key in ("replicate-0/classifier", "replicate-0/finetune", "replicate-1/classifier"):
+        assert f"{key}: search finished in an earlier run, kept" in again.stderr
+    assert "finetune: continuing the search an earlier run left unfinished" in again.stderr
+    assert "4 confirmation run(s) finished in an earlier run, kept; 0 to run" in again.stderr
+    assert _trial_folders(out) == trials  # no trial was started again
+    assert (out / "confirmations.jsonl").read_text().splitlines()[:4] == kept
+    assert len(pd.read_csv(out / "report" / "confirmations.csv")) == 8
+
+
 @pytest.mark.parametrize("damaged", ["progress.csv", "params.json"])
 def test_report_warns_about_a_damaged_trial_and_reports_the_others(experiment, tmp_path, capsys, damaged):
     import shutil

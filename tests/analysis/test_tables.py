@@ -276,3 +276,96 @@ def test_the_table_carries_selection_val_confirmation_val_and_their_difference()
     assert "conf val" in text.splitlines()[0] and "0.9000   +0.0500" in text.splitlines()[1]
     said = "\n".join(selection_lines(table.reset_index()))
     assert "| a | 0.9500 | 0.9000 | +0.0500 | 0.8900 |" in said
+
+
+def _replicated(shifts: dict[str, list[float]], seeds: int = 4, seed: int = 0):
+    """Trials and confirmations of len(shifts[m]) replicates: each method's seeds scatter around its
+    replicate's shift (a draw every method of the replicate shares, plus the method's own)."""
+    rng = np.random.default_rng(seed)
+    trials, confirmations = [], []
+    for method, values in shifts.items():
+        for r, shift in enumerate(values):
+            trials.append({"method": method, "dataset": "d", "trial_id": f"{method}{r}", "replicate": r,
+                           "val/acc": 0.9 + r / 100, "best_epoch": r + 1, "epochs": 2, "compute_s": 1.0,
+                           "config/lr": 0.01 * (r + 1)})
+            confirmations += [{"replicate": r, "method": method, "dataset": "d", "seed": 10 * r + i,
+                               "test/acc": 0.85 + shift + rng.normal(0, 0.01), "val/acc_best": 0.88}
+                              for i in range(seeds)]
+    return pd.DataFrame(trials), pd.DataFrame(confirmations)
+
+
+def test_across_replicates_the_headline_is_the_paired_t_over_replicate_means_and_holm_over_methods():
+    from analysis.stats import detectable_diff, holm, paired, welch, within_replicates
+
+    summary, confirmations = _replicated({"up": [0.05, 0.02, 0.06], "same": [0.0, -0.02, 0.03],
+                                          "base": [0.0, -0.01, 0.02]})
+    rows = comparison(summary, confirmations, baseline="base").set_index("method")
+    means = confirmations.groupby(["method", "replicate"])["test/acc"].mean()
+    p_values = []
+    for method in ("up", "same"):
+        a, b = means[method].to_numpy(), means["base"].to_numpy()
+        reference = stats.ttest_rel(a, b)
+        p_values.append(reference.pvalue)
+        row = rows.loc[method]
+        assert row["diff_vs_baseline"] == pytest.approx(np.mean(a - b))
+        assert (row["diff_ci95_low"], row["diff_ci95_high"]) == pytest.approx(reference.confidence_interval(0.95))
+        assert row["diff_p_value"] == pytest.approx(reference.pvalue)
+        assert row["min_detectable_diff"] == pytest.approx(detectable_diff(paired(a, b)))
+        assert row["diff_test"] == "paired-replicates" and row["replicates"] == 3 and row["n_seeds"] == 12
+        groups = [[list(confirmations.query(f"method == '{m}' and replicate == {r}")["test/acc"]) for r in range(3)]
+                  for m in (method, "base")]
+        seeds_only = within_replicates(*groups)
+        assert (row["seed_diff_ci95_low"], row["seed_diff_ci95_high"]) == pytest.approx(
+            (seeds_only.low, seeds_only.high))
+        assert seeds_only.diff == pytest.approx(row["diff_vs_baseline"])  # one difference, two intervals
+    for method, adjusted in zip(("up", "same"), holm(p_values)):
+        assert rows.loc[method, "diff_p_holm"] == pytest.approx(adjusted)
+        assert rows.loc[method, "diff_resolved"] == (adjusted < 0.05)
+    up = rows.loc["up"]
+    assert up["test_acc_mean"] == pytest.approx(means["up"].mean()) and up["test_acc_std"] == pytest.approx(
+        means["up"].std(ddof=1))
+    assert up["trials"] == 3 and up["best_val_acc"] == pytest.approx(0.91) and up["best_trial"] == "up0,up1,up2"
+    assert json.loads(up["best_config"]) == [{"lr": 0.01}, {"lr": 0.02}, {"lr": 0.03}]
+    assert up["optimism"] == pytest.approx(0.91 - 0.88)
+    assert pd.isna(rows.loc["base", "diff_test"]) and math.isnan(rows.loc["base", "seed_diff_ci95_low"])
+    # one replicate alone is the comparison without replicates (its seed-only Welch interval)
+    one = comparison(summary[summary["replicate"] == 1], confirmations[confirmations["replicate"] == 1],
+                     baseline="base").set_index("method")
+    a, b = (confirmations.query(f"method == '{m}' and replicate == 1")["test/acc"] for m in ("up", "base"))
+    assert (one.loc["up", "diff_ci95_low"], one.loc["up", "diff_ci95_high"]) == pytest.approx(
+        (welch(a, b).low, welch(a, b).high))
+
+
+def test_without_replicates_the_seed_only_interval_is_the_headline():
+    summary = pd.DataFrame({"method": ["a", "b"], "dataset": ["d", "d"], "trial_id": ["1", "2"], "val/acc": [0.9, 0.8],
+                            "best_epoch": [1, 1], "epochs": [1, 1], "compute_s": [1.0, 1.0]})
+    confirmations = pd.DataFrame({"method": ["a"] * 3 + ["b"] * 3, "dataset": ["d"] * 6, "seed": [0, 1, 2] * 2,
+                                  "test/acc": [0.9, 0.91, 0.92, 0.8, 0.81, 0.83]})
+    row = comparison(summary, confirmations, baseline="b").set_index("method").loc["a"]
+    assert (row["seed_diff_ci95_low"], row["seed_diff_ci95_high"]) == (row["diff_ci95_low"], row["diff_ci95_high"])
+    assert row["replicates"] == 1 and row["diff_test"] == "welch-seeds"
+
+
+def test_the_table_and_report_say_what_an_interval_over_replicates_covers():
+    from analysis.replicates import by_replicate
+    from analysis.report import replicate_lines, resolution_lines, selection_lines
+    from analysis.tables import format_table
+
+    summary, confirmations = _replicated({"up": [0.05, 0.02, 0.06], "base": [0.0, -0.01, 0.02]})
+    table = comparison(summary, confirmations, baseline="base")
+    row = table.set_index("method").loc["up"]
+    text = format_table(table).splitlines()
+    assert "seeds only" in text[0]
+    assert f"[{row['seed_diff_ci95_low']:+.3f}, {row['seed_diff_ci95_high']:+.3f}]" in text[1]
+    assert text[-1].startswith("intervals: 95%, across 3 replicates of the whole pipeline")
+    assert "paired t over their mean differences (2 df)" in text[-1] and "over training seeds only" not in text[-1]
+    said = "\n".join(resolution_lines(table))
+    assert f"**up** vs base: {row['diff_vs_baseline']:+.4f} [{row['diff_ci95_low']:+.4f}, " in said
+    assert "across 3 replicates" in said and "with 3 replicates and this spread" in said
+    assert "over the seeds only (each replicate's draw and search held fixed)" in said
+    assert "replicates are the independent unit" in said and "the paired t's unadjusted p" in said
+    assert "needs |d|" not in said and "could not have been resolved" not in said
+    assert "mean over the replicates" in "\n".join(selection_lines(table))
+    per = by_replicate(summary, confirmations, "base")
+    assert list(per["replicate"]) == [0, 0, 1, 1, 2, 2] and set(per["replicates"]) == {1}
+    assert any(line.startswith("| 2 | up | 0.9200 |") for line in replicate_lines(per))

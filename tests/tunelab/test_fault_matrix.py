@@ -242,6 +242,17 @@ CASES = [
     ("compare with a repeated method", ["compare", "--methods", "arcface,arcface"], ["names 'arcface' twice"]),
     ("compare with a baseline not compared", ["compare", "--methods", "classifier,arcface", "--baseline", "adarand"],
      ["--baseline 'adarand' is not one of the compared methods"]),
+    ("compare zero replicates", ["compare", "--out", "{d}/cmp", "--replicates", "0"],
+     ["argument --replicates: 0 is out of range", "allowed: a whole number >= 1"]),
+    ("compare negative replicates", ["compare", "--out", "{d}/cmp", "--replicates", "-1"],
+     ["argument --replicates: -1 is out of range", "allowed: a whole number >= 1"]),
+    ("compare replicates nan", ["compare", "--out", "{d}/cmp", "--replicates", "nan"],
+     ["argument --replicates: 'nan' is not valid", "allowed: a whole number >= 1"]),
+    ("compare replicates not a number", ["compare", "--out", "{d}/cmp", "--replicates", "x"],
+     ["argument --replicates: 'x' is not valid", "allowed: a whole number >= 1"]),
+    ("compare replicates with source overlapping target", ["compare", "--out", "{d}/cmp", "--replicates", "3",
+                                                           "--source-classes", "3-6"],
+     ["--source-classes '3-6' and --classes '5-9' share classes 5, 6", "must not include the target's classes"]),
 
     # ------------------------------------------------------------------ round 3, 2: identities
     # (fine-tuning runs of a small_cnn: the leak guard refuses before any training)
