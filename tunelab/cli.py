@@ -345,7 +345,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
           f"{mode})")
     if args.json:
         print(dumps({"out": result["out"], "rows": _rows(result["table"]), "wall_s": result["wall_s"],
-                     "searches_s": result["searches_s"], "parallel": result["parallel"],
+                     "searches_s": result["searches_s"], "phases_s": result["phases_s"], "parallel": result["parallel"],
                      "experiments": result["experiments"]}))
     return 0
 

@@ -65,6 +65,7 @@ def _say(text: str) -> None:
 
 
 def run_compare(opts: CompareOptions) -> dict[str, Any]:
+    checks_began = time.perf_counter()
     check_options(opts)
     opts = dataclasses.replace(opts, mlflow=absolute_tracking_uri(opts.mlflow))  # each search records it so
     check_trackers(opts.mlflow, opts.wandb)
@@ -83,34 +84,50 @@ def run_compare(opts: CompareOptions) -> dict[str, Any]:
     began = time.perf_counter()
     save_state(out, state)
     try:
-        return _compare(opts, out, state, share, began)
+        return _compare(opts, out, state, share, began, checks_s=began - checks_began)
     except KeyboardInterrupt:
         _say(f"interrupted; what finished is kept in {out}: run the same command with --out {out} to continue")
         raise
 
 
 def _compare(opts: CompareOptions, out: Path, state: dict[str, Any], share: float | None,
-             began: float) -> dict[str, Any]:
+             began: float, checks_s: float = 0.0) -> dict[str, Any]:
+    phases = {"checks": checks_s}  # where the run's seconds went, phase by phase
+    clock = time.perf_counter()
+
+    def lap(phase: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        phases[phase] = phases.get(phase, 0.0) + now - clock
+        clock = now
+
     end_what_a_killed_run_left(state.get("ray", {}))
     private = starts_private_instance(opts.address)
     connect_ray(opts.address)
     state["ray"] = {**ray_session(private), "host": socket.gethostname(), "pid": os.getpid()}
     save_state(out, state)
+    lap("ray")
     backbone = source_backbone(opts, out) if needs_backbone(opts) else None  # one for every replicate
-    experiments, confirmations, searches_s = {}, [], 0.0
+    lap("source backbone")
+    experiments, confirmations = {}, []
     for replicate in range(opts.replicates):
         found, seconds, confirmed = run_replicate(opts, out, backbone, share, state, replicate)
         experiments.update({(replicate, m): s for m, s in found.items()})
-        searches_s += seconds
         confirmations.append(confirmed)
+        phases["searches"] = phases.get("searches", 0.0) + seconds
+        lap("confirmations")
+        phases["confirmations"] -= seconds
     from analysis.report import write_report
 
     _say(f"writing the report to {out / 'report'}")
     report = write_report([s["experiment"] for s in experiments.values()], out / "report",
                           confirmations[0] if len(confirmations) == 1 else pd.concat(confirmations, ignore_index=True),
                           baseline=opts.baseline, replicates=replicate_of(opts, experiments))
+    lap("report and plots")
+    wall = time.perf_counter() - began
+    _say(f"where the {wall + checks_s:.0f} s went: " + ", ".join(f"{k} {v:.0f} s" for k, v in phases.items()))
     return {"out": str(out), "report": str(out / "report" / "report.md"), "table": report["table"],
-            "wall_s": time.perf_counter() - began, "searches_s": searches_s, "parallel": opts.parallel,
+            "wall_s": wall, "searches_s": phases["searches"], "phases_s": phases, "parallel": opts.parallel,
             "experiments": {rep.search_key(opts, m, r): s["experiment"] for (r, m), s in experiments.items()}}
 
 
