@@ -1,0 +1,383 @@
+"""What compare's intervals and verdicts mean, measured by simulation with a known true difference.
+
+Two subcommands:
+
+    estimate  trains real runs on the main job's task and estimates the variance components of
+              test accuracy; writes them (and every run) to a JSON file.
+    simulate  reads that file and simulates many comparisons with known true differences; prints
+              the coverage of the 95% intervals, the rate of false "resolved" verdicts, and power.
+
+The model (one compare = R replicates, K methods and one baseline, S seeds per method and replicate):
+
+    acc[m, r, s] = mu_m + u[r] + v[m, r] + e[m, r, s]
+
+u[r]: the data draw (which training images, which validation split), shared by every method of a
+replicate; v[m, r]: the method's own luck in that replicate (its interaction with the data draw,
+plus which config its search found); e[m, r, s]: the training seed. Accuracies are rounded to the
+test set's grid (k / test images) and clipped to [0, 1].
+
+How each component is estimated (`estimate`):
+
+- seed noise e, per method: the sample variance of the compare's own confirmation seeds
+  (COMPARE/report/confirmations.csv: one data draw, one search, S = 25 seeds).
+- data draw u and method-by-draw interaction v_data: each method's best config (from the compare's
+  searches, fixed) retrained on other data draws (split_seed 1..R) with S seeds each, and a two-way
+  random-effects ANOVA (methods x draws, seeds within cells), method of moments.
+- search luck v_search cannot be measured cheaply (it takes a fresh search per replicate). Its
+  stand-in: the test accuracy of the configs a search ranked 2nd and 3rd beside its winner (one
+  data draw, S seeds each), one-way ANOVA between configs. A fresh search picks some such
+  near-best config; how much their true accuracies differ is the scale of that luck. `simulate`
+  prints a sensitivity table at 0x, 1x and 2x of its standard deviation.
+
+The verdicts in `simulate` are computed by the functions compare itself uses: analysis.stats.paired
+(R > 1) or analysis.stats.welch (R = 1) for the interval and p-value, analysis.tables.resolve
+(Holm, ALPHA) for "resolved", analysis.stats.min_detectable_paired_diff / min_detectable_diff at
+analysis.tables.POWER. Results: benchmarks/RESULTS.md ("compare's intervals and verdicts, by
+simulation").
+
+    .venv/bin/python benchmarks/coverage.py estimate --compare compare/digits-20261203-083338 \\
+        --split-seeds 1-6 --seeds 3 --out benchmarks/coverage_components.json
+    .venv/bin/python benchmarks/coverage.py simulate --components benchmarks/coverage_components.json \\
+        --comparisons 3000
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as a script from anywhere
+    sys.path.insert(0, str(ROOT))
+
+from analysis import stats  # noqa: E402  (after the path fix above)
+from analysis.tables import ALPHA, POWER, resolve  # noqa: E402
+
+FORMAT = 1
+
+
+# ---------------------------------------------------------------------------------------------
+# Estimators (method of moments). Plain numpy: no statsmodels.
+
+
+def two_way_components(y: np.ndarray) -> dict[str, float]:
+    """Variance components of a balanced two-way random-effects layout with replication.
+
+    y has shape (M, R, S): M methods (fixed effects, any means), R data draws, S seeds in every
+    cell. Model: y[m, r, s] = mu_m + u[r] + v[m, r] + e[m, r, s], with u ~ (0, var_u),
+    v ~ (0, var_v), e ~ (0, var_e) independent. The ANOVA mean squares and their expectations:
+
+        MS_seed   = sum (y - cell mean)^2 / (M R (S - 1))                  E = var_e
+        MS_inter  = S sum (cell - method mean - draw mean + grand)^2
+                    / ((M - 1)(R - 1))                                     E = var_e + S var_v
+        MS_draw   = M S sum (draw mean - grand)^2 / (R - 1)                E = var_e + S var_v + M S var_u
+
+    so var_e = MS_seed, var_v = (MS_inter - MS_seed) / S, var_u = (MS_draw - MS_inter) / (M S).
+    These hold also when var_e differs between methods (var_e is then their mean), because the
+    layout is balanced. Estimates below 0 are returned as they are (`*_raw`) and truncated at 0.
+    """
+    y = np.asarray(y, dtype=float)
+    if y.ndim != 3 or min(y.shape[:2]) < 2 or y.shape[2] < 2:
+        raise ValueError(f"need shape (methods >= 2, draws >= 2, seeds >= 2), got {y.shape}")
+    m, r, s = y.shape
+    cell = y.mean(axis=2)
+    method_mean = cell.mean(axis=1, keepdims=True)
+    draw_mean = cell.mean(axis=0, keepdims=True)
+    grand = cell.mean()
+    ms_seed = float(((y - cell[..., None]) ** 2).sum() / (m * r * (s - 1)))
+    ms_inter = float(s * ((cell - method_mean - draw_mean + grand) ** 2).sum() / ((m - 1) * (r - 1)))
+    ms_draw = float(m * s * ((draw_mean - grand) ** 2).sum() / (r - 1))
+    var_v = (ms_inter - ms_seed) / s
+    var_u = (ms_draw - ms_inter) / (m * s)
+    return {"ms_seed": ms_seed, "ms_inter": ms_inter, "ms_draw": ms_draw,
+            "df_seed": m * r * (s - 1), "df_inter": (m - 1) * (r - 1), "df_draw": r - 1,
+            "var_e": ms_seed, "var_v_raw": var_v, "var_u_raw": var_u,
+            "var_v": max(var_v, 0.0), "var_u": max(var_u, 0.0)}
+
+
+def one_way_components(groups: np.ndarray) -> dict[str, float]:
+    """Between- and within-group variance of a balanced one-way random-effects layout.
+
+    groups has shape (k, S): k groups (here: configs), S values each. Model y[c, s] = mu + a[c] +
+    e[c, s]; MS_within = sum (y - group mean)^2 / (k (S - 1)) estimates var_e, MS_between = S sum
+    (group mean - grand)^2 / (k - 1) estimates var_e + S var_a, so var_a = (MS_between -
+    MS_within) / S (truncated at 0; `var_between_raw` as computed).
+    """
+    y = np.asarray(groups, dtype=float)
+    if y.ndim != 2 or y.shape[0] < 2 or y.shape[1] < 2:
+        raise ValueError(f"need shape (groups >= 2, values >= 2), got {y.shape}")
+    k, s = y.shape
+    means = y.mean(axis=1)
+    ms_within = float(((y - means[:, None]) ** 2).sum() / (k * (s - 1)))
+    ms_between = float(s * ((means - means.mean()) ** 2).sum() / (k - 1))
+    raw = (ms_between - ms_within) / s
+    return {"ms_between": ms_between, "ms_within": ms_within, "df_between": k - 1, "df_within": k * (s - 1),
+            "var_between_raw": raw, "var_between": max(raw, 0.0)}
+
+
+def pooled_one_way(layouts: list[np.ndarray]) -> dict[str, float]:
+    """`one_way_components` over several layouts of the same shape (here: one per method), their
+    sums of squares and degrees of freedom pooled: one between-config variance for all."""
+    parts = [one_way_components(y) for y in layouts]
+    s = np.asarray(layouts[0]).shape[1]
+    df_b, df_w = sum(p["df_between"] for p in parts), sum(p["df_within"] for p in parts)
+    ms_b = sum(p["ms_between"] * p["df_between"] for p in parts) / df_b
+    ms_w = sum(p["ms_within"] * p["df_within"] for p in parts) / df_w
+    raw = (ms_b - ms_w) / s
+    return {"ms_between": ms_b, "ms_within": ms_w, "df_between": df_b, "df_within": df_w,
+            "var_between_raw": raw, "var_between": max(raw, 0.0)}
+
+
+# ---------------------------------------------------------------------------------------------
+# estimate: real runs
+
+
+def parse_seeds(text: str) -> list[int]:
+    """'1-6' or '1,2,5' -> a list of ints."""
+    out: list[int] = []
+    for part in text.split(","):
+        low, _, high = part.partition("-")
+        out += list(range(int(low), int(high or low) + 1))
+    return out
+
+
+@contextlib.contextmanager
+def allow_disjoint_source() -> Iterator[None]:
+    """Let the compare's one source backbone (digits 0-4, split_seed 0) fine-tune other data draws
+    (split_seed r) of digits 5-9. The leak guard refuses any other split_seed before it looks at
+    the classes; with no class in common, no source image can be a target image whatever the split,
+    so for that case only the guard is asked with the split keys taken as the target's. Every other
+    check (the classes, another dataset, a rotation source) runs unchanged."""
+    from trainables import pretrained
+    from trainables.identity import data_identity
+    from trainables.subsets import parse_classes
+
+    original = pretrained._refuse_leaky_source
+
+    def guard(source: dict, config, path: Path) -> None:
+        disjoint = (source.get("task", "supervised") != "rotation" and config.classes and source.get("classes")
+                    and pretrained.shared_classes(parse_classes(str(source["classes"])),
+                                                  parse_classes(config.classes)) is None)
+        if disjoint:
+            own = data_identity(config)
+            source = {**source, "val_fraction": own["val_fraction"], "split_seed": own["split_seed"]}
+        original(source, config, path)
+
+    pretrained._refuse_leaky_source = guard
+    try:
+        yield
+    finally:
+        pretrained._refuse_leaky_source = original
+
+
+def ranked_configs(experiment: Path, top: int) -> list[tuple[str, dict[str, Any]]]:
+    """The `top` best trials of a search by compare's rule (analysis.load.rank_trials): (trial id, full config)."""
+    from analysis.load import load_experiment, rank_trials, read_record, trial_summary
+    from analysis.tables import config_of
+    from trainables import get_method
+    from trainables.config import build_config, to_dict
+
+    record = read_record(experiment)
+    ranked = rank_trials(trial_summary(load_experiment(experiment), record["metric"], record["mode"]),
+                         record["metric"], record["mode"])
+    method = get_method(record["method"])
+    return [(str(row["trial_id"]), to_dict(build_config(method.config_class, config_of(row))))
+            for _, row in ranked.head(top).iterrows()]
+
+
+def read_runs(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def estimate(args: argparse.Namespace) -> None:
+    from analysis.reproduce import confirm
+    from trainables import metrics as M
+
+    compare = Path(args.compare)
+    out = Path(args.out)
+    progress = Path(str(out) + ".runs.jsonl")  # each finished run at once: a killed estimate continues
+    summary = json.loads((compare / "compare.json").read_text())
+    methods = args.methods.split(",") if args.methods else summary["options"]["methods"]
+    table = pd.read_csv(compare / "report" / "comparison.csv")
+    baseline = str(table["baseline"].dropna().iloc[0])
+    confirmations = pd.read_csv(compare / "report" / "confirmations.csv")
+    split_seeds, seeds = parse_seeds(args.split_seeds), list(range(args.seeds))
+    configs = {m: ranked_configs(compare / "runs" / m, args.configs) for m in methods}
+
+    # (part, method, split_seed, config rank, seed): the draws first, then the search stand-in
+    plan = [("draw", m, r, 1, s) for r in split_seeds for m in methods for s in seeds]
+    plan += [("search", m, 0, c, s) for m in methods for c in range(2, args.configs + 1)
+             for s in range(args.config_seeds)]
+    runs = read_runs(progress)
+    # The winner's seeds at split_seed 0 are the compare's own confirmation runs (retraining one
+    # repeats its test/acc exactly on a CPU: analysis.reproduce), taken from its table, not rerun.
+    runs = [r for r in runs if r.get("from") != "confirmations"]
+    for m in methods:
+        for s in range(args.config_seeds):
+            hit = confirmations[(confirmations["method"] == m) & (confirmations["seed"] == s)]
+            if len(hit) != 1 or str(hit["trial_id"].iloc[0]) != configs[m][0][0]:
+                raise SystemExit(f"coverage.py: {compare}/report/confirmations.csv has no single row of {m}'s "
+                                 f"best trial {configs[m][0][0]} at seed {s}")
+            runs.append({"part": "search", "method": m, "split_seed": 0, "rank": 1, "trial_id": str(hit["trial_id"].iloc[0]),
+                         "seed": s, "test_acc": float(hit["test/acc"].iloc[0]), "val_acc_best": float(hit["val/acc_best"].iloc[0]),
+                         "seconds": 0.0, "from": "confirmations"})
+    done = {(r["part"], r["method"], r["split_seed"], r["rank"], r["seed"]) for r in runs}
+    todo = [p for p in plan if p not in done]
+    print(f"{len(plan)} runs planned ({len(done)} done in an earlier run): methods {','.join(methods)}; "
+          f"draws: split_seed {split_seeds} x seeds {seeds}; search: the top {args.configs} configs x "
+          f"{args.config_seeds} seeds at split_seed 0", flush=True)
+    began = time.perf_counter()
+    with allow_disjoint_source():
+        for i, (part, method, split_seed, rank, seed) in enumerate(todo):
+            trial_id, config = configs[method][rank - 1]
+            t0 = time.perf_counter()
+            final = confirm(method, {**config, "split_seed": split_seed}, seed)[-1]
+            row = {"part": part, "method": method, "split_seed": split_seed, "rank": rank, "trial_id": trial_id,
+                   "seed": seed, "test_acc": final.get(M.TEST_ACC), "val_acc_best": final.get(M.VAL_ACC_BEST),
+                   "seconds": round(time.perf_counter() - t0, 2)}
+            runs.append(row)
+            with progress.open("a") as f:
+                f.write(json.dumps(row) + "\n")
+            left = (time.perf_counter() - began) / (i + 1) * (len(todo) - i - 1)
+            print(f"[{i + 1}/{len(todo)}] {part} {method} split_seed={split_seed} config#{rank} seed={seed}: "
+                  f"test/acc {row['test_acc']:.4f} ({row['seconds']:.1f} s; ~{left / 60:.0f} min left)", flush=True)
+    wall = time.perf_counter() - began
+    result = components_from(runs, confirmations, methods, baseline, split_seeds, seeds, args.configs,
+                             args.config_seeds)
+    result["source"] = {
+        "compare": str(args.compare), "compare_commit": _compare_commit(compare), "commit": _git_head(),
+        "command": "benchmarks/coverage.py " + " ".join(sys.argv[1:]),
+        "task": {k: summary["options"][k] for k in ("dataset", "classes", "train_per_class", "source_classes",
+                                                     "max_epochs", "num_samples", "seeds")},
+        "test_images": _test_images(summary["options"]),
+        "wall_s_this_run": round(wall, 1), "train_s_all_runs": round(sum(r["seconds"] for r in runs), 1),
+    }
+    result["runs"] = runs
+    out.write_text(json.dumps(result, indent=1) + "\n")
+    progress.unlink()  # every run is in OUT now
+    print_components(result)
+    print(f"wrote {out} (runs {len(runs)}, this run {wall:.0f} s)")
+
+
+def components_from(runs: list[dict[str, Any]], confirmations: pd.DataFrame, methods: list[str], baseline: str,
+                    split_seeds: list[int], seeds: list[int], configs: int, config_seeds: int) -> dict[str, Any]:
+    """The components from the runs and the compare's confirmations (see the module docstring)."""
+    frame = pd.DataFrame(runs)
+    per_method = {}
+    for m in methods:
+        acc = stats.finite(confirmations.loc[confirmations["method"] == m, "test/acc"])
+        per_method[m] = {"mean": float(acc.mean()), "seed_sd": float(acc.std(ddof=1)), "n_seeds": int(len(acc)),
+                         "residuals": [float(x) for x in acc - acc.mean()]}
+    draws = frame[frame["part"] == "draw"]
+    y = np.array([[[_one(draws, m, r, 1, s) for s in seeds] for r in split_seeds] for m in methods])
+    two_way = two_way_components(y)
+    # per method, the per-draw difference to the baseline: var = 2 var_v + (var_e,m + var_e,b) / S
+    cell = y.mean(axis=2)
+    b = methods.index(baseline)
+    diffs = {m: {"per_draw": [float(x) for x in cell[i] - cell[b]], "sd": float(np.std(cell[i] - cell[b], ddof=1))}
+             for i, m in enumerate(methods) if i != b}
+    search = frame[frame["part"] == "search"]
+    layouts = [np.array([[_one(search, m, 0, c, s) for s in range(config_seeds)] for c in range(1, configs + 1)])
+               for m in methods]
+    one_way = pooled_one_way(layouts)
+    return {
+        "format": FORMAT, "baseline": baseline, "methods": per_method,
+        "seed_sd_draw_runs": {m: float(np.sqrt(((y[i] - y[i].mean(axis=1, keepdims=True)) ** 2).sum()
+                                               / (len(split_seeds) * (len(seeds) - 1)))) for i, m in enumerate(methods)},
+        "data_draw": {"split_seeds": split_seeds, "seeds": seeds, **two_way,
+                      "sd_u": math.sqrt(two_way["var_u"]), "sd_v_data": math.sqrt(two_way["var_v"]),
+                      "cell_means": {m: [float(x) for x in cell[i]] for i, m in enumerate(methods)},
+                      "diff_to_baseline": diffs},
+        "search": {"configs": configs, "seeds": list(range(config_seeds)), "split_seed": 0, **one_way,
+                   "sd_search": math.sqrt(one_way["var_between"]),
+                   "per_method": {m: one_way_components(layouts[i]) for i, m in enumerate(methods)},
+                   "config_means": {m: [float(x) for x in layouts[i].mean(axis=1)] for i, m in enumerate(methods)}},
+    }
+
+
+def _one(frame: pd.DataFrame, method: str, split_seed: int, rank: int, seed: int) -> float:
+    hit = frame[(frame["method"] == method) & (frame["split_seed"] == split_seed) & (frame["rank"] == rank)
+                & (frame["seed"] == seed)]
+    if len(hit) != 1:
+        raise ValueError(f"expected one run of {method} split_seed={split_seed} config#{rank} seed={seed}, got {len(hit)}")
+    return float(hit["test_acc"].iloc[0])
+
+
+def _test_images(options: dict[str, Any]) -> int:
+    from trainables.data import DataOptions, load_dataset
+
+    bundle = load_dataset(DataOptions(dataset=options["dataset"], classes=options["classes"] or "",
+                                      train_per_class=options["train_per_class"]))
+    return len(bundle.test)
+
+
+def _git_head() -> str | None:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def _compare_commit(compare: Path) -> str | None:
+    from analysis.load import read_record
+
+    try:
+        return read_record(next(p for p in sorted((compare / "runs").iterdir()) if p.is_dir())).get("git_commit")
+    except Exception:  # provenance only
+        return None
+
+
+def print_components(c: dict[str, Any]) -> None:
+    d, s = c["data_draw"], c["search"]
+    print(f"seed noise (compare's confirmations, one draw, one search):")
+    for m, v in c["methods"].items():
+        print(f"  {m:10s} mean {v['mean']:.4f}  seed sd {v['seed_sd']:.4f}  (n = {v['n_seeds']}; "
+              f"in the draw runs {c['seed_sd_draw_runs'][m]:.4f})")
+    print(f"data draws (split_seed {d['split_seeds']}, seeds {d['seeds']}): sd_u {d['sd_u']:.4f} "
+          f"(raw var {d['var_u_raw']:+.2e}, df {d['df_draw']}), sd_v_data {d['sd_v_data']:.4f} "
+          f"(raw var {d['var_v_raw']:+.2e}, df {d['df_inter']}), seed sd pooled {math.sqrt(d['var_e']):.4f} "
+          f"(df {d['df_seed']})")
+    for m, x in d["diff_to_baseline"].items():
+        print(f"  {m:10s} - {c['baseline']}: per-draw differences sd {x['sd']:.4f}: "
+              + " ".join(f"{v:+.3f}" for v in x["per_draw"]))
+    print(f"search stand-in (top {s['configs']} configs x {len(s['seeds'])} seeds): sd_search {s['sd_search']:.4f} "
+          f"(raw var {s['var_between_raw']:+.2e}, df {s['df_between']} between / {s['df_within']} within)")
+    for m, x in s["config_means"].items():
+        print(f"  {m:10s} config means " + " ".join(f"{v:.3f}" for v in x)
+              + f"  (between-config var {s['per_method'][m]['var_between_raw']:+.2e})")
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    est = sub.add_parser("estimate", help="train real runs; write the variance components")
+    est.add_argument("--compare", required=True, help="a finished compare folder (report/, runs/, compare.json)")
+    est.add_argument("--split-seeds", default="1-6", help="data draws to retrain on (split_seed 0 is the search's own)")
+    est.add_argument("--seeds", type=int, default=3, help="training seeds per method and data draw")
+    est.add_argument("--configs", type=int, default=3, help="search stand-in: the top N configs of each search")
+    est.add_argument("--config-seeds", type=int, default=3, help="search stand-in: seeds per config")
+    est.add_argument("--methods", default="", help="a subset of the compare's methods, baseline included (default: all)")
+    est.add_argument("--out", required=True)
+    args = parser.parse_args(argv)
+    if args.command == "estimate":
+        estimate(args)
+
+
+if __name__ == "__main__":
+    main()
