@@ -235,7 +235,7 @@ def estimate(args: argparse.Namespace) -> None:
                          "seconds": 0.0, "from": "confirmations"})
     done = {(r["part"], r["method"], r["split_seed"], r["rank"], r["seed"]) for r in runs}
     todo = [p for p in plan if p not in done]
-    print(f"{len(plan)} runs planned ({len(done)} done in an earlier run): methods {','.join(methods)}; "
+    print(f"{len(plan)} runs planned ({len(plan) - len(todo)} done in an earlier run; the winners at split_seed 0 from the confirmations): methods {','.join(methods)}; "
           f"draws: split_seed {split_seeds} x seeds {seeds}; search: the top {args.configs} configs x "
           f"{args.config_seeds} seeds at split_seed 0", flush=True)
     began = time.perf_counter()
@@ -361,6 +361,229 @@ def print_components(c: dict[str, Any]) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
+# simulate
+
+
+class Model:
+    """The generative model of one compare, with the components of an `estimate` file.
+
+    Methods are the file's methods; the baseline's mean is the file's (its confirmations' mean),
+    every other method's mean is the baseline's plus the difference asked for. `search_scale`
+    multiplies the search stand-in's standard deviation; v's variance is var_v_data + (scale *
+    sd_search)^2. `noise` 'normal' draws seed noise N(0, seed sd of the method); 'empirical'
+    resamples the method's own confirmation residuals (centred, scaled to the unbiased variance):
+    their skew and outliers (a seed that learnt badly) kept.
+    """
+
+    def __init__(self, components: dict[str, Any], noise: str = "empirical", search_scale: float = 1.0):
+        if noise not in ("normal", "empirical"):
+            raise ValueError(f"noise={noise!r}; allowed: normal, empirical")
+        self.baseline = components["baseline"]
+        names = list(components["methods"])
+        self.others = [m for m in names if m != self.baseline]
+        self.methods = [self.baseline] + self.others  # index 0 is the baseline
+        per = components["methods"]
+        self.mean_b = float(per[self.baseline]["mean"])
+        self.seed_sd = np.array([per[m]["seed_sd"] for m in self.methods])
+        self.residuals = []
+        for m in self.methods:
+            r = np.asarray(per[m]["residuals"], dtype=float)
+            r = r - r.mean()
+            scale = per[m]["seed_sd"] / r.std(ddof=0) if r.std(ddof=0) > 0 else 0.0
+            self.residuals.append(r * scale)
+        self.sd_u = float(components["data_draw"]["sd_u"])
+        self.sd_v = math.sqrt(components["data_draw"]["sd_v_data"] ** 2
+                              + (search_scale * components["search"]["sd_search"]) ** 2)
+        self.grid = int(components.get("source", {}).get("test_images") or 0)  # 0: no rounding
+        self.noise = noise
+
+    def draw(self, rng: np.random.Generator, n: int, replicates: int, seeds: int, diffs: np.ndarray) -> np.ndarray:
+        """n compares' accuracies, shape (n, methods, replicates, seeds); diffs: the true mean
+        difference of each method to the baseline (length = methods, baseline's 0)."""
+        k = len(self.methods)
+        mu = self.mean_b + np.asarray(diffs, dtype=float)
+        u = rng.normal(0.0, self.sd_u, (n, 1, replicates, 1))
+        v = rng.normal(0.0, self.sd_v, (n, k, replicates, 1))
+        if self.noise == "normal":
+            e = rng.normal(0.0, 1.0, (n, k, replicates, seeds)) * self.seed_sd[None, :, None, None]
+        else:
+            e = np.stack([rng.choice(self.residuals[i], (n, replicates, seeds)) for i in range(k)], axis=1)
+        y = mu[None, :, None, None] + u + v + e
+        if self.grid:
+            y = np.round(y * self.grid) / self.grid  # accuracies are k / test images
+        return np.clip(y, 0.0, 1.0)
+
+    def truth(self, diffs: np.ndarray, n: int = 400_000, seed: int = 12345) -> np.ndarray:
+        """The model's expected difference of each method to the baseline (rounding and clipping
+        make it differ slightly from `diffs`): a large sample of single accuracies."""
+        y = self.draw(np.random.default_rng(seed), n, 1, 1, diffs)[:, :, 0, 0].mean(axis=0)
+        return y - y[0]
+
+    def sd_of_replicate_difference(self, seeds: int) -> np.ndarray:
+        """The sd of one replicate's mean difference (method - baseline) per method: u cancels;
+        2 var_v + (var_e,m + var_e,b) / seeds (rounding to the grid not counted)."""
+        return np.sqrt(2 * self.sd_v ** 2 + (self.seed_sd ** 2 + self.seed_sd[0] ** 2) / seeds)
+
+
+def verdicts(y: np.ndarray) -> dict[str, np.ndarray]:
+    """compare's verdicts on simulated accuracies y (n, methods, replicates, seeds), baseline at
+    index 0: per comparison the difference, its 95% interval, p-value, Holm-adjusted p and
+    "resolved". R > 1: the paired t over the replicates' mean accuracies (analysis.stats.paired);
+    R = 1: Welch over the seeds (analysis.stats.welch); Holm and ALPHA by analysis.tables.resolve."""
+    n, k, replicates, _ = y.shape
+    out = {name: np.full((n, k - 1), np.nan) for name in ("diff", "low", "high", "p", "p_holm")}
+    out["resolved"] = np.zeros((n, k - 1), dtype=bool)
+    means = y.mean(axis=3)
+    for i in range(n):
+        rows = []
+        for j in range(1, k):
+            test = (stats.welch(y[i, j, 0], y[i, 0, 0]) if replicates == 1
+                    else stats.paired(means[i, j], means[i, 0]))
+            rows.append({"diff_p_value": test.p_value, "test": test})
+        resolve(rows)
+        for j, row in enumerate(rows):
+            t = row["test"]
+            out["diff"][i, j], out["low"][i, j], out["high"][i, j], out["p"][i, j] = t.diff, t.low, t.high, t.p_value
+            out["p_holm"][i, j] = row["diff_p_holm"]
+            out["resolved"][i, j] = bool(row["diff_resolved"])
+    return out
+
+
+def rate(hits: np.ndarray) -> tuple[float, float]:
+    """A rate and its standard error. hits (n,): binomial. hits (n, K), K comparisons of one
+    simulated compare (correlated: they share the baseline): the s.e. from the n compares' own
+    means (a cluster s.e.), at most the binomial s.e. with n."""
+    hits = np.asarray(hits, dtype=float)
+    if hits.ndim == 1:
+        p = float(hits.mean())
+        return p, math.sqrt(p * (1 - p) / len(hits))
+    per = hits.mean(axis=1)
+    return float(per.mean()), float(per.std(ddof=1) / math.sqrt(len(per))) if len(per) > 1 else math.nan
+
+
+def simulate_cell(model: Model, rng: np.random.Generator, n: int, replicates: int, seeds: int,
+                  diffs: np.ndarray) -> dict[str, Any]:
+    """One design at one set of true differences: coverage, significance and verdict rates."""
+    y = model.draw(rng, n, replicates, seeds, diffs)
+    v = verdicts(y)
+    truth = model.truth(diffs)[1:]
+    right_sign = np.sign(v["diff"]) == np.sign(truth)  # a verdict on the wrong side is no detection
+    return {
+        "coverage": rate((v["low"] <= truth) & (truth <= v["high"])),
+        "significant": rate(v["p"] < ALPHA),  # unadjusted two-sided test at ALPHA, either side
+        "resolved": rate(v["resolved"]),  # compare's verdict: Holm over the K comparisons
+        "any_resolved": rate(v["resolved"].any(axis=1)),  # family-wise
+        "significant_right": rate((v["p"] < ALPHA) & right_sign),
+        "resolved_right": rate(v["resolved"] & right_sign),
+        "truth": truth, "verdicts": v, "y": y,
+    }
+
+
+def fmt(r: tuple[float, float]) -> str:
+    return f"{100 * r[0]:5.1f}% +- {100 * r[1]:.1f}"
+
+
+def goal(value: float, low: float, high: float) -> str:
+    return "PASS" if low <= value <= high else "MISS"
+
+
+def design_name(replicates: int, seeds: int) -> str:
+    kind = "Welch over seeds (seed-only)" if replicates == 1 else "paired t over replicates"
+    return f"R={replicates} S={seeds:<2d} {kind}"
+
+
+def simulate(args: argparse.Namespace) -> None:
+    components = json.loads(Path(args.components).read_text())
+    rng = np.random.default_rng(args.seed)
+    n = args.comparisons
+    designs = [(1, args.single_seeds)] + [(r, args.seeds) for r in parse_seeds(args.replicates)]
+    scales = [float(x) for x in args.search_scales.split(",")]
+    noises = args.noise.split(",")
+    began = time.perf_counter()
+    model = Model(components, noises[0], 1.0)
+    k = len(model.others)
+    print(f"model: baseline {model.baseline} (mean {model.mean_b:.4f}), {k} methods against it: "
+          f"{', '.join(model.others)}; sd_u {model.sd_u:.4f}, sd_v_data "
+          f"{components['data_draw']['sd_v_data']:.4f}, sd_search {components['search']['sd_search']:.4f}, "
+          f"seed sd {', '.join(f'{s:.4f}' for s in model.seed_sd)}; accuracies on a grid of "
+          f"1/{model.grid} test images")
+    print(f"{n} simulated compares per row (each: {k} comparisons with the baseline); +- is one standard error; "
+          f"coverage and per-comparison rates pool the {k} comparisons (s.e. from the compares' means)")
+
+    print(f"\n## Coverage of the 95% interval and false 'resolved' at true difference 0 "
+          f"(goals for R > 1: coverage 93-97%, false resolved <= 5% per comparison and family-wise)")
+    print(f"{'noise':9s} {'search':6s} {'design':43s} {'coverage':>14s} {'p<0.05':>14s} {'resolved (Holm)':>15s} "
+          f"{'any resolved':>14s}  verdict")
+    zero = np.zeros(k + 1)
+    for noise in noises:
+        for scale in scales:
+            model = Model(components, noise, scale)
+            for replicates, seeds in designs:
+                c = simulate_cell(model, rng, n, replicates, seeds, zero)
+                verdict = ("(seed-only: no goal)" if replicates == 1 else
+                           " ".join([goal(c["coverage"][0], 0.93, 0.97), goal(c["resolved"][0], 0, 0.05),
+                                     goal(c["any_resolved"][0], 0, 0.05)]))
+                print(f"{noise:9s} {scale:4.1f}x  {design_name(replicates, seeds):43s} {fmt(c['coverage']):>14s} "
+                      f"{fmt(c['significant']):>14s} {fmt(c['resolved']):>15s} {fmt(c['any_resolved']):>14s}  {verdict}",
+                      flush=True)
+
+    model = Model(components, args.power_noise, 1.0)
+    print(f"\n## Power: every method {', '.join(f'{d:+.2f}' for d in args.power_diffs)} above the baseline "
+          f"(noise {args.power_noise}, search 1.0x)")
+    print("(a detection counts only on the right side: p < 0.05 or resolved with the difference's own sign)")
+    print(f"{'true diff':9s} {'design':43s} {'p<0.05':>14s} {'resolved (Holm)':>15s} {'coverage':>14s}")
+    for d in args.power_diffs:
+        diffs = np.r_[0.0, np.full(k, d)]
+        for replicates, seeds in designs:
+            c = simulate_cell(model, rng, n, replicates, seeds, diffs)
+            print(f"{d:+9.3f} {design_name(replicates, seeds):43s} {fmt(c['significant_right']):>14s} "
+                  f"{fmt(c['resolved_right']):>15s} {fmt(c['coverage']):>14s}", flush=True)
+
+    print(f"\n## min_detectable_paired_diff at {POWER:.0%} power against simulated power "
+          f"(noise {args.power_noise}, search 1.0x; power = p < 0.05 on either side, the unadjusted two-sided test the "
+          f"figure is stated for)")
+    print(f"{'design':43s} {'true-sd MDD':>11s} {'power there':>14s} {'median reported MDD':>19s} "
+          f"{'power there':>14s} {'reported MDD: 10%-90%':>21s}")
+    for replicates, seeds in designs:
+        # the difference detected with POWER were the spread known: the test's own noncentral t at
+        # the model's sd (R = 1: Welch's figure at the model's seed sds, which is all it sees)
+        if replicates == 1:
+            true_mdd = [stats.min_detectable_diff(model.seed_sd[j] * _unit(seeds), model.seed_sd[0] * _unit(seeds),
+                                                  POWER, ALPHA) for j in range(1, k + 1)]
+        else:
+            sd = model.sd_of_replicate_difference(seeds)[1:]
+            true_mdd = [stats.detectable_diff(stats.Welch(0.0, float(x) / math.sqrt(replicates), replicates - 1.0,
+                                                          0.0, 0.0, 1.0), POWER, ALPHA) for x in sd]
+        true_mdd = np.asarray(true_mdd)
+        at_true = simulate_cell(model, rng, n, replicates, seeds, np.r_[0.0, true_mdd])
+        # what compare would print: the figure from each simulated compare's own spread
+        probe = model.draw(rng, min(n, args.mdd_sample), replicates, seeds, np.zeros(k + 1))
+        reported = np.array([[_reported_mdd(probe[i, j], probe[i, 0], replicates) for j in range(1, k + 1)]
+                             for i in range(len(probe))])
+        median = np.nanmedian(reported, axis=0)
+        at_median = simulate_cell(model, rng, n, replicates, seeds, np.r_[0.0, median])
+        lo, hi = np.nanpercentile(reported, [10, 90])
+        print(f"{design_name(replicates, seeds):43s} {true_mdd.mean():11.4f} {fmt(at_true['significant']):>14s} "
+              f"{median.mean():19.4f} {fmt(at_median['significant']):>14s} {f'{lo:.4f}-{hi:.4f}':>21s}", flush=True)
+    print(f"\n(MDD columns: the mean over the {k} methods of each one's own figure; each method simulated at its own.)")
+    print(f"simulate: {time.perf_counter() - began:.0f} s")
+
+
+def _unit(n: int) -> np.ndarray:
+    """n values with mean 0 and sample sd exactly 1."""
+    x = np.arange(n, dtype=float)
+    x -= x.mean()
+    return x / x.std(ddof=1)
+
+
+def _reported_mdd(a: np.ndarray, b: np.ndarray, replicates: int) -> float:
+    """compare's 80%-power figure for one comparison: a, b have shape (replicates, seeds)."""
+    if replicates == 1:
+        return stats.min_detectable_diff(a[0], b[0], POWER, ALPHA)
+    return stats.min_detectable_paired_diff(a.mean(axis=1), b.mean(axis=1), POWER, ALPHA)
+
+
+# ---------------------------------------------------------------------------------------------
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -374,9 +597,25 @@ def main(argv: list[str] | None = None) -> None:
     est.add_argument("--config-seeds", type=int, default=3, help="search stand-in: seeds per config")
     est.add_argument("--methods", default="", help="a subset of the compare's methods, baseline included (default: all)")
     est.add_argument("--out", required=True)
+    sim = sub.add_parser("simulate", help="simulate compares from the components; print coverage, errors, power")
+    sim.add_argument("--components", required=True, help="an `estimate` --out file")
+    sim.add_argument("--comparisons", type=int, default=3000, help="simulated compares per row (each: K comparisons)")
+    sim.add_argument("--replicates", default="3,5,8", help="replicate counts R > 1 (the row R = 1 is always there)")
+    sim.add_argument("--seeds", type=int, default=5, help="confirmation seeds per method and replicate when R > 1")
+    sim.add_argument("--single-seeds", type=int, default=25, help="seeds of the R = 1 row (compare's default)")
+    sim.add_argument("--search-scales", default="0,1,2", help="multiples of the search stand-in's sd")
+    sim.add_argument("--noise", default="normal,empirical", help="seed-noise models for the coverage table")
+    sim.add_argument("--power-noise", default="empirical", choices=["normal", "empirical"])
+    sim.add_argument("--power-diffs", type=lambda t: [float(x) for x in t.split(",")], default=[0.03, 0.05])
+    sim.add_argument("--mdd-sample", type=int, default=400, help="compares whose reported 80%%-power figure is computed")
+    sim.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     if args.command == "estimate":
         estimate(args)
+    else:
+        if args.comparisons < 1 or args.seeds < 2 or args.single_seeds < 2:
+            parser.error("--comparisons must be >= 1, --seeds and --single-seeds >= 2")
+        simulate(args)
 
 
 if __name__ == "__main__":
