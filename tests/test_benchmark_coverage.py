@@ -54,6 +54,7 @@ def test_the_two_way_estimator_recovers_known_components(coverage):
     assert got["var_e"] == pytest.approx(np.mean(seed_sds ** 2), rel=0.05)  # the methods' mean seed variance
     assert got["var_v"] == pytest.approx(sd_v ** 2, rel=0.3)
     assert got["var_u"] == pytest.approx(sd_u ** 2, rel=0.3)
+    assert 0 < got["var_v_se"] < 0.3 * got["var_v"] and 0 < got["var_u_se"] < 0.3 * got["var_u"]
 
 
 def test_the_two_way_estimator_reports_a_negative_raw_component_and_truncates_it(coverage):
@@ -159,3 +160,11 @@ def test_simulate_prints_every_table_with_its_goals(tmp_path):
     assert "R=1 S=5  Welch over seeds (seed-only)" in out and "(seed-only: no goal)" in out
     assert any(line.startswith("empirical") and "R=3 S=3" in line and ("PASS" in line or "MISS" in line)
                for line in out.splitlines())
+
+
+def test_a_goal_is_measured_with_its_standard_error(coverage):
+    assert coverage.goal((0.95, 0.002), 0.93, 0.97) == "PASS"
+    assert coverage.goal((0.051, 0.004), -math.inf, 0.05) == "MISS~"  # within 2 s.e. of the edge: undecided
+    assert coverage.goal((0.049, 0.004), -math.inf, 0.05) == "PASS~"
+    assert coverage.goal((0.0, 0.0), -math.inf, 0.05) == "PASS"
+    assert coverage.goal((0.90, 0.005), 0.93, 0.97) == "MISS"
