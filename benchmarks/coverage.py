@@ -222,6 +222,9 @@ def estimate(args: argparse.Namespace) -> None:
     methods = args.methods.split(",") if args.methods else summary["options"]["methods"]
     table = pd.read_csv(compare / "report" / "comparison.csv")
     baseline = str(table["baseline"].dropna().iloc[0])
+    if baseline not in methods or len(methods) < 2 or 0 in parse_seeds(args.split_seeds):
+        raise SystemExit(f"coverage.py: --methods needs the baseline {baseline} and one more method, and "
+                         "--split-seeds other draws than the search's own split_seed 0")
     confirmations = pd.read_csv(compare / "report" / "confirmations.csv")
     split_seeds, seeds = parse_seeds(args.split_seeds), list(range(args.seeds))
     configs = {m: ranked_configs(compare / "runs" / m, args.configs) for m in methods}
