@@ -150,7 +150,7 @@ def test_options_are_declared_once_the_command_line_and_the_objects_agree():
     import dataclasses
 
     from tunelab.cli import build_parser
-    from tunelab.compare import CompareOptions, parse_methods
+    from tunelab.compare_options import CompareOptions, parse_methods
     from tunelab.driver import TuneOptions
     from tunelab.options import from_args
 
@@ -193,7 +193,7 @@ def test_version(capsys):
 
 def test_a_preset_fills_only_the_options_not_given():
     from tunelab.cli import build_parser
-    from tunelab.compare import PRESETS, CompareOptions, with_preset
+    from tunelab.compare_options import PRESETS, CompareOptions, with_preset
     from tunelab.options import from_args, given
 
     parser = build_parser()

@@ -523,7 +523,7 @@ def _recorded_experiment(folder: Path, name: str, **options) -> None:
 
 def _earlier_compare(folder: Path, **options) -> None:
     """An --out folder as an interrupted `compare --methods classifier` with `options` left it."""
-    from tunelab.compare import CompareOptions, parse_methods
+    from tunelab.compare_options import CompareOptions, parse_methods
     from tunelab.compare_state import open_state, save_state
 
     out = folder / "cmp"

@@ -12,7 +12,8 @@ from trainables.config import build_config
 from trainables.data import load_dataset
 from trainables.errors import ConfigError
 from tunelab.cli import main
-from tunelab.compare import CompareOptions, method_options
+from tunelab.compare import method_options
+from tunelab.compare_options import CompareOptions
 from tunelab.driver import fixed_values
 
 OUT = Path("/nonexistent/cmp")  # only named, never written
