@@ -223,8 +223,8 @@ def phase_breakdown(marks: list[dict], concurrency: int) -> dict[str, float]:
 def breakdown(args) -> None:
     storage = Path(tempfile.mkdtemp(prefix="tunelab-breakdown-"))
     floor = _floor()
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores; floor `import torch, ray; ray.init()`: "
-          f"{floor:.2f} s (median of 3)")
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the "
+          f"start; floor `import torch, ray; ray.init()`: {floor:.2f} s (median of 3)")
     columns = {}
     for concurrency in args.concurrency:
         for trials in args.trials:
@@ -238,6 +238,7 @@ def breakdown(args) -> None:
             print(f"{name}: wall {row['wall']:.1f} s, ratio {row['ratio wall / (training / concurrency)']:.3f}",
                   flush=True)
     frame = pd.DataFrame(columns)
+    print(f"load average {os.getloadavg()[0]:.1f} at the end (other work on the machine inflates every row)")
     print(frame.to_string(float_format=lambda v: f"{v:.3f}"))
     frame.to_csv(storage / "breakdown.csv")
     print(f"phase logs and breakdown.csv in {storage}")
