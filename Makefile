@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test test-all install bench-install clean
+.PHONY: run test test-fast test-all install bench-install clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,10 @@ run: $(VENV)/.installed
 # --durations: every CI log names the slowest tests (the default suite is kept under 10 minutes on 2 cores)
 test: $(VENV)/.installed
 	$(PY) -m pytest --durations=15
+
+# the edit-test loop: no test that starts Ray (markers ray and cluster) and no slow one
+test-fast: $(VENV)/.installed
+	$(PY) -m pytest -m 'not slow and not ray and not cluster'
 
 test-all: $(VENV)/.installed
 	$(PY) -m pytest -m ''
