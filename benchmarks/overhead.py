@@ -22,6 +22,10 @@ trial append to. The floor, measured in the same run: `python -c "import torch, 
     python benchmarks/overhead.py overhead --trials 16 --concurrency 1 2
     python benchmarks/overhead.py scaling
     python benchmarks/overhead.py breakdown
+    python benchmarks/overhead.py cli
+
+cli: wall time of `tunelab --help`-like commands and refusals that need no data, each a new
+process, against `python -c "import torch"`, interleaved round by round (median of --rounds).
 """
 from __future__ import annotations
 
@@ -244,6 +248,40 @@ def breakdown(args) -> None:
     print(f"phase logs and breakdown.csv in {storage}")
 
 
+CLI_COMMANDS = {
+    "import torch (reference)": ["-c", "import torch"],
+    "tunelab --version": ["-m", "tunelab.cli", "--version"],
+    "tunelab tune --help": ["-m", "tunelab.cli", "tune", "--help"],
+    "tunelab compare --help": ["-m", "tunelab.cli", "compare", "--help"],
+    "train classifier --set lr=nan": ["-m", "tunelab.cli", "train", "classifier", "--set", "lr=nan"],
+    "train classifier --set model=nope": ["-m", "tunelab.cli", "train", "classifier", "--set", "model=nope"],
+    "tune classifier --search bad": ["-m", "tunelab.cli", "tune", "classifier", "--search", "bad"],
+    "tune adarand --set rand_lr=-1": ["-m", "tunelab.cli", "tune", "adarand", "--set", "rand_lr=-1"],
+    "compare --seeds 0": ["-m", "tunelab.cli", "compare", "--seeds", "0"],
+}
+
+
+def cli(args) -> None:
+    import statistics
+    import subprocess
+    import sys
+
+    times: dict[str, list[float]] = {name: [] for name in CLI_COMMANDS}
+    for _ in range(args.rounds):  # round by round, so a burst of load hits every command alike
+        for name, argv in CLI_COMMANDS.items():
+            began = time.perf_counter()
+            subprocess.run([sys.executable, *argv], capture_output=True)
+            times[name].append(time.perf_counter() - began)
+    reference = statistics.median(times["import torch (reference)"])
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; "
+          f"median of {args.rounds} rounds")
+    for name, walls in times.items():
+        ratio = statistics.median(walls) / reference
+        verdict = "" if name.startswith("import torch") else ("  (goal <= 0.333: met)" if ratio <= 1 / 3
+                                                              else "  (goal <= 0.333: MISSED)")
+        print(f"{name:36s} {statistics.median(walls):6.3f} s  {ratio:5.3f}x import torch{verdict}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="what", required=True)
@@ -256,8 +294,10 @@ def main() -> None:
     b.add_argument("--trials", type=int, nargs="+", default=[1, 6, 24])
     b.add_argument("--concurrency", type=int, nargs="+", default=[1, 2])
     b.add_argument("--epochs", type=int, default=6)
+    c = sub.add_parser("cli")
+    c.add_argument("--rounds", type=int, default=7)
     args = parser.parse_args()
-    {"overhead": overhead, "scaling": scaling, "breakdown": breakdown}[args.what](args)
+    {"overhead": overhead, "scaling": scaling, "breakdown": breakdown, "cli": cli}[args.what](args)
 
 
 if __name__ == "__main__":
