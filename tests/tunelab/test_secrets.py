@@ -219,7 +219,10 @@ def test_query_form_s3_storage_with_credentials_works_end_to_end(s3_server, tmp_
     of the experiment's URI: all exit 0, and the secret key is in none of their output, the
     experiment's tunelab.json or the report."""
     (tmp_path / "canary.txt").write_text("precious")
-    tuned = _tunelab("tune", "classifier", "--dataset", "digits", "--num-samples", "1", "--max-epochs", "1",
+    # --address local: a Ray instance another test left running must not be joined (CI saw this
+    # run's trial actor cancelled on another instance: "Found multiple active Ray instances")
+    tuned = _tunelab("tune", "classifier", "--address", "local", "--dataset", "digits", "--num-samples", "1",
+                     "--max-epochs", "1",
                      "--set", "image_size=8", "--set", "width=8", "--storage", s3_server, "--name", "exp", "--json",
                      cwd=tmp_path)
     assert tuned.returncode == 0, tuned.stderr[:4000] + "\n[...]\n" + tuned.stderr[-3000:]  # first error, last
@@ -228,7 +231,7 @@ def test_query_form_s3_storage_with_credentials_works_end_to_end(s3_server, tmp_
     experiment = join_uri(s3_server, "exp")  # the user's own URI, key and all
     reported = _tunelab("report", experiment, "--out", str(tmp_path / "report"), cwd=tmp_path)
     best = _tunelab("best", experiment, cwd=tmp_path)
-    resumed = _tunelab("resume", experiment, "--json", cwd=tmp_path)
+    resumed = _tunelab("resume", experiment, "--address", "local", "--json", cwd=tmp_path)
     for run in (reported, best, resumed):
         assert run.returncode == 0, run.stderr[-3000:]
         assert SECRET not in run.stdout + run.stderr
