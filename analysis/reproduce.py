@@ -104,10 +104,11 @@ def _check_whole(shown: str, field: str, value: Any, low: int = 0) -> None:
 
 def confirm(method_name: str, config_values: dict[str, Any], seed: int, data=None) -> list[dict[str, Any]]:
     """Train once with `seed`, test evaluated at the end; returns the per-epoch history."""
+    from trainables import faults
     from trainables.engine import train
     from trainables.reporting import LocalReporter
 
-    method = get_method(method_name)
+    method = faults.wrap(get_method(method_name))  # as a trial's: tests arm faults in confirmations too
     config = build_config(method.config_class, {**config_values, "seed": seed})
     reporter = LocalReporter(None, {}, quiet=True)
     train(method, config, reporter, data=data, evaluate_test=True)

@@ -11,7 +11,9 @@ reaches the start of EPOCH (1-based). Kinds:
 
 One more file is read and never claimed: `sleep`, holding a number of seconds every epoch of
 every trial sleeps first. It makes tiny trials last as long as real ones relative to a worker
-process's start-up (seconds), without using the CPU, as cluster tests need.
+process's start-up (seconds), without using the CPU, as cluster tests need. `sleep.seed-N` does
+the same for runs with seed N only (on top of `sleep`): runs that start together then end apart,
+as a test of an interrupt between two confirmation seeds needs.
 
 Without the variable (every normal run) this costs one environment lookup per epoch.
 """
@@ -46,11 +48,13 @@ def claim(kind: str, epoch: int) -> bool:
     return False
 
 
-def before_epoch(epoch: int) -> bool:
+def before_epoch(epoch: int, seed: int | None = None) -> bool:
     """Raise an armed fault for this epoch; returns True when the epoch's loss must turn NaN."""
     folder = os.environ.get(FAULTS_ENV)
-    if folder and (pause := Path(folder) / "sleep").is_file():
-        time.sleep(float(pause.read_text() or 0))
+    if folder:
+        for name in ("sleep", f"sleep.seed-{seed}"):
+            if (pause := Path(folder) / name).is_file():
+                time.sleep(float(pause.read_text() or 0))
     if claim("raise", epoch):
         raise InjectedFault(f"injected fault at epoch {epoch} ({FAULTS_ENV})")
     if claim("oom", epoch):
@@ -68,13 +72,18 @@ class FaultInjection:
     def __init__(self, method):
         self.method = method
         self.poisoned = False
+        self.seed = None
 
     def __getattr__(self, name):
         return getattr(self.method, name)
 
+    def setup(self, model, data, config, device) -> None:
+        self.seed = config.seed  # for `sleep.seed-N`
+        self.method.setup(model, data, config, device)
+
     def begin_epoch(self, epoch: int) -> None:
         self.method.begin_epoch(epoch)
-        self.poisoned = before_epoch(epoch)
+        self.poisoned = before_epoch(epoch, self.seed)
 
     def training_loss(self, *args, **kwargs):
         loss, *rest = self.method.training_loss(*args, **kwargs)

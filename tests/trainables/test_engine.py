@@ -159,3 +159,24 @@ def test_confirmation_tests_the_weights_of_the_best_val_epoch(digits8, monkeypat
     assert final["test/epoch"] == best_epoch
     assert final["test/acc"] == by_epoch["test_each"][best_epoch - 1]
     assert final["val/acc_best"] == max(vals)
+
+
+def test_faults_reach_confirmation_runs_and_a_seed_scoped_sleep_slows_only_that_seed(digits8, tmp_path, monkeypatch):
+    """Tests arm faults from outside (TUNELAB_FAULTS_DIR): a confirmation run trains like a trial,
+    so a `raise` token fires in it, and `sleep.seed-N` pauses only the run with seed N."""
+    from analysis.reproduce import confirm
+    from trainables import faults
+
+    monkeypatch.setenv(faults.FAULTS_ENV, str(tmp_path))
+    naps = []
+    monkeypatch.setattr(faults.time, "sleep", naps.append)
+    (tmp_path / "sleep.seed-3").write_text("7.5")
+    values = {**TINY, "epochs": 2}
+    confirm("classifier", values, seed=2, data=digits8)
+    assert naps == []
+    confirm("classifier", values, seed=3, data=digits8)
+    assert naps == [7.5, 7.5]  # once per epoch
+    (tmp_path / "raise@2").touch()
+    with pytest.raises(faults.InjectedFault, match="epoch 2"):
+        confirm("classifier", values, seed=2, data=digits8)
+    assert not (tmp_path / "raise@2").exists()

@@ -712,18 +712,21 @@ def _compare_sigterm_in_confirmations(tmp_path: Path) -> None:
     run again keeps the search and the finished confirmations and runs only the missing ones."""
     env, out, log = _signals_env(tmp_path), tmp_path / "cmp", tmp_path / "first.log"
     (tmp_path / "canary.txt").write_text("mine")
+    # Confirmation seeds are 0, 1, 2 (the search's trials all have seed 0) and run side by side:
+    # seed 2 alone is slowed, so the stop lands after 1 or 2 have finished and before it has.
+    (tmp_path / "faults" / "sleep.seed-2").write_text("60")
     argv = ["compare", "--methods", "classifier", *_TINY_COMPARE, "--out", str(out)]
     first = _start_tunelab(argv, env, log)
     _wait_until(_said(log, "confirming each best config"), first, log, "confirmation phase")
-    (tmp_path / "faults" / "sleep").write_text("3")  # confirmation epochs now take 3 s each
     _wait_until(lambda: len(_confirmations(out)) >= 1, first, log, "a finished confirmation run")
     assert _signal_and_wait(first, signal.SIGTERM, log) == 130, log.read_text()[-3000:]
     assert "run the same command with --out" in log.read_text()
     kept = _confirmations(out)
     assert 1 <= len(kept) < 3, kept
+    assert 2 not in [r["seed"] for r in kept]
     trials = _trial_folders(out, "classifier")
 
-    (tmp_path / "faults" / "sleep").unlink()
+    (tmp_path / "faults" / "sleep.seed-2").unlink()
     again = subprocess.run([sys.executable, "-m", "tunelab", *argv], env=env, capture_output=True, text=True,
                            timeout=300)
     assert again.returncode == 0, again.stderr[-3000:]
