@@ -832,7 +832,8 @@ SCENARIOS: list = [
 
     # ------------------------------------------------------------------ round 3, 3: never touch what is not ours
     ("--overwrite replaces only its own folder files, study and MLflow runs",
-     lambda p: __import__("tests.tunelab.test_not_ours", fromlist=["_"]).overwrite_replaces_only_its_own(p)),
+     lambda p: __import__("tests.tunelab.test_not_ours", fromlist=["_"]).overwrite_replaces_only_its_own(p),
+     "ray_cluster"),
 
 
     # ------------------------------------------------------------------ round 3, 5: signals
@@ -842,14 +843,16 @@ SCENARIOS: list = [
 
     # ------------------------------------------------------------------ round 3, 2: identities
     ("one experiment under five spellings: one writer, counted once",
-     identity_setups.every_spelling_is_one_experiment),
+     identity_setups.every_spelling_is_one_experiment, "ray_cluster"),
 
 ]
 
 
 @pytest.mark.ray
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=[s[0] for s in SCENARIOS])
-def test_scenario(scenario, tmp_path):
+def test_scenario(scenario, tmp_path, request):
+    for fixture in scenario[2:]:  # the shared cluster, for scenarios that run tunelab in-process
+        request.getfixturevalue(fixture)
     scenario[1](tmp_path)
 
 
