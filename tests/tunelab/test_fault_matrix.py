@@ -21,6 +21,7 @@ import pytest
 import torch
 
 from tests.conftest import write_cifar10, write_image_folder
+from tests.in_process import tunelab
 from tests.tunelab import identity_setups
 from tunelab.cli import main
 
@@ -713,8 +714,7 @@ def _compare_sigterm_in_confirmations(tmp_path: Path) -> None:
     trials = _trial_folders(out, "classifier")
 
     (tmp_path / "faults" / "sleep").unlink()
-    again = subprocess.run([sys.executable, "-m", "tunelab", *argv], env=env, capture_output=True, text=True,
-                           timeout=300)
+    again = tunelab(*argv)  # in-process, on the shared test cluster (the confirmations are Ray tasks there)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "classifier: search finished in an earlier run, kept" in again.stderr
     assert f"{len(kept)} confirmation run(s) finished in an earlier run, kept; {3 - len(kept)} to run" in again.stderr
@@ -741,8 +741,7 @@ def _tune_group_sigterm_resumable(tmp_path: Path) -> None:
     assert "incomplete" in json.loads((experiment / "tunelab.json").read_text())["final_statuses"].values()
 
     (tmp_path / "faults" / "sleep").unlink()
-    resumed = subprocess.run([sys.executable, "-m", "tunelab", "resume", str(experiment), "--json"], env=env,
-                             capture_output=True, text=True, timeout=300)
+    resumed = tunelab("resume", str(experiment), "--json")  # in-process, on the shared test cluster
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert json.loads(resumed.stdout.strip().splitlines()[-1])["statuses"] == {"finished": 2}
 
@@ -827,7 +826,7 @@ def test_compare_killed_in_each_phase_continues_without_running_anything_twice(t
 SCENARIOS: list = [
     # ------------------------------------------------------------------ round 3, 1: resume
     ("random search killed by SIGKILL resumes with plain values inside the space",
-     lambda tmp_path: _random_search_killed_and_resumed(tmp_path)),
+     lambda tmp_path: _random_search_killed_and_resumed(tmp_path), "ray_cluster"),
 
 
     # ------------------------------------------------------------------ round 3, 3: never touch what is not ours
@@ -837,8 +836,9 @@ SCENARIOS: list = [
 
 
     # ------------------------------------------------------------------ round 3, 5: signals
-    ("compare SIGTERM in confirmations exits 130, a rerun continues", _compare_sigterm_in_confirmations),
-    ("tune group SIGTERM exits 130, resumable", _tune_group_sigterm_resumable),
+    ("compare SIGTERM in confirmations exits 130, a rerun continues", _compare_sigterm_in_confirmations,
+     "ray_cluster"),
+    ("tune group SIGTERM exits 130, resumable", _tune_group_sigterm_resumable, "ray_cluster"),
     ("compare parallel SIGKILL leaves no driver, a rerun continues", _compare_parallel_sigkill_leaves_no_driver),
 
     # ------------------------------------------------------------------ round 3, 2: identities
@@ -904,8 +904,8 @@ def _random_search_killed_and_resumed(tmp_path: Path) -> None:
         driver.wait(timeout=60)
     assert len(list(experiment.glob("classifier_*"))) < 6 or finished_trials() < 6, "the kill came too late"
     (faults / "sleep").unlink()
-    result = subprocess.run([sys.executable, "-m", "tunelab", "resume", str(experiment), "--json"], env=env,
-                            capture_output=True, text=True, timeout=300)
+    # the resume in-process, on the shared test cluster: it ends what the killed driver's own Ray left
+    result = tunelab("resume", str(experiment), "--json")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Traceback" not in result.stderr, result.stderr[-3000:]
     assert json.loads(result.stdout.strip().splitlines()[-1])["statuses"] == {"finished": 6}
