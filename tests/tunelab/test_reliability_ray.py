@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from analysis.load import load_experiment, trial_summary
+from tests.in_process import tunelab
 from tunelab.cli import main
 
 pytestmark = pytest.mark.ray
@@ -80,8 +81,7 @@ def test_sigterm_exits_130_with_the_running_trial_incomplete_and_resume_continue
         shutil.rmtree(path)
     epochs_before = len(_progress(experiment)[named.parent.name])
 
-    result = subprocess.run([sys.executable, "-m", "tunelab", "resume", str(experiment), "--json"], env=env,
-                            capture_output=True, text=True, timeout=300)
+    result = tunelab("resume", str(experiment), "--json")  # in-process: Ray's log lines land in its stderr too
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"continues from its newest checkpoint ({newer.name})" in result.stderr
     assert ("forgot 1 checkpoint(s)" in result.stderr) == bool(lost)
@@ -131,7 +131,8 @@ def test_restart_errored_supersedes_the_failed_trial_in_reports(ray_cluster, fau
     assert summary["epochs"].sum() == 6
 
 
-def test_resume_after_a_killed_private_driver_ends_its_leftover_ray_processes_and_rebuilds_a_cut_snapshot(tmp_path):
+def test_resume_after_a_killed_private_driver_ends_its_leftover_ray_processes_and_rebuilds_a_cut_snapshot(
+        ray_cluster, tmp_path):
     from tunelab.cluster import session_processes
 
     env = {**os.environ, "RAY_ADDRESS": "local", "PYTHONUNBUFFERED": "1"}
@@ -154,8 +155,7 @@ def test_resume_after_a_killed_private_driver_ends_its_leftover_ray_processes_an
     # searcher's short as such a kill does, so resume must rebuild it rather than hang on it.
     snapshot = max(experiment.glob("searcher-state-*.pkl"))
     snapshot.write_bytes(snapshot.read_bytes()[:1000])
-    result = subprocess.run([sys.executable, "-m", "tunelab", "resume", str(experiment), "--json"], env=env,
-                            capture_output=True, text=True, timeout=300)
+    result = tunelab("resume", str(experiment), "--json")  # in-process, on the shared test cluster
     assert result.returncode == 0, result.stderr[-3000:]
     assert "taking over the stale lock" in result.stderr
     assert f"the searcher's snapshot {snapshot.name} was cut short" in result.stderr
@@ -172,13 +172,10 @@ def test_resume_after_a_killed_private_driver_ends_its_leftover_ray_processes_an
 
 
 def test_time_budget_ends_the_search_within_one_epoch_and_resume_continues_the_cut_trials(ray_cluster, tmp_path):
-    cluster, _ = ray_cluster
-    env = {**os.environ, "RAY_ADDRESS": cluster.address, "PYTHONUNBUFFERED": "1"}
     experiment = tmp_path / "budget"
-    command = [sys.executable, "-m", "tunelab", "tune", "classifier", "--num-samples", "4", "--max-epochs", "150",
-               "--scheduler", "fifo", "--max-concurrent", "2", "--time-budget", "10s",
-               "--storage", f"file://{tmp_path}", "--name", "budget", "--json", *_sets(TINY)]
-    first = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    first = tunelab("tune", "classifier", "--num-samples", "4", "--max-epochs", "150", "--scheduler", "fifo",
+                    "--max-concurrent", "2", "--time-budget", "10s", "--storage", f"file://{tmp_path}",
+                    "--name", "budget", "--json", *_sets(TINY))
     assert first.returncode == 0, first.stderr[-3000:]  # the budget ending a search is not a failure
     summary = json.loads(first.stdout.strip().splitlines()[-1])
     assert summary["out_of_time"] and not summary["interrupted"] and summary["statuses"].get("out_of_time", 0) >= 1
@@ -192,8 +189,7 @@ def test_time_budget_ends_the_search_within_one_epoch_and_resume_continues_the_c
         slack = frame["time_this_iter_s"].max() + 1.5  # Ray's timestamp is whole seconds
         assert frame["timestamp"].max() <= summary["deadline"] + slack, folder
 
-    second = subprocess.run([sys.executable, "-m", "tunelab", "resume", str(experiment), "--time-budget", "10m",
-                             "--json"], env=env, capture_output=True, text=True, timeout=300)
+    second = tunelab("resume", str(experiment), "--time-budget", "10m", "--json")
     assert second.returncode == 0, second.stderr[-3000:]
     resumed = json.loads(second.stdout.strip().splitlines()[-1])
     assert resumed["statuses"] == {"finished": 4} and not resumed["out_of_time"]
@@ -220,7 +216,7 @@ def _driver_pids(marker: str) -> list[int]:
     return [p for p in pids if p != os.getpid()]
 
 
-def test_ctrl_c_during_compare_parallel_stops_every_search_resumably(tmp_path):
+def test_ctrl_c_during_compare_parallel_stops_every_search_resumably(ray_cluster, tmp_path):
     """Ctrl-C reaches compare only (each search driver runs in its own session); compare asks each
     search once to stop and save, waits for them, exits 130 naming every experiment's resume
     command, leaves no driver running, and a resumed search finishes its trials. (The time budget
@@ -255,7 +251,6 @@ def test_ctrl_c_during_compare_parallel_stops_every_search_resumably(tmp_path):
     assert not [p for p in drivers if Path(f"/proc/{p}").exists()], "a search driver outlived compare"
 
     (faults / "sleep").unlink()
-    resumed = subprocess.run([sys.executable, "-m", "tunelab", "resume", f"{(out / 'runs').as_uri()}/classifier",
-                              "--json"], env=env, capture_output=True, text=True, timeout=300)
+    resumed = tunelab("resume", f"{(out / 'runs').as_uri()}/classifier", "--json")  # in-process, shared cluster
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert json.loads(resumed.stdout.strip().splitlines()[-1])["statuses"] == {"finished": 2}
