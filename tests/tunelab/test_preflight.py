@@ -170,23 +170,21 @@ def test_durations_parse_in_linear_time(text):
 
 
 @pytest.mark.ray
-def test_relative_sqlite_urls_reach_the_same_databases_from_another_folder(tmp_path, monkeypatch):
+def test_relative_sqlite_urls_reach_the_same_databases_from_another_folder(ray_cluster, tmp_path, monkeypatch):
     """A real search run from folder A with relative sqlite URLs; its record names absolute ones,
-    which Optuna and MLflow open from folder B and find the search's study and runs."""
-    import sys
-
+    which Optuna and MLflow open from folder B and find the search's study and runs. (In-process
+    on the shared test cluster, whose two nodes need a file:// storage.)"""
     import mlflow
     import optuna
+
+    from tests.in_process import tunelab
 
     here, elsewhere = tmp_path / "a", tmp_path / "b"
     here.mkdir()
     elsewhere.mkdir()
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2]), "RAY_ADDRESS": "local"}
-    result = subprocess.run([sys.executable, "-m", "tunelab", "tune", "classifier", "--num-samples", "1",
-                             "--max-epochs", "1", "--set", "image_size=8", "--set", "width=8",
-                             "--storage", str(tmp_path / "runs"), "--name", "rel",
-                             "--optuna-storage", "sqlite:///study.db", "--mlflow", "sqlite:///ml.db"],
-                            cwd=here, env=env, capture_output=True, text=True, timeout=300)
+    result = tunelab("tune", "classifier", "--num-samples", "1", "--max-epochs", "1", "--set", "image_size=8",
+                     "--set", "width=8", "--storage", (tmp_path / "runs").as_uri(), "--name", "rel",
+                     "--optuna-storage", "sqlite:///study.db", "--mlflow", "sqlite:///ml.db", cwd=here)
     assert result.returncode == 0, result.stderr[-2000:]
     options = json.loads((tmp_path / "runs" / "rel" / "tunelab.json").read_text())["options"]
     assert options["optuna_storage"] == f"sqlite:///{here}/study.db"
