@@ -205,16 +205,16 @@ def s3_server():
         server.stop()
 
 
-def _tunelab(*args, cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
+def _tunelab(*args, cwd: Path, timeout: int = 300):
+    """`tunelab ARGS` in-process (on the shared test cluster): the exit code, stdout and stderr."""
+    from tests.in_process import tunelab
+
     credentials = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL")
-    env = {k: v for k, v in os.environ.items() if k not in credentials}  # the URI alone says where and who
-    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
-    return subprocess.run([sys.executable, "-m", "tunelab.cli", *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=timeout)
+    return tunelab(*args, unset=credentials, cwd=cwd, timeout=timeout)  # the URI alone says where and who
 
 
 @pytest.mark.ray
-def test_query_form_s3_storage_with_credentials_works_end_to_end(s3_server, tmp_path):
+def test_query_form_s3_storage_with_credentials_works_end_to_end(ray_cluster, s3_server, tmp_path):
     """tune --storage s3://KEY:SECRET@bkt/runs?endpoint_override=...; then report, best and resume
     of the experiment's URI: all exit 0, and the secret key is in none of their output, the
     experiment's tunelab.json or the report."""
