@@ -11,6 +11,7 @@ touched. Rows that start Ray live in SCENARIOS at the end, marked `ray`.
 """
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -26,9 +27,24 @@ from tests.tunelab import identity_setups
 from tunelab.cli import main
 
 
+@pytest.fixture(scope="module")
+def files_laid_out(tmp_path_factory) -> Path:
+    """Everything the cases point at, made once (CIFAR batches, PNGs, an Optuna study, checkpoints:
+    half a second), copied for each case."""
+    return _lay_out(tmp_path_factory.mktemp("fault_matrix_files"))
+
+
 @pytest.fixture
-def files(tmp_path: Path) -> Path:
-    """Everything the cases point at, laid out once per case."""
+def files(files_laid_out: Path, tmp_path: Path) -> Path:
+    """A case's own copy of everything the cases point at (no file there names its folder)."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # as each case had it when it made its own study
+    shutil.copytree(files_laid_out, tmp_path, symlinks=True, dirs_exist_ok=True)
+    return tmp_path
+
+
+def _lay_out(tmp_path: Path) -> Path:
     write_cifar10(tmp_path / "cifar_bad" / "cifar-10-batches-py")
     (tmp_path / "cifar_bad" / "cifar-10-batches-py" / "data_batch_2").write_bytes(b"\x80\x02garbage")
     write_cifar10(tmp_path / "cifar_cut" / "cifar-10-batches-py")
