@@ -788,8 +788,8 @@ def _compare_parallel_sigkill_leaves_no_driver(tmp_path: Path) -> None:
         assert not [p for p, c in drivers if _runs(p, c)], "a search driver outlived compare"
 
         (tmp_path / "faults" / "sleep").unlink()
-        again = subprocess.run([sys.executable, "-m", "tunelab", *argv], env=env, capture_output=True, text=True,
-                               timeout=400)
+        # in-process, on the shared test cluster: its search drivers (processes) join that cluster
+        again = tunelab(*argv, timeout=400)
         assert again.returncode == 0, again.stderr[-3000:]
         assert "Traceback" not in again.stderr, again.stderr[-3000:]
         left = [(p, _cmdline(p)[:2]) for p, c in family if _runs(p, c)]
@@ -855,7 +855,8 @@ SCENARIOS: list = [
     ("compare SIGTERM in confirmations exits 130, a rerun continues", _compare_sigterm_in_confirmations,
      "ray_cluster"),
     ("tune group SIGTERM exits 130, resumable", _tune_group_sigterm_resumable, "ray_cluster"),
-    ("compare parallel SIGKILL leaves no driver, a rerun continues", _compare_parallel_sigkill_leaves_no_driver),
+    ("compare parallel SIGKILL leaves no driver, a rerun continues", _compare_parallel_sigkill_leaves_no_driver,
+     "ray_cluster"),
 
     # ------------------------------------------------------------------ round 3, 2: identities
     ("one experiment under five spellings: one writer, counted once",
