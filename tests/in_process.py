@@ -10,7 +10,9 @@ interpreter reads from the environment at start-up.
 The call is the command line's own: `tunelab.cli.main(argv)` with `sys.argv` as the console
 script sets it (the experiment record keeps it as the command), `env` set and `cwd` entered for
 the call only, stdout and stderr (tunelab's lines, Ray's log records, warnings) captured, and a
-hang bound (SIGALRM) in place of subprocess.run's timeout.
+hang bound (SIGALRM) in place of subprocess.run's timeout. What a process remembers of a stop
+it was asked for (tunelab.signals: a spent --time-budget is a SIGINT to the process itself) is
+cleared before and after, as a new process would start and end without it.
 """
 from __future__ import annotations
 
@@ -69,12 +71,14 @@ def tunelab(*args: str | os.PathLike, env: Mapping[str, str] | None = None, unse
             cwd: str | os.PathLike | None = None, timeout: float | None = 300) -> Ran:
     """`tunelab ARGS` with `env` set and `unset` removed (for this call only), in `cwd`."""
     from tunelab.cli import main
+    from tunelab.signals import STOP_REQUESTED
 
     argv = [os.fspath(a) for a in args]
     if argv and argv[0] in ("tune", "resume", "compare") and "--dry-run" not in argv:
         require_ray()
     out, err = io.StringIO(), io.StringIO()
     saved_env, saved_cwd, saved_argv = dict(os.environ), os.getcwd(), sys.argv
+    STOP_REQUESTED.clear()
     try:
         for name in unset:
             os.environ.pop(name, None)
@@ -93,6 +97,7 @@ def tunelab(*args: str | os.PathLike, env: Mapping[str, str] | None = None, unse
                     print(exc.code, file=sys.stderr)
                     code = 1
     finally:
+        STOP_REQUESTED.clear()
         sys.argv = saved_argv
         os.chdir(saved_cwd)
         os.environ.clear()
