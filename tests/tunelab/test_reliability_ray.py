@@ -42,7 +42,11 @@ def test_sigterm_exits_130_with_the_running_trial_incomplete_and_resume_continue
     cluster, _ = ray_cluster
     env = {**os.environ, "RAY_ADDRESS": cluster.address, "PYTHONUNBUFFERED": "1"}
     experiment = tmp_path / "intr"
-    command = [sys.executable, "-m", "tunelab", "tune", "classifier", "--num-samples", "2", "--max-epochs", "100",
+    # 30 epochs of ~0.2 s: the SIGTERM, sent after the fourth, lands long before the trial's end
+    # (every epoch is checkpointed); 100 epochs a trial made the resume train 45 s longer here
+    epochs_each = 30
+    command = [sys.executable, "-m", "tunelab", "tune", "classifier", "--num-samples", "2", "--max-epochs",
+               str(epochs_each),
                "--scheduler", "fifo", "--max-concurrent", "1", "--checkpoint-interval", "0",
                "--storage", f"file://{tmp_path}", "--name", "intr", *_sets(TINY)]
     driver = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -90,13 +94,13 @@ def test_sigterm_exits_130_with_the_running_trial_incomplete_and_resume_continue
     assert summary["trials"] == 2 and summary["statuses"] == {"finished": 2}
     frame = _progress(experiment)[named.parent.name]
     epochs = set(frame["epoch"])
-    assert epochs <= set(range(1, 101)) and 100 in epochs
+    assert epochs <= set(range(1, epochs_each + 1)) and epochs_each in epochs
     # Ray Tune can stop a trial after it registered an epoch's checkpoint but before its CSV logger wrote
     # that epoch's row (seen once in four runs): the trial continues after that epoch, whose row is then
     # missing. At most that one epoch, at the interruption, may lack a row; every other epoch is there.
-    missing = set(range(1, 101)) - epochs
+    missing = set(range(1, epochs_each + 1)) - epochs
     assert len(missing) <= 1 and all(e <= epochs_before + 1 for e in missing), sorted(missing)
-    assert len(frame) < epochs_before + 100, "the resumed trial started over instead of continuing"
+    assert len(frame) < epochs_before + epochs_each, "the resumed trial started over instead of continuing"
 
 
 def test_a_search_where_every_trial_failed_exits_1_naming_an_error_file_in_the_experiment(
