@@ -40,6 +40,24 @@ def write_cifar10(folder: Path, n_train_per_batch: int = 20, n_test: int = 20, s
     return written
 
 
+
+def sigint_as_at_a_terminal() -> None:
+    """preexec_fn for a child that a test Ctrl-Cs: SIGINT back to its default, as a shell gives a
+    foreground command. A suite started in the background (`pytest &`, as CI may) has SIGINT
+    ignored, and the child would inherit that (Python then never raises KeyboardInterrupt)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+@pytest.fixture
+def ray_must_not_start(monkeypatch):
+    """Fail the test where tunelab would start or join Ray (a refusal or dry run comes before it)."""
+    import tunelab.compare  # noqa: F401  before the patch: its import binds driver's connect_ray for good
+
+    for module in ("tunelab.driver", "tunelab.compare"):
+        monkeypatch.setattr(f"{module}.connect_ray", lambda address: pytest.fail("Ray must not start"))
+
+
 @pytest.fixture
 def cifar10_dir(tmp_path: Path) -> tuple[Path, dict]:
     folder = tmp_path / "cifar-10-batches-py"

@@ -2,7 +2,6 @@
 quietly with tunelab's own engine (the row's one stderr line is all it may print), and scenarios
 that start Ray through real `tunelab` processes."""
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -38,19 +37,20 @@ def imagefolder_backbone(folder: Path) -> None:
 
 # ----------------------------------------------------------------------------- scenarios (start Ray)
 
-def _tunelab(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
-    env = {**os.environ, "RAY_ADDRESS": "local", "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    return subprocess.run([sys.executable, "-m", "tunelab", *args], capture_output=True, text=True, cwd=cwd,
-                          timeout=timeout, env=env)
-
-
 def every_spelling_is_one_experiment(tmp_path: Path) -> None:
     """A real experiment, held by another writer: `resume` under every other spelling of it (`x`,
     `./x/`, a symlink, file://) is refused naming the holder, before Ray starts; `report` given all
-    of those spellings counts its trials once. Nothing beside it or beside the alias is touched."""
-    made = _tunelab("tune", "classifier", "--storage", "runs", "--name", "x", "--num-samples", "2", "--max-epochs",
-                    "1", "--search", "random", "--scheduler", "fifo", "--set", "image_size=8", "--set", "width=8",
-                    cwd=tmp_path)
+    of those spellings counts its trials once. Nothing beside it or beside the alias is touched.
+    tunelab runs in-process (the search on the shared test cluster, hence its file:// storage);
+    the holder is another process."""
+    import pytest
+
+    from tests.in_process import tunelab
+    from tunelab import cluster, driver
+
+    made = tunelab("tune", "classifier", "--storage", (tmp_path / "runs").as_uri(), "--name", "x", "--num-samples",
+                   "2", "--max-epochs", "1", "--search", "random", "--scheduler", "fifo", "--set", "image_size=8",
+                   "--set", "width=8", cwd=tmp_path)
     assert made.returncode == 0, made.stderr[-3000:]
     (tmp_path / "elsewhere").mkdir()
     (tmp_path / "elsewhere" / "alias").symlink_to(tmp_path / "runs" / "x")
@@ -65,16 +65,19 @@ def every_spelling_is_one_experiment(tmp_path: Path) -> None:
     try:
         assert holder.stdout.readline().strip() == "held"
         before = _snapshot(tmp_path)
-        for spelling in spellings:
-            refused = _tunelab("resume", spelling, cwd=tmp_path, timeout=120)
-            lines = refused.stderr.strip().splitlines()
-            assert refused.returncode == 2 and len(lines) == 1, refused.stderr[-3000:]
-            assert f"is in use by pid {holder.pid}" in lines[0] and "runs/.x.lock" in lines[0], lines[0]
+        with pytest.MonkeyPatch.context() as patch:  # refused before Ray starts: it is not even joined
+            patch.setattr(driver, "connect_ray", lambda address: pytest.fail("Ray must not start"))
+            patch.setattr(cluster, "connect_ray", lambda address: pytest.fail("Ray must not start"))
+            for spelling in spellings:
+                refused = tunelab("resume", spelling, cwd=tmp_path, timeout=120)
+                lines = refused.stderr.strip().splitlines()
+                assert refused.returncode == 2 and len(lines) == 1, refused.stderr[-3000:]
+                assert f"is in use by pid {holder.pid}" in lines[0] and "runs/.x.lock" in lines[0], lines[0]
         assert _snapshot(tmp_path) == before
     finally:
         holder.kill()
         holder.wait()
-    report = _tunelab("report", *spellings, "--out", "rep", "--json", cwd=tmp_path)
+    report = tunelab("report", *spellings, "--out", "rep", "--json", cwd=tmp_path)
     assert report.returncode == 0, report.stderr[-3000:]
     rows = json.loads(report.stdout.strip().splitlines()[-1])["rows"]
     assert [row["trials"] for row in rows] == [2], rows

@@ -11,6 +11,7 @@ touched. Rows that start Ray live in SCENARIOS at the end, marked `ray`.
 """
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -20,14 +21,30 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import write_cifar10, write_image_folder
+from tests.conftest import sigint_as_at_a_terminal, write_cifar10, write_image_folder
+from tests.in_process import tunelab
 from tests.tunelab import identity_setups
 from tunelab.cli import main
 
 
+@pytest.fixture(scope="module")
+def files_laid_out(tmp_path_factory) -> Path:
+    """Everything the cases point at, made once (CIFAR batches, PNGs, an Optuna study, checkpoints:
+    half a second), copied for each case."""
+    return _lay_out(tmp_path_factory.mktemp("fault_matrix_files"))
+
+
 @pytest.fixture
-def files(tmp_path: Path) -> Path:
-    """Everything the cases point at, laid out once per case."""
+def files(files_laid_out: Path, tmp_path: Path) -> Path:
+    """A case's own copy of everything the cases point at (no file there names its folder)."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # as each case had it when it made its own study
+    shutil.copytree(files_laid_out, tmp_path, symlinks=True, dirs_exist_ok=True)
+    return tmp_path
+
+
+def _lay_out(tmp_path: Path) -> Path:
     write_cifar10(tmp_path / "cifar_bad" / "cifar-10-batches-py")
     (tmp_path / "cifar_bad" / "cifar-10-batches-py" / "data_batch_2").write_bytes(b"\x80\x02garbage")
     write_cifar10(tmp_path / "cifar_cut" / "cifar-10-batches-py")
@@ -557,12 +574,10 @@ def _options(case) -> dict:
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
-def test_bad_input_is_refused_on_one_line(files, capsys, case, monkeypatch):
+def test_bad_input_is_refused_on_one_line(files, capsys, case, monkeypatch, ray_must_not_start):
     _, argv, fragments = case[:3]
     options = _options(case)
     monkeypatch.setattr("trainables.data._online", lambda url, timeout=3.0: False)
-    monkeypatch.setattr("tunelab.driver.connect_ray", lambda address: pytest.fail("Ray must not start"))
-    monkeypatch.setattr("tunelab.compare.connect_ray", lambda address: pytest.fail("Ray must not start"))
     for key, value in options["env"].items():
         monkeypatch.setenv(key, value.replace("{d}", str(files)))
     if options["setup"] is not None:
@@ -603,7 +618,7 @@ def _start_tunelab(args: list, env: dict, log: Path) -> subprocess.Popen:
     """`tunelab ARGS` as its own session and process group (its pid is the group's id)."""
     with open(log, "w") as err:
         return subprocess.Popen([sys.executable, "-m", "tunelab", *args], env=env, stdout=subprocess.DEVNULL,
-                                stderr=err, start_new_session=True)
+                                stderr=err, start_new_session=True, preexec_fn=sigint_as_at_a_terminal)
 
 
 def _wait_until(condition, process: subprocess.Popen, log: Path, what: str, timeout_s: float = 300):
@@ -727,8 +742,7 @@ def _compare_sigterm_in_confirmations(tmp_path: Path) -> None:
     trials = _trial_folders(out, "classifier")
 
     (tmp_path / "faults" / "sleep.seed-2").unlink()
-    again = subprocess.run([sys.executable, "-m", "tunelab", *argv], env=env, capture_output=True, text=True,
-                           timeout=300)
+    again = tunelab(*argv)  # in-process, on the shared test cluster (the confirmations are Ray tasks there)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "classifier: search finished in an earlier run, kept" in again.stderr
     assert f"{len(kept)} confirmation run(s) finished in an earlier run, kept; {3 - len(kept)} to run" in again.stderr
@@ -755,8 +769,7 @@ def _tune_group_sigterm_resumable(tmp_path: Path) -> None:
     assert "incomplete" in json.loads((experiment / "tunelab.json").read_text())["final_statuses"].values()
 
     (tmp_path / "faults" / "sleep").unlink()
-    resumed = subprocess.run([sys.executable, "-m", "tunelab", "resume", str(experiment), "--json"], env=env,
-                             capture_output=True, text=True, timeout=300)
+    resumed = tunelab("resume", str(experiment), "--json")  # in-process, on the shared test cluster
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert json.loads(resumed.stdout.strip().splitlines()[-1])["statuses"] == {"finished": 2}
 
@@ -787,8 +800,8 @@ def _compare_parallel_sigkill_leaves_no_driver(tmp_path: Path) -> None:
         assert not [p for p, c in drivers if _runs(p, c)], "a search driver outlived compare"
 
         (tmp_path / "faults" / "sleep").unlink()
-        again = subprocess.run([sys.executable, "-m", "tunelab", *argv], env=env, capture_output=True, text=True,
-                               timeout=400)
+        # in-process, on the shared test cluster: its search drivers (processes) join that cluster
+        again = tunelab(*argv, timeout=400)
         assert again.returncode == 0, again.stderr[-3000:]
         assert "Traceback" not in again.stderr, again.stderr[-3000:]
         left = [(p, _cmdline(p)[:2]) for p, c in family if _runs(p, c)]
@@ -841,29 +854,34 @@ def test_compare_killed_in_each_phase_continues_without_running_anything_twice(t
 SCENARIOS: list = [
     # ------------------------------------------------------------------ round 3, 1: resume
     ("random search killed by SIGKILL resumes with plain values inside the space",
-     lambda tmp_path: _random_search_killed_and_resumed(tmp_path)),
+     lambda tmp_path: _random_search_killed_and_resumed(tmp_path), "ray_cluster"),
 
 
     # ------------------------------------------------------------------ round 3, 3: never touch what is not ours
     ("--overwrite replaces only its own folder files, study and MLflow runs",
-     lambda p: __import__("tests.tunelab.test_not_ours", fromlist=["_"]).overwrite_replaces_only_its_own(p)),
+     lambda p: __import__("tests.tunelab.test_not_ours", fromlist=["_"]).overwrite_replaces_only_its_own(p),
+     "ray_cluster"),
 
 
     # ------------------------------------------------------------------ round 3, 5: signals
-    ("compare SIGTERM in confirmations exits 130, a rerun continues", _compare_sigterm_in_confirmations),
-    ("tune group SIGTERM exits 130, resumable", _tune_group_sigterm_resumable),
-    ("compare parallel SIGKILL leaves no driver, a rerun continues", _compare_parallel_sigkill_leaves_no_driver),
+    ("compare SIGTERM in confirmations exits 130, a rerun continues", _compare_sigterm_in_confirmations,
+     "ray_cluster"),
+    ("tune group SIGTERM exits 130, resumable", _tune_group_sigterm_resumable, "ray_cluster"),
+    ("compare parallel SIGKILL leaves no driver, a rerun continues", _compare_parallel_sigkill_leaves_no_driver,
+     "ray_cluster"),
 
     # ------------------------------------------------------------------ round 3, 2: identities
     ("one experiment under five spellings: one writer, counted once",
-     identity_setups.every_spelling_is_one_experiment),
+     identity_setups.every_spelling_is_one_experiment, "ray_cluster"),
 
 ]
 
 
 @pytest.mark.ray
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=[s[0] for s in SCENARIOS])
-def test_scenario(scenario, tmp_path):
+def test_scenario(scenario, tmp_path, request):
+    for fixture in scenario[2:]:  # the shared cluster, for scenarios that run tunelab in-process
+        request.getfixturevalue(fixture)
     scenario[1](tmp_path)
 
 
@@ -915,8 +933,8 @@ def _random_search_killed_and_resumed(tmp_path: Path) -> None:
         driver.wait(timeout=60)
     assert len(list(experiment.glob("classifier_*"))) < 6 or finished_trials() < 6, "the kill came too late"
     (faults / "sleep").unlink()
-    result = subprocess.run([sys.executable, "-m", "tunelab", "resume", str(experiment), "--json"], env=env,
-                            capture_output=True, text=True, timeout=300)
+    # the resume in-process, on the shared test cluster: it ends what the killed driver's own Ray left
+    result = tunelab("resume", str(experiment), "--json")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Traceback" not in result.stderr, result.stderr[-3000:]
     assert json.loads(result.stdout.strip().splitlines()[-1])["statuses"] == {"finished": 6}
@@ -942,8 +960,7 @@ def _real_record(folder: Path) -> None:
     write_record(folder, experiment_record(opts, folder.name, str(folder), fixed, dict(space_for("classifier")), []))
 
 
-def test_a_dry_run_never_shows_a_storage_password(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr("tunelab.driver.connect_ray", lambda address: pytest.fail("Ray must not start"))
+def test_a_dry_run_never_shows_a_storage_password(tmp_path, capsys, ray_must_not_start):
     storage = "s3://KEY:secret@bucket/runs?endpoint_override=127.0.0.1:1&scheme=http"
     for extra in ([], ["--json"]):
         main(["tune", "classifier", "--dry-run", "--name", "p", "--storage", storage, *extra])

@@ -269,27 +269,23 @@ def study_of_another_experiment(folder: Path) -> None:
 def overwrite_replaces_only_its_own(tmp_path: Path) -> None:
     """A real search with a study and MLflow runs; another experiment of its name in another
     storage is refused; --overwrite keeps the user's file, replaces the study (owned anew) and
-    marks the old runs deleted, naming them. Fault-matrix scenario (section round 3, 3)."""
-    import os
-    import subprocess
-    import sys
-
+    marks the old runs deleted, naming them. Fault-matrix scenario (section round 3, 3), run
+    in-process on the shared test cluster (file:// storage: the cluster has two nodes)."""
     from mlflow import MlflowClient
 
-    env = {**os.environ, "RAY_ADDRESS": "local", "PYTHONUNBUFFERED": "1",
-           "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    from tests.in_process import tunelab
+
     canary = tmp_path / "canary.txt"
     canary.write_text("precious")
     study, tracking = f"sqlite:///{tmp_path / 'study.db'}", f"sqlite:///{tmp_path / 'mlflow.db'}"
 
-    def tune(storage: str, *extra: str) -> subprocess.CompletedProcess:
-        command = [sys.executable, "-m", "tunelab", "tune", "classifier", "--num-samples", "2", "--max-epochs", "1",
-                   "--max-concurrent", "1", "--set", "image_size=8", "--set", "width=8", "--storage", storage,
-                   "--name", "exp", "--optuna-storage", study, "--mlflow", tracking, *extra]
-        return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    def tune(storage: Path, *extra: str):
+        return tunelab("tune", "classifier", "--num-samples", "2", "--max-epochs", "1", "--max-concurrent", "1",
+                       "--set", "image_size=8", "--set", "width=8", "--storage", storage.as_uri(), "--name", "exp",
+                       "--optuna-storage", study, "--mlflow", tracking, *extra)
 
     experiment = tmp_path / "runs" / "exp"
-    first = tune(str(tmp_path / "runs"))
+    first = tune(tmp_path / "runs")
     assert first.returncode == 0, first.stderr[-3000:]
     assert optuna.load_study(study_name="exp", storage=study).user_attrs[OWNER_ATTR] == str(experiment)
     (experiment / "notes.txt").write_text("mine")
@@ -298,12 +294,12 @@ def overwrite_replaces_only_its_own(tmp_path: Path) -> None:
     old_runs = {r.info.run_id for r in client.search_runs([mlflow_experiment])}
     assert len(old_runs) == 2
 
-    other = tune(str(tmp_path / "other"), "--overwrite")
+    other = tune(tmp_path / "other", "--overwrite")
     assert other.returncode == 2 and "Traceback" not in other.stderr
     assert (f"study 'exp' belongs to experiment '{experiment}', not to this one ('{tmp_path / 'other' / 'exp'}')"
             in other.stderr.strip().splitlines()[-1])
 
-    second = tune(str(tmp_path / "runs"), "--overwrite")
+    second = tune(tmp_path / "runs", "--overwrite")
     assert second.returncode == 0, second.stderr[-3000:]
     assert f"deleted study 'exp' of {experiment}" in second.stderr
     assert "kept 1 item(s) that tunelab did not write" in second.stderr

@@ -20,12 +20,6 @@ from tunelab.cli import main
 
 
 @pytest.fixture
-def no_ray(monkeypatch):
-    monkeypatch.setattr("tunelab.driver.connect_ray", lambda address: pytest.fail("Ray must not start"))
-    monkeypatch.setattr("tunelab.compare.connect_ray", lambda address: pytest.fail("Ray must not start"))
-
-
-@pytest.fixture
 def read_only(tmp_path):
     """A folder nobody may write: its mode for a normal user; for root (which ignores modes) a
     read-only tmpfs mounted there, or a skip where mounting is not allowed."""
@@ -60,7 +54,7 @@ def _refused(capsys, argv) -> str:
     ["best", "{exp}", "--out", "{ro}/best.yaml"],
     ["compare", "--out", "{ro}/cmp"],
 ], ids=["train", "pretrain", "report", "best", "compare"])
-def test_out_in_a_read_only_folder_is_refused_before_the_work(argv, read_only, tmp_path, capsys, no_ray):
+def test_out_in_a_read_only_folder_is_refused_before_the_work(argv, read_only, tmp_path, capsys, ray_must_not_start):
     exp = tmp_path / "exp"
     exp.mkdir()
     line = _refused(capsys, [a.format(ro=read_only, exp=exp) for a in argv])
@@ -68,14 +62,14 @@ def test_out_in_a_read_only_folder_is_refused_before_the_work(argv, read_only, t
     assert not any(read_only.iterdir())
 
 
-def test_unwritable_cache_is_refused_before_pretraining(read_only, tmp_path, capsys, monkeypatch, no_ray):
+def test_unwritable_cache_is_refused_before_pretraining(read_only, tmp_path, capsys, monkeypatch, ray_must_not_start):
     monkeypatch.setenv("TUNELAB_CACHE_DIR", str(read_only / "cache"))
     line = _refused(capsys, ["tune", "finetune", "--storage", str(tmp_path / "runs"), "--set", "image_size=8"])
     assert f"TUNELAB_CACHE_DIR '{read_only}/cache' cannot be written: no write permission" in line
     assert "pretrained=auto" in line and not (tmp_path / "runs").exists()
 
 
-def test_dry_run_says_what_would_run_and_writes_nothing(tmp_path, capsys, monkeypatch, no_ray):
+def test_dry_run_says_what_would_run_and_writes_nothing(tmp_path, capsys, monkeypatch, ray_must_not_start):
     monkeypatch.chdir(tmp_path)
     storage, lock = tmp_path / "runs", tmp_path / "runs" / ".exp.lock"
     storage.mkdir()
@@ -92,7 +86,7 @@ def test_dry_run_says_what_would_run_and_writes_nothing(tmp_path, capsys, monkey
     assert sorted(p.name for p in tmp_path.rglob("*")) == [".exp.lock", "runs"] and lock.read_text() == ""
 
 
-def test_compare_dry_run_checks_every_search_and_writes_nothing(tmp_path, capsys, no_ray):
+def test_compare_dry_run_checks_every_search_and_writes_nothing(tmp_path, capsys, ray_must_not_start):
     out = tmp_path / "cmp"
     code = main(["compare", "--out", str(out), "--methods", "classifier,finetune", "--dry-run", "--json"])
     printed = capsys.readouterr().out
@@ -170,23 +164,21 @@ def test_durations_parse_in_linear_time(text):
 
 
 @pytest.mark.ray
-def test_relative_sqlite_urls_reach_the_same_databases_from_another_folder(tmp_path, monkeypatch):
+def test_relative_sqlite_urls_reach_the_same_databases_from_another_folder(ray_cluster, tmp_path, monkeypatch):
     """A real search run from folder A with relative sqlite URLs; its record names absolute ones,
-    which Optuna and MLflow open from folder B and find the search's study and runs."""
-    import sys
-
+    which Optuna and MLflow open from folder B and find the search's study and runs. (In-process
+    on the shared test cluster, whose two nodes need a file:// storage.)"""
     import mlflow
     import optuna
+
+    from tests.in_process import tunelab
 
     here, elsewhere = tmp_path / "a", tmp_path / "b"
     here.mkdir()
     elsewhere.mkdir()
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2]), "RAY_ADDRESS": "local"}
-    result = subprocess.run([sys.executable, "-m", "tunelab", "tune", "classifier", "--num-samples", "1",
-                             "--max-epochs", "1", "--set", "image_size=8", "--set", "width=8",
-                             "--storage", str(tmp_path / "runs"), "--name", "rel",
-                             "--optuna-storage", "sqlite:///study.db", "--mlflow", "sqlite:///ml.db"],
-                            cwd=here, env=env, capture_output=True, text=True, timeout=300)
+    result = tunelab("tune", "classifier", "--num-samples", "1", "--max-epochs", "1", "--set", "image_size=8",
+                     "--set", "width=8", "--storage", (tmp_path / "runs").as_uri(), "--name", "rel",
+                     "--optuna-storage", "sqlite:///study.db", "--mlflow", "sqlite:///ml.db", cwd=here)
     assert result.returncode == 0, result.stderr[-2000:]
     options = json.loads((tmp_path / "runs" / "rel" / "tunelab.json").read_text())["options"]
     assert options["optuna_storage"] == f"sqlite:///{here}/study.db"

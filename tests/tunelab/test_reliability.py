@@ -14,7 +14,6 @@ import yaml
 
 from analysis.record import TUNELAB_FILE, read_record
 from trainables.errors import ConfigError
-from tunelab import driver
 from tunelab.cli import main
 from tunelab.driver import TuneOptions, run_tune
 from tunelab.experiments import ExperimentLock, check_name, lock_path, prepare_folder
@@ -34,15 +33,10 @@ def _one_line(capsys) -> str:
     return lines[0]
 
 
-@pytest.fixture
-def no_ray(monkeypatch):
-    monkeypatch.setattr(driver, "connect_ray", lambda address: pytest.fail("Ray must not start"))
-
-
 # ----------------------------------------------------------------------------- never outside the experiment
 
 @pytest.mark.parametrize("name", ["..", ".", "../escaped", "a/b", "", "/abs", "-x", "a\x00b", "x" * 200])
-def test_names_that_are_not_one_plain_folder_are_refused_and_nothing_is_touched(tmp_path, capsys, no_ray, name):
+def test_names_that_are_not_one_plain_folder_are_refused_and_nothing_is_touched(tmp_path, capsys, ray_must_not_start, name):
     storage = tmp_path / "store" / "runs"
     (storage / "other").mkdir(parents=True)
     (storage / "other" / TUNELAB_FILE).write_text("{}")
@@ -160,7 +154,7 @@ def test_overwrite_waits_for_no_one_it_is_refused_while_the_experiment_is_in_use
     (TuneOptions("classifier", sets=["model=alexnet_cifar", "image_size=8"]),
      "model='alexnet_cifar' cannot run on 8x8 images"),
 ])
-def test_impossible_runs_are_refused_before_ray_starts_and_nothing_is_written(tmp_path, no_ray, opts, message,
+def test_impossible_runs_are_refused_before_ray_starts_and_nothing_is_written(tmp_path, ray_must_not_start, opts, message,
                                                                               monkeypatch):
     monkeypatch.setenv("RAY_ADDRESS", "local")
     if not opts.storage or opts.storage == "./runs":
@@ -180,7 +174,7 @@ def test_impossible_runs_are_refused_before_ray_starts_and_nothing_is_written(tm
     ({"epochs": {"low": 1, "high": 5}}, "epochs cannot be searched: it is the budget ASHA schedules"),
     ({"dropout": {"choices": [0.1, math.nan]}}, "dropout=nan is not a valid float"),
 ])
-def test_space_files_with_meaningless_or_data_defining_entries_are_refused(tmp_path, no_ray, space, message):
+def test_space_files_with_meaningless_or_data_defining_entries_are_refused(tmp_path, ray_must_not_start, space, message):
     path = tmp_path / "space.yaml"
     path.write_text(yaml.safe_dump(space))
     with pytest.raises(ConfigError, match=message):
@@ -289,8 +283,7 @@ def test_yaml_inputs_that_are_folders_or_binary_are_refused(tmp_path, capsys, fl
     (["compare", "--methods", "classifier,arcface", "--baseline", "finetune"],
      "--baseline 'finetune' is not one of the compared methods; choose from: classifier, arcface"),
 ])
-def test_compare_refuses_before_any_search(tmp_path, capsys, no_ray, monkeypatch, argv, fragment):
-    monkeypatch.setattr("tunelab.compare.connect_ray", lambda address: pytest.fail("Ray must not start"))
+def test_compare_refuses_before_any_search(tmp_path, capsys, ray_must_not_start, monkeypatch, argv, fragment):
     assert _exit_code([*argv, "--out", str(tmp_path / "cmp")]) == 2
     assert fragment in _one_line(capsys)
     assert not (tmp_path / "cmp").exists()

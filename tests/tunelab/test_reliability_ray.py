@@ -13,6 +13,8 @@ import pandas as pd
 import pytest
 
 from analysis.load import load_experiment, trial_summary
+from tests.conftest import sigint_as_at_a_terminal
+from tests.in_process import tunelab
 from tunelab.cli import main
 
 pytestmark = pytest.mark.ray
@@ -41,7 +43,11 @@ def test_sigterm_exits_130_with_the_running_trial_incomplete_and_resume_continue
     cluster, _ = ray_cluster
     env = {**os.environ, "RAY_ADDRESS": cluster.address, "PYTHONUNBUFFERED": "1"}
     experiment = tmp_path / "intr"
-    command = [sys.executable, "-m", "tunelab", "tune", "classifier", "--num-samples", "2", "--max-epochs", "100",
+    # 30 epochs of ~0.2 s: the SIGTERM, sent after the fourth, lands long before the trial's end
+    # (every epoch is checkpointed); 100 epochs a trial made the resume train 45 s longer here
+    epochs_each = 30
+    command = [sys.executable, "-m", "tunelab", "tune", "classifier", "--num-samples", "2", "--max-epochs",
+               str(epochs_each),
                "--scheduler", "fifo", "--max-concurrent", "1", "--checkpoint-interval", "0",
                "--storage", f"file://{tmp_path}", "--name", "intr", *_sets(TINY)]
     driver = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -80,8 +86,7 @@ def test_sigterm_exits_130_with_the_running_trial_incomplete_and_resume_continue
         shutil.rmtree(path)
     epochs_before = len(_progress(experiment)[named.parent.name])
 
-    result = subprocess.run([sys.executable, "-m", "tunelab", "resume", str(experiment), "--json"], env=env,
-                            capture_output=True, text=True, timeout=300)
+    result = tunelab("resume", str(experiment), "--json")  # in-process: Ray's log lines land in its stderr too
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"continues from its newest checkpoint ({newer.name})" in result.stderr
     assert ("forgot 1 checkpoint(s)" in result.stderr) == bool(lost)
@@ -90,13 +95,13 @@ def test_sigterm_exits_130_with_the_running_trial_incomplete_and_resume_continue
     assert summary["trials"] == 2 and summary["statuses"] == {"finished": 2}
     frame = _progress(experiment)[named.parent.name]
     epochs = set(frame["epoch"])
-    assert epochs <= set(range(1, 101)) and 100 in epochs
+    assert epochs <= set(range(1, epochs_each + 1)) and epochs_each in epochs
     # Ray Tune can stop a trial after it registered an epoch's checkpoint but before its CSV logger wrote
     # that epoch's row (seen once in four runs): the trial continues after that epoch, whose row is then
     # missing. At most that one epoch, at the interruption, may lack a row; every other epoch is there.
-    missing = set(range(1, 101)) - epochs
+    missing = set(range(1, epochs_each + 1)) - epochs
     assert len(missing) <= 1 and all(e <= epochs_before + 1 for e in missing), sorted(missing)
-    assert len(frame) < epochs_before + 100, "the resumed trial started over instead of continuing"
+    assert len(frame) < epochs_before + epochs_each, "the resumed trial started over instead of continuing"
 
 
 def test_a_search_where_every_trial_failed_exits_1_naming_an_error_file_in_the_experiment(
@@ -131,7 +136,8 @@ def test_restart_errored_supersedes_the_failed_trial_in_reports(ray_cluster, fau
     assert summary["epochs"].sum() == 6
 
 
-def test_resume_after_a_killed_private_driver_ends_its_leftover_ray_processes_and_rebuilds_a_cut_snapshot(tmp_path):
+def test_resume_after_a_killed_private_driver_ends_its_leftover_ray_processes_and_rebuilds_a_cut_snapshot(
+        ray_cluster, tmp_path):
     from tunelab.cluster import session_processes
 
     env = {**os.environ, "RAY_ADDRESS": "local", "PYTHONUNBUFFERED": "1"}
@@ -154,8 +160,7 @@ def test_resume_after_a_killed_private_driver_ends_its_leftover_ray_processes_an
     # searcher's short as such a kill does, so resume must rebuild it rather than hang on it.
     snapshot = max(experiment.glob("searcher-state-*.pkl"))
     snapshot.write_bytes(snapshot.read_bytes()[:1000])
-    result = subprocess.run([sys.executable, "-m", "tunelab", "resume", str(experiment), "--json"], env=env,
-                            capture_output=True, text=True, timeout=300)
+    result = tunelab("resume", str(experiment), "--json")  # in-process, on the shared test cluster
     assert result.returncode == 0, result.stderr[-3000:]
     assert "taking over the stale lock" in result.stderr
     assert f"the searcher's snapshot {snapshot.name} was cut short" in result.stderr
@@ -171,14 +176,17 @@ def test_resume_after_a_killed_private_driver_ends_its_leftover_ray_processes_an
     assert {t.user_attrs["trial_dir"] for t in trials} == {p.name for p in experiment.glob("classifier_*")}
 
 
-def test_time_budget_ends_the_search_within_one_epoch_and_resume_continues_the_cut_trials(ray_cluster, tmp_path):
-    cluster, _ = ray_cluster
-    env = {**os.environ, "RAY_ADDRESS": cluster.address, "PYTHONUNBUFFERED": "1"}
+def test_time_budget_ends_the_search_within_one_epoch_and_resume_continues_the_cut_trials(ray_cluster, faults,
+                                                                                          tmp_path):
     experiment = tmp_path / "budget"
-    command = [sys.executable, "-m", "tunelab", "tune", "classifier", "--num-samples", "4", "--max-epochs", "150",
-               "--scheduler", "fifo", "--max-concurrent", "2", "--time-budget", "10s",
-               "--storage", f"file://{tmp_path}", "--name", "budget", "--json", *_sets(TINY)]
-    first = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    # Every epoch sleeps 0.8 s first (faults): a trial of 30 epochs outlasts the 20 s budget on any
+    # machine, and its first epoch comes within it on a loaded one (a 10 s budget with 150 plain
+    # epochs a trial was sometimes spent before the first report); the resume runs them plain.
+    (faults / "sleep").write_text("0.8")
+    epochs_each = 30
+    first = tunelab("tune", "classifier", "--num-samples", "4", "--max-epochs", str(epochs_each), "--scheduler",
+                    "fifo", "--max-concurrent", "2", "--time-budget", "20s", "--storage", f"file://{tmp_path}",
+                    "--name", "budget", "--json", *_sets(TINY))
     assert first.returncode == 0, first.stderr[-3000:]  # the budget ending a search is not a failure
     summary = json.loads(first.stdout.strip().splitlines()[-1])
     assert summary["out_of_time"] and not summary["interrupted"] and summary["statuses"].get("out_of_time", 0) >= 1
@@ -192,8 +200,8 @@ def test_time_budget_ends_the_search_within_one_epoch_and_resume_continues_the_c
         slack = frame["time_this_iter_s"].max() + 1.5  # Ray's timestamp is whole seconds
         assert frame["timestamp"].max() <= summary["deadline"] + slack, folder
 
-    second = subprocess.run([sys.executable, "-m", "tunelab", "resume", str(experiment), "--time-budget", "10m",
-                             "--json"], env=env, capture_output=True, text=True, timeout=300)
+    (faults / "sleep").unlink()
+    second = tunelab("resume", str(experiment), "--time-budget", "10m", "--json")
     assert second.returncode == 0, second.stderr[-3000:]
     resumed = json.loads(second.stdout.strip().splitlines()[-1])
     assert resumed["statuses"] == {"finished": 4} and not resumed["out_of_time"]
@@ -203,7 +211,7 @@ def test_time_budget_ends_the_search_within_one_epoch_and_resume_continues_the_c
         epochs = after[folder]["epoch"]
         # continued from the checkpoint taken at the deadline: no epoch trained twice, none lost
         # (but the one row Ray can drop at a graceful stop, as in the SIGTERM test above)
-        assert epochs.max() == 150 and len(epochs) >= 149 and epochs.is_unique, folder
+        assert epochs.max() == epochs_each and len(epochs) >= epochs_each - 1 and epochs.is_unique, folder
         if folder in before:
             assert len(after[folder]) > len(before[folder])
 
@@ -220,7 +228,7 @@ def _driver_pids(marker: str) -> list[int]:
     return [p for p in pids if p != os.getpid()]
 
 
-def test_ctrl_c_during_compare_parallel_stops_every_search_resumably(tmp_path):
+def test_ctrl_c_during_compare_parallel_stops_every_search_resumably(ray_cluster, tmp_path):
     """Ctrl-C reaches compare only (each search driver runs in its own session); compare asks each
     search once to stop and save, waits for them, exits 130 naming every experiment's resume
     command, leaves no driver running, and a resumed search finishes its trials. (The time budget
@@ -233,7 +241,8 @@ def test_ctrl_c_during_compare_parallel_stops_every_search_resumably(tmp_path):
     compare = subprocess.Popen([sys.executable, "-m", "tunelab", "compare", "--methods", "classifier,arcface",
                                 "--num-samples", "2", "--max-epochs", "20", "--grace-period", "20", "--seeds", "1",
                                 "--parallel", "--time-budget", "10m", "--out", str(out)], env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=sigint_as_at_a_terminal)
     try:
         for method in ("classifier", "arcface"):
             _wait_for(lambda: any(len(f) >= 2 for f in _progress(out / "runs" / method).values()), 240,
@@ -255,7 +264,6 @@ def test_ctrl_c_during_compare_parallel_stops_every_search_resumably(tmp_path):
     assert not [p for p in drivers if Path(f"/proc/{p}").exists()], "a search driver outlived compare"
 
     (faults / "sleep").unlink()
-    resumed = subprocess.run([sys.executable, "-m", "tunelab", "resume", f"{(out / 'runs').as_uri()}/classifier",
-                              "--json"], env=env, capture_output=True, text=True, timeout=300)
+    resumed = tunelab("resume", f"{(out / 'runs').as_uri()}/classifier", "--json")  # in-process, shared cluster
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert json.loads(resumed.stdout.strip().splitlines()[-1])["statuses"] == {"finished": 2}

@@ -98,9 +98,7 @@ def test_a_compare_made_before_the_option_continues_and_another_count_is_refused
         open_state(out, CompareOptions(replicates=2))
 
 
-def test_dry_run_checks_every_replicate_s_searches_and_writes_nothing(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr("tunelab.driver.connect_ray", lambda address: pytest.fail("Ray must not start"))
-    monkeypatch.setattr("tunelab.compare.connect_ray", lambda address: pytest.fail("Ray must not start"))
+def test_dry_run_checks_every_replicate_s_searches_and_writes_nothing(tmp_path, capsys, ray_must_not_start):
     out = tmp_path / "cmp"
     code = main(["compare", "--out", str(out), "--methods", "classifier,finetune", "--replicates", "2",
                  "--dry-run", "--json"])

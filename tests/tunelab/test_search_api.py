@@ -29,8 +29,10 @@ def test_make_search_in_a_users_tuner_records_asha_stops_as_pruned(ray_cluster, 
     storage = f"sqlite:///{tmp_path / 'study.db'}"
     searcher, scheduler = make_search(SPACE, "loss", "min", max_t=9, num_samples=8, seed=0, storage=storage,
                                       study_name="user")
+    # reuse_actors: a trial's worker process takes the next trial (as tunelab's own searches do)
+    # rather than eight processes starting, each importing Ray and this module, for microsecond trials
     results = tune.Tuner(user_trainable, tune_config=tune.TuneConfig(
-        search_alg=searcher, scheduler=scheduler, metric="loss", mode="min", num_samples=8),
+        search_alg=searcher, scheduler=scheduler, metric="loss", mode="min", num_samples=8, reuse_actors=True),
         run_config=tune.RunConfig(storage_path=tmp_path.as_uri(), name="user", verbose=0)).fit()
     assert not results.errors and results.get_best_result().metrics["loss"] < 2
     study = optuna.load_study(study_name="user", storage=storage)
@@ -95,7 +97,7 @@ def test_make_search_in_a_users_tuner_without_metric_and_mode_in_tune_config(ray
 
     searcher, scheduler = make_search(SPACE, "loss", "min", max_t=9, num_samples=6, seed=0)
     results = tune.Tuner(user_trainable, tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler,
-                                                                     num_samples=6),
+                                                                     num_samples=6, reuse_actors=True),
                          run_config=tune.RunConfig(storage_path=tmp_path.as_uri(), name="plain", verbose=0)).fit()
     assert not results.errors and len(results) == 6
     assert min(r.metrics["loss"] for r in results) == results.get_best_result("loss", "min").metrics["loss"]

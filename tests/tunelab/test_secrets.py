@@ -205,23 +205,21 @@ def s3_server():
         server.stop()
 
 
-def _tunelab(*args, cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
+def _tunelab(*args, cwd: Path, timeout: int = 300):
+    """`tunelab ARGS` in-process (on the shared test cluster): the exit code, stdout and stderr."""
+    from tests.in_process import tunelab
+
     credentials = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL")
-    env = {k: v for k, v in os.environ.items() if k not in credentials}  # the URI alone says where and who
-    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
-    return subprocess.run([sys.executable, "-m", "tunelab.cli", *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=timeout)
+    return tunelab(*args, unset=credentials, cwd=cwd, timeout=timeout)  # the URI alone says where and who
 
 
 @pytest.mark.ray
-def test_query_form_s3_storage_with_credentials_works_end_to_end(s3_server, tmp_path):
+def test_query_form_s3_storage_with_credentials_works_end_to_end(ray_cluster, s3_server, tmp_path):
     """tune --storage s3://KEY:SECRET@bkt/runs?endpoint_override=...; then report, best and resume
     of the experiment's URI: all exit 0, and the secret key is in none of their output, the
     experiment's tunelab.json or the report."""
     (tmp_path / "canary.txt").write_text("precious")
-    # --address local: a Ray instance another test left running must not be joined (CI saw this
-    # run's trial actor cancelled on another instance: "Found multiple active Ray instances")
-    tuned = _tunelab("tune", "classifier", "--address", "local", "--dataset", "digits", "--num-samples", "1",
+    tuned = _tunelab("tune", "classifier", "--dataset", "digits", "--num-samples", "1",
                      "--max-epochs", "1",
                      "--set", "image_size=8", "--set", "width=8", "--storage", s3_server, "--name", "exp", "--json",
                      cwd=tmp_path)
@@ -231,7 +229,7 @@ def test_query_form_s3_storage_with_credentials_works_end_to_end(s3_server, tmp_
     experiment = join_uri(s3_server, "exp")  # the user's own URI, key and all
     reported = _tunelab("report", experiment, "--out", str(tmp_path / "report"), cwd=tmp_path)
     best = _tunelab("best", experiment, cwd=tmp_path)
-    resumed = _tunelab("resume", experiment, "--address", "local", "--json", cwd=tmp_path)
+    resumed = _tunelab("resume", experiment, "--json", cwd=tmp_path)
     for run in (reported, best, resumed):
         assert run.returncode == 0, run.stderr[-3000:]
         assert SECRET not in run.stdout + run.stderr

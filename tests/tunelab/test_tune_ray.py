@@ -14,6 +14,7 @@ import pytest
 import torch
 from optuna.trial import TrialState
 
+from tests.in_process import tunelab
 from tunelab.driver import TuneOptions, run_tune
 
 pytestmark = pytest.mark.ray
@@ -158,12 +159,11 @@ def test_driver_killed_mid_run_is_completed_by_resume(ray_cluster, tmp_path):
     state = max(cut.glob("experiment_state-*.json"))
     state.write_bytes(state.read_bytes()[:2000])
     files = sorted(p.name for p in cut.iterdir())
-    refused = subprocess.run([sys.executable, "-m", "tunelab", "resume", str(cut)], env=env, capture_output=True,
-                             text=True, timeout=120)
+    # The resumes run in-process, on the same (shared) cluster the killed driver had joined.
+    refused = tunelab("resume", str(cut), timeout=120)
     assert refused.returncode == 2 and refused.stderr.strip().count("\n") == 0, refused.stderr[-3000:]
     assert f"Ray's {state.name} is unreadable" in refused.stderr and sorted(p.name for p in cut.iterdir()) == files
-    result = subprocess.run([sys.executable, "-m", "tunelab", "resume", str(experiment), "--json"], env=env,
-                            capture_output=True, text=True, timeout=300)
+    result = tunelab("resume", str(experiment), "--json")
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert summary["trials"] == 5 and summary["statuses"] == {"finished": 5}
