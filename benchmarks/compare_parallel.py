@@ -45,7 +45,7 @@ def run_compare(out: Path, parallel: bool, args: argparse.Namespace, env: dict[s
     command = [sys.executable, "-m", "tunelab", "compare", "--methods", args.methods,
                "--num-samples", str(args.num_samples), "--max-epochs", str(args.max_epochs),
                "--grace-period", str(args.grace_period), "--train-per-class", str(args.train_per_class),
-               "--seeds", "1", "--out", str(out), "--json"]
+               "--seeds", "1", "--replicates", "1", "--out", str(out), "--json"]
     if parallel:
         command.append("--parallel")
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=3600)

@@ -35,18 +35,22 @@ class CompareOptions:
     source_classes: str = option("0-4", "classes of the same dataset the fine-tuning methods' backbone is "
                                         "pretrained on, supervised ('' = rotation pretraining on the target)")
     source_epochs: int = option(10, "epochs of the supervised source pretraining")
-    num_samples: int = shared(TuneOptions, "num_samples", default=12)
-    max_epochs: int = shared(TuneOptions, "max_epochs", default=30)
+    # The defaults are the main job's (`make run`): the largest replicate count that keeps it under 6
+    # minutes on a 2-core CPU, measured (benchmarks/RESULTS.md, "The main job's budget"): 2 replicates
+    # of 10 trials x 20 epochs and 2 confirmation seeds. One replicate of 12 x 30 and 25 seeds took
+    # 553 s; 3 replicates of 8 x 20 and 3 seeds 466 s, each search paying ~7 s of worker start-up.
+    num_samples: int = shared(TuneOptions, "num_samples", default=10)
+    max_epochs: int = shared(TuneOptions, "max_epochs", default=20)
     # A low-data target has one or two steps per epoch (50 images, batch 32-128): ASHA's first rung
     # must not judge a trial on a handful of steps. Measured on the default task, 12 classifier
     # trials: rungs from 5 epochs left 4 at chance (all pairs that train given 30 epochs), from 10
     # epochs 2 (README, main job).
     grace_period: int = shared(TuneOptions, "grace_period", default=10)
-    seeds: int = option(25, "confirmation seeds per method")
-    # the default is the lead's to choose; 1 keeps a compare exactly as it was before the option
-    replicates: int = option(1, "run the whole pipeline R times, each replicate with its own data draw "
+    seeds: int = option(2, "confirmation seeds per method (per replicate)")
+    replicates: int = option(2, "run the whole pipeline R times, each replicate with its own data draw "
                                 "(split_seed), search seed and confirmation seeds, the methods paired within it; "
-                                "the headline interval is then across replicates (paired t)",
+                                "the headline interval is then across replicates (paired t; R = 1: over the "
+                                "seeds of one draw and one search only)",
                              metavar="R", parse=parse_replicates)
     seed: int = shared(TuneOptions, "seed")
     cpus_per_trial: float = shared(TuneOptions, "cpus_per_trial")

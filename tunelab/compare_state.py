@@ -58,11 +58,17 @@ def _read(path: Path) -> dict[str, Any]:
     return state
 
 
+# What a compare made before an option existed did, where that is not the option's default today
+# (--replicates came with 1 as its default, which later became 2).
+BEFORE_THE_OPTION: dict[str, Any] = {"replicates": 1}
+
+
 def _check_same_options(out: Path, opts: Any, recorded: dict[str, Any]) -> None:
     now = options_record(opts)
     for field in dataclasses.fields(opts):
-        # an option added after that compare was made (--replicates) counts as its default there
-        was = recorded[field.name] if field.name in recorded else _as_json(field.default)
+        # an option added after that compare was made counts as what compare did before it
+        was = (recorded[field.name] if field.name in recorded
+               else BEFORE_THE_OPTION.get(field.name, _as_json(field.default)))
         if field.name in now and was != now[field.name]:
             raise ConfigError(f"--out {str(out)!r} holds a compare made with {flag_of(field)} "
                               f"{_shown(was)}, not {_shown(now[field.name])}; run it again "

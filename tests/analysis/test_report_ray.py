@@ -82,7 +82,7 @@ def _compare(tmp_path, *args):
     # (The one-after-another compare below runs in-process on the shared test cluster.)
     env = {**os.environ, "TUNELAB_CACHE_DIR": str(tmp_path / "cache"), "RAY_ADDRESS": "local"}
     result = subprocess.run([sys.executable, "-m", "tunelab", "compare", "--num-samples", "2", "--max-epochs", "2",
-                             "--grace-period", "1", "--source-epochs", "1", "--out", str(tmp_path / "c"), "--json",
+                             "--replicates", "1", "--grace-period", "1", "--source-epochs", "1", "--out", str(tmp_path / "c"), "--json",
                              *args], capture_output=True, text=True, timeout=600, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads(result.stdout.strip().splitlines()[-1])
@@ -129,8 +129,8 @@ def test_compare_preset_transfer_cifar_on_the_cifar_fixture(ray_cluster, tmp_pat
     from tests.in_process import tunelab
 
     write_cifar10(tmp_path / "data" / "cifar-10-batches-py", n_train_per_batch=40, n_test=40)
-    result = tunelab("compare", "--num-samples", "2", "--max-epochs", "2", "--grace-period", "1", "--source-epochs",
-                     "1", "--out", str(tmp_path / "c"), "--json", "--preset", "transfer-cifar", "--data-dir",
+    result = tunelab("compare", "--replicates", "1", "--num-samples", "2", "--max-epochs", "2", "--grace-period", "1",
+                     "--source-epochs", "1", "--out", str(tmp_path / "c"), "--json", "--preset", "transfer-cifar", "--data-dir",
                      str(tmp_path / "data"), "--methods", "finetune,adarand", "--train-per-class", "4", "--seeds", "2",
                      env={"TUNELAB_CACHE_DIR": str(tmp_path / "cache")}, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]

@@ -719,7 +719,7 @@ def _confirmations(out: Path) -> list:
 
 
 _TINY_COMPARE = ["--num-samples", "2", "--max-epochs", "2", "--grace-period", "2", "--seeds", "3",
-                 "--train-per-class", "5"]
+                 "--train-per-class", "5", "--replicates", "1"]
 
 
 def _compare_sigterm_in_confirmations(tmp_path: Path) -> None:
@@ -781,8 +781,8 @@ def _compare_parallel_sigkill_leaves_no_driver(tmp_path: Path) -> None:
     env, out, log = _signals_env(tmp_path), tmp_path / "cmp", tmp_path / "first.log"
     (tmp_path / "faults" / "sleep").write_text("0.5")
     # the time budget gives each search one trial slot: both are mid-trial at the kill
-    argv = ["compare", "--methods", "classifier,arcface", "--num-samples", "2", "--max-epochs", "20",
-            "--grace-period", "20", "--seeds", "1", "--train-per-class", "5", "--parallel", "--time-budget", "10m",
+    argv = ["compare", "--methods", "classifier,arcface", "--replicates", "1", "--num-samples", "2",
+            "--max-epochs", "20", "--grace-period", "20", "--seeds", "1", "--train-per-class", "5", "--parallel", "--time-budget", "10m",
             "--out", str(out)]
     first = _start_tunelab(argv, env, log)
     family: list = []

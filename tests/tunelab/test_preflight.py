@@ -88,7 +88,8 @@ def test_dry_run_says_what_would_run_and_writes_nothing(tmp_path, capsys, monkey
 
 def test_compare_dry_run_checks_every_search_and_writes_nothing(tmp_path, capsys, ray_must_not_start):
     out = tmp_path / "cmp"
-    code = main(["compare", "--out", str(out), "--methods", "classifier,finetune", "--dry-run", "--json"])
+    code = main(["compare", "--out", str(out), "--methods", "classifier,finetune", "--replicates", "1", "--dry-run",
+                 "--json"])
     printed = capsys.readouterr().out
     plan = json.loads(printed.strip().splitlines()[-1])
     assert code == 0 and set(plan["searches"]) == {"classifier", "finetune"}

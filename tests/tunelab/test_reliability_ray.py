@@ -239,6 +239,7 @@ def test_ctrl_c_during_compare_parallel_stops_every_search_resumably(ray_cluster
     out = tmp_path / "c"
     env = {**os.environ, "RAY_ADDRESS": "local", "TUNELAB_FAULTS_DIR": str(faults), "PYTHONUNBUFFERED": "1"}
     compare = subprocess.Popen([sys.executable, "-m", "tunelab", "compare", "--methods", "classifier,arcface",
+                                "--replicates", "1",
                                 "--num-samples", "2", "--max-epochs", "20", "--grace-period", "20", "--seeds", "1",
                                 "--parallel", "--time-budget", "10m", "--out", str(out)], env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

@@ -48,7 +48,7 @@ def test_methods_of_one_replicate_train_on_the_same_images_and_replicates_draw_o
 
 
 def test_one_replicate_searches_exactly_as_compare_did_before_replicates():
-    opts = CompareOptions(methods=("finetune",), seed=7)
+    opts = CompareOptions(methods=("finetune",), seed=7, replicates=1)
     search = method_options(opts, "finetune", OUT, BACKBONE, None)
     assert search.storage == (OUT / "runs").resolve().as_uri() and search.name == "finetune" and search.seed == 7
     assert search.sets == ["train_per_class=10", "classes=5-9", f"pretrained={BACKBONE}"]
@@ -93,9 +93,11 @@ def test_a_compare_made_before_the_option_continues_and_another_count_is_refused
     out.mkdir()
     old = {k: v for k, v in options_record(CompareOptions()).items() if k != "replicates"}
     (out / STATE_FILE).write_text(json.dumps({"format": 1, "options": old, "searches": {}}))
-    assert open_state(out, CompareOptions())["options"] == old  # counts as --replicates 1
+    assert open_state(out, CompareOptions(replicates=1))["options"] == old  # counts as --replicates 1
     with pytest.raises(ConfigError, match="holds a compare made with --replicates 1, not 2"):
         open_state(out, CompareOptions(replicates=2))
+    with pytest.raises(ConfigError, match="holds a compare made with --replicates 1, not 2"):
+        open_state(out, CompareOptions())  # the default is 2 now: the old folder says which it was
 
 
 def test_dry_run_checks_every_replicate_s_searches_and_writes_nothing(tmp_path, capsys, ray_must_not_start):
@@ -109,7 +111,7 @@ def test_dry_run_checks_every_replicate_s_searches_and_writes_nothing(tmp_path, 
     for r in (0, 1):
         search = plan["searches"][f"replicate-{r}/finetune"]
         assert search["experiment"] == (out.resolve() / "runs" / f"replicate-{r}" / "finetune").as_uri()
-        assert int(search["fixed"]["split_seed"]) == r and search["seed"] == r * 25
+        assert int(search["fixed"]["split_seed"]) == r and search["seed"] == r * CompareOptions().seeds
         assert search["fixed"]["pretrained"] == plan["source_backbone"]  # one backbone for both
     assert "all of it 2 times, once per replicate" in printed
 
