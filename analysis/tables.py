@@ -337,8 +337,11 @@ def replicate_count(table: pd.DataFrame) -> int:
 def coverage_note(table: pd.DataFrame) -> str:
     """One line under the table: what its intervals cover, and the correction behind 'resolved'."""
     compared = int(table["diff_p_value"].notna().sum()) if "diff_p_value" in table else 0
-    holm_part = (f"; resolved = Holm-adjusted p < {ALPHA:g} over the {compared} comparisons with the baseline"
-                 if compared else "")
+    if compared == 1:  # Holm over one comparison is the test itself
+        holm_part = f"; resolved = p < {ALPHA:g} (one comparison with the baseline)"
+    else:
+        holm_part = (f"; resolved = Holm-adjusted p < {ALPHA:g} over the {compared} comparisons with the baseline"
+                     if compared else "")
     replicates = replicate_count(table)
     return (COVERAGE if replicates == 1 else replicate_coverage(replicates)) + holm_part
 

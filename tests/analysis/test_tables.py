@@ -369,3 +369,13 @@ def test_the_table_and_report_say_what_an_interval_over_replicates_covers():
     per = by_replicate(summary, confirmations, "base")
     assert list(per["replicate"]) == [0, 0, 1, 1, 2, 2] and set(per["replicates"]) == {1}
     assert any(line.startswith("| 2 | up | 0.9200 |") for line in replicate_lines(per))
+
+
+def test_the_coverage_line_names_holm_only_where_there_are_several_comparisons():
+    from analysis.tables import coverage_note
+
+    one = coverage_note(pd.DataFrame({"diff_p_value": [None, 0.01], "replicates": [1, 1]}))
+    four = coverage_note(pd.DataFrame({"diff_p_value": [None, 0.01, 0.2, 0.3, 0.9], "replicates": [3] * 5}))
+    assert one.endswith("; resolved = p < 0.05 (one comparison with the baseline)") and "Holm" not in one
+    assert four.endswith("; resolved = Holm-adjusted p < 0.05 over the 4 comparisons with the baseline")
+    assert "across 3 replicates" in four and "training seeds only" in one
