@@ -98,7 +98,8 @@ def check_baseline(baseline: str | None, methods: tuple[str, ...]) -> None:
 PRESETS: dict[str, dict[str, Any]] = {
     "transfer-digits": {},
     # CIFAR-10 source airplane..deer (0-4), target dog..truck (5-9), 100 labelled images per target
-    # class, a budget for a GPU (add --gpus-per-trial): 32 trials x 30 epochs, 10 seeds.
+    # class, a budget for a GPU (add --gpus-per-trial): 32 trials x 30 epochs, 10 seeds, in each of
+    # the default 2 replicates.
     "transfer-cifar": {"dataset": "cifar10", "classes": "5-9", "source_classes": "0-4", "train_per_class": 100,
                        "source_epochs": 30, "num_samples": 32, "max_epochs": 30, "seeds": 10},
 }
