@@ -23,7 +23,7 @@ STATE_FILE = "compare.json"
 CONFIRMATIONS_FILE = "confirmations.jsonl"
 STATE_FORMAT = 1
 # Where a run happens may change between sessions (another cluster); what it computes may not.
-NOT_COMPARED = ("out", "address")
+NOT_COMPARED = ("out", "address", "dry_run")  # where and how it runs, not what it computes
 
 
 def options_record(opts: Any) -> dict[str, Any]:

@@ -27,7 +27,10 @@ from typing import Any
 
 from trainables.errors import ConfigError
 
-RANGE = "a whole number >= 1"
+# Each replicate is a whole compare (searches, seeds, a data load per search even in --dry-run):
+# past 100 a count is a typo, not a plan, and it would run for days before anything said so.
+MAX_REPLICATES = 100
+RANGE = f"a whole number from 1 to {MAX_REPLICATES}"
 
 
 def parse_replicates(text: str) -> int:
@@ -36,14 +39,14 @@ def parse_replicates(text: str) -> int:
         value = int(text.strip())
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not valid; allowed: {RANGE}") from None
-    if value < 1:
+    if not 1 <= value <= MAX_REPLICATES:
         raise argparse.ArgumentTypeError(f"{value} is out of range; allowed: {RANGE}")
     return value
 
 
 def check_replicates(count: Any) -> None:
     """The same rule for options built in Python rather than parsed."""
-    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_REPLICATES:
         raise ConfigError(f"--replicates {count!r} is out of range; allowed: {RANGE}")
 
 

@@ -78,11 +78,11 @@ def test_the_source_backbone_sees_no_image_of_any_replicate():
             assert not seen & _rows(getattr(target, split)), (r, split)
 
 
-@pytest.mark.parametrize("value", [0, -1, 1.5, "2", True])
+@pytest.mark.parametrize("value", [0, -1, 101, 10**10, 1.5, "2", True])
 def test_replicates_built_in_python_are_checked_too(value, tmp_path):
     from tunelab.compare import run_compare
 
-    with pytest.raises(ConfigError, match=f"--replicates {value!r} is out of range; allowed: a whole number >= 1"):
+    with pytest.raises(ConfigError, match=f"--replicates {value!r} is out of range; allowed: a whole number from 1 to 100"):
         run_compare(CompareOptions(replicates=value, out=str(tmp_path / "c")))
 
 
@@ -123,3 +123,16 @@ def test_the_time_budget_covers_every_replicate(capsys):
     assert budget_share(opts) == pytest.approx(600.0)
     assert "10m for each of the 6 searches (3 replicates x 2 methods" in capsys.readouterr().err
     assert budget_share(dataclasses.replace(opts, parallel=True)) == pytest.approx(1200.0)
+
+
+def test_a_dry_run_of_an_existing_compare_is_not_refused_as_other_options(tmp_path, capsys, ray_must_not_start):
+    """--dry-run says how a run would go; it is not one of the options that decide the results, so
+    a dry run of a folder made without it plans the continuation instead of refusing."""
+    from tunelab.compare_state import open_state, save_state
+
+    out = tmp_path / "cmp"
+    argv = ["compare", "--out", str(out), "--methods", "classifier,finetune", "--replicates", "1"]
+    save_state(out, open_state(out, CompareOptions(methods=("classifier", "finetune"), replicates=1)))
+    before = sorted(p.name for p in out.rglob("*"))
+    assert main([*argv, "--dry-run"]) == 0, capsys.readouterr().err
+    assert sorted(p.name for p in out.rglob("*")) == before
