@@ -161,6 +161,7 @@ def stop_when_orphaned(poll_s: float = 1.0, grace_s: float = 30.0) -> None:
     if os.getppid() != int(parent) and _alive(int(parent)):
         return  # not started by that compare: the variable leaked into a process of another parent
     _take_sigint()
+    sys.stdout, sys.stderr = _PipeGuard(sys.stdout), _PipeGuard(sys.stderr)
     _signal_when_parent_dies(int(parent))
     threading.Thread(target=_watch_parent, args=(int(parent), poll_s, grace_s), daemon=True,
                      name="tunelab-orphan-watch").start()
@@ -176,6 +177,37 @@ def _stop_as_orphan() -> None:
         return
     _silence_closed_pipes()
     os.kill(os.getpid(), signal.SIGINT)
+
+
+class _PipeGuard:
+    """stdout or stderr of a driver, pipes that compare reads. When compare dies the kernel signals
+    at once, but a write already under way in any thread meets the closed pipe first: it would raise
+    BrokenPipeError into the search instead of letting it save. Here it silences the pipes, writes
+    again (to /dev/null) and stops the search as the signal would have."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+    def write(self, text):
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            self._orphaned()
+            return self._stream.write(text)
+
+    def flush(self):
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            self._orphaned()
+            self._stream.flush()
+
+    def _orphaned(self) -> None:
+        _silence_closed_pipes()
+        _stop_as_orphan()
 
 
 def _take_sigint() -> None:

@@ -370,7 +370,8 @@ def test_a_search_driver_whose_compare_died_stops_even_though_its_pipes_are_brok
     """Compare reads the drivers' stdout and stderr through pipes; once it is killed, a write to them
     raises BrokenPipeError. That used to kill the watcher thread before it stopped the search, and
     the drivers ran on as orphans. Now the pipes are pointed at /dev/null first, and on Linux the
-    kernel signals the driver the moment compare dies (PR_SET_PDEATHSIG)."""
+    kernel signals the driver the moment compare dies (PR_SET_PDEATHSIG); a write that meets the
+    closed pipe before that signal is handled does the same (tunelab.parallel._PipeGuard)."""
     import textwrap
 
     marker = tmp_path / "stopped"
@@ -380,9 +381,9 @@ def test_a_search_driver_whose_compare_died_stops_even_though_its_pipes_are_brok
         stop_when_orphaned(poll_s=0.05, grace_s=30)
         print("ready", flush=True)
         try:
-            while True:  # a search's progress lines, on the pipe to compare
-                print("progress", file=sys.stderr, flush=True)
-                time.sleep(0.05)
+            while True:  # a search's progress lines, on the pipe to compare: written without a
+                print("progress", file=sys.stderr, flush=True)  # pause, so one meets the pipe closing
+                time.sleep(0.0001)
         except KeyboardInterrupt:
             print("saving the experiment", file=sys.stderr, flush=True)  # no BrokenPipeError now
             open({str(marker)!r}, "w").write("interrupted")
