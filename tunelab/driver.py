@@ -24,7 +24,8 @@ import numpy as np
 import pandas as pd
 
 from analysis.load import rank_trials, status_from
-from analysis.record import (FINAL_STATUSES, OUT_OF_TIME, TUNELAB_FILE, UNFINISHED_RAY_STATUSES, is_uri, join_uri,
+from analysis.record import (FINAL_STATUSES, OUT_OF_TIME, TUNELAB_FILE, UNFINISHED_RAY_STATUSES, experiment_identity,
+                             is_uri, join_uri,
                              local_path, read_record, redact_all, write_record)
 from search_spaces import space_for
 from search_spaces.base import (Choice, Conditional, IntRange, SearchSpace, describe, settle_conditions,
@@ -35,6 +36,7 @@ from trainables import metrics as M
 from trainables.config import build_config, to_dict
 from trainables.errors import ConfigError
 from trainables.fileio import refuse_link
+from tunelab.compat.ray import restored_search_state_follows_the_folder
 from tunelab.cluster import (check_cluster, check_local_resources, check_reachable, connect_ray, ray_session,
                              reap_stale_session, starts_private_instance)
 from tunelab.experiments import (ExperimentLock, check_free, check_name, check_storage_writable, experiment_path,
@@ -543,7 +545,10 @@ def resume(path: str, resume_errored: bool = False, restart_errored: bool = Fals
         connect_ray(address or opts.address)
         lock.note(**ray_session(private))
         repair_latest_checkpoints(path, resume_errored)
-        if record.pop(FINAL_STATUSES, None) is not None:
+        moved = experiment_identity(record["experiment"]) != experiment_identity(path)
+        if moved:
+            record["experiment"] = path  # a copy, or a moved folder: it resumes where it is now
+        if record.pop(FINAL_STATUSES, None) is not None or moved:
             write_record(path, record)  # trials about to run again are no longer final
         allow_parallel_pending_trials(opts)
         if "tensorboard" in record["options"]:
@@ -553,7 +558,8 @@ def resume(path: str, resume_errored: bool = False, restart_errored: bool = Fals
         tuner = tune.Tuner.restore(path, trainable=build_trainable(opts, data), resume_unfinished=True,
                                    resume_errored=resume_errored, restart_errored=restart_errored,
                                    param_space=param_space)
-        return fit_and_finish(tuner, record, path)
+        with restored_search_state_follows_the_folder():
+            return fit_and_finish(tuner, record, path)
 
 
 def restored_param_space(opts: TuneOptions, record: dict[str, Any], path: str) -> dict[str, Any] | None:

@@ -268,3 +268,28 @@ def test_ctrl_c_during_compare_parallel_stops_every_search_resumably(ray_cluster
     resumed = tunelab("resume", f"{(out / 'runs').as_uri()}/classifier", "--json")  # in-process, shared cluster
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert json.loads(resumed.stdout.strip().splitlines()[-1])["statuses"] == {"finished": 2}
+
+
+# Made by tunelab 0.1.0 (before its packages moved under `tunelab.`: its pickles name the top-level
+# `search_spaces`): `tunelab tune classifier --num-samples 2 --max-epochs 30 --scheduler fifo
+# --max-concurrent 1 --time-budget 12s --storage /tmp/tunelab-0.1.0-fixture --name experiment`
+# with image_size=8 width=8 batch_size=128 and a 1 s sleep per epoch (faults): the budget cut the
+# first trial after one epoch, the second never started. Ray's saved search state names the
+# folder it was made in; the recorded folder was deleted after the copy.
+EXPERIMENT_0_1_0 = Path(__file__).resolve().parents[1] / "data" / "experiment-0.1.0"
+
+
+def test_an_experiment_recorded_by_0_1_0_and_copied_elsewhere_resumes_in_the_copy(ray_cluster, tmp_path):
+    recorded = Path(json.loads((EXPERIMENT_0_1_0 / "tunelab.json").read_text())["experiment"])
+    recorded_existed = recorded.parent.exists()
+    copy = tmp_path / "copy"
+    shutil.copytree(EXPERIMENT_0_1_0, copy)
+    result = tunelab("resume", str(copy), "--time-budget", "10m", "--json")
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["statuses"] == {"finished": 2} and summary["experiment"] == str(copy)
+    trials = _progress(copy)
+    assert len(trials) == 2 and all(frame["epoch"].max() == 30 for frame in trials.values()), trials.keys()
+    # Nothing written where the experiment was recorded: that folder is not this copy's.
+    if not recorded_existed:
+        assert not recorded.parent.exists()
