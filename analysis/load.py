@@ -20,11 +20,11 @@ from typing import Any, Iterable
 
 import pandas as pd
 
-from analysis.record import (FINAL_STATUSES, OUT_OF_TIME, TUNELAB_FILE, UNFINISHED_RAY_STATUSES, experiment_identity,
+from tunelab.analysis.record import (FINAL_STATUSES, OUT_OF_TIME, TUNELAB_FILE, UNFINISHED_RAY_STATUSES, experiment_identity,
                              read_record, redact, remote_filesystem)
-from analysis.record import local_path as _local_or_none
-from trainables import metrics as M
-from trainables.errors import ConfigError
+from tunelab.analysis.record import local_path as _local_or_none
+from tunelab.trainables import metrics as M
+from tunelab.trainables.errors import ConfigError
 
 __all__ = ["FINAL_STATUSES", "TUNELAB_FILE", "read_record", "local_path", "load_experiment", "load_experiments",
            "trial_summary", "status_from", "unique_experiments"]
@@ -45,7 +45,7 @@ TRIAL_FILES = ("progress.csv", "params.json", "error.txt")
 
 def experiment_id(location: str | Path) -> str:
     """How an experiment is named in tables: its real folder, or its normalised URI when remote; one
-    name for every spelling of one experiment (`analysis.record.experiment_identity`)."""
+    name for every spelling of one experiment (`tunelab.analysis.record.experiment_identity`)."""
     return experiment_identity(location)
 
 
@@ -172,8 +172,8 @@ def _read_params(params_file: Path) -> dict[str, Any]:
 def resolved_config(method: str, params: dict[str, Any], folder: Path) -> dict[str, Any]:
     """The trial's full config, typed as the trial saw it: Ray's params.json holds only the values
     tune passed (the search's and --set's, the latter as typed strings), not the defaults."""
-    from trainables import get_method
-    from trainables.config import build_config, to_dict
+    from tunelab.trainables import get_method
+    from tunelab.trainables.config import build_config, to_dict
 
     try:
         return to_dict(build_config(get_method(method).config_class, params))

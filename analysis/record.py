@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
-from trainables.errors import ConfigError
+from tunelab.trainables.errors import ConfigError
 
 TUNELAB_FILE = "tunelab.json"
 FINAL_STATUSES = "final_statuses"  # trial_id -> status, written by the driver when a run ends
@@ -221,7 +221,7 @@ def _check_type(shown: str, field: str, value: Any, types: tuple) -> None:
 
 def write_record(location: str | Path, record: dict[str, Any]) -> None:
     """Write the record atomically (local) or in one stream (remote URI)."""
-    from trainables.fileio import atomic_write_text
+    from tunelab.trainables.fileio import atomic_write_text
 
     record = redact_all(record)  # a password in a storage or tracking URI is never written down
     check_record(record, f"{redact(str(location))}/{TUNELAB_FILE}")  # never write what a reader would refuse

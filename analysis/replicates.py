@@ -10,7 +10,7 @@ to the baseline is the paired t over the replicates' mean differences (R - 1 deg
 - pairing by replicate removes what the methods of one replicate share (the same images), which
   is what makes the comparison fair.
 Beside it, `seed_diff_ci95_low/high` is the seed-only interval of the same mean difference (each
-replicate's draw and search held fixed, `analysis.stats.within_replicates`): how wide the interval
+replicate's draw and search held fixed, `tunelab.analysis.stats.within_replicates`): how wide the interval
 would be if only the seeds varied. The difference between the two widths is what the data draws
 and the searches add.
 
@@ -25,9 +25,9 @@ import math
 import numpy as np
 import pandas as pd
 
-from analysis.stats import detectable_diff, finite, paired, within_replicates
-from analysis.tables import ALPHA, COMPARISON_COLUMNS, PAIRED_REPLICATES, POWER, comparison, mean_ci, resolve
-from trainables import metrics as M
+from tunelab.analysis.stats import detectable_diff, finite, paired, within_replicates
+from tunelab.analysis.tables import ALPHA, COMPARISON_COLUMNS, PAIRED_REPLICATES, POWER, comparison, mean_ci, resolve
+from tunelab.trainables import metrics as M
 
 
 def by_replicate(summary: pd.DataFrame, confirmations: pd.DataFrame, baseline: str,
@@ -45,7 +45,7 @@ def by_replicate(summary: pd.DataFrame, confirmations: pd.DataFrame, baseline: s
 
 def across_replicates(summary: pd.DataFrame, confirmations: pd.DataFrame, baseline: str,
                       spaces: dict | None = None, metric: str = M.VAL_ACC) -> pd.DataFrame:
-    """One row per (method, dataset) over every replicate (columns as `analysis.tables.comparison`)."""
+    """One row per (method, dataset) over every replicate (columns as `tunelab.analysis.tables.comparison`)."""
     per = by_replicate(summary, confirmations, baseline, spaces, metric)
     rows = [_row(method, dataset, per, confirmations, baseline)
             for (method, dataset) in dict.fromkeys(zip(per["method"], per["dataset"]))]

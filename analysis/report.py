@@ -11,14 +11,14 @@ from typing import Any
 
 import pandas as pd
 
-from analysis.load import (experiment_id, load_experiments, local_path, read_record, trial_summary,
+from tunelab.analysis.load import (experiment_id, load_experiments, local_path, read_record, trial_summary,
                            unique_experiments)
-from analysis.record import is_experiment, is_uri, redact, split_password
-from analysis.tables import (applied_case, comparison, envelope_row, format_table, importance, importance_note,
+from tunelab.analysis.record import is_experiment, is_uri, redact, split_password
+from tunelab.analysis.tables import (applied_case, comparison, envelope_row, format_table, importance, importance_note,
                              study_importance)
-from trainables import metrics as M
-from trainables.errors import ConfigError
-from trainables.fileio import atomic_write_bytes, atomic_write_text, check_output_path
+from tunelab.trainables import metrics as M
+from tunelab.trainables.errors import ConfigError
+from tunelab.trainables.fileio import atomic_write_bytes, atomic_write_text, check_output_path
 
 TOP_TRIALS = 5
 PARAM_PLOTS = 3
@@ -142,7 +142,7 @@ def replicate_table(summary: pd.DataFrame, confirmations: pd.DataFrame | None, t
     """Each replicate's own comparison (seed-only intervals), when the trials come from several."""
     if "replicate" not in summary or summary["replicate"].nunique() < 2:
         return None
-    from analysis.replicates import by_replicate
+    from tunelab.analysis.replicates import by_replicate
 
     empty = pd.DataFrame(columns=["replicate", "method", "dataset", "seed", M.TEST_ACC])
     return by_replicate(summary, confirmations if confirmations is not None else empty,
@@ -320,7 +320,7 @@ def resolution_lines(table: pd.DataFrame) -> list[str]:
     """One sentence per method against the baseline: the difference, its interval and what the
     interval excludes, whether it is resolved after Holm's correction, and the difference these
     seeds could detect with 80% power."""
-    from analysis.tables import ALPHA, COVERAGE, POWER, replicate_count, replicate_coverage
+    from tunelab.analysis.tables import ALPHA, COVERAGE, POWER, replicate_count, replicate_coverage
 
     replicates = replicate_count(table)
     lines = ["### What the differences can bear", ""]
@@ -372,7 +372,7 @@ def _seed_only_words(r, replicates: int) -> str:
 def selection_lines(table: pd.DataFrame) -> list[str]:
     """Per method: the search's selection value, the confirmation seeds' val by the same epoch rule,
     their difference (the optimism of selecting the best of many trials) and test."""
-    from analysis.tables import replicate_count
+    from tunelab.analysis.tables import replicate_count
 
     rows = table[table["confirm_val_acc_mean"].notna()] if "confirm_val_acc_mean" in table else table.iloc[:0]
     if rows.empty:

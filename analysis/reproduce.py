@@ -16,14 +16,14 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from analysis.load import experiment_id, load_experiment, rank_trials, read_record, trial_summary
-from analysis.record import redact
-from analysis.tables import config_of
-from trainables import get_method
-from trainables import metrics as M
-from trainables.config import build_config, read_yaml_mapping, to_dict
-from trainables.errors import ConfigError
-from trainables.fileio import atomic_write_text, check_output_path
+from tunelab.analysis.load import experiment_id, load_experiment, rank_trials, read_record, trial_summary
+from tunelab.analysis.record import redact
+from tunelab.analysis.tables import config_of
+from tunelab.trainables import get_method
+from tunelab.trainables import metrics as M
+from tunelab.trainables.config import build_config, read_yaml_mapping, to_dict
+from tunelab.trainables.errors import ConfigError
+from tunelab.trainables.fileio import atomic_write_text, check_output_path
 
 
 def best_record(path: str | Path) -> dict[str, Any]:
@@ -104,9 +104,9 @@ def _check_whole(shown: str, field: str, value: Any, low: int = 0) -> None:
 
 def confirm(method_name: str, config_values: dict[str, Any], seed: int, data=None) -> list[dict[str, Any]]:
     """Train once with `seed`, test evaluated at the end; returns the per-epoch history."""
-    from trainables import faults
-    from trainables.engine import train
-    from trainables.reporting import LocalReporter
+    from tunelab.trainables import faults
+    from tunelab.trainables.engine import train
+    from tunelab.trainables.reporting import LocalReporter
 
     method = faults.wrap(get_method(method_name))  # as a trial's: tests arm faults in confirmations too
     config = build_config(method.config_class, {**config_values, "seed": seed})

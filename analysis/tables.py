@@ -3,10 +3,10 @@
 `comparison` has one row per (method, dataset) with the fixed columns of COMPARISON_COLUMNS
 (documented in the README). Intervals are 95% Student-t intervals over seeds; the difference to
 the baseline method uses Welch's t (unequal variances), and "resolved" uses Holm's correction over
-the methods compared with the baseline on one dataset (analysis.stats). Every interval here covers
+the methods compared with the baseline on one dataset (tunelab.analysis.stats). Every interval here covers
 the training seed only: one data draw and one search. Trials of several replicates of the whole
 pipeline (a `replicate` column, from compare --replicates) are compared across replicates instead
-(analysis.replicates).
+(tunelab.analysis.replicates).
 """
 from __future__ import annotations
 
@@ -19,9 +19,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from analysis.load import CONFIG_PREFIX, rank_trials
-from analysis.stats import finite, holm, min_detectable_diff, welch
-from trainables import metrics as M
+from tunelab.analysis.load import CONFIG_PREFIX, rank_trials
+from tunelab.analysis.stats import finite, holm, min_detectable_diff, welch
+from tunelab.trainables import metrics as M
 
 COMPARISON_COLUMNS = [
     "method", "dataset", "trials", "epochs", "compute_s", "best_val_acc", "best_trial", "best_epoch",
@@ -146,7 +146,7 @@ def comparison(summary: pd.DataFrame, confirmations: pd.DataFrame | None = None,
     if baseline is None:
         baseline = "finetune" if "finetune" in methods else methods[0]
     if "replicate" in summary and summary["replicate"].nunique() > 1:
-        from analysis.replicates import across_replicates
+        from tunelab.analysis.replicates import across_replicates
 
         return across_replicates(summary, confirmations, baseline, spaces, metric)
     best = best_trials(summary, metric).set_index(["method", "dataset"])

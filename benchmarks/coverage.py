@@ -29,10 +29,10 @@ How each component is estimated (`estimate`):
   near-best config; how much their true accuracies differ is the scale of that luck. `simulate`
   prints a sensitivity table at 0x, 1x and 2x of its standard deviation.
 
-The verdicts in `simulate` are computed by the functions compare itself uses: analysis.stats.paired
-(R > 1) or analysis.stats.welch (R = 1) for the interval and p-value, analysis.tables.resolve
-(Holm, ALPHA) for "resolved", analysis.stats.min_detectable_paired_diff / min_detectable_diff at
-analysis.tables.POWER. Results: benchmarks/RESULTS.md ("compare's intervals and verdicts, by
+The verdicts in `simulate` are computed by the functions compare itself uses: tunelab.analysis.stats.paired
+(R > 1) or tunelab.analysis.stats.welch (R = 1) for the interval and p-value, tunelab.analysis.tables.resolve
+(Holm, ALPHA) for "resolved", tunelab.analysis.stats.min_detectable_paired_diff / min_detectable_diff at
+tunelab.analysis.tables.POWER. Results: benchmarks/RESULTS.md ("compare's intervals and verdicts, by
 simulation").
 
     .venv/bin/python benchmarks/coverage.py estimate --compare compare/digits-20261203-083338 \\
@@ -58,8 +58,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(ROOT))
 
-from analysis import stats  # noqa: E402  (after the path fix above)
-from analysis.tables import ALPHA, POWER, resolve  # noqa: E402
+from tunelab.analysis import stats  # noqa: E402  (after the path fix above)
+from tunelab.analysis.tables import ALPHA, POWER, resolve  # noqa: E402
 
 FORMAT = 1
 
@@ -161,11 +161,11 @@ def parse_seeds(text: str) -> list[int]:
 
 
 def ranked_configs(experiment: Path, top: int) -> list[tuple[str, dict[str, Any]]]:
-    """The `top` best trials of a search by compare's rule (analysis.load.rank_trials): (trial id, full config)."""
-    from analysis.load import load_experiment, rank_trials, read_record, trial_summary
-    from analysis.tables import config_of
-    from trainables import get_method
-    from trainables.config import build_config, to_dict
+    """The `top` best trials of a search by compare's rule (tunelab.analysis.load.rank_trials): (trial id, full config)."""
+    from tunelab.analysis.load import load_experiment, rank_trials, read_record, trial_summary
+    from tunelab.analysis.tables import config_of
+    from tunelab.trainables import get_method
+    from tunelab.trainables.config import build_config, to_dict
 
     record = read_record(experiment)
     ranked = rank_trials(trial_summary(load_experiment(experiment), record["metric"], record["mode"]),
@@ -182,8 +182,8 @@ def read_runs(path: Path) -> list[dict[str, Any]]:
 
 
 def estimate(args: argparse.Namespace) -> None:
-    from analysis.reproduce import confirm
-    from trainables import metrics as M
+    from tunelab.analysis.reproduce import confirm
+    from tunelab.trainables import metrics as M
 
     compare = Path(args.compare)
     out = Path(args.out)
@@ -208,7 +208,7 @@ def estimate(args: argparse.Namespace) -> None:
         earlier = json.loads(Path(args.reuse).read_text())
         runs += [r for r in earlier["runs"] if (r["part"], r["method"], r["split_seed"], r["rank"], r["seed"]) in set(plan)]
     # The winner's seeds at split_seed 0 are the compare's own confirmation runs (retraining one
-    # repeats its test/acc exactly on a CPU: analysis.reproduce), taken from its table, not rerun.
+    # repeats its test/acc exactly on a CPU: tunelab.analysis.reproduce), taken from its table, not rerun.
     runs = [r for r in runs if r.get("from") != "confirmations"]
     for m in methods:
         for s in range(args.config_seeds):
@@ -303,7 +303,7 @@ def _one(frame: pd.DataFrame, method: str, split_seed: int, rank: int, seed: int
 
 
 def _test_images(options: dict[str, Any]) -> int:
-    from trainables.data import DataOptions, load_dataset
+    from tunelab.trainables.data import DataOptions, load_dataset
 
     bundle = load_dataset(DataOptions(dataset=options["dataset"], classes=options["classes"] or "",
                                       train_per_class=options["train_per_class"]))
@@ -319,7 +319,7 @@ def _git_head() -> str | None:
 
 
 def _compare_commit(compare: Path) -> str | None:
-    from analysis.load import read_record
+    from tunelab.analysis.load import read_record
 
     try:
         return read_record(next(p for p in sorted((compare / "runs").iterdir()) if p.is_dir())).get("git_commit")
@@ -416,8 +416,8 @@ class Model:
 def verdicts(y: np.ndarray) -> dict[str, np.ndarray]:
     """compare's verdicts on simulated accuracies y (n, methods, replicates, seeds), baseline at
     index 0: per comparison the difference, its 95% interval, p-value, Holm-adjusted p and
-    "resolved". R > 1: the paired t over the replicates' mean accuracies (analysis.stats.paired);
-    R = 1: Welch over the seeds (analysis.stats.welch); Holm and ALPHA by analysis.tables.resolve."""
+    "resolved". R > 1: the paired t over the replicates' mean accuracies (tunelab.analysis.stats.paired);
+    R = 1: Welch over the seeds (tunelab.analysis.stats.welch); Holm and ALPHA by tunelab.analysis.tables.resolve."""
     n, k, replicates, _ = y.shape
     out = {name: np.full((n, k - 1), np.nan) for name in ("diff", "low", "high", "p", "p_holm")}
     out["resolved"] = np.zeros((n, k - 1), dtype=bool)

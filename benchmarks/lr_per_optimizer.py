@@ -12,8 +12,8 @@ from __future__ import annotations
 import argparse
 import itertools
 
-from analysis.reproduce import confirm
-from trainables import metrics as M
+from tunelab.analysis.reproduce import confirm
+from tunelab.trainables import metrics as M
 
 
 def main() -> None:

@@ -89,7 +89,7 @@ def run_mode(mode: str, k: int, data_dir: Path, storage: Path) -> tuple[float, f
 
     load_shared = driver.load_shared_data
     if mode == "private":
-        # With no shared dataset the trainable loads its own (trainables.make_trainable).
+        # With no shared dataset the trainable loads its own (tunelab.trainables.make_trainable).
         driver.load_shared_data = lambda method, fixed: None
     try:
         driver.connect_ray(None)

@@ -68,11 +68,11 @@ _DATA: dict = {}  # loaded datasets by DataOptions, so repeated configs load the
 
 def _train_one(values: dict) -> float:
     """Train one config in this process (data loaded first, not timed); its training seconds."""
-    from trainables import get_method
-    from trainables.config import build_config
-    from trainables.data import load_dataset
-    from trainables.engine import train
-    from trainables.reporting import LocalReporter
+    from tunelab.trainables import get_method
+    from tunelab.trainables.config import build_config
+    from tunelab.trainables.data import load_dataset
+    from tunelab.trainables.engine import train
+    from tunelab.trainables.reporting import LocalReporter
 
     method = get_method("classifier")
     config = build_config(method.config_class, values)

@@ -98,7 +98,7 @@ class Hartmann(Problem):
     def __init__(self, name: str):
         import mfpbench
 
-        from search_spaces import FloatRange
+        from tunelab.search_spaces import FloatRange
 
         self.name = name
         self.bench = mfpbench.get(name, seed=0)
@@ -149,7 +149,7 @@ class Training(Problem):
     random search at full budget, `peers.py reference`) to chance level."""
 
     def __init__(self, name: str, method: str, fixed: list[str], max_steps: int, reference: Path):
-        from search_spaces import SPACES
+        from tunelab.search_spaces import SPACES
 
         self.name, self.method, self.fixed, self.max_steps = name, method, list(fixed), max_steps
         self.space = SPACES[method]
@@ -161,9 +161,9 @@ class Training(Problem):
         return {**self.__dict__, "_data": None}
 
     def build(self, config: dict[str, Any]):
-        from trainables import get_method
-        from trainables.config import build_config, parse_set_options
-        from trainables.data import load_dataset
+        from tunelab.trainables import get_method
+        from tunelab.trainables.config import build_config, parse_set_options
+        from tunelab.trainables.data import load_dataset
 
         method = get_method(self.method)
         values = {**parse_set_options(self.fixed), "epochs": self.max_steps, "seed": 0, "device": "cpu", "threads": 1}
@@ -174,9 +174,9 @@ class Training(Problem):
         return method, train_config
 
     def run(self, config, on_step) -> None:
-        from trainables import metrics as M
-        from trainables.engine import train
-        from trainables.reporting import LocalReporter
+        from tunelab.trainables import metrics as M
+        from tunelab.trainables.engine import train
+        from tunelab.trainables.reporting import LocalReporter
 
         method, train_config = self.build(config)
 
@@ -246,7 +246,7 @@ def sample_define_by_run(space: dict, suggest: Callable[[str, Any], Any]) -> dic
     """A config from `space`, conditional entries only where they apply, in the order and under the
     names tunelab.searcher.DefineByRun uses with an Optuna trial; `suggest(name, entry)` draws one
     value (random search, which has no trial)."""
-    from search_spaces.base import Conditional
+    from tunelab.search_spaces.base import Conditional
 
     config = {name: suggest(name, p) for name, p in space.items() if not isinstance(p, Conditional)}
     for name, entry in space.items():
@@ -258,8 +258,8 @@ def sample_define_by_run(space: dict, suggest: Callable[[str, Any], Any]) -> dic
 def flattened(space: dict) -> dict:
     """The space a searcher without conditions is given: each conditional entry as one range
     covering all of its cases (the union a user would write); ignored where it does not apply."""
-    from search_spaces import FloatRange
-    from search_spaces.base import Conditional
+    from tunelab.search_spaces import FloatRange
+    from tunelab.search_spaces.base import Conditional
 
     flat = {}
     for name, entry in space.items():
@@ -272,7 +272,7 @@ def flattened(space: dict) -> dict:
 
 def applicable(space: dict, config: dict[str, Any]) -> dict[str, Any]:
     """`config` without the conditional entries that do not apply under its choices."""
-    from search_spaces.base import Conditional
+    from tunelab.search_spaces.base import Conditional
 
     return {name: value for name, value in config.items()
             if not (isinstance(space.get(name), Conditional) and space[name].case(config[space[name].parent]) is None)}
@@ -281,7 +281,7 @@ def applicable(space: dict, config: dict[str, Any]) -> dict[str, Any]:
 def ray_domain(p):
     from ray import tune
 
-    from search_spaces import Choice, IntRange
+    from tunelab.search_spaces import Choice, IntRange
 
     if isinstance(p, Choice):
         return tune.choice(list(p.options))
@@ -293,7 +293,7 @@ def ray_domain(p):
 def syne_tune_domain(p):
     from syne_tune.config_space import choice, lograndint, loguniform, randint, uniform
 
-    from search_spaces import Choice, IntRange
+    from tunelab.search_spaces import Choice, IntRange
 
     if isinstance(p, Choice):
         return choice(list(p.options))
@@ -303,7 +303,7 @@ def syne_tune_domain(p):
 
 
 def random_suggest(rng: np.random.Generator):
-    from search_spaces import Choice, IntRange
+    from tunelab.search_spaces import Choice, IntRange
 
     def suggest(name, p):
         if isinstance(p, Choice):

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from trainables import metrics as M
+from tunelab.trainables import metrics as M
 
 HERE = Path(__file__).resolve().parent
 REFERENCE = HERE / "search_efficiency_reference.json"
@@ -63,12 +63,12 @@ def _optuna_in_process(trials: int, seed: int, max_epochs: int = MAX_EPOCHS, fix
     """Optuna's own loop: TPE + MedianPruner, each epoch reported, no Ray."""
     import optuna
 
-    from search_spaces import SPACES
-    from trainables import get_method
-    from trainables.config import build_config, parse_set_options
-    from trainables.data import load_dataset
-    from trainables.engine import train
-    from trainables.reporting import LocalReporter
+    from tunelab.search_spaces import SPACES
+    from tunelab.trainables import get_method
+    from tunelab.trainables.config import build_config, parse_set_options
+    from tunelab.trainables.data import load_dataset
+    from tunelab.trainables.engine import train
+    from tunelab.trainables.reporting import LocalReporter
     from tunelab.searcher import optuna_distributions
 
     method = get_method("classifier")

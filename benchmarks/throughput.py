@@ -28,9 +28,9 @@ def synthetic_cifar(n: int, seed: int = 0):
 
 
 def engine_images_per_s(images, labels, args) -> float:
-    from trainables.classifier import Classifier, ClassifierConfig
-    from trainables.data import ArraySplit, DatasetBundle, channel_stats
-    from trainables.engine import prepare, train_one_epoch
+    from tunelab.trainables.classifier import Classifier, ClassifierConfig
+    from tunelab.trainables.data import ArraySplit, DatasetBundle, channel_stats
+    from tunelab.trainables.engine import prepare, train_one_epoch
 
     train = ArraySplit(torch.from_numpy(images), torch.from_numpy(labels))
     mean, std = channel_stats(train.images[:1024])
@@ -69,7 +69,7 @@ class Seed002Dataset(torch.utils.data.Dataset):
 def seed002_images_per_s(images, labels, args) -> float:
     from torchvision import transforms
 
-    from trainables.models import ModelOptions, build_model
+    from tunelab.trainables.models import ModelOptions, build_model
 
     device = torch.device(args.device)
     torch.manual_seed(0)

@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
-from analysis.reproduce import confirm
-from trainables import metrics as M
-from trainables.pretrain import PretrainConfig, pretrain
+from tunelab.analysis.reproduce import confirm
+from tunelab.trainables import metrics as M
+from tunelab.trainables.pretrain import PretrainConfig, pretrain
 
 
 def main() -> None:

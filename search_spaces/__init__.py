@@ -1,8 +1,8 @@
 """Per-method search spaces as data (ranges with units and a one-line reason each)."""
 from __future__ import annotations
 
-from search_spaces import arcface, classifier, finetune
-from search_spaces.base import Choice, Conditional, FloatRange, IntRange, Param, SearchSpace, describe
+from tunelab.search_spaces import arcface, classifier, finetune
+from tunelab.search_spaces.base import Choice, Conditional, FloatRange, IntRange, Param, SearchSpace, describe
 
 SPACES: dict[str, SearchSpace] = {
     "classifier": classifier.SPACE,
@@ -19,7 +19,7 @@ def space_for(method: str) -> SearchSpace:
     given one of its own)."""
     if method in SPACES:  # every built-in method: no need to import its training code
         return SPACES[method]
-    from trainables import METHOD_CLASSES
+    from tunelab.trainables import METHOD_CLASSES
 
     for cls in METHOD_CLASSES[method].__mro__:
         name = cls.__dict__.get("name")

@@ -1,5 +1,5 @@
 """Search space of ArcFace metric learning (Deng et al. 2019, ArcFace; Wang et al. 2018, CosFace)."""
-from search_spaces.base import Choice, Conditional, FloatRange, SearchSpace
+from tunelab.search_spaces.base import Choice, Conditional, FloatRange, SearchSpace
 
 SPACE: SearchSpace = {
     "s": FloatRange(8.0, 64.0, log=True, unit="logit scale (radius of the hypersphere)", role="scientific",

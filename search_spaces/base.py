@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Union
 
-from trainables.errors import ConfigError
+from tunelab.trainables.errors import ConfigError
 
 ROLES = ("scientific", "nuisance")
 

@@ -1,5 +1,5 @@
 """Search space of plain supervised classification (seeds 002-004's hyperparameters)."""
-from search_spaces.base import Choice, Conditional, FloatRange, IntRange, SearchSpace
+from tunelab.search_spaces.base import Choice, Conditional, FloatRange, IntRange, SearchSpace
 
 
 def _lr(low: float, high: float) -> FloatRange:

@@ -1,5 +1,5 @@
 """Search spaces of the fine-tuning family: plain, RandReg, AdaRand (Yamaguchi et al., CVPR 2024)."""
-from search_spaces.base import Choice, FloatRange, SearchSpace
+from tunelab.search_spaces.base import Choice, FloatRange, SearchSpace
 
 FINETUNE: SearchSpace = {
     "lr": FloatRange(1e-3, 3e-1, log=True, unit="SGD step at batch 64",

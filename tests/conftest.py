@@ -77,7 +77,7 @@ def write_image_folder(root: Path, classes: dict[str, int], size: int = 12) -> N
 
 @pytest.fixture(scope="session")
 def faults_root(tmp_path_factory) -> Path:
-    """The folder fault tokens go in (trainables.faults); Ray workers see it through the job's env."""
+    """The folder fault tokens go in (tunelab.trainables.faults); Ray workers see it through the job's env."""
     return tmp_path_factory.mktemp("faults")
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from analysis import stats
+from tunelab.analysis import stats
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "coverage.py"
 

@@ -3,7 +3,7 @@
 `METHODS` maps a method name to its Ray Tune trainable: a function of the config dict (and,
 through `tune.with_parameters`, of the experiment's shared in-memory dataset). It and
 `METHOD_CLASSES` (name -> Method class) import torch and the method modules on first use; the
-command line lists and checks methods from `trainables.configs.METHOD_SPECS` without them.
+command line lists and checks methods from `tunelab.trainables.configs.METHOD_SPECS` without them.
 """
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import gc
 import importlib
 from typing import Any, Callable
 
-from trainables.configs import METHOD_SPECS
-from trainables.errors import ConfigError
+from tunelab.trainables.configs import METHOD_SPECS
+from tunelab.trainables.errors import ConfigError
 
 
 def method_names() -> list[str]:
@@ -29,7 +29,7 @@ def config_class(name: str):
 
 def _method_classes() -> dict[str, type]:
     """name -> Method class, in METHOD_SPECS order; importing a method module registers its class."""
-    from trainables.engine import METHOD_REGISTRY
+    from tunelab.trainables.engine import METHOD_REGISTRY
 
     for spec in METHOD_SPECS.values():
         importlib.import_module(spec.module)
@@ -48,12 +48,12 @@ def make_trainable(name: str) -> Callable[..., None]:
                   deadline: float | None = None) -> None:
         import torch
 
-        from trainables import faults
-        from trainables.config import build_config
-        from trainables.engine import train
-        from trainables.tune_reporter import TuneReporter
+        from tunelab.trainables import faults
+        from tunelab.trainables.config import build_config
+        from tunelab.trainables.engine import train
+        from tunelab.trainables.tune_reporter import TuneReporter
 
-        from trainables.phases import mark, trial_id
+        from tunelab.trainables.phases import mark, trial_id
 
         mark("trial_enter", trial=trial_id())  # the actor is up and has the trainable and its data
         method = faults.wrap(get_method(name))
@@ -82,6 +82,6 @@ def __getattr__(attr: str) -> Any:  # PEP 562: the heavy tables are built on fir
     elif attr == "METHODS":
         value = {name: make_trainable(name) for name in METHOD_SPECS}
     else:
-        raise AttributeError(f"module 'trainables' has no attribute {attr!r}")
+        raise AttributeError(f"module 'tunelab.trainables' has no attribute {attr!r}")
     globals()[attr] = value
     return value

@@ -14,9 +14,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from trainables.errors import DataError, check_choice, check_range
+from tunelab.trainables.errors import DataError, check_choice, check_range
 
-from trainables.catalog import PRIOR_SCHEDULES, PRIOR_VARIANTS
+from tunelab.trainables.catalog import PRIOR_SCHEDULES, PRIOR_VARIANTS
 
 
 def prior_lr_factor(schedule: str, variant: str, t: float) -> float:

@@ -9,13 +9,13 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from trainables import metrics as M
-from trainables.data import DatasetBundle
-from trainables.configs import ArcFaceConfig
-from trainables.engine import Method, register_method
-from trainables.heads import CosineHead, build_head
-from trainables.models import build_model
-from trainables.retrieval import retrieval_metrics
+from tunelab.trainables import metrics as M
+from tunelab.trainables.data import DatasetBundle
+from tunelab.trainables.configs import ArcFaceConfig
+from tunelab.trainables.engine import Method, register_method
+from tunelab.trainables.heads import CosineHead, build_head
+from tunelab.trainables.models import build_model
+from tunelab.trainables.retrieval import retrieval_metrics
 
 
 class EmbeddingNet(nn.Module):

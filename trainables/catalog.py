@@ -17,7 +17,7 @@ PRIOR_VARIANTS = ("paper", "official")
 PRIOR_SCHEDULES = ("auto", "cosine", "official")
 
 # Models: tunelab's own, the CIFAR-stem ResNets, and torchvision families (seed 004's list plus a
-# few modern ones), built in trainables.models.
+# few modern ones), built in tunelab.trainables.models.
 OWN_MODELS = ("small_cnn", "alexnet_cifar")
 RESNETS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
 TORCHVISION_FAMILIES = (
@@ -27,7 +27,7 @@ TORCHVISION_FAMILIES = (
 )
 MODELS = OWN_MODELS + RESNETS + TORCHVISION_FAMILIES
 
-# Datasets with loaders in trainables.data. A name ending in ':' takes a location (imagefolder:PATH).
+# Datasets with loaders in tunelab.trainables.data. A name ending in ':' takes a location (imagefolder:PATH).
 DATASETS = ("digits", "cifar10", "cifar100", "imagefolder:")
 
 
@@ -51,4 +51,4 @@ def dataset_key(name: str) -> str | None:
 def check_listed(kind: str, name: str, listed) -> None:
     """For the registries: a registered name must be listed here, or the command line would refuse it."""
     if name not in listed:
-        raise KeyError(f"{kind} {name!r} is registered but not listed in trainables.catalog; add it there")
+        raise KeyError(f"{kind} {name!r} is registered but not listed in tunelab.trainables.catalog; add it there")

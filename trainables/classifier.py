@@ -1,8 +1,8 @@
 """Plain supervised classification: the shared engine with its default hooks."""
 from __future__ import annotations
 
-from trainables.configs import ClassifierConfig
-from trainables.engine import Method, register_method
+from tunelab.trainables.configs import ClassifierConfig
+from tunelab.trainables.engine import Method, register_method
 
 
 @register_method

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 import yaml
 
-from trainables.errors import ConfigError, choices_text
+from tunelab.trainables.errors import ConfigError, choices_text
 
 C = TypeVar("C")
 

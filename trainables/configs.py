@@ -11,13 +11,13 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, NamedTuple
 
-from trainables import catalog
-from trainables.errors import ConfigError, check_choice, check_range
-from trainables.subsets import parse_classes
+from tunelab.trainables import catalog
+from tunelab.trainables.errors import ConfigError, check_choice, check_range
+from tunelab.trainables.subsets import parse_classes
 
 if TYPE_CHECKING:
-    from trainables.data import DataOptions
-    from trainables.models import ModelOptions
+    from tunelab.trainables.data import DataOptions
+    from tunelab.trainables.models import ModelOptions
 
 
 @dataclass(frozen=True)
@@ -118,12 +118,12 @@ class TrainConfig(DataKeys):
             check_range("milestone_fractions", fraction, 0, 1, low_open=True, high_open=True)
 
     def data_options(self) -> DataOptions:
-        from trainables.data import DataOptions
+        from tunelab.trainables.data import DataOptions
 
         return DataOptions(**{f.name: getattr(self, f.name) for f in dataclasses.fields(DataKeys)})
 
     def model_options(self) -> ModelOptions:
-        from trainables.models import ModelOptions
+        from tunelab.trainables.models import ModelOptions
 
         return ModelOptions(name=self.model, **{f.name: getattr(self, f.name) for f in dataclasses.fields(ModelOptions)
                                                 if f.name != "name"})
@@ -225,9 +225,9 @@ class MethodSpec(NamedTuple):
 
 
 METHOD_SPECS: dict[str, MethodSpec] = {
-    "classifier": MethodSpec(ClassifierConfig, "trainables.classifier"),
-    "finetune": MethodSpec(FinetuneConfig, "trainables.finetune"),
-    "randreg": MethodSpec(RandRegConfig, "trainables.finetune"),
-    "adarand": MethodSpec(AdaRandConfig, "trainables.finetune"),
-    "arcface": MethodSpec(ArcFaceConfig, "trainables.arcface"),
+    "classifier": MethodSpec(ClassifierConfig, "tunelab.trainables.classifier"),
+    "finetune": MethodSpec(FinetuneConfig, "tunelab.trainables.finetune"),
+    "randreg": MethodSpec(RandRegConfig, "tunelab.trainables.finetune"),
+    "adarand": MethodSpec(AdaRandConfig, "tunelab.trainables.finetune"),
+    "arcface": MethodSpec(ArcFaceConfig, "tunelab.trainables.arcface"),
 }

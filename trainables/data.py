@@ -26,11 +26,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from trainables import catalog
-from trainables.configs import DataKeys
-from trainables.errors import DataError
-from trainables.registry import registrar
-from trainables.subsets import check_ids, check_per_class, keep_classes, parse_classes, per_class_index, take
+from tunelab.trainables import catalog
+from tunelab.trainables.configs import DataKeys
+from tunelab.trainables.errors import DataError
+from tunelab.trainables.registry import registrar
+from tunelab.trainables.subsets import check_ids, check_per_class, keep_classes, parse_classes, per_class_index, take
 
 DATA_DIR_ENV = "TUNELAB_DATA_DIR"
 DEFAULT_DATA_DIR = "~/.cache/tunelab/data"
@@ -146,7 +146,7 @@ def load_dataset(options: DataOptions) -> DatasetBundle:
 
 
 def select_subset(bundle: DatasetBundle, options: DataOptions) -> DatasetBundle:
-    """`classes` and `train_per_class` applied to the carved splits (trainables.subsets).
+    """`classes` and `train_per_class` applied to the carved splits (tunelab.trainables.subsets).
 
     The normalisation statistics stay those of the whole training split: every subset of a
     dataset sees pixels on the same scale (a backbone pretrained on classes 0-4 meets 5-9 as it

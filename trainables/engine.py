@@ -17,15 +17,15 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from trainables import metrics as M
-from trainables.configs import TrainConfig
-from trainables.data import Augment, DatasetBundle, Normalizer, iterate_batches, load_dataset
-from trainables.errors import ConfigError
-from trainables.identity import data_identity
-from trainables.models import build_model, check_model_fits
-from trainables.optim import LRSchedule, build_optimizer
-from trainables.phases import mark, trial_id
-from trainables.reporting import Reporter
+from tunelab.trainables import metrics as M
+from tunelab.trainables.configs import TrainConfig
+from tunelab.trainables.data import Augment, DatasetBundle, Normalizer, iterate_batches, load_dataset
+from tunelab.trainables.errors import ConfigError
+from tunelab.trainables.identity import data_identity
+from tunelab.trainables.models import build_model, check_model_fits
+from tunelab.trainables.optim import LRSchedule, build_optimizer
+from tunelab.trainables.phases import mark, trial_id
+from tunelab.trainables.reporting import Reporter
 
 
 class Method:
@@ -75,7 +75,7 @@ class Method:
 
     def source_record(self, config: TrainConfig) -> dict:
         """What this run's checkpoints record as their source: the leak guard reads it when one is
-        used as `pretrained=` (trainables.pretrained). Trained on the labels, so `supervised`."""
+        used as `pretrained=` (tunelab.trainables.pretrained). Trained on the labels, so `supervised`."""
         return data_identity(config, "supervised")
 
     def needs_eval_features(self) -> bool:
@@ -98,11 +98,11 @@ def register_method(cls: type[Method]) -> type[Method]:
         raise TypeError(f"{cls.__name__} must set its own `name` to be registered")
     if name in METHOD_REGISTRY:
         raise KeyError(f"method {name!r} is registered twice ({METHOD_REGISTRY[name].__name__}, {cls.__name__})")
-    from trainables.configs import METHOD_SPECS
+    from tunelab.trainables.configs import METHOD_SPECS
 
     if name not in METHOD_SPECS or METHOD_SPECS[name].config_class is not cls.config_class:
         raise KeyError(f"method {name!r} with {cls.config_class.__name__} is not listed in "
-                       "trainables.configs.METHOD_SPECS; add it there (the command line checks names from it)")
+                       "tunelab.trainables.configs.METHOD_SPECS; add it there (the command line checks names from it)")
     METHOD_REGISTRY[name] = cls
     return cls
 

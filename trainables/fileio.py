@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
-from trainables.errors import ConfigError
+from tunelab.trainables.errors import ConfigError
 
 CHECKPOINT_FILE = "checkpoint.pt"
 NAME_MAX = 255  # bytes in one path component on every filesystem tunelab writes to

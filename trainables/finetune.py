@@ -18,14 +18,14 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from trainables import metrics as M
-from trainables.adarand import (ClassConditionalPrior, class_feature_stats,
+from tunelab.trainables import metrics as M
+from tunelab.trainables.adarand import (ClassConditionalPrior, class_feature_stats,
                                 prior_loss, prior_lr_factor)
-from trainables.data import DatasetBundle, Normalizer, iterate_batches
-from trainables.configs import AdaRandConfig, FinetuneConfig, RandRegConfig
-from trainables.engine import Method, _steps_per_epoch, register_method
-from trainables.models import FeatureClassifier, build_model
-from trainables.pretrained import load_pretrained, replace_classifier
+from tunelab.trainables.data import DatasetBundle, Normalizer, iterate_batches
+from tunelab.trainables.configs import AdaRandConfig, FinetuneConfig, RandRegConfig
+from tunelab.trainables.engine import Method, _steps_per_epoch, register_method
+from tunelab.trainables.models import FeatureClassifier, build_model
+from tunelab.trainables.pretrained import load_pretrained, replace_classifier
 
 @torch.no_grad()
 def pretrained_features(model: FeatureClassifier, data: DatasetBundle, device: torch.device, batch_size: int):

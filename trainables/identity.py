@@ -1,5 +1,5 @@
 """What a run's data is, after resolution: the record every checkpoint tunelab writes carries, and
-the one the leak guard (`trainables.pretrained`) compares against a fine-tuning target.
+the one the leak guard (`tunelab.trainables.pretrained`) compares against a fine-tuning target.
 
 A dataset is compared by what it is, not by how it was spelled: `imagefolder:x`, `imagefolder:./x`,
 `imagefolder:x/` and a symlink to x are one folder, so they are one dataset. A named dataset
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 
-from trainables.configs import DataKeys
+from tunelab.trainables.configs import DataKeys
 
 IMAGEFOLDER = "imagefolder:"
 BUNDLED_DATASETS = ("digits",)  # shipped inside scikit-learn: no data folder to resolve
@@ -34,7 +34,7 @@ def data_folder(config: DataKeys) -> str | None:
         return canonical_dataset(config.dataset)[len(IMAGEFOLDER):]
     if config.dataset in BUNDLED_DATASETS:
         return None
-    from trainables.data import resolve_data_dir  # torch: only where a named dataset's folder is resolved
+    from tunelab.trainables.data import resolve_data_dir  # torch: only where a named dataset's folder is resolved
 
     return resolved_folder(str(resolve_data_dir(config.data_dir)))
 

@@ -15,10 +15,10 @@ from typing import Callable
 import torch
 import torch.nn as nn
 
-from trainables import catalog
-from trainables.catalog import INITS, TORCHVISION_FAMILIES
-from trainables.errors import ConfigError, check_choice
-from trainables.registry import registrar
+from tunelab.trainables import catalog
+from tunelab.trainables.catalog import INITS, TORCHVISION_FAMILIES
+from tunelab.trainables.errors import ConfigError, check_choice
+from tunelab.trainables.registry import registrar
 
 
 
@@ -164,7 +164,7 @@ def _resnet_builder(name: str):
     block, layers = _RESNETS[name]
 
     def build(options: ModelOptions, num_classes: int) -> FeatureClassifier:
-        from trainables.resnet import ResNetBackbone
+        from tunelab.trainables.resnet import ResNetBackbone
 
         norm = nn.BatchNorm2d if options.batchnorm else (lambda channels: nn.Identity())
         backbone = ResNetBackbone(block, layers, width=options.width or 64, cifar_stem=options.cifar_stem,

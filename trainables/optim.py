@@ -10,9 +10,9 @@ from collections.abc import Iterable
 
 import torch
 
-from trainables.errors import check_choice
+from tunelab.trainables.errors import check_choice
 
-from trainables.catalog import OPTIMIZERS, SCHEDULES
+from tunelab.trainables.catalog import OPTIMIZERS, SCHEDULES
 
 
 def build_optimizer(param_groups: Iterable[dict], config) -> torch.optim.Optimizer:

@@ -3,7 +3,7 @@
 The source task is rotation prediction (RotNet, Gidaris et al. 2018): each image of the TARGET'S
 TRAINING SPLIT is shown at 0/90/180/270 degrees and the network predicts the angle. It uses no
 class labels and never sees the target's val or test images; the checkpoint records the split it
-was made from (see `trainables.pretrained`, which loads backbones and refuses leaky ones).
+was made from (see `tunelab.trainables.pretrained`, which loads backbones and refuses leaky ones).
 `task=supervised` instead trains a classifier on a source dataset's labels: another dataset, or
 other classes of the same one (`classes=0-4` as the source of a `classes=5-9` target).
 """
@@ -18,14 +18,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from trainables.data import ArraySplit, DatasetBundle, channel_stats, load_dataset, stratified_split
-from trainables.engine import Method, TrainConfig, train
-from trainables.errors import ConfigError, DataError, check_choice
-from trainables.fileio import check_writable_folder, save_checkpoint
-from trainables.models import FeatureClassifier
-from trainables.identity import data_identity
-from trainables.pretrained import BACKBONE_KIND, CACHE_ENV, auto_checkpoint_path, cache_dir
-from trainables.reporting import LocalReporter
+from tunelab.trainables.data import ArraySplit, DatasetBundle, channel_stats, load_dataset, stratified_split
+from tunelab.trainables.engine import Method, TrainConfig, train
+from tunelab.trainables.errors import ConfigError, DataError, check_choice
+from tunelab.trainables.fileio import check_writable_folder, save_checkpoint
+from tunelab.trainables.models import FeatureClassifier
+from tunelab.trainables.identity import data_identity
+from tunelab.trainables.pretrained import BACKBONE_KIND, CACHE_ENV, auto_checkpoint_path, cache_dir
+from tunelab.trainables.reporting import LocalReporter
 
 TASKS = ("rotation", "supervised")
 

@@ -1,5 +1,5 @@
 """Loading pretrained backbones: torchvision ImageNet weights from the local cache, a checkpoint
-file, or one produced offline by `tunelab pretrain` (`trainables.pretrain`).
+file, or one produced offline by `tunelab pretrain` (`tunelab.trainables.pretrain`).
 
 A backbone file records the split and classes it was made from. Fine-tuning on the same dataset
 refuses one made from another split (its source images could contain the new split's val or test
@@ -8,7 +8,7 @@ of the target's classes, beyond the few a low-data target keeps: that is no tran
 classes are the intended transfer task: pretrain on classes=0-4, fine-tune on 5-9, with any
 split_seed (no image of the target's classes is among the source's, in any split: compare
 --replicates fine-tunes one such backbone on every replicate's own split).
-Datasets are compared by resolved identity (`trainables.identity`: `imagefolder:x`, `./x`, `x/` and
+Datasets are compared by resolved identity (`tunelab.trainables.identity`: `imagefolder:x`, `./x`, `x/` and
 a symlink to x are one folder). Every checkpoint tunelab writes carries that record (`source`); a
 file without one is refused unless `allow_unknown_source=true`, which the run then records.
 """
@@ -22,12 +22,12 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from trainables.engine import TrainConfig
-from trainables.errors import ConfigError
-from trainables.fileio import load_checkpoint_file
-from trainables.identity import canonical_dataset, data_identity
-from trainables.models import FeatureClassifier
-from trainables.subsets import parse_classes, shared_classes
+from tunelab.trainables.engine import TrainConfig
+from tunelab.trainables.errors import ConfigError
+from tunelab.trainables.fileio import load_checkpoint_file
+from tunelab.trainables.identity import canonical_dataset, data_identity
+from tunelab.trainables.models import FeatureClassifier
+from tunelab.trainables.subsets import parse_classes, shared_classes
 
 CACHE_ENV = "TUNELAB_CACHE_DIR"
 BACKBONE_KIND = "tunelab-backbone"
@@ -137,7 +137,7 @@ def has_source_record(source: Any) -> bool:
 
 def check_source(source: dict, config: TrainConfig, path: Path) -> bool:
     """Refuse a checkpoint whose source data could include this run's images, comparing resolved
-    identities (`trainables.identity`) along the whole chain of checkpoints it was fine-tuned from.
+    identities (`tunelab.trainables.identity`) along the whole chain of checkpoints it was fine-tuned from.
     A record missing anywhere on the chain is refused unless `allow_unknown_source=true`; returns
     whether such an unknown source was let through."""
     unknown = False
@@ -203,7 +203,7 @@ def load_pretrained(model: FeatureClassifier, config: TrainConfig, stream=None) 
     if spec == "imagenet":
         return load_imagenet_backbone(model, config)
     if spec == "auto":
-        from trainables.pretrain import ensure_auto_backbone  # made on first use; pretrain imports this module
+        from tunelab.trainables.pretrain import ensure_auto_backbone  # made on first use; pretrain imports this module
 
         return load_checkpoint_backbone(model, config, ensure_auto_backbone(config, stream))
     return load_checkpoint_backbone(model, config, Path(os.path.expanduser(spec)))

@@ -6,9 +6,9 @@ from typing import Any, Callable
 
 def registrar(table: dict[str, Any], kind: str, listed: tuple[str, ...] = ()) -> Callable[..., Callable[[Any], Any]]:
     """A decorator factory that registers an object in `table` under one or more names;
-    a name registered twice, or one missing from `listed` (trainables.catalog, which the command
+    a name registered twice, or one missing from `listed` (tunelab.trainables.catalog, which the command
     line checks without importing the builders), is a programming error, reported with `kind`."""
-    from trainables.catalog import check_listed
+    from tunelab.trainables.catalog import check_listed
 
     def register(*names: str):
         def wrap(obj):

@@ -1,7 +1,7 @@
 """Where a trainable's per-epoch metrics and checkpoints go.
 
 The engine never calls Ray directly: it is handed a Reporter. `LocalReporter` prints and keeps
-files in a folder (the `tunelab train` command, tests); the Tune reporter (in `trainables.tune`)
+files in a folder (the `tunelab train` command, tests); the Tune reporter (in `tunelab.trainables.tune`)
 forwards to `tune.report` / `tune.get_checkpoint`.
 """
 from __future__ import annotations
@@ -12,9 +12,9 @@ import os
 import sys
 from typing import Any, Callable, Protocol
 
-from trainables import metrics as M
-from trainables.errors import ConfigError
-from trainables.fileio import (CHECKPOINT_FILE, atomic_write_bytes, check_output_path, load_checkpoint_file,
+from tunelab.trainables import metrics as M
+from tunelab.trainables.errors import ConfigError
+from tunelab.trainables.fileio import (CHECKPOINT_FILE, atomic_write_bytes, check_output_path, load_checkpoint_file,
                                save_checkpoint)
 
 class Reporter(Protocol):

@@ -6,7 +6,7 @@ whatever the subset or the number of training images kept. Labels are re-indexed
 order of the original ids; the original ids stay in `bundle.meta["classes"]`.
 
 A source / target transfer task is two disjoint subsets of one dataset: pretrain on `classes=0-4`,
-fine-tune on `classes=5-9 train_per_class=20` (see trainables.pretrained's leak guard).
+fine-tune on `classes=5-9 train_per_class=20` (see tunelab.trainables.pretrained's leak guard).
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import dataclasses
 import re
 
-from trainables.errors import ConfigError, DataError
+from tunelab.trainables.errors import ConfigError, DataError
 
 if TYPE_CHECKING:  # numpy and torch load only where images are subset: the command line parses classes
     import numpy as np

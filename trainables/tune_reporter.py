@@ -9,9 +9,9 @@ from typing import Any, Callable
 import torch
 from ray import tune
 
-from trainables import metrics as M
-from trainables.fileio import CHECKPOINT_FILE, load_checkpoint_file
-from trainables.phases import mark, trial_id
+from tunelab.trainables import metrics as M
+from tunelab.trainables.fileio import CHECKPOINT_FILE, load_checkpoint_file
+from tunelab.trainables.phases import mark, trial_id
 
 
 PARK_S = 120.0  # the longest a trial waits for the stop after its checkpoint at the deadline

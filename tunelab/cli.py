@@ -10,9 +10,9 @@ import signal
 import sys
 from typing import Any, Sequence
 
-from analysis.record import redact
-from trainables import metrics as M
-from trainables.errors import ConfigError, TunelabError
+from tunelab.analysis.record import redact
+from tunelab.trainables import metrics as M
+from tunelab.trainables.errors import ConfigError, TunelabError
 from tunelab.compare_options import CompareOptions
 from tunelab.options import add_arguments, from_args, given
 from tunelab.tune_options import TuneOptions
@@ -32,13 +32,13 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _method_names() -> list[str]:
-    from trainables import method_names
+    from tunelab.trainables import method_names
 
     return method_names()
 
 
 def _add_config_options(p: argparse.ArgumentParser) -> None:
-    from trainables.catalog import dataset_names
+    from tunelab.trainables.catalog import dataset_names
 
     p.add_argument("--dataset", help=f"one of: {', '.join(dataset_names())} (default digits)")
     p.add_argument("--data-dir", help="folder holding the dataset files (or set TUNELAB_DATA_DIR)")
@@ -109,8 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _config_values(path: str, method: str | None) -> dict[str, Any]:
     """A --config file: a mapping of config keys, or a file `tunelab best` wrote (its `config`)."""
-    from analysis.reproduce import BEST_KEYS, load_best
-    from trainables.config import load_config_file
+    from tunelab.analysis.reproduce import BEST_KEYS, load_best
+    from tunelab.trainables.config import load_config_file
 
     values = load_config_file(path)
     if "config" in values and set(values) <= set(BEST_KEYS):
@@ -124,7 +124,7 @@ def _config_values(path: str, method: str | None) -> dict[str, Any]:
 
 def gather_config_values(args: argparse.Namespace) -> dict[str, Any]:
     """Config values from --config, then --dataset/--data-dir, then --set (later wins)."""
-    from trainables.config import parse_set_options
+    from tunelab.trainables.config import parse_set_options
 
     values: dict[str, Any] = {}
     if getattr(args, "config", None):
@@ -138,14 +138,14 @@ def gather_config_values(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from trainables import config_class
-    from trainables.config import build_config, to_dict
+    from tunelab.trainables import config_class
+    from tunelab.trainables.config import build_config, to_dict
 
     config = build_config(config_class(args.method), gather_config_values(args))  # refused before torch loads
-    from trainables import get_method
-    from trainables.engine import train
-    from trainables.fileio import dumps, json_ready
-    from trainables.reporting import LocalReporter
+    from tunelab.trainables import get_method
+    from tunelab.trainables.engine import train
+    from tunelab.trainables.fileio import dumps, json_ready
+    from tunelab.trainables.reporting import LocalReporter
 
     method = get_method(args.method)
     reporter = LocalReporter(args.out, to_dict(config), total_epochs=config.epochs)
@@ -159,10 +159,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
-    from trainables.config import build_config
-    from trainables.pretrain import PretrainConfig, pretrain
-    from trainables.pretrained import file_safe
-    from trainables.fileio import check_output_path, dumps, json_ready
+    from tunelab.trainables.config import build_config
+    from tunelab.trainables.pretrain import PretrainConfig, pretrain
+    from tunelab.trainables.pretrained import file_safe
+    from tunelab.trainables.fileio import check_output_path, dumps, json_ready
 
     values = gather_config_values(args)
     if args.model:
@@ -186,7 +186,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
 
 
 def _print_tune_summary(summary: dict[str, Any], as_json: bool) -> None:
-    from trainables.fileio import dumps
+    from tunelab.trainables.fileio import dumps
 
     if as_json:
         print(dumps(summary))
@@ -222,7 +222,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
     opts = from_args(TuneOptions, args)
     check_config_values(opts)  # refused before torch, Ray and pandas load
-    from trainables.phases import mark
+    from tunelab.trainables.phases import mark
     from tunelab.driver import run_tune
 
     mark("driver_imported")
@@ -236,7 +236,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
 def _print_dry_run(command: str, result: dict[str, Any], as_json: bool) -> int:
     """--dry-run: the checks have passed (a refusal raised before here); say what would run."""
-    from trainables.fileio import dumps
+    from tunelab.trainables.fileio import dumps
     from tunelab import dryrun
 
     if command == "tune":
@@ -275,9 +275,9 @@ def _rows(table) -> list[dict[str, Any]]:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from analysis.report import write_report
-    from analysis.tables import format_table
-    from trainables.fileio import dumps
+    from tunelab.analysis.report import write_report
+    from tunelab.analysis.tables import format_table
+    from tunelab.trainables.fileio import dumps
 
     result = write_report(args.experiments, args.out, baseline=args.baseline, raw=args.raw)
     print(format_table(result["table"]))
@@ -290,8 +290,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_best(args: argparse.Namespace) -> int:
     import yaml
 
-    from analysis.reproduce import best_record, write_best
-    from trainables.fileio import check_output_path, dumps
+    from tunelab.analysis.reproduce import best_record, write_best
+    from tunelab.trainables.fileio import check_output_path, dumps
 
     if args.out is not None:
         check_output_path(args.out, "--out", "file")  # before the experiment is read
@@ -308,8 +308,8 @@ def cmd_best(args: argparse.Namespace) -> int:
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
-    from analysis.reproduce import load_best, reproduce
-    from trainables.fileio import dumps, json_ready
+    from tunelab.analysis.reproduce import load_best, reproduce
+    from tunelab.trainables.fileio import dumps, json_ready
 
     result = reproduce(load_best(args.config_file), args.seeds,
                        say=lambda text: print(f"[tunelab reproduce] {text}", file=sys.stderr, flush=True))
@@ -332,8 +332,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     methods = parse_methods(args.methods)
     opts = with_preset(from_args(CompareOptions, args, methods=methods), given(args))
     check_options(opts)  # refused before torch, Ray and pandas load
-    from analysis.tables import format_table
-    from trainables.fileio import dumps
+    from tunelab.analysis.tables import format_table
+    from tunelab.trainables.fileio import dumps
     from tunelab.compare import run_compare
 
     result = run_compare(opts)
@@ -355,7 +355,7 @@ COMMANDS = {"train": cmd_train, "tune": cmd_tune, "resume": cmd_resume, "report"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from trainables.phases import mark
+    from tunelab.trainables.phases import mark
 
     mark("cli_main")  # the interpreter and this module loaded (benchmarks/overhead.py)
     args = build_parser().parse_args(argv)

@@ -14,8 +14,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from analysis.record import is_uri
-from trainables.errors import ConfigError
+from tunelab.analysis.record import is_uri
+from tunelab.trainables.errors import ConfigError
 from tunelab.signals import route_sigterm_to_sigint
 
 if TYPE_CHECKING:

@@ -13,7 +13,7 @@ not charged to any method.
 
 `--replicates R` repeats all of it but the source pretraining R times, each replicate with its own
 data draw, search seed and confirmation seeds, the methods paired within it; the table's headline
-interval is then across replicates (tunelab.replicates, analysis.replicates).
+interval is then across replicates (tunelab.replicates, tunelab.analysis.replicates).
 
 Ctrl-C or SIGTERM in any phase exits 130; the same command with the same --out continues the run
 without doing anything twice (tunelab.compare_state).
@@ -30,10 +30,10 @@ from typing import Any
 
 import pandas as pd
 
-from trainables import config_class
-from trainables import metrics as M
-from trainables.errors import ConfigError
-from trainables.fileio import check_output_path
+from tunelab.trainables import config_class
+from tunelab.trainables import metrics as M
+from tunelab.trainables.errors import ConfigError
+from tunelab.trainables.fileio import check_output_path
 from tunelab.duration import describe as describe_duration
 from tunelab.duration import parse_duration
 from tunelab.cluster import is_running, ray_session, reap_stale_session, starts_private_instance
@@ -52,7 +52,7 @@ from tunelab.signals import stop_requested
 def check_target_data(opts: CompareOptions) -> None:
     """Load the target task once before anything starts: an unknown class id, more images per class
     than the training split has, or missing data is refused here, not after the source pretraining."""
-    from trainables.data import DataOptions, load_dataset
+    from tunelab.trainables.data import DataOptions, load_dataset
 
     load_dataset(DataOptions(dataset=opts.dataset, data_dir=opts.data_dir, classes=opts.classes,
                              train_per_class=opts.train_per_class))
@@ -117,7 +117,7 @@ def _compare(opts: CompareOptions, out: Path, state: dict[str, Any], share: floa
         phases["searches"] = phases.get("searches", 0.0) + seconds
         lap("confirmations")
         phases["confirmations"] -= seconds
-    from analysis.report import write_report
+    from tunelab.analysis.report import write_report
 
     _say(f"writing the report to {out / 'report'}")
     report = write_report([s["experiment"] for s in experiments.values()], out / "report",
@@ -304,7 +304,7 @@ def method_sets(opts: CompareOptions, method: str, backbone: Path | None) -> lis
 def source_backbone_config(opts: CompareOptions):
     """The source pretraining: supervised on the source classes, the fine-tuning methods' default
     architecture. Its split is the default one whatever the replicate: it holds no target image."""
-    from trainables.pretrain import PretrainConfig
+    from tunelab.trainables.pretrain import PretrainConfig
 
     reference = next(config_class(m) for m in opts.methods if _fine_tunes(m))()
     architecture = {k: getattr(reference, k) for k in ("model", "width", "cifar_stem", "batchnorm")}
@@ -315,7 +315,7 @@ def source_backbone_config(opts: CompareOptions):
 def source_backbone(opts: CompareOptions, out: Path) -> Path:
     """Pretrain (supervised) the fine-tuning methods' backbone on the source classes, once (for every
     replicate), with their default architecture; written to OUT/source-backbone.pt."""
-    from trainables.pretrain import pretrain
+    from tunelab.trainables.pretrain import pretrain
 
     config = source_backbone_config(opts)
     path = (out / "source-backbone.pt").resolve()  # trials run in Ray's own working folders
@@ -344,7 +344,7 @@ def confirm_all(experiments: dict[str, dict], seeds: int, cpus: float, gpus: flo
     With `replicate` (compare --replicates), the rows carry it and only that replicate's are returned."""
     import ray
 
-    from analysis.reproduce import best_record
+    from tunelab.analysis.reproduce import best_record
 
     remote = ray.remote(num_cpus=cpus, num_gpus=gpus)(_confirm_task)
     rows = read_confirmations(out) if out is not None else []  # every replicate's: the file is rewritten whole
@@ -404,7 +404,7 @@ def _as_they_finish(futures: list) -> Any:
 
 
 def _confirm_task(method: str, config: dict[str, Any], seed: int) -> dict[str, Any]:
-    from analysis.reproduce import confirm
+    from tunelab.analysis.reproduce import confirm
 
     history = confirm(method, config, seed)
     return history[-1]

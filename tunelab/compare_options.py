@@ -9,9 +9,9 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from trainables import method_names
-from trainables.errors import ConfigError
-from trainables.subsets import parse_classes, shared_classes
+from tunelab.trainables import method_names
+from tunelab.trainables.errors import ConfigError
+from tunelab.trainables.subsets import parse_classes, shared_classes
 from tunelab.options import option, shared
 from tunelab.replicates import check_replicates, parse_replicates
 from tunelab.tune_options import TuneOptions

@@ -1,6 +1,6 @@
 """Assembles and runs a Ray Tune experiment for one method: `tunelab tune` and `tunelab resume`.
 
-The method's trainable comes from `trainables.METHODS`, its search space from `search_spaces`
+The method's trainable comes from `tunelab.trainables.METHODS`, its search space from `search_spaces`
 (with --space overrides), fixed values from --set. The in-memory dataset is loaded once here
 and shared with every trial through the object store (`tune.with_parameters`); resources per
 trial go through `tune.with_resources`. Everything a later `resume`, `report` or `best` needs is
@@ -23,20 +23,21 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analysis.load import rank_trials, status_from
-from analysis.record import (FINAL_STATUSES, OUT_OF_TIME, TUNELAB_FILE, UNFINISHED_RAY_STATUSES, experiment_identity,
+from tunelab.analysis.load import rank_trials, status_from
+from tunelab.analysis.record import (FINAL_STATUSES, OUT_OF_TIME, TUNELAB_FILE, UNFINISHED_RAY_STATUSES, experiment_identity,
                              is_uri, join_uri,
                              local_path, read_record, redact_all, write_record)
-from search_spaces import space_for
-from search_spaces.base import (Choice, Conditional, IntRange, SearchSpace, describe, settle_conditions,
+from tunelab.search_spaces import space_for
+from tunelab.search_spaces.base import (Choice, Conditional, IntRange, SearchSpace, describe, settle_conditions,
                                 space_from_description)
-from search_spaces.overrides import apply_overrides, load_space_file
-from trainables import METHOD_CLASSES, METHODS, get_method
-from trainables import metrics as M
-from trainables.config import build_config, to_dict
-from trainables.errors import ConfigError
-from trainables.fileio import refuse_link
+from tunelab.search_spaces.overrides import apply_overrides, load_space_file
+from tunelab.trainables import METHOD_CLASSES, METHODS, get_method
+from tunelab.trainables import metrics as M
+from tunelab.trainables.config import build_config, to_dict
+from tunelab.trainables.errors import ConfigError
+from tunelab.trainables.fileio import refuse_link
 from tunelab.compat.ray import restored_search_state_follows_the_folder
+from tunelab.legacy import old_package_names
 from tunelab.cluster import (check_cluster, check_local_resources, check_reachable, connect_ray, ray_session,
                              reap_stale_session, starts_private_instance)
 from tunelab.experiments import (ExperimentLock, check_free, check_name, check_storage_writable, experiment_path,
@@ -46,7 +47,7 @@ from tunelab.study import check_optuna_storage, check_reconnect, check_resumed_s
 from tunelab.budget import TimeBudget, budget_was_spent, session_deadline, start_session
 from tunelab.duration import parse_duration
 from tunelab.budget import reset as reset_budget
-from trainables.phases import mark
+from tunelab.trainables.phases import mark
 from tunelab.tune_options import TuneOptions, check_options, fixed_values
 from tunelab.ray_state import check_and_repair
 from tunelab.search import make_search
@@ -309,18 +310,18 @@ def load_shared_data(method: str, fixed: dict[str, Any], make_backbone: bool = T
     once (with `make_backbone` False, only check that the cache could take one: nothing written).
     A `pretrained=PATH` is read and its source checked against this data (the leak guard), unless
     it is one of `made_first`, a backbone the caller makes before the search."""
-    from trainables.data import load_dataset
+    from tunelab.trainables.data import load_dataset
 
     config = build_config(METHOD_CLASSES[method].config_class, fixed)
     if getattr(config, "pretrained", None) == "auto":
-        from trainables.pretrain import auto_checkpoint_path, check_cache_writable, ensure_auto_backbone
+        from tunelab.trainables.pretrain import auto_checkpoint_path, check_cache_writable, ensure_auto_backbone
 
         if make_backbone:
             fixed["pretrained"] = str(ensure_auto_backbone(config, stream=sys.stderr))
         elif not auto_checkpoint_path(config).exists():
             check_cache_writable(auto_checkpoint_path(config))
     elif fixed.get("pretrained") not in made_first:
-        from trainables.pretrained import check_pretrained_file
+        from tunelab.trainables.pretrained import check_pretrained_file
 
         check_pretrained_file(config)  # a missing or leaky file: refused here, not in every trial
     return load_dataset(config.data_options())
@@ -338,7 +339,7 @@ def default_name(opts: TuneOptions) -> str:
 
 def check_models(opts: TuneOptions, fixed: dict[str, Any], space: SearchSpace, data) -> None:
     """Every model (and stem) a trial could draw must run on the dataset's image size."""
-    from trainables.models import check_model_fits
+    from tunelab.trainables.models import check_model_fits
 
     config = build_config(METHOD_CLASSES[opts.method].config_class, fixed)
     models = space["model"].options if isinstance(space.get("model"), Choice) else (config.model,)
@@ -534,7 +535,7 @@ def resume(path: str, resume_errored: bool = False, restart_errored: bool = Fals
     study_url = for_resume("--optuna-storage", record["search"].get("optuna_storage"), optuna_storage, path)
     check_reconnect(study_url, path)
     for_resume("--mlflow", record["options"].get("mlflow"), mlflow, path)
-    with ExperimentLock(path) as lock:
+    with ExperimentLock(path) as lock, old_package_names(record):
         reap_stale_session(lock.previous)
         check_and_repair(path)  # a state file the kill cut short: rebuilt, or one line instead of a hang
         if opts.search == "optuna":  # after the state check: a copy's cut state is named before its borrowed study

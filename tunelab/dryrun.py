@@ -14,8 +14,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from analysis.record import redact
-from search_spaces.base import Conditional
+from tunelab.analysis.record import redact
+from tunelab.search_spaces.base import Conditional
 from tunelab.driver import plan_search, startup_trials
 from tunelab.tune_options import TuneOptions
 from tunelab.experiments import lock_path

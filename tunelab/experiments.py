@@ -3,7 +3,7 @@
 - An experiment name is one plain path component: `--name ..`, `--name .` or `--name a/b` could
   otherwise point `--overwrite`'s delete at the storage itself or outside it.
 - `--overwrite` replaces only a folder that is a tunelab experiment: its `tunelab.json` is a
-  tunelab record (read and schema-checked by analysis.record.read_record), directly inside the
+  tunelab record (read and schema-checked by tunelab.analysis.record.read_record), directly inside the
   storage. Even then it deletes only what tunelab and Ray Tune wrote there (`OURS`, `TRIAL_FILES`,
   `WANDB_FILES` below); anything else stays, and so does the folder when something is left. It
   is the only delete in tunelab and it lives here. Symlinks are never followed, and only the ones
@@ -35,11 +35,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from analysis.record import (TUNELAB_FILE, UNFINISHED_RAY_STATUSES, experiment_identity, is_experiment, is_uri,
+from tunelab.analysis.record import (TUNELAB_FILE, UNFINISHED_RAY_STATUSES, experiment_identity, is_experiment, is_uri,
                              join_uri, local_path, read_record, redact)
 from tunelab.ray_state import drop_lost_checkpoints, lost_checkpoint
-from trainables.errors import ConfigError
-from trainables.fileio import open_no_follow, refuse_link
+from tunelab.trainables.errors import ConfigError
+from tunelab.trainables.fileio import open_no_follow, refuse_link
 
 NAME_RULE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+=@-]{0,127}")
 # Schemes pyarrow's filesystems resolve, i.e. what Ray's `storage_path` accepts.
@@ -88,7 +88,7 @@ def normalise_storage(storage: str) -> str:
     if "?" in storage:
         # the query form (s3://bucket/runs?endpoint_override=HOST:PORT&scheme=http): pyarrow parses it
         # offline, so an option it does not know is refused here rather than in a traceback later
-        from analysis.record import remote_filesystem
+        from tunelab.analysis.record import remote_filesystem
 
         remote_filesystem(storage, "--storage")
     return join_uri(storage)

@@ -13,7 +13,7 @@ import dataclasses
 import typing
 from typing import Any
 
-from trainables.config import unwrap_optional
+from tunelab.trainables.config import unwrap_optional
 
 
 def option(default: Any, help: str, *, flag: str | None = None, metavar: str | None = None,

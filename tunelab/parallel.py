@@ -21,8 +21,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from trainables.errors import ConfigError
-from trainables.fileio import open_no_follow
+from tunelab.trainables.errors import ConfigError
+from tunelab.trainables.fileio import open_no_follow
 from tunelab.tune_options import TuneOptions
 from tunelab.experiments import experiment_path, normalise_storage
 from tunelab.options import to_argv

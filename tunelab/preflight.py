@@ -16,9 +16,9 @@ import socket
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from analysis.record import redact
-from trainables.errors import ConfigError
-from trainables.fileio import check_writable_folder
+from tunelab.analysis.record import redact
+from tunelab.trainables.errors import ConfigError
+from tunelab.trainables.fileio import check_writable_folder
 
 PROBE_TIMEOUT_S = 5.0
 # Database URLs MLflow's SQL store accepts (SQLAlchemy dialects) and the port each listens on by default.

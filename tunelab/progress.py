@@ -7,9 +7,9 @@ import time
 
 from ray.tune import Callback
 
-from analysis.load import status_from
-from analysis.record import redact
-from trainables import metrics as M
+from tunelab.analysis.load import status_from
+from tunelab.analysis.record import redact
+from tunelab.trainables import metrics as M
 
 
 # trial_id -> Ray's status at the end of the driver's last step. Ray Tune marks every trial still

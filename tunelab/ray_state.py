@@ -26,9 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from analysis.record import local_path
-from trainables.errors import ConfigError
-from trainables.fileio import read_json_lines
+from tunelab.analysis.record import local_path
+from tunelab.trainables.errors import ConfigError
+from tunelab.trainables.fileio import read_json_lines
 
 SEARCHER_STATE = "searcher-state-*.pkl"
 # Read by Tuner.restore with no way to rebuild them here: tuner.pkl, the experiment state (the
@@ -174,7 +174,7 @@ def drop_lost_checkpoints(folder: Path, trial_ids: set[str]) -> dict[str, int]:
     """
     from ray.tune.trainable.metadata import _TrainingRunMetadata  # Ray's own codec for this field
 
-    from trainables.fileio import atomic_write_text
+    from tunelab.trainables.fileio import atomic_write_text
 
     file = newest(folder, "experiment_state-*.json")
     if file is None:

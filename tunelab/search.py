@@ -1,7 +1,7 @@
 """tunelab's search for any Ray Tune user: multivariate TPE with honest multi-fidelity feedback, and ASHA.
 
     from ray import tune
-    from search_spaces import FloatRange, Choice
+    from tunelab.search_spaces import FloatRange, Choice
     from tunelab.search import make_search
 
     space = {"lr": FloatRange(1e-4, 1e-1, log=True), "opt": Choice(("sgd", "adam"))}
@@ -16,8 +16,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from search_spaces.base import Choice, Conditional, FloatRange, IntRange, SearchSpace, settle_conditions
-from trainables.errors import ConfigError
+from tunelab.search_spaces.base import Choice, Conditional, FloatRange, IntRange, SearchSpace, settle_conditions
+from tunelab.trainables.errors import ConfigError
 
 MODES = ("min", "max")
 

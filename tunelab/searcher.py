@@ -18,8 +18,8 @@ from optuna.trial import TrialState
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.optuna import OptunaSearch
 
-from search_spaces.base import Choice, Conditional, IntRange, SearchSpace, conditional_order, conditionals
-from trainables import metrics as M
+from tunelab.search_spaces.base import Choice, Conditional, IntRange, SearchSpace, conditional_order, conditionals
+from tunelab.trainables import metrics as M
 from tunelab.ray_state import FINISHED_RAY_STATUSES, metric_by_step, reported_value
 
 MIN_RUNG_TRIALS = 10  # RungTPESampler: trials a rung needs before TPE ranks at it (make_search's docstring says 10)

@@ -16,8 +16,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from analysis.record import experiment_identity, redact
-from trainables.errors import ConfigError
+from tunelab.analysis.record import experiment_identity, redact
+from tunelab.trainables.errors import ConfigError
 
 if TYPE_CHECKING:
     from tunelab.tune_options import TuneOptions

@@ -15,11 +15,11 @@ from typing import Any
 
 from ray.air.integrations.mlflow import MLflowLoggerCallback
 
-from analysis.load import status_from
-from trainables import METHOD_CLASSES
-from trainables import metrics as M
-from trainables.config import build_config, to_dict
-from trainables.errors import ConfigError
+from tunelab.analysis.load import status_from
+from tunelab.trainables import METHOD_CLASSES
+from tunelab.trainables import metrics as M
+from tunelab.trainables.config import build_config, to_dict
+from tunelab.trainables.errors import ConfigError
 
 INSTALL = "pip install -e '.[mlflow]'"
 

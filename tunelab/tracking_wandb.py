@@ -22,8 +22,8 @@ from urllib.parse import urlparse
 from ray.air.integrations.wandb import WandbLoggerCallback, _QueueItem, _WandbLoggingActor
 
 from tunelab.tracking import contract_metrics, final_status, resolved_config, trial_folder
-from trainables import metrics as M
-from trainables.errors import ConfigError
+from tunelab.trainables import metrics as M
+from tunelab.trainables.errors import ConfigError
 
 INSTALL = "pip install -e '.[wandb]'"
 MODES = ("online", "offline", "disabled")

@@ -11,11 +11,11 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from trainables import config_class
-from trainables import metrics as M
-from trainables.catalog import dataset_names
-from trainables.config import build_config, parse_set_options
-from trainables.errors import ConfigError
+from tunelab.trainables import config_class
+from tunelab.trainables import metrics as M
+from tunelab.trainables.catalog import dataset_names
+from tunelab.trainables.config import build_config, parse_set_options
+from tunelab.trainables.errors import ConfigError
 from tunelab.duration import parse_duration
 from tunelab.options import option
 

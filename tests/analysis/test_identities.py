@@ -5,7 +5,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from analysis.load import TUNELAB_FILE, load_experiments, unique_experiments
+from tunelab.analysis.load import TUNELAB_FILE, load_experiments, unique_experiments
 from tunelab.cli import main
 
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from analysis.reproduce import best_record, load_best, reproduce, write_best
+from tunelab.analysis.reproduce import best_record, load_best, reproduce, write_best
 from tunelab.cli import main
 from tunelab.driver import TuneOptions, run_tune
 
@@ -243,9 +243,9 @@ def test_report_and_best_end_stdout_with_one_json_line(experiment, tmp_path, cap
 def test_trials_csv_has_every_trial_full_config_and_no_ray_bookkeeping_unless_raw(experiment, tmp_path):
     import pandas as pd
 
-    from analysis.report import RAY_COLUMNS
-    from trainables import get_method
-    from trainables.config import build_config, to_dict
+    from tunelab.analysis.report import RAY_COLUMNS
+    from tunelab.trainables import get_method
+    from tunelab.trainables.config import build_config, to_dict
 
     assert main(["report", str(experiment), "--out", str(tmp_path / "R")]) == 0
     trials = pd.read_csv(tmp_path / "R" / "trials.csv")
@@ -260,7 +260,7 @@ def test_trials_csv_has_every_trial_full_config_and_no_ray_bookkeeping_unless_ra
 def test_report_with_confirmations_opens_with_the_forest_plot(experiment, tmp_path):
     import pandas as pd
 
-    from analysis.report import write_report
+    from tunelab.analysis.report import write_report
 
     confirmations = pd.DataFrame({"method": ["classifier"] * 3, "dataset": ["digits"] * 3, "seed": [0, 1, 2],
                                   "test/acc": [0.80, 0.82, 0.85]})
@@ -278,7 +278,7 @@ def test_report_and_best_read_an_experiment_at_a_pyarrow_uri(experiment, tmp_pat
     # the remote branch (fetching the files analysis reads, no checkpoints) runs for real.
     import pandas as pd
 
-    from analysis.load import local_path
+    from tunelab.analysis.load import local_path
 
     uri = "local://" + str(experiment.resolve())
     fetched = local_path(uri)

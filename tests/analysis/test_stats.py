@@ -1,4 +1,4 @@
-"""analysis.stats against independently computed answers: scipy's Welch test, a simulation of
+"""tunelab.analysis.stats against independently computed answers: scipy's Welch test, a simulation of
 the power that min_detectable_diff promises, hand-worked Holm adjustments."""
 import math
 
@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats as scipy_stats
 
-from analysis.stats import (holm, min_detectable_diff, min_detectable_paired_diff, paired, power_of_t, welch,
+from tunelab.analysis.stats import (holm, min_detectable_diff, min_detectable_paired_diff, paired, power_of_t, welch,
                             within_replicates)
 
 A = [0.91, 0.88, 0.93, 0.90, 0.87, 0.92, 0.89, 0.94]

@@ -7,8 +7,8 @@ import pandas as pd
 from scipy import stats
 import pytest
 
-from analysis.load import trial_status, trial_summary
-from analysis.tables import comparison, edge_params, importance, mean_ci, welch_diff_ci
+from tunelab.analysis.load import trial_status, trial_summary
+from tunelab.analysis.tables import comparison, edge_params, importance, mean_ci, welch_diff_ci
 
 
 def _rows():
@@ -127,20 +127,20 @@ def test_comparison_says_how_many_seeds_were_dropped():
 
 
 def test_one_rule_ranks_trials_ties_by_trial_id_and_skips_non_finite():
-    from analysis.load import rank_trials
+    from tunelab.analysis.load import rank_trials
 
     summary = pd.DataFrame({"trial_id": ["c", "a", "b", "d", "e"], "val/acc": [0.9, 0.9, 0.8, float("nan"),
                                                                                float("inf")],
                             "method": ["m"] * 5, "dataset": ["d"] * 5})
     assert list(rank_trials(summary, "val/acc", "max")["trial_id"]) == ["a", "c", "b"]
     assert list(rank_trials(summary, "val/acc", "min")["trial_id"]) == ["b", "a", "c"]
-    from analysis.tables import best_trials
+    from tunelab.analysis.tables import best_trials
 
     assert best_trials(summary)["trial_id"].tolist() == ["a"]
 
 
 def test_experiments_of_one_method_with_other_search_settings_get_rows_of_their_own():
-    from analysis.report import method_labels
+    from tunelab.analysis.report import method_labels
 
     def record(name, algorithm, samples):
         return {"method": "arcface", "dataset": "digits", "name": name, "search": {"algorithm": algorithm},
@@ -154,7 +154,7 @@ def test_experiments_of_one_method_with_other_search_settings_get_rows_of_their_
 
 
 def test_importance_scores_full_budget_trials_only_and_needs_enough_of_them():
-    from analysis.tables import MIN_IMPORTANCE_TRIALS, importance_note
+    from tunelab.analysis.tables import MIN_IMPORTANCE_TRIALS, importance_note
 
     rng = np.random.default_rng(0)
     rows = []
@@ -178,7 +178,7 @@ def test_importance_scores_full_budget_trials_only_and_needs_enough_of_them():
 def test_importance_is_read_from_the_stored_study_when_there_is_one(tmp_path):
     import optuna
 
-    from analysis.report import method_importance
+    from tunelab.analysis.report import method_importance
 
     url = f"sqlite:///{tmp_path / 'study.db'}"
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -201,16 +201,16 @@ def test_importance_is_read_from_the_stored_study_when_there_is_one(tmp_path):
 
 
 def test_a_missing_study_file_is_not_created_by_a_report(tmp_path):
-    from analysis.tables import study_importance
+    from tunelab.analysis.tables import study_importance
 
     assert study_importance(f"sqlite:///{tmp_path / 'none.db'}", "exp") is None
     assert not (tmp_path / "none.db").exists()
 
 
 def test_each_difference_says_whether_it_is_resolved_after_holm_and_what_80_percent_power_needs():
-    from analysis.report import resolution_lines
-    from analysis.stats import holm, min_detectable_diff
-    from analysis.tables import format_table
+    from tunelab.analysis.report import resolution_lines
+    from tunelab.analysis.stats import holm, min_detectable_diff
+    from tunelab.analysis.tables import format_table
 
     summary = pd.DataFrame({"method": ["clear", "close", "base"], "dataset": ["d"] * 3, "trial_id": ["1", "2", "3"],
                             "val/acc": [0.9, 0.8, 0.8], "best_epoch": [1] * 3, "epochs": [1] * 3,
@@ -245,8 +245,8 @@ def test_each_difference_says_whether_it_is_resolved_after_holm_and_what_80_perc
 def test_a_chained_conditional_applies_only_where_its_parent_was_sampled():
     """momentum `when: schedule`, schedule `when: optimizer` (sgd only): under adam the schedule holds
     its default, so momentum there is no draw and is neither flagged nor scored."""
-    from analysis.tables import applied_case
-    from search_spaces.base import Choice, Conditional, FloatRange, describe
+    from tunelab.analysis.tables import applied_case
+    from tunelab.search_spaces.base import Choice, Conditional, FloatRange, describe
 
     space = describe({"optimizer": Choice(("sgd", "adam")),
                       "schedule": Conditional("optimizer", (("sgd", Choice(("cosine", "step"))), ("adam", None))),
@@ -259,8 +259,8 @@ def test_a_chained_conditional_applies_only_where_its_parent_was_sampled():
 
 
 def test_the_table_carries_selection_val_confirmation_val_and_their_difference():
-    from analysis.report import selection_lines
-    from analysis.tables import format_table
+    from tunelab.analysis.report import selection_lines
+    from tunelab.analysis.tables import format_table
 
     summary = pd.DataFrame({"method": ["a", "base"], "dataset": ["d"] * 2, "trial_id": ["1", "2"],
                             "val/acc": [0.95, 0.90], "best_epoch": [3, 2], "epochs": [3, 3], "compute_s": [1.0] * 2})
@@ -295,7 +295,7 @@ def _replicated(shifts: dict[str, list[float]], seeds: int = 4, seed: int = 0):
 
 
 def test_across_replicates_the_headline_is_the_paired_t_over_replicate_means_and_holm_over_methods():
-    from analysis.stats import detectable_diff, holm, paired, welch, within_replicates
+    from tunelab.analysis.stats import detectable_diff, holm, paired, welch, within_replicates
 
     summary, confirmations = _replicated({"up": [0.05, 0.02, 0.06], "same": [0.0, -0.02, 0.03],
                                           "base": [0.0, -0.01, 0.02]})
@@ -347,9 +347,9 @@ def test_without_replicates_the_seed_only_interval_is_the_headline():
 
 
 def test_the_table_and_report_say_what_an_interval_over_replicates_covers():
-    from analysis.replicates import by_replicate
-    from analysis.report import replicate_lines, resolution_lines, selection_lines
-    from analysis.tables import format_table
+    from tunelab.analysis.replicates import by_replicate
+    from tunelab.analysis.report import replicate_lines, resolution_lines, selection_lines
+    from tunelab.analysis.tables import format_table
 
     summary, confirmations = _replicated({"up": [0.05, 0.02, 0.06], "base": [0.0, -0.01, 0.02]})
     table = comparison(summary, confirmations, baseline="base")
@@ -372,7 +372,7 @@ def test_the_table_and_report_say_what_an_interval_over_replicates_covers():
 
 
 def test_the_coverage_line_names_holm_only_where_there_are_several_comparisons():
-    from analysis.tables import coverage_note
+    from tunelab.analysis.tables import coverage_note
 
     one = coverage_note(pd.DataFrame({"diff_p_value": [None, 0.01], "replicates": [1, 1]}))
     four = coverage_note(pd.DataFrame({"diff_p_value": [None, 0.01, 0.2, 0.3, 0.9], "replicates": [3] * 5}))

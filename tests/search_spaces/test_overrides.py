@@ -1,10 +1,10 @@
 import pytest
 
-from search_spaces import SPACES
-from search_spaces.base import Conditional, FloatRange, IntRange
-from search_spaces.overrides import apply_overrides, load_space_file
-from trainables.classifier import ClassifierConfig
-from trainables.errors import ConfigError
+from tunelab.search_spaces import SPACES
+from tunelab.search_spaces.base import Conditional, FloatRange, IntRange
+from tunelab.search_spaces.overrides import apply_overrides, load_space_file
+from tunelab.trainables.classifier import ClassifierConfig
+from tunelab.trainables.errors import ConfigError
 
 SPACE = SPACES["classifier"]
 

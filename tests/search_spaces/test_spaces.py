@@ -3,11 +3,11 @@ import itertools
 
 import pytest
 
-from search_spaces import SPACES, Choice, Conditional, FloatRange, IntRange
-from search_spaces.base import settle_conditions
-from trainables import METHOD_CLASSES
-from trainables.config import build_config, field_names
-from trainables.errors import ConfigError
+from tunelab.search_spaces import SPACES, Choice, Conditional, FloatRange, IntRange
+from tunelab.search_spaces.base import settle_conditions
+from tunelab.trainables import METHOD_CLASSES
+from tunelab.trainables.config import build_config, field_names
+from tunelab.trainables.errors import ConfigError
 
 
 @pytest.mark.parametrize("method", sorted(SPACES))
@@ -81,7 +81,7 @@ def test_bad_entries_are_refused(make, message):
 
 @pytest.mark.parametrize("method", list(METHOD_CLASSES))
 def test_every_registered_method_has_a_search_space(method):
-    from search_spaces import space_for
+    from tunelab.search_spaces import space_for
 
     space = space_for(method)
     assert space and set(space) <= {f.name for f in dataclasses.fields(METHOD_CLASSES[method].config_class)}
@@ -98,7 +98,7 @@ def _chain() -> dict:
 
 
 def test_chained_conditionals_are_kept_while_searched_and_dropped_with_a_parent_that_is_not():
-    from search_spaces.base import conditional_order, is_sampled
+    from tunelab.search_spaces.base import conditional_order, is_sampled
 
     space = _chain()
     assert settle_conditions(space, {}) == space
@@ -148,7 +148,7 @@ def test_choices_must_be_distinct(options):
 def test_a_described_space_is_rebuilt_exactly_from_its_record(space):
     import json
 
-    from search_spaces.base import describe, space_from_description
+    from tunelab.search_spaces.base import describe, space_from_description
 
     rows = json.loads(json.dumps(describe(space)))  # as tunelab.json holds them
     rebuilt = space_from_description(rows)

@@ -6,12 +6,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from trainables.adarand import ClassConditionalPrior, class_feature_stats, prior_loss
-from trainables.data import DataOptions, load_dataset
-from trainables.engine import prepare
-from trainables.errors import ConfigError, DataError
-from trainables.finetune import AdaRand, AdaRandConfig, FineTune, FinetuneConfig, RandReg, RandRegConfig
-from trainables.pretrain import PretrainConfig, pretrain
+from tunelab.trainables.adarand import ClassConditionalPrior, class_feature_stats, prior_loss
+from tunelab.trainables.data import DataOptions, load_dataset
+from tunelab.trainables.engine import prepare
+from tunelab.trainables.errors import ConfigError, DataError
+from tunelab.trainables.finetune import AdaRand, AdaRandConfig, FineTune, FinetuneConfig, RandReg, RandRegConfig
+from tunelab.trainables.pretrain import PretrainConfig, pretrain
 
 TINY = dict(image_size=8, width=8, epochs=1, batch_size=64, device="cpu")
 
@@ -153,8 +153,8 @@ def test_regulariser_equals_hand_computed_mse_for_a_fixed_z(digits8, backbone_fi
 
 
 def test_reported_metrics_of_the_fine_tuning_family(digits8, backbone_file):
-    from trainables.engine import train
-    from trainables.reporting import LocalReporter
+    from tunelab.trainables.engine import train
+    from tunelab.trainables.reporting import LocalReporter
 
     for method, config_class, keys in ((FineTune(), FinetuneConfig, ["train/feat_norm"]),
                                        (RandReg(), RandRegConfig, ["train/reg_loss", "train/feat_norm"]),
@@ -178,8 +178,8 @@ def test_randreg_priors(digits8, backbone_file, prior):
 
 
 def test_adarand_checkpoint_restores_the_prior(digits8, backbone_file, tmp_path):
-    from trainables.engine import train
-    from trainables.reporting import LocalReporter
+    from tunelab.trainables.engine import train
+    from tunelab.trainables.reporting import LocalReporter
 
     config = AdaRandConfig(**{**TINY, "epochs": 2}, pretrained=backbone_file)
     straight = LocalReporter(None, {}, quiet=True)
@@ -246,7 +246,7 @@ def test_imagenet_weights_load_from_the_torch_cache(monkeypatch, tmp_path, digit
 
 
 def test_auto_backbone_is_pretrained_once_and_cached(monkeypatch, tmp_path, digits8):
-    from trainables import pretrain as P
+    from tunelab.trainables import pretrain as P
 
     monkeypatch.setenv("TUNELAB_CACHE_DIR", str(tmp_path))
     calls = []
@@ -264,7 +264,7 @@ def test_auto_backbone_is_pretrained_once_and_cached(monkeypatch, tmp_path, digi
 def test_a_run_is_the_same_whether_or_not_its_auto_backbone_was_cached(monkeypatch, tmp_path, digits8):
     """Pretraining on first use used to leave the random state where pretraining ended, so the new
     classifier (and everything after it) differed between the first run and every later one."""
-    from trainables import pretrain as P
+    from tunelab.trainables import pretrain as P
 
     monkeypatch.setenv("TUNELAB_CACHE_DIR", str(tmp_path))
     real = P.pretrain
@@ -287,7 +287,7 @@ def test_a_run_is_the_same_whether_or_not_its_auto_backbone_was_cached(monkeypat
     ("auto", "paper", (1.0, 0.5, 0.0)),
 ])
 def test_prior_lr_schedule_values_at_start_middle_and_end(schedule, variant, expected):
-    from trainables.adarand import prior_lr_factor
+    from tunelab.trainables.adarand import prior_lr_factor
 
     got = tuple(prior_lr_factor(schedule, variant, t) for t in (0.0, 0.5, 1.0))
     assert got == pytest.approx(expected, abs=1e-12)
@@ -295,8 +295,8 @@ def test_prior_lr_schedule_values_at_start_middle_and_end(schedule, variant, exp
 
 def test_the_prior_optimizer_runs_at_the_official_schedule_under_the_official_variant():
     """One real AdaRand step at the end of training: Adam's lr is 0.195 * rand_lr, not 0."""
-    from trainables.config import build_config
-    from trainables.finetune import AdaRand, AdaRandConfig
+    from tunelab.trainables.config import build_config
+    from tunelab.trainables.finetune import AdaRand, AdaRandConfig
 
     config = build_config(AdaRandConfig, {"prior_variant": "official", "rand_lr": 0.02})
     method = AdaRand()
@@ -309,9 +309,9 @@ def test_the_prior_optimizer_runs_at_the_official_schedule_under_the_official_va
 
 
 def test_unknown_prior_schedule_is_refused_naming_the_choices():
-    from trainables.config import build_config
-    from trainables.errors import ConfigError
-    from trainables.finetune import AdaRandConfig
+    from tunelab.trainables.config import build_config
+    from tunelab.trainables.errors import ConfigError
+    from tunelab.trainables.finetune import AdaRandConfig
 
     with pytest.raises(ConfigError, match="prior_schedule='linear'.*auto, cosine, official"):
         build_config(AdaRandConfig, {"prior_schedule": "linear"})

@@ -3,12 +3,12 @@ import dataclasses
 import pytest
 import torch
 
-from trainables.arcface import ArcFaceConfig, ArcFaceMethod
-from trainables.config import build_config
-from trainables.data import ArraySplit, DataOptions, load_dataset
-from trainables.engine import evaluate, prepare, train
-from trainables.errors import ConfigError
-from trainables.reporting import LocalReporter
+from tunelab.trainables.arcface import ArcFaceConfig, ArcFaceMethod
+from tunelab.trainables.config import build_config
+from tunelab.trainables.data import ArraySplit, DataOptions, load_dataset
+from tunelab.trainables.engine import evaluate, prepare, train
+from tunelab.trainables.errors import ConfigError
+from tunelab.trainables.reporting import LocalReporter
 
 TINY = dict(image_size=8, width=8, epochs=1, batch_size=128, device="cpu", n_feats=16)
 

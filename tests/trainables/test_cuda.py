@@ -12,13 +12,13 @@ import math
 import pytest
 import torch
 
-from trainables.arcface import ArcFaceConfig, ArcFaceMethod
-from trainables.classifier import Classifier, ClassifierConfig
-from trainables.data import DataOptions, load_dataset
-from trainables.engine import prepare, train
-from trainables.finetune import AdaRand, AdaRandConfig, FineTune, FinetuneConfig, RandReg, RandRegConfig
-from trainables.pretrain import PretrainConfig, pretrain
-from trainables.reporting import LocalReporter
+from tunelab.trainables.arcface import ArcFaceConfig, ArcFaceMethod
+from tunelab.trainables.classifier import Classifier, ClassifierConfig
+from tunelab.trainables.data import DataOptions, load_dataset
+from tunelab.trainables.engine import prepare, train
+from tunelab.trainables.finetune import AdaRand, AdaRandConfig, FineTune, FinetuneConfig, RandReg, RandRegConfig
+from tunelab.trainables.pretrain import PretrainConfig, pretrain
+from tunelab.trainables.reporting import LocalReporter
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 GPU = dict(image_size=16, width=16, epochs=4, batch_size=128, device="cuda")

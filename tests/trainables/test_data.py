@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from trainables.data import (Augment, DataOptions, channel_stats, load_dataset, resize_uint8, random_crop,
+from tunelab.trainables.data import (Augment, DataOptions, channel_stats, load_dataset, resize_uint8, random_crop,
                              random_flip, read_cifar_batch, stratified_split, iterate_batches, ArraySplit)
-from trainables.errors import DataError
+from tunelab.trainables.errors import DataError
 from tests.conftest import write_image_folder
 
 
@@ -38,7 +38,7 @@ def test_cifar10_dataset_uses_official_test_batch_and_carves_val_from_train(cifa
 
 
 def test_cifar_missing_folder_names_the_path(tmp_path, monkeypatch):
-    monkeypatch.setattr("trainables.data._online", lambda url, timeout=3.0: False)
+    monkeypatch.setattr("tunelab.trainables.data._online", lambda url, timeout=3.0: False)
     with pytest.raises(DataError, match="/nonexistent"):
         load_dataset(DataOptions(dataset="cifar10", data_dir="/nonexistent"))
 
@@ -115,7 +115,7 @@ def test_image_folder_with_train_and_test_subfolders(tmp_path):
 
 
 def test_image_folder_too_large_for_memory_is_streamed(tmp_path):
-    from trainables.data import FolderSplit
+    from tunelab.trainables.data import FolderSplit
 
     write_image_folder(tmp_path / "big", {"a": 6, "b": 6})
     bundle = load_dataset(DataOptions(dataset=f"imagefolder:{tmp_path / 'big'}", image_size=8, max_memory_mb=0))
@@ -166,7 +166,7 @@ def test_shuffled_batches_cover_the_split_once():
 
 
 def test_channel_stats_chunked_equal_a_float64_computation(monkeypatch):
-    import trainables.data as data
+    import tunelab.trainables.data as data
 
     monkeypatch.setattr(data, "CHUNK", 7)  # several chunks, the last one short
     images = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (30, 3, 5, 4), dtype=np.uint8))
@@ -179,7 +179,7 @@ def test_channel_stats_chunked_equal_a_float64_computation(monkeypatch):
 def test_resize_in_chunks_equals_one_interpolation(monkeypatch):
     import torch.nn.functional as F
 
-    import trainables.data as data
+    import tunelab.trainables.data as data
 
     monkeypatch.setattr(data, "CHUNK", 4)
     images = torch.from_numpy(np.random.default_rng(1).integers(0, 256, (10, 3, 12, 12), dtype=np.uint8))
@@ -189,7 +189,7 @@ def test_resize_in_chunks_equals_one_interpolation(monkeypatch):
 
 
 def test_stats_sample_takes_an_equal_seeded_share_of_every_class():
-    from trainables.data import stats_sample
+    from tunelab.trainables.data import stats_sample
 
     labels = np.repeat([0, 1, 2, 3], [1000, 1000, 10, 1000])
     pick = stats_sample(labels, 512, seed=0)

@@ -3,12 +3,12 @@ import math
 
 import pytest
 
-from trainables.classifier import Classifier, ClassifierConfig
-from trainables.config import build_config, parse_set_options
-from trainables.data import DataOptions, load_dataset
-from trainables.engine import train
-from trainables.errors import ConfigError
-from trainables.reporting import LocalReporter
+from tunelab.trainables.classifier import Classifier, ClassifierConfig
+from tunelab.trainables.config import build_config, parse_set_options
+from tunelab.trainables.data import DataOptions, load_dataset
+from tunelab.trainables.engine import train
+from tunelab.trainables.errors import ConfigError
+from tunelab.trainables.reporting import LocalReporter
 
 TINY = dict(image_size=8, width=8, epochs=4, batch_size=128, eval_batch_size=256, device="cpu")
 
@@ -125,7 +125,7 @@ def test_memory_cap_is_set_for_a_device_index_as_torch_requires(monkeypatch):
     arguments are checked here."""
     import torch
 
-    from trainables.engine import configure_backend
+    from tunelab.trainables.engine import configure_backend
 
     calls = []
     monkeypatch.setattr(torch.cuda, "set_per_process_memory_fraction", lambda f, d=None: calls.append((f, d)))
@@ -139,7 +139,7 @@ def test_memory_cap_is_set_for_a_device_index_as_torch_requires(monkeypatch):
 def test_confirmation_tests_the_weights_of_the_best_val_epoch(digits8, monkeypatch):
     """The test metrics come from the epoch a search would score the run by (its first best val/acc),
     not from the last epoch: checked against test evaluated by hand at every epoch."""
-    from trainables import engine
+    from tunelab.trainables import engine
 
     by_epoch, real = {}, engine.evaluate
 
@@ -164,8 +164,8 @@ def test_confirmation_tests_the_weights_of_the_best_val_epoch(digits8, monkeypat
 def test_faults_reach_confirmation_runs_and_a_seed_scoped_sleep_slows_only_that_seed(digits8, tmp_path, monkeypatch):
     """Tests arm faults from outside (TUNELAB_FAULTS_DIR): a confirmation run trains like a trial,
     so a `raise` token fires in it, and `sleep.seed-N` pauses only the run with seed N."""
-    from analysis.reproduce import confirm
-    from trainables import faults
+    from tunelab.analysis.reproduce import confirm
+    from tunelab.trainables import faults
 
     monkeypatch.setenv(faults.FAULTS_ENV, str(tmp_path))
     naps = []

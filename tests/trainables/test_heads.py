@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from trainables.errors import ConfigError
-from trainables.heads import ArcFace, CosFace, CosineHead
+from tunelab.trainables.errors import ConfigError
+from tunelab.trainables.heads import ArcFace, CosFace, CosineHead
 
 torch.set_default_dtype(torch.float32)
 

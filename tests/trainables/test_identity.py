@@ -7,14 +7,14 @@ import pytest
 import torch
 
 from tests.conftest import write_image_folder
-from trainables import METHOD_CLASSES, get_method
-from trainables.config import build_config, to_dict
-from trainables.engine import train
-from trainables.errors import ConfigError
-from trainables.fileio import CHECKPOINT_FILE
-from trainables.identity import canonical_dataset, data_identity
-from trainables.pretrain import PretrainConfig, pretrain
-from trainables.reporting import LocalReporter
+from tunelab.trainables import METHOD_CLASSES, get_method
+from tunelab.trainables.config import build_config, to_dict
+from tunelab.trainables.engine import train
+from tunelab.trainables.errors import ConfigError
+from tunelab.trainables.fileio import CHECKPOINT_FILE
+from tunelab.trainables.identity import canonical_dataset, data_identity
+from tunelab.trainables.pretrain import PretrainConfig, pretrain
+from tunelab.trainables.reporting import LocalReporter
 from tunelab.cli import main
 
 TINY = {"image_size": 8, "width": 8, "epochs": 1}
@@ -102,8 +102,8 @@ def test_imagefolder_source_is_found_under_every_spelling_of_the_target(images, 
 
 def _unrecorded(path: Path) -> Path:
     """A backbone made by hand: no source record."""
-    from trainables.models import ModelOptions, build_model
-    from trainables.pretrained import BACKBONE_KIND
+    from tunelab.trainables.models import ModelOptions, build_model
+    from tunelab.trainables.pretrained import BACKBONE_KIND
 
     net = build_model(ModelOptions(name="small_cnn", width=8), 10)
     torch.save({"kind": BACKBONE_KIND, "model_name": "small_cnn", "backbone": net.backbone.state_dict()}, path)
@@ -145,7 +145,7 @@ def test_the_chain_of_sources_is_checked(tmp_path, capsys):
 
 def test_compare_style_source_backbone_passes_the_guard(tmp_path):
     """compare's source backbone: supervised on classes 0-4, fine-tuned on 5-9 of the same split."""
-    from trainables.pretrained import check_pretrained_file
+    from tunelab.trainables.pretrained import check_pretrained_file
 
     pretrain(PretrainConfig(**TINY, model="small_cnn", task="supervised", classes="0-4"), tmp_path / "b.pt",
              quiet=True)

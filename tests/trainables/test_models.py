@@ -2,8 +2,8 @@ import pytest
 import torch
 import torchvision.models as tvm
 
-from trainables.errors import ConfigError
-from trainables.models import FeatureClassifier, ModelOptions, build_model, model_names
+from tunelab.trainables.errors import ConfigError
+from tunelab.trainables.models import FeatureClassifier, ModelOptions, build_model, model_names
 
 # Width-reduced where the architecture allows, so the whole registry runs in seconds on a CPU.
 SMALL_WIDTH = {"small_cnn": 8, "alexnet_cifar": 16, **{f"resnet{d}": 8 for d in (18, 34, 50, 101, 152)}}

@@ -3,8 +3,8 @@ import math
 import pytest
 import torch
 
-from trainables.classifier import ClassifierConfig
-from trainables.optim import LRSchedule, build_optimizer, lr_factor
+from tunelab.trainables.classifier import ClassifierConfig
+from tunelab.trainables.optim import LRSchedule, build_optimizer, lr_factor
 
 
 def _params():

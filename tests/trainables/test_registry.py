@@ -8,12 +8,12 @@ import pytest
 import torch
 
 from tests.conftest import write_cifar10, write_cifar100, write_image_folder
-from trainables import METHOD_CLASSES
-from trainables import metrics as M
-from trainables.config import build_config, field_names
-from trainables.data import DataOptions, dataset_names, load_dataset
-from trainables.engine import prepare, train
-from trainables.reporting import LocalReporter
+from tunelab.trainables import METHOD_CLASSES
+from tunelab.trainables import metrics as M
+from tunelab.trainables.config import build_config, field_names
+from tunelab.trainables.data import DataOptions, dataset_names, load_dataset
+from tunelab.trainables.engine import prepare, train
+from tunelab.trainables.reporting import LocalReporter
 
 TINY = dict(image_size=8, width=8, epochs=1, batch_size=128, eval_batch_size=512, device="cpu")
 
@@ -26,8 +26,8 @@ def digits8():
 @pytest.fixture(scope="module")
 def backbone(tmp_path_factory):
     """A random-init backbone file for every architecture a method defaults to (no pretraining needed)."""
-    from trainables.models import ModelOptions, build_model
-    from trainables.pretrained import BACKBONE_KIND
+    from tunelab.trainables.models import ModelOptions, build_model
+    from tunelab.trainables.pretrained import BACKBONE_KIND
 
     folder = tmp_path_factory.mktemp("backbones")
 
@@ -115,13 +115,13 @@ def test_every_dataset_loads_with_disjoint_stratified_splits(kind, tmp_path):
 
 
 def test_the_catalog_the_command_line_checks_is_exactly_what_is_registered():
-    """trainables.catalog and METHOD_SPECS list names without importing torch; every listed name has
+    """tunelab.trainables.catalog and METHOD_SPECS list names without importing torch; every listed name has
     its builder, loader or method class, and nothing is registered that they do not list."""
-    from trainables import catalog
-    from trainables.configs import METHOD_SPECS
-    from trainables.data import _LOADERS
-    from trainables.engine import METHOD_REGISTRY
-    from trainables.models import _REGISTRY
+    from tunelab.trainables import catalog
+    from tunelab.trainables.configs import METHOD_SPECS
+    from tunelab.trainables.data import _LOADERS
+    from tunelab.trainables.engine import METHOD_REGISTRY
+    from tunelab.trainables.models import _REGISTRY
 
     assert sorted(_REGISTRY) == catalog.model_names()
     assert list(_LOADERS) == list(catalog.DATASETS)
@@ -132,7 +132,7 @@ def test_the_catalog_the_command_line_checks_is_exactly_what_is_registered():
 
 
 def test_a_builder_the_catalog_does_not_list_is_refused_when_registered():
-    from trainables.models import register_model
+    from tunelab.trainables.models import register_model
 
-    with pytest.raises(KeyError, match="not listed in trainables.catalog"):
+    with pytest.raises(KeyError, match="not listed in tunelab.trainables.catalog"):
         register_model("not_in_the_catalog")(lambda options, num_classes: None)

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from trainables.retrieval import retrieval_metrics
+from tunelab.trainables.retrieval import retrieval_metrics
 
 
 def _at_degrees(*angles):

@@ -9,9 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import write_cifar10, write_image_folder
-from trainables.data import DataOptions, load_dataset
-from trainables.errors import ConfigError, DataError
-from trainables.subsets import parse_classes
+from tunelab.trainables.data import DataOptions, load_dataset
+from tunelab.trainables.errors import ConfigError, DataError
+from tunelab.trainables.subsets import parse_classes
 
 
 def _rows(split) -> set[tuple]:
@@ -126,7 +126,7 @@ _TOKENS = st.one_of(_ID.map(str), st.tuples(_ID, _ID).map(lambda r: f"{r[0]}-{r[
 @settings(max_examples=300, deadline=1000)
 @given(st.lists(_TOKENS, min_size=1, max_size=300))
 def test_parse_classes_is_linear_in_the_spec_not_the_ranges(tokens):
-    from trainables.subsets import MAX_CLASS_ID
+    from tunelab.trainables.subsets import MAX_CLASS_ID
 
     spec = ",".join(tokens)
     try:
@@ -152,7 +152,7 @@ def test_huge_or_overlapping_ranges_are_refused_without_expanding(spec, message)
 
 
 def test_the_largest_allowed_range_is_kept():
-    from trainables.subsets import MAX_CLASS_ID
+    from tunelab.trainables.subsets import MAX_CLASS_ID
 
     assert parse_classes(f"0-{MAX_CLASS_ID}") == tuple(range(MAX_CLASS_ID + 1))
 
@@ -162,7 +162,7 @@ def test_the_largest_allowed_range_is_kept():
 @pytest.fixture(scope="module")
 def source_backbones(tmp_path_factory):
     """Tiny supervised backbones on digits classes 0-4 and 3-7, and a rotation one on all classes."""
-    from trainables.pretrain import PretrainConfig, pretrain
+    from tunelab.trainables.pretrain import PretrainConfig, pretrain
 
     folder = tmp_path_factory.mktemp("sources")
     made = {}
@@ -174,7 +174,7 @@ def source_backbones(tmp_path_factory):
 
 
 def _fine_tune(backbone, **values):
-    from analysis.reproduce import confirm
+    from tunelab.analysis.reproduce import confirm
 
     return confirm("finetune", {"image_size": 8, "width": 4, "epochs": 1, "pretrained": str(backbone), **values}, 0)
 

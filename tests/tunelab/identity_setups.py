@@ -16,10 +16,10 @@ TINY = {"model": "small_cnn", "width": 8, "image_size": 8, "epochs": 1}
 def own_labels_checkpoint(folder: Path) -> None:
     """`tunelab train classifier --out {d}/own` on digits, every class: what a careless user passes
     as `pretrained=` for a fine-tuning run on the same labels."""
-    from trainables import METHOD_CLASSES, get_method
-    from trainables.config import build_config, to_dict
-    from trainables.engine import train
-    from trainables.reporting import LocalReporter
+    from tunelab.trainables import METHOD_CLASSES, get_method
+    from tunelab.trainables.config import build_config, to_dict
+    from tunelab.trainables.engine import train
+    from tunelab.trainables.reporting import LocalReporter
 
     config = build_config(METHOD_CLASSES["classifier"].config_class, TINY)
     train(get_method("classifier"), config, LocalReporter(folder / "own", to_dict(config), quiet=True))
@@ -27,7 +27,7 @@ def own_labels_checkpoint(folder: Path) -> None:
 
 def imagefolder_backbone(folder: Path) -> None:
     """A supervised backbone of `imagefolder:{d}/imgs` at {d}/imgs.pt, and a symlink {d}/imgs_alias."""
-    from trainables.pretrain import PretrainConfig, pretrain
+    from tunelab.trainables.pretrain import PretrainConfig, pretrain
 
     write_image_folder(folder / "imgs", {"cat": 6, "dog": 6, "owl": 6})
     (folder / "imgs_alias").symlink_to(folder / "imgs")

@@ -180,9 +180,9 @@ def test_options_are_declared_once_the_command_line_and_the_objects_agree():
 
 
 def test_train_accepts_the_file_best_writes(tmp_path, capsys):
-    from analysis.reproduce import write_best
-    from trainables import get_method
-    from trainables.config import build_config, to_dict
+    from tunelab.analysis.reproduce import write_best
+    from tunelab.trainables import get_method
+    from tunelab.trainables.config import build_config, to_dict
 
     config = to_dict(build_config(get_method("classifier").config_class,
                                   {"image_size": 8, "width": 8, "epochs": 1, "lr": 0.01, "device": "cpu"}))

@@ -1,7 +1,7 @@
 """The driver's checks, run without starting Ray (everything here fails before Ray would start)."""
 import pytest
 
-from trainables.errors import ConfigError
+from tunelab.trainables.errors import ConfigError
 from tunelab import driver
 from tunelab.cli import main
 from tunelab.driver import TuneOptions, fixed_values, resolve_space, run_tune
@@ -147,8 +147,8 @@ def test_resume_rebuilds_a_random_search_param_space_from_the_record(tmp_path):
     (issue 31, 1): the same keys as the search was started with, the space taken from the record."""
     from ray.tune.search.sample import Function
 
-    from search_spaces import SPACES
-    from search_spaces.base import describe
+    from tunelab.search_spaces import SPACES
+    from tunelab.search_spaces.base import describe
     from tunelab.driver import TuneOptions, restored_param_space
 
     record = {"fixed": {"epochs": 3, "seed": 0}, "search_space": describe(SPACES["classifier"])}

@@ -95,8 +95,8 @@ def _lay_out(tmp_path: Path) -> Path:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     optuna.create_study(study_name="old", storage=f"sqlite:///{tmp_path / 'studies.db'}")
-    from trainables.models import ModelOptions, build_model
-    from trainables.pretrained import BACKBONE_KIND
+    from tunelab.trainables.models import ModelOptions, build_model
+    from tunelab.trainables.pretrained import BACKBONE_KIND
     small = build_model(ModelOptions(name="small_cnn", width=8), 10)
     torch.save({"kind": BACKBONE_KIND, "model_name": "small_cnn", "backbone": small.backbone.state_dict(),
                 "source": {}}, tmp_path / "small_cnn.pt")
@@ -517,19 +517,19 @@ def _hold_lock(path: Path) -> None:
 
 def _old_record(folder: Path, **options) -> None:
     """An experiment recorded by a tunelab that kept relative sqlite URLs as given."""
-    from analysis.record import write_record
+    from tunelab.analysis.record import write_record
     from tunelab.driver import TuneOptions, experiment_record
 
     opts = TuneOptions(method="classifier", **options)
     fixed = {"epochs": 1, "seed": 0, "device": "cpu", "threads": 1}
-    from search_spaces import space_for
+    from tunelab.search_spaces import space_for
 
     write_record(folder, experiment_record(opts, folder.name, str(folder), fixed, dict(space_for("classifier")), []))
 
 
 def _recorded_experiment(folder: Path, name: str, **options) -> None:
     """An interrupted experiment's record (as `tune` writes it: passwords as ***) and Ray's marker file."""
-    from analysis.record import write_record
+    from tunelab.analysis.record import write_record
     from tunelab.driver import TuneOptions, experiment_record, fixed_values, resolve_space
 
     opts = TuneOptions(method="classifier", storage=str(folder / "runs"), name=name, **options)
@@ -579,7 +579,7 @@ def _options(case) -> dict:
 def test_bad_input_is_refused_on_one_line(files, capsys, case, monkeypatch, ray_must_not_start):
     _, argv, fragments = case[:3]
     options = _options(case)
-    monkeypatch.setattr("trainables.data._online", lambda url, timeout=3.0: False)
+    monkeypatch.setattr("tunelab.trainables.data._online", lambda url, timeout=3.0: False)
     for key, value in options["env"].items():
         monkeypatch.setenv(key, value.replace("{d}", str(files)))
     if options["setup"] is not None:
@@ -907,7 +907,7 @@ def _random_search_killed_and_resumed(tmp_path: Path) -> None:
     import sys
     import time
 
-    from analysis.tables import applied_case
+    from tunelab.analysis.tables import applied_case
 
     faults = tmp_path / "faults"
     faults.mkdir()
@@ -953,8 +953,8 @@ def _random_search_killed_and_resumed(tmp_path: Path) -> None:
 
 def _real_record(folder: Path) -> None:
     """A real (tiny) record where the `files` fixture's `taken` has a placeholder."""
-    from analysis.record import write_record
-    from search_spaces import space_for
+    from tunelab.analysis.record import write_record
+    from tunelab.search_spaces import space_for
     from tunelab.driver import TuneOptions, experiment_record
 
     opts = TuneOptions(method="classifier")

@@ -6,7 +6,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from analysis.load import load_experiment
+from tunelab.analysis.load import load_experiment
 from tunelab.driver import TuneOptions, run_tune
 
 pytestmark = pytest.mark.ray

@@ -7,9 +7,9 @@ from pathlib import Path
 import optuna
 import pytest
 
-from analysis.record import write_record
-from trainables.errors import ConfigError
-from trainables.fileio import open_no_follow
+from tunelab.analysis.record import write_record
+from tunelab.trainables.errors import ConfigError
+from tunelab.trainables.fileio import open_no_follow
 from tunelab.driver import TuneOptions, experiment_record, fixed_values, resolve_space
 from tunelab.experiments import ExperimentLock, check_free, prepare_folder
 from tunelab.study import OWNER_ATTR, check_optuna_storage, claim_study, replace_study
@@ -317,7 +317,7 @@ def overwrite_replaces_only_its_own(tmp_path: Path) -> None:
 def test_atomic_writes_replace_a_planted_link_and_leave_its_target(tmp_path):
     """tunelab.json, reports, checkpoints and the pretrained=auto cache are written whole and renamed
     into place: the rename replaces a link at the path, never the file it points to."""
-    from trainables.fileio import atomic_write_text, save_checkpoint
+    from tunelab.trainables.fileio import atomic_write_text, save_checkpoint
 
     target = tmp_path / "precious.txt"
     target.write_text("precious")

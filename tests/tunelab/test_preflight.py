@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trainables.errors import ConfigError
+from tunelab.trainables.errors import ConfigError
 from tunelab.cli import main
 
 
@@ -99,7 +99,7 @@ def test_compare_dry_run_checks_every_search_and_writes_nothing(tmp_path, capsys
 
 
 def test_relative_urls_are_recorded_absolute(tmp_path, monkeypatch):
-    from search_spaces import space_for
+    from tunelab.search_spaces import space_for
     from tunelab.driver import TuneOptions, experiment_record, resolve_relative_urls
 
     monkeypatch.chdir(tmp_path)

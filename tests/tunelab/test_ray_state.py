@@ -12,9 +12,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from optuna.trial import TrialState
 
-from search_spaces import SPACES
-from search_spaces.base import Choice, FloatRange
-from trainables.errors import ConfigError
+from tunelab.search_spaces import SPACES
+from tunelab.search_spaces.base import Choice, FloatRange
+from tunelab.trainables.errors import ConfigError
 from tunelab.ray_state import RayTrial, check_and_repair, metric_by_step, read_results
 from tunelab.search import make_search
 

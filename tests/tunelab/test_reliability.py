@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from analysis.record import TUNELAB_FILE, read_record
-from trainables.errors import ConfigError
+from tunelab.analysis.record import TUNELAB_FILE, read_record
+from tunelab.trainables.errors import ConfigError
 from tunelab.cli import main
 from tunelab.driver import TuneOptions, run_tune
 from tunelab.experiments import ExperimentLock, check_name, lock_path, prepare_folder

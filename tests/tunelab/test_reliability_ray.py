@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from analysis.load import load_experiment, trial_summary
+from tunelab.analysis.load import load_experiment, trial_summary
 from tests.conftest import sigint_as_at_a_terminal
 from tests.in_process import tunelab
 from tunelab.cli import main

@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from trainables import METHOD_CLASSES
-from trainables.config import build_config
-from trainables.data import load_dataset
-from trainables.errors import ConfigError
+from tunelab.trainables import METHOD_CLASSES
+from tunelab.trainables.config import build_config
+from tunelab.trainables.data import load_dataset
+from tunelab.trainables.errors import ConfigError
 from tunelab.cli import main
 from tunelab.compare import method_options
 from tunelab.compare_options import CompareOptions

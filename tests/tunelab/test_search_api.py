@@ -4,8 +4,8 @@ import math
 
 import pytest
 
-from search_spaces import Choice, Conditional, FloatRange
-from trainables.errors import ConfigError
+from tunelab.search_spaces import Choice, Conditional, FloatRange
+from tunelab.trainables.errors import ConfigError
 from tunelab.search import make_search
 
 SPACE = {"opt": Choice(("sgd", "adam")),

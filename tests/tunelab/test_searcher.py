@@ -1,7 +1,7 @@
 """Multi-fidelity bookkeeping of the Optuna searcher, driven by hand (no Ray run needed)."""
 from optuna.trial import TrialState
 
-from search_spaces.base import Choice, FloatRange
+from tunelab.search_spaces.base import Choice, FloatRange
 from tunelab.searcher import MultiFidelityOptunaSearch
 
 SPACE = {"lr": FloatRange(1e-3, 1e-1, log=True, unit="u", reason="r"), "opt": Choice(("a", "b"), unit="u", reason="r")}
@@ -95,7 +95,7 @@ def _in_case(config: dict, entry) -> bool:
 def test_tpe_samples_conditional_entries_only_where_they_apply_and_within_their_option_range():
     import optuna
 
-    from search_spaces import SPACES
+    from tunelab.search_spaces import SPACES
     from tunelab.searcher import DefineByRun, tpe_sampler
 
     space = SPACES["classifier"]
@@ -118,9 +118,9 @@ def test_random_search_draws_conditional_entries_per_trial_reproducibly():
     import numpy as np
     from ray.tune.search.variant_generator import generate_variants
 
-    from search_spaces import SPACES
-    from trainables.classifier import ClassifierConfig
-    from trainables.config import to_dict
+    from tunelab.search_spaces import SPACES
+    from tunelab.trainables.classifier import ClassifierConfig
+    from tunelab.trainables.config import to_dict
     from tunelab.driver import tune_domains
 
     space = SPACES["classifier"]
@@ -245,8 +245,8 @@ def test_rung_view_properties_over_random_studies():
 
 def _chained_space() -> dict:
     """The classifier space with schedule searched under sgd only and momentum under schedule (a chain)."""
-    from search_spaces import SPACES
-    from search_spaces.base import Choice, Conditional, FloatRange
+    from tunelab.search_spaces import SPACES
+    from tunelab.search_spaces.base import Choice, Conditional, FloatRange
 
     space = dict(SPACES["classifier"])
     space["schedule"] = Conditional("optimizer", (("sgd", Choice(("cosine", "step"))), ("adam", None),
@@ -287,8 +287,8 @@ def test_random_search_draws_a_chained_entry_only_under_its_drawn_parent():
     import numpy as np
     from ray.tune.search.variant_generator import generate_variants
 
-    from trainables.classifier import ClassifierConfig
-    from trainables.config import to_dict
+    from tunelab.trainables.classifier import ClassifierConfig
+    from tunelab.trainables.config import to_dict
     from tunelab.driver import tune_domains
 
     defaults = to_dict(ClassifierConfig())
@@ -304,7 +304,7 @@ def test_random_search_draws_a_chained_entry_only_under_its_drawn_parent():
 
 def test_a_space_file_with_a_chain_is_searched_as_a_chain(tmp_path):
     """`tunelab tune --space` with the issue's chain: resolve_space keeps both conditionals."""
-    from search_spaces.base import Conditional
+    from tunelab.search_spaces.base import Conditional
     from tunelab.driver import TuneOptions, fixed_values, resolve_space
 
     (tmp_path / "chain.yaml").write_text(

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from analysis.record import join_uri, read_record, redact, split_password, write_record
-from trainables.errors import ConfigError
+from tunelab.analysis.record import join_uri, read_record, redact, split_password, write_record
+from tunelab.trainables.errors import ConfigError
 from tunelab.credentials import for_resume, hand_over
 from tunelab.study import check_reconnect
 
@@ -239,6 +239,6 @@ def test_query_form_s3_storage_with_credentials_works_end_to_end(ray_cluster, s3
 
 
 def read_text_of(experiment: str) -> str:
-    from analysis.record import read_text
+    from tunelab.analysis.record import read_text
 
     return read_text(experiment, "tunelab.json")

@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from trainables.errors import ConfigError
-from trainables.fileio import load_checkpoint_file
+from tunelab.trainables.errors import ConfigError
+from tunelab.trainables.fileio import load_checkpoint_file
 
 ROOT = Path(__file__).resolve().parents[2]
 

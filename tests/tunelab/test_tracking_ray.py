@@ -3,7 +3,7 @@ import sys
 
 import pytest
 
-from trainables.errors import ConfigError
+from tunelab.trainables.errors import ConfigError
 from tunelab.driver import TuneOptions, run_tune
 
 TINY = ["image_size=8", "width=8", "batch_size=128"]

@@ -46,7 +46,7 @@ def test_asha_with_optuna_records_pruned_trials_as_pruned(ray_cluster, tmp_path)
         assert list(frame["epoch"]) == list(range(1, len(frame) + 1))
     assert Tuner.can_restore(str(experiment))
     # Ray's own reader needs no metric or mode: the experiment records them.
-    from trainables import METHODS
+    from tunelab.trainables import METHODS
 
     best = Tuner.restore(str(experiment), trainable=METHODS["classifier"]).get_results().get_best_result()
     assert best.metrics["val/acc"] == pytest.approx(summary["best_metric"]) or \
@@ -115,7 +115,7 @@ def test_trials_are_placed_on_both_nodes(ray_cluster, tmp_path):
 
 
 def test_local_storage_on_a_multi_node_cluster_is_refused(ray_cluster, tmp_path):
-    from trainables.errors import ConfigError
+    from tunelab.trainables.errors import ConfigError
 
     with pytest.raises(ConfigError, match="is a local path but the cluster has 2 nodes"):
         run_tune(TuneOptions(method="classifier", num_samples=1, storage=str(tmp_path), name="x", sets=TINY))
@@ -146,7 +146,7 @@ def test_driver_killed_mid_run_is_completed_by_resume(ray_cluster, tmp_path):
     # Nothing finished is lost: the interrupted experiment reads as it stands.
     from ray.tune import ExperimentAnalysis
 
-    from analysis.load import load_experiment, trial_summary
+    from tunelab.analysis.load import load_experiment, trial_summary
 
     assert len(ExperimentAnalysis(str(experiment)).trials) >= 2
     interrupted = trial_summary(load_experiment(experiment))
