@@ -1,4 +1,4 @@
-"""The benchmark scripts' own edges (their measurements are in benchmarks/RESULTS.md, not here)."""
+"""The benchmark scripts' own edges (their measurements are on the pages benchmarks/*.md, not here)."""
 import importlib.util
 import random
 import subprocess
@@ -116,14 +116,14 @@ def test_the_verdict_is_best_or_tied_when_no_peer_lies_wholly_below(peer, expect
     assert peers.verdicts(rows) == [f"tunelab on p @ 50: {expected}"]
 
 
-def test_every_stored_run_file_that_results_md_names_is_in_the_repository():
-    # RESULTS.md's `--table` commands and notes name files under benchmarks/peers_runs/ (some as
-    # globs); a reader who runs them on a fresh clone must find every one (a new rows file once
-    # went uncommitted while RESULTS.md cited it).
+def test_every_stored_run_file_that_the_benchmark_pages_name_is_in_the_repository():
+    # The benchmark pages' (benchmarks/*.md) `--table` commands and notes name files under
+    # benchmarks/peers_runs/ (some as globs); a reader who runs them on a fresh clone must find
+    # every one (a new rows file once went uncommitted while a page cited it).
     import re
 
     root = PEERS.parents[1]
-    text = (root / "benchmarks" / "RESULTS.md").read_text()
+    text = "\n".join(page.read_text() for page in sorted((root / "benchmarks").glob("*.md")))
     named = set(re.findall(r"benchmarks/peers_runs/[\w*.{},-]+\.csv", text))
     assert len(named) > 10  # the pattern still finds the commands
     missing = []
