@@ -1,8 +1,9 @@
-"""The README's cluster section, run as written: a real head (`ray start --head`, job server on
-127.0.0.1), a real worker node (`ray start --address`), `ray job submit --working-dir .` of a tiny
-`tunelab tune`, and the experiment read back from the `file://` storage both nodes reach.
+"""The manual's cluster section (docs/how-to/clusters-and-gpus.md), run as written: a real head
+(`ray start --head`, job server on 127.0.0.1), a real worker node (`ray start --address`),
+`ray job submit --working-dir .` of a tiny `tunelab tune`, and the experiment read back from the
+`file://` storage both nodes reach.
 
-The commands come from the README's code block with its placeholders filled in, so the
+The commands come from that page's code block with its placeholders filled in, so the
 documentation cannot drift from what is tested. Flags only a one-machine cluster needs are
 added (see ISOLATION): each node its own --temp-dir, free ports for every Ray service. The
 nodes are ended by their session folders, never with `ray stop` (it would end the shared test
@@ -33,8 +34,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def readme_cluster_commands() -> list[str]:
-    """The shell commands of the README's cluster section, continuation lines joined."""
-    text = (ROOT / "README.md").read_text()
+    """The shell commands of the manual's cluster section, continuation lines joined."""
+    text = (ROOT / "docs" / "how-to" / "clusters-and-gpus.md").read_text()
     section = text.split("## Running on a Ray cluster", 1)[1]
     block = re.search(r"```bash\n(.*?)```", section, re.S).group(1)
     lines = [line.split("#", 1)[0].rstrip() if line.lstrip().startswith("#") else line
