@@ -423,7 +423,7 @@ def markdown(table: pd.DataFrame, importance_frame: pd.DataFrame, notes: dict[st
     if forest is not None:
         lines += [f"![test accuracy and difference to the baseline, 95% intervals]({forest.relative_to(out)})", ""]
     lines += ["## Comparison", "", "```", format_table(table), "```", ""]
-    lines += ["Columns: see README, 'Comparison table'. Test accuracy comes from confirmation runs of each "
+    lines += ["Columns: see docs/how-to/reports.md, 'The comparison table'. Test accuracy comes from confirmation runs of each "
               "method's best config (seeds), never from the search.", ""]
     lines += [*selection_lines(table), ""]
     lines += [*resolution_lines(table), ""]

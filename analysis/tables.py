@@ -1,7 +1,7 @@
 """Comparison tables: DataFrame -> DataFrame functions over trial summaries and confirmation runs.
 
 `comparison` has one row per (method, dataset) with the fixed columns of COMPARISON_COLUMNS
-(documented in the README). Intervals are 95% Student-t intervals over seeds; the difference to
+(documented in docs/how-to/reports.md). Intervals are 95% Student-t intervals over seeds; the difference to
 the baseline method uses Welch's t (unequal variances), and "resolved" uses Holm's correction over
 the methods compared with the baseline on one dataset (tunelab.analysis.stats). Every interval here covers
 the training seed only: one data draw and one search. Trials of several replicates of the whole

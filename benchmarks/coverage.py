@@ -32,7 +32,7 @@ How each component is estimated (`estimate`):
 The verdicts in `simulate` are computed by the functions compare itself uses: tunelab.analysis.stats.paired
 (R > 1) or tunelab.analysis.stats.welch (R = 1) for the interval and p-value, tunelab.analysis.tables.resolve
 (Holm, ALPHA) for "resolved", tunelab.analysis.stats.min_detectable_paired_diff / min_detectable_diff at
-tunelab.analysis.tables.POWER. Results: benchmarks/RESULTS.md ("compare's intervals and verdicts, by
+tunelab.analysis.tables.POWER. Results: benchmarks/coverage.md ("compare's intervals and verdicts, by
 simulation").
 
     .venv/bin/python benchmarks/coverage.py estimate --compare compare/digits-20261203-083338 \\

@@ -11,7 +11,7 @@ _MOMENTUM = FloatRange(0.8, 0.99, unit="momentum")
 OPTIMISATION: SearchSpace = {
     "optimizer": Choice(("sgd", "adam", "adamw", "rmsprop"), unit="name",
                         reason="seed 003/004 compare these; each has its own useful lr range (below)"),
-    # Measured (benchmarks/RESULTS.md, "learning rate per optimizer"): small CNN, digits 5-9 with 10
+    # Measured (benchmarks/lr-per-optimizer.md): small CNN, digits 5-9 with 10
     # images per class, 30 epochs, val/acc over 2 seeds; chance is 0.2. SGD is at chance below 1e-3
     # and best at 0.1-0.3; Adam/AdamW best at 1e-2 and at 0.13-0.56 from 0.1 up; RMSprop best at
     # 1e-4 and at 0.20-0.52 from 1e-2 up. One range for all would spend most trials diverging.

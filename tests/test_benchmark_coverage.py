@@ -1,5 +1,5 @@
 """benchmarks/coverage.py's machinery against known answers (its measurements are in
-benchmarks/RESULTS.md, not here): the estimators recover known components, the seed-only interval
+benchmarks/coverage.md, not here): the estimators recover known components, the seed-only interval
 covers 95% where seeds are the only noise and not where they are not, the paired interval covers
 95%, the verdicts are compare's own functions'."""
 import importlib.util

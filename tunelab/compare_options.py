@@ -36,7 +36,7 @@ class CompareOptions:
                                         "pretrained on, supervised ('' = rotation pretraining on the target)")
     source_epochs: int = option(10, "epochs of the supervised source pretraining")
     # The defaults are the main job's (`make run`): the largest replicate count that keeps it under 6
-    # minutes on a 2-core CPU, measured (benchmarks/RESULTS.md, "The main job's budget"): 2 replicates
+    # minutes on a 2-core CPU, measured (benchmarks/main-job-budget.md): 2 replicates
     # of 10 trials x 20 epochs and 2 confirmation seeds. One replicate of 12 x 30 and 25 seeds took
     # 553 s; 3 replicates of 8 x 20 and 3 seeds 466 s, each search paying ~7 s of worker start-up.
     num_samples: int = shared(TuneOptions, "num_samples", default=10)
@@ -44,7 +44,7 @@ class CompareOptions:
     # A low-data target has one or two steps per epoch (50 images, batch 32-128): ASHA's first rung
     # must not judge a trial on a handful of steps. Measured on the default task, 12 classifier
     # trials: rungs from 5 epochs left 4 at chance (all pairs that train given 30 epochs), from 10
-    # epochs 2 (README, main job).
+    # epochs 2 (benchmarks/transfer-shots.md).
     grace_period: int = shared(TuneOptions, "grace_period", default=10)
     seeds: int = option(2, "confirmation seeds per method (per replicate)")
     replicates: int = option(2, "run the whole pipeline R times, each replicate with its own data draw "
@@ -94,7 +94,7 @@ def check_baseline(baseline: str | None, methods: tuple[str, ...]) -> None:
 
 
 # Settings a preset gives the options the user leaves out. transfer-digits is the defaults above:
-# 10 images per class was chosen with benchmarks/transfer_shots.py (RESULTS.md, "main job").
+# 10 images per class was chosen with benchmarks/transfer_shots.py (benchmarks/transfer-shots.md).
 PRESETS: dict[str, dict[str, Any]] = {
     "transfer-digits": {},
     # CIFAR-10 source airplane..deer (0-4), target dog..truck (5-9), 100 labelled images per target

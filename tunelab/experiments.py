@@ -260,7 +260,7 @@ class ExperimentLock:
 
     def acquire(self) -> "ExperimentLock":
         if self.path is None:
-            return self  # remote storage: no lock primitive there (README: run one driver per experiment)
+            return self  # remote storage: no lock primitive there (docs/how-to/failures.md: run one driver per experiment)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             handle = os.fdopen(open_no_follow(self.path, "lock file"), "r+", encoding="utf-8")

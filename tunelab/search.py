@@ -87,7 +87,7 @@ def make_search(space: SearchSpace, metric: str, mode: str, max_t: int, grace_pe
     drawn with Hyperband's allocation (every bracket about the same budget) from a generator seeded
     with `seed`. Both get `metric` and `mode`, so TuneConfig needs neither; TuneConfig may repeat
     them (Ray then records them for `get_best_result()`), but not change them. Defaults chosen on
-    the peer benchmark (RESULTS.md, "peers"): one bracket with stock TPE ranking was far behind
+    the peer benchmark (benchmarks/peers.md): one bracket with stock TPE ranking was far behind
     Optuna alone and Syne Tune there.
 
     `num_samples` sets the random startup trials (a quarter, 2 to 10) unless `n_startup_trials`

@@ -105,7 +105,7 @@ class RungTPESampler(optuna.samplers.TPESampler):
     Stock TPE puts every COMPLETE trial above every PRUNED one. Under ASHA the trials that complete
     are mostly the ones that arrived early (a rung with few entries promotes nearly everyone), so
     TPE's "good" set is the earliest random trials, whatever their value, and the search collapses
-    onto them (RESULTS.md, peers). Here TPE sees the trials that reached the highest rung with at
+    onto them (benchmarks/peers.md). Here TPE sees the trials that reached the highest rung with at
     least `min_rung_trials` of them, each valued at that rung's step; trials that stopped below it
     are left out, RUNNING ones kept for the constant liar. The study itself is untouched.
     """
@@ -304,8 +304,8 @@ class SeededASHA(ASHAScheduler):
     - Brackets are drawn with Hyperband's allocation (Li et al. 2018, also Optuna's HyperbandPruner):
       a bracket that stops trials early at s rungs gets ceil(B / (s + 1) x eta^s) trials per B drawn
       trials, so every bracket spends about the same budget. Ray weighs bracket k by e^(rungs in it),
-      which left the bracket without early stopping about 3% of the trials at max_t = 27 (RESULTS.md,
-      peers: Hyperband's allocation caught up with Optuna alone on mfh3_good).
+      which left the bracket without early stopping about 3% of the trials at max_t = 27
+      (benchmarks/peers.md: Hyperband's allocation caught up with Optuna alone on mfh3_good).
     - Each new trial's bracket is drawn from a generator seeded with `seed`: Ray draws from numpy's
       global one, so two searches with one seed put their trials in different brackets.
     """

@@ -1,7 +1,7 @@
 """The CUDA path (bf16 autocast, channels_last, the per-trial memory cap) on a real GPU.
 
 Skipped where no CUDA GPU is visible, which is CI; run on a GPU machine with
-`pytest tests/trainables/test_cuda.py` (RESULTS.md, "GPU", gives the last run's machine and output).
+`pytest tests/trainables/test_cuda.py` (benchmarks/gpu.md gives the last run's machine and output).
 The CPU suite already forces the same code paths on the CPU (engine.prepare's `gpu_path`); these
 check what only a GPU shows: that each method's tensors really live on the device, that bf16 and
 channels_last train as well as fp32, and that `gpu_memory_fraction` really caps the process.
@@ -101,7 +101,8 @@ def test_gpu_memory_fraction_caps_what_the_process_may_allocate(digits16):
 
 def test_same_seed_on_cuda_gives_close_metrics(digits16):
     """cudnn.benchmark picks kernels by timing, so two CUDA runs need not match to the bit (the
-    README says exact repetition is a CPU promise); they must still agree closely."""
+    manual, docs/how-to/clusters-and-gpus.md, says exact repetition is a CPU promise); they must
+    still agree closely."""
     config = ClassifierConfig(**GPU)
     a = _history(Classifier(), config, digits16)[-1]
     b = _history(Classifier(), dataclasses.replace(config), digits16)[-1]

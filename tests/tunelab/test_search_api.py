@@ -110,7 +110,7 @@ def test_make_search_brackets_give_asha_hyperband_brackets():
     first_rungs = sorted(min(milestone for milestone, _ in bracket._rungs) for bracket in scheduler._brackets)
     assert first_rungs == [1, 3, 9]
     _, default = make_search(SPACE, "loss", "min", max_t=27)
-    assert len(default._brackets) == 4  # the default since the peer benchmark (RESULTS.md): the 4th never stops early
+    assert len(default._brackets) == 4  # the default since the peer benchmark (benchmarks/peers.md): the 4th never stops early
     assert sorted(m for m, _ in default._brackets[3]._rungs if m < 27) == []
     _, short = make_search(SPACE, "loss", "min", max_t=4, grace_period=3, brackets=5)
     # rungs (3, 4): two brackets at most, one deciding at epoch 3 and one that never stops early
