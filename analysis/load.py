@@ -20,11 +20,12 @@ from typing import Any, Iterable
 
 import pandas as pd
 
-from tunelab.analysis.record import (FINAL_STATUSES, OUT_OF_TIME, TUNELAB_FILE, UNFINISHED_RAY_STATUSES, experiment_identity,
+from tunelab.analysis.record import (FINAL_STATUSES, TUNELAB_FILE, experiment_identity,
                              read_record, redact, remote_filesystem)
 from tunelab.analysis.record import local_path as _local_or_none
 from tunelab.trainables import metrics as M
 from tunelab.trainables.errors import ConfigError
+from tunelab.core.statuses import UNFINISHED_RAY_STATUSES, RayStatus, TrialStatus
 
 __all__ = ["FINAL_STATUSES", "TUNELAB_FILE", "read_record", "local_path", "load_experiment", "load_experiments",
            "trial_summary", "status_from", "unique_experiments"]
@@ -114,15 +115,15 @@ def status_from(last_epoch: int, diverged: bool, errored: bool, max_epochs: int,
     successfully keeps that file, so Ray's recorded status decides when it is known.
     `incomplete` is a trial the driver left running or pending (resumable).
     """
-    if ray_status == "ERROR" or (errored and not ray_status):
-        return "errored"
+    if ray_status == RayStatus.ERROR or (errored and not ray_status):
+        return TrialStatus.ERRORED.value
     if diverged:
-        return "diverged"
+        return TrialStatus.DIVERGED.value
     if last_epoch >= max_epochs:
-        return "finished"
+        return TrialStatus.FINISHED.value
     if ray_status in UNFINISHED_RAY_STATUSES:
-        return "incomplete"
-    return "stopped"
+        return TrialStatus.INCOMPLETE.value
+    return TrialStatus.STOPPED.value
 
 
 def trial_status(frame: pd.DataFrame, errored: bool, ray_status: str, max_epochs: int) -> str:

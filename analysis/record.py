@@ -22,10 +22,6 @@ from tunelab.trainables.errors import ConfigError
 TUNELAB_FILE = "tunelab.json"
 FINAL_STATUSES = "final_statuses"  # trial_id -> status, written by the driver when a run ends
 FORMAT = 1
-# Ray's statuses of a trial the driver left unfinished (recorded `incomplete`, continued by `resume`).
-UNFINISHED_RAY_STATUSES = ("RUNNING", "PENDING", "PAUSED")
-# A trial the search's time budget left unfinished (tunelab/budget.py): resumable like `incomplete`.
-OUT_OF_TIME = "out_of_time"
 
 # key -> accepted types. Nested mappings list the keys every reader relies on.
 _TEXT, _INT, _NUMBER, _MAP, _LIST = (str,), (int,), (int, float), (dict,), (list,)

@@ -26,8 +26,21 @@ import numpy as np
 import pandas as pd
 
 from tunelab.analysis.stats import detectable_diff, finite, paired, within_replicates
-from tunelab.analysis.tables import ALPHA, COMPARISON_COLUMNS, PAIRED_REPLICATES, POWER, comparison, mean_ci, resolve
+from tunelab.analysis.tables import (ALPHA, COMPARISON_COLUMNS, PAIRED_REPLICATES, POWER, comparison, default_baseline,
+                                     mean_ci, resolve)
 from tunelab.trainables import metrics as M
+
+
+def comparison_table(summary: pd.DataFrame, confirmations: pd.DataFrame | None = None, baseline: str | None = None,
+                     spaces: dict | None = None, metric: str = M.VAL_ACC) -> pd.DataFrame:
+    """The comparison table of any trials: across replicates when they come from several, else
+    `tunelab.analysis.tables.comparison` (one replicate's seed-only interval)."""
+    if "replicate" not in summary or summary["replicate"].nunique() <= 1:
+        return comparison(summary, confirmations, baseline=baseline, spaces=spaces, metric=metric)
+    if confirmations is None:
+        confirmations = pd.DataFrame(columns=["replicate", "method", "dataset", "seed", M.TEST_ACC])
+    return across_replicates(summary, confirmations, baseline if baseline is not None else default_baseline(summary),
+                             spaces, metric)
 
 
 def by_replicate(summary: pd.DataFrame, confirmations: pd.DataFrame, baseline: str,

@@ -14,8 +14,10 @@ import pandas as pd
 from tunelab.analysis.load import (experiment_id, load_experiments, local_path, read_record, trial_summary,
                            unique_experiments)
 from tunelab.analysis.record import is_experiment, is_uri, redact, split_password
-from tunelab.analysis.tables import (applied_case, comparison, envelope_row, format_table, importance, importance_note,
+from tunelab.analysis.replicates import by_replicate, comparison_table
+from tunelab.analysis.tables import (applied_case, envelope_row, format_table, importance, importance_note,
                              study_importance)
+from tunelab.core.statuses import TrialStatus
 from tunelab.trainables import metrics as M
 from tunelab.trainables.errors import ConfigError
 from tunelab.trainables.fileio import atomic_write_bytes, atomic_write_text, check_output_path
@@ -110,7 +112,7 @@ def write_report(experiments: list[str | Path], out: str | Path, confirmations: 
     summary = pd.concat([trial_summary(frame[frame["experiment"] == i], records[i]["metric"], records[i]["mode"])
                          for i in ids], ignore_index=True)
     spaces = {labels[e]: r["search_space"] for e, r in records.items()}
-    table = comparison(summary, confirmations, baseline=baseline, spaces=spaces)
+    table = comparison_table(summary, confirmations, baseline=baseline, spaces=spaces)
     per_replicate = replicate_table(summary, confirmations, table, spaces)
     importances, notes = [], {}
     for method, trials in summary.groupby("method", sort=False):
@@ -142,8 +144,6 @@ def replicate_table(summary: pd.DataFrame, confirmations: pd.DataFrame | None, t
     """Each replicate's own comparison (seed-only intervals), when the trials come from several."""
     if "replicate" not in summary or summary["replicate"].nunique() < 2:
         return None
-    from tunelab.analysis.replicates import by_replicate
-
     empty = pd.DataFrame(columns=["replicate", "method", "dataset", "seed", M.TEST_ACC])
     return by_replicate(summary, confirmations if confirmations is not None else empty,
                         str(table["baseline"].iloc[0]), spaces)
@@ -158,12 +158,12 @@ def _shown(frame: pd.DataFrame) -> pd.DataFrame:
 # ----------------------------------------------------------------------------- plots
 
 # How a trial's status is drawn: ASHA-stopped and diverged trials are told apart from finished ones.
-STATUS_STYLE = {"finished": dict(color="tab:blue", marker="o", linestyle="-"),
-                "stopped": dict(color="tab:gray", marker=".", linestyle="--"),
-                "diverged": dict(color="tab:red", marker="x", linestyle=":"),
-                "errored": dict(color="black", marker="x", linestyle=":"),
-                "incomplete": dict(color="tab:orange", marker=".", linestyle="-."),
-                "out_of_time": dict(color="tab:purple", marker=".", linestyle="-.")}
+STATUS_STYLE = {TrialStatus.FINISHED: dict(color="tab:blue", marker="o", linestyle="-"),
+                TrialStatus.STOPPED: dict(color="tab:gray", marker=".", linestyle="--"),
+                TrialStatus.DIVERGED: dict(color="tab:red", marker="x", linestyle=":"),
+                TrialStatus.ERRORED: dict(color="black", marker="x", linestyle=":"),
+                TrialStatus.INCOMPLETE: dict(color="tab:orange", marker=".", linestyle="-."),
+                TrialStatus.OUT_OF_TIME: dict(color="tab:purple", marker=".", linestyle="-.")}
 
 
 def _integer_ticks(axis) -> None:
@@ -206,7 +206,7 @@ def _learning_curves(method, rows, trials, folder) -> Path:
     top = trials.dropna(subset=[M.VAL_ACC]).nlargest(TOP_TRIALS, M.VAL_ACC)
     for _, trial in top.iterrows():
         curve = rows[rows["trial_id"] == trial["trial_id"]].sort_values(M.EPOCH)
-        style = dict(STATUS_STYLE.get(trial.get("status"), STATUS_STYLE["finished"]))
+        style = dict(STATUS_STYLE.get(trial.get("status"), STATUS_STYLE[TrialStatus.FINISHED]))
         style.pop("color")
         ax.plot(curve[M.EPOCH], curve[M.VAL_ACC], **style,
                 label=f"{trial['trial_id']} ({trial[M.VAL_ACC]:.3f}, {trial.get('status', '?')})")
@@ -264,7 +264,7 @@ def _param_plot(method, param, trials, space, folder) -> Path | None:
             ax.set_xscale("log")
         if entry.get("type") == "IntRange":
             _integer_ticks(ax.xaxis)
-    statuses = data["status"] if "status" in data else pd.Series("finished", index=data.index)
+    statuses = data["status"] if "status" in data else pd.Series(TrialStatus.FINISHED.value, index=data.index)
     for status, style in STATUS_STYLE.items():
         chosen = statuses == status
         if chosen.any():

@@ -21,6 +21,7 @@ from scipy import stats
 
 from tunelab.analysis.load import CONFIG_PREFIX, rank_trials
 from tunelab.analysis.stats import finite, holm, min_detectable_diff, welch
+from tunelab.core.statuses import TrialStatus
 from tunelab.trainables import metrics as M
 
 COMPARISON_COLUMNS = [
@@ -137,18 +138,19 @@ def _plain(value):
     return value
 
 
+def default_baseline(summary: pd.DataFrame) -> str:
+    """The method the others are compared with when none is named: finetune, else the first."""
+    methods = list(dict.fromkeys(summary["method"]))
+    return "finetune" if "finetune" in methods else methods[0]
+
+
 def comparison(summary: pd.DataFrame, confirmations: pd.DataFrame | None = None, baseline: str | None = None,
                spaces: dict[str, list[dict]] | None = None, metric: str = M.VAL_ACC) -> pd.DataFrame:
-    """One row per (method, dataset). `confirmations`: rows of (method, dataset, seed, test/acc)."""
+    """One row per (method, dataset) of one replicate's trials (`tunelab.analysis.replicates.comparison_table`
+    takes several). `confirmations`: rows of (method, dataset, seed, test/acc)."""
     confirmations = confirmations if confirmations is not None else pd.DataFrame(
         columns=["method", "dataset", "seed", M.TEST_ACC])
-    methods = list(dict.fromkeys(summary["method"]))
-    if baseline is None:
-        baseline = "finetune" if "finetune" in methods else methods[0]
-    if "replicate" in summary and summary["replicate"].nunique() > 1:
-        from tunelab.analysis.replicates import across_replicates
-
-        return across_replicates(summary, confirmations, baseline, spaces, metric)
+    baseline = baseline if baseline is not None else default_baseline(summary)
     best = best_trials(summary, metric).set_index(["method", "dataset"])
     rows = []
     for (method, dataset), trials in summary.groupby(["method", "dataset"], sort=False):
@@ -206,7 +208,7 @@ def scored_for_importance(summary: pd.DataFrame, metric: str = M.VAL_ACC) -> pd.
     that ran the full budget (`finished`; Optuna's COMPLETE). An ASHA-stopped trial's early value is
     not a final score, and scoring it as one credits whatever made trials slow starters."""
     scored = summary.dropna(subset=[metric]) if metric in summary else summary.iloc[0:0]
-    return scored[scored["status"] == "finished"] if "status" in scored else scored
+    return scored[scored["status"] == TrialStatus.FINISHED] if "status" in scored else scored
 
 
 def importance_note(summary: pd.DataFrame, metric: str = M.VAL_ACC) -> str | None:

@@ -221,7 +221,8 @@ def estimate(args: argparse.Namespace) -> None:
                          "seconds": 0.0, "from": "confirmations"})
     done = {(r["part"], r["method"], r["split_seed"], r["rank"], r["seed"]) for r in runs}
     todo = [p for p in plan if p not in done]
-    print(f"{len(plan)} runs planned ({len(plan) - len(todo)} done in an earlier run; the winners at split_seed 0 from the confirmations): methods {','.join(methods)}; "
+    print(f"{len(plan)} runs planned ({len(plan) - len(todo)} done in an earlier run; "
+          f"the winners at split_seed 0 from the confirmations): methods {','.join(methods)}; "
           f"draws: split_seed {split_seeds} x seeds {seeds}; search: the top {args.configs} configs x "
           f"{args.config_seeds} seeds at split_seed 0", flush=True)
     began = time.perf_counter()

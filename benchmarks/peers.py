@@ -440,7 +440,7 @@ def run_syne_tune(kind: str) -> Callable[[Log, int, int], None]:
             scheduler.on_trial_add(trial)
             last: dict[str, Any] = {}
 
-            def on_step(step, loss):
+            def on_step(step, loss, trial=trial, last=last):
                 if log.spent:
                     return False
                 log.record(step, loss)

@@ -1,6 +1,6 @@
-"""Trial throughput: the shared engine against seed 002's training loop, side by side in one run.
+"""Trial throughput: the shared engine against the original AlexNet tutorial's training loop, side by side in one run.
 
-Seed 002's loop: a Dataset that builds a PIL image per sample and runs torchvision transforms
+The original AlexNet tutorial's loop: a Dataset that builds a PIL image per sample and runs torchvision transforms
 (ToTensor, random flips), a DataLoader, and per-step `.tolist()` / `.item()` host syncs. The
 engine: uint8 tensors on the training device, crops and flips in whole batches, one host sync
 per epoch. Same model, same data (CIFAR-shaped: 3x32x32, 10 classes), same batch size, same
@@ -51,7 +51,7 @@ def engine_images_per_s(images, labels, args) -> float:
 
 
 class Seed002Dataset(torch.utils.data.Dataset):
-    """As seed 002 wrote it: a PIL image per sample, torchvision transforms per sample."""
+    """As the original AlexNet tutorial wrote it: a PIL image per sample, torchvision transforms per sample."""
 
     def __init__(self, images, labels, transform):
         self.images, self.labels, self.transform = images, labels, transform
@@ -120,9 +120,9 @@ def main() -> None:
           f"torch {torch.__version__}")
     print(f"model {args.model} width {args.width}, {args.images} images 3x32x32, batch {args.batch_size}, "
           f"{args.epochs} timed epochs")
-    print(f"seed 002 loop : {seed:9.1f} images/s")
+    print(f"tutorial loop : {seed:9.1f} images/s")
     print(f"tunelab engine: {engine:9.1f} images/s")
-    print(f"ratio engine / seed 002: {engine / seed:.2f}x")
+    print(f"ratio engine / tutorial loop: {engine / seed:.2f}x")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Search space of plain supervised classification (seeds 002-004's hyperparameters)."""
+"""Search space of plain supervised classification (the hyperparameters of the original classifier tutorials)."""
 from tunelab.search_spaces.base import Choice, Conditional, FloatRange, IntRange, SearchSpace
 
 
@@ -10,7 +10,7 @@ _MOMENTUM = FloatRange(0.8, 0.99, unit="momentum")
 
 OPTIMISATION: SearchSpace = {
     "optimizer": Choice(("sgd", "adam", "adamw", "rmsprop"), unit="name",
-                        reason="seed 003/004 compare these; each has its own useful lr range (below)"),
+                        reason="the original CNN lecture and optimizer notebook compare these; each has its own useful lr range (below)"),
     # Measured (benchmarks/lr-per-optimizer.md): small CNN, digits 5-9 with 10
     # images per class, 30 epochs, val/acc over 2 seeds; chance is 0.2. SGD is at chance below 1e-3
     # and best at 0.1-0.3; Adam/AdamW best at 1e-2 and at 0.13-0.56 from 0.1 up; RMSprop best at
@@ -31,8 +31,8 @@ OPTIMISATION: SearchSpace = {
 SPACE: SearchSpace = {
     **OPTIMISATION,
     "init": Choice(("default", "he", "xavier"), unit="name", role="scientific",
-                   reason="seed 004: He for ReLU nets, Xavier for sigmoid/tanh"),
-    "batchnorm": Choice((True, False), unit="on/off", role="scientific", reason="seed 004's BatchNorm study"),
+                   reason="the original optimizer notebook: He for ReLU nets, Xavier for sigmoid/tanh"),
+    "batchnorm": Choice((True, False), unit="on/off", role="scientific", reason="the original optimizer notebook's BatchNorm study"),
     "batch_size": Choice((32, 64, 128), unit="images per step", reason="noise scale of SGD; changes optimal lr"),
     "crop_padding": IntRange(0, 3, unit="pixels of zero padding before the random crop",
                              reason="translation augmentation strength"),

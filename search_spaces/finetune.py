@@ -24,7 +24,7 @@ ADARAND: SearchSpace = {
     **FINETUNE,
     "reg_lambda": _REG_LAMBDA,
     "rand_lr": FloatRange(1e-4, 1e-1, log=True, unit="Adam step of the prior means", role="scientific",
-                          reason="how fast the class means adapt; official 1e-2, seed 000 1e-3"),
+                          reason="how fast the class means adapt; official 1e-2, the original AdaRand write-up 1e-3"),
     "alpha": FloatRange(0.0, 0.99, unit="momentum of the running class means",
                         reason="0 uses only the current batch; near 1 a long average"),
     "prior_variant": Choice(("paper", "official"), unit="name", role="scientific",

@@ -16,7 +16,7 @@ RANDREG_PRIORS = ("normal", "uniform", "pretrained")
 PRIOR_VARIANTS = ("paper", "official")
 PRIOR_SCHEDULES = ("auto", "cosine", "official")
 
-# Models: tunelab's own, the CIFAR-stem ResNets, and torchvision families (seed 004's list plus a
+# Models: tunelab's own, the CIFAR-stem ResNets, and torchvision families (the original optimizer notebook's list plus a
 # few modern ones), built in tunelab.trainables.models.
 OWN_MODELS = ("small_cnn", "alexnet_cifar")
 RESNETS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")

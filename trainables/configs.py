@@ -16,7 +16,6 @@ from tunelab.trainables.errors import ConfigError, check_choice, check_range
 from tunelab.trainables.subsets import parse_classes
 
 if TYPE_CHECKING:
-    from tunelab.trainables.data import DataOptions
     from tunelab.trainables.models import ModelOptions
 
 
@@ -32,6 +31,15 @@ class DataKeys:
     split_seed: int = 0  # fixed across trials: every trial is scored on the same val images
     classes: str = ""  # a subset of class ids, e.g. "5-9" or "1,3,5" (labels re-indexed); "" = all
     train_per_class: int = 0  # keep N training images per class (after val and test are carved); 0 = all
+
+
+@dataclass(frozen=True)
+class DataOptions(DataKeys):
+    """What identifies a loaded dataset (shared by every trial of an experiment): declared beside
+    the config keys it extends, so that configs need nothing from the data loaders."""
+
+    resize: str = "crop"  # folders: 'crop' (shorter side, then centre crop) or 'stretch'
+    max_memory_mb: int = 4096  # folders larger than this once decoded are streamed
 
 
 @dataclass(frozen=True)
@@ -69,7 +77,7 @@ class TrainConfig(DataKeys):
     # augmentation (batched, on the training device)
     crop_padding: int = -1  # -1: image_size // 8 (4 px at 32 px); 0 = no crop
     hflip: bool | None = None  # None: the dataset's default (off for digits, on for photos)
-    vflip: bool = False  # seed 002's vertical flip
+    vflip: bool = False  # the original AlexNet tutorial's vertical flip
     # runtime
     seed: int = 0
     device: str = "auto"
@@ -99,7 +107,7 @@ class TrainConfig(DataKeys):
         check_range("momentum", self.momentum, 0, 1, high_open=True)
         check_range("label_smoothing", self.label_smoothing, 0, 1, high_open=True)
         check_range("grad_clip", self.grad_clip, 0)
-        check_range("warmup_epochs", self.warmup_epochs, 0, self.epochs)
+        check_range("warmup_epochs", self.warmup_epochs, 0, self.epochs, high_name="epochs")
         check_range("gamma", self.gamma, 0, 1, low_open=True)
         check_range("step_size", self.step_size, 1)
         check_range("min_lr_factor", self.min_lr_factor, 0, 1)
@@ -113,13 +121,11 @@ class TrainConfig(DataKeys):
         check_range("threads", self.threads, 0)
         check_range("gpu_memory_fraction", self.gpu_memory_fraction, 0, 1)
         for milestone in self.milestones:
-            check_range("milestones", milestone, 1, self.epochs)
+            check_range("milestones", milestone, 1, self.epochs, high_name="epochs")
         for fraction in self.milestone_fractions:
             check_range("milestone_fractions", fraction, 0, 1, low_open=True, high_open=True)
 
     def data_options(self) -> DataOptions:
-        from tunelab.trainables.data import DataOptions
-
         return DataOptions(**{f.name: getattr(self, f.name) for f in dataclasses.fields(DataKeys)})
 
     def model_options(self) -> ModelOptions:
@@ -189,7 +195,7 @@ class AdaRandConfig(FinetuneConfig):
 
 @dataclass(frozen=True)
 class ArcFaceConfig(TrainConfig):
-    """Seed 001's head defaults (s=30, m=0.5, 512-d embedding) on a CIFAR-stem ResNet-18.
+    """The original ArcFace tutorial's head defaults (s=30, m=0.5, 512-d embedding) on a CIFAR-stem ResNet-18.
 
     Optimisation differs from the seed on purpose: its plain SGD at lr 1e-3 needs ~100 epochs;
     the shared Adam + cosine default converges in 15 on digits (val/acc and Recall@1 >= 0.95).

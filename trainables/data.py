@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from tunelab.trainables import catalog
-from tunelab.trainables.configs import DataKeys
+from tunelab.trainables.configs import DataOptions
 from tunelab.trainables.errors import DataError
 from tunelab.trainables.registry import registrar
 from tunelab.trainables.subsets import check_ids, check_per_class, keep_classes, parse_classes, per_class_index, take
@@ -39,14 +39,6 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tif
 # Fixed: the test split must not move with any tuned value.
 TEST_FRACTION = 0.2
 TEST_SPLIT_SEED = 20240317
-
-
-@dataclass(frozen=True)
-class DataOptions(DataKeys):
-    """What identifies a loaded dataset (shared by every trial of an experiment)."""
-
-    resize: str = "crop"  # folders: 'crop' (shorter side, then centre crop) or 'stretch'
-    max_memory_mb: int = 4096  # folders larger than this once decoded are streamed
 
 
 @dataclass
@@ -529,10 +521,12 @@ def _load_image_folder(options: DataOptions) -> DatasetBundle:
     decoded_mb = (len(paths) + len(test_paths)) * 3 * size * size / 2**20
     workers = min(4, os.cpu_count() or 1)
     if decoded_mb <= options.max_memory_mb:
-        splits = {k: _decode_all(p, torch.as_tensor(l), size, options.resize, workers) for k, (p, l) in parts.items()}
+        splits = {k: _decode_all(paths, torch.as_tensor(labels), size, options.resize, workers)
+                  for k, (paths, labels) in parts.items()}
         mean, std = channel_stats(splits["train"].images)
     else:
-        splits = {k: FolderSplit(p, torch.as_tensor(l), size, options.resize, workers) for k, (p, l) in parts.items()}
+        splits = {k: FolderSplit(paths, torch.as_tensor(labels), size, options.resize, workers)
+                  for k, (paths, labels) in parts.items()}
         pick = stats_sample(splits["train"].labels.numpy(), STATS_SAMPLE, options.split_seed)
         sample = _decode_all([splits["train"].paths[i] for i in pick], splits["train"].labels[pick], size,
                              options.resize, workers)

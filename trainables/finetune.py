@@ -32,7 +32,7 @@ def pretrained_features(model: FeatureClassifier, data: DatasetBundle, device: t
     """Yield (features, labels) of the training split, eval mode, no augmentation.
 
     Eval mode matters: in train mode every forward pass would rewrite BatchNorm's running
-    statistics (seed 000's mistake) before fine-tuning even starts.
+    statistics (the original AdaRand write-up's mistake) before fine-tuning even starts.
     """
     was_training = model.training
     model.eval()

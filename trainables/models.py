@@ -105,7 +105,7 @@ def _require_batchnorm(options: ModelOptions) -> None:
                           "models that allow it: small_cnn, alexnet_cifar, resnet*")
 
 
-# ----------------------------------------------------------------------------- small CNN (seed 003)
+# ----------------------------------------------------------------------------- small CNN (the original CNN lecture)
 
 @register_model("small_cnn")
 def small_cnn(options: ModelOptions, num_classes: int) -> FeatureClassifier:
@@ -123,11 +123,11 @@ def small_cnn(options: ModelOptions, num_classes: int) -> FeatureClassifier:
     return FeatureClassifier(backbone, 4 * w, num_classes)
 
 
-# ----------------------------------------------------------------------------- AlexNet (seed 002)
+# ----------------------------------------------------------------------------- AlexNet (the original AlexNet tutorial)
 
 @register_model("alexnet_cifar")
 def alexnet_cifar(options: ModelOptions, num_classes: int) -> FeatureClassifier:
-    """Seed 002's CIFAR AlexNet: conv 7x7/64 pad 2, 5x5/192, 3x3/384, 3x3/256, 3x3/256, FC 2304-4096-4096.
+    """The original AlexNet tutorial's CIFAR AlexNet: conv 7x7/64 pad 2, 5x5/192, 3x3/384, 3x3/256, 3x3/256, FC 2304-4096-4096.
 
     `width` scales the conv channels (64 is the original). The adaptive pool makes any input of at
     least 16 px work; at 32 px it is the identity (3x3 maps), as in the seed. Without BatchNorm

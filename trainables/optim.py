@@ -41,7 +41,7 @@ def lr_factor(config, epoch_progress: float) -> float:
     """Multiplier of the base learning rate at `epoch_progress` (epochs done, fractional).
 
     step: gamma every step_size epochs; multistep: gamma at each milestone epoch; exponential:
-    gamma per epoch; cosine: half-cosine from 1 to min_lr_factor over the run. Seed 002's
+    gamma per epoch; cosine: half-cosine from 1 to min_lr_factor over the run. The original AlexNet tutorial's
     "ExponentialLR stepped once after epoch 10" is multistep with milestones=11, gamma=0.1.
     Warmup ramps linearly from 0 over `warmup_epochs`, on top of any schedule.
     """

@@ -24,7 +24,7 @@ from tunelab.trainables.errors import ConfigError, DataError, check_choice
 from tunelab.trainables.fileio import check_writable_folder, save_checkpoint
 from tunelab.trainables.models import FeatureClassifier
 from tunelab.trainables.identity import data_identity
-from tunelab.trainables.pretrained import BACKBONE_KIND, CACHE_ENV, auto_checkpoint_path, cache_dir
+from tunelab.trainables.backbone_cache import BACKBONE_KIND, CACHE_ENV, auto_checkpoint_path, cache_dir
 from tunelab.trainables.reporting import LocalReporter
 
 TASKS = ("rotation", "supervised")

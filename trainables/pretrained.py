@@ -22,6 +22,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from tunelab.trainables.backbone_cache import BACKBONE_KIND
 from tunelab.trainables.engine import TrainConfig
 from tunelab.trainables.errors import ConfigError
 from tunelab.trainables.fileio import load_checkpoint_file
@@ -29,30 +30,9 @@ from tunelab.trainables.identity import canonical_dataset, data_identity
 from tunelab.trainables.models import FeatureClassifier
 from tunelab.trainables.subsets import parse_classes, shared_classes
 
-CACHE_ENV = "TUNELAB_CACHE_DIR"
-BACKBONE_KIND = "tunelab-backbone"
 
 
 # ----------------------------------------------------------------------------- loading
-
-def cache_dir() -> Path:
-    return Path(os.path.expanduser(os.environ.get(CACHE_ENV, "~/.cache/tunelab")))
-
-
-def file_safe(dataset: str) -> str:
-    """A dataset name as part of a file name (`imagefolder:/data/x` has a colon and slashes)."""
-    return dataset.replace("/", "_").replace(":", "_")
-
-
-def auto_checkpoint_path(config: TrainConfig) -> Path:
-    """Where `pretrained=auto` keeps the offline backbone for this model and target split."""
-    subset = (f"-c{config.classes.replace(' ', '')}" if config.classes else "") + (
-        f"-n{config.train_per_class}" if config.train_per_class else "")
-    key = (f"{config.model}-w{config.width}-{'cifarstem' if config.cifar_stem else 'stem'}-"
-           f"{'bn' if config.batchnorm else 'nobn'}-{file_safe(config.dataset)}-"
-           f"s{config.image_size}-v{config.val_fraction:g}-split{config.split_seed}{subset}.pt")
-    return cache_dir() / "pretrained" / key
-
 
 def imagenet_weights_file(model_name: str) -> tuple[Path, str]:
     """(expected local path, download url) of torchvision's default ImageNet weights."""

@@ -18,6 +18,7 @@ import time
 
 from ray.tune import Callback
 
+from tunelab.core.statuses import RayStatus
 from tunelab.trainables.errors import ConfigError
 
 # This session's deadline and whether the budget was spent: read by the callback (which Ray may
@@ -69,7 +70,7 @@ class TimeBudget(Callback):
             return
         if not self.spent and time.time() >= self.deadline:
             self.spent = True
-            self.waiting = {t.trial_id for t in trials if t.status == "RUNNING"} - self.reported_late
+            self.waiting = {t.trial_id for t in trials if t.status == RayStatus.RUNNING} - self.reported_late
             LAST["spent"] = True
         if self.spent and not self.waiting:
             self.stopping = True

@@ -11,6 +11,7 @@ import sys
 from typing import Any, Sequence
 
 from tunelab.analysis.record import redact
+from tunelab.core.statuses import TrialStatus
 from tunelab.trainables import metrics as M
 from tunelab.trainables.errors import ConfigError, TunelabError
 from tunelab.compare_options import CompareOptions
@@ -161,7 +162,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_pretrain(args: argparse.Namespace) -> int:
     from tunelab.trainables.config import build_config
     from tunelab.trainables.pretrain import PretrainConfig, pretrain
-    from tunelab.trainables.pretrained import file_safe
+    from tunelab.trainables.backbone_cache import file_safe
     from tunelab.trainables.fileio import check_output_path, dumps, json_ready
 
     values = gather_config_values(args)
@@ -201,12 +202,12 @@ def _print_tune_summary(summary: dict[str, Any], as_json: bool) -> None:
 def _search_outcome(summary: dict[str, Any]) -> int:
     """Exit code of a finished `tune`/`resume`: 130 interrupted, 1 when no trial produced a result."""
     if summary.get("interrupted"):
-        left = summary["statuses"].get("incomplete", 0)
+        left = summary["statuses"].get(TrialStatus.INCOMPLETE, 0)
         print(f"tunelab: interrupted with {left} trial(s) incomplete; continue with "
               f"`tunelab resume {summary['experiment']}`", file=sys.stderr)
         return EXIT_INTERRUPTED
     if summary.get("out_of_time"):
-        left = summary["statuses"].get("out_of_time", 0)
+        left = summary["statuses"].get(TrialStatus.OUT_OF_TIME, 0)
         print(f"tunelab: time budget spent with {left} trial(s) out_of_time (checkpointed); continue with "
               f"`tunelab resume {summary['experiment']} --time-budget DURATION`", file=sys.stderr)
     if summary["best_metric"] is None:

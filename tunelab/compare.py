@@ -45,6 +45,7 @@ from tunelab.compare_options import CompareOptions, check_options
 from tunelab.tune_options import TuneOptions
 from tunelab.preflight import absolute_tracking_uri
 from tunelab import replicates as rep
+from tunelab.compare_plan import fine_tunes, method_options
 from tunelab.signals import stop_requested
 
 
@@ -163,21 +164,6 @@ def end_what_a_killed_run_left(previous: dict[str, Any]) -> None:
         reap_stale_session(previous)
 
 
-def method_options(opts: CompareOptions, method: str, out: Path, backbone: Path | None,
-                   time_budget: float | None, max_concurrent: int = 0, replicate: int = 0) -> TuneOptions:
-    """One method's search: the same trials, epochs, scheduler, seed and data draw as every other
-    method's of its replicate."""
-    return TuneOptions(method=method, dataset=opts.dataset, data_dir=opts.data_dir, num_samples=opts.num_samples,
-                       max_epochs=opts.max_epochs, seed=rep.search_seed(opts, replicate),
-                       grace_period=opts.grace_period, cpus_per_trial=opts.cpus_per_trial,
-                       gpus_per_trial=opts.gpus_per_trial,
-                       max_concurrent=max_concurrent, mlflow=opts.mlflow, wandb=opts.wandb,
-                       sets=method_sets(opts, method, backbone) + rep.data_sets(opts, replicate),
-                       time_budget=None if time_budget is None else repr(time_budget),
-                       # a URI: valid whether Ray runs here alone or joined a local cluster
-                       storage=rep.storage(out, opts, replicate).resolve().as_uri(), name=method)
-
-
 def search_one_after_another(opts: CompareOptions, out: Path, backbone: Path | None, share: float | None,
                              state: dict[str, Any], replicate: int = 0) -> dict[str, dict[str, Any]]:
     """Each method's search in turn, in this process, with the whole cluster to itself; a search
@@ -285,20 +271,7 @@ def replicate_budget_share(opts: CompareOptions, total: float) -> float:
 
 
 def needs_backbone(opts: CompareOptions) -> bool:
-    return bool(opts.source_classes) and any(_fine_tunes(m) for m in opts.methods)
-
-
-def _fine_tunes(method: str) -> bool:
-    return any(f.name == "pretrained" for f in dataclasses.fields(config_class(method)))
-
-
-def method_sets(opts: CompareOptions, method: str, backbone: Path | None) -> list[str]:
-    """The --set values of one method's search: the target task, and the source backbone for the
-    methods that fine-tune one."""
-    sets = [f"train_per_class={opts.train_per_class}"] + ([f"classes={opts.classes}"] if opts.classes else [])
-    if backbone is not None and _fine_tunes(method):
-        sets.append(f"pretrained={backbone}")
-    return sets
+    return bool(opts.source_classes) and any(fine_tunes(m) for m in opts.methods)
 
 
 def source_backbone_config(opts: CompareOptions):
@@ -306,7 +279,7 @@ def source_backbone_config(opts: CompareOptions):
     architecture. Its split is the default one whatever the replicate: it holds no target image."""
     from tunelab.trainables.pretrain import PretrainConfig
 
-    reference = next(config_class(m) for m in opts.methods if _fine_tunes(m))()
+    reference = next(config_class(m) for m in opts.methods if fine_tunes(m))()
     architecture = {k: getattr(reference, k) for k in ("model", "width", "cifar_stem", "batchnorm")}
     return PretrainConfig(task="supervised", dataset=opts.dataset, data_dir=opts.data_dir,
                           classes=opts.source_classes, epochs=opts.source_epochs, **architecture)

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from tunelab.analysis.load import rank_trials, status_from
-from tunelab.analysis.record import (FINAL_STATUSES, OUT_OF_TIME, TUNELAB_FILE, UNFINISHED_RAY_STATUSES, experiment_identity,
+from tunelab.analysis.record import (FINAL_STATUSES, TUNELAB_FILE, experiment_identity,
                              is_uri, join_uri,
                              local_path, read_record, redact_all, write_record)
 from tunelab.search_spaces import space_for
@@ -36,6 +36,7 @@ from tunelab.trainables import metrics as M
 from tunelab.trainables.config import build_config, to_dict
 from tunelab.trainables.errors import ConfigError
 from tunelab.trainables.fileio import refuse_link
+from tunelab.core.statuses import UNFINISHED_RAY_STATUSES, TrialStatus
 from tunelab.compat.ray import restored_search_state_follows_the_folder
 from tunelab.legacy import old_package_names
 from tunelab.cluster import (check_cluster, check_local_resources, check_reachable, connect_ray, ray_session,
@@ -646,11 +647,11 @@ def summarise(grid, record: dict[str, Any]) -> dict[str, Any]:
         ray_status = last_statuses.get(trial_id, "")
         status = status_from(int(last.get(M.EPOCH, 0)), bool(last.get(M.DIVERGED)), result.error is not None,
                              max_epochs, ray_status if ray_status in UNFINISHED_RAY_STATUSES else "")
-        if status == "incomplete" and budget_was_spent():
-            status = OUT_OF_TIME  # left unfinished by the time budget, not by an interruption
+        if status == TrialStatus.INCOMPLETE and budget_was_spent():
+            status = TrialStatus.OUT_OF_TIME.value  # left unfinished by the time budget, not by an interruption
         statuses[status] = statuses.get(status, 0) + 1
         trial_statuses[trial_id] = status
-        if status == "errored":
+        if status == TrialStatus.ERRORED:
             error_files.append(join_uri(record["experiment"], Path(result.path).name, "error.txt"))
         if frame is None or metric not in frame or frame[metric].dropna().empty:
             continue
@@ -672,7 +673,7 @@ def summarise(grid, record: dict[str, Any]) -> dict[str, Any]:
 
 def _interrupted(statuses: dict[str, int], trials: int, record: dict[str, Any], best: float | None) -> bool:
     """Trials left incomplete, or fewer trials than asked for without --stop-at having ended the search."""
-    if statuses.get("incomplete"):
+    if statuses.get(TrialStatus.INCOMPLETE):
         return True
     target = record["options"].get("stop_at")
     reached = target is not None and best is not None and (best >= target if record["mode"] == "max" else best <= target)

@@ -83,7 +83,7 @@ def print_tune_plan(plan: dict[str, Any], out=None) -> None:
 def dry_run_compare(opts, out: Path, share: float | None, backbone: Path | None) -> dict[str, Any]:
     """Every method's search checked as `tune --dry-run` checks it; the source backbone (made first
     by a real run) is named, not made."""
-    from tunelab.compare import method_options
+    from tunelab.compare_plan import method_options
 
     from tunelab.compare_state import how_to_continue
     from tunelab.experiments import experiment_path, normalise_storage

@@ -35,8 +35,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tunelab.analysis.record import (TUNELAB_FILE, UNFINISHED_RAY_STATUSES, experiment_identity, is_experiment, is_uri,
+from tunelab.analysis.record import (TUNELAB_FILE, experiment_identity, is_uri,
                              join_uri, local_path, read_record, redact)
+from tunelab.core.statuses import UNFINISHED_RAY_STATUSES, RayStatus
 from tunelab.ray_state import drop_lost_checkpoints, lost_checkpoint
 from tunelab.trainables.errors import ConfigError
 from tunelab.trainables.fileio import open_no_follow, refuse_link
@@ -345,7 +346,7 @@ def repair_latest_checkpoints(path: str, resume_errored: bool) -> None:
         return  # remote storage: Ray's own restore semantics
     from ray.tune import ExperimentAnalysis
 
-    resumable = {*UNFINISHED_RAY_STATUSES, *(("ERROR",) if resume_errored else ())}
+    resumable = {*UNFINISHED_RAY_STATUSES, *((RayStatus.ERROR,) if resume_errored else ())}
     trials = [trial for trial in ExperimentAnalysis(str(local)).trials if trial.status in resumable]
     for trial in trials:
         checkpoint = trial.checkpoint

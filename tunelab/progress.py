@@ -9,6 +9,7 @@ from ray.tune import Callback
 
 from tunelab.analysis.load import status_from
 from tunelab.analysis.record import redact
+from tunelab.core.statuses import FINISHED_RAY_STATUSES, RayStatus, TrialStatus
 from tunelab.trainables import metrics as M
 
 
@@ -46,7 +47,7 @@ class ProgressLines(Callback):
         last = trial.last_result or {}
         epochs = int(last.get(M.EPOCH, 0))
         how = status_from(epochs, bool(last.get(M.DIVERGED)), False, self.max_epochs)
-        how = "stopped by ASHA" if how == "stopped" else how
+        how = "stopped by ASHA" if how == TrialStatus.STOPPED else how
         value = last.get(M.VAL_ACC_BEST, last.get(self.metric, float("nan")))
         self._line(f"trial {trial.trial_id} {how} after {epochs} epochs, best {self.metric} {value:.4f} "
                    f"({self.ended}/{self.num_samples} done)")
@@ -67,8 +68,8 @@ class ProgressLines(Callback):
         self._line(self.status_line(trials, now - self.started))
 
     def status_line(self, trials, elapsed_s: float) -> str:
-        done = sum(1 for t in trials if t.status in ("TERMINATED", "ERROR"))
-        running = [t for t in trials if t.status == "RUNNING"]
+        done = sum(1 for t in trials if t.status in FINISHED_RAY_STATUSES)
+        running = [t for t in trials if t.status == RayStatus.RUNNING]
         consumed, budget = epochs_consumed(trials), self.num_samples * self.max_epochs
         best = f"{self.best:.4f}" if math.isfinite(self.best) else "n/a"
         parts = [f"{done}/{self.num_samples} trials done", f"epochs {consumed}/{budget} of the budget",

@@ -34,7 +34,6 @@ SEARCHER_STATE = "searcher-state-*.pkl"
 # Read by Tuner.restore with no way to rebuild them here: tuner.pkl, the experiment state (the
 # trials), the search generator's (sample counter) and the random generator's.
 OTHER_STATE = ("tuner.pkl", "experiment_state-*.json", "search_gen_state-*.json", "basic-variant-state-*.json")
-FINISHED_RAY_STATUSES = ("TERMINATED", "ERROR")
 
 
 @dataclass

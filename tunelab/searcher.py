@@ -20,7 +20,8 @@ from ray.tune.search.optuna import OptunaSearch
 
 from tunelab.search_spaces.base import Choice, Conditional, IntRange, SearchSpace, conditional_order, conditionals
 from tunelab.trainables import metrics as M
-from tunelab.ray_state import FINISHED_RAY_STATUSES, metric_by_step, reported_value
+from tunelab.core.statuses import FINISHED_RAY_STATUSES, RayStatus
+from tunelab.ray_state import metric_by_step, reported_value
 
 MIN_RUNG_TRIALS = 10  # RungTPESampler: trials a rung needs before TPE ranks at it (make_search's docstring says 10)
 
@@ -225,7 +226,7 @@ class MultiFidelityOptunaSearch(OptunaSearch):
             if not finished:
                 continue
             if known is None or not known.state.is_finished():
-                state, value = self._outcome(trial.last_result, values, trial.status == "ERROR")
+                state, value = self._outcome(trial.last_result, values, trial.status == RayStatus.ERROR)
                 self._ot_study.tell(ot_trial, value, state=state)
             self._completed_trials.add(trial.trial_id)
         self._fail_untracked_running()

@@ -8,6 +8,7 @@ from scipy import stats
 import pytest
 
 from tunelab.analysis.load import trial_status, trial_summary
+from tunelab.analysis.replicates import comparison_table
 from tunelab.analysis.tables import comparison, edge_params, importance, mean_ci, welch_diff_ci
 
 
@@ -299,7 +300,7 @@ def test_across_replicates_the_headline_is_the_paired_t_over_replicate_means_and
 
     summary, confirmations = _replicated({"up": [0.05, 0.02, 0.06], "same": [0.0, -0.02, 0.03],
                                           "base": [0.0, -0.01, 0.02]})
-    rows = comparison(summary, confirmations, baseline="base").set_index("method")
+    rows = comparison_table(summary, confirmations, baseline="base").set_index("method")
     means = confirmations.groupby(["method", "replicate"])["test/acc"].mean()
     p_values = []
     for method in ("up", "same"):

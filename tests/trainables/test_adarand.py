@@ -39,7 +39,7 @@ def test_prior_loss_by_hand_on_random_means():
     mu, bar = torch.randn(3, 5, generator=gen, dtype=torch.float64), torch.randn(3, 5, generator=gen, dtype=torch.float64)
     cos = lambda u, v: float(u @ v / (u.norm() * v.norm()))
     intra = [cos(mu[k], bar[k]) for k in range(3)]
-    pairs = [cos(mu[k], mu[l]) for k in range(3) for l in range(3) if k != l]
+    pairs = [cos(mu[i], mu[j]) for i in range(3) for j in range(3) if i != j]
     paper = sum(1 - c for c in intra) / 3 - sum(1 - c for c in pairs) / 6
     official = sum((c - 1) ** 2 for c in intra) / 3 + sum(c * c for c in pairs) / 6
     assert prior_loss(mu, bar, "paper").item() == pytest.approx(paper, abs=1e-12)

@@ -103,7 +103,7 @@ def test_imagefolder_source_is_found_under_every_spelling_of_the_target(images, 
 def _unrecorded(path: Path) -> Path:
     """A backbone made by hand: no source record."""
     from tunelab.trainables.models import ModelOptions, build_model
-    from tunelab.trainables.pretrained import BACKBONE_KIND
+    from tunelab.trainables.backbone_cache import BACKBONE_KIND
 
     net = build_model(ModelOptions(name="small_cnn", width=8), 10)
     torch.save({"kind": BACKBONE_KIND, "model_name": "small_cnn", "backbone": net.backbone.state_dict()}, path)

@@ -45,7 +45,7 @@ def test_alexnet_cifar_is_the_seed_network_without_batchnorm():
     assert [(c.out_channels, c.kernel_size[0], c.padding[0]) for c in convs] == [
         (64, 7, 2), (192, 5, 2), (384, 3, 1), (256, 3, 1), (256, 3, 1)]
     linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
-    assert [(l.in_features, l.out_features) for l in linears] == [(2304, 4096), (4096, 4096), (4096, 10)]
+    assert [(layer.in_features, layer.out_features) for layer in linears] == [(2304, 4096), (4096, 4096), (4096, 10)]
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
 
 

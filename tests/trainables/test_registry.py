@@ -27,7 +27,7 @@ def digits8():
 def backbone(tmp_path_factory):
     """A random-init backbone file for every architecture a method defaults to (no pretraining needed)."""
     from tunelab.trainables.models import ModelOptions, build_model
-    from tunelab.trainables.pretrained import BACKBONE_KIND
+    from tunelab.trainables.backbone_cache import BACKBONE_KIND
 
     folder = tmp_path_factory.mktemp("backbones")
 

@@ -96,7 +96,7 @@ def _lay_out(tmp_path: Path) -> Path:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     optuna.create_study(study_name="old", storage=f"sqlite:///{tmp_path / 'studies.db'}")
     from tunelab.trainables.models import ModelOptions, build_model
-    from tunelab.trainables.pretrained import BACKBONE_KIND
+    from tunelab.trainables.backbone_cache import BACKBONE_KIND
     small = build_model(ModelOptions(name="small_cnn", width=8), 10)
     torch.save({"kind": BACKBONE_KIND, "model_name": "small_cnn", "backbone": small.backbone.state_dict(),
                 "source": {}}, tmp_path / "small_cnn.pt")
@@ -675,7 +675,7 @@ def _signal_and_wait(process: subprocess.Popen, sig: int, log: Path, group: bool
         process.kill()
         for pid, started in family:
             _kill_quietly(pid, started)
-        raise AssertionError(f"still running 90 s after signal {sig}: {log.read_text()[-3000:]}")
+        raise AssertionError(f"still running 90 s after signal {sig}: {log.read_text()[-3000:]}") from None
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and any(_runs(p, c) for p, c in family):
         time.sleep(0.5)

@@ -113,7 +113,7 @@ def test_a_search_where_every_trial_failed_exits_1_naming_an_error_file_in_the_e
                  *_sets(TINY)])
     err = capsys.readouterr().err
     assert code == 1
-    (line,) = [l for l in err.splitlines() if l.startswith("tunelab: error:")]
+    (line,) = [text for text in err.splitlines() if text.startswith("tunelab: error:")]
     assert "no trial produced a result (2 errored); first error: " in line
     error_file = line.split("first error: ")[1].removeprefix("file://")
     assert Path(error_file).is_file() and Path(error_file).parent.parent == tmp_path / "bad"
@@ -246,7 +246,7 @@ def test_ctrl_c_during_compare_parallel_stops_every_search_resumably(ray_cluster
                                preexec_fn=sigint_as_at_a_terminal)
     try:
         for method in ("classifier", "arcface"):
-            _wait_for(lambda: any(len(f) >= 2 for f in _progress(out / "runs" / method).values()), 240,
+            _wait_for(lambda: any(len(f) >= 2 for f in _progress(out / "runs" / method).values()), 240,  # noqa: B023 - called here
                       f"two epochs of a {method} trial")
         drivers = [p for p in _driver_pids(f"--storage={(out / 'runs').as_uri()}") if p != compare.pid]
         assert len(drivers) == 2, "one tunelab tune driver per method"

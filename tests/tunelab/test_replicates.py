@@ -12,7 +12,7 @@ from tunelab.trainables.config import build_config
 from tunelab.trainables.data import load_dataset
 from tunelab.trainables.errors import ConfigError
 from tunelab.cli import main
-from tunelab.compare import method_options
+from tunelab.compare_plan import method_options
 from tunelab.compare_options import CompareOptions
 from tunelab.driver import fixed_values
 

@@ -72,7 +72,7 @@ def test_the_record_written_holds_no_password(tmp_path):
 def test_hand_over_moves_the_password_to_the_clients_own_variable(monkeypatch):
     for name in ("PGPASSWORD", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
         monkeypatch.delenv(name, raising=False)
-    assert hand_over(f"postgresql://tl:hun%40ter2@db/x") == "postgresql://tl@db/x"
+    assert hand_over("postgresql://tl:hun%40ter2@db/x") == "postgresql://tl@db/x"
     assert os.environ["PGPASSWORD"] == "hun@ter2"
     assert hand_over(f"http://me:{SECRET}@h:5000") == "http://me@h:5000"
     assert (os.environ["MLFLOW_TRACKING_USERNAME"], os.environ["MLFLOW_TRACKING_PASSWORD"]) == ("me", SECRET)

@@ -1,0 +1,45 @@
+"""Trial statuses: tunelab's own (in trials.csv, the record's final statuses, summaries) and the
+Ray Tune statuses tunelab reads. Both are `str` enums, so a member equals its value in a table."""
+from __future__ import annotations
+
+import enum
+
+
+class TrialStatus(str, enum.Enum):
+    """How a trial ended, as tunelab reports it."""
+
+    FINISHED = "finished"  # trained every epoch of the search's max_epochs
+    STOPPED = "stopped"  # ended early by ASHA at a rung
+    DIVERGED = "diverged"  # a non-finite loss or metric ended it (reported, not an error)
+    ERRORED = "errored"  # raised (its folder holds error.txt)
+    INCOMPLETE = "incomplete"  # left running or pending by an interrupted driver; `tunelab resume` continues it
+    OUT_OF_TIME = "out_of_time"  # cut, checkpointed, by the search's time budget; resumable like incomplete
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __format__(self, spec: str) -> str:
+        return format(self.value, spec)
+
+
+RESUMABLE = (TrialStatus.INCOMPLETE, TrialStatus.OUT_OF_TIME)
+
+
+class RayStatus(str, enum.Enum):
+    """Ray Tune's trial statuses (`ray.tune.experiment.Trial`), as found in its snapshots."""
+
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    PAUSED = "PAUSED"
+    TERMINATED = "TERMINATED"
+    ERROR = "ERROR"
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __format__(self, spec: str) -> str:
+        return format(self.value, spec)
+
+
+UNFINISHED_RAY_STATUSES = (RayStatus.RUNNING, RayStatus.PENDING, RayStatus.PAUSED)
+FINISHED_RAY_STATUSES = (RayStatus.TERMINATED, RayStatus.ERROR)
