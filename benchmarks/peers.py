@@ -178,7 +178,8 @@ class Training(Problem):
         from tunelab.trainables.engine import train
         from tunelab.trainables.reporting import LocalReporter
 
-        method, train_config = self.build(config)
+        with _global_random_state_kept():  # building may import modules that draw from them
+            method, train_config = self.build(config)
 
         class Steps(LocalReporter):
             def report(self, metrics, state):
