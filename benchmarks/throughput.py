@@ -91,7 +91,7 @@ def seed002_images_per_s(images, labels, args) -> float:
             loss = F.cross_entropy(logits, t)
             loss.backward()
             optimizer.step()
-            losses.append(loss.tolist())  # the seed's per-step host syncs
+            losses.append(loss.tolist())  # the tutorial's per-step host syncs
             _acc = (logits.argmax(1) == t).sum().item() / t.shape[0]
         _sync(args.device)
         timings.append(time.perf_counter() - began)

@@ -197,9 +197,9 @@ class AdaRandConfig(FinetuneConfig):
 class ArcFaceConfig(TrainConfig):
     """The original ArcFace tutorial's head defaults (s=30, m=0.5, 512-d embedding) on a CIFAR-stem ResNet-18.
 
-    Optimisation differs from the seed on purpose: its plain SGD at lr 1e-3 needs ~100 epochs;
+    Optimisation differs from the tutorial on purpose: its plain SGD at lr 1e-3 needs ~100 epochs;
     the shared Adam + cosine default converges in 15 on digits (val/acc and Recall@1 >= 0.95).
-    easy_margin defaults to False (arcface-pytorch) rather than the seed's True.
+    easy_margin defaults to False (arcface-pytorch) rather than the tutorial's True.
     """
 
     model: str = "resnet18"

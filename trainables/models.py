@@ -131,7 +131,7 @@ def alexnet_cifar(options: ModelOptions, num_classes: int) -> FeatureClassifier:
 
     `width` scales the conv channels (64 is the original). The adaptive pool makes any input of at
     least 16 px work; at 32 px it is the identity (3x3 maps), as in the seed. Without BatchNorm
-    (`batchnorm=false`) it is exactly the seed's network.
+    (`batchnorm=false`) it is exactly the tutorial's network.
     """
     s = (options.width or 64) / 64
     c1, c2, c3, c4 = (max(8, round(c * s)) for c in (64, 192, 384, 256))
@@ -145,7 +145,7 @@ def alexnet_cifar(options: ModelOptions, num_classes: int) -> FeatureClassifier:
         *conv(c2, c3, 3, 1), *conv(c3, c4, 3, 1), *conv(c4, c4, 3, 1), nn.MaxPool2d(2),
         nn.AdaptiveAvgPool2d((3, 3)), nn.Flatten())
     hidden = max(64, round(4096 * s))
-    p = 0.5 if options.dropout == 0.0 else options.dropout  # the seed's nn.Dropout() default
+    p = 0.5 if options.dropout == 0.0 else options.dropout  # the tutorial's nn.Dropout() default
     backbone = nn.Sequential(features, nn.Dropout(p), nn.Linear(c4 * 9, hidden), nn.ReLU(inplace=True),
                              nn.Dropout(p), nn.Linear(hidden, hidden), nn.ReLU(inplace=True))
     return FeatureClassifier(backbone, hidden, num_classes)

@@ -1,7 +1,7 @@
 """`tunelab compare`: tune every method under the same budget on one transfer task, confirm each
 best config with seeds on the test split, print the comparison table and write the report.
 
-The default task is the one the AdaRand seed asks about, offline: a backbone pretrained
+The default task is the one AdaRand asks about, offline: a backbone pretrained
 (supervised) on source classes of a dataset (digits 0-4) is fine-tuned onto other, disjoint
 target classes (5-9) with few labelled images per class; the classifier and ArcFace train on
 the same target from scratch. `--source-classes ''` falls back to rotation pretraining on the
