@@ -44,7 +44,7 @@ docs: $(VENV)/.installed
 
 # the edit-test loop: no test that starts Ray (markers ray and cluster) and no slow one
 test-fast: $(VENV)/.installed
-	$(PY) -m pytest -m 'not slow and not ray and not cluster'
+	$(PY) -m pytest -n auto -m 'not slow and not ray and not cluster'
 
 test-all: $(VENV)/.installed
 	$(PY) -m pytest -m ''

@@ -26,6 +26,7 @@ from tunelab.analysis.record import local_path as _local_or_none
 from tunelab.trainables import metrics as M
 from tunelab.trainables.errors import ConfigError
 from tunelab.core.statuses import UNFINISHED_RAY_STATUSES, RayStatus, TrialStatus
+from tunelab.core.trial_folders import parse_trial_folder_name
 
 __all__ = ["FINAL_STATUSES", "TUNELAB_FILE", "read_record", "local_path", "load_experiment", "load_experiments",
            "trial_summary", "status_from", "unique_experiments"]
@@ -206,8 +207,9 @@ def load_experiment(path: str | Path) -> pd.DataFrame:
         except TrialFileError as exc:
             warn(f"trial {folder.name} of {redact(location)!r} skipped: {exc}")
             continue
+        parsed = parse_trial_folder_name(folder.name, record["method"])
         trial_id = str(frame["trial_id"].iloc[-1]) if "trial_id" in frame and not frame.empty \
-            else folder.name.rsplit("_", 1)[-1]
+            else (parsed[1] if parsed else folder.name)
         if final is not None and trial_id not in final:
             # Not part of the search as it ended: a trial `resume --restart-errored` replaced with
             # a fresh one (Ray gives it a new id and folder), or one lost with a killed driver.

@@ -37,6 +37,7 @@ from tunelab.trainables.config import build_config, to_dict
 from tunelab.trainables.errors import ConfigError
 from tunelab.trainables.fileio import refuse_link
 from tunelab.core.statuses import UNFINISHED_RAY_STATUSES, TrialStatus
+from tunelab.core.trial_folders import parse_trial_folder_name, trial_folder_name
 from tunelab.compat.ray import restored_search_state_follows_the_folder
 from tunelab.legacy import old_package_names
 from tunelab.cluster import (check_cluster, check_local_resources, check_reachable, connect_ray, ray_session,
@@ -330,7 +331,7 @@ def load_shared_data(method: str, fixed: dict[str, Any], make_backbone: bool = T
 
 def trial_dirname(trial) -> str:
     """Short, stable folder names (Ray's default packs the whole config into the name)."""
-    return f"{trial.trainable_name}_{trial.trial_id}"
+    return trial_folder_name(trial.trainable_name, trial.trial_id)
 
 
 def default_name(opts: TuneOptions) -> str:
@@ -642,8 +643,9 @@ def summarise(grid, record: dict[str, Any]) -> dict[str, Any]:
     for result in grid:
         frame = result.metrics_dataframe
         last = result.metrics or {}
-        # Folders are named METHOD_TRIALID (trial_dirname); a trial that never reported has no trial_id.
-        trial_id = str(last.get("trial_id") or Path(result.path).name.rsplit("_", 1)[-1])
+        # A trial that never reported has no trial_id but its folder's name.
+        parsed = parse_trial_folder_name(Path(result.path).name, record["method"])
+        trial_id = str(last.get("trial_id") or (parsed[1] if parsed else Path(result.path).name))
         ray_status = last_statuses.get(trial_id, "")
         status = status_from(int(last.get(M.EPOCH, 0)), bool(last.get(M.DIVERGED)), result.error is not None,
                              max_epochs, ray_status if ray_status in UNFINISHED_RAY_STATUSES else "")

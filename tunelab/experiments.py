@@ -38,6 +38,7 @@ from typing import Any
 from tunelab.analysis.record import (TUNELAB_FILE, experiment_identity, is_uri,
                              join_uri, local_path, read_record, redact)
 from tunelab.core.statuses import UNFINISHED_RAY_STATUSES, RayStatus
+from tunelab.core.trial_folders import trial_folder_pattern
 from tunelab.ray_state import drop_lost_checkpoints, lost_checkpoint
 from tunelab.trainables.errors import ConfigError
 from tunelab.trainables.fileio import open_no_follow, refuse_link
@@ -49,11 +50,10 @@ STORAGE_SCHEMES = ("file", "s3", "gs", "gcs", "hdfs", "viewfs", "abfs", "abfss",
 # What `--overwrite` may delete in an experiment folder, as name patterns (fnmatch), and nothing
 # else. At the top: the record, Ray Tune's experiment files (and the `.unreadable` copies
 # ray_state.set_aside keeps of cut-short ones), TensorBoard files, and trial folders, named
-# METHOD_TRIALID (driver.trial_dirname; Ray's trial ids: 8 hex digits, or 5 and a 5-digit counter).
+# METHOD_TRIALID (tunelab.core.trial_folders).
 OURS = (TUNELAB_FILE, "tuner.pkl", "trainable.pkl", ".validate_storage_marker", "experiment_state-*.json",
         "search_gen_state-*.json", "searcher-state-*.pkl", "basic-variant-state-*.json", "*.unreadable",
         "*.unreadable.[0-9]*", "events.out.tfevents.*")
-TRIAL_ID = r"[0-9a-f]{5,8}(_[0-9]{5})?"
 # Inside a trial folder: Ray's per-trial files and the checkpoints tunelab's trainables report.
 TRIAL_FILES = ("params.json", "params.pkl", "result.json", "progress.csv", "error.txt", "error.pkl",
                "events.out.tfevents.*", "checkpoint_[0-9]*")
@@ -171,7 +171,7 @@ def remove_experiment(folder: Path) -> None:
     """`--overwrite`: delete what tunelab and Ray wrote in `folder`, a tunelab experiment (see OURS);
     what is left is named on stderr, and the folder stays when anything is."""
     method = owner_record(folder)["method"]
-    trial_folder = re.compile(re.escape(method) + "_" + TRIAL_ID)
+    trial_folder = trial_folder_pattern(method)
     for entry in sorted(folder.iterdir()):
         if entry.is_symlink():
             continue

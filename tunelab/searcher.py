@@ -21,6 +21,7 @@ from ray.tune.search.optuna import OptunaSearch
 from tunelab.search_spaces.base import Choice, Conditional, IntRange, SearchSpace, conditional_order, conditionals
 from tunelab.trainables import metrics as M
 from tunelab.core.statuses import FINISHED_RAY_STATUSES, RayStatus
+from tunelab.core.trial_folders import trial_folder_name
 from tunelab.ray_state import metric_by_step, reported_value
 
 MIN_RUNG_TRIALS = 10  # RungTPESampler: trials a rung needs before TPE ranks at it (make_search's docstring says 10)
@@ -177,7 +178,7 @@ class MultiFidelityOptunaSearch(OptunaSearch):
                          study_name=study_name)
         self._max_t = max_t
         self._time_attr = time_attr
-        self._trial_dir_prefix = trial_dir_prefix  # trial folders are PREFIX_<ray trial id> (driver.trial_dirname)
+        self._trial_dir_prefix = trial_dir_prefix  # the method: trial folders are tunelab.core.trial_folders
 
     def _suggest_from_define_by_run_func(self, func, ot_trial) -> dict:
         # Ray merges the Optuna parameter names (lr|optimizer=sgd) into the config; the trial's
@@ -191,7 +192,7 @@ class MultiFidelityOptunaSearch(OptunaSearch):
             # links the study (optuna-dashboard) to the trial's folder on disk
             ot_trial.set_user_attr("ray_trial_id", trial_id)
             if getattr(self, "_trial_dir_prefix", None):
-                ot_trial.set_user_attr("trial_dir", f"{self._trial_dir_prefix}_{trial_id}")
+                ot_trial.set_user_attr("trial_dir", trial_folder_name(self._trial_dir_prefix, trial_id))
         return config
 
     def restore(self, checkpoint_path: str) -> None:

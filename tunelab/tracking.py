@@ -16,6 +16,7 @@ from typing import Any
 from ray.air.integrations.mlflow import MLflowLoggerCallback
 
 from tunelab.analysis.load import status_from
+from tunelab.core.trial_folders import trial_folder_name
 from tunelab.trainables import METHOD_CLASSES
 from tunelab.trainables import metrics as M
 from tunelab.trainables.config import build_config, to_dict
@@ -68,8 +69,8 @@ def retire_runs(uri: str, name: str, experiment: str) -> list[str]:
 
 
 def trial_folder(trial) -> str:
-    """The trial's folder name in the experiment (driver.trial_dirname), to find it on disk."""
-    return f"{trial.trainable_name}_{trial.trial_id}"
+    """The trial's folder name in the experiment, to find it on disk."""
+    return trial_folder_name(trial.trainable_name, trial.trial_id)
 
 
 def resolved_config(method: str, trial) -> dict[str, Any]:

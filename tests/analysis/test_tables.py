@@ -353,7 +353,7 @@ def test_the_table_and_report_say_what_an_interval_over_replicates_covers():
     from tunelab.analysis.tables import format_table
 
     summary, confirmations = _replicated({"up": [0.05, 0.02, 0.06], "base": [0.0, -0.01, 0.02]})
-    table = comparison(summary, confirmations, baseline="base")
+    table = comparison_table(summary, confirmations, baseline="base")
     row = table.set_index("method").loc["up"]
     text = format_table(table).splitlines()
     assert "seeds only" in text[0]

@@ -419,8 +419,8 @@ def test_sigterm_stops_a_process_whose_sigint_is_ignored(tmp_path):
         from tunelab.signals import route_sigterm_to_sigint, stop_requested
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         route_sigterm_to_sigint()
-        print("ready", flush=True)
-        try:
+        try:  # "ready" inside: a SIGTERM right after it must meet the handler, not an uncaught interrupt
+            print("ready", flush=True)
             time.sleep(60)
         except KeyboardInterrupt:
             print("stopped", stop_requested(), flush=True)
