@@ -26,7 +26,7 @@ import pandas as pd
 from tunelab.analysis.load import rank_trials, status_from
 from tunelab.analysis.record import (FINAL_STATUSES, TUNELAB_FILE, experiment_identity,
                              is_uri, join_uri,
-                             local_path, read_record, redact_all, write_record)
+                             local_path, read_record, redact, redact_all, write_record)
 from tunelab.search_spaces import space_for
 from tunelab.search_spaces.base import (Choice, Conditional, IntRange, SearchSpace, describe, settle_conditions,
                                 space_from_description)
@@ -548,9 +548,11 @@ def resume(path: str, resume_errored: bool = False, restart_errored: bool = Fals
         connect_ray(address or opts.address)
         lock.note(**ray_session(private))
         repair_latest_checkpoints(path, resume_errored)
-        moved = experiment_identity(record["experiment"]) != experiment_identity(path)
+        # A copy, or a moved folder, resumes where it is now. The record keeps locations redacted
+        # (tunelab.analysis.record.redact): compared and written so, a key in the URI stays out of it.
+        moved = experiment_identity(redact(record["experiment"])) != experiment_identity(redact(path))
         if moved:
-            record["experiment"] = path  # a copy, or a moved folder: it resumes where it is now
+            record["experiment"] = redact(path)
         if record.pop(FINAL_STATUSES, None) is not None or moved:
             write_record(path, record)  # trials about to run again are no longer final
         allow_parallel_pending_trials(opts)
