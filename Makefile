@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test test-fast test-all lint docs install bench-install clean
+.PHONY: run test test-fast test-all test-heavy lint docs install bench-install clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -24,9 +24,12 @@ bench-install: $(VENV)/.installed
 run: $(VENV)/.installed
 	$(VENV)/bin/tunelab compare
 
-# --durations: every CI log names the slowest tests (the default suite is kept under 8 minutes on 2 cores)
+# Lint, the default suite on every core (kept under 8 minutes on 2 cores), then the heavy suite
+# (multi-node, object store, whole compares, the fault matrix's Ray cases) one test at a time, as
+# several of them time signals and processes. --durations: every CI log names the slowest tests.
 test: lint
-	$(PY) -m pytest --durations=15
+	$(PY) -m pytest -n auto --durations=15
+	$(PY) -m pytest -m 'heavy and not slow' --durations=15
 
 # ruff, then the import contracts of pyproject.toml. lint-imports finds a package's modules on disk,
 # so it reads the layout an install has (tunelab/ with trainables/, search_spaces/ and analysis/ inside).
@@ -48,6 +51,9 @@ test-fast: $(VENV)/.installed
 
 test-all: $(VENV)/.installed
 	$(PY) -m pytest -m ''
+
+test-heavy: $(VENV)/.installed
+	$(PY) -m pytest -m 'heavy and not slow'
 
 clean:
 	rm -rf $(VENV) *.egg-info

@@ -89,6 +89,7 @@ def _compare(tmp_path, *args):
     return result, {r["method"]: r for r in summary["rows"]}
 
 
+@pytest.mark.heavy  # a whole compare
 def test_compare_command_tiny_transfer_task_searches_in_parallel(tmp_path):
     """The default task: finetune from a backbone pretrained on digits 0-4, the classifier from
     scratch, both on digits 5-9 with 10 images per class; the two searches at the same time, each
@@ -124,6 +125,7 @@ def test_compare_command_tiny_transfer_task_searches_in_parallel(tmp_path):
     assert "resolved" in result.stdout.splitlines()[1] or "no interval" in report
 
 
+@pytest.mark.heavy  # a whole compare
 def test_compare_preset_transfer_cifar_on_the_cifar_fixture(ray_cluster, tmp_path):
     from tests.conftest import write_cifar10
     from tests.in_process import tunelab
@@ -149,6 +151,7 @@ def _trial_folders(out: Path) -> dict[str, int]:
     return {str(p.relative_to(out)): p.stat().st_mtime_ns for p in (out / "runs").glob("**/*_*/progress.csv")}
 
 
+@pytest.mark.heavy  # a whole compare, twice
 def test_compare_replicates_pairs_methods_within_a_replicate_and_a_rerun_continues_it(tmp_path):
     """Two replicates of the tiny transfer task: the headline columns equal the paired t recomputed
     from the confirmation runs; the same compare, run again after losing a search's record and a

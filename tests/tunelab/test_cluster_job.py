@@ -28,7 +28,7 @@ import pytest
 
 from tunelab.cluster import end_session, session_processes
 
-pytestmark = [pytest.mark.ray, pytest.mark.cluster]
+pytestmark = [pytest.mark.ray, pytest.mark.cluster, pytest.mark.heavy]
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -879,6 +879,7 @@ SCENARIOS: list = [
 ]
 
 
+@pytest.mark.heavy  # the fault matrix's Ray cases
 @pytest.mark.ray
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=[s[0] for s in SCENARIOS])
 def test_scenario(scenario, tmp_path, request):

@@ -67,6 +67,7 @@ def test_diverged_and_out_of_memory_trials_end_while_others_go_on(ray_cluster, f
     assert not list(faults.iterdir()), "every armed fault fired exactly once"
 
 
+@pytest.mark.heavy  # multi-node
 def test_a_node_leaving_and_another_joining_mid_run_loses_and_duplicates_nothing(ray_cluster, faults, tmp_path):
     """Three nodes (the shared head and worker, and one more); once a trial runs on the third it is
     removed, and a new node joins: all 32 trials finish, each once; the trials that ran on the

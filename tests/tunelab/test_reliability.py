@@ -366,6 +366,7 @@ def test_a_search_driver_whose_compare_died_stops_itself_as_ctrl_c_would(tmp_pat
     assert marker.read_text() == "interrupted"
 
 
+@pytest.mark.heavy  # a whole compare, and timing: run alone
 def test_a_search_driver_whose_compare_died_stops_even_though_its_pipes_are_broken(tmp_path):
     """Compare reads the drivers' stdout and stderr through pipes; once it is killed, a write to them
     raises BrokenPipeError. That used to kill the watcher thread before it stopped the search, and

@@ -228,6 +228,7 @@ def _driver_pids(marker: str) -> list[int]:
     return [p for p in pids if p != os.getpid()]
 
 
+@pytest.mark.heavy  # a whole compare --parallel
 def test_ctrl_c_during_compare_parallel_stops_every_search_resumably(ray_cluster, tmp_path):
     """Ctrl-C reaches compare only (each search driver runs in its own session); compare asks each
     search once to stop and save, waits for them, exits 130 naming every experiment's resume

@@ -213,6 +213,7 @@ def _tunelab(*args, cwd: Path, timeout: int = 300):
     return tunelab(*args, unset=credentials, cwd=cwd, timeout=timeout)  # the URI alone says where and who
 
 
+@pytest.mark.heavy  # object store
 @pytest.mark.ray
 def test_query_form_s3_storage_with_credentials_works_end_to_end(ray_cluster, s3_server, tmp_path):
     """tune --storage s3://KEY:SECRET@bkt/runs?endpoint_override=...; then report, best and resume

@@ -105,6 +105,7 @@ def test_stop_at_ends_the_whole_search(ray_cluster, tmp_path):
     assert summary["trials"] < 6 and sum(len(f) for f in frames.values()) == 1
 
 
+@pytest.mark.heavy  # multi-node
 def test_trials_are_placed_on_both_nodes(ray_cluster, tmp_path):
     summary = run_tune(TuneOptions(method="classifier", num_samples=4, max_epochs=3, scheduler="fifo",
                                    cpus_per_trial=2, storage=f"file://{tmp_path}", name="nodes",
