@@ -25,8 +25,10 @@ def _paragraphs(text: str) -> list[str]:
     paragraphs = []
     for block in re.split(r"\n\s*\n", text):
         lines = [line for line in block.splitlines() if not line.lstrip().startswith(("|", "#"))]
-        if lines:
-            paragraphs.append(" ".join(lines))
+        # each list item is its own paragraph
+        for item in re.split(r"\n(?=\s*(?:[-*+]|\d+\.)\s)", "\n".join(lines)):
+            if item.strip():
+                paragraphs.append(" ".join(item.split()))
     return paragraphs
 
 
@@ -57,8 +59,9 @@ def test_no_paragraph_runs_over_120_words(page):
 
 def test_the_paragraph_counter_sees_prose_not_code_or_tables():
     text = "# Title\n\n" + "word " * 130 + "\n\n```\n" + "code " * 200 + "\n```\n\n| a |\n|---|\n| " + "x " * 200 + "|\n"
+    text += "\n- " + "item " * 70 + "\n  " + "more " * 10 + "\n- " + "next " * 60 + "\n"
     counts = [len(p.split()) for p in _paragraphs(text)]
-    assert counts == [130]
+    assert counts == [130, 81, 61]
 
 
 def _tracked_files() -> list[str]:
