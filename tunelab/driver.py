@@ -10,17 +10,14 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import math
 import os
 import sys
 import threading
 import time
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from tunelab.analysis.load import rank_trials, status_from
@@ -28,8 +25,7 @@ from tunelab.analysis.record import (FINAL_STATUSES, TUNELAB_FILE, experiment_id
                              is_uri, join_uri,
                              local_path, read_record, redact, redact_all, write_record)
 from tunelab.search_spaces import space_for
-from tunelab.search_spaces.base import (Choice, Conditional, IntRange, SearchSpace, describe, settle_conditions,
-                                space_from_description)
+from tunelab.search_spaces.base import (Choice, SearchSpace, describe, settle_conditions)
 from tunelab.search_spaces.overrides import apply_overrides, load_space_file
 from tunelab.trainables import METHOD_CLASSES, METHODS, get_method
 from tunelab.trainables import metrics as M
@@ -52,9 +48,11 @@ from tunelab.budget import reset as reset_budget
 from tunelab.trainables.phases import mark
 from tunelab.tune_options import TuneOptions, check_options, fixed_values
 from tunelab.ray_state import check_and_repair
-from tunelab.search import make_search
 from tunelab.signals import STOP_REQUESTED
-from tunelab.search import startup_trials as search_startup_trials
+from tunelab.searcher_plugins import searcher_for
+from tunelab.searchers.common import startup_trials
+# pickled by name into random searches recorded before 0.2: they resume through this
+from tunelab.searchers.random_search import ConditionalDraw  # noqa: F401
 from tunelab.preflight import absolute_sqlite_url, absolute_tracking_uri, check_recorded_paths
 from tunelab.provenance import environment_record
 
@@ -90,11 +88,6 @@ def resolve_space(opts: TuneOptions, fixed: dict[str, Any]) -> SearchSpace:
     if not space:
         raise ConfigError("the search space is empty (every entry was fixed or dropped); nothing to tune")
     return space
-
-
-def startup_trials(opts: TuneOptions) -> int:
-    """Random trials before TPE models the space: a quarter of the budget, between 2 and 10."""
-    return opts.startup_trials or search_startup_trials(opts.num_samples)
 
 
 # ----------------------------------------------------------------------------- Ray
@@ -134,115 +127,6 @@ def build_trainable(opts: TuneOptions, data):
                                      checkpoint_interval_s=opts.checkpoint_interval_s,
                                      deadline=session_deadline())
     return tune.with_resources(trainable, {"cpu": opts.cpus_per_trial, "gpu": opts.gpus_per_trial})
-
-
-def tune_domains(space: SearchSpace, defaults: dict[str, Any], seed: int) -> dict[str, Any]:
-    """The space as Ray Tune domains, for random search. A conditional entry is drawn (with its own
-    seeded generator) from the case of its parent's sampled value; where it does not apply, the
-    config's value stands."""
-    from ray import tune
-
-    out = {}
-    for name, p in space.items():
-        if isinstance(p, Conditional):
-            plain = sorted(n for n, e in space.items() if not isinstance(e, Conditional))
-            out[name] = tune.sample_from(ConditionalDraw(name, p, defaults[name], seed, plain,
-                                                         conditional_ancestors(space, p)))
-        elif isinstance(p, Choice):
-            out[name] = tune.choice(list(p.options))
-        elif isinstance(p, IntRange):
-            out[name] = tune.lograndint(p.low, p.high + 1) if p.log else tune.randint(p.low, p.high + 1)
-        else:
-            out[name] = tune.loguniform(p.low, p.high) if p.log else tune.uniform(p.low, p.high)
-    return out
-
-
-class ConditionalDraw:
-    """tune.sample_from's function for one conditional entry (a class, so Ray can pickle it).
-
-    Ray copies the whole space for every trial, so a generator kept here would restart with each
-    copy; the draw is seeded instead by the search seed, the entry's name and the trial's values
-    of the plain entries (drawn by Ray's seeded generator): reproducible, and different per trial.
-    """
-
-    def __init__(self, name: str, entry: Conditional, default: Any, seed: int, plain: list[str],
-                 ancestors: tuple[Conditional, ...] = ()):
-        self.name, self.entry, self.default, self.seed, self.plain = name, entry, default, seed, plain
-        self.ancestors = ancestors  # the conditional entries above it, the topmost first
-
-    def __call__(self, config) -> Any:
-        # A chained entry is drawn only where every conditional entry above it was drawn: a parent
-        # that was not holds its default, which is no draw (and may have no case here at all).
-        for ancestor in getattr(self, "ancestors", ()):
-            if ancestor.case(_drawn(config, ancestor.parent)) is None:
-                return self.default
-        case = self.entry.case(_drawn(config, self.entry.parent))
-        if case is None:
-            return self.default
-        drawn = repr([_drawn(config, name) for name in self.plain]).encode()
-        return draw(case, np.random.default_rng([self.seed, zlib.crc32(self.name.encode()), zlib.crc32(drawn)]))
-
-
-def conditional_ancestors(space: SearchSpace, entry: Conditional) -> tuple[Conditional, ...]:
-    """The conditional entries a chained entry depends on, the topmost first (none for a plain parent)."""
-    chain: list[Conditional] = []
-    while isinstance(parent := space.get(entry.parent), Conditional):
-        chain.insert(0, parent)
-        entry = parent
-    return tuple(chain)
-
-
-def _drawn(config, key: str) -> Any:
-    """A value of the trial's config as Ray resolves it: attribute access on Ray's guard raises
-    (and Ray retries later) while the value is not drawn yet; item access would see the domain."""
-    try:
-        return getattr(config, key)
-    except AttributeError:
-        return config[key]
-
-
-def draw(p, rng: np.random.Generator) -> Any:
-    if isinstance(p, Choice):
-        return p.options[int(rng.integers(len(p.options)))]
-    if isinstance(p, IntRange):
-        if p.log:
-            return int(min(p.high, math.floor(math.exp(rng.uniform(math.log(p.low), math.log(p.high + 1))))))
-        return int(rng.integers(p.low, p.high + 1))
-    if p.log:
-        return float(math.exp(rng.uniform(math.log(p.low), math.log(p.high))))
-    return float(rng.uniform(p.low, p.high))
-
-
-def build_search(opts: TuneOptions, space: SearchSpace, name: str):
-    """(search algorithm, param_space entries it does not sample itself, scheduler). TPE + ASHA is
-    exactly `tunelab.search.make_search`, the pair any Ray Tune user gets from it."""
-    if opts.search == "optuna":
-        import optuna
-
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
-        searcher, asha = make_search(space, opts.metric, opts.mode, max_t=opts.max_epochs,
-                                     grace_period=opts.grace_period, reduction_factor=opts.reduction_factor,
-                                     seed=opts.seed, time_attr=M.EPOCH, num_samples=opts.num_samples,
-                                     n_startup_trials=startup_trials(opts), storage=hand_over(opts.optuna_storage),
-                                     study_name=name, trial_dir_prefix=opts.method)
-        return searcher, {}, asha if opts.scheduler == "asha" else build_scheduler(opts)
-    from ray.tune.search.basic_variant import BasicVariantGenerator
-
-    # Tune ignores TuneConfig.max_concurrent_trials for a generator instance; it takes it here.
-    defaults = to_dict(build_config(METHOD_CLASSES[opts.method].config_class, fixed_values(opts)))
-    return (BasicVariantGenerator(random_state=opts.seed, max_concurrent=opts.max_concurrent),
-            tune_domains(space, defaults, opts.seed), build_scheduler(opts))
-
-
-def build_scheduler(opts: TuneOptions):
-    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
-
-    if opts.scheduler == "fifo":
-        return FIFOScheduler()
-    # metric and mode come from TuneConfig, which also records them for Ray's own readers
-    return ASHAScheduler(time_attr=M.EPOCH, max_t=opts.max_epochs,
-                         grace_period=min(opts.grace_period, opts.max_epochs),
-                         reduction_factor=opts.reduction_factor)
 
 
 def keep_default_loggers_off() -> None:
@@ -533,14 +417,14 @@ def resume(path: str, resume_errored: bool = False, restart_errored: bool = Fals
                           "(the driver stopped before the first trial started); start it again with `tunelab tune`")
     if resume_errored and restart_errored:
         raise ConfigError("--resume-errored and --restart-errored exclude each other; choose one")
-    param_space = restored_param_space(opts, record, path)
+    param_space = searcher_for(opts.search).restored_param_space(opts, record, path)
     study_url = for_resume("--optuna-storage", record["search"].get("optuna_storage"), optuna_storage, path)
     check_reconnect(study_url, path)
     for_resume("--mlflow", record["options"].get("mlflow"), mlflow, path)
     with ExperimentLock(path) as lock, old_package_names(record):
         reap_stale_session(lock.previous)
-        check_and_repair(path)  # a state file the kill cut short: rebuilt, or one line instead of a hang
-        if opts.search == "optuna":  # after the state check: a copy's cut state is named before its borrowed study
+        check_and_repair(path, searcher_for(opts.search))  # a state file the kill cut short: rebuilt, or one line
+        if searcher_for(opts.search).keeps_an_optuna_study:  # after the state check: a copy's cut state is named before its borrowed study
             check_resumed_study(study_url, record["name"], path)
         begin_session(time_budget)
         data = load_shared_data(opts.method, dict(record["fixed"]))
@@ -567,25 +451,10 @@ def resume(path: str, resume_errored: bool = False, restart_errored: bool = Fals
             return fit_and_finish(tuner, record, path)
 
 
-def restored_param_space(opts: TuneOptions, record: dict[str, Any], path: str) -> dict[str, Any] | None:
-    """The param_space a random search was started with, for `Tuner.restore`.
-
-    Ray saves the space with every `tune.sample_from` function (the conditional entries) replaced by a
-    placeholder, and resolves placeholders only from a param_space given to this run: without one,
-    trials created after the restore keep `('__fn_ph', ...)` as their config values. The space is
-    rebuilt from the record (what was searched), not from a --space file that may have changed.
-    An Optuna search samples in its own (restored) searcher and needs none.
-    """
-    if opts.search != "random":
-        return None
-    fixed = dict(record["fixed"])
-    defaults = to_dict(build_config(METHOD_CLASSES[opts.method].config_class, fixed))
-    try:
-        space = space_from_description(record["search_space"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ConfigError(f"{path}/{TUNELAB_FILE}: field 'search_space' does not describe a search space "
-                          f"({type(exc).__name__}: {exc}); a random search resumes from it") from None
-    return {**fixed, **tune_domains(space, defaults, opts.seed)}
+def build_search(opts: TuneOptions, space: SearchSpace, name: str):
+    """(search algorithm, param_space entries it does not sample itself, scheduler), from the
+    searcher `--search` names (tunelab.searchers)."""
+    return searcher_for(opts.search).build(opts, space, name)
 
 
 # ----------------------------------------------------------------------------- records and summaries

@@ -16,7 +16,8 @@ from typing import Any
 
 from tunelab.analysis.record import redact
 from tunelab.search_spaces.base import Conditional
-from tunelab.driver import plan_search, startup_trials
+from tunelab.driver import plan_search
+from tunelab.searcher_plugins import searcher_for
 from tunelab.tune_options import TuneOptions
 from tunelab.experiments import lock_path
 from tunelab.preflight import probe_lock
@@ -35,7 +36,7 @@ def plan_tune(opts: TuneOptions, made_first: tuple[str, ...] = ()) -> dict[str, 
         "images": {"train": len(data.train), "val": len(data.val), "test": len(data.test)},
         "classes": data.num_classes, "image_size": data.image_size,
         "trials": opts.num_samples, "max_epochs": opts.max_epochs,
-        "search": opts.search + (f" (first {startup_trials(opts)} random)" if opts.search == "optuna" else ""),
+        "search": searcher_for(opts.search).describe(opts),
         "scheduler": opts.scheduler, "seed": opts.seed,
         "space": {name: _shown(entry) for name, entry in plan.space.items()},
         "fixed": {k: v for k, v in plan.fixed.items()},

@@ -82,7 +82,7 @@ def set_aside(file: Path) -> Path:
     return kept
 
 
-def check_and_repair(path: str) -> None:
+def check_and_repair(path: str, searcher: Any) -> None:
     """Make a local experiment's Ray state restorable, or stop with one line (ConfigError, exit 2)."""
     folder = local_path(path)
     if folder is None:
@@ -103,14 +103,13 @@ def check_and_repair(path: str) -> None:
     # earlier try) is rebuilt like a cut-short one.
     session = generator_file.name[len("search_gen_state-"):-len(".json")]
     lost = searcher_file.name if searcher_file is not None else f"searcher-state-{session}.pkl"
-    searcher = tuner_search_alg(folder)
-    if not hasattr(searcher, "rebuild"):
-        raise ConfigError(f"{path}: Ray's {lost} is unreadable or missing and {type(searcher).__name__} cannot "
-                          "be rebuilt from the trials; start a new search with `tunelab tune`")
+    search_alg = tuner_search_alg(folder)
     trials = ray_trials(folder)
-    searcher.rebuild(trials)
+    if not searcher.rebuild(search_alg, trials):
+        raise ConfigError(f"{path}: Ray's {lost} is unreadable or missing and --search {searcher.name} cannot "
+                          "rebuild it from the trials; start a new search with `tunelab tune`")
     kept = f" (kept as {set_aside(searcher_file).name})" if searcher_file is not None else ""
-    searcher.save_to_dir(str(folder), session_str=session)
+    search_alg.save_to_dir(str(folder), session_str=session)
     print(f"tunelab: the searcher's snapshot {lost} was cut short or lost when the driver was killed{kept}; "
           f"rebuilt it from the {len(trials)} trial(s) on disk", file=sys.stderr)
 

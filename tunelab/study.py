@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tunelab.analysis.record import experiment_identity, redact
+from tunelab.searcher_plugins import searcher_for
 from tunelab.trainables.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -48,7 +49,7 @@ def check_optuna_storage(opts: TuneOptions, name: str, experiment: str) -> None:
     url_text = opts.optuna_storage
     if not url_text:
         return
-    if opts.search != "optuna":
+    if not searcher_for(opts.search).keeps_an_optuna_study:
         raise ConfigError(f"--optuna-storage records an Optuna study, which --search {opts.search} does not use; "
                           "drop --optuna-storage or use --search optuna")
     import sqlalchemy

@@ -17,10 +17,11 @@ from tunelab.trainables.catalog import dataset_names
 from tunelab.trainables.config import build_config, parse_set_options
 from tunelab.trainables.errors import ConfigError
 from tunelab.duration import parse_duration
+from tunelab.searcher_plugins import REGISTERED
 from tunelab.options import option
 
 DEFAULT_STORAGE = "./runs"
-SEARCHES = ("optuna", "random")
+SEARCHES = tuple(REGISTERED)  # tunelab.searchers: one module each
 SCHEDULERS = ("asha", "fifo")
 
 

@@ -130,10 +130,11 @@ def test_a_relative_backbone_path_is_made_absolute_for_trials_running_elsewhere(
 
 def test_tune_builds_its_optuna_and_asha_pair_with_the_public_make_search(monkeypatch):
     import tunelab.search
+    import tunelab.searchers.tpe
 
     calls = []
     real = tunelab.search.make_search
-    monkeypatch.setattr(driver, "make_search", lambda *a, **k: calls.append(k) or real(*a, **k))
+    monkeypatch.setattr(tunelab.searchers.tpe, "make_search", lambda *a, **k: calls.append(k) or real(*a, **k))
     opts = TuneOptions("classifier", max_epochs=9, grace_period=2, reduction_factor=3, num_samples=16)
     searcher, sampled, scheduler = driver.build_search(opts, resolve_space(opts, fixed_values(opts)), "x")
     assert len(calls) == 1 and calls[0]["time_attr"] == "epoch" and sampled == {}
@@ -149,7 +150,11 @@ def test_resume_rebuilds_a_random_search_param_space_from_the_record(tmp_path):
 
     from tunelab.search_spaces import SPACES
     from tunelab.search_spaces.base import describe
-    from tunelab.driver import TuneOptions, restored_param_space
+    from tunelab.driver import TuneOptions
+    from tunelab.searcher_plugins import searcher_for
+
+    def restored_param_space(opts, record, path):
+        return searcher_for(opts.search).restored_param_space(opts, record, path)
 
     record = {"fixed": {"epochs": 3, "seed": 0}, "search_space": describe(SPACES["classifier"])}
     space = restored_param_space(TuneOptions(method="classifier", search="random"), record, str(tmp_path))

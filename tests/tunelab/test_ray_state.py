@@ -15,6 +15,7 @@ from optuna.trial import TrialState
 from tunelab.search_spaces import SPACES
 from tunelab.search_spaces.base import Choice, FloatRange
 from tunelab.trainables.errors import ConfigError
+from tunelab.searcher_plugins import searcher_for
 from tunelab.ray_state import RayTrial, check_and_repair, metric_by_step, read_results
 from tunelab.search import make_search
 
@@ -123,16 +124,16 @@ def test_a_cut_short_searcher_snapshot_is_rebuilt_and_kept_aside(tmp_path, capsy
     snapshot = folder / f"searcher-state-{session}.pkl"
     _cut(snapshot)
     cut_bytes = snapshot.read_bytes()
-    check_and_repair(str(folder))
+    check_and_repair(str(folder), searcher_for("optuna"))
     assert (folder / f"searcher-state-{session}.pkl.unreadable").read_bytes() == cut_bytes  # never deleted
     restored = _searcher(PLAIN)
     restored.restore(str(snapshot))  # what Ray does with it
     assert _view(restored._ot_study) == _view(live._ot_study)
     assert "rebuilt it from the 5 trial(s) on disk" in capsys.readouterr().err
-    check_and_repair(str(folder))  # a readable snapshot is left alone
+    check_and_repair(str(folder), searcher_for("optuna"))  # a readable snapshot is left alone
     assert capsys.readouterr().err == ""
     _cut(snapshot)  # cut again: the first cut copy is not overwritten
-    check_and_repair(str(folder))
+    check_and_repair(str(folder), searcher_for("optuna"))
     assert (folder / f"searcher-state-{session}.pkl.unreadable.1").exists()
     assert (folder / f"searcher-state-{session}.pkl.unreadable").read_bytes() == cut_bytes
 
@@ -140,7 +141,7 @@ def test_a_cut_short_searcher_snapshot_is_rebuilt_and_kept_aside(tmp_path, capsy
 def test_a_snapshot_missing_beside_the_generator_state_is_rebuilt(tmp_path):
     folder, live, session = _experiment(tmp_path)
     (folder / f"searcher-state-{session}.pkl").unlink()
-    check_and_repair(str(folder))
+    check_and_repair(str(folder), searcher_for("optuna"))
     restored = _searcher(PLAIN)
     restored.restore(str(folder / f"searcher-state-{session}.pkl"))
     assert _view(restored._ot_study) == _view(live._ot_study)
@@ -152,7 +153,7 @@ def test_other_state_cut_short_stops_resume_with_one_line_naming_it(tmp_path, pa
     file = next(folder.glob(pattern))
     _cut(file)
     with pytest.raises(ConfigError) as error:
-        check_and_repair(str(folder))
+        check_and_repair(str(folder), searcher_for("optuna"))
     message = str(error.value)
     assert "\n" not in message and file.name in message and "unreadable" in message and "tunelab report" in message
     assert file.exists() and not list(folder.glob("*.unreadable*"))  # nothing changed
@@ -260,3 +261,12 @@ def test_a_confirmations_file_with_binary_or_cut_lines_keeps_only_whole_rows(tmp
 
     (tmp_path / CONFIRMATIONS_FILE).write_bytes(b'{"method": "a", "seed": 0}\n\xff\xfe\x00garbage\n{"method": "a", "se')
     assert read_confirmations(tmp_path) == [{"method": "a", "seed": 0}]
+
+
+def test_a_cut_snapshot_of_a_searcher_that_cannot_rebuild_it_stops_resume_with_one_line(tmp_path):
+    folder, _, session = _experiment(tmp_path)
+    _cut(folder / f"searcher-state-{session}.pkl")
+    with pytest.raises(ConfigError) as error:
+        check_and_repair(str(folder), searcher_for("random"))
+    message = str(error.value)
+    assert "\n" not in message and "--search random cannot rebuild it" in message and "tunelab tune" in message

@@ -121,7 +121,7 @@ def test_random_search_draws_conditional_entries_per_trial_reproducibly():
     from tunelab.search_spaces import SPACES
     from tunelab.trainables.classifier import ClassifierConfig
     from tunelab.trainables.config import to_dict
-    from tunelab.driver import tune_domains
+    from tunelab.searchers.random_search import tune_domains
 
     space = SPACES["classifier"]
 
@@ -289,7 +289,7 @@ def test_random_search_draws_a_chained_entry_only_under_its_drawn_parent():
 
     from tunelab.trainables.classifier import ClassifierConfig
     from tunelab.trainables.config import to_dict
-    from tunelab.driver import tune_domains
+    from tunelab.searchers.random_search import tune_domains
 
     defaults = to_dict(ClassifierConfig())
     domains = tune_domains(_chained_space(), defaults, 0)

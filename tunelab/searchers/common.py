@@ -1,0 +1,22 @@
+"""What more than one searcher uses: the plain scheduler and TPE's count of random startup trials."""
+from __future__ import annotations
+
+from tunelab.search import startup_trials as search_startup_trials
+from tunelab.trainables import metrics as M
+from tunelab.tune_options import TuneOptions
+
+
+def startup_trials(opts: TuneOptions) -> int:
+    """Random trials before TPE models the space: a quarter of the budget, between 2 and 10."""
+    return opts.startup_trials or search_startup_trials(opts.num_samples)
+
+
+def build_scheduler(opts: TuneOptions):
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+    if opts.scheduler == "fifo":
+        return FIFOScheduler()
+    # metric and mode come from TuneConfig, which also records them for Ray's own readers
+    return ASHAScheduler(time_attr=M.EPOCH, max_t=opts.max_epochs,
+                         grace_period=min(opts.grace_period, opts.max_epochs),
+                         reduction_factor=opts.reduction_factor)
