@@ -69,7 +69,12 @@ def local_path(location: str | Path) -> Path:
     analysis reads (the record, Ray's snapshots, each trial's progress, params and error; never
     checkpoints), fetched once per process."""
     local = _local_or_none(location)
-    return local.resolve() if local is not None else _fetch(experiment_id(location))
+    if local is None:
+        return _fetch(experiment_id(location))
+    try:
+        return local.resolve()
+    except (RuntimeError, OSError) as exc:  # a symlink loop: pathlib raises RuntimeError for it
+        raise ConfigError(f"{str(location)!r} is not a tunelab experiment ({exc})") from None
 
 
 @functools.lru_cache(maxsize=None)

@@ -26,6 +26,15 @@ TOP_TRIALS = 5
 PARAM_PLOTS = 3
 
 
+def check_not_in_an_experiment(out: str | Path) -> None:
+    """`best --out FILE`: never inside an experiment folder (reading never writes into one)."""
+    resolved = Path(out).resolve()
+    inside = [p for p in resolved.parents if is_experiment(p)]
+    if inside:
+        raise ConfigError(f"--out {str(out)!r} is inside experiment {str(inside[0])!r}; tunelab never writes "
+                          "into an experiment folder, choose a file outside it")
+
+
 def check_out_dir(out: Path, experiments: list[Path]) -> None:
     """A report folder is never an experiment or inside one (listed or not), never a file, and never
     a folder of other files: an existing non-empty folder must hold an earlier tunelab report."""
@@ -94,16 +103,17 @@ def write_report(experiments: list[str | Path], out: str | Path, confirmations: 
     experiments = unique_experiments(experiments)  # one experiment given twice, however spelled, counts once
     ids = [experiment_id(p) for p in experiments]
     out = check_output_path(out, "--out", "folder")  # before Path() folds a URI's '//' into a local name
-    check_out_dir(out, [Path(i) for i in ids if not is_uri(i)])
     paths = [local_path(p) for p in experiments]
-    records = {i: read_record(p) for i, p in zip(ids, paths)}
+    records = {i: read_record(p) for i, p in zip(ids, paths)}  # before --out: `..` is named as no experiment
+    check_out_dir(out, [Path(i) for i in ids if not is_uri(i)])
     labels = method_labels(records)
     methods = list(dict.fromkeys(labels.values()))
     if baseline is not None and baseline not in methods:
         raise ConfigError(f"--baseline {baseline!r} is not a method of these experiments; choose from: "
                           f"{', '.join(methods)}")
     frame = load_experiments(experiments)
-    if frame.empty or "experiment" not in frame:
+    metrics = {r["metric"] for r in records.values()}
+    if frame.empty or "experiment" not in frame or not any(m in frame and frame[m].notna().any() for m in metrics):
         raise ConfigError(f"{', '.join(map(redact, experiments))}: no trial has reported a result yet (stopped "
                           "before its first epoch?); nothing to report - `tunelab resume` it first")
     frame["method"] = frame["experiment"].map(labels)

@@ -66,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--json", action="store_true", help="end stdout with one JSON line: experiment, best config")
 
     res = sub.add_parser("resume", help="continue an interrupted `tunelab tune` experiment")
-    res.add_argument("experiment", metavar="EXPERIMENT_DIR")
+    res.add_argument("experiment", metavar="EXPERIMENT_DIR", help="the experiment: a folder or a URI (file://, s3://, ...)")
     res.add_argument("--resume-errored", action="store_true", help="continue errored trials from their checkpoints")
     res.add_argument("--restart-errored", action="store_true", help="restart errored trials from scratch")
     res.add_argument("--address", help="Ray cluster to join (default: the one the experiment used)")
@@ -79,14 +79,15 @@ def build_parser() -> argparse.ArgumentParser:
     res.add_argument("--json", action="store_true", help="end stdout with one JSON line: experiment, best config")
 
     rep = sub.add_parser("report", help="tables, plots and a markdown report of experiments")
-    rep.add_argument("experiments", nargs="+", metavar="EXPERIMENT_DIR")
+    rep.add_argument("experiments", nargs="+", metavar="EXPERIMENT_DIR",
+                     help="one or more experiments: folders or URIs (file://, s3://, ...)")
     rep.add_argument("--out", default="report", help="folder for the report (default ./report); never inside an experiment")
     rep.add_argument("--baseline", help="method the others are compared with (default finetune, else the first)")
     rep.add_argument("--json", action="store_true", help="end stdout with one JSON line: out, rows, plots")
     rep.add_argument("--raw", action="store_true", help="keep Ray's bookkeeping columns (pid, hostname, ...) in trials.csv")
 
     best = sub.add_parser("best", help="the best trial's full config with provenance, as YAML")
-    best.add_argument("experiment", metavar="EXPERIMENT_DIR")
+    best.add_argument("experiment", metavar="EXPERIMENT_DIR", help="the experiment: a folder or a URI (file://, s3://, ...)")
     best.add_argument("--out", help="YAML file to write (default: print to stdout)")
     best.add_argument("--json", action="store_true", help="end stdout with one JSON line: the record")
 
@@ -291,12 +292,15 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_best(args: argparse.Namespace) -> int:
     import yaml
 
+    from tunelab.analysis.report import check_not_in_an_experiment
     from tunelab.analysis.reproduce import best_record, write_best
     from tunelab.trainables.fileio import check_output_path, dumps
 
     if args.out is not None:
         check_output_path(args.out, "--out", "file")  # before the experiment is read
     record = best_record(args.experiment)
+    if args.out:
+        check_not_in_an_experiment(args.out)
     if args.out:
         write_best(record, args.out)
         p = record["provenance"]

@@ -17,7 +17,7 @@ from tunelab.trainables.catalog import dataset_names
 from tunelab.trainables.config import build_config, parse_set_options
 from tunelab.trainables.errors import ConfigError
 from tunelab.duration import parse_duration
-from tunelab.searcher_plugins import REGISTERED
+from tunelab.searcher_plugins import REGISTERED, searcher_for
 from tunelab.options import option
 
 DEFAULT_STORAGE = "./runs"
@@ -78,6 +78,9 @@ def check_options(opts: TuneOptions) -> None:
     config_class(opts.method)  # an unknown method is refused with the valid names
     if opts.search not in SEARCHES:
         raise ConfigError(f"--search {opts.search!r} is not valid; choose from: {', '.join(SEARCHES)}")
+    if opts.startup_trials and not searcher_for(opts.search).keeps_an_optuna_study:
+        raise ConfigError(f"--startup-trials {opts.startup_trials} sets TPE's random start, which --search "
+                          f"{opts.search} does not have; drop --startup-trials or use --search optuna")
     if opts.scheduler not in SCHEDULERS:
         raise ConfigError(f"--scheduler {opts.scheduler!r} is not valid; choose from: {', '.join(SCHEDULERS)}")
     for name, value, low in (("--num-samples", opts.num_samples, 1), ("--max-epochs", opts.max_epochs, 1),

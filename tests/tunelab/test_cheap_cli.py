@@ -24,6 +24,7 @@ REFUSALS = {
     ("compare", "--methods", "classifier,nope"): (2, "'nope'"),
     ("compare", "--classes", "0-4", "--source-classes", "3-6"): (2, "share classes"),
     ("compare", "--preset", "nope"): (2, "--preset 'nope'"),
+    ("tune", "classifier", "--search", "random", "--startup-trials", "3"): (2, "--startup-trials 3"),
 }
 PROBE = """
 import contextlib, io, json, sys

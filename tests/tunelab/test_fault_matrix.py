@@ -202,8 +202,9 @@ CASES = [
      ["--overwrite refused", "{d}/runs/mine", "not a tunelab experiment"]),
     ("report --out an existing file", ["report", "{d}/runs/taken", "--out", "{d}/canary.txt"],
      ["--out '{d}/canary.txt' is a file"]),
-    ("report --out inside an experiment not listed", ["report", "{d}/notexp", "--out", "{d}/runs/taken/rep"],
-     ["is inside experiment", "{d}/runs/taken"]),
+    # the input is judged first: a folder that is no experiment is named as such, whatever --out says
+    ("report of no experiment, --out inside one", ["report", "{d}/notexp", "--out", "{d}/runs/taken/rep"],
+     ["{d}/notexp' is not a tunelab experiment"]),
     ("best --out under a file", ["best", "{d}/runs/taken", "--out", "{d}/canary.txt/best.yaml"],
      ["{d}/canary.txt' is a file, not a folder"]),
     ("train --out under a file", ["train", "classifier", "--out", "{d}/canary.txt/run"],

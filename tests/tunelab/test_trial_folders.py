@@ -31,3 +31,9 @@ def test_what_is_not_a_trial_folder():
     assert parse_trial_folder_name("finetune_a05b73bf", "classifier") is None
     assert trial_folder_pattern("a.b").fullmatch("axb_a05b73bf") is None  # the method is literal, not a regex
     assert isinstance(trial_folder_pattern(), re.Pattern)
+
+
+def test_only_rays_two_id_forms_are_trial_ids():
+    # 8 hex digits (a searcher's trials), or 5 hex digits, '_' and a 5-digit counter (Ray's random search)
+    for name in ("classifier_decade", "classifier_00001", "classifier_abcdef1", "classifier_a05b73bf_00001"):
+        assert parse_trial_folder_name(name, "classifier") is None, name

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 
-TRIAL_ID = r"[0-9a-f]{5,8}(?:_[0-9]{5})?"
+TRIAL_ID = r"(?:[0-9a-f]{8}|[0-9a-f]{5}_[0-9]{5})"
 
 
 def trial_folder_name(method: str, trial_id: str) -> str:

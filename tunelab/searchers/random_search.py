@@ -11,7 +11,6 @@ import numpy as np
 from tunelab.analysis.record import TUNELAB_FILE
 from tunelab.search_spaces.base import Choice, Conditional, IntRange, SearchSpace, space_from_description
 from tunelab.searchers.common import build_scheduler
-from tunelab.trainables import METHOD_CLASSES
 from tunelab.trainables.config import build_config, to_dict
 from tunelab.trainables.errors import ConfigError
 from tunelab.tune_options import TuneOptions, fixed_values
@@ -27,6 +26,8 @@ class RandomSearch:
     def build(self, opts: TuneOptions, space: SearchSpace, study_name: str):
         from ray.tune.search.basic_variant import BasicVariantGenerator
 
+        from tunelab.trainables import METHOD_CLASSES
+
         # Tune ignores TuneConfig.max_concurrent_trials for a generator instance; it takes it here.
         defaults = to_dict(build_config(METHOD_CLASSES[opts.method].config_class, fixed_values(opts)))
         return (BasicVariantGenerator(random_state=opts.seed, max_concurrent=opts.max_concurrent),
@@ -40,6 +41,8 @@ class RandomSearch:
         trials created after the restore keep `('__fn_ph', ...)` as their config values. The space is
         rebuilt from the record (what was searched), not from a --space file that may have changed.
         """
+        from tunelab.trainables import METHOD_CLASSES
+
         fixed = dict(record["fixed"])
         defaults = to_dict(build_config(METHOD_CLASSES[opts.method].config_class, fixed))
         try:
