@@ -26,10 +26,14 @@ TOP_TRIALS = 5
 PARAM_PLOTS = 3
 
 
+def _enclosing_experiments(resolved: Path) -> list[Path]:
+    """The experiment folders `resolved` is, or lies inside, the innermost first."""
+    return [p for p in (resolved, *resolved.parents) if is_experiment(p)]
+
+
 def check_not_in_an_experiment(out: str | Path) -> None:
     """`best --out FILE`: never inside an experiment folder (reading never writes into one)."""
-    resolved = Path(out).resolve()
-    inside = [p for p in resolved.parents if is_experiment(p)]
+    inside = _enclosing_experiments(Path(out).resolve())
     if inside:
         raise ConfigError(f"--out {str(out)!r} is inside experiment {str(inside[0])!r}; tunelab never writes "
                           "into an experiment folder, choose a file outside it")
@@ -40,7 +44,7 @@ def check_out_dir(out: Path, experiments: list[Path]) -> None:
     a folder of other files: an existing non-empty folder must hold an earlier tunelab report."""
     out = check_output_path(out, "--out", "folder")
     resolved = out.resolve()
-    inside = [p for p in (resolved, *resolved.parents) if is_experiment(p)]
+    inside = _enclosing_experiments(resolved)
     inside += [e for e in experiments if resolved == e.resolve() or e.resolve() in resolved.parents]
     if inside:
         raise ConfigError(f"--out {str(out)!r} is inside experiment {str(inside[0])!r}; reports never write "

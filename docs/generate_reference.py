@@ -142,6 +142,7 @@ def _valid_values(instance) -> dict[str, str]:
 
 def _conditional_ranges(instance, base: dict[str, str]) -> dict[str, list[str]]:
     """Ranges that change with another key's choice (ArcFace's m with its head): key -> notes."""
+    from tunelab.trainables.errors import ConfigError
     notes: dict[str, list[str]] = {}
     for key, text in base.items():
         if not text.startswith("one of: "):
@@ -154,7 +155,7 @@ def _conditional_ranges(instance, base: dict[str, str]) -> dict[str, list[str]]:
                 continue
             try:
                 other = dataclasses.replace(instance, **{key: choice})
-            except Exception:  # noqa: BLE001 - a choice another key's value excludes: nothing to state
+            except ConfigError:  # a choice another key's value excludes: nothing to state
                 continue
             for name, value in _valid_values(other).items():
                 if value != base.get(name) and name != key:

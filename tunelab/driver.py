@@ -417,14 +417,15 @@ def resume(path: str, resume_errored: bool = False, restart_errored: bool = Fals
                           "(the driver stopped before the first trial started); start it again with `tunelab tune`")
     if resume_errored and restart_errored:
         raise ConfigError("--resume-errored and --restart-errored exclude each other; choose one")
-    param_space = searcher_for(opts.search).restored_param_space(opts, record, path)
+    searcher = searcher_for(opts.search)
+    param_space = searcher.restored_param_space(opts, record, path)
     study_url = for_resume("--optuna-storage", record["search"].get("optuna_storage"), optuna_storage, path)
     check_reconnect(study_url, path)
     for_resume("--mlflow", record["options"].get("mlflow"), mlflow, path)
     with ExperimentLock(path) as lock, old_package_names(record):
         reap_stale_session(lock.previous)
-        check_and_repair(path, searcher_for(opts.search))  # a state file the kill cut short: rebuilt, or one line
-        if searcher_for(opts.search).keeps_an_optuna_study:  # after the state check: a copy's cut state is named before its borrowed study
+        check_and_repair(path, searcher)  # a state file the kill cut short: rebuilt, or one line
+        if searcher.keeps_an_optuna_study:  # after the state check: a copy's cut state is named before its borrowed study
             check_resumed_study(study_url, record["name"], path)
         begin_session(time_budget)
         data = load_shared_data(opts.method, dict(record["fixed"]))

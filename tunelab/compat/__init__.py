@@ -1,3 +1,3 @@
-"""The only place tunelab touches a third-party library's private attributes or modules: one module
-per library. A version bump that changes what these rely on fails their pinned tests
-(tests/tunelab/test_compat.py) by name, not somewhere in a search."""
+"""Where tunelab's uses of a third-party library's private attributes or modules go: one module per
+library, each use with the reason no public API serves. (Older uses still sit in tunelab.searcher,
+tunelab.ray_state, tunelab.cluster and tunelab.tracking_wandb.)"""

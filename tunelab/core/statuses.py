@@ -5,7 +5,17 @@ from __future__ import annotations
 import enum
 
 
-class TrialStatus(str, enum.Enum):
+class _ValueEnum(str, enum.Enum):
+    """Printed and formatted as its value, as a plain string would be."""
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __format__(self, spec: str) -> str:
+        return format(self.value, spec)
+
+
+class TrialStatus(_ValueEnum):
     """How a trial ended, as tunelab reports it."""
 
     FINISHED = "finished"  # trained every epoch of the search's max_epochs
@@ -15,17 +25,8 @@ class TrialStatus(str, enum.Enum):
     INCOMPLETE = "incomplete"  # left running or pending by an interrupted driver; `tunelab resume` continues it
     OUT_OF_TIME = "out_of_time"  # cut, checkpointed, by the search's time budget; resumable like incomplete
 
-    def __str__(self) -> str:
-        return self.value
 
-    def __format__(self, spec: str) -> str:
-        return format(self.value, spec)
-
-
-RESUMABLE = (TrialStatus.INCOMPLETE, TrialStatus.OUT_OF_TIME)
-
-
-class RayStatus(str, enum.Enum):
+class RayStatus(_ValueEnum):
     """Ray Tune's trial statuses (`ray.tune.experiment.Trial`), as found in its snapshots."""
 
     PENDING = "PENDING"
@@ -33,12 +34,6 @@ class RayStatus(str, enum.Enum):
     PAUSED = "PAUSED"
     TERMINATED = "TERMINATED"
     ERROR = "ERROR"
-
-    def __str__(self) -> str:
-        return self.value
-
-    def __format__(self, spec: str) -> str:
-        return format(self.value, spec)
 
 
 UNFINISHED_RAY_STATUSES = (RayStatus.RUNNING, RayStatus.PENDING, RayStatus.PAUSED)
