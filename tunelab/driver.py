@@ -47,7 +47,7 @@ from tunelab.duration import parse_duration
 from tunelab.budget import reset as reset_budget
 from tunelab.trainables.phases import mark
 from tunelab.tune_options import TuneOptions, check_options, fixed_values
-from tunelab.ray_state import check_and_repair
+from tunelab.ray_state import check_and_repair, close_trials_ended_on_disk
 from tunelab.signals import STOP_REQUESTED
 from tunelab.searcher_plugins import searcher_for
 from tunelab.searchers.common import startup_trials
@@ -427,6 +427,7 @@ def resume(path: str, resume_errored: bool = False, restart_errored: bool = Fals
         check_and_repair(path, searcher)  # a state file the kill cut short: rebuilt, or one line
         if searcher.keeps_an_optuna_study:  # after the state check: a copy's cut state is named before its borrowed study
             check_resumed_study(study_url, record["name"], path)
+        close_trials_ended_on_disk(path, opts.max_epochs)  # ended after Ray's last snapshot: not run again
         begin_session(time_budget)
         data = load_shared_data(opts.method, dict(record["fixed"]))
         private = starts_private_instance(address or opts.address)

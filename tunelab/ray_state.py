@@ -114,6 +114,81 @@ def check_and_repair(path: str, searcher: Any) -> None:
           f"rebuilt it from the {len(trials)} trial(s) on disk", file=sys.stderr)
 
 
+def ended_on_disk(trial: RayTrial, max_epochs: int) -> bool:
+    """Whether an unfinished trial of Ray's snapshot had in fact ended: its result.json holds the
+    report after which the trainable returns (the last epoch, or a diverged one)."""
+    from tunelab.core.statuses import UNFINISHED_RAY_STATUSES
+    from tunelab.trainables import metrics as M
+
+    last = trial.last_result
+    if trial.status not in UNFINISHED_RAY_STATUSES or not last:
+        return False
+    return bool(last.get(M.DIVERGED)) or int(last.get(M.EPOCH, 0)) >= max_epochs
+
+
+def close_trials_ended_on_disk(path: str, max_epochs: int) -> list[str]:
+    """Record as ended the trials whose own results say they ended while Ray's snapshot still has
+    them running; returns their ids.
+
+    Ray copies its snapshot and each trial's result files from a staging folder to the storage
+    every ~10 s, file by file, in the background: a killed driver can leave a trial's result.json
+    with its last epoch and its final checkpoint while the snapshot, copied earlier, still has it
+    RUNNING at an earlier epoch, or with no checkpoint at all. Ray would run it again from there,
+    appending epochs that had already run (the CI failure "finished trial ... was re-run").
+
+    The searcher's snapshot is told first (each result it missed, then the end, through Ray's own
+    Searcher callbacks), then Ray's experiment state: killed in between, the next resume finds the
+    trial ended in the study and merely runs it again, as before.
+    """
+    folder = local_path(path)
+    if folder is None or newest(folder, "experiment_state-*.json") is None:
+        return []
+    ended = [trial for trial in ray_trials(folder) if ended_on_disk(trial, max_epochs)]
+    if not ended:
+        return []
+    tell_searcher_they_ended(folder, ended)
+    record_as_ended(folder, ended)
+    for trial in ended:
+        print(f"tunelab: trial {trial.trial_id} had ended (epoch {trial.last_result.get('epoch')} is in its "
+              "results) after Ray's last snapshot; recorded it as ended instead of running it again", file=sys.stderr)
+    return [trial.trial_id for trial in ended]
+
+
+def tell_searcher_they_ended(folder: Path, ended: list[RayTrial]) -> None:
+    """Replay into the searcher's snapshot the results and ends of `ended` that it missed."""
+    from ray.tune.search import Searcher
+
+    snapshot = newest(folder, SEARCHER_STATE)
+    search_alg = tuner_search_alg(folder)
+    if snapshot is None or not isinstance(search_alg, Searcher):
+        return  # Ray's random search keeps no searcher snapshot: nothing to tell
+    search_alg.restore_from_dir(str(folder))
+    for trial in ended:
+        for row in trial.results:
+            search_alg.on_trial_result(trial.trial_id, row)
+        search_alg.on_trial_complete(trial.trial_id, result=trial.last_result)
+    session = snapshot.name[len("searcher-state-"):-len(".pkl")]
+    search_alg.save_to_dir(str(folder), session_str=session)  # Ray's own atomic write, same file name
+
+
+def record_as_ended(folder: Path, ended: list[RayTrial]) -> None:
+    """Rewrite `ended` in Ray's newest experiment state as TERMINATED (atomically)."""
+    from tunelab.compat.ray import trial_entry_as_ended
+    from tunelab.trainables.fileio import atomic_write_text
+
+    file = newest(folder, "experiment_state-*.json")
+    state = json.loads(file.read_text())
+    by_id = {trial.trial_id: trial for trial in ended}
+    for entry in state["trial_data"]:
+        trial = by_id.get(json.loads(entry[0])["trial_id"])
+        if trial is None:
+            continue
+        name = trial.last_result.get("checkpoint_dir_name")
+        on_disk = isinstance(name, str) and (folder / trial.dirname / name).is_dir()
+        entry[0], entry[1] = trial_entry_as_ended(tuple(entry), trial.results, name if on_disk else None)
+    atomic_write_text(file, json.dumps(state, indent=2))
+
+
 def tuner_search_alg(folder: Path):
     """The searcher as the experiment started it (what Tuner.restore unpickles from tuner.pkl)."""
     with open(folder / "tuner.pkl", "rb") as handle:

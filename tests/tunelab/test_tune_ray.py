@@ -122,6 +122,76 @@ def test_local_storage_on_a_multi_node_cluster_is_refused(ray_cluster, tmp_path)
         run_tune(TuneOptions(method="classifier", num_samples=1, storage=str(tmp_path), name="x", sets=TINY))
 
 
+def _readable_state(experiment: Path) -> tuple[dict[str, bytes], list[str]] | None:
+    """Ray's snapshot files as they stand now (None while one is mid-write), and the trial statuses."""
+    import pickle
+
+    files = sorted(experiment.glob("experiment_state-*.json"))
+    if not files:
+        return None
+    try:
+        text = files[-1].read_bytes()
+        statuses = [json.loads(trial)["status"] for trial, _ in json.loads(text)["trial_data"]]
+        others = {p.name: p.read_bytes() for pattern in ("searcher-state-*.pkl", "search_gen_state-*.json")
+                  for p in experiment.glob(pattern)}
+        for data in others.values():
+            pickle.loads(data)
+    except (ValueError, EOFError, pickle.UnpicklingError, KeyError):
+        return None
+    return {files[-1].name: text, **others}, statuses
+
+
+def test_a_trial_that_ended_after_rays_last_snapshot_is_recorded_ended_not_run_again(ray_cluster, tmp_path):
+    """Ray copies its snapshot and the trials' result files to the storage file by file every few
+    seconds: a killed driver can leave a trial's last epoch on disk while the snapshot still has the
+    trial running. Such a lagging snapshot is made here for certain: a search runs to its end while
+    its snapshots are copied aside, then the last one that still had a trial running is put back."""
+    cluster, _ = ray_cluster
+    # A snapshot at every step, so one catches the last trials running.
+    env = {**os.environ, "RAY_ADDRESS": cluster.address, "TUNE_GLOBAL_CHECKPOINT_S": "0"}
+    experiment = tmp_path / "lagged"
+    command = [sys.executable, "-m", "tunelab", "tune", "classifier", "--num-samples", "4", "--max-epochs", "3",
+               "--scheduler", "fifo", "--max-concurrent", "2", "--storage", f"file://{tmp_path}", "--name", "lagged",
+               *sum((["--set", s] for s in TINY + ["image_size=16"]), [])]
+    log = tmp_path / "tune.log"
+    with open(log, "w") as stderr:
+        driver = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=stderr)
+    lagging = None
+    while driver.poll() is None:
+        state = _readable_state(experiment)
+        if state is not None and len(state[1]) == 4 and "RUNNING" in state[1]:
+            lagging = state  # every trial created, at least one still running
+        time.sleep(0.05)
+    assert driver.returncode == 0, log.read_text()[-2000:]
+    assert lagging is not None, "no snapshot caught a trial running"
+    files, statuses = lagging
+    for name, data in files.items():
+        (experiment / name).write_bytes(data)
+    before = {name: (experiment / name / "result.json").read_bytes() for name in _progress(experiment)}
+    assert len(before) == 4 and all(len(frame) == 3 for frame in _progress(experiment).values())
+
+    result = tunelab("resume", str(experiment), env={"RAY_ADDRESS": cluster.address})
+
+    assert result.returncode == 0, result.stderr[-2000:]
+    recorded = [line for line in result.stderr.splitlines() if "recorded it as ended instead of running it again" in line]
+    assert len(recorded) == statuses.count("RUNNING"), result.stderr[-2000:]
+    # No trial ran again: every result file is byte for byte what the search wrote.
+    assert {name: (experiment / name / "result.json").read_bytes() for name in before} == before
+    from ray.tune import ExperimentAnalysis
+
+    for trial in ExperimentAnalysis(str(experiment)).trials:
+        assert trial.status == "TERMINATED" and trial.last_result["epoch"] == 3, trial.trial_id
+        assert Path(trial.checkpoint.path).is_dir(), trial.checkpoint  # the final checkpoint is the latest
+    # The searcher's snapshot was told what it missed: every study trial complete with all three epochs.
+    from tunelab.ray_state import tuner_search_alg
+
+    searcher = tuner_search_alg(experiment)
+    searcher.restore_from_dir(str(experiment))
+    study_trials = searcher._ot_study.get_trials()
+    assert [t.state for t in study_trials] == [TrialState.COMPLETE] * 4
+    assert all(sorted(t.intermediate_values) == [1, 2, 3] for t in study_trials)
+
+
 def test_driver_killed_mid_run_is_completed_by_resume(ray_cluster, tmp_path):
     cluster, _ = ray_cluster
     env = {**os.environ, "RAY_ADDRESS": cluster.address, "PYTHONUNBUFFERED": "1"}
