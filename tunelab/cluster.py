@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tunelab.compat.ray import recorded_cluster_address, session_dir
 from tunelab.analysis.record import is_uri
 from tunelab.trainables.errors import ConfigError
 from tunelab.signals import route_sigterm_to_sigint
@@ -32,9 +33,7 @@ def starts_private_instance(address: str | None) -> bool:
     if address:
         return address == "local"
     try:
-        from ray._private.services import canonicalize_bootstrap_address
-
-        recorded = canonicalize_bootstrap_address("auto")
+        recorded = recorded_cluster_address()
     except ConnectionError:
         return True  # no cluster runs on this machine
     except Exception:  # Ray's private helper moved: decide after connecting instead
@@ -46,9 +45,7 @@ def recorded_cluster() -> str | None:
     """The cluster recorded on this machine (by `ray start`, or a Ray instance that ran here), which
     ray.init() without an address would join; None when there is none."""
     try:
-        from ray._private.services import canonicalize_bootstrap_address
-
-        return canonicalize_bootstrap_address("auto")
+        return recorded_cluster_address()
     except Exception:  # none recorded (ConnectionError), or Ray's private helper moved
         return None
 
@@ -191,9 +188,7 @@ def ray_session(private: bool) -> dict[str, Any]:
     if not private:
         return {}
     try:
-        import ray
-
-        return {"ray_session": ray._private.worker.global_worker.node.get_session_dir_path()}
+        return {"ray_session": session_dir()}
     except Exception:  # private API: without it, leftovers are not reaped (and nothing else changes)
         return {}
 

@@ -245,8 +245,7 @@ def drop_lost_checkpoints(folder: Path, trial_ids: set[str]) -> dict[str, int]:
     checkpoint was put back in place (`repair_latest_checkpoints`): the latest is never dropped.
     Returns {trial_id: checkpoints dropped}; the state file is rewritten atomically only if any were.
     """
-    from ray.tune.trainable.metadata import _TrainingRunMetadata  # Ray's own codec for this field
-
+    from tunelab.compat.ray import drop_checkpoints
     from tunelab.trainables.fileio import atomic_write_text
 
     file = newest(folder, "experiment_state-*.json")
@@ -258,16 +257,9 @@ def drop_lost_checkpoints(folder: Path, trial_ids: set[str]) -> dict[str, int]:
         trial_id = json.loads(entry[0])["trial_id"]
         if trial_id not in trial_ids:
             continue  # a trial that will not run again keeps its bookkeeping as it is
-        metadata = _TrainingRunMetadata.from_json_state(entry[1])
-        manager = metadata.checkpoint_manager
-        results = getattr(manager, "_checkpoint_results", None) or []
-        latest = manager.latest_checkpoint_result
-        kept = [r for r in results
-                if r is latest or r.checkpoint is None or not lost_checkpoint(Path(r.checkpoint.path), folder)]
-        if len(kept) < len(results):
-            manager._checkpoint_results = kept
-            entry[1] = metadata.get_json_state()
-            dropped[trial_id] = len(results) - len(kept)
+        entry[1], count = drop_checkpoints(entry[1], lambda path: lost_checkpoint(Path(path), folder))
+        if count:
+            dropped[trial_id] = count
     if dropped:
         atomic_write_text(file, json.dumps(state, indent=2))
     return dropped

@@ -18,6 +18,9 @@ from optuna.trial import TrialState
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.optuna import OptunaSearch
 
+from tunelab.compat.optuna import StudyTrialsView, TPESamplerOverStudyView, storage_trial_id, study_storage
+from tunelab.compat.ray import ASHAHooks, OptunaSearchHooks
+
 from tunelab.search_spaces.base import Choice, Conditional, IntRange, SearchSpace, conditional_order, conditionals
 from tunelab.trainables import metrics as M
 from tunelab.core.statuses import FINISHED_RAY_STATUSES, RayStatus
@@ -101,7 +104,7 @@ def tpe_sampler(seed: int, n_startup_trials: int, conditional: bool = False,
         return optuna.samplers.TPESampler(**kwargs)
 
 
-class RungTPESampler(optuna.samplers.TPESampler):
+class RungTPESampler(TPESamplerOverStudyView):
     """TPE that compares trials at one common budget, as BOHB does.
 
     Stock TPE puts every COMPLETE trial above every PRUNED one. Under ASHA the trials that complete
@@ -117,8 +120,8 @@ class RungTPESampler(optuna.samplers.TPESampler):
         self._rungs = tuple(sorted(set(rungs)))
         self._min_rung_trials = min_rung_trials
 
-    def _sample(self, study, trial, search_space):
-        return super()._sample(_RungView(study, self._rungs, self._min_rung_trials), trial, search_space)
+    def study_view(self, study):
+        return _RungView(study, self._rungs, self._min_rung_trials)
 
 
 def value_at_rung(trial: optuna.trial.FrozenTrial, step: int, top: int) -> float | None:
@@ -150,22 +153,18 @@ def rung_view(trials: list[optuna.trial.FrozenTrial], rungs: tuple[int, ...],
     return sorted(view, key=lambda t: t.number)
 
 
-class _RungView:
+class _RungView(StudyTrialsView):
     """A study whose trials are `rung_view` of the real ones; everything else is the study's."""
 
     def __init__(self, study, rungs, min_rung_trials):
-        self._study, self._rungs, self._min_rung_trials = study, rungs, min_rung_trials
+        super().__init__(study)
+        self.rungs, self.min_rung_trials = rungs, min_rung_trials
 
-    def __getattr__(self, name):
-        return getattr(self._study, name)
-
-    def _get_trials(self, deepcopy=True, states=None, use_cache=False):
-        trials = self._study._get_trials(deepcopy=deepcopy, states=None, use_cache=use_cache)
-        view = rung_view(trials, self._rungs, self._min_rung_trials)
-        return [t for t in view if states is None or t.state in states]
+    def trials(self, deepcopy: bool, use_cache: bool):
+        return rung_view(super().trials(deepcopy, use_cache), self.rungs, self.min_rung_trials)
 
 
-class MultiFidelityOptunaSearch(OptunaSearch):
+class MultiFidelityOptunaSearch(OptunaSearchHooks, OptunaSearch):
     def __init__(self, space: SearchSpace, metric: str, mode: str, max_t: int, seed: int, n_startup_trials: int,
                  storage: str | None = None, study_name: str | None = None, time_attr: str = M.EPOCH,
                  trial_dir_prefix: str | None = None, rungs: tuple[int, ...] | None = None,
@@ -180,14 +179,14 @@ class MultiFidelityOptunaSearch(OptunaSearch):
         self._time_attr = time_attr
         self._trial_dir_prefix = trial_dir_prefix  # the method: trial folders are tunelab.core.trial_folders
 
-    def _suggest_from_define_by_run_func(self, func, ot_trial) -> dict:
+    def config_from_define_by_run(self, func, ot_trial) -> dict:
         # Ray merges the Optuna parameter names (lr|optimizer=sgd) into the config; the trial's
         # config is what DefineByRun returns, keyed by config names.
         return func(ot_trial)
 
     def suggest(self, trial_id: str) -> dict | None:
         config = super().suggest(trial_id)
-        ot_trial = self._ot_trials.get(trial_id)
+        ot_trial = self.optuna_trials.get(trial_id)
         if ot_trial is not None and "ray_trial_id" not in ot_trial.user_attrs:
             # links the study (optuna-dashboard) to the trial's folder on disk
             ot_trial.set_user_attr("ray_trial_id", trial_id)
@@ -212,57 +211,57 @@ class MultiFidelityOptunaSearch(OptunaSearch):
         its trials are matched by their `ray_trial_id`; every trial the study lacks is added with its
         config, its intermediate values and, if it finished, its outcome (as on_trial_complete tells
         it). Trials still to run are left RUNNING in the study, linked to their Ray trial."""
-        stored = {t.user_attrs.get("ray_trial_id"): t for t in self._ot_study.get_trials(deepcopy=False)}
+        stored = {t.user_attrs.get("ray_trial_id"): t for t in self.optuna_study.get_trials(deepcopy=False)}
         for trial in trials:
             values = metric_by_step(trial.results, self.metric, self._time_attr)
             finished = trial.status in FINISHED_RAY_STATUSES
             known = stored.get(trial.trial_id)
             if known is not None:
-                ot_trial = optuna.Trial(self._ot_study, known._trial_id)
+                ot_trial = optuna.Trial(self.optuna_study, storage_trial_id(known))
             else:
                 ot_trial = self._adopt(trial.trial_id, trial.config, trial.dirname)
                 for step, value in sorted(values.items()):
                     ot_trial.report(value, step)
-            self._ot_trials[trial.trial_id] = ot_trial
+            self.optuna_trials[trial.trial_id] = ot_trial
             if not finished:
                 continue
             if known is None or not known.state.is_finished():
                 state, value = self._outcome(trial.last_result, values, trial.status == RayStatus.ERROR)
-                self._ot_study.tell(ot_trial, value, state=state)
-            self._completed_trials.add(trial.trial_id)
+                self.optuna_study.tell(ot_trial, value, state=state)
+            self.completed_trial_ids.add(trial.trial_id)
         self._fail_untracked_running()
 
     def _adopt(self, trial_id: str, config: dict[str, Any], dirname: str) -> optuna.Trial:
         """A new RUNNING study trial holding a Ray trial's sampled config (enqueued, so nothing is sampled)."""
-        space = self._space
+        space = self.optuna_space
         if isinstance(space, DefineByRun):
-            self._ot_study.enqueue_trial(space.params(config))
-            ot_trial = self._ot_study.ask()
+            self.optuna_study.enqueue_trial(space.params(config))
+            ot_trial = self.optuna_study.ask()
             space(ot_trial)
         else:
-            self._ot_study.enqueue_trial({name: config[name] for name in space if name in config})
-            ot_trial = self._ot_study.ask(fixed_distributions=space)
+            self.optuna_study.enqueue_trial({name: config[name] for name in space if name in config})
+            ot_trial = self.optuna_study.ask(fixed_distributions=space)
         ot_trial.set_user_attr("ray_trial_id", trial_id)
         if dirname:
             ot_trial.set_user_attr("trial_dir", dirname)
         return ot_trial
 
     def _fail_untracked_running(self) -> None:
-        tracked = {t._trial_id for t in self._ot_trials.values()}
-        for frozen in self._ot_study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            if frozen._trial_id not in tracked:
-                self._ot_study._storage.set_trial_user_attr(frozen._trial_id, "closed_by",
+        tracked = {storage_trial_id(t) for t in self.optuna_trials.values()}
+        for frozen in self.optuna_study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            if storage_trial_id(frozen) not in tracked:
+                study_storage(self.optuna_study).set_trial_user_attr(storage_trial_id(frozen), "closed_by",
                                                             "resume: lost with a killed driver")
-                self._ot_study.tell(frozen.number, state=TrialState.FAIL)
+                self.optuna_study.tell(frozen.number, state=TrialState.FAIL)
 
     def _stored(self, trial_id: str) -> optuna.trial.FrozenTrial:
-        return self._ot_study._storage.get_trial(self._ot_trials[trial_id]._trial_id)
+        return study_storage(self.optuna_study).get_trial(storage_trial_id(self.optuna_trials[trial_id]))
 
     def _intermediate_values(self, trial_id: str) -> dict[int, float]:
         return self._stored(trial_id).intermediate_values
 
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
-        if trial_id in self._completed_trials or trial_id not in self._ot_trials:
+        if trial_id in self.completed_trial_ids or trial_id not in self.optuna_trials:
             return
         if self._stored(trial_id).state.is_finished():
             return  # told before the driver was killed; Ray's older snapshot replays it
@@ -272,22 +271,22 @@ class MultiFidelityOptunaSearch(OptunaSearch):
         step, value = reported
         if step in self._intermediate_values(trial_id):
             return  # a trial resumed from a checkpoint repeats no epoch, but be safe
-        self._ot_trials[trial_id].report(value, step)
+        self.optuna_trials[trial_id].report(value, step)
 
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
-        if trial_id in self._completed_trials or trial_id not in self._ot_trials:
+        if trial_id in self.completed_trial_ids or trial_id not in self.optuna_trials:
             return
         if self._stored(trial_id).state.is_finished():
             # A persistent study can be newer than Ray's last snapshot: after `resume`, a trial told
             # just before the kill completes again. The study already holds its outcome.
-            self._completed_trials.add(trial_id)
+            self.completed_trial_ids.add(trial_id)
             return
         if result and not error:
             self.on_trial_result(trial_id, result)  # Ray hands the final epoch only to on_trial_complete
         values = self._intermediate_values(trial_id)
         state, value = self._outcome(result, values, error)
-        self._ot_study.tell(self._ot_trials[trial_id], value, state=state)
-        self._completed_trials.add(trial_id)
+        self.optuna_study.tell(self.optuna_trials[trial_id], value, state=state)
+        self.completed_trial_ids.add(trial_id)
 
     def _outcome(self, result, values, error) -> tuple[TrialState, float | None]:
         if error or not values:
@@ -295,12 +294,12 @@ class MultiFidelityOptunaSearch(OptunaSearch):
         ran_full_budget = bool(result) and int(result.get(self._time_attr, 0)) >= self._max_t
         diverged = bool(result) and bool(result.get(M.DIVERGED, 0))
         if ran_full_budget and not diverged:
-            best = max(values.values()) if self._mode == "max" else min(values.values())
+            best = max(values.values()) if self.mode == "max" else min(values.values())
             return TrialState.COMPLETE, best
         return TrialState.PRUNED, None
 
 
-class SeededASHA(ASHAScheduler):
+class SeededASHA(ASHAHooks, ASHAScheduler):
     """Ray's ASHAScheduler with two changes (and TuneConfig may repeat its metric and mode).
 
     - Brackets are drawn with Hyperband's allocation (Li et al. 2018, also Optuna's HyperbandPruner):
@@ -316,20 +315,21 @@ class SeededASHA(ASHAScheduler):
         super().__init__(**kwargs)
         self._rng = np.random.default_rng(seed)
         self._bracket_p = hyperband_allocation(
-            [sum(step < self._max_t for step, _ in b._rungs) for b in self._brackets], self._reduction_factor)
+            [sum(step < self.max_t for step in self.early_stopping_steps(b)) for b in self.brackets],
+            self.reduction_factor)
 
     def set_search_properties(self, metric: str | None, mode: str | None, **spec) -> bool:
         """TuneConfig's metric and mode: accepted where they repeat the scheduler's own (make_search gives
         it both, so a user need not repeat them), refused by Ray where they differ."""
-        if (metric and self._metric and metric != self._metric) or (mode and self._mode and mode != self._mode):
+        if (metric and self.metric and metric != self.metric) or (mode and self.mode and mode != self.mode):
             return False
-        return super().set_search_properties(None if self._metric else metric, None if self._mode else mode, **spec)
+        return super().set_search_properties(None if self.metric else metric, None if self.mode else mode, **spec)
 
     def on_trial_add(self, tune_controller, trial) -> None:
-        if not self._metric or not self._metric_op:
+        if not self.metric or not self.metric_op:
             return super().on_trial_add(tune_controller, trial)  # Ray's own error
-        index = self._rng.choice(len(self._brackets), p=self._bracket_p)
-        self._trial_info[trial.trial_id] = self._brackets[index]
+        index = self._rng.choice(len(self.brackets), p=self._bracket_p)
+        self.assign_bracket(trial.trial_id, self.brackets[index])
 
 
 def hyperband_allocation(early_stops: list[int], reduction_factor: float) -> np.ndarray:

@@ -16,6 +16,7 @@ from typing import Any
 from ray.air.integrations.mlflow import MLflowLoggerCallback
 
 from tunelab.analysis.load import status_from
+from tunelab.compat.ray import MLflowRunsByTrial
 from tunelab.core.trial_folders import trial_folder_name
 from tunelab.trainables import METHOD_CLASSES
 from tunelab.trainables import metrics as M
@@ -89,7 +90,7 @@ def final_status(trial, failed: bool, max_t: int) -> str:
     return status_from(int(last.get(M.EPOCH, 0) or 0), bool(last.get(M.DIVERGED)), failed, max_t)
 
 
-class TunelabMLflowCallback(MLflowLoggerCallback):
+class TunelabMLflowCallback(MLflowRunsByTrial, MLflowLoggerCallback):
     def __init__(self, tracking_uri: str, record: dict[str, Any]):
         super().__init__(tracking_uri=tracking_uri, experiment_name=record["name"],
                          tags={"method": record["method"], "dataset": record["dataset"],
@@ -97,21 +98,21 @@ class TunelabMLflowCallback(MLflowLoggerCallback):
         self.method, self.max_t = record["method"], int(record["scheduler"]["max_t"])
 
     def log_trial_start(self, trial) -> None:
-        if trial in self._trial_runs:
+        if self.run_id_of(trial) is not None:
             return
         folder = trial_folder(trial)
         run = self.mlflow_util.start_run(tags={**self.tags, "ray_trial_id": trial.trial_id, "trial_dir": folder},
                                          run_name=folder)
-        self._trial_runs[trial] = run.info.run_id
+        self.set_run_id(trial, run.info.run_id)
         self.mlflow_util.log_params(run_id=run.info.run_id, params_to_log=resolved_config(self.method, trial))
 
     def log_trial_result(self, iteration: int, trial, result: dict) -> None:
-        self.mlflow_util.log_metrics(run_id=self._trial_runs[trial], metrics_to_log=contract_metrics(result),
+        self.mlflow_util.log_metrics(run_id=self.run_id_of(trial), metrics_to_log=contract_metrics(result),
                                      step=int(result.get(M.EPOCH, iteration)))
 
     def log_trial_end(self, trial, failed: bool = False) -> None:
         from mlflow import MlflowClient
 
         status = final_status(trial, failed, self.max_t)
-        MlflowClient(self.tracking_uri).set_tag(self._trial_runs[trial], "status", status)
+        MlflowClient(self.tracking_uri).set_tag(self.run_id_of(trial), "status", status)
         super().log_trial_end(trial, failed)

@@ -19,8 +19,7 @@ import os
 from typing import Any
 from urllib.parse import urlparse
 
-from ray.air.integrations.wandb import WandbLoggerCallback, _QueueItem, _WandbLoggingActor
-
+from tunelab.compat.ray import wandb_classes
 from tunelab.tracking import contract_metrics, final_status, resolved_config, trial_folder
 from tunelab.trainables import metrics as M
 from tunelab.trainables.errors import ConfigError
@@ -30,6 +29,7 @@ MODES = ("online", "offline", "disabled")
 # W&B refuses these in project names (and names over 128 characters).
 FORBIDDEN_IN_PROJECT = set('/\\#?%:')
 STATUS_KEY = "tunelab/status"  # a queue item carrying the trial's final status, never logged as a metric
+WandbLoggingActor, WandbCallback = wandb_classes()
 
 
 def wandb_mode() -> str:
@@ -68,22 +68,22 @@ def check_wandb(project: str | None) -> None:
                           "or set WANDB_API_KEY); WANDB_MODE=offline keeps the runs on disk for `wandb sync`")
 
 
-class TunelabWandbActor(_WandbLoggingActor):
+class TunelabWandbActor(WandbLoggingActor):
     """Ray's logging actor, plus the final status: a queue item {STATUS_KEY: status} goes to the
     run's summary and tags instead of its history."""
 
-    def _handle_result(self, result: dict) -> tuple[dict, dict]:
+    def handle_result(self, result: dict) -> tuple[dict, dict]:
         status = result.get(STATUS_KEY)
         if status is None:
-            return super()._handle_result(result)
-        run = self._wandb.run
+            return super().handle_result(result)
+        run = self.wandb_run
         run.summary["status"] = status
         run.tags = (*run.tags, status)
         return {}, {}  # W&B adds no history row for an empty log
 
 
-class TunelabWandbCallback(WandbLoggerCallback):
-    _logger_actor_cls = TunelabWandbActor
+class TunelabWandbCallback(WandbCallback):
+    logging_actor_class = TunelabWandbActor
 
     def __init__(self, project: str, record: dict[str, Any], run_dir: str | None):
         init_kwargs: dict[str, Any] = {"mode": wandb_mode(), "tags": [record["method"], record["dataset"]]}
@@ -94,14 +94,14 @@ class TunelabWandbCallback(WandbLoggerCallback):
         self.about = {k: record[k] for k in ("experiment", "method", "dataset")}
 
     def log_trial_start(self, trial) -> None:
-        if trial in self._trial_logging_futures:  # a restarted trial keeps its run
+        if self.has_logging_actor(trial):  # a restarted trial keeps its run
             return
         folder = trial_folder(trial)
         config = {**resolved_config(self.method, trial),
                   "tunelab": {**self.about, "ray_trial_id": trial.trial_id, "trial_dir": folder}}
         # resume="allow": `tunelab resume` continues the same run; W&B drops the epochs it already
         # has (their steps are not above its last), so a restarted trial's repeated epochs log once.
-        self._start_logging_actor(trial, exclude_results=[], id=trial.trial_id, name=folder, resume="allow",
+        self.start_logging_actor(trial, exclude_results=[], id=trial.trial_id, name=folder, resume="allow",
                                   allow_val_change=True, group=self.group, project=self.project,
                                   config=config, **self.kwargs)
 
@@ -112,7 +112,5 @@ class TunelabWandbCallback(WandbLoggerCallback):
         super().log_trial_result(iteration, trial, metrics)
 
     def log_trial_end(self, trial, failed: bool = False) -> None:
-        if trial in self._trial_queues:
-            status = final_status(trial, failed, self.max_t)
-            self._trial_queues[trial].put((_QueueItem.RESULT, {STATUS_KEY: status}))
+        self.send_to_actor(trial, {STATUS_KEY: final_status(trial, failed, self.max_t)})
         super().log_trial_end(trial, failed)

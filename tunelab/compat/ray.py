@@ -1,4 +1,9 @@
-"""Ray Tune internals tunelab relies on, each with the reason no public API serves."""
+"""Ray internals tunelab relies on, each with the reason no public API serves.
+
+Everything private of Ray (Tune, Train, its W&B and MLflow integrations) that tunelab touches is
+spelled here and nowhere else (a test counts the uses elsewhere: none). tests/tunelab/test_compat.py
+pins each behaviour relied on, so a version bump that changes one fails there first, by name.
+"""
 from __future__ import annotations
 
 import contextlib
@@ -78,3 +83,157 @@ def trial_entry_as_ended(entry: tuple[str, str], rows: list[dict], final_checkpo
     trial.invalidate_json_state()
     trial.run_metadata.invalidate_cache()
     return trial.get_json_state()
+
+
+def drop_checkpoints(metadata_json: str, lost) -> tuple[str, int]:
+    """A trial's run metadata (experiment-state JSON) without the checkpoints `lost(path)` names,
+    its latest kept whatever; returns (the metadata JSON, how many were dropped). Ray's codec reads
+    and writes it; the checkpoint list has no public setter."""
+    from ray.tune.trainable.metadata import _TrainingRunMetadata
+
+    metadata = _TrainingRunMetadata.from_json_state(metadata_json)
+    manager = metadata.checkpoint_manager
+    results = getattr(manager, "_checkpoint_results", None) or []
+    latest = manager.latest_checkpoint_result
+    kept = [r for r in results if r is latest or r.checkpoint is None or not lost(r.checkpoint.path)]
+    if len(kept) == len(results):
+        return metadata_json, 0
+    manager._checkpoint_results = kept
+    return metadata.get_json_state(), len(results) - len(kept)
+
+
+def recorded_cluster_address() -> str | None:
+    """The cluster address recorded on this machine (what ray.init() without an address joins),
+    None when none is; raises ConnectionError like Ray when the record names nothing running. Ray
+    resolves it only in a private helper."""
+    from ray._private.services import canonicalize_bootstrap_address
+
+    return canonicalize_bootstrap_address("auto")
+
+
+def session_dir() -> str:
+    """This driver's Ray session folder (logs, sockets); Ray exposes it only on its private node."""
+    import ray
+
+    return ray._private.worker.global_worker.node.get_session_dir_path()
+
+
+# ----------------------------------------------------------------------------- OptunaSearch
+
+class OptunaSearchHooks:
+    """Public names for the state of Ray's OptunaSearch that a subclass extends (mixed in before it):
+    Ray keeps its study, its trial map and its completed set in private attributes."""
+
+    @property
+    def optuna_study(self):
+        return self._ot_study
+
+    @property
+    def optuna_trials(self) -> dict:
+        """Ray trial id -> optuna.Trial."""
+        return self._ot_trials
+
+    @property
+    def completed_trial_ids(self) -> set:
+        return self._completed_trials
+
+    @property
+    def optuna_space(self):
+        """The space as given: a dict of distributions, or the define-by-run callable."""
+        return self._space
+
+    def config_from_define_by_run(self, func, ot_trial) -> dict:
+        """The trial's config from a define-by-run space; Ray's default. Ray calls the private
+        `_suggest_from_define_by_run_func`, forwarded here."""
+        return super()._suggest_from_define_by_run_func(func, ot_trial)  # type: ignore[misc]
+
+    def _suggest_from_define_by_run_func(self, func, ot_trial) -> dict:
+        return self.config_from_define_by_run(func, ot_trial)
+
+
+# ----------------------------------------------------------------------------- ASHA
+
+class ASHAHooks:
+    """Public names for Ray's ASHAScheduler state that a subclass extends (mixed in before it)."""
+
+    @property
+    def brackets(self) -> list:
+        return self._brackets
+
+    @property
+    def reduction_factor(self) -> float:
+        return self._reduction_factor
+
+    @property
+    def max_t(self) -> int:
+        return self._max_t
+
+    @property
+    def mode(self) -> str | None:
+        return self._mode
+
+    @property
+    def metric_op(self) -> float | None:
+        """1.0 to maximise, -1.0 to minimise, None until a metric and mode are set."""
+        return self._metric_op
+
+    @staticmethod
+    def early_stopping_steps(bracket) -> list[int]:
+        """The steps at which a bracket's rungs stop trials (its milestones)."""
+        return [step for step, _ in bracket._rungs]
+
+    def assign_bracket(self, trial_id: str, bracket) -> None:
+        self._trial_info[trial_id] = bracket
+
+
+# ----------------------------------------------------------------------------- trackers
+
+class MLflowRunsByTrial:
+    """The MLflow run of each trial that Ray's MLflowLoggerCallback keeps (mixed in before it)."""
+
+    def run_id_of(self, trial) -> str | None:
+        return self._trial_runs.get(trial)
+
+    def set_run_id(self, trial, run_id: str) -> None:
+        self._trial_runs[trial] = run_id
+
+
+def wandb_classes():
+    """(logging actor, callback) bases for a W&B tracker on Ray's integration: Ray's per-trial logging
+    actor and its queue are private; these give them public names. Imported only with W&B."""
+    from ray.air.integrations.wandb import WandbLoggerCallback, _QueueItem, _WandbLoggingActor
+
+    class WandbLoggingActor(_WandbLoggingActor):
+        def handle_result(self, result: dict) -> tuple[dict, dict]:
+            """(metrics to log, config to update) from one queued result; Ray's split by default."""
+            return super()._handle_result(result)
+
+        def _handle_result(self, result: dict) -> tuple[dict, dict]:
+            return self.handle_result(result)
+
+        @property
+        def wandb_run(self):
+            return self._wandb.run
+
+    class WandbCallback(WandbLoggerCallback):
+        logging_actor_class = WandbLoggingActor
+
+        @property
+        def _logger_actor_cls(self):  # Ray starts each trial's actor from this class
+            return self.logging_actor_class
+
+        def has_logging_actor(self, trial) -> bool:
+            return trial in self._trial_logging_futures
+
+        def start_logging_actor(self, trial, **kwargs) -> None:
+            self._start_logging_actor(trial, **kwargs)
+
+        def send_to_actor(self, trial, item: dict) -> bool:
+            """Queue `item` as a result for the trial's actor; False if it has none."""
+            queue = self._trial_queues.get(trial)
+            if queue is None:
+                return False
+            queue.put((_QueueItem.RESULT, item))
+            return True
+
+    return WandbLoggingActor, WandbCallback
