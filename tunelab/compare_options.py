@@ -12,7 +12,7 @@ from typing import Any
 from tunelab.trainables import method_names
 from tunelab.trainables.errors import ConfigError
 from tunelab.trainables.subsets import parse_classes, shared_classes
-from tunelab.options import option, shared
+from tunelab.options import UNSET, option, shared
 from tunelab.replicates import check_replicates, parse_replicates
 from tunelab.tune_options import TuneOptions
 
@@ -71,8 +71,8 @@ class CompareOptions:
 
 
 def parse_methods(text: str | tuple[str, ...] | None) -> tuple[str, ...]:
-    if not text:
-        return DEFAULT_METHODS
+    if text is None or text is UNSET:
+        return DEFAULT_METHODS  # an empty --methods '' (an unset shell variable) is refused below, not read as all
     if isinstance(text, tuple):
         return text
     methods = tuple(m.strip() for m in text.split(",") if m.strip())

@@ -10,6 +10,7 @@ and a `pretrained=auto` backbone not yet in the cache is not pretrained (its fol
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -42,11 +43,22 @@ def plan_tune(opts: TuneOptions, made_first: tuple[str, ...] = ()) -> dict[str, 
         "fixed": {k: v for k, v in plan.fixed.items()},
         "resources": {"cpus_per_trial": opts.cpus_per_trial, "gpus_per_trial": opts.gpus_per_trial,
                       "max_concurrent": opts.max_concurrent or "as resources allow",
-                      "ray": "a private instance on this machine" if plan.private else
-                             f"the cluster at {opts.address or 'RAY_ADDRESS'}"},
+                      "ray": "a private instance on this machine" if plan.private else joined_cluster(opts.address)},
         "optuna_storage": opts.optuna_storage, "mlflow": opts.mlflow, "wandb": opts.wandb,
         "overwrite": opts.overwrite, "lock": lock, "skipped": SKIPPED,
     }
+
+
+def joined_cluster(address: str | None) -> str:
+    """Which Ray instance a run would join, and why: --address, $RAY_ADDRESS, or one already running here."""
+    if address:
+        return f"the cluster at {address} (--address)"
+    if os.environ.get("RAY_ADDRESS"):
+        return f"the cluster at {os.environ['RAY_ADDRESS']} ($RAY_ADDRESS)"
+    from tunelab.cluster import recorded_cluster
+
+    return (f"the Ray instance already running on this machine ({recorded_cluster() or 'address recorded by Ray'}); "
+            "--address local starts a private one instead")
 
 
 def _shown(entry) -> str:

@@ -76,6 +76,10 @@ def normalise_storage(storage: str) -> str:
     if any(ord(c) < 32 for c in storage):
         raise ConfigError(f"--storage {storage!r} holds a control character; give a plain folder or URI")
     if not is_uri(storage):
+        prefix = storage.split(":", 1)[0].lower()
+        if ":" in storage and prefix in STORAGE_SCHEMES:
+            raise ConfigError(f"--storage {storage!r} is a URI without '//'; write {prefix}:// and the location "
+                              "(file:///absolute/path, s3://bucket/runs), or a plain path")
         return str(Path(os.path.expanduser(storage)).resolve())
     scheme = storage.split("://", 1)[0].lower()
     if scheme not in STORAGE_SCHEMES:

@@ -36,7 +36,7 @@ class TuneOptions:
     search: str = option("optuna", "optuna (seeded multivariate TPE) or random")
     scheduler: str = option("asha", "asha or fifo")
     max_epochs: int = option(4, "epochs per trial at full budget; ASHA's max_t")
-    grace_period: int = option(1, "ASHA: epochs before a trial can be stopped")
+    grace_period: int = option(1, "ASHA: epochs before a trial can be stopped (one above --max-epochs counts as --max-epochs)")
     reduction_factor: int = option(3, "ASHA: keep the top 1/N at each rung")
     cpus_per_trial: float = option(1.0, "CPUs reserved per trial")
     gpus_per_trial: float = option(0.0, "GPUs per trial; fractions pack trials (0.25: four per GPU)")

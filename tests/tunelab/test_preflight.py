@@ -188,3 +188,33 @@ def test_relative_sqlite_urls_reach_the_same_databases_from_another_folder(ray_c
     assert len(optuna.load_study(study_name="rel", storage=options["optuna_storage"]).trials) == 1
     client = mlflow.MlflowClient(options["mlflow"])
     assert len(client.search_runs([client.get_experiment_by_name("rel").experiment_id])) == 1
+
+
+@pytest.mark.parametrize("methods", ["", ",", " , "])
+def test_compare_with_an_empty_methods_list_is_refused_not_read_as_every_method(capsys, tmp_path, methods):
+    """`--methods "$METHODS"` with the variable unset must not start the whole main job."""
+    line = _refused(capsys, ["compare", "--methods", methods, "--out", str(tmp_path / "cmp"), "--dry-run"])
+    assert line == (f"tunelab: error: --methods {methods!r} names no method; choose from: classifier, finetune, "
+                    "randreg, adarand, arcface")
+    assert not (tmp_path / "cmp").exists()
+
+
+@pytest.mark.parametrize("storage", ["file:relative", "FILE:runs", "s3:bucket/runs"])
+def test_a_storage_uri_without_slashes_is_refused_not_made_a_folder_named_so(capsys, tmp_path, monkeypatch, storage):
+    monkeypatch.chdir(tmp_path)
+    line = _refused(capsys, ["tune", "classifier", "--storage", storage, "--dry-run"])
+    scheme = storage.split(":")[0].lower()
+    assert line.startswith(f"tunelab: error: --storage {storage!r} is a URI without '//'; write {scheme}://")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_dry_run_names_the_ray_instance_a_run_would_join_and_why(monkeypatch):
+    from tunelab.dryrun import joined_cluster
+
+    monkeypatch.setenv("RAY_ADDRESS", "10.0.0.2:6379")
+    assert joined_cluster("10.0.0.1:6379") == "the cluster at 10.0.0.1:6379 (--address)"
+    assert joined_cluster(None) == "the cluster at 10.0.0.2:6379 ($RAY_ADDRESS)"
+    monkeypatch.delenv("RAY_ADDRESS")
+    monkeypatch.setattr("tunelab.cluster.recorded_cluster", lambda: "10.0.0.3:6379")
+    assert joined_cluster(None) == ("the Ray instance already running on this machine (10.0.0.3:6379); "
+                                    "--address local starts a private one instead")
