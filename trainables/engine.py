@@ -261,10 +261,11 @@ def evaluate(run: TrainingRun, split_name: str) -> dict[str, float]:
     return result
 
 
-def checkpoint_state(run: TrainingRun, epoch: int, best: float) -> dict[str, Any]:
+def checkpoint_state(run: TrainingRun, epoch: int, best: float, metrics: dict[str, float]) -> dict[str, Any]:
     return {
         "epoch": epoch,
         "best_val_acc": best,
+        "metrics": dict(metrics),  # what this epoch reported: said again if the run resumes from here having ended
         "model": run.model.state_dict(),
         "optimizer": run.optimizer.state_dict(),
         "schedule": run.schedule.state_dict(),
@@ -312,6 +313,13 @@ def _train(method: Method, config: TrainConfig, reporter: Reporter, data: Datase
     state = reporter.load_checkpoint()
     if state is not None:
         start, best = restore(run, state)
+        ended = state.get("metrics")  # absent in checkpoints written before 0.2
+        if ended is not None and (start >= config.epochs or ended.get(M.DIVERGED)):
+            # Resumed from the checkpoint of the run's last epoch (its driver was killed after the
+            # run ended, before the end was recorded): report that epoch again, training nothing, so
+            # the tuner, the searcher and the scheduler learn how the run ended.
+            reporter.report(dict(ended), lambda: state)
+            return dict(ended)
     mark("train_begin", trial=trial_id())
     metrics: dict[str, float] = {}
     tested: dict[str, float] = {}  # test metrics of the best val epoch so far (confirmation runs)
@@ -335,7 +343,7 @@ def _train(method: Method, config: TrainConfig, reporter: Reporter, data: Datase
         if evaluate_test and last:
             metrics.update(tested)
         metrics[M.EPOCH_SECONDS] = time.perf_counter() - began
-        reporter.report(metrics, lambda e=epoch + 1, b=best: checkpoint_state(run, e, b))
+        reporter.report(metrics, lambda e=epoch + 1, b=best, m=metrics: checkpoint_state(run, e, b, m))
         if diverged:
             break
     return metrics

@@ -66,7 +66,10 @@ class LocalReporter:
         return state
 
     def report(self, metrics: dict[str, Any], state: Callable[[], dict]) -> None:
-        self.history.append(dict(metrics))
+        if self.history and self.history[-1].get(M.EPOCH) == metrics.get(M.EPOCH):
+            self.history[-1] = dict(metrics)  # a finished run resumed says its last epoch again: one row per epoch
+        else:
+            self.history.append(dict(metrics))
         if not self.quiet:
             print(format_metrics(metrics, self.total_epochs), file=self.stream, flush=True)
         if self.out_dir is None:

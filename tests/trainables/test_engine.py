@@ -57,6 +57,45 @@ def test_resume_from_checkpoint_equals_an_uninterrupted_run(digits8, tmp_path):
     assert (out / "metrics.csv").read_text().count("\n") == 5
 
 
+class _Resumed:
+    """A reporter that resumes from a given checkpoint state and records what is reported."""
+
+    def __init__(self, state):
+        self.state, self.reports = state, []
+
+    def load_checkpoint(self):
+        return self.state
+
+    def report(self, metrics, state):
+        self.reports.append((dict(metrics), state()))
+
+
+def test_a_run_resumed_from_its_last_epochs_checkpoint_reports_that_epoch_again_and_trains_nothing(digits8):
+    """A Ray trial whose driver was killed after its last epoch, before the end was recorded, is
+    resumed from that checkpoint: it must say how it ended (Ray took a trial that reported nothing
+    for one stopped at its previous report), not train again."""
+    config = ClassifierConfig(**{**TINY, "epochs": 2})
+    first = _Resumed(None)
+    last = train(Classifier(), config, first, data=digits8)
+    final_state = first.reports[-1][1]
+    assert final_state["epoch"] == 2 and final_state["metrics"] == last
+
+    again = _Resumed(final_state)
+    returned = train(Classifier(), config, again, data=digits8)
+    assert returned == last
+    assert [metrics for metrics, _ in again.reports] == [last]  # one report, the last epoch's, unchanged
+    assert again.reports[0][1]["model"].keys() == final_state["model"].keys()
+
+
+def test_a_finished_local_run_pointed_at_again_keeps_one_row_per_epoch(digits8, tmp_path):
+    config = ClassifierConfig(**{**TINY, "epochs": 2})
+    out = tmp_path / "run"
+    done = _run(config, digits8, out).history
+    again = _run(config, digits8, out).history
+    assert [row["epoch"] for row in again] == [1, 2] and again == done
+    assert (out / "metrics.csv").read_text().count("\n") == 3
+
+
 def test_out_folder_of_another_config_is_refused_not_overwritten(digits8, tmp_path):
     config = ClassifierConfig(**{**TINY, "epochs": 1})
     _run(config, digits8, tmp_path)

@@ -61,7 +61,7 @@ def test_a_killed_search_resumes_to_the_trials_asked_for(ray_cluster, tmp_path, 
     resumed = tunelab("resume", str(experiment), "--json", timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     summary = json.loads(resumed.stdout.strip().splitlines()[-1])
-    assert summary["statuses"] == {"finished": TRIALS}, summary["statuses"]
+    assert summary["statuses"] == {"finished": TRIALS}, (summary["statuses"], resumed.stderr[-3000:])
     assert before <= _finished(experiment)  # nothing that had finished was lost or trained again
     trials = trial_summary(load_experiment(experiment))
     assert len(trials) == TRIALS and set(trials["status"]) == {"finished"}
