@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 REGISTERED: dict[str, str] = {  # --search NAME -> the module defining SEARCHER
     "optuna": "tunelab.searchers.tpe",
     "random": "tunelab.searchers.random_search",
+    "optuna-stock": "tunelab.searchers.optuna_stock",
 }
 
 
