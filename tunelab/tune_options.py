@@ -33,7 +33,7 @@ class TuneOptions:
     dataset: str | None = option(None, f"one of: {', '.join(dataset_names())} (default digits)")
     data_dir: str | None = option(None, "folder holding the dataset files (or set TUNELAB_DATA_DIR)")
     num_samples: int = option(8, "trials in the search")
-    search: str = option("optuna", "optuna (seeded multivariate TPE) or random")
+    search: str = option("optuna", f"the searcher, one of: {', '.join(REGISTERED)} (the search design page says what each does)")
     scheduler: str = option("asha", "asha or fifo")
     max_epochs: int = option(4, "epochs per trial at full budget; ASHA's max_t")
     grace_period: int = option(1, "ASHA: epochs before a trial can be stopped (one above --max-epochs counts as --max-epochs)")
@@ -79,8 +79,9 @@ def check_options(opts: TuneOptions) -> None:
     if opts.search not in SEARCHES:
         raise ConfigError(f"--search {opts.search!r} is not valid; choose from: {', '.join(SEARCHES)}")
     if opts.startup_trials and not searcher_for(opts.search).keeps_an_optuna_study:
-        raise ConfigError(f"--startup-trials {opts.startup_trials} sets TPE's random start, which --search "
-                          f"{opts.search} does not have; drop --startup-trials or use --search optuna")
+        takers = [name for name in REGISTERED if searcher_for(name).keeps_an_optuna_study]
+        raise ConfigError(f"--startup-trials {opts.startup_trials} is taken only by --search {' or '.join(takers)}, "
+                          f"not {opts.search}; drop --startup-trials or use --search {takers[0]}")
     if opts.scheduler not in SCHEDULERS:
         raise ConfigError(f"--scheduler {opts.scheduler!r} is not valid; choose from: {', '.join(SCHEDULERS)}")
     for name, value, low in (("--num-samples", opts.num_samples, 1), ("--max-epochs", opts.max_epochs, 1),
