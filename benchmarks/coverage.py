@@ -304,7 +304,8 @@ def _one(frame: pd.DataFrame, method: str, split_seed: int, rank: int, seed: int
 
 
 def _test_images(options: dict[str, Any]) -> int:
-    from tunelab.trainables.data import DataOptions, load_dataset
+    from tunelab.trainables.configs import DataOptions
+    from tunelab.trainables.data import load_dataset
 
     bundle = load_dataset(DataOptions(dataset=options["dataset"], classes=options["classes"] or "",
                                       train_per_class=options["train_per_class"]))

@@ -48,7 +48,8 @@ def _sync(device: str) -> None:
 
 def plain_loop_images_per_s(images, labels, args) -> float:
     """The same model, optimizer, augmentation and precision in a DataLoader loop."""
-    from tunelab.trainables.data import Augment, Normalizer, channel_stats
+    from tunelab.trainables.batches import Augment, Normalizer
+    from tunelab.trainables.splits import channel_stats
     from tunelab.trainables.models import ModelOptions, build_model
 
     device = torch.device(args.device)

@@ -85,23 +85,26 @@ class PeakSampler:
 def run_mode(mode: str, k: int, data_dir: Path, storage: Path) -> tuple[float, float]:
     import ray
 
-    import tunelab.driver as driver
+    import tunelab.search_plan as search_plan
+    from tunelab.cluster import connect_ray
+    from tunelab.driver import run_tune
+    from tunelab.tune_options import TuneOptions
 
-    load_shared = driver.load_shared_data
+    load_shared = search_plan.load_shared_data
     if mode == "private":
         # With no shared dataset the trainable loads its own (tunelab.trainables.make_trainable).
-        driver.load_shared_data = lambda method, fixed: None
+        search_plan.load_shared_data = lambda method, fixed, **kwargs: None
     try:
-        driver.connect_ray(None)
+        connect_ray(None)
         time.sleep(2)  # let Ray's own processes settle before the baseline
         sampler = PeakSampler()
-        driver.run_tune(driver.TuneOptions(
+        run_tune(TuneOptions(
             method="classifier", dataset="cifar10", data_dir=str(data_dir), num_samples=k, max_epochs=1,
             search="random", scheduler="fifo", max_concurrent=k, cpus_per_trial=2 / k,
             storage=str(storage), name=f"{mode}-{k}", sets=FIXED))
         return sampler.stop()
     finally:
-        driver.load_shared_data = load_shared
+        search_plan.load_shared_data = load_shared
         ray.shutdown()
 
 

@@ -49,7 +49,8 @@ def _training_seconds(experiment: Path) -> tuple[float, int]:
 
 
 def _tune(storage: Path, name: str, trials: int, concurrency: int, epochs: int, sets: list[str]) -> float:
-    from tunelab.driver import TuneOptions, run_tune
+    from tunelab.driver import run_tune
+    from tunelab.tune_options import TuneOptions
 
     began = time.perf_counter()
     run_tune(TuneOptions(method="classifier", num_samples=trials, max_epochs=epochs, scheduler="fifo",
@@ -103,7 +104,7 @@ def _pool(configs: list[dict], concurrency: int) -> float:
 def overhead(args) -> None:
     import ray
 
-    from tunelab.driver import connect_ray
+    from tunelab.cluster import connect_ray
 
     storage = Path(tempfile.mkdtemp(prefix="tunelab-overhead-"))
     walls = {}
@@ -131,7 +132,7 @@ def overhead(args) -> None:
 
 
 def scaling(args) -> None:
-    from tunelab.driver import connect_ray
+    from tunelab.cluster import connect_ray
 
     storage = Path(tempfile.mkdtemp(prefix="tunelab-scaling-"))
     connect_ray(None)

@@ -29,7 +29,7 @@ def synthetic_cifar(n: int, seed: int = 0):
 
 def engine_images_per_s(images, labels, args) -> float:
     from tunelab.trainables.classifier import Classifier, ClassifierConfig
-    from tunelab.trainables.data import ArraySplit, DatasetBundle, channel_stats
+    from tunelab.trainables.splits import ArraySplit, DatasetBundle, channel_stats
     from tunelab.trainables.engine import prepare, train_one_epoch
 
     train = ArraySplit(torch.from_numpy(images), torch.from_numpy(labels))

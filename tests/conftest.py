@@ -56,9 +56,9 @@ def sigint_as_at_a_terminal() -> None:
 @pytest.fixture
 def ray_must_not_start(monkeypatch):
     """Fail the test where tunelab would start or join Ray (a refusal or dry run comes before it)."""
-    import tunelab.compare  # noqa: F401  before the patch: its import binds driver's connect_ray for good
+    import tunelab.compare  # noqa: F401  before the patch: its import binds cluster's connect_ray for good
 
-    for module in ("tunelab.driver", "tunelab.compare"):
+    for module in ("tunelab.driver", "tunelab.search_plan", "tunelab.compare"):
         monkeypatch.setattr(f"{module}.connect_ray", lambda address: pytest.fail("Ray must not start"))
 
 

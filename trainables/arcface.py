@@ -10,7 +10,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from tunelab.trainables import metrics as M
-from tunelab.trainables.data import DatasetBundle
+from tunelab.trainables.splits import DatasetBundle
 from tunelab.trainables.configs import ArcFaceConfig
 from tunelab.trainables.engine import Method, register_method
 from tunelab.trainables.heads import CosineHead, build_head

@@ -27,7 +27,7 @@ TORCHVISION_FAMILIES = (
 )
 MODELS = OWN_MODELS + RESNETS + TORCHVISION_FAMILIES
 
-# Datasets with loaders in tunelab.trainables.data. A name ending in ':' takes a location (imagefolder:PATH).
+# Datasets with loaders registered in tunelab.trainables.data. A name ending in ':' takes a location (imagefolder:PATH).
 DATASETS = ("digits", "cifar10", "cifar100", "imagefolder:")
 
 

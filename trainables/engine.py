@@ -19,7 +19,9 @@ import torch.nn.functional as F
 
 from tunelab.trainables import metrics as M
 from tunelab.trainables.configs import TrainConfig
-from tunelab.trainables.data import Augment, DatasetBundle, Normalizer, iterate_batches, load_dataset
+from tunelab.trainables.batches import Augment, Normalizer, iterate_batches
+from tunelab.trainables.data import load_dataset
+from tunelab.trainables.splits import DatasetBundle
 from tunelab.trainables.errors import ConfigError
 from tunelab.trainables.identity import data_identity
 from tunelab.trainables.models import build_model, check_model_fits
@@ -315,9 +317,8 @@ def _train(method: Method, config: TrainConfig, reporter: Reporter, data: Datase
         start, best = restore(run, state)
         ended = state.get("metrics")  # absent in checkpoints written before 0.2
         if ended is not None and (start >= config.epochs or ended.get(M.DIVERGED)):
-            # Resumed from the checkpoint of the run's last epoch (its driver was killed after the
-            # run ended, before the end was recorded): report that epoch again, training nothing, so
-            # the tuner, the searcher and the scheduler learn how the run ended.
+            # Resumed from its last epoch's checkpoint (a driver killed after the run ended, before the
+            # end was recorded): say that epoch again, training nothing, so Tune learns how it ended.
             reporter.report(dict(ended), lambda: state)
             return dict(ended)
     mark("train_begin", trial=trial_id())

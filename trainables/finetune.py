@@ -21,7 +21,8 @@ import torch.nn.functional as F
 from tunelab.trainables import metrics as M
 from tunelab.trainables.adarand import (ClassConditionalPrior, class_feature_stats,
                                 prior_loss, prior_lr_factor)
-from tunelab.trainables.data import DatasetBundle, Normalizer, iterate_batches
+from tunelab.trainables.batches import Normalizer, iterate_batches
+from tunelab.trainables.splits import DatasetBundle
 from tunelab.trainables.configs import AdaRandConfig, FinetuneConfig, RandRegConfig
 from tunelab.trainables.engine import Method, _steps_per_epoch, register_method
 from tunelab.trainables.models import FeatureClassifier, build_model

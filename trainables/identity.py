@@ -34,7 +34,7 @@ def data_folder(config: DataKeys) -> str | None:
         return canonical_dataset(config.dataset)[len(IMAGEFOLDER):]
     if config.dataset in BUNDLED_DATASETS:
         return None
-    from tunelab.trainables.data import resolve_data_dir  # torch: only where a named dataset's folder is resolved
+    from tunelab.trainables.cifar import resolve_data_dir  # torch: only where a named dataset's folder is resolved
 
     return resolved_folder(str(resolve_data_dir(config.data_dir)))
 

@@ -18,7 +18,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tunelab.trainables.data import ArraySplit, DatasetBundle, channel_stats, load_dataset, stratified_split
+from tunelab.trainables.data import load_dataset
+
+from tunelab.trainables.splits import ArraySplit, DatasetBundle, channel_stats, stratified_split
 from tunelab.trainables.engine import Method, TrainConfig, train
 from tunelab.trainables.errors import ConfigError, DataError, check_choice
 from tunelab.trainables.fileio import check_writable_folder, save_checkpoint

@@ -40,7 +40,9 @@ from tunelab.cluster import is_running, ray_session, reap_stale_session, starts_
 from tunelab.compare_state import (add_confirmation, how_to_continue, open_state, read_confirmations, save_state,
                                    search_done)
 from tunelab.experiments import experiment_path, normalise_storage
-from tunelab.driver import check_trackers, connect_ray, run_tune, trial_slots
+from tunelab.cluster import connect_ray
+from tunelab.driver import run_tune, trial_slots
+from tunelab.search_plan import check_trackers
 from tunelab.compare_options import CompareOptions, check_options
 from tunelab.tune_options import TuneOptions
 from tunelab.preflight import absolute_tracking_uri
@@ -53,7 +55,8 @@ from tunelab.signals import stop_requested
 def check_target_data(opts: CompareOptions) -> None:
     """Load the target task once before anything starts: an unknown class id, more images per class
     than the training split has, or missing data is refused here, not after the source pretraining."""
-    from tunelab.trainables.data import DataOptions, load_dataset
+    from tunelab.trainables.configs import DataOptions
+    from tunelab.trainables.data import load_dataset
 
     load_dataset(DataOptions(dataset=opts.dataset, data_dir=opts.data_dir, classes=opts.classes,
                              train_per_class=opts.train_per_class))

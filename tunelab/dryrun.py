@@ -17,7 +17,7 @@ from typing import Any
 
 from tunelab.analysis.record import redact
 from tunelab.search_spaces.base import Conditional
-from tunelab.driver import plan_search
+from tunelab.search_plan import plan_search
 from tunelab.searcher_plugins import searcher_for
 from tunelab.tune_options import TuneOptions
 from tunelab.experiments import lock_path

@@ -9,7 +9,7 @@
     tune.Tuner(my_function, tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler,
                num_samples=32)).fit()    # metric and mode may be repeated there, not changed
 
-`tunelab tune` builds its Optuna + ASHA search with this function (tunelab.driver.build_search).
+`tunelab tune` builds its Optuna + ASHA search with this function (tunelab.driver.build_search, through the registered searcher).
 """
 from __future__ import annotations
 

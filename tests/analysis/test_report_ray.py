@@ -11,7 +11,8 @@ from PIL import Image
 
 from tunelab.analysis.reproduce import best_record, load_best, reproduce, write_best
 from tunelab.cli import main
-from tunelab.driver import TuneOptions, run_tune
+from tunelab.driver import run_tune
+from tunelab.tune_options import TuneOptions
 
 pytestmark = pytest.mark.ray
 

@@ -76,7 +76,9 @@ schedule:
 def test_a_space_file_declares_conditional_entries_and_the_driver_samples_them(tmp_path):
     import optuna
 
-    from tunelab.driver import TuneOptions, fixed_values, resolve_space
+    from tunelab.search_plan import resolve_space
+
+    from tunelab.tune_options import TuneOptions, fixed_values
     from tunelab.searcher import DefineByRun
 
     path = tmp_path / "space.yaml"
@@ -114,7 +116,8 @@ def test_bad_conditional_entries_are_refused_naming_the_field(entry, message):
 
 
 def test_a_conditional_entry_missing_an_option_of_its_searched_parent_is_refused(tmp_path):
-    from tunelab.driver import TuneOptions, fixed_values, resolve_space
+    from tunelab.search_plan import resolve_space
+    from tunelab.tune_options import TuneOptions, fixed_values
 
     path = tmp_path / "space.yaml"
     path.write_text("lr: {when: optimizer, cases: {sgd: {low: 0.01, high: 0.3}}}\n")

@@ -7,7 +7,8 @@ import torch
 import torch.nn.functional as F
 
 from tunelab.trainables.adarand import ClassConditionalPrior, class_feature_stats, prior_loss
-from tunelab.trainables.data import DataOptions, load_dataset
+from tunelab.trainables.configs import DataOptions
+from tunelab.trainables.data import load_dataset
 from tunelab.trainables.engine import prepare
 from tunelab.trainables.errors import ConfigError, DataError
 from tunelab.trainables.finetune import AdaRand, AdaRandConfig, FineTune, FinetuneConfig, RandReg, RandRegConfig

@@ -5,7 +5,9 @@ import torch
 
 from tunelab.trainables.arcface import ArcFaceConfig, ArcFaceMethod
 from tunelab.trainables.config import build_config
-from tunelab.trainables.data import ArraySplit, DataOptions, load_dataset
+from tunelab.trainables.configs import DataOptions
+from tunelab.trainables.data import load_dataset
+from tunelab.trainables.splits import ArraySplit
 from tunelab.trainables.engine import evaluate, prepare, train
 from tunelab.trainables.errors import ConfigError
 from tunelab.trainables.reporting import LocalReporter

@@ -14,7 +14,8 @@ import torch
 
 from tunelab.trainables.arcface import ArcFaceConfig, ArcFaceMethod
 from tunelab.trainables.classifier import Classifier, ClassifierConfig
-from tunelab.trainables.data import DataOptions, load_dataset
+from tunelab.trainables.configs import DataOptions
+from tunelab.trainables.data import load_dataset
 from tunelab.trainables.engine import prepare, train
 from tunelab.trainables.finetune import AdaRand, AdaRandConfig, FineTune, FinetuneConfig, RandReg, RandRegConfig
 from tunelab.trainables.pretrain import PretrainConfig, pretrain

@@ -4,8 +4,11 @@ import numpy as np
 import pytest
 import torch
 
-from tunelab.trainables.data import (Augment, DataOptions, channel_stats, load_dataset, resize_uint8, random_crop,
-                             random_flip, read_cifar_batch, stratified_split, iterate_batches, ArraySplit)
+from tunelab.trainables.batches import Augment, iterate_batches, random_crop, random_flip
+from tunelab.trainables.cifar import read_cifar_batch
+from tunelab.trainables.configs import DataOptions
+from tunelab.trainables.data import load_dataset
+from tunelab.trainables.splits import ArraySplit, channel_stats, resize_uint8, stratified_split
 from tunelab.trainables.errors import DataError
 from tests.conftest import write_image_folder
 
@@ -38,7 +41,7 @@ def test_cifar10_dataset_uses_official_test_batch_and_carves_val_from_train(cifa
 
 
 def test_cifar_missing_folder_names_the_path(tmp_path, monkeypatch):
-    monkeypatch.setattr("tunelab.trainables.data._online", lambda url, timeout=3.0: False)
+    monkeypatch.setattr("tunelab.trainables.cifar._online", lambda url, timeout=3.0: False)
     with pytest.raises(DataError, match="/nonexistent"):
         load_dataset(DataOptions(dataset="cifar10", data_dir="/nonexistent"))
 
@@ -115,7 +118,7 @@ def test_image_folder_with_train_and_test_subfolders(tmp_path):
 
 
 def test_image_folder_too_large_for_memory_is_streamed(tmp_path):
-    from tunelab.trainables.data import FolderSplit
+    from tunelab.trainables.splits import FolderSplit
 
     write_image_folder(tmp_path / "big", {"a": 6, "b": 6})
     bundle = load_dataset(DataOptions(dataset=f"imagefolder:{tmp_path / 'big'}", image_size=8, max_memory_mb=0))
@@ -166,7 +169,7 @@ def test_shuffled_batches_cover_the_split_once():
 
 
 def test_channel_stats_chunked_equal_a_float64_computation(monkeypatch):
-    import tunelab.trainables.data as data
+    import tunelab.trainables.splits as data
 
     monkeypatch.setattr(data, "CHUNK", 7)  # several chunks, the last one short
     images = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (30, 3, 5, 4), dtype=np.uint8))
@@ -179,7 +182,7 @@ def test_channel_stats_chunked_equal_a_float64_computation(monkeypatch):
 def test_resize_in_chunks_equals_one_interpolation(monkeypatch):
     import torch.nn.functional as F
 
-    import tunelab.trainables.data as data
+    import tunelab.trainables.splits as data
 
     monkeypatch.setattr(data, "CHUNK", 4)
     images = torch.from_numpy(np.random.default_rng(1).integers(0, 256, (10, 3, 12, 12), dtype=np.uint8))
@@ -189,7 +192,7 @@ def test_resize_in_chunks_equals_one_interpolation(monkeypatch):
 
 
 def test_stats_sample_takes_an_equal_seeded_share_of_every_class():
-    from tunelab.trainables.data import stats_sample
+    from tunelab.trainables.image_folders import stats_sample
 
     labels = np.repeat([0, 1, 2, 3], [1000, 1000, 10, 1000])
     pick = stats_sample(labels, 512, seed=0)

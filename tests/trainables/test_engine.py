@@ -5,7 +5,8 @@ import pytest
 
 from tunelab.trainables.classifier import Classifier, ClassifierConfig
 from tunelab.trainables.config import build_config, parse_set_options
-from tunelab.trainables.data import DataOptions, load_dataset
+from tunelab.trainables.configs import DataOptions
+from tunelab.trainables.data import load_dataset
 from tunelab.trainables.engine import train
 from tunelab.trainables.errors import ConfigError
 from tunelab.trainables.reporting import LocalReporter

@@ -11,7 +11,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 
 from tunelab.cli import build_parser, main
-from tunelab.driver import TuneOptions
+from tunelab.tune_options import TuneOptions
 from tunelab.options import from_args, to_argv
 
 from tests.in_process import tunelab as run_cli  # `tunelab ARGS` in this process: exit code, stdout, stderr
@@ -160,7 +160,7 @@ def test_options_are_declared_once_the_command_line_and_the_objects_agree():
 
     from tunelab.cli import build_parser
     from tunelab.compare_options import CompareOptions, parse_methods
-    from tunelab.driver import TuneOptions
+    from tunelab.tune_options import TuneOptions
     from tunelab.options import from_args
 
     parser = build_parser()

@@ -2,9 +2,11 @@
 import pytest
 
 from tunelab.trainables.errors import ConfigError
-from tunelab import driver
+from tunelab import cluster, driver, search_plan
 from tunelab.cli import main
-from tunelab.driver import TuneOptions, fixed_values, resolve_space, run_tune
+from tunelab.driver import run_tune
+from tunelab.search_plan import resolve_space
+from tunelab.tune_options import TuneOptions, fixed_values
 from tunelab.experiments import prepare_folder
 
 
@@ -38,7 +40,7 @@ def test_set_values_leave_the_search_space():
     (TuneOptions("classifier", stop_at=float("inf")), "--stop-at inf is not valid"),
 ])
 def test_bad_options_fail_before_ray_starts(opts, message, monkeypatch):
-    monkeypatch.setattr(driver, "connect_ray", lambda address: pytest.fail("Ray must not start"))
+    monkeypatch.setattr(search_plan, "connect_ray", lambda address: pytest.fail("Ray must not start"))
     with pytest.raises(ConfigError, match=message):
         run_tune(opts)
 
@@ -68,7 +70,7 @@ def test_gpu_request_on_a_cluster_without_gpus(monkeypatch):
     monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 2.0})
     monkeypatch.setattr(ray, "nodes", lambda: [{"Alive": True, "Resources": {"CPU": 2.0}}])
     with pytest.raises(ConfigError, match="--gpus-per-trial 0.25 but the Ray cluster has 0 GPUs"):
-        driver.check_cluster(TuneOptions("classifier", gpus_per_trial=0.25), "/tmp/runs")
+        cluster.check_cluster(TuneOptions("classifier", gpus_per_trial=0.25), "/tmp/runs")
 
 
 def test_resume_of_a_folder_that_is_not_an_experiment(tmp_path, capsys):
@@ -120,7 +122,7 @@ def test_stop_at_ends_the_search_at_the_first_result_that_reaches_it(mode, value
 
 
 def test_a_relative_backbone_path_is_made_absolute_for_trials_running_elsewhere(tmp_path, monkeypatch):
-    from tunelab.driver import TuneOptions, fixed_values
+    from tunelab.tune_options import TuneOptions, fixed_values
 
     monkeypatch.chdir(tmp_path)
     fixed = fixed_values(TuneOptions(method="finetune", sets=["pretrained=backbones/b.pt"]))
@@ -150,7 +152,7 @@ def test_resume_rebuilds_a_random_search_param_space_from_the_record(tmp_path):
 
     from tunelab.search_spaces import SPACES
     from tunelab.search_spaces.base import describe
-    from tunelab.driver import TuneOptions
+    from tunelab.tune_options import TuneOptions
     from tunelab.searcher_plugins import searcher_for
 
     def restored_param_space(opts, record, path):

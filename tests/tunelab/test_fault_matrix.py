@@ -519,7 +519,8 @@ def _hold_lock(path: Path) -> None:
 def _old_record(folder: Path, **options) -> None:
     """An experiment recorded by a tunelab that kept relative sqlite URLs as given."""
     from tunelab.analysis.record import write_record
-    from tunelab.driver import TuneOptions, experiment_record
+    from tunelab.summaries import experiment_record
+    from tunelab.tune_options import TuneOptions
 
     opts = TuneOptions(method="classifier", **options)
     fixed = {"epochs": 1, "seed": 0, "device": "cpu", "threads": 1}
@@ -531,7 +532,9 @@ def _old_record(folder: Path, **options) -> None:
 def _recorded_experiment(folder: Path, name: str, **options) -> None:
     """An interrupted experiment's record (as `tune` writes it: passwords as ***) and Ray's marker file."""
     from tunelab.analysis.record import write_record
-    from tunelab.driver import TuneOptions, experiment_record, fixed_values, resolve_space
+    from tunelab.search_plan import resolve_space
+    from tunelab.summaries import experiment_record
+    from tunelab.tune_options import TuneOptions, fixed_values
 
     opts = TuneOptions(method="classifier", storage=str(folder / "runs"), name=name, **options)
     fixed = fixed_values(opts)
@@ -580,7 +583,7 @@ def _options(case) -> dict:
 def test_bad_input_is_refused_on_one_line(files, capsys, case, monkeypatch, ray_must_not_start):
     _, argv, fragments = case[:3]
     options = _options(case)
-    monkeypatch.setattr("tunelab.trainables.data._online", lambda url, timeout=3.0: False)
+    monkeypatch.setattr("tunelab.trainables.cifar._online", lambda url, timeout=3.0: False)
     for key, value in options["env"].items():
         monkeypatch.setenv(key, value.replace("{d}", str(files)))
     if options["setup"] is not None:
@@ -957,7 +960,8 @@ def _real_record(folder: Path) -> None:
     """A real (tiny) record where the `files` fixture's `taken` has a placeholder."""
     from tunelab.analysis.record import write_record
     from tunelab.search_spaces import space_for
-    from tunelab.driver import TuneOptions, experiment_record
+    from tunelab.summaries import experiment_record
+    from tunelab.tune_options import TuneOptions
 
     opts = TuneOptions(method="classifier")
     fixed = {"epochs": 1, "seed": 0, "device": "cpu", "threads": 1}

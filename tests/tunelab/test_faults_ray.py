@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 
 from tunelab.analysis.load import load_experiment
-from tunelab.driver import TuneOptions, run_tune
+from tunelab.driver import run_tune
+from tunelab.tune_options import TuneOptions
 
 pytestmark = pytest.mark.ray
 TINY = ["image_size=8", "width=8", "batch_size=128"]

@@ -10,7 +10,9 @@ import pytest
 from tunelab.analysis.record import write_record
 from tunelab.trainables.errors import ConfigError
 from tunelab.trainables.fileio import open_no_follow
-from tunelab.driver import TuneOptions, experiment_record, fixed_values, resolve_space
+from tunelab.search_plan import resolve_space
+from tunelab.summaries import experiment_record
+from tunelab.tune_options import TuneOptions, fixed_values
 from tunelab.experiments import ExperimentLock, check_free, prepare_folder
 from tunelab.study import OWNER_ATTR, check_optuna_storage, claim_study, replace_study
 

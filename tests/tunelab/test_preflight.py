@@ -100,7 +100,9 @@ def test_compare_dry_run_checks_every_search_and_writes_nothing(tmp_path, capsys
 
 def test_relative_urls_are_recorded_absolute(tmp_path, monkeypatch):
     from tunelab.search_spaces import space_for
-    from tunelab.driver import TuneOptions, experiment_record, resolve_relative_urls
+    from tunelab.search_plan import resolve_relative_urls
+    from tunelab.summaries import experiment_record
+    from tunelab.tune_options import TuneOptions
 
     monkeypatch.chdir(tmp_path)
     opts = TuneOptions(method="classifier", optuna_storage="sqlite:///study.db", mlflow="sqlite:///ml/m.db")

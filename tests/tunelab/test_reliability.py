@@ -15,7 +15,8 @@ import yaml
 from tunelab.analysis.record import TUNELAB_FILE, read_record
 from tunelab.trainables.errors import ConfigError
 from tunelab.cli import main
-from tunelab.driver import TuneOptions, run_tune
+from tunelab.driver import run_tune
+from tunelab.tune_options import TuneOptions
 from tunelab.experiments import ExperimentLock, check_name, lock_path, prepare_folder
 
 
@@ -292,7 +293,7 @@ def test_compare_refuses_before_any_search(tmp_path, capsys, ray_must_not_start,
 def test_overwrite_replaces_the_study_of_the_same_name_too(tmp_path, capsys):
     import optuna
 
-    from tunelab.driver import replace_study
+    from tunelab.study import replace_study
 
     from tunelab.study import claim_study
 

@@ -14,7 +14,7 @@ from tunelab.trainables.errors import ConfigError
 from tunelab.cli import main
 from tunelab.compare_plan import method_options
 from tunelab.compare_options import CompareOptions
-from tunelab.driver import fixed_values
+from tunelab.tune_options import fixed_values
 
 OUT = Path("/nonexistent/cmp")  # only named, never written
 BACKBONE = Path("/nonexistent/cmp/source-backbone.pt")

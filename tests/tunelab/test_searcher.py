@@ -305,7 +305,8 @@ def test_random_search_draws_a_chained_entry_only_under_its_drawn_parent():
 def test_a_space_file_with_a_chain_is_searched_as_a_chain(tmp_path):
     """`tunelab tune --space` with the issue's chain: resolve_space keeps both conditionals."""
     from tunelab.search_spaces.base import Conditional
-    from tunelab.driver import TuneOptions, fixed_values, resolve_space
+    from tunelab.search_plan import resolve_space
+    from tunelab.tune_options import TuneOptions, fixed_values
 
     (tmp_path / "chain.yaml").write_text(
         "schedule: {when: optimizer, cases: {sgd: {choices: [cosine, step]}, adam: null, adamw: null, rmsprop: null}}\n"

@@ -52,7 +52,9 @@ def test_split_password_and_join_uri():
 
 
 def test_the_record_written_holds_no_password(tmp_path):
-    from tunelab.driver import TuneOptions, experiment_record, fixed_values, resolve_space
+    from tunelab.search_plan import resolve_space
+    from tunelab.summaries import experiment_record
+    from tunelab.tune_options import TuneOptions, fixed_values
 
     opts = TuneOptions(method="classifier", storage=str(tmp_path), name="exp",
                        optuna_storage=f"postgresql://tl:{SECRET}@db/x", mlflow=f"http://me:{SECRET}@h:5000")

@@ -4,7 +4,8 @@ import sys
 import pytest
 
 from tunelab.trainables.errors import ConfigError
-from tunelab.driver import TuneOptions, run_tune
+from tunelab.driver import run_tune
+from tunelab.tune_options import TuneOptions
 
 TINY = ["image_size=8", "width=8", "batch_size=128"]
 

@@ -15,7 +15,8 @@ import torch
 from optuna.trial import TrialState
 
 from tests.in_process import tunelab
-from tunelab.driver import TuneOptions, run_tune
+from tunelab.driver import run_tune
+from tunelab.tune_options import TuneOptions
 
 pytestmark = pytest.mark.ray
 TINY = ["image_size=8", "width=8", "batch_size=128"]
