@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test test-fast test-all test-heavy lint docs install bench-install clean
+.PHONY: run test test-fast test-min test-all test-heavy lint docs install bench-install clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,19 @@ docs: $(VENV)/.installed
 test-fast: $(VENV)/.installed
 	$(PY) -m pytest -n auto -m 'not slow and not ray and not cluster'
 
+# the declared floors of Ray and Optuna (pyproject.toml), everything else as constraints.txt, in a
+# venv of its own (.venv-min, 6.7 GB with torch's CUDA libraries), then the test-fast selection
+MIN_VENV := .venv-min
+$(MIN_VENV)/.installed: pyproject.toml constraints.txt tools/floor_constraints.py
+	$(PYTHON) -m venv $(MIN_VENV)
+	$(MIN_VENV)/bin/python -m pip install -q --upgrade pip
+	$(PYTHON) tools/floor_constraints.py ray optuna > $(MIN_VENV)/constraints.txt
+	$(MIN_VENV)/bin/python -m pip install -q -c $(MIN_VENV)/constraints.txt -e '.[dev]'
+	touch $@
+
+test-min: $(MIN_VENV)/.installed
+	$(MIN_VENV)/bin/python -m pytest -n auto -p no:cacheprovider -m 'not slow and not ray and not cluster'
+
 test-all: $(VENV)/.installed
 	$(PY) -m pytest -m ''
 
@@ -56,4 +69,4 @@ test-heavy: $(VENV)/.installed
 	$(PY) -m pytest -m 'heavy and not slow'
 
 clean:
-	rm -rf $(VENV) *.egg-info
+	rm -rf $(VENV) $(MIN_VENV) *.egg-info

@@ -134,7 +134,7 @@ def close_trials_ended_on_disk(path: str, max_epochs: int) -> list[str]:
     every ~10 s, file by file, in the background: a killed driver can leave a trial's result.json
     with its last epoch and its final checkpoint while the snapshot, copied earlier, still has it
     RUNNING at an earlier epoch, or with no checkpoint at all. Ray would run it again from there,
-    appending epochs that had already run (the CI failure "finished trial ... was re-run").
+    and the rerun's rows were appended to the trial's results or replaced them.
 
     The searcher's snapshot is told first (each result it missed, then the end, through Ray's own
     Searcher callbacks), then Ray's experiment state: killed in between, the next resume finds the
@@ -164,9 +164,14 @@ def tell_searcher_they_ended(folder: Path, ended: list[RayTrial]) -> None:
         return  # Ray's random search keeps no searcher snapshot: nothing to tell
     search_alg.restore_from_dir(str(folder))
     for trial in ended:
-        for row in trial.results:
-            search_alg.on_trial_result(trial.trial_id, row)
-        search_alg.on_trial_complete(trial.trial_id, result=trial.last_result)
+        try:
+            for row in trial.results:
+                search_alg.on_trial_result(trial.trial_id, row)
+            search_alg.on_trial_complete(trial.trial_id, result=trial.last_result)
+        except KeyError:
+            # The searcher's snapshot, copied after the experiment state, already had the trial
+            # ended: Ray's OptunaSearch forgets an ended trial and raises on its id. Nothing to tell.
+            continue
     session = snapshot.name[len("searcher-state-"):-len(".pkl")]
     search_alg.save_to_dir(str(folder), session_str=session)  # Ray's own atomic write, same file name
 

@@ -23,9 +23,16 @@ def test_a_record_without_a_version_is_older_than_any():
 
 
 def test_the_0_1_0_searcher_state_loads_as_tunelab_classes_and_the_old_names_are_gone_afterwards():
+    import optuna
+
     import tunelab.search_spaces.base as base
 
     record = json.loads((EXPERIMENT_0_1_0 / "tunelab.json").read_text())
+    pickled_by = record["packages"]["optuna"]
+    if optuna.__version__.split(".")[0] != pickled_by.split(".")[0]:
+        # Optuna's sampler state is pickled with private classes whose fields change between major
+        # versions (make test-min runs the declared floor, Optuna 4); no tunelab name is involved.
+        pytest.skip(f"the fixture's searcher state was pickled by Optuna {pickled_by}, this is {optuna.__version__}")
     (state,) = EXPERIMENT_0_1_0.glob("searcher-state-*.pkl")
     before = {name for name in sys.modules if name.split(".")[0] == "search_spaces"}
     with old_package_names(record):

@@ -61,6 +61,8 @@ def trial_entry_as_ended(entry: tuple[str, str], rows: list[dict], final_checkpo
     checkpoint bookkeeping has no public setter. The final checkpoint is added without Ray's
     eviction, which would delete older checkpoint folders: a trial that runs no more evicts nothing.
     """
+    import json
+
     from ray.train._internal.session import _TrainingResult
     from ray.tune import Checkpoint
     from ray.tune.experiment import Trial
@@ -79,7 +81,7 @@ def trial_entry_as_ended(entry: tuple[str, str], rows: list[dict], final_checkpo
         manager._checkpoint_results.append(result)
         manager._latest_checkpoint_result = result
     trial.set_status(Trial.TERMINATED)
-    trial.stub = False  # as the driver wrote it; Tuner.restore resolves the trainable from it
+    trial.stub = json.loads(entry[0]).get("stub", False)  # as the driver wrote it (read as a stub above)
     trial.invalidate_json_state()
     trial.run_metadata.invalidate_cache()
     return trial.get_json_state()
