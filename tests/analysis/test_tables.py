@@ -209,7 +209,7 @@ def test_a_missing_study_file_is_not_created_by_a_report(tmp_path):
 
 
 def test_each_difference_says_whether_it_is_resolved_after_holm_and_what_80_percent_power_needs():
-    from tunelab.analysis.report import resolution_lines
+    from tunelab.analysis.report_markdown import resolution_lines
     from tunelab.analysis.stats import holm, min_detectable_diff
     from tunelab.analysis.tables import format_table
 
@@ -260,7 +260,7 @@ def test_a_chained_conditional_applies_only_where_its_parent_was_sampled():
 
 
 def test_the_table_carries_selection_val_confirmation_val_and_their_difference():
-    from tunelab.analysis.report import selection_lines
+    from tunelab.analysis.report_markdown import selection_lines
     from tunelab.analysis.tables import format_table
 
     summary = pd.DataFrame({"method": ["a", "base"], "dataset": ["d"] * 2, "trial_id": ["1", "2"],
@@ -349,7 +349,7 @@ def test_without_replicates_the_seed_only_interval_is_the_headline():
 
 def test_the_table_and_report_say_what_an_interval_over_replicates_covers():
     from tunelab.analysis.replicates import by_replicate
-    from tunelab.analysis.report import replicate_lines, resolution_lines, selection_lines
+    from tunelab.analysis.report_markdown import replicate_lines, resolution_lines, selection_lines
     from tunelab.analysis.tables import format_table
 
     summary, confirmations = _replicated({"up": [0.05, 0.02, 0.06], "base": [0.0, -0.01, 0.02]})
