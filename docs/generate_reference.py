@@ -74,14 +74,15 @@ def _option_rows(parser: argparse.ArgumentParser) -> list[list]:
 
 def cli_page() -> str:
     from tunelab.cli import build_parser
+    from tunelab.core.exit_codes import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_RUN_FAILED
 
     parser = build_parser()
     (sub,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
     helps = {choice.dest: choice.help for choice in sub._choices_actions}
     parts = [HEADER, "# Command line\n\n",
-             "Every command accepts `--help`; `tunelab --version` prints the version. Bad input exits 2 "
-             "with one line naming the value and the valid choices, before any work starts; a run that "
-             "failed exits 1; an interrupted one 130.\n\n"]
+             "Every command accepts `--help`; `tunelab --version` prints the version. Bad input exits "
+             f"{EXIT_BAD_INPUT} with one line naming the value and the valid choices, before any work starts; "
+             f"a run that failed exits {EXIT_RUN_FAILED}; an interrupted one {EXIT_INTERRUPTED}.\n\n"]
     for name, command in sub.choices.items():
         usage = " ".join(command.format_usage().split())
         usage = usage.removeprefix("usage: ")

@@ -18,10 +18,8 @@ from tunelab.compare_options import CompareOptions
 from tunelab.options import add_arguments, from_args, given
 from tunelab.tune_options import TuneOptions
 from tunelab.parallel import SearchFailed, stop_when_orphaned
+from tunelab.core.exit_codes import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_RUN_FAILED
 
-EXIT_RUN_FAILED = 1
-EXIT_BAD_INPUT = 2
-EXIT_INTERRUPTED = 130
 
 
 class _Parser(argparse.ArgumentParser):

@@ -26,8 +26,8 @@ from tunelab.trainables.fileio import open_no_follow
 from tunelab.tune_options import TuneOptions
 from tunelab.experiments import experiment_path, normalise_storage
 from tunelab.options import to_argv
+from tunelab.core.exit_codes import EXIT_BAD_INPUT, EXIT_INTERRUPTED
 
-EXIT_BAD_INPUT, EXIT_INTERRUPTED = 2, 130
 PARENT_ENV = "TUNELAB_COMPARE_PID"  # set for the drivers compare starts: the pid they serve
 
 
