@@ -23,7 +23,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import socket
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -32,13 +31,14 @@ import pandas as pd
 
 from tunelab.trainables import config_class
 from tunelab.trainables import metrics as M
-from tunelab.trainables.errors import ConfigError
 from tunelab.trainables.fileio import check_output_path
 from tunelab.duration import describe as describe_duration
 from tunelab.duration import parse_duration
 from tunelab.cluster import is_running, ray_session, reap_stale_session, starts_private_instance
-from tunelab.compare_state import (add_confirmation, how_to_continue, open_state, read_confirmations, save_state,
+from tunelab.compare_state import (how_to_continue, open_state, save_state,
                                    search_done)
+from tunelab.compare_log import say
+from tunelab.confirmations import confirm_all
 from tunelab.experiments import experiment_path, normalise_storage
 from tunelab.cluster import connect_ray
 from tunelab.driver import run_tune, trial_slots
@@ -64,10 +64,6 @@ def check_target_data(opts: CompareOptions) -> None:
         load_dataset(DataOptions(dataset=opts.dataset, data_dir=opts.data_dir, classes=opts.source_classes))
 
 
-def _say(text: str) -> None:
-    print(f"[tunelab compare] {text}", file=sys.stderr, flush=True)
-
-
 def run_compare(opts: CompareOptions) -> dict[str, Any]:
     checks_began = time.perf_counter()
     check_options(opts)
@@ -90,7 +86,7 @@ def run_compare(opts: CompareOptions) -> dict[str, Any]:
     try:
         return _compare(opts, out, state, share, began, checks_s=began - checks_began)
     except KeyboardInterrupt:
-        _say(f"interrupted; what finished is kept in {out}: run the same command with --out {out} to continue")
+        say(f"interrupted; what finished is kept in {out}: run the same command with --out {out} to continue")
         raise
 
 
@@ -123,13 +119,13 @@ def _compare(opts: CompareOptions, out: Path, state: dict[str, Any], share: floa
         phases["confirmations"] -= seconds
     from tunelab.analysis.report import write_report
 
-    _say(f"writing the report to {out / 'report'}")
+    say(f"writing the report to {out / 'report'}")
     report = write_report([s["experiment"] for s in experiments.values()], out / "report",
                           confirmations[0] if len(confirmations) == 1 else pd.concat(confirmations, ignore_index=True),
                           baseline=opts.baseline, replicates=replicate_of(opts, experiments))
     lap("report and plots")
     wall = time.perf_counter() - began
-    _say(f"where the {wall + checks_s:.0f} s went: " + ", ".join(f"{k} {v:.0f} s" for k, v in phases.items()))
+    say(f"where the {wall + checks_s:.0f} s went: " + ", ".join(f"{k} {v:.0f} s" for k, v in phases.items()))
     return {"out": str(out), "report": str(out / "report" / "report.md"), "table": report["table"],
             "wall_s": wall, "searches_s": phases["searches"], "phases_s": phases, "parallel": opts.parallel,
             "experiments": {rep.search_key(opts, m, r): s["experiment"] for (r, m), s in experiments.items()}}
@@ -141,12 +137,12 @@ def run_replicate(opts: CompareOptions, out: Path, backbone: Path | None, share:
     its data draw, then the confirmation seeds. Returns (searches by method, their wall seconds,
     confirmation rows)."""
     if rep.replicated(opts):
-        _say(rep.describe(opts, replicate))
+        say(rep.describe(opts, replicate))
     began = time.perf_counter()
     found = (search_in_parallel(opts, out, backbone, share, state, replicate) if opts.parallel else
              search_one_after_another(opts, out, backbone, share, state, replicate))
     seconds = time.perf_counter() - began
-    _say(f"confirming each best config with {opts.seeds} seeds on the test split")
+    say(f"confirming each best config with {opts.seeds} seeds on the test split")
     confirmed = confirm_all(found, opts.seeds, opts.cpus_per_trial, opts.gpus_per_trial, out,
                             replicate=replicate if rep.replicated(opts) else None)
     return found, seconds, confirmed
@@ -175,16 +171,16 @@ def search_one_after_another(opts: CompareOptions, out: Path, backbone: Path | N
     for index, method in enumerate(opts.methods):
         key = rep.search_key(opts, method, replicate)  # the method itself with one replicate
         if key in state["searches"]:
-            _say(f"{key}: search finished in an earlier run, kept ({state['searches'][key]['experiment']})")
+            say(f"{key}: search finished in an earlier run, kept ({state['searches'][key]['experiment']})")
             experiments[method] = state["searches"][key]
             continue
         spent = time.perf_counter() - began
         left = f", about {spent / index * (len(opts.methods) - index):.0f} s of searching left" if index else ""
-        _say(f"tuning {key} ({index + 1}/{len(opts.methods)}): {opts.num_samples} trials x up to "
+        say(f"tuning {key} ({index + 1}/{len(opts.methods)}): {opts.num_samples} trials x up to "
              f"{opts.max_epochs} epochs{left}")
         summary = continue_or_start(method_options(opts, method, out, backbone, share, replicate=replicate))
         if summary.get("interrupted"):  # Ctrl-C/SIGTERM stopped this search: stop the comparison too
-            _say(f"interrupted while tuning {method}; its experiment is resumable: "
+            say(f"interrupted while tuning {method}; its experiment is resumable: "
                  f"tunelab resume {summary['experiment']}")
             raise KeyboardInterrupt
         experiments[method] = summary
@@ -201,10 +197,10 @@ def continue_or_start(opts: TuneOptions) -> dict[str, Any]:
     path = experiment_path(normalise_storage(opts.storage), opts.name)
     how = how_to_continue(path)
     if how == "resume":
-        _say(f"{opts.method}: continuing the search an earlier run left unfinished ({path})")
+        say(f"{opts.method}: continuing the search an earlier run left unfinished ({path})")
         return resume(path, time_budget=opts.time_budget)  # a fresh share: the interrupted one's rest is unknown
     if how == "restart":
-        _say(f"{opts.method}: the earlier run stopped before the first trial; starting the search again")
+        say(f"{opts.method}: the earlier run stopped before the first trial; starting the search again")
     return run_tune(dataclasses.replace(opts, overwrite=how == "restart"))
 
 
@@ -219,14 +215,14 @@ def search_in_parallel(opts: CompareOptions, out: Path, backbone: Path | None, s
     if share is not None:  # same window for all: equal slots make equal compute
         slots = trial_slots(opts.cpus_per_trial, opts.gpus_per_trial)
         cap = max(1, slots // len(opts.methods))
-        _say(f"parallel searches under a time budget: at most {cap} trial(s) at once each "
+        say(f"parallel searches under a time budget: at most {cap} trial(s) at once each "
              f"(an equal share of the cluster's {slots} slots)")
-    _say(f"tuning {', '.join(opts.methods)} at the same time: {opts.num_samples} trials x up to "
+    say(f"tuning {', '.join(opts.methods)} at the same time: {opts.num_samples} trials x up to "
          f"{opts.max_epochs} epochs each; their lines are prefixed with the method")
     key = {m: rep.search_key(opts, m, replicate) for m in opts.methods}  # the method itself with one replicate
     kept = {m: state["searches"][key[m]] for m in opts.methods if key[m] in state["searches"]}
     for method, summary in kept.items():
-        _say(f"{key[method]}: search finished in an earlier run, kept ({summary['experiment']})")
+        say(f"{key[method]}: search finished in an earlier run, kept ({summary['experiment']})")
     searches = {m: method_options(opts, m, out, backbone, share, cap, replicate) for m in opts.methods if m not in kept}
     how = {m: how_to_continue(experiment_path(normalise_storage(o.storage), o.name)) for m, o in searches.items()}
     searches = {m: dataclasses.replace(o, overwrite=how[m] == "restart") for m, o in searches.items()}
@@ -248,11 +244,11 @@ def budget_share(opts: CompareOptions) -> float | None:
     if rep.replicated(opts):
         return replicate_budget_share(opts, total)
     if opts.parallel:
-        _say(f"time budget {describe_duration(total)}: all {len(opts.methods)} searches run in it at the same time "
+        say(f"time budget {describe_duration(total)}: all {len(opts.methods)} searches run in it at the same time "
              "(confirmation runs are not counted)")
         return total
     share = total / len(opts.methods)
-    _say(f"time budget {describe_duration(total)}: {describe_duration(share)} for each of the "
+    say(f"time budget {describe_duration(total)}: {describe_duration(share)} for each of the "
          f"{len(opts.methods)} searches (equal shares; confirmation runs are not counted)")
     return share
 
@@ -262,12 +258,12 @@ def replicate_budget_share(opts: CompareOptions, total: float) -> float:
     window, shared by its methods as `budget_share` shares the whole budget with one replicate."""
     window = total / opts.replicates
     if opts.parallel:
-        _say(f"time budget {describe_duration(total)} for {opts.replicates} replicates: each replicate's "
+        say(f"time budget {describe_duration(total)} for {opts.replicates} replicates: each replicate's "
              f"{len(opts.methods)} searches run at the same time in {describe_duration(window)} (confirmation runs "
              "are not counted)")
         return window
     share = window / len(opts.methods)
-    _say(f"time budget {describe_duration(total)}: {describe_duration(share)} for each of the "
+    say(f"time budget {describe_duration(total)}: {describe_duration(share)} for each of the "
          f"{opts.replicates * len(opts.methods)} searches ({opts.replicates} replicates x {len(opts.methods)} "
          "methods, equal shares; confirmation runs are not counted)")
     return share
@@ -296,91 +292,12 @@ def source_backbone(opts: CompareOptions, out: Path) -> Path:
     config = source_backbone_config(opts)
     path = (out / "source-backbone.pt").resolve()  # trials run in Ray's own working folders
     if path.is_file():  # written whole (atomically) by an earlier run of this compare
-        _say(f"source backbone: made by an earlier run of this compare, kept ({path})")
+        say(f"source backbone: made by an earlier run of this compare, kept ({path})")
         return path
     began = time.perf_counter()
-    _say(f"pretraining the fine-tuning backbone ({config.model}, width {config.width}) on {opts.dataset} classes "
+    say(f"pretraining the fine-tuning backbone ({config.model}, width {config.width}) on {opts.dataset} classes "
          f"{opts.source_classes}, supervised, {opts.source_epochs} epochs")
     metrics = pretrain(config, path, quiet=True)
-    _say(f"source backbone: val/acc {metrics[M.VAL_ACC]:.4f} on the source classes, "
+    say(f"source backbone: val/acc {metrics[M.VAL_ACC]:.4f} on the source classes, "
          f"{time.perf_counter() - began:.0f} s (not charged to any method) -> {path}")
     return path
-
-
-# One row per confirmation run: its last epoch's val/acc, its best val/acc (the search's epoch rule),
-# and test measured at that best epoch (test/epoch).
-CONFIRMATION_COLUMNS = ["method", "dataset", "seed", "trial_id", M.VAL_ACC, M.VAL_ACC_BEST, M.TEST_ACC,
-                        M.TEST_ACC_TOP5, M.TEST_EPOCH, "epochs"]
-
-
-def confirm_all(experiments: dict[str, dict], seeds: int, cpus: float, gpus: float,
-                out: Path | None = None, replicate: int | None = None) -> pd.DataFrame:
-    """Retrain every method's best config with `seeds` seeds, as parallel Ray tasks. With `out`,
-    each finished run is kept there at once and the runs an earlier compare finished are not run again.
-    With `replicate` (compare --replicates), the rows carry it and only that replicate's are returned."""
-    import ray
-
-    from tunelab.analysis.reproduce import best_record
-
-    remote = ray.remote(num_cpus=cpus, num_gpus=gpus)(_confirm_task)
-    rows = read_confirmations(out) if out is not None else []  # every replicate's: the file is rewritten whole
-    finished = {(r.get("replicate"), r.get("method"), r.get("seed")) for r in rows}
-    kept = sum(r.get("replicate") == replicate for r in rows)
-    futures, keys = [], []
-    for method, summary in experiments.items():
-        try:
-            record = best_record(summary["experiment"])
-        except ConfigError as exc:
-            _say(f"{method}: no confirmation ({exc})")
-            continue
-        base = int(record["config"]["seed"])
-        for i in range(seeds):
-            if (replicate, method, base + i) in finished:
-                continue
-            futures.append(remote.remote(method, record["config"], base + i))
-            keys.append((method, summary["dataset"], base + i, record["provenance"]["trial_id"]))
-    if kept:
-        _say(f"{kept} confirmation run(s) finished in an earlier run, kept; {len(futures)} to run")
-    for (method, dataset, seed, trial_id), final in zip(keys, _as_they_finish(futures)):
-        row = {**({} if replicate is None else {"replicate": replicate}),
-               "method": method, "dataset": dataset, "seed": seed, "trial_id": trial_id,
-               M.VAL_ACC: final.get(M.VAL_ACC), M.VAL_ACC_BEST: final.get(M.VAL_ACC_BEST),
-               M.TEST_ACC: final.get(M.TEST_ACC), M.TEST_ACC_TOP5: final.get(M.TEST_ACC_TOP5),
-               M.TEST_EPOCH: final.get(M.TEST_EPOCH), "epochs": final.get(M.EPOCH)}
-        if out is not None:
-            add_confirmation(out, rows, row)
-        else:
-            rows.append(row)
-    rows = [r for r in rows if r.get("replicate") == replicate]
-    rows.sort(key=lambda r: (list(experiments).index(r["method"]) if r["method"] in experiments else len(experiments),
-                             r["seed"]))
-    return pd.DataFrame(rows, columns=(["replicate"] if replicate is not None else []) + CONFIRMATION_COLUMNS)
-
-
-def _as_they_finish(futures: list) -> Any:
-    """Each future's result in order, fetched as soon as it and those before it are done. The wait is
-    in short steps, so Ctrl-C/SIGTERM are seen at once; then the unfinished tasks are cancelled
-    (their worker processes ended) before the interrupt goes on."""
-    import ray
-
-    pending = list(futures)
-    try:
-        for future in futures:
-            while not ray.wait([future], timeout=0.5)[0]:
-                pass
-            pending.remove(future)
-            yield ray.get(future)
-    except KeyboardInterrupt:
-        for future in pending:
-            try:
-                ray.cancel(future, force=True)
-            except Exception:  # already finished or the cluster is going: nothing left to stop
-                pass
-        raise
-
-
-def _confirm_task(method: str, config: dict[str, Any], seed: int) -> dict[str, Any]:
-    from tunelab.analysis.reproduce import confirm
-
-    history = confirm(method, config, seed)
-    return history[-1]

@@ -26,6 +26,7 @@ from tunelab.trainables.fileio import open_no_follow
 from tunelab.tune_options import TuneOptions
 from tunelab.experiments import experiment_path, normalise_storage
 from tunelab.options import to_argv
+from tunelab.compare_log import PREFIX
 from tunelab.core.exit_codes import EXIT_BAD_INPUT, EXIT_INTERRUPTED
 
 PARENT_ENV = "TUNELAB_COMPARE_PID"  # set for the drivers compare starts: the pid they serve
@@ -118,7 +119,7 @@ def run_drivers(searches: dict[str, TuneOptions], log_dir: Path,
 def _stop(drivers: list[_Driver]) -> None:
     """One SIGINT each, then wait for them to save; a second Ctrl-C kills them (their experiments
     stay resumable from their last checkpoints)."""
-    print("[tunelab compare] interrupted: asking every search to stop and save its experiment",
+    print(f"{PREFIX} interrupted: asking every search to stop and save its experiment",
           file=sys.stderr, flush=True)
     for driver in drivers:
         driver.signal(signal.SIGINT)
@@ -134,7 +135,7 @@ def _stop(drivers: list[_Driver]) -> None:
 def _say_resumable(searches: dict[str, TuneOptions]) -> None:
     for opts in searches.values():
         path = experiment_path(normalise_storage(opts.storage), opts.name)
-        print(f"[tunelab compare] {opts.method}: resumable with `tunelab resume {path}`", file=sys.stderr, flush=True)
+        print(f"{PREFIX} {opts.method}: resumable with `tunelab resume {path}`", file=sys.stderr, flush=True)
 
 
 def _summary(driver: _Driver, code: int) -> dict[str, Any]:
