@@ -17,7 +17,7 @@ from tunelab.analysis.plots import write_plots
 from tunelab.analysis.record import is_experiment, is_uri, redact, split_password
 from tunelab.analysis.replicates import by_replicate, comparison_table
 from tunelab.analysis.report_markdown import markdown
-from tunelab.analysis.tables import importance, importance_note, study_importance
+from tunelab.analysis.importance import importance, importance_note, study_importance
 from tunelab.trainables import metrics as M
 from tunelab.trainables.errors import ConfigError
 from tunelab.trainables.fileio import atomic_write_bytes, atomic_write_text, check_output_path

@@ -9,7 +9,8 @@ import pytest
 
 from tunelab.analysis.load import trial_status, trial_summary
 from tunelab.analysis.replicates import comparison_table
-from tunelab.analysis.tables import comparison, edge_params, importance, mean_ci, welch_diff_ci
+from tunelab.analysis.importance import importance
+from tunelab.analysis.tables import comparison, edge_params, mean_ci, welch_diff_ci
 
 
 def _rows():
@@ -155,7 +156,7 @@ def test_experiments_of_one_method_with_other_search_settings_get_rows_of_their_
 
 
 def test_importance_scores_full_budget_trials_only_and_needs_enough_of_them():
-    from tunelab.analysis.tables import MIN_IMPORTANCE_TRIALS, importance_note
+    from tunelab.analysis.importance import MIN_IMPORTANCE_TRIALS, importance_note
 
     rng = np.random.default_rng(0)
     rows = []
@@ -202,7 +203,7 @@ def test_importance_is_read_from_the_stored_study_when_there_is_one(tmp_path):
 
 
 def test_a_missing_study_file_is_not_created_by_a_report(tmp_path):
-    from tunelab.analysis.tables import study_importance
+    from tunelab.analysis.importance import study_importance
 
     assert study_importance(f"sqlite:///{tmp_path / 'none.db'}", "exp") is None
     assert not (tmp_path / "none.db").exists()
