@@ -152,7 +152,24 @@ def read_text(location: str | Path, name: str) -> str:
 
 def is_experiment(folder: Path) -> bool:
     """A local folder holding a tunelab record (what `--overwrite` may delete, what reports never enter)."""
-    return (folder / TUNELAB_FILE).is_file() and not folder.is_symlink()
+    try:
+        return (folder / TUNELAB_FILE).is_file() and not folder.is_symlink()
+    except OSError:  # a name too long to be a folder is no experiment (its own check says what is wrong)
+        return False
+
+
+def enclosing_experiments(resolved: Path) -> list[Path]:
+    """The experiment folders `resolved` is, or lies inside, the innermost first."""
+    return [p for p in (resolved, *resolved.parents) if is_experiment(p)]
+
+
+def check_not_in_an_experiment(out: str | Path, what: str = "file") -> None:
+    """An --out (`best`'s file, `train`'s folder) never inside an experiment folder: tunelab never
+    writes into one, except the search that owns it."""
+    inside = enclosing_experiments(Path(out).resolve())
+    if inside:
+        raise ConfigError(f"--out {str(out)!r} is inside experiment {str(inside[0])!r}; tunelab never writes "
+                          f"into an experiment folder, choose a {what} outside it")
 
 
 # ----------------------------------------------------------------------------- reading

@@ -14,7 +14,7 @@ import pandas as pd
 from tunelab.analysis.load import (experiment_id, load_experiments, local_path, read_record, trial_summary,
                                    unique_experiments)
 from tunelab.analysis.plots import write_plots
-from tunelab.analysis.record import is_experiment, is_uri, redact, split_password
+from tunelab.analysis.record import enclosing_experiments, is_uri, redact, split_password
 from tunelab.analysis.replicates import by_replicate, comparison_table
 from tunelab.analysis.report_markdown import markdown
 from tunelab.analysis.importance import importance, importance_note, study_importance
@@ -23,25 +23,12 @@ from tunelab.trainables.errors import ConfigError
 from tunelab.trainables.fileio import atomic_write_bytes, atomic_write_text, check_output_path
 
 
-def _enclosing_experiments(resolved: Path) -> list[Path]:
-    """The experiment folders `resolved` is, or lies inside, the innermost first."""
-    return [p for p in (resolved, *resolved.parents) if is_experiment(p)]
-
-
-def check_not_in_an_experiment(out: str | Path) -> None:
-    """`best --out FILE`: never inside an experiment folder (reading never writes into one)."""
-    inside = _enclosing_experiments(Path(out).resolve())
-    if inside:
-        raise ConfigError(f"--out {str(out)!r} is inside experiment {str(inside[0])!r}; tunelab never writes "
-                          "into an experiment folder, choose a file outside it")
-
-
 def check_out_dir(out: Path, experiments: list[Path]) -> None:
     """A report folder is never an experiment or inside one (listed or not), never a file, and never
     a folder of other files: an existing non-empty folder must hold an earlier tunelab report."""
     out = check_output_path(out, "--out", "folder")
     resolved = out.resolve()
-    inside = _enclosing_experiments(resolved)
+    inside = enclosing_experiments(resolved)
     inside += [e for e in experiments if resolved == e.resolve() or e.resolve() in resolved.parents]
     if inside:
         raise ConfigError(f"--out {str(out)!r} is inside experiment {str(inside[0])!r}; reports never write "

@@ -152,6 +152,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     from tunelab.trainables.fileio import dumps, json_ready
     from tunelab.trainables.reporting import LocalReporter
 
+    if args.out is not None:
+        from tunelab.analysis.record import check_not_in_an_experiment
+
+        check_not_in_an_experiment(args.out, "folder")
     method = get_method(args.method)
     reporter = LocalReporter(args.out, to_dict(config), total_epochs=config.epochs)
     metrics = train(method, config, reporter) or (reporter.history[-1] if reporter.history else {})
@@ -295,7 +299,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_best(args: argparse.Namespace) -> int:
     import yaml
 
-    from tunelab.analysis.report import check_not_in_an_experiment
+    from tunelab.analysis.record import check_not_in_an_experiment
     from tunelab.analysis.reproduce import best_record, write_best
     from tunelab.trainables.fileio import check_output_path, dumps
 

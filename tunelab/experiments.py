@@ -46,6 +46,7 @@ from tunelab.trainables.fileio import open_no_follow, refuse_link
 NAME_RULE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+=@-]{0,127}")
 # Schemes pyarrow's filesystems resolve, i.e. what Ray's `storage_path` accepts.
 STORAGE_SCHEMES = ("file", "s3", "gs", "gcs", "hdfs", "viewfs", "abfs", "abfss", "mock")
+BUCKET_SCHEMES = ("s3", "gs", "gcs", "abfs", "abfss")  # the first part of the location is a bucket (container)
 
 # What `--overwrite` may delete in an experiment folder, as name patterns (fnmatch), and nothing
 # else. At the top: the record, Ray Tune's experiment files (and the `.unreadable` copies
@@ -81,10 +82,14 @@ def normalise_storage(storage: str) -> str:
             raise ConfigError(f"--storage {storage!r} is a URI without '//'; write {prefix}:// and the location "
                               "(file:///absolute/path, s3://bucket/runs), or a plain path")
         return str(Path(os.path.expanduser(storage)).resolve())
-    scheme = storage.split("://", 1)[0].lower()
+    scheme, rest = storage.split("://", 1)
+    scheme = scheme.lower()
     if scheme not in STORAGE_SCHEMES:
         raise ConfigError(f"--storage {storage!r}: scheme {scheme!r} is not one Ray's storage (pyarrow) knows; "
                           f"choose from: {', '.join(STORAGE_SCHEMES)}, or a plain path")
+    storage = f"{scheme}://{rest}"  # File:///x is file:///x to every check below, as to pyarrow
+    if scheme in BUCKET_SCHEMES and not rest.split("?", 1)[0].split("/", 1)[0].rsplit("@", 1)[-1]:
+        raise ConfigError(f"--storage {storage!r} names no bucket; write {scheme}://BUCKET/FOLDER")
     local = local_path(storage)
     if local is not None and not local.is_absolute():
         raise ConfigError(f"--storage {storage!r}: a file:// URI needs an absolute path, e.g. file:///mnt/shared/runs")

@@ -220,3 +220,29 @@ def test_dry_run_names_the_ray_instance_a_run_would_join_and_why(monkeypatch):
     monkeypatch.setattr("tunelab.cluster.recorded_cluster", lambda: "10.0.0.3:6379")
     assert joined_cluster(None) == ("the Ray instance already running on this machine (10.0.0.3:6379); "
                                     "--address local starts a private one instead")
+
+
+@pytest.mark.parametrize("storage", ["s3://", "s3:///runs", "gs://?endpoint_override=127.0.0.1:9"])
+def test_a_bucket_storage_without_a_bucket_is_refused(capsys, storage):
+    line = _refused(capsys, ["tune", "classifier", "--storage", storage, "--dry-run"])
+    scheme = storage.split(":")[0]
+    assert line == f"tunelab: error: --storage {storage!r} names no bucket; write {scheme}://BUCKET/FOLDER"
+
+
+def test_a_storage_schemes_case_does_not_make_a_local_folder_remote(capsys, tmp_path):
+    code = main(["tune", "classifier", "--storage", f"File://{tmp_path}/runs", "--name", "x", "--dry-run", "--json"])
+    plan = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert code == 0 and plan["experiment"] == f"file://{tmp_path}/runs/x"
+    assert plan["lock"] != "no lock (remote storage)"
+
+
+@pytest.mark.parametrize("where", ["{exp}", "{exp}/classifier_0000abcd", "{link}"])
+def test_train_never_writes_into_an_experiment_folder(capsys, tmp_path, where):
+    experiment = tmp_path / "runs" / "exp"
+    (experiment / "classifier_0000abcd").mkdir(parents=True)
+    (experiment / "tunelab.json").write_text("{}")
+    (tmp_path / "link").symlink_to(experiment / "classifier_0000abcd")
+    out = where.format(exp=experiment, link=tmp_path / "link")
+    line = _refused(capsys, ["train", "classifier", "--set", "image_size=8", "--set", "epochs=1", "--out", out])
+    assert line.startswith(f"tunelab: error: --out {out!r} is inside experiment {str(experiment)!r}; tunelab never writes")
+    assert sorted(p.name for p in experiment.rglob("*")) == ["classifier_0000abcd", "tunelab.json"]
