@@ -95,7 +95,7 @@ def make_search(space: SearchSpace, metric: str, mode: str, max_t: int, grace_pe
     `trial_dir_prefix` records each study trial's folder (`PREFIX_<ray trial id>`) as a user
     attribute next to `ray_trial_id`.
     """
-    from tunelab.searcher import MultiFidelityOptunaSearch, SeededASHA
+    from tunelab.searcher import MultiFidelityOptunaSearch
 
     check_space(space)
     if not isinstance(metric, str) or not metric:
@@ -115,7 +115,16 @@ def make_search(space: SearchSpace, metric: str, mode: str, max_t: int, grace_pe
                                          storage=storage, study_name=study_name, time_attr=time_attr,
                                          trial_dir_prefix=trial_dir_prefix,
                                          rungs=rungs if rank_at_rung else None)
-    scheduler = SeededASHA(time_attr=time_attr, metric=metric, mode=mode, max_t=max_t,
-                           grace_period=min(grace_period, max_t), reduction_factor=reduction_factor,
-                           brackets=min(brackets, len(rungs)), seed=seed)
-    return searcher, scheduler
+    return searcher, make_scheduler(metric, mode, max_t, grace_period, reduction_factor, seed, time_attr, brackets)
+
+
+def make_scheduler(metric: str, mode: str, max_t: int, grace_period: int, reduction_factor: int, seed: int,
+                   time_attr: str, brackets: int = 4):
+    """make_search's scheduler alone (checked arguments): ASHA in Hyperband brackets, seeded; see
+    make_search."""
+    from tunelab.searcher import SeededASHA
+
+    rungs = asha_rungs(max_t, min(grace_period, max_t), reduction_factor)
+    return SeededASHA(time_attr=time_attr, metric=metric, mode=mode, max_t=max_t,
+                      grace_period=min(grace_period, max_t), reduction_factor=reduction_factor,
+                      brackets=min(brackets, len(rungs)), seed=seed)

@@ -1,7 +1,7 @@
-"""What more than one searcher uses: the plain scheduler and TPE's count of random startup trials."""
+"""What more than one searcher uses: the schedulers and TPE's count of random startup trials."""
 from __future__ import annotations
 
-from tunelab.search import startup_trials as search_startup_trials
+from tunelab.search import make_scheduler, startup_trials as search_startup_trials
 from tunelab.trainables import metrics as M
 from tunelab.tune_options import TuneOptions
 
@@ -9,6 +9,14 @@ from tunelab.tune_options import TuneOptions
 def startup_trials(opts: TuneOptions) -> int:
     """Random trials before TPE models the space: a quarter of the budget, between 2 and 10."""
     return opts.startup_trials or search_startup_trials(opts.num_samples)
+
+
+def hyperband_or_plain_scheduler(opts: TuneOptions):
+    """--scheduler asha: make_search's ASHA in Hyperband brackets (seeded); fifo: the plain one."""
+    if opts.scheduler != "asha":
+        return build_scheduler(opts)
+    return make_scheduler(opts.metric, opts.mode, max_t=opts.max_epochs, grace_period=opts.grace_period,
+                          reduction_factor=opts.reduction_factor, seed=opts.seed, time_attr=M.EPOCH)
 
 
 def build_scheduler(opts: TuneOptions):

@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import warnings
 
-from tunelab.search import make_search
 from tunelab.search_spaces.base import Choice, Conditional, FloatRange, IntRange, SearchSpace
-from tunelab.searchers.common import build_scheduler, startup_trials
-from tunelab.trainables import metrics as M
+from tunelab.searchers.common import hyperband_or_plain_scheduler, startup_trials
 
 
 class StockOptunaSearch:
@@ -31,7 +29,10 @@ class StockOptunaSearch:
         import optuna
         from ray.tune.search.optuna import OptunaSearch
 
+        from tunelab.search import check_space
         from tunelab.searcher import optuna_distributions
+
+        check_space(space)  # as make_search checks it for --search optuna
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         with warnings.catch_warnings():  # multivariate is marked experimental
@@ -40,10 +41,7 @@ class StockOptunaSearch:
         searcher = OptunaSearch(space=optuna_distributions(union_space(space)), metric=opts.metric, mode=opts.mode,
                                 sampler=sampler)
         # the scheduler `--search optuna` gets, so that the two differ in the searcher alone
-        _, asha = make_search(space, opts.metric, opts.mode, max_t=opts.max_epochs, grace_period=opts.grace_period,
-                              reduction_factor=opts.reduction_factor, seed=opts.seed, time_attr=M.EPOCH,
-                              num_samples=opts.num_samples)
-        return searcher, {}, asha if opts.scheduler == "asha" else build_scheduler(opts)
+        return searcher, {}, hyperband_or_plain_scheduler(opts)
 
     def restored_param_space(self, opts, record, path):
         return None  # Ray restores OptunaSearch, which samples itself
