@@ -33,7 +33,7 @@ from tunelab.duration import parse_duration
 from tunelab.budget import reset as reset_budget
 from tunelab.trainables.phases import mark
 from tunelab.tune_options import TuneOptions, check_options
-from tunelab.ray_state import check_and_repair, close_trials_ended_on_disk
+from tunelab.ray_state import check_and_repair, close_trials_ended_on_disk, free_slots_of_ended_trials
 from tunelab.signals import STOP_REQUESTED
 from tunelab.searcher_plugins import searcher_for
 # pickled by name into random searches recorded before 0.2: they resume through this
@@ -103,6 +103,7 @@ def run_config(opts: TuneOptions, name: str, storage: str, record: dict[str, Any
 
     from tunelab.progress import ProgressLines
     from tunelab.stopping import StopWhenReached
+    from tunelab.trial_files import SaveEndedTrialFiles
 
     stop = StopWhenReached(opts.metric, opts.mode, opts.stop_at) if opts.stop_at is not None else None
     return tune.RunConfig(
@@ -112,8 +113,9 @@ def run_config(opts: TuneOptions, name: str, storage: str, record: dict[str, Any
                                                 checkpoint_score_order=opts.mode),
         # TimeBudget is always there (Ray pickles the callbacks with the experiment); it acts only in a
         # session given --time-budget, so `resume --time-budget` works for every experiment.
+        # SaveEndedTrialFiles comes after the loggers: it copies what they wrote.
         callbacks=[ProgressLines(opts.num_samples, opts.metric, opts.max_epochs), TimeBudget(),
-                   *logger_callbacks(opts.tensorboard), *tracker_callbacks(opts, record)])
+                   *logger_callbacks(opts.tensorboard), SaveEndedTrialFiles(), *tracker_callbacks(opts, record)])
 
 
 def tracker_callbacks(opts: TuneOptions, record: dict[str, Any]) -> list:
@@ -277,6 +279,7 @@ def resume(path: str, resume_errored: bool = False, restart_errored: bool = Fals
         if searcher.keeps_an_optuna_study:  # after the state check: a copy's cut state is named before its borrowed study
             check_resumed_study(study_url, record["name"], path)
         close_trials_ended_on_disk(path, opts.max_epochs)  # ended after Ray's last snapshot: not run again
+        free_slots_of_ended_trials(path)  # a generator snapshot newer or older than the trials': no hang
         begin_session(time_budget)
         data = load_shared_data(opts.method, dict(record["fixed"]))
         private = starts_private_instance(address or opts.address)

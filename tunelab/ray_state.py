@@ -28,7 +28,7 @@ from typing import Any
 
 from tunelab.analysis.record import local_path
 from tunelab.trainables.errors import ConfigError
-from tunelab.trainables.fileio import read_json_lines
+from tunelab.trainables.fileio import atomic_write_bytes, read_json_lines
 
 SEARCHER_STATE = "searcher-state-*.pkl"
 # Read by Tuner.restore with no way to rebuild them here: tuner.pkl, the experiment state (the
@@ -152,6 +152,43 @@ def close_trials_ended_on_disk(path: str, max_epochs: int) -> list[str]:
         print(f"tunelab: trial {trial.trial_id} had ended (epoch {trial.last_result.get('epoch')} is in its "
               "results) after Ray's last snapshot; recorded it as ended instead of running it again", file=sys.stderr)
     return [trial.trial_id for trial in ended]
+
+
+def free_slots_of_ended_trials(path: str) -> list[str]:
+    """Free the concurrency slots that the search generator's saved state holds for trials Ray's
+    experiment state does not have running, pending or paused; returns their ids.
+
+    Ray saves the generator's state (its live trials, under --max-concurrent) and the experiment
+    state in one snapshot but copies them to the storage file by file: a driver killed between the
+    two leaves a generator that counts as live a trial the experiment state has ended, or one it
+    never recorded. Restored so, the generator waits forever for that trial to end: `resume` hung
+    with no trial running. Run after `close_trials_ended_on_disk`, which ends trials of its own.
+    """
+    import ray.cloudpickle as cloudpickle
+
+    from tunelab.compat.ray import live_trial_sets, set_unfinished_live_count
+    from tunelab.core.statuses import UNFINISHED_RAY_STATUSES
+
+    folder = local_path(path)
+    if folder is None or newest(folder, "experiment_state-*.json") is None:
+        return []
+    running = {t.trial_id for t in ray_trials(folder) if t.status in UNFINISHED_RAY_STATUSES}
+    freed: list[str] = []
+    for pattern in ("search_gen_state-*.json", "basic-variant-state-*.json"):
+        file = newest(folder, pattern)
+        if file is None:
+            continue
+        with open(file, "rb") as handle:
+            state = cloudpickle.load(handle)
+        stale = sorted({trial_id for live in live_trial_sets(state) for trial_id in live} - running)
+        if not stale:
+            continue
+        for live in live_trial_sets(state):
+            live.difference_update(stale)
+        set_unfinished_live_count(state)
+        atomic_write_bytes(file, lambda handle, state=state: cloudpickle.dump(state, handle))
+        freed += stale
+    return freed
 
 
 def tell_searcher_they_ended(folder: Path, ended: list[RayTrial]) -> None:

@@ -270,3 +270,88 @@ def test_a_cut_snapshot_of_a_searcher_that_cannot_rebuild_it_stops_resume_with_o
         check_and_repair(str(folder), searcher_for("random"))
     message = str(error.value)
     assert "\n" not in message and "--search random cannot rebuild it" in message and "tunelab tune" in message
+
+
+# ----------------------------------------------------------------------------- free_slots_of_ended_trials
+
+def _trial_function(config):  # a trainable Ray's generators can name; never run here
+    pass
+
+
+def _generators():
+    """(a fresh search generator of each kind Tune restores, made identically), under --max-concurrent 1."""
+    from ray import tune
+    from ray.tune.search import ConcurrencyLimiter
+    from ray.tune.search.basic_variant import BasicVariantGenerator
+    from ray.tune.search.optuna import OptunaSearch
+    from ray.tune.search.search_generator import SearchGenerator
+
+    def random_search():
+        return BasicVariantGenerator(max_concurrent=1)
+
+    def limited_searcher():
+        space = {"a": tune.uniform(0, 1)}
+        return SearchGenerator(ConcurrencyLimiter(OptunaSearch(space, metric="loss", mode="min", seed=0),
+                                                  max_concurrent=1))
+
+    return {"random": random_search, "searcher": limited_searcher}
+
+
+def _ray_experiment(folder: Path):
+    from ray import tune
+    from ray.tune.experiment import Experiment
+
+    return Experiment("x", _trial_function, config={"a": tune.uniform(0, 1)}, num_samples=3,
+                      storage_path=str(folder))
+
+
+def _write_experiment_state(folder: Path, statuses: dict[str, str]) -> None:
+    entries = [[json.dumps({"trial_id": trial_id, "status": status, "config": {}, "relative_logdir": ""}), "{}"]
+               for trial_id, status in statuses.items()]
+    (folder / "experiment_state-s1.json").write_text(json.dumps({"trial_data": entries}))
+
+
+@pytest.mark.parametrize("kind", ["random", "searcher"])
+@pytest.mark.parametrize("recorded_as", ["TERMINATED", "ERROR", None])  # None: created after the snapshot
+def test_a_slot_held_for_a_trial_the_experiment_state_has_ended_is_freed_so_resume_does_not_wait(
+        tmp_path, kind, recorded_as):
+    """A generator snapshot copied before (or after) the experiment state counts as live a trial
+    the experiment state has ended or never recorded; Ray's restored generator then never suggests
+    again (resume hung). Real Ray generators save and restore here."""
+    from tunelab.ray_state import free_slots_of_ended_trials
+
+    make = _generators()[kind]
+    generator = make()
+    generator.add_configurations([_ray_experiment(tmp_path)])
+    trial = generator.next_trial()
+    assert trial is not None and generator.next_trial() is None  # its one slot is taken
+    generator.save_to_dir(str(tmp_path), "s1")
+    _write_experiment_state(tmp_path, {} if recorded_as is None else {trial.trial_id: recorded_as})
+
+    assert free_slots_of_ended_trials(str(tmp_path)) == [trial.trial_id]
+
+    restored = make()
+    restored.add_configurations([_ray_experiment(tmp_path)])
+    restored.restore_from_dir(str(tmp_path))
+    assert restored.next_trial() is not None
+
+
+@pytest.mark.parametrize("kind", ["random", "searcher"])
+@pytest.mark.parametrize("status", ["RUNNING", "PENDING", "PAUSED"])
+def test_a_slot_of_a_trial_that_will_run_again_is_kept(tmp_path, kind, status):
+    from tunelab.ray_state import free_slots_of_ended_trials
+
+    make = _generators()[kind]
+    generator = make()
+    generator.add_configurations([_ray_experiment(tmp_path)])
+    trial = generator.next_trial()
+    generator.save_to_dir(str(tmp_path), "s1")
+    saved = {p.name: p.read_bytes() for p in tmp_path.glob("*-state-*")}
+    _write_experiment_state(tmp_path, {trial.trial_id: status})
+
+    assert free_slots_of_ended_trials(str(tmp_path)) == []
+    assert {p.name: p.read_bytes() for p in tmp_path.glob("*-state-*") if p.name in saved} == saved
+    restored = make()
+    restored.add_configurations([_ray_experiment(tmp_path)])
+    restored.restore_from_dir(str(tmp_path))
+    assert restored.next_trial() is None  # the trial resumes in its slot

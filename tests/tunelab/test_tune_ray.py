@@ -193,6 +193,42 @@ def test_a_trial_that_ended_after_rays_last_snapshot_is_recorded_ended_not_run_a
     assert all(sorted(t.intermediate_values) == [1, 2, 3] for t in study_trials)
 
 
+def test_a_trial_that_ended_moments_before_a_hard_kill_keeps_its_results(ray_cluster, tmp_path):
+    """Ray copies the trials' result files from its staging folder into the experiment only with its
+    periodic snapshot; here that copy never comes (a one-hour period), so the ended trial's results
+    reach the experiment only because tunelab saves them when the trial ends. The driver is then
+    SIGKILLed: `resume` must find the trial ended and not train it again."""
+    cluster, _ = ray_cluster
+    env = {**os.environ, "RAY_ADDRESS": cluster.address, "TUNE_GLOBAL_CHECKPOINT_S": "3600"}
+    experiment = tmp_path / "kept"
+    command = [sys.executable, "-m", "tunelab", "tune", "classifier", "--num-samples", "2", "--max-epochs", "3",
+               "--scheduler", "fifo", "--max-concurrent", "1", "--storage", f"file://{tmp_path}", "--name", "kept",
+               *sum((["--set", s] for s in TINY + ["image_size=16"]), [])]
+    log = tmp_path / "tune.log"
+    with open(log, "w") as stderr:
+        driver = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=stderr)
+    try:
+        ended = {}
+        while driver.poll() is None and not ended:
+            ended = {name: frame for name, frame in _progress(experiment).items() if len(frame) == 3}
+            time.sleep(0.05)
+        assert ended and driver.poll() is None, \
+            "the ended trial's results reached the experiment only when the search ended\n" + log.read_text()[-2000:]
+        driver.kill()  # SIGKILL: no handler runs, Ray copies nothing more
+    finally:
+        driver.wait(timeout=60)
+    (name,) = ended
+    before = (experiment / name / "result.json").read_bytes()
+    assert len(before.splitlines()) == 3
+
+    result = tunelab("resume", str(experiment), "--json", env={"RAY_ADDRESS": cluster.address})
+
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "recorded it as ended instead of running it again" in result.stderr, result.stderr[-2000:]
+    assert (experiment / name / "result.json").read_bytes() == before  # not trained again
+    assert json.loads(result.stdout.strip().splitlines()[-1])["statuses"] == {"finished": 2}
+
+
 def test_driver_killed_mid_run_is_completed_by_resume(ray_cluster, tmp_path):
     cluster, _ = ray_cluster
     env = {**os.environ, "RAY_ADDRESS": cluster.address, "PYTHONUNBUFFERED": "1"}

@@ -239,3 +239,42 @@ def wandb_classes():
             return True
 
     return WandbLoggingActor, WandbCallback
+
+
+# ----------------------------------------------------------------------------- trial files
+
+def save_trial_files_now(trial) -> None:
+    """Copy a trial's result files (result.json, progress.csv, params) from the driver's staging
+    folder into the experiment's storage now, over what an earlier copy left there.
+
+    Ray's driver writes them in a staging folder of its Ray session and copies that folder into
+    the storage only with its experiment snapshot, every ~10 s; a driver killed in between loses
+    them. Ray's upload helper (private) creates the folders and copies as Ray's own sync does.
+    """
+    import os
+
+    from ray.train._internal.storage import _upload_to_fs_path
+
+    if trial.local_path and os.path.isdir(trial.local_path):
+        _upload_to_fs_path(trial.local_path, trial.storage.storage_filesystem, trial.path)
+
+
+def live_trial_sets(generator_state: dict) -> list[set]:
+    """The sets of trial ids that a saved search generator's state counts against its concurrency
+    limit: Ray's random search (BasicVariantGenerator, `_live_trials`) and the ConcurrencyLimiter
+    that Tune wraps around a searcher (saved in the search generator's state under its class name).
+    A slot is freed only when the driver tells it the trial ended."""
+    sets = []
+    if isinstance(generator_state.get("_live_trials"), set):
+        sets.append(generator_state["_live_trials"])
+    limiter = generator_state.get("name:ConcurrencyLimiter")
+    if isinstance(limiter, dict) and isinstance(limiter.get("live_trials"), set):
+        sets.append(limiter["live_trials"])
+    return sets
+
+
+def set_unfinished_live_count(generator_state: dict) -> None:
+    """Keep the ConcurrencyLimiter's count of unfinished live trials (batch mode) equal to its set."""
+    limiter = generator_state.get("name:ConcurrencyLimiter")
+    if isinstance(limiter, dict) and "num_unfinished_live_trials" in limiter:
+        limiter["num_unfinished_live_trials"] = len(limiter.get("live_trials", ()))
