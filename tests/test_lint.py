@@ -5,7 +5,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SUBPACKAGES = {"analysis", "search_spaces", "trainables", "core", "compat"}  # below the driver
-DRIVER_LEVEL_PACKAGES = {"searchers"}  # beside the driver's modules
+DRIVER_LEVEL_PACKAGES = {"searchers", "trackers"}  # beside the driver's modules
 
 
 def _contracts() -> dict[str, dict]:

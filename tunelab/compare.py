@@ -42,10 +42,9 @@ from tunelab.confirmations import confirm_all
 from tunelab.experiments import experiment_path, normalise_storage
 from tunelab.cluster import connect_ray
 from tunelab.driver import run_tune, trial_slots
-from tunelab.search_plan import check_trackers
 from tunelab.compare_options import CompareOptions, check_options
 from tunelab.tune_options import TuneOptions
-from tunelab.preflight import absolute_tracking_uri
+from tunelab import tracker_plugins as trackers
 from tunelab import replicates as rep
 from tunelab.compare_plan import fine_tunes, method_options
 from tunelab.signals import stop_requested
@@ -67,8 +66,8 @@ def check_target_data(opts: CompareOptions) -> None:
 def run_compare(opts: CompareOptions) -> dict[str, Any]:
     checks_began = time.perf_counter()
     check_options(opts)
-    opts = dataclasses.replace(opts, mlflow=absolute_tracking_uri(opts.mlflow))  # each search records it so
-    check_trackers(opts.mlflow, opts.wandb)
+    opts = dataclasses.replace(opts, **trackers.resolve(opts))  # each search records them so
+    trackers.check(opts)
     out = check_output_path(opts.out if opts.out is not None else
                             f"compare/{opts.dataset.split(':')[0]}-{time.strftime('%Y%m%d-%H%M%S')}", "--out", "folder")
     state = open_state(out, opts)  # the same compare run again continues; other options are refused

@@ -14,12 +14,14 @@ from tunelab.trainables.errors import ConfigError
 from tunelab.trainables.subsets import parse_classes, shared_classes
 from tunelab.options import UNSET, option, shared
 from tunelab.replicates import check_replicates, parse_replicates
+from tunelab.tracker_plugins import with_tracker_options
 from tunelab.tune_options import TuneOptions
 
 DEFAULT_METHODS = tuple(method_names())  # every method, in registration order
 
 
 @dataclass
+@with_tracker_options  # tune's tracker options, passed to every search
 class CompareOptions:
     """`tunelab compare`'s options; those it shares with `tune` are declared there (tunelab.options)."""
 
@@ -56,8 +58,6 @@ class CompareOptions:
     cpus_per_trial: float = shared(TuneOptions, "cpus_per_trial")
     gpus_per_trial: float = shared(TuneOptions, "gpus_per_trial")
     address: str | None = shared(TuneOptions, "address")
-    mlflow: str | None = shared(TuneOptions, "mlflow")
-    wandb: str | None = shared(TuneOptions, "wandb")
     # not tune's option: one budget for every search together, split between them
     total_time_budget: str | None = option(None, "wall time for all the searches, split equally between the "
                                                  "methods (e.g. 2h: 24m each of 5); confirmation runs are not "

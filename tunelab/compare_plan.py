@@ -9,6 +9,7 @@ from tunelab import replicates as rep
 from tunelab.compare_options import CompareOptions
 from tunelab.trainables import config_class
 from tunelab.tune_options import TuneOptions
+from tunelab import tracker_plugins as trackers
 
 
 def method_options(opts: CompareOptions, method: str, out: Path, backbone: Path | None,
@@ -19,7 +20,7 @@ def method_options(opts: CompareOptions, method: str, out: Path, backbone: Path 
                        max_epochs=opts.max_epochs, seed=rep.search_seed(opts, replicate),
                        grace_period=opts.grace_period, cpus_per_trial=opts.cpus_per_trial,
                        gpus_per_trial=opts.gpus_per_trial,
-                       max_concurrent=max_concurrent, mlflow=opts.mlflow, wandb=opts.wandb,
+                       max_concurrent=max_concurrent, **trackers.given(opts),
                        sets=method_sets(opts, method, backbone) + rep.data_sets(opts, replicate),
                        time_budget=None if time_budget is None else repr(time_budget),
                        # a URI: valid whether Ray runs here alone or joined a local cluster

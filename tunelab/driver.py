@@ -26,7 +26,7 @@ from tunelab.compat.ray import restored_search_state_follows_the_folder
 from tunelab.legacy import old_package_names
 from tunelab.cluster import connect_ray, ray_session, reap_stale_session, starts_private_instance
 from tunelab.experiments import ExperimentLock, prepare_folder, repair_latest_checkpoints
-from tunelab.credentials import for_resume, hand_over
+from tunelab.credentials import for_resume
 from tunelab.study import check_reconnect, check_resumed_study, claim_study, replace_study
 from tunelab.budget import TimeBudget, session_deadline, start_session
 from tunelab.duration import parse_duration
@@ -36,6 +36,7 @@ from tunelab.tune_options import TuneOptions, check_options
 from tunelab.ray_state import check_and_repair, close_trials_ended_on_disk, free_slots_of_ended_trials
 from tunelab.signals import STOP_REQUESTED
 from tunelab.searcher_plugins import searcher_for
+from tunelab import tracker_plugins as trackers
 # pickled by name into random searches recorded before 0.2: they resume through this
 from tunelab.searchers.random_search import ConditionalDraw  # noqa: F401
 from tunelab.preflight import check_recorded_paths
@@ -115,21 +116,7 @@ def run_config(opts: TuneOptions, name: str, storage: str, record: dict[str, Any
         # session given --time-budget, so `resume --time-budget` works for every experiment.
         # SaveEndedTrialFiles comes after the loggers: it copies what they wrote.
         callbacks=[ProgressLines(opts.num_samples, opts.metric, opts.max_epochs), TimeBudget(),
-                   *logger_callbacks(opts.tensorboard), SaveEndedTrialFiles(), *tracker_callbacks(opts, record)])
-
-
-def tracker_callbacks(opts: TuneOptions, record: dict[str, Any]) -> list:
-    callbacks = []
-    if opts.mlflow is not None:
-        from tunelab.tracking import TunelabMLflowCallback
-
-        callbacks.append(TunelabMLflowCallback(hand_over(opts.mlflow), record))
-    if opts.wandb is not None:
-        from tunelab.tracking_wandb import TunelabWandbCallback
-
-        folder = local_path(record["experiment"])  # offline runs beside the experiment's own files
-        callbacks.append(TunelabWandbCallback(opts.wandb, record, str(folder) if folder else None))
-    return callbacks
+                   *logger_callbacks(opts.tensorboard), SaveEndedTrialFiles(), *trackers.callbacks(opts, record)])
 
 
 def trial_dirname(trial) -> str:
@@ -174,13 +161,11 @@ def run_tune(opts: TuneOptions, argv: list[str] | None = None) -> dict[str, Any]
 
 def replace_experiment(opts: TuneOptions, plan: SearchPlan) -> None:
     """Make the experiment's folder and study, replacing under --overwrite what the old experiment
-    of this location left: its files, its Optuna study, its MLflow runs (each said on stderr)."""
+    of this location left: its files, its Optuna study, its trackers' runs (each said on stderr)."""
     prepare_folder(plan.path, opts.overwrite)
     replace_study(opts, plan.name, plan.path)
-    if opts.overwrite and opts.mlflow is not None:
-        from tunelab.tracking import retire_runs
-
-        retire_runs(opts.mlflow, plan.name, plan.path)
+    if opts.overwrite:
+        trackers.retire(opts, plan.name, plan.path)
     claim_study(opts, plan.name, plan.path)
 
 

@@ -19,6 +19,7 @@ from tunelab.analysis.record import redact
 from tunelab.search_spaces.base import Conditional
 from tunelab.search_plan import plan_search
 from tunelab.searcher_plugins import searcher_for
+from tunelab.tracker_plugins import REGISTERED
 from tunelab.tune_options import TuneOptions
 from tunelab.experiments import lock_path
 from tunelab.preflight import probe_lock
@@ -44,7 +45,7 @@ def plan_tune(opts: TuneOptions, made_first: tuple[str, ...] = ()) -> dict[str, 
         "resources": {"cpus_per_trial": opts.cpus_per_trial, "gpus_per_trial": opts.gpus_per_trial,
                       "max_concurrent": opts.max_concurrent or "as resources allow",
                       "ray": "a private instance on this machine" if plan.private else joined_cluster(opts.address)},
-        "optuna_storage": opts.optuna_storage, "mlflow": opts.mlflow, "wandb": opts.wandb,
+        "optuna_storage": opts.optuna_storage, **{name: getattr(opts, name) for name in REGISTERED},
         "overwrite": opts.overwrite, "lock": lock, "skipped": SKIPPED,
     }
 
@@ -86,7 +87,7 @@ def print_tune_plan(plan: dict[str, Any], out=None) -> None:
     r = plan["resources"]
     print(f"  resources  {r['cpus_per_trial']:g} CPU and {r['gpus_per_trial']:g} GPU per trial, "
           f"{r['max_concurrent']} at once, on {r['ray']}", file=out)
-    for key in ("optuna_storage", "mlflow", "wandb"):
+    for key in ("optuna_storage", *REGISTERED):
         if plan[key]:
             print(f"  {key.replace('_', ' ')}  {redact(plan[key])}", file=out)
     print(f"  {plan['lock']}", file=out)

@@ -4,8 +4,8 @@
   otherwise point `--overwrite`'s delete at the storage itself or outside it.
 - `--overwrite` replaces only a folder that is a tunelab experiment: its `tunelab.json` is a
   tunelab record (read and schema-checked by tunelab.analysis.record.read_record), directly inside the
-  storage. Even then it deletes only what tunelab and Ray Tune wrote there (`OURS`, `TRIAL_FILES`,
-  `WANDB_FILES` below); anything else stays, and so does the folder when something is left. It
+  storage. Even then it deletes only what tunelab and Ray Tune wrote there (`OURS`, `TRIAL_FILES`
+  below, and what each tracker declares it writes inside, such as W&B's offline runs); anything else stays, and so does the folder when something is left. It
   is the only delete in tunelab and it lives here. Symlinks are never followed, and only the ones
   W&B itself makes are removed.
 - One writer per experiment: `tune`, `resume` and `--overwrite` hold an exclusive lock, a file
@@ -40,6 +40,7 @@ from tunelab.analysis.record import (TUNELAB_FILE, experiment_identity, is_uri,
 from tunelab.core.statuses import UNFINISHED_RAY_STATUSES, RayStatus
 from tunelab.core.trial_folders import trial_folder_pattern
 from tunelab.ray_state import drop_lost_checkpoints, lost_checkpoint
+from tunelab import tracker_plugins as trackers
 from tunelab.trainables.errors import ConfigError
 from tunelab.trainables.fileio import open_no_follow, refuse_link
 
@@ -58,8 +59,6 @@ OURS = (TUNELAB_FILE, "tuner.pkl", "trainable.pkl", ".validate_storage_marker", 
 # Inside a trial folder: Ray's per-trial files and the checkpoints tunelab's trainables report.
 TRIAL_FILES = ("params.json", "params.pkl", "result.json", "progress.csv", "error.txt", "error.pkl",
                "events.out.tfevents.*", "checkpoint_[0-9]*")
-# Inside EXPERIMENT/wandb/ (offline W&B runs): the run folders and the log links W&B writes.
-WANDB_FILES = ("offline-run-*", "run-*", "latest-run", "debug.log", "debug-internal.log")
 
 
 def check_name(name: str) -> str:
@@ -181,13 +180,14 @@ def remove_experiment(folder: Path) -> None:
     what is left is named on stderr, and the folder stays when anything is."""
     method = owner_record(folder)["method"]
     trial_folder = trial_folder_pattern(method)
+    tracker_folders = trackers.folders_in_experiment()
     for entry in sorted(folder.iterdir()):
         if entry.is_symlink():
             continue
         if entry.is_dir() and trial_folder.fullmatch(entry.name):
             _remove_matching(entry, TRIAL_FILES)
-        elif entry.is_dir() and entry.name == "wandb":
-            _remove_matching(entry, WANDB_FILES, links=True)
+        elif entry.is_dir() and entry.name in tracker_folders:  # e.g. EXPERIMENT/wandb/, offline W&B runs
+            _remove_matching(entry, tracker_folders[entry.name], links=True)
         elif entry.is_file() and _matches(entry.name, OURS):
             entry.unlink()
     if not any(folder.iterdir()):

@@ -17,7 +17,8 @@ from typing import Any
 from tunelab.cluster import (check_cluster, check_local_resources, check_reachable, connect_ray,
                              starts_private_instance)
 from tunelab.experiments import check_free, check_name, check_storage_writable, experiment_path, normalise_storage
-from tunelab.preflight import absolute_sqlite_url, absolute_tracking_uri
+from tunelab.preflight import absolute_sqlite_url
+from tunelab import tracker_plugins as trackers
 from tunelab.search_spaces import space_for
 from tunelab.search_spaces.base import Choice, SearchSpace, settle_conditions
 from tunelab.search_spaces.overrides import apply_overrides, load_space_file
@@ -30,11 +31,12 @@ from tunelab.tune_options import TuneOptions, check_options, fixed_values
 
 
 def resolve_relative_urls(opts: TuneOptions) -> None:
-    """Relative paths in --optuna-storage and --mlflow are made absolute (in `opts`, so the record
-    holds them so): `resume` from another folder then reaches the same databases."""
+    """Relative paths in --optuna-storage and the trackers' values (--mlflow) are made absolute (in
+    `opts`, so the record holds them so): `resume` from another folder then reaches the same databases."""
     if opts.optuna_storage:
         opts.optuna_storage = absolute_sqlite_url(opts.optuna_storage)
-    opts.mlflow = absolute_tracking_uri(opts.mlflow)
+    for name, value in trackers.resolve(opts).items():
+        setattr(opts, name, value)
 
 
 def check_pretrained_path(fixed: dict[str, Any]) -> None:
@@ -61,19 +63,6 @@ def resolve_space(opts: TuneOptions, fixed: dict[str, Any]) -> SearchSpace:
     if not space:
         raise ConfigError("the search space is empty (every entry was fixed or dropped); nothing to tune")
     return space
-
-
-def check_trackers(mlflow: str | None, wandb: str | None) -> None:
-    """--mlflow / --wandb refused (extra not installed, bad URI or project, no W&B login) before
-    anything starts; their modules are imported only when asked for."""
-    if mlflow is not None:
-        from tunelab.tracking import check_mlflow
-
-        check_mlflow(mlflow)
-    if wandb is not None:
-        from tunelab.tracking_wandb import check_wandb
-
-        check_wandb(wandb)
 
 
 def load_shared_data(method: str, fixed: dict[str, Any], make_backbone: bool = True, made_first: tuple[str, ...] = ()):
@@ -149,7 +138,7 @@ def plan_search(opts: TuneOptions, dry_run: bool = False, made_first: tuple[str,
     path = experiment_path(storage, name)
     check_free(path, opts.overwrite)
     check_optuna_storage(opts, name, path)
-    check_trackers(opts.mlflow, opts.wandb)
+    trackers.check(opts)  # extra not installed, bad URI or project, no W&B login
     private = starts_private_instance(opts.address)
     if private:
         check_local_resources(opts)

@@ -18,6 +18,7 @@ from tunelab.trainables.config import build_config, parse_set_options
 from tunelab.trainables.errors import ConfigError
 from tunelab.duration import parse_duration
 from tunelab.searcher_plugins import REGISTERED, searcher_for
+from tunelab.tracker_plugins import with_tracker_options
 from tunelab.options import option
 
 DEFAULT_STORAGE = "./runs"
@@ -26,8 +27,10 @@ SCHEDULERS = ("asha", "fifo")
 
 
 @dataclass
+@with_tracker_options
 class TuneOptions:
-    """`tunelab tune`'s options; the command line is derived from these fields (tunelab.options)."""
+    """`tunelab tune`'s options; the command line is derived from these fields (tunelab.options).
+    Each registered tracker adds its own (`--mlflow`, `--wandb`: tunelab.tracker_plugins)."""
 
     method: str
     dataset: str | None = option(None, f"one of: {', '.join(dataset_names())} (default digits)")
@@ -62,10 +65,6 @@ class TuneOptions:
                                            "running then checkpoint and are recorded out_of_time; resume "
                                            "continues them", metavar="DURATION")
     tensorboard: bool = option(False, "also write TensorBoard event files per trial")
-    mlflow: str | None = option(None, "log every trial as an MLflow run at this tracking URI (e.g. "
-                                      "sqlite:///runs/mlflow.db); needs pip install -e '.[mlflow]'", metavar="URI")
-    wandb: str | None = option(None, "log every trial as a W&B run in this project (WANDB_MODE=offline: under "
-                                     "EXPERIMENT/wandb/); needs pip install -e '.[wandb]'", metavar="PROJECT")
     dry_run: bool = option(False, "run every check made before training (options, data, models, space, storage, "
                                   "trackers, lock), print what would run and exit 0 or 2; writes nothing, starts "
                                   "no Ray (a cluster's own resources are checked only once joined)")
