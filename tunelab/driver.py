@@ -25,7 +25,8 @@ from tunelab.core.trial_folders import trial_folder_name
 from tunelab.compat.ray import restored_search_state_follows_the_folder
 from tunelab.legacy import old_package_names
 from tunelab.cluster import connect_ray, ray_session, reap_stale_session, starts_private_instance
-from tunelab.experiments import ExperimentLock, prepare_folder, repair_latest_checkpoints
+from tunelab.experiment_lock import ExperimentLock
+from tunelab.experiments import prepare_folder, repair_latest_checkpoints
 from tunelab.credentials import for_resume
 from tunelab.study import check_reconnect, check_resumed_study, claim_study, replace_study
 from tunelab.budget import TimeBudget, session_deadline, start_session

@@ -21,7 +21,7 @@ from tunelab.search_plan import plan_search
 from tunelab.searcher_plugins import searcher_for
 from tunelab.tracker_plugins import REGISTERED
 from tunelab.tune_options import TuneOptions
-from tunelab.experiments import lock_path
+from tunelab.experiment_lock import lock_path
 from tunelab.preflight import probe_lock
 
 SKIPPED = ("Ray is not started or joined: a cluster's GPUs, largest node and shared storage are checked when "

@@ -8,41 +8,30 @@
   below, and what each tracker declares it writes inside, such as W&B's offline runs); anything else stays, and so does the folder when something is left. It
   is the only delete in tunelab and it lives here. Symlinks are never followed, and only the ones
   W&B itself makes are removed.
-- One writer per experiment: `tune`, `resume` and `--overwrite` hold an exclusive lock, a file
-  beside the experiment (`STORAGE/.NAME.lock`) so it exists before the folder does and survives
-  `--overwrite`. It is taken on the experiment's resolved identity (`experiment_identity`): the
-  lock lives beside the real folder, so `x`, `./x/`, a symlink to x and `file://` of x share one
-  lock, and nothing is written beside an alias. The kernel releases the lock when its holder dies
-  however it dies, so a lock file left by a dead process on this host is taken over (with a
-  message); one recorded by another host is refused, naming it, since that process cannot be
-  checked from here.
+- One writer per experiment: the lock (`tunelab.experiment_lock`).
 - `resume` continues every unfinished trial from its newest checkpoint on disk, also when Ray's
   last snapshot names an older one already replaced (`repair_latest_checkpoints`).
 """
 from __future__ import annotations
 
-import errno
-import fcntl
 import fnmatch
-import json
 import os
 import re
 import shutil
-import socket
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
-from tunelab.analysis.record import (TUNELAB_FILE, experiment_identity, is_uri,
-                             join_uri, local_path, read_record, redact)
+from tunelab.analysis.record import (TUNELAB_FILE, is_uri,
+                             join_uri, local_path, read_record)
 from tunelab.core.statuses import UNFINISHED_RAY_STATUSES, RayStatus
 from tunelab.core.trial_folders import trial_folder_pattern
 from tunelab.ray_state import drop_lost_checkpoints, lost_checkpoint
 from tunelab import tracker_plugins as trackers
+from tunelab.experiment_lock import lock_path
 from tunelab.trainables.errors import ConfigError
-from tunelab.trainables.fileio import open_no_follow, refuse_link
+from tunelab.trainables.fileio import refuse_link
 
 NAME_RULE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+=@-]{0,127}")
 # Schemes pyarrow's filesystems resolve, i.e. what Ray's `storage_path` accepts.
@@ -216,118 +205,6 @@ def _remove_matching(folder: Path, patterns: tuple[str, ...], links: bool = Fals
             entry.unlink()
     if not any(folder.iterdir()):
         folder.rmdir()
-
-
-# ----------------------------------------------------------------------------- one writer per experiment
-
-def lock_path(experiment: str) -> Path | None:
-    """The lock file of an experiment, beside its real folder: every spelling of one experiment (`x`,
-    `./x/`, a symlink, file://) is one identity, so it has one lock. None for remote storage."""
-    if local_path(experiment) is None:
-        return None
-    real = Path(experiment_identity(experiment))
-    return real.parent / f".{real.name}.lock"
-
-
-def holder_record(**extra: Any) -> dict[str, Any]:
-    return {"host": socket.gethostname(), "pid": os.getpid(),
-            "command": redact(" ".join(["tunelab", *sys.argv[1:]]))[:500],
-            "since": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **extra}
-
-
-def _describe(holder: dict[str, Any]) -> str:
-    return (f"pid {holder.get('pid')} on host {holder.get('host')!r} since {holder.get('since')} "
-            f"({holder.get('command')})")
-
-
-def _read_holder(handle) -> dict[str, Any]:
-    handle.seek(0)
-    try:
-        holder = json.loads(handle.read() or "{}")
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return {}
-    return holder if isinstance(holder, dict) else {}
-
-
-def _alive(pid: Any) -> bool:
-    try:
-        os.kill(int(pid), 0)
-    except (ProcessLookupError, ValueError, TypeError):
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-class ExperimentLock:
-    """An exclusive lock on one experiment, held from `acquire()` until `release()` (or death)."""
-
-    def __init__(self, experiment: str):
-        self.experiment = experiment
-        self.path = lock_path(experiment)
-        self.handle = None
-        self.previous: dict[str, Any] = {}  # the stale holder taken over, if any
-
-    def acquire(self) -> "ExperimentLock":
-        if self.path is None:
-            return self  # remote storage: no lock primitive there (docs/how-to/failures.md: run one driver per experiment)
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            handle = os.fdopen(open_no_follow(self.path, "lock file"), "r+", encoding="utf-8")
-        except OSError as exc:
-            raise ConfigError(f"--storage {str(self.path.parent)!r} is not writable: {exc.strerror}") from None
-        try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            holder = _read_holder(handle)
-            handle.close()
-            if exc.errno not in (errno.EAGAIN, errno.EACCES):
-                raise
-            raise ConfigError(f"experiment {self._shown()} is in use by {_describe(holder)}; wait for it to end "
-                              f"or stop it (lock: {self.path})") from None
-        holder = _read_holder(handle)
-        if holder and holder.get("host") != socket.gethostname():
-            handle.close()
-            raise ConfigError(f"experiment {self._shown()} is locked by {_describe(holder)}, another host; if "
-                              f"that run has ended, delete {self.path} and try again")
-        if holder and holder.get("pid") != os.getpid():
-            self.previous = holder
-            state = "still running but not holding it" if _alive(holder.get("pid")) else "no longer running"
-            print(f"tunelab: taking over the stale lock of {_describe(holder)} ({state})", file=sys.stderr)
-        self.handle = handle
-        self._write(holder_record())
-        return self
-
-    def _shown(self) -> str:
-        """The experiment as the user wrote it, and what it is when that differs (an alias)."""
-        real = experiment_identity(self.experiment)
-        return repr(self.experiment) + (f" (= {real})" if real != self.experiment else "")
-
-    def _write(self, holder: dict[str, Any]) -> None:
-        self.handle.seek(0)
-        self.handle.truncate()
-        self.handle.write(json.dumps(holder))
-        self.handle.flush()
-        os.fsync(self.handle.fileno())
-
-    def note(self, **extra: Any) -> None:
-        """Add facts to the holder record (e.g. the Ray session this driver started)."""
-        if self.handle is not None:
-            self._write(holder_record(**extra))
-
-    def release(self) -> None:
-        if self.handle is None:
-            return
-        self.handle.seek(0)
-        self.handle.truncate()  # an empty lock file is a free lock; removing it would race a waiting opener
-        self.handle.close()
-        self.handle = None
-
-    def __enter__(self) -> "ExperimentLock":
-        return self.acquire()
-
-    def __exit__(self, *exc) -> None:
-        self.release()
 
 
 # ----------------------------------------------------------------------------- resuming

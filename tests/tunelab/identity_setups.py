@@ -59,7 +59,7 @@ def every_spelling_is_one_experiment(tmp_path: Path) -> None:
                  f"file://{tmp_path}/elsewhere/alias/"]
     holder = subprocess.Popen([sys.executable, "-c", (
         "import sys, time; sys.path.insert(0, %r)\n"
-        "from tunelab.experiments import ExperimentLock\n"
+        "from tunelab.experiment_lock import ExperimentLock\n"
         "lock = ExperimentLock(%r).acquire(); print('held', flush=True); time.sleep(600)"
     ) % (ROOT, str(tmp_path / "runs" / "x"))], stdout=subprocess.PIPE, text=True, cwd=tmp_path)
     try:

@@ -10,7 +10,7 @@ import pytest
 
 from tunelab.analysis.record import experiment_identity
 from tunelab.trainables.errors import ConfigError
-from tunelab.experiments import ExperimentLock, lock_path
+from tunelab.experiment_lock import ExperimentLock, lock_path
 
 ROOT = str(Path(__file__).resolve().parents[2])
 
@@ -36,7 +36,7 @@ def _hold(spelling: str, cwd: Path) -> subprocess.Popen:
     """Another process that takes the lock under `spelling` and keeps it."""
     holder = subprocess.Popen([sys.executable, "-c", (
         "import sys, time; sys.path.insert(0, %r)\n"
-        "from tunelab.experiments import ExperimentLock\n"
+        "from tunelab.experiment_lock import ExperimentLock\n"
         "lock = ExperimentLock(%r).acquire(); print('held', flush=True); time.sleep(120)"
     ) % (ROOT, spelling)], stdout=subprocess.PIPE, text=True, cwd=cwd)
     assert holder.stdout.readline().strip() == "held"

@@ -13,7 +13,8 @@ from tunelab.trainables.fileio import open_no_follow
 from tunelab.search_plan import resolve_space
 from tunelab.summaries import experiment_record
 from tunelab.tune_options import TuneOptions, fixed_values
-from tunelab.experiments import ExperimentLock, check_free, prepare_folder
+from tunelab.experiment_lock import ExperimentLock
+from tunelab.experiments import check_free, prepare_folder
 from tunelab.study import OWNER_ATTR, check_optuna_storage, claim_study, replace_study
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)

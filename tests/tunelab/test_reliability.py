@@ -17,7 +17,8 @@ from tunelab.trainables.errors import ConfigError
 from tunelab.cli import main
 from tunelab.driver import run_tune
 from tunelab.tune_options import TuneOptions
-from tunelab.experiments import ExperimentLock, check_name, lock_path, prepare_folder
+from tunelab.experiment_lock import ExperimentLock, lock_path
+from tunelab.experiments import check_name, prepare_folder
 
 
 def _exit_code(argv) -> int:
@@ -104,7 +105,7 @@ def test_a_second_writer_is_refused_naming_the_holder(tmp_path):
     experiment = str(tmp_path / "exp")
     holder = subprocess.Popen([sys.executable, "-c", (
         "import sys, time; sys.path.insert(0, %r)\n"
-        "from tunelab.experiments import ExperimentLock\n"
+        "from tunelab.experiment_lock import ExperimentLock\n"
         "lock = ExperimentLock(%r).acquire(); print('held', flush=True); time.sleep(60)"
     ) % (str(Path(__file__).resolve().parents[2]), experiment)], stdout=subprocess.PIPE, text=True)
     try:

@@ -1,0 +1,135 @@
+"""One writer per experiment.
+
+`tune`, `resume` and `--overwrite` hold an exclusive lock, a file beside the experiment
+(`STORAGE/.NAME.lock`) so it exists before the folder does and survives `--overwrite`. It is taken
+on the experiment's resolved identity (`experiment_identity`): the lock lives beside the real
+folder, so `x`, `./x/`, a symlink to x and `file://` of x share one lock, and nothing is written
+beside an alias. The kernel releases the lock when its holder dies however it dies, so a lock file
+left by a dead process on this host is taken over (with a message); one recorded by another host
+is refused, naming it, since that process cannot be checked from here.
+"""
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import os
+import socket
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from tunelab.analysis.record import experiment_identity, local_path, redact
+from tunelab.trainables.errors import ConfigError
+from tunelab.trainables.fileio import open_no_follow
+
+
+def lock_path(experiment: str) -> Path | None:
+    """The lock file of an experiment, beside its real folder: every spelling of one experiment (`x`,
+    `./x/`, a symlink, file://) is one identity, so it has one lock. None for remote storage."""
+    if local_path(experiment) is None:
+        return None
+    real = Path(experiment_identity(experiment))
+    return real.parent / f".{real.name}.lock"
+
+
+def holder_record(**extra: Any) -> dict[str, Any]:
+    return {"host": socket.gethostname(), "pid": os.getpid(),
+            "command": redact(" ".join(["tunelab", *sys.argv[1:]]))[:500],
+            "since": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **extra}
+
+
+def _describe(holder: dict[str, Any]) -> str:
+    return (f"pid {holder.get('pid')} on host {holder.get('host')!r} since {holder.get('since')} "
+            f"({holder.get('command')})")
+
+
+def _read_holder(handle) -> dict[str, Any]:
+    handle.seek(0)
+    try:
+        holder = json.loads(handle.read() or "{}")
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return {}
+    return holder if isinstance(holder, dict) else {}
+
+
+def _alive(pid: Any) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except (ProcessLookupError, ValueError, TypeError):
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class ExperimentLock:
+    """An exclusive lock on one experiment, held from `acquire()` until `release()` (or death)."""
+
+    def __init__(self, experiment: str):
+        self.experiment = experiment
+        self.path = lock_path(experiment)
+        self.handle = None
+        self.previous: dict[str, Any] = {}  # the stale holder taken over, if any
+
+    def acquire(self) -> "ExperimentLock":
+        if self.path is None:
+            return self  # remote storage: no lock primitive there (docs/how-to/failures.md: run one driver per experiment)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            handle = os.fdopen(open_no_follow(self.path, "lock file"), "r+", encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"--storage {str(self.path.parent)!r} is not writable: {exc.strerror}") from None
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            holder = _read_holder(handle)
+            handle.close()
+            if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                raise
+            raise ConfigError(f"experiment {self._shown()} is in use by {_describe(holder)}; wait for it to end "
+                              f"or stop it (lock: {self.path})") from None
+        holder = _read_holder(handle)
+        if holder and holder.get("host") != socket.gethostname():
+            handle.close()
+            raise ConfigError(f"experiment {self._shown()} is locked by {_describe(holder)}, another host; if "
+                              f"that run has ended, delete {self.path} and try again")
+        if holder and holder.get("pid") != os.getpid():
+            self.previous = holder
+            state = "still running but not holding it" if _alive(holder.get("pid")) else "no longer running"
+            print(f"tunelab: taking over the stale lock of {_describe(holder)} ({state})", file=sys.stderr)
+        self.handle = handle
+        self._write(holder_record())
+        return self
+
+    def _shown(self) -> str:
+        """The experiment as the user wrote it, and what it is when that differs (an alias)."""
+        real = experiment_identity(self.experiment)
+        return repr(self.experiment) + (f" (= {real})" if real != self.experiment else "")
+
+    def _write(self, holder: dict[str, Any]) -> None:
+        self.handle.seek(0)
+        self.handle.truncate()
+        self.handle.write(json.dumps(holder))
+        self.handle.flush()
+        os.fsync(self.handle.fileno())
+
+    def note(self, **extra: Any) -> None:
+        """Add facts to the holder record (e.g. the Ray session this driver started)."""
+        if self.handle is not None:
+            self._write(holder_record(**extra))
+
+    def release(self) -> None:
+        if self.handle is None:
+            return
+        self.handle.seek(0)
+        self.handle.truncate()  # an empty lock file is a free lock; removing it would race a waiting opener
+        self.handle.close()
+        self.handle = None
+
+    def __enter__(self) -> "ExperimentLock":
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
