@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from tunelab.analysis.record import local_path
+from tunelab.trainables import metrics as M
 from tunelab.trainables.errors import ConfigError
 from tunelab.trainables.fileio import atomic_write_bytes, read_json_lines
 
@@ -118,7 +119,6 @@ def ended_on_disk(trial: RayTrial, max_epochs: int) -> bool:
     """Whether an unfinished trial of Ray's snapshot had in fact ended: its result.json holds the
     report after which the trainable returns (the last epoch, or a diverged one)."""
     from tunelab.core.statuses import UNFINISHED_RAY_STATUSES
-    from tunelab.trainables import metrics as M
 
     last = trial.last_result
     if trial.status not in UNFINISHED_RAY_STATUSES or not last:
@@ -149,7 +149,7 @@ def close_trials_ended_on_disk(path: str, max_epochs: int) -> list[str]:
     tell_searcher_they_ended(folder, ended)
     record_as_ended(folder, ended)
     for trial in ended:
-        print(f"tunelab: trial {trial.trial_id} had ended (epoch {trial.last_result.get('epoch')} is in its "
+        print(f"tunelab: trial {trial.trial_id} had ended (epoch {trial.last_result.get(M.EPOCH)} is in its "
               "results) after Ray's last snapshot; recorded it as ended instead of running it again", file=sys.stderr)
     return [trial.trial_id for trial in ended]
 
