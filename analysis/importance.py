@@ -10,7 +10,7 @@ import pandas as pd
 from tunelab.analysis.load import CONFIG_PREFIX
 from tunelab.analysis.tables import envelope_row, plain_value
 from tunelab.core.statuses import TrialStatus
-from tunelab.trainables import metrics as M
+from tunelab.core import metrics as M
 
 MIN_IMPORTANCE_TRIALS = 8  # fANOVA's forest on fewer full-budget trials ranks noise
 

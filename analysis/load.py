@@ -20,11 +20,12 @@ from typing import Any, Iterable
 
 import pandas as pd
 
-from tunelab.analysis.record import (FINAL_STATUSES, TUNELAB_FILE, experiment_identity,
-                             read_record, redact, remote_filesystem)
-from tunelab.analysis.record import local_path as _local_or_none
-from tunelab.trainables import metrics as M
-from tunelab.trainables.errors import ConfigError
+from tunelab.core.record import FINAL_STATUSES, TUNELAB_FILE, read_record
+from tunelab.core.storage import experiment_identity, remote_filesystem
+from tunelab.core.redaction import redact
+from tunelab.core.storage import local_path as _local_or_none
+from tunelab.core import metrics as M
+from tunelab.core.errors import ConfigError
 from tunelab.core.statuses import UNFINISHED_RAY_STATUSES, RayStatus, TrialStatus
 from tunelab.core.trial_folders import parse_trial_folder_name
 
@@ -47,7 +48,7 @@ TRIAL_FILES = ("progress.csv", "params.json", "error.txt")
 
 def experiment_id(location: str | Path) -> str:
     """How an experiment is named in tables: its real folder, or its normalised URI when remote; one
-    name for every spelling of one experiment (`tunelab.analysis.record.experiment_identity`)."""
+    name for every spelling of one experiment (`tunelab.core.storage.experiment_identity`)."""
     return experiment_identity(location)
 
 

@@ -8,7 +8,7 @@ import pandas as pd
 
 from tunelab.analysis.tables import applied_case, envelope_row
 from tunelab.core.statuses import TrialStatus
-from tunelab.trainables import metrics as M
+from tunelab.core import metrics as M
 from tunelab.trainables.fileio import atomic_write_bytes
 
 

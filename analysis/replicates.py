@@ -28,7 +28,7 @@ import pandas as pd
 from tunelab.analysis.stats import detectable_diff, finite, paired, within_replicates
 from tunelab.analysis.tables import (ALPHA, COMPARISON_COLUMNS, PAIRED_REPLICATES, POWER, comparison, default_baseline,
                                      mean_ci, resolve)
-from tunelab.trainables import metrics as M
+from tunelab.core import metrics as M
 
 
 def comparison_table(summary: pd.DataFrame, confirmations: pd.DataFrame | None = None, baseline: str | None = None,

@@ -14,12 +14,14 @@ import pandas as pd
 from tunelab.analysis.load import (experiment_id, load_experiments, local_path, read_record, trial_summary,
                                    unique_experiments)
 from tunelab.analysis.plots import write_plots
-from tunelab.analysis.record import enclosing_experiments, is_uri, redact, split_password
+from tunelab.core.record import enclosing_experiments
+from tunelab.core.storage import is_uri
+from tunelab.core.redaction import redact, split_password
 from tunelab.analysis.replicates import by_replicate, comparison_table
 from tunelab.analysis.report_markdown import markdown
 from tunelab.analysis.importance import importance, importance_note, study_importance
-from tunelab.trainables import metrics as M
-from tunelab.trainables.errors import ConfigError
+from tunelab.core import metrics as M
+from tunelab.core.errors import ConfigError
 from tunelab.trainables.fileio import atomic_write_bytes, atomic_write_text, check_output_path
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from tunelab.analysis.record import redact
+from tunelab.core.redaction import redact
 from tunelab.analysis.tables import format_table
 
 

@@ -17,12 +17,12 @@ import pandas as pd
 import yaml
 
 from tunelab.analysis.load import experiment_id, load_experiment, rank_trials, read_record, trial_summary
-from tunelab.analysis.record import redact
+from tunelab.core.redaction import redact
 from tunelab.analysis.tables import config_of
 from tunelab.trainables import get_method
-from tunelab.trainables import metrics as M
+from tunelab.core import metrics as M
 from tunelab.trainables.config import build_config, read_yaml_mapping, to_dict
-from tunelab.trainables.errors import ConfigError
+from tunelab.core.errors import ConfigError
 from tunelab.trainables.fileio import atomic_write_text, check_output_path
 
 

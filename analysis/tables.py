@@ -20,7 +20,7 @@ from scipy import stats
 
 from tunelab.analysis.load import CONFIG_PREFIX, rank_trials
 from tunelab.analysis.stats import finite, holm, min_detectable_diff, welch
-from tunelab.trainables import metrics as M
+from tunelab.core import metrics as M
 
 COMPARISON_COLUMNS = [
     "method", "dataset", "trials", "epochs", "compute_s", "best_val_acc", "best_trial", "best_epoch",

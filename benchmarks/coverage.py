@@ -183,7 +183,7 @@ def read_runs(path: Path) -> list[dict[str, Any]]:
 
 def estimate(args: argparse.Namespace) -> None:
     from tunelab.analysis.reproduce import confirm
-    from tunelab.trainables import metrics as M
+    from tunelab.core import metrics as M
 
     compare = Path(args.compare)
     out = Path(args.out)

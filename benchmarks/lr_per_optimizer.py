@@ -13,7 +13,7 @@ import argparse
 import itertools
 
 from tunelab.analysis.reproduce import confirm
-from tunelab.trainables import metrics as M
+from tunelab.core import metrics as M
 
 
 def main() -> None:

@@ -174,7 +174,7 @@ class Training(Problem):
         return method, train_config
 
     def run(self, config, on_step) -> None:
-        from tunelab.trainables import metrics as M
+        from tunelab.core import metrics as M
         from tunelab.trainables.engine import train
         from tunelab.trainables.reporting import LocalReporter
 

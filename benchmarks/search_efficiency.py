@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from tunelab.trainables import metrics as M
+from tunelab.core import metrics as M
 
 HERE = Path(__file__).resolve().parent
 REFERENCE = HERE / "search_efficiency_reference.json"

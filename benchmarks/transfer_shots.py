@@ -18,7 +18,7 @@ import numpy as np
 from scipy import stats
 
 from tunelab.analysis.reproduce import confirm
-from tunelab.trainables import metrics as M
+from tunelab.core import metrics as M
 from tunelab.trainables.pretrain import PretrainConfig, pretrain
 
 

@@ -143,7 +143,7 @@ def _valid_values(instance) -> dict[str, str]:
 
 def _conditional_ranges(instance, base: dict[str, str]) -> dict[str, list[str]]:
     """Ranges that change with another key's choice (ArcFace's m with its head): key -> notes."""
-    from tunelab.trainables.errors import ConfigError
+    from tunelab.core.errors import ConfigError
     notes: dict[str, list[str]] = {}
     for key, text in base.items():
         if not text.startswith("one of: "):
@@ -229,10 +229,11 @@ def _schema_rows(schema: dict[str, tuple], required: bool, nested: dict[str, dic
 
 
 def outputs_page() -> str:
-    from tunelab.analysis.record import FORMAT, NESTED, OPTIONAL, SCHEMA, TUNELAB_FILE
+    from tunelab.core.record import FORMAT, TUNELAB_FILE
+    from tunelab.core.record import NESTED, OPTIONAL, SCHEMA
     from tunelab.analysis.tables import COMPARISON_COLUMNS
     from tunelab.core.statuses import RayStatus, TrialStatus
-    from tunelab.trainables import metrics as M
+    from tunelab.core import metrics as M
 
     metric_names = [value for name, value in vars(M).items() if name.isupper() and isinstance(value, str)]
     parts = [HEADER, "# Outputs\n\n",

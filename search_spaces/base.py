@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Union
 
-from tunelab.trainables.errors import ConfigError
+from tunelab.core.errors import ConfigError
 
 ROLES = ("scientific", "nuisance")
 

@@ -25,7 +25,7 @@ from typing import Any
 from tunelab.search_spaces.base import Choice, Conditional, FloatRange, IntRange, Param, SearchSpace, distinct
 from tunelab.trainables.config import build_config, field_names, read_yaml_mapping, unwrap_optional
 from tunelab.trainables.configs import DataOptions
-from tunelab.trainables.errors import ConfigError
+from tunelab.core.errors import ConfigError
 
 ENTRY_KEYS = ("low", "high", "log", "choices", "unit", "reason", "role")
 _DATA_REASON = "defines the data split every trial shares (loaded once per experiment); fix it with --set"

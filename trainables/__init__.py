@@ -12,7 +12,7 @@ import importlib
 from typing import Any, Callable
 
 from tunelab.trainables.configs import METHOD_SPECS
-from tunelab.trainables.errors import ConfigError
+from tunelab.core.errors import ConfigError
 
 
 def method_names() -> list[str]:

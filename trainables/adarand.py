@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from tunelab.trainables.errors import DataError, check_choice, check_range
+from tunelab.core.errors import DataError, check_choice, check_range
 
 from tunelab.trainables.catalog import PRIOR_SCHEDULES, PRIOR_VARIANTS
 

@@ -9,7 +9,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from tunelab.trainables import metrics as M
+from tunelab.core import metrics as M
 from tunelab.trainables.splits import DatasetBundle
 from tunelab.trainables.configs import ArcFaceConfig
 from tunelab.trainables.engine import Method, register_method

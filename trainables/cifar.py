@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from tunelab.trainables.configs import DataOptions
-from tunelab.trainables.errors import DataError
+from tunelab.core.errors import DataError
 from tunelab.trainables.splits import DatasetBundle, array_splits, channel_stats, resize_uint8
 
 DATA_DIR_ENV = "TUNELAB_DATA_DIR"

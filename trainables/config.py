@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 import yaml
 
-from tunelab.trainables.errors import ConfigError, choices_text
+from tunelab.core.errors import ConfigError, choices_text
 
 C = TypeVar("C")
 

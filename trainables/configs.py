@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, NamedTuple
 
 from tunelab.trainables import catalog
-from tunelab.trainables.errors import ConfigError, check_choice, check_range
+from tunelab.core.errors import ConfigError, check_choice, check_range
 from tunelab.trainables.subsets import parse_classes
 
 if TYPE_CHECKING:

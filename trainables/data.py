@@ -20,7 +20,7 @@ import torch
 
 from tunelab.trainables import catalog
 from tunelab.trainables.configs import DataOptions
-from tunelab.trainables.errors import DataError
+from tunelab.core.errors import DataError
 from tunelab.trainables.registry import registrar
 from tunelab.trainables.subsets import check_ids, check_per_class, keep_classes, parse_classes, per_class_index, take
 from tunelab.trainables.cifar import load_cifar

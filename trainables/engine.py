@@ -17,12 +17,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from tunelab.trainables import metrics as M
+from tunelab.core import metrics as M
 from tunelab.trainables.configs import TrainConfig
 from tunelab.trainables.batches import Augment, Normalizer, iterate_batches
 from tunelab.trainables.data import load_dataset
 from tunelab.trainables.splits import DatasetBundle
-from tunelab.trainables.errors import ConfigError
+from tunelab.core.errors import ConfigError
 from tunelab.trainables.identity import data_identity
 from tunelab.trainables.models import build_model, check_model_fits
 from tunelab.trainables.optim import LRSchedule, build_optimizer

@@ -13,11 +13,11 @@ import json
 import math
 import os
 import stat
-import tempfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from tunelab.trainables.errors import ConfigError
+from tunelab.core.errors import ConfigError
+from tunelab.core.files import atomic_write_bytes, atomic_write_text  # noqa: F401 - their home before 0.4
 
 CHECKPOINT_FILE = "checkpoint.pt"
 NAME_MAX = 255  # bytes in one path component on every filesystem tunelab writes to
@@ -88,28 +88,6 @@ def check_writable_folder(folder: Path, flag: str, text: str) -> None:
     if not os.access(existing, os.W_OK | os.X_OK):
         raise ConfigError(f"{flag} {text!r} cannot be written: no write permission on {str(existing)!r} "
                           "(read-only or another user's folder); choose a folder you can write")
-
-
-def atomic_write_bytes(path: Path, write: Callable[[Any], None]) -> None:
-    """Write through a temporary file in the same folder, then rename: never a half file, and never
-    a write through a symlink at `path` (the rename replaces the link itself)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, lambda handle: handle.write(text.encode("utf-8")))
 
 
 def save_checkpoint(path: Path, state: dict) -> None:

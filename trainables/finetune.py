@@ -18,7 +18,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from tunelab.trainables import metrics as M
+from tunelab.core import metrics as M
 from tunelab.trainables.adarand import (ClassConditionalPrior, class_feature_stats,
                                 prior_loss, prior_lr_factor)
 from tunelab.trainables.batches import Normalizer, iterate_batches

@@ -18,7 +18,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from tunelab.trainables.catalog import HEADS
-from tunelab.trainables.errors import check_range
+from tunelab.core.errors import check_range
 
 # sqrt(1 - cos^2) has an infinite slope at |cos| = 1; flooring its argument keeps gradients
 # finite there and changes sin by at most 1e-6, far below float32 resolution of a logit.
@@ -113,5 +113,5 @@ def build_head(kind: str, in_features: int, out_features: int, s: float, m: floa
         return CosFace(in_features, out_features, s=s, m=m)
     if kind == "normsoftmax":
         return CosineHead(in_features, out_features, s=s)
-    from tunelab.trainables.errors import ConfigError
+    from tunelab.core.errors import ConfigError
     raise ConfigError(f"head={kind!r} is not valid; choose from: {', '.join(HEADS)}")

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from tunelab.trainables.configs import DataOptions
-from tunelab.trainables.errors import DataError
+from tunelab.core.errors import DataError
 from tunelab.trainables.splits import (TEST_FRACTION, TEST_SPLIT_SEED, ArraySplit, DatasetBundle, FolderSplit,
                                       channel_stats, stratified_split)
 

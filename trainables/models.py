@@ -17,7 +17,7 @@ import torch.nn as nn
 
 from tunelab.trainables import catalog
 from tunelab.trainables.catalog import INITS, TORCHVISION_FAMILIES
-from tunelab.trainables.errors import ConfigError, check_choice
+from tunelab.core.errors import ConfigError, check_choice
 from tunelab.trainables.registry import registrar
 
 

@@ -10,7 +10,7 @@ from collections.abc import Iterable
 
 import torch
 
-from tunelab.trainables.errors import check_choice
+from tunelab.core.errors import check_choice
 
 from tunelab.trainables.catalog import OPTIMIZERS, SCHEDULES
 

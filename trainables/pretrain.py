@@ -22,7 +22,7 @@ from tunelab.trainables.data import load_dataset
 
 from tunelab.trainables.splits import ArraySplit, DatasetBundle, channel_stats, stratified_split
 from tunelab.trainables.engine import Method, TrainConfig, train
-from tunelab.trainables.errors import ConfigError, DataError, check_choice
+from tunelab.core.errors import ConfigError, DataError, check_choice
 from tunelab.trainables.fileio import check_writable_folder, save_checkpoint
 from tunelab.trainables.models import FeatureClassifier
 from tunelab.trainables.identity import data_identity

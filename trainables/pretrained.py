@@ -24,7 +24,7 @@ import torch.nn as nn
 
 from tunelab.trainables.backbone_cache import BACKBONE_KIND
 from tunelab.trainables.engine import TrainConfig
-from tunelab.trainables.errors import ConfigError
+from tunelab.core.errors import ConfigError
 from tunelab.trainables.fileio import load_checkpoint_file
 from tunelab.trainables.identity import canonical_dataset, data_identity
 from tunelab.trainables.models import FeatureClassifier

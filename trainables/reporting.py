@@ -12,8 +12,8 @@ import os
 import sys
 from typing import Any, Callable, Protocol
 
-from tunelab.trainables import metrics as M
-from tunelab.trainables.errors import ConfigError
+from tunelab.core import metrics as M
+from tunelab.core.errors import ConfigError
 from tunelab.trainables.fileio import (CHECKPOINT_FILE, atomic_write_bytes, check_output_path, load_checkpoint_file,
                                save_checkpoint)
 

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from tunelab.trainables.configs import DataOptions
-from tunelab.trainables.errors import DataError
+from tunelab.core.errors import DataError
 
 
 # Held-out test share for sets that ship without a test split (digits, a single image folder).

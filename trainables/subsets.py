@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import dataclasses
 import re
 
-from tunelab.trainables.errors import ConfigError, DataError
+from tunelab.core.errors import ConfigError, DataError
 
 if TYPE_CHECKING:  # numpy and torch load only where images are subset: the command line parses classes
     import numpy as np

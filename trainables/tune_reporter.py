@@ -9,7 +9,7 @@ from typing import Any, Callable
 import torch
 from ray import tune
 
-from tunelab.trainables import metrics as M
+from tunelab.core import metrics as M
 from tunelab.trainables.fileio import CHECKPOINT_FILE, load_checkpoint_file
 from tunelab.trainables.phases import mark, trial_id
 

@@ -19,7 +19,7 @@ import time
 from ray.tune import Callback
 
 from tunelab.core.statuses import RayStatus
-from tunelab.trainables.errors import ConfigError
+from tunelab.core.errors import ConfigError
 
 # This session's deadline and whether the budget was spent: read by the callback (which Ray may
 # have restored from a pickle), the trainables' parameters and the driver's summary.

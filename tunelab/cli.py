@@ -10,10 +10,10 @@ import signal
 import sys
 from typing import Any, Sequence
 
-from tunelab.analysis.record import redact
+from tunelab.core.redaction import redact
 from tunelab.core.statuses import TrialStatus
-from tunelab.trainables import metrics as M
-from tunelab.trainables.errors import ConfigError, TunelabError
+from tunelab.core import metrics as M
+from tunelab.core.errors import ConfigError, TunelabError
 from tunelab.compare_options import CompareOptions
 from tunelab.cli_parser import build_parser
 from tunelab.options import from_args, given
@@ -64,7 +64,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from tunelab.trainables.reporting import LocalReporter
 
     if args.out is not None:
-        from tunelab.analysis.record import check_not_in_an_experiment
+        from tunelab.core.record import check_not_in_an_experiment
 
         check_not_in_an_experiment(args.out, "folder")
     method = get_method(args.method)
@@ -201,7 +201,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_best(args: argparse.Namespace) -> int:
     import yaml
 
-    from tunelab.analysis.record import check_not_in_an_experiment
+    from tunelab.core.record import check_not_in_an_experiment
     from tunelab.analysis.reproduce import best_record, write_best
     from tunelab.trainables.fileio import check_output_path, dumps
 

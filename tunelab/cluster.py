@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tunelab.compat.ray import recorded_cluster_address, session_dir
-from tunelab.analysis.record import is_uri
-from tunelab.trainables.errors import ConfigError
+from tunelab.core.storage import is_uri
+from tunelab.core.errors import ConfigError
 from tunelab.signals import route_sigterm_to_sigint
 
 if TYPE_CHECKING:

@@ -30,7 +30,7 @@ from typing import Any
 import pandas as pd
 
 from tunelab.trainables import config_class
-from tunelab.trainables import metrics as M
+from tunelab.core import metrics as M
 from tunelab.trainables.fileio import check_output_path
 from tunelab.duration import describe as describe_duration
 from tunelab.duration import parse_duration

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tunelab.trainables import method_names
-from tunelab.trainables.errors import ConfigError
+from tunelab.core.errors import ConfigError
 from tunelab.trainables.subsets import parse_classes, shared_classes
 from tunelab.options import UNSET, option, shared
 from tunelab.replicates import check_replicates, parse_replicates

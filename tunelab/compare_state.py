@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from tunelab.trainables.errors import ConfigError
+from tunelab.core.errors import ConfigError
 from tunelab.trainables.fileio import atomic_write_text, read_json_lines
 from tunelab.options import flag_of
 
@@ -102,7 +102,8 @@ def how_to_continue(experiment: str) -> str:
     """'resume' when Ray Tune saved the experiment's state (an interrupted search), 'restart' when
     its folder holds a tunelab record but no Tune state (stopped before the first trial), else
     'start'."""
-    from tunelab.analysis.record import TUNELAB_FILE, local_path
+    from tunelab.core.record import TUNELAB_FILE
+    from tunelab.core.storage import local_path
 
     local = local_path(experiment)
     if local is None or not (local / TUNELAB_FILE).is_file():

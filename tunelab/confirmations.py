@@ -9,8 +9,8 @@ import pandas as pd
 
 from tunelab.compare_log import say
 from tunelab.compare_state import add_confirmation, read_confirmations
-from tunelab.trainables import metrics as M
-from tunelab.trainables.errors import ConfigError
+from tunelab.core import metrics as M
+from tunelab.core.errors import ConfigError
 
 
 # One row per confirmation run: its last epoch's val/acc, its best val/acc (the search's epoch rule),

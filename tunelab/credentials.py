@@ -1,6 +1,6 @@
 """Passwords in `--optuna-storage` and `--mlflow` URIs: used, never kept.
 
-tunelab records and prints such a URI with its password as *** (tunelab.analysis.record.redact). Ray
+tunelab records and prints such a URI with its password as *** (tunelab.core.redaction.redact). Ray
 pickles what it needs to resume (the Optuna searcher with its storage, the MLflow callback with its
 URI) into the experiment folder, so those get the URI without its password, and the password goes
 to the client's own mechanism in this process instead: PGPASSWORD for PostgreSQL (libpq reads it),
@@ -17,8 +17,8 @@ import os
 from pathlib import Path
 from urllib.parse import unquote
 
-from tunelab.analysis.record import REDACTED, redact, split_password
-from tunelab.trainables.errors import ConfigError
+from tunelab.core.redaction import REDACTED, redact, split_password
+from tunelab.core.errors import ConfigError
 
 
 def _scheme(uri: str) -> str:

@@ -15,11 +15,12 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from tunelab.analysis.record import (FINAL_STATUSES, TUNELAB_FILE, experiment_identity, is_uri, local_path,
-                                     read_record, redact, write_record)
+from tunelab.core.record import FINAL_STATUSES, TUNELAB_FILE, read_record, write_record
+from tunelab.core.storage import experiment_identity, is_uri, local_path
+from tunelab.core.redaction import redact
 from tunelab.search_spaces.base import SearchSpace
 from tunelab.trainables import METHOD_CLASSES, METHODS
-from tunelab.trainables.errors import ConfigError
+from tunelab.core.errors import ConfigError
 from tunelab.trainables.fileio import refuse_link
 from tunelab.core.trial_folders import trial_folder_name
 from tunelab.compat.ray import restored_search_state_follows_the_folder
@@ -273,7 +274,7 @@ def resume(path: str, resume_errored: bool = False, restart_errored: bool = Fals
         lock.note(**ray_session(private))
         repair_latest_checkpoints(path, resume_errored)
         # A copy, or a moved folder, resumes where it is now. The record keeps locations redacted
-        # (tunelab.analysis.record.redact): compared and written so, a key in the URI stays out of it.
+        # (tunelab.core.redaction.redact): compared and written so, a key in the URI stays out of it.
         moved = experiment_identity(redact(record["experiment"])) != experiment_identity(redact(path))
         if moved:
             record["experiment"] = redact(path)

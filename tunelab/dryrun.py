@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tunelab.analysis.record import redact
+from tunelab.core.redaction import redact
 from tunelab.search_spaces.base import Conditional
 from tunelab.search_plan import plan_search
 from tunelab.searcher_plugins import searcher_for

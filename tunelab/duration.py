@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 import re
 
-from tunelab.trainables.errors import ConfigError
+from tunelab.core.errors import ConfigError
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 MAX_DURATION_TEXT = 64  # '1h30m' needs 5; no real duration comes near

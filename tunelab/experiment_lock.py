@@ -20,8 +20,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tunelab.analysis.record import experiment_identity, local_path, redact
-from tunelab.trainables.errors import ConfigError
+from tunelab.core.storage import experiment_identity, local_path
+from tunelab.core.redaction import redact
+from tunelab.core.errors import ConfigError
 from tunelab.trainables.fileio import open_no_follow
 
 

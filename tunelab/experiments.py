@@ -3,7 +3,7 @@
 - An experiment name is one plain path component: `--name ..`, `--name .` or `--name a/b` could
   otherwise point `--overwrite`'s delete at the storage itself or outside it.
 - `--overwrite` replaces only a folder that is a tunelab experiment: its `tunelab.json` is a
-  tunelab record (read and schema-checked by tunelab.analysis.record.read_record), directly inside the
+  tunelab record (read and schema-checked by tunelab.core.record.read_record), directly inside the
   storage. Even then it deletes only what tunelab and Ray Tune wrote there (`OURS`, `TRIAL_FILES`
   below, and what each tracker declares it writes inside, such as W&B's offline runs); anything else stays, and so does the folder when something is left. It
   is the only delete in tunelab and it lives here. Symlinks are never followed, and only the ones
@@ -23,14 +23,14 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from tunelab.analysis.record import (TUNELAB_FILE, is_uri,
-                             join_uri, local_path, read_record)
+from tunelab.core.record import TUNELAB_FILE, read_record
+from tunelab.core.storage import is_uri, join_uri, local_path
 from tunelab.core.statuses import UNFINISHED_RAY_STATUSES, RayStatus
 from tunelab.core.trial_folders import trial_folder_pattern
 from tunelab.ray_state import drop_lost_checkpoints, lost_checkpoint
 from tunelab import tracker_plugins as trackers
 from tunelab.experiment_lock import lock_path
-from tunelab.trainables.errors import ConfigError
+from tunelab.core.errors import ConfigError
 from tunelab.trainables.fileio import refuse_link
 
 NAME_RULE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+=@-]{0,127}")
@@ -86,7 +86,7 @@ def normalise_storage(storage: str) -> str:
     if "?" in storage:
         # the query form (s3://bucket/runs?endpoint_override=HOST:PORT&scheme=http): pyarrow parses it
         # offline, so an option it does not know is refused here rather than in a traceback later
-        from tunelab.analysis.record import remote_filesystem
+        from tunelab.core.storage import remote_filesystem
 
         remote_filesystem(storage, "--storage")
     return join_uri(storage)

@@ -21,7 +21,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from tunelab.trainables.errors import ConfigError
+from tunelab.core.errors import ConfigError
 from tunelab.trainables.fileio import open_no_follow
 from tunelab.tune_options import TuneOptions
 from tunelab.experiments import experiment_path, normalise_storage

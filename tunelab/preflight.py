@@ -16,8 +16,8 @@ import socket
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from tunelab.analysis.record import redact
-from tunelab.trainables.errors import ConfigError
+from tunelab.core.redaction import redact
+from tunelab.core.errors import ConfigError
 from tunelab.trainables.fileio import check_writable_folder
 
 PROBE_TIMEOUT_S = 5.0

@@ -8,9 +8,9 @@ import time
 from ray.tune import Callback
 
 from tunelab.analysis.load import status_from
-from tunelab.analysis.record import redact
+from tunelab.core.redaction import redact
 from tunelab.core.statuses import FINISHED_RAY_STATUSES, RayStatus, TrialStatus
-from tunelab.trainables import metrics as M
+from tunelab.core import metrics as M
 
 
 # trial_id -> Ray's status at the end of the driver's last step. Ray Tune marks every trial still

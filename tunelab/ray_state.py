@@ -26,9 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tunelab.analysis.record import local_path
-from tunelab.trainables import metrics as M
-from tunelab.trainables.errors import ConfigError
+from tunelab.core.storage import local_path
+from tunelab.core import metrics as M
+from tunelab.core.errors import ConfigError
 from tunelab.trainables.fileio import atomic_write_bytes, read_json_lines
 
 SEARCHER_STATE = "searcher-state-*.pkl"

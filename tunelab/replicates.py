@@ -25,7 +25,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from tunelab.trainables.errors import ConfigError
+from tunelab.core.errors import ConfigError
 
 # Each replicate is a whole compare (searches, seeds, a data load per search even in --dry-run):
 # past 100 a count is a typo, not a plan, and it would run for days before anything said so.

@@ -17,7 +17,7 @@ import math
 from typing import Any
 
 from tunelab.search_spaces.base import Choice, Conditional, FloatRange, IntRange, SearchSpace, settle_conditions
-from tunelab.trainables.errors import ConfigError
+from tunelab.core.errors import ConfigError
 
 MODES = ("min", "max")
 

@@ -25,7 +25,7 @@ from tunelab.search_spaces.overrides import apply_overrides, load_space_file
 from tunelab.study import check_optuna_storage
 from tunelab.trainables import METHOD_CLASSES
 from tunelab.trainables.config import build_config, to_dict
-from tunelab.trainables.errors import ConfigError
+from tunelab.core.errors import ConfigError
 from tunelab.trainables.phases import mark
 from tunelab.tune_options import TuneOptions, check_options, fixed_values
 

@@ -22,7 +22,7 @@ from tunelab.compat.optuna import StudyTrialsView, TPESamplerOverStudyView, stor
 from tunelab.compat.ray import ASHAHooks, OptunaSearchHooks
 
 from tunelab.search_spaces.base import Choice, Conditional, IntRange, SearchSpace, conditional_order, conditionals
-from tunelab.trainables import metrics as M
+from tunelab.core import metrics as M
 from tunelab.core.statuses import FINISHED_RAY_STATUSES, RayStatus
 from tunelab.core.trial_folders import trial_folder_name
 from tunelab.ray_state import metric_by_step, reported_value

@@ -16,9 +16,10 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tunelab.analysis.record import experiment_identity, redact
+from tunelab.core.storage import experiment_identity
+from tunelab.core.redaction import redact
 from tunelab.searcher_plugins import searcher_for
-from tunelab.trainables.errors import ConfigError
+from tunelab.core.errors import ConfigError
 
 if TYPE_CHECKING:
     from tunelab.tune_options import TuneOptions

@@ -9,7 +9,10 @@ from typing import Any
 import pandas as pd
 
 from tunelab.analysis.load import rank_trials, status_from
-from tunelab.analysis.record import FINAL_STATUSES, join_uri, redact_all, write_record
+from tunelab.core.record import (FINAL_STATUSES, FORMAT, ExperimentRecord, ResourcesRecord, SchedulerRecord,
+                                 SearchRecord, write_record)
+from tunelab.core.storage import join_uri
+from tunelab.core.redaction import redact_all
 from tunelab.budget import budget_was_spent, session_deadline
 from tunelab.core.statuses import UNFINISHED_RAY_STATUSES, TrialStatus
 from tunelab.core.trial_folders import parse_trial_folder_name
@@ -17,7 +20,7 @@ from tunelab.provenance import environment_record
 from tunelab.search_spaces.base import SearchSpace, describe
 from tunelab.searchers.common import startup_trials
 from tunelab.trainables import METHOD_CLASSES, get_method
-from tunelab.trainables import metrics as M
+from tunelab.core import metrics as M
 from tunelab.trainables.config import build_config, to_dict
 from tunelab.tune_options import TuneOptions
 
@@ -26,28 +29,19 @@ def experiment_record(opts: TuneOptions, name: str, path: str, fixed: dict[str, 
                       argv: list[str] | None) -> dict[str, Any]:
     method = get_method(opts.method)
     defaults = to_dict(build_config(method.config_class, {}))
+    record = ExperimentRecord(
+        format=FORMAT, method=opts.method, dataset=fixed.get("dataset", defaults["dataset"]), experiment=path,
+        name=name, metric=opts.metric, mode=opts.mode, options={**opts.__dict__, "name": name}, fixed=fixed,
+        search_space=describe(space),
+        search=SearchRecord(algorithm=opts.search, seed=opts.seed, startup_trials=startup_trials(opts),
+                            optuna_storage=opts.optuna_storage),
+        scheduler=SchedulerRecord(kind=opts.scheduler, time_attr=M.EPOCH, max_t=opts.max_epochs,
+                                  grace_period=opts.grace_period, reduction_factor=opts.reduction_factor),
+        resources=ResourcesRecord(cpus_per_trial=opts.cpus_per_trial, gpus_per_trial=opts.gpus_per_trial,
+                                  threads_per_trial=fixed.get("threads")),
+        config_defaults=defaults, command=["tunelab", *(argv or [])], **environment_record())
     # the record is also what trackers tag runs with and summaries print: no password in it
-    return redact_all({
-        "format": 1,
-        "method": opts.method,
-        "dataset": fixed.get("dataset", defaults["dataset"]),
-        "experiment": path,
-        "name": name,
-        "metric": opts.metric,
-        "mode": opts.mode,
-        "options": {**opts.__dict__, "name": name},
-        "fixed": fixed,
-        "search_space": describe(space),
-        "search": {"algorithm": opts.search, "seed": opts.seed, "startup_trials": startup_trials(opts),
-                   "optuna_storage": opts.optuna_storage},
-        "scheduler": {"kind": opts.scheduler, "time_attr": M.EPOCH, "max_t": opts.max_epochs,
-                      "grace_period": opts.grace_period, "reduction_factor": opts.reduction_factor},
-        "resources": {"cpus_per_trial": opts.cpus_per_trial, "gpus_per_trial": opts.gpus_per_trial,
-                      "threads_per_trial": fixed.get("threads")},
-        "config_defaults": defaults,
-        "command": ["tunelab", *(argv or [])],
-        **environment_record(),
-    })
+    return redact_all(record.to_json())
 
 
 def finish(grid, record: dict[str, Any], path: str) -> dict[str, Any]:

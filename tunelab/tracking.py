@@ -19,9 +19,9 @@ from tunelab.analysis.load import status_from
 from tunelab.compat.ray import MLflowRunsByTrial
 from tunelab.core.trial_folders import trial_folder_name
 from tunelab.trainables import METHOD_CLASSES
-from tunelab.trainables import metrics as M
+from tunelab.core import metrics as M
 from tunelab.trainables.config import build_config, to_dict
-from tunelab.trainables.errors import ConfigError
+from tunelab.core.errors import ConfigError
 
 INSTALL = "pip install -e '.[mlflow]'"
 

@@ -21,8 +21,8 @@ from urllib.parse import urlparse
 
 from tunelab.compat.ray import wandb_classes
 from tunelab.tracking import contract_metrics, final_status, resolved_config, trial_folder
-from tunelab.trainables import metrics as M
-from tunelab.trainables.errors import ConfigError
+from tunelab.core import metrics as M
+from tunelab.core.errors import ConfigError
 
 INSTALL = "pip install -e '.[wandb]'"
 MODES = ("online", "offline", "disabled")

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from tunelab.trainables import config_class
-from tunelab.trainables import metrics as M
+from tunelab.core import metrics as M
 from tunelab.trainables.catalog import dataset_names
 from tunelab.trainables.config import build_config, parse_set_options
-from tunelab.trainables.errors import ConfigError
+from tunelab.core.errors import ConfigError
 from tunelab.duration import parse_duration
 from tunelab.searcher_plugins import REGISTERED, searcher_for
 from tunelab.tracker_plugins import with_tracker_options

@@ -4,7 +4,7 @@ from tunelab.search_spaces import SPACES
 from tunelab.search_spaces.base import Conditional, FloatRange, IntRange
 from tunelab.search_spaces.overrides import apply_overrides, load_space_file
 from tunelab.trainables.classifier import ClassifierConfig
-from tunelab.trainables.errors import ConfigError
+from tunelab.core.errors import ConfigError
 
 SPACE = SPACES["classifier"]
 

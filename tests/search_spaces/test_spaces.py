@@ -7,7 +7,7 @@ from tunelab.search_spaces import SPACES, Choice, Conditional, FloatRange, IntRa
 from tunelab.search_spaces.base import settle_conditions
 from tunelab.trainables import METHOD_CLASSES
 from tunelab.trainables.config import build_config, field_names
-from tunelab.trainables.errors import ConfigError
+from tunelab.core.errors import ConfigError
 
 
 @pytest.mark.parametrize("method", sorted(SPACES))

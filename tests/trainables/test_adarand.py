@@ -10,7 +10,7 @@ from tunelab.trainables.adarand import ClassConditionalPrior, class_feature_stat
 from tunelab.trainables.configs import DataOptions
 from tunelab.trainables.data import load_dataset
 from tunelab.trainables.engine import prepare
-from tunelab.trainables.errors import ConfigError, DataError
+from tunelab.core.errors import ConfigError, DataError
 from tunelab.trainables.finetune import AdaRand, AdaRandConfig, FineTune, FinetuneConfig, RandReg, RandRegConfig
 from tunelab.trainables.pretrain import PretrainConfig, pretrain
 
@@ -311,7 +311,7 @@ def test_the_prior_optimizer_runs_at_the_official_schedule_under_the_official_va
 
 def test_unknown_prior_schedule_is_refused_naming_the_choices():
     from tunelab.trainables.config import build_config
-    from tunelab.trainables.errors import ConfigError
+    from tunelab.core.errors import ConfigError
     from tunelab.trainables.finetune import AdaRandConfig
 
     with pytest.raises(ConfigError, match="prior_schedule='linear'.*auto, cosine, official"):

@@ -9,7 +9,7 @@ from tunelab.trainables.configs import DataOptions
 from tunelab.trainables.data import load_dataset
 from tunelab.trainables.splits import ArraySplit
 from tunelab.trainables.engine import evaluate, prepare, train
-from tunelab.trainables.errors import ConfigError
+from tunelab.core.errors import ConfigError
 from tunelab.trainables.reporting import LocalReporter
 
 TINY = dict(image_size=8, width=8, epochs=1, batch_size=128, device="cpu", n_feats=16)

@@ -9,7 +9,7 @@ from tunelab.trainables.cifar import read_cifar_batch
 from tunelab.trainables.configs import DataOptions
 from tunelab.trainables.data import load_dataset
 from tunelab.trainables.splits import ArraySplit, channel_stats, resize_uint8, stratified_split
-from tunelab.trainables.errors import DataError
+from tunelab.core.errors import DataError
 from tests.conftest import write_image_folder
 
 

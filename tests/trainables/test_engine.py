@@ -8,7 +8,7 @@ from tunelab.trainables.config import build_config, parse_set_options
 from tunelab.trainables.configs import DataOptions
 from tunelab.trainables.data import load_dataset
 from tunelab.trainables.engine import train
-from tunelab.trainables.errors import ConfigError
+from tunelab.core.errors import ConfigError
 from tunelab.trainables.reporting import LocalReporter
 
 TINY = dict(image_size=8, width=8, epochs=4, batch_size=128, eval_batch_size=256, device="cpu")

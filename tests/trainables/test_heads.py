@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from tunelab.trainables.errors import ConfigError
+from tunelab.core.errors import ConfigError
 from tunelab.trainables.heads import ArcFace, CosFace, CosineHead
 
 torch.set_default_dtype(torch.float32)

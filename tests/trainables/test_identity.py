@@ -10,7 +10,7 @@ from tests.conftest import write_image_folder
 from tunelab.trainables import METHOD_CLASSES, get_method
 from tunelab.trainables.config import build_config, to_dict
 from tunelab.trainables.engine import train
-from tunelab.trainables.errors import ConfigError
+from tunelab.core.errors import ConfigError
 from tunelab.trainables.fileio import CHECKPOINT_FILE
 from tunelab.trainables.identity import canonical_dataset, data_identity
 from tunelab.trainables.pretrain import PretrainConfig, pretrain

@@ -2,7 +2,7 @@ import pytest
 import torch
 import torchvision.models as tvm
 
-from tunelab.trainables.errors import ConfigError
+from tunelab.core.errors import ConfigError
 from tunelab.trainables.models import FeatureClassifier, ModelOptions, build_model, model_names
 
 # Width-reduced where the architecture allows, so the whole registry runs in seconds on a CPU.

@@ -9,7 +9,7 @@ import torch
 
 from tests.conftest import write_cifar10, write_cifar100, write_image_folder
 from tunelab.trainables import METHOD_CLASSES
-from tunelab.trainables import metrics as M
+from tunelab.core import metrics as M
 from tunelab.trainables.config import build_config, field_names
 from tunelab.trainables.configs import DataOptions
 from tunelab.trainables.data import dataset_names, load_dataset

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from tests.conftest import write_cifar10, write_image_folder
 from tunelab.trainables.configs import DataOptions
 from tunelab.trainables.data import load_dataset
-from tunelab.trainables.errors import ConfigError, DataError
+from tunelab.core.errors import ConfigError, DataError
 from tunelab.trainables.subsets import parse_classes
 
 

@@ -1,7 +1,7 @@
 """The driver's checks, run without starting Ray (everything here fails before Ray would start)."""
 import pytest
 
-from tunelab.trainables.errors import ConfigError
+from tunelab.core.errors import ConfigError
 from tunelab import cluster, driver, search_plan
 from tunelab.cli import main
 from tunelab.driver import run_tune

@@ -518,7 +518,7 @@ def _hold_lock(path: Path) -> None:
 
 def _old_record(folder: Path, **options) -> None:
     """An experiment recorded by a tunelab that kept relative sqlite URLs as given."""
-    from tunelab.analysis.record import write_record
+    from tunelab.core.record import write_record
     from tunelab.summaries import experiment_record
     from tunelab.tune_options import TuneOptions
 
@@ -531,7 +531,7 @@ def _old_record(folder: Path, **options) -> None:
 
 def _recorded_experiment(folder: Path, name: str, **options) -> None:
     """An interrupted experiment's record (as `tune` writes it: passwords as ***) and Ray's marker file."""
-    from tunelab.analysis.record import write_record
+    from tunelab.core.record import write_record
     from tunelab.search_plan import resolve_space
     from tunelab.summaries import experiment_record
     from tunelab.tune_options import TuneOptions, fixed_values
@@ -958,7 +958,7 @@ def _random_search_killed_and_resumed(tmp_path: Path) -> None:
 
 def _real_record(folder: Path) -> None:
     """A real (tiny) record where the `files` fixture's `taken` has a placeholder."""
-    from tunelab.analysis.record import write_record
+    from tunelab.core.record import write_record
     from tunelab.search_spaces import space_for
     from tunelab.summaries import experiment_record
     from tunelab.tune_options import TuneOptions

@@ -16,14 +16,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tunelab.analysis.load import TrialFileError, _read_trial
-from tunelab.analysis.record import TUNELAB_FILE, read_record
+from tunelab.core.record import TUNELAB_FILE, read_record
 from tunelab.analysis.reproduce import load_best
 from tunelab.search_spaces import SPACES
 from tunelab.search_spaces.base import Conditional, settle_conditions
 from tunelab.search_spaces.overrides import apply_overrides, load_space_file
 from tunelab.trainables import METHOD_CLASSES
 from tunelab.trainables.config import build_config, load_config_file, parse_set_options, to_dict
-from tunelab.trainables.errors import TunelabError
+from tunelab.core.errors import TunelabError
 from tunelab.experiments import check_name, normalise_storage
 from tunelab.searcher import DefineByRun, optuna_distribution
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tunelab.analysis.record import experiment_identity
-from tunelab.trainables.errors import ConfigError
+from tunelab.core.storage import experiment_identity
+from tunelab.core.errors import ConfigError
 from tunelab.experiment_lock import ExperimentLock, lock_path
 
 ROOT = str(Path(__file__).resolve().parents[2])
@@ -88,7 +88,7 @@ def test_object_store_uris_are_normalised():
 
 def test_an_object_store_identity_is_still_a_uri_its_filesystem_reads():
     """urlunsplit would drop the '//' of an empty authority (local:///x -> local:/x)."""
-    from tunelab.analysis.record import experiment_identity
+    from tunelab.core.storage import experiment_identity
 
     assert experiment_identity("local:///tmp/a/./b/") == "local:///tmp/a/b"
     assert experiment_identity("S3://bkt/runs//x/?b=2&a=1") == "s3://bkt/runs/x?a=1&b=2"

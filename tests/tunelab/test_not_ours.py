@@ -7,8 +7,8 @@ from pathlib import Path
 import optuna
 import pytest
 
-from tunelab.analysis.record import write_record
-from tunelab.trainables.errors import ConfigError
+from tunelab.core.record import write_record
+from tunelab.core.errors import ConfigError
 from tunelab.trainables.fileio import open_no_follow
 from tunelab.search_plan import resolve_space
 from tunelab.summaries import experiment_record

@@ -38,7 +38,7 @@ def test_durations_parse_to_seconds(text, seconds):
 def test_any_duration_text_parses_to_a_positive_finite_number_or_is_refused(text):
     import math
 
-    from tunelab.trainables.errors import ConfigError
+    from tunelab.core.errors import ConfigError
     from tunelab.duration import parse_duration
 
     try:
@@ -52,7 +52,7 @@ def test_any_duration_text_parses_to_a_positive_finite_number_or_is_refused(text
 def test_a_time_budget_is_refused_outside_the_main_thread_where_tunes_stop_cannot_reach():
     import threading
 
-    from tunelab.trainables.errors import ConfigError
+    from tunelab.core.errors import ConfigError
     from tunelab.budget import start_session
 
     caught = []

@@ -14,7 +14,7 @@ from optuna.trial import TrialState
 
 from tunelab.search_spaces import SPACES
 from tunelab.search_spaces.base import Choice, FloatRange
-from tunelab.trainables.errors import ConfigError
+from tunelab.core.errors import ConfigError
 from tunelab.searcher_plugins import searcher_for
 from tunelab.ray_state import RayTrial, check_and_repair, metric_by_step, read_results
 from tunelab.search import make_search

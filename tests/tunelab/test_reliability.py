@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tunelab.analysis.record import TUNELAB_FILE, read_record
-from tunelab.trainables.errors import ConfigError
+from tunelab.core.record import TUNELAB_FILE, read_record
+from tunelab.core.errors import ConfigError
 from tunelab.cli import main
 from tunelab.driver import run_tune
 from tunelab.tune_options import TuneOptions

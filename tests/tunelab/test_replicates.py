@@ -10,7 +10,7 @@ import pytest
 from tunelab.trainables import METHOD_CLASSES
 from tunelab.trainables.config import build_config
 from tunelab.trainables.data import load_dataset
-from tunelab.trainables.errors import ConfigError
+from tunelab.core.errors import ConfigError
 from tunelab.cli import main
 from tunelab.compare_plan import method_options
 from tunelab.compare_options import CompareOptions

@@ -5,7 +5,7 @@ import math
 import pytest
 
 from tunelab.search_spaces import Choice, Conditional, FloatRange
-from tunelab.trainables.errors import ConfigError
+from tunelab.core.errors import ConfigError
 from tunelab.search import make_search
 
 SPACE = {"opt": Choice(("sgd", "adam")),

@@ -15,8 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from tunelab.analysis.record import join_uri, read_record, redact, split_password, write_record
-from tunelab.trainables.errors import ConfigError
+from tunelab.core.storage import join_uri
+from tunelab.core.record import read_record, write_record
+from tunelab.core.redaction import redact, split_password
+from tunelab.core.errors import ConfigError
 from tunelab.credentials import for_resume, hand_over
 from tunelab.study import check_reconnect
 
@@ -242,6 +244,6 @@ def test_query_form_s3_storage_with_credentials_works_end_to_end(ray_cluster, s3
 
 
 def read_text_of(experiment: str) -> str:
-    from tunelab.analysis.record import read_text
+    from tunelab.core.storage import read_text
 
     return read_text(experiment, "tunelab.json")

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tunelab.trainables.errors import ConfigError
+from tunelab.core.errors import ConfigError
 from tunelab.trainables.fileio import load_checkpoint_file
 
 ROOT = Path(__file__).resolve().parents[2]

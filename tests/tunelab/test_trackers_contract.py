@@ -13,7 +13,7 @@ from tests.tunelab.test_tracking_ray import wandb_run
 from tunelab.core.trial_folders import parse_trial_folder_name
 from tunelab.driver import run_tune
 from tunelab.tracker_plugins import REGISTERED, tracker_for
-from tunelab.trainables.errors import ConfigError
+from tunelab.core.errors import ConfigError
 from tunelab.tune_options import TuneOptions
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -3,7 +3,7 @@ import sys
 
 import pytest
 
-from tunelab.trainables.errors import ConfigError
+from tunelab.core.errors import ConfigError
 from tunelab.driver import run_tune
 from tunelab.tune_options import TuneOptions
 

@@ -117,7 +117,7 @@ def test_trials_are_placed_on_both_nodes(ray_cluster, tmp_path):
 
 
 def test_local_storage_on_a_multi_node_cluster_is_refused(ray_cluster, tmp_path):
-    from tunelab.trainables.errors import ConfigError
+    from tunelab.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match="is a local path but the cluster has 2 nodes"):
         run_tune(TuneOptions(method="classifier", num_samples=1, storage=str(tmp_path), name="x", sets=TINY))

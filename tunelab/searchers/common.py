@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from tunelab.search import make_scheduler, startup_trials as search_startup_trials
-from tunelab.trainables import metrics as M
+from tunelab.core import metrics as M
 from tunelab.tune_options import TuneOptions
 
 

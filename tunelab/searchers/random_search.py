@@ -8,11 +8,11 @@ from typing import Any
 
 import numpy as np
 
-from tunelab.analysis.record import TUNELAB_FILE
+from tunelab.core.record import TUNELAB_FILE
 from tunelab.search_spaces.base import Choice, Conditional, IntRange, SearchSpace, space_from_description
 from tunelab.searchers.common import build_scheduler
 from tunelab.trainables.config import build_config, to_dict
-from tunelab.trainables.errors import ConfigError
+from tunelab.core.errors import ConfigError
 from tunelab.tune_options import TuneOptions, fixed_values
 
 

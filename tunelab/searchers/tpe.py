@@ -6,7 +6,7 @@ from __future__ import annotations
 from tunelab.credentials import hand_over
 from tunelab.search import make_search
 from tunelab.searchers.common import build_scheduler, startup_trials
-from tunelab.trainables import metrics as M
+from tunelab.core import metrics as M
 
 
 class TunelabTPE:

@@ -24,7 +24,7 @@ class WandbTracker:
         return value  # a project name means the same from any folder
 
     def callbacks(self, value: str, opts, record: dict[str, Any]) -> list:
-        from tunelab.analysis.record import local_path
+        from tunelab.core.storage import local_path
         from tunelab.tracking_wandb import TunelabWandbCallback
 
         folder = local_path(record["experiment"])  # offline runs beside the experiment's own files
