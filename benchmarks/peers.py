@@ -527,31 +527,93 @@ def effort(rows: pd.DataFrame) -> pd.DataFrame:
     return last.groupby(["problem", "method"])[["trials", "full_budget_trials", "steps_per_trial"]].median()
 
 
+ALPHA = 0.05  # the verdict rule, fixed before any run: family-wise over the peers of one cell
+BOOTSTRAP = 4000  # resamples of the paired seeds for the interval of the median difference
+
+
+def paired(group: pd.DataFrame, mine: str, peer: str) -> np.ndarray:
+    """Regret of `mine` minus the peer's, seed by seed (the seeds both ran); negative: `mine` better."""
+    by_seed = group.pivot_table(index="seed", columns="method", values="regret")[[mine, peer]].dropna()
+    return (by_seed[mine] - by_seed[peer]).to_numpy()
+
+
+def signed_rank_p(differences: np.ndarray) -> float:
+    """Two-sided Wilcoxon signed-rank p over the non-zero differences (1.0 when none differ)."""
+    from scipy.stats import wilcoxon
+
+    if not np.any(differences != 0):
+        return 1.0
+    return float(wilcoxon(differences, zero_method="wilcox", alternative="two-sided").pvalue)
+
+
+def better_side(differences: np.ndarray) -> int:
+    """-1 if `mine` ranks better (its signed-rank sum is negative), +1 if the peer does, 0 if even."""
+    from scipy.stats import rankdata
+
+    nonzero = differences[differences != 0]
+    if nonzero.size == 0:
+        return 0
+    signed = np.sign(nonzero) * rankdata(np.abs(nonzero))
+    return int(np.sign(signed.sum()))
+
+
+def median_interval(differences: np.ndarray, seed: int = 0) -> tuple[float, float, float]:
+    """(median paired difference, 95% percentile-bootstrap interval) over the seeds."""
+    rng = np.random.default_rng(seed)
+    draws = rng.choice(differences, size=(BOOTSTRAP, differences.size), replace=True)
+    low, high = np.percentile(np.median(draws, axis=1), [2.5, 97.5])
+    return float(np.median(differences)), float(low), float(high)
+
+
+def holm(p_values: dict[str, float]) -> dict[str, float]:
+    """Holm's step-down adjusted p-values (family-wise error over the peers of one cell)."""
+    ordered = sorted(p_values, key=p_values.get)
+    adjusted, running = {}, 0.0
+    for rank, name in enumerate(ordered):
+        running = max(running, min(1.0, (len(ordered) - rank) * p_values[name]))
+        adjusted[name] = running
+    return adjusted
+
+
+def cell_verdict(group: pd.DataFrame, mine: str, peers: list[str]) -> tuple[str, list[str]]:
+    """(win | tie | loss, one phrase per peer) for one problem and checkpoint.
+
+    win: significantly better than every peer; loss: some peer significantly better; tie otherwise.
+    Significant: Wilcoxon signed-rank paired by seed, Holm-adjusted over the cell's peers, below ALPHA.
+    """
+    differences = {peer: paired(group, mine, peer) for peer in peers}
+    adjusted = holm({peer: signed_rank_p(d) for peer, d in differences.items()})
+    phrases, sides = [], {}
+    for peer in peers:
+        d = differences[peer]
+        median, low, high = median_interval(d)
+        sides[peer] = better_side(d) if adjusted[peer] < ALPHA else 0
+        mark = {-1: "better", 1: "worse", 0: "n.s."}[sides[peer]]
+        phrases.append(f"{peer} {median:+.4f} [{low:+.4f}, {high:+.4f}] Holm p {adjusted[peer]:.3g} "
+                       f"n={d.size} {mark}")
+    if any(side == 1 for side in sides.values()):
+        return "loss", phrases
+    if all(side == -1 for side in sides.values()):
+        return "win", phrases
+    return "tie", phrases
+
+
 def verdicts(rows: pd.DataFrame, mine: str = "tunelab") -> list[str]:
-    """Per problem and checkpoint: `mine` best (lowest median), behind (some peer's IQR lies wholly
-    below its own) or tied (with the lowest-median peer); peers are the methods that are not
-    tunelab's own variants. Every peer is checked, not only the lowest-median one: medians tie
-    often on a training problem, whose regret moves in steps of one validation image."""
-    lines = []
+    """One line per problem and checkpoint: `mine` against every peer (the methods that are not
+    tunelab's own variants), by the rule of `cell_verdict`, with each paired median difference of
+    regret (`mine` minus peer; negative: `mine` lower) and its 95% interval; then the count."""
+    lines, counts = [], {"win": 0, "tie": 0, "loss": 0}
     for (problem, checkpoint), group in rows.groupby(["problem", "checkpoint"]):
-        stats = group.groupby("method")["regret"].quantile([0.25, 0.5, 0.75]).unstack()
-        if mine not in stats.index:
+        methods = set(group.method)
+        peers = sorted(m for m in methods if not m.startswith("tunelab"))
+        if mine not in methods or not peers:
             continue
-        peers = stats.loc[[m for m in stats.index if not m.startswith("tunelab")]]
-        if peers.empty:
-            continue
-        best = peers[0.5].idxmin()
-        q1, median, q3 = stats.loc[mine]
-        ahead = peers[peers[0.75] < q1].sort_values([0.5, 0.75])
-        if median <= peers.loc[best, 0.5]:
-            verdict = f"best (median {median:.3f}; best peer {best} {peers.loc[best, 0.5]:.3f})"
-        elif not ahead.empty:
-            peer = ahead.index[0]
-            verdict = (f"behind {peer} (median {median:.3f} [{q1:.4f}, {q3:.4f}] vs {ahead.loc[peer, 0.5]:.3f} "
-                       f"[{ahead.loc[peer, 0.25]:.4f}, {ahead.loc[peer, 0.75]:.4f}], IQRs apart)")
-        else:
-            verdict = f"tied with {best} (median {median:.3f} vs {peers.loc[best, 0.5]:.3f}, IQRs overlap)"
-        lines.append(f"{mine} on {problem} @ {checkpoint}: {verdict}")
+        verdict, phrases = cell_verdict(group, mine, peers)
+        counts[verdict] += 1
+        lines.append(f"{mine} on {problem} @ {checkpoint}: {verdict} ({'; '.join(phrases)})")
+    total = sum(counts.values())
+    lines.append(f"{counts['win']} win, {counts['tie']} tie, {counts['loss']} loss over {total} cells "
+                 f"(Wilcoxon signed-rank by seed, Holm over each cell's peers, alpha {ALPHA})")
     return lines
 
 

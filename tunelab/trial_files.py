@@ -9,9 +9,13 @@ closes that gap; `tunelab.ray_state.close_trials_ended_on_disk` then finds the t
 """
 from __future__ import annotations
 
+import os
 import sys
+from pathlib import Path
 
 from ray.tune import Callback
+
+from tunelab.core.files import atomic_write_bytes
 
 
 class SaveEndedTrialFiles(Callback):
@@ -30,10 +34,29 @@ class SaveEndedTrialFiles(Callback):
 
     @staticmethod
     def _save(trial) -> None:
-        from tunelab.compat.ray import save_trial_files_now
-
         try:
             save_trial_files_now(trial)
         except Exception as exc:  # noqa: BLE001 - any storage error; Ray's own copy retries later
             print(f"tunelab: warning: trial {trial.trial_id}'s results could not be saved into the experiment "
                   f"yet ({type(exc).__name__}: {exc}); Ray copies them with its next snapshot", file=sys.stderr)
+
+
+def save_trial_files_now(trial) -> None:
+    """Copy a trial's staged result files into its folder in the storage now, over what an earlier
+    copy left there. On a local storage each file is replaced whole (written beside, then renamed):
+    a reader of the experiment (report, a tracker, a test polling it) never sees one half written.
+    On an object store each file is one upload, as Ray's own copy does."""
+    import pyarrow.fs
+
+    from tunelab.compat.ray import trial_staging, upload_folder
+
+    staging, filesystem, path = trial_staging(trial)
+    if not staging or not os.path.isdir(staging):
+        return  # the trial ended before it wrote anything
+    if not isinstance(filesystem, pyarrow.fs.LocalFileSystem):
+        upload_folder(staging, filesystem, path)
+        return
+    source, target = Path(staging), Path(path)
+    for file in sorted(p for p in source.rglob("*") if p.is_file() and not p.is_symlink()):
+        data = file.read_bytes()
+        atomic_write_bytes(target / file.relative_to(source), lambda handle, data=data: handle.write(data))

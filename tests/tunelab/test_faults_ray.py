@@ -14,13 +14,22 @@ pytestmark = pytest.mark.ray
 TINY = ["image_size=8", "width=8", "batch_size=128"]
 
 
+
+def _read_progress(path):
+    """A trial's progress.csv as the test polls it, or None while Ray's periodic copy is rewriting it
+    (Ray copies the file in place: a reader can catch it empty or cut)."""
+    try:
+        return pd.read_csv(path)
+    except (pd.errors.EmptyDataError, pd.errors.ParserError):
+        return None
+
 def _arm(faults: Path, *tokens: str) -> None:
     for token in tokens:
         (faults / token).touch()
 
 
 def _trial_frames(experiment: Path) -> dict[str, pd.DataFrame]:
-    return {p.parent.name: pd.read_csv(p) for p in experiment.glob("*/progress.csv")}
+    return {p.parent.name: frame for p in experiment.glob("*/progress.csv") if (frame := _read_progress(p)) is not None}
 
 
 def _wait_for_a_trial_on(experiment: Path, node_id: str, runner: threading.Thread, seconds: float = 180) -> bool:

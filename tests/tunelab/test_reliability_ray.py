@@ -21,12 +21,21 @@ pytestmark = pytest.mark.ray
 TINY = ["image_size=8", "width=8", "batch_size=128"]
 
 
+
+def _read_progress(path):
+    """A trial's progress.csv as the test polls it, or None while Ray's periodic copy is rewriting it
+    (Ray copies the file in place: a reader can catch it empty or cut)."""
+    try:
+        return pd.read_csv(path)
+    except (pd.errors.EmptyDataError, pd.errors.ParserError):
+        return None
+
 def _sets(values):
     return sum((["--set", v] for v in values), [])
 
 
 def _progress(experiment: Path) -> dict[str, pd.DataFrame]:
-    return {p.parent.name: pd.read_csv(p) for p in experiment.glob("*/progress.csv")}
+    return {p.parent.name: frame for p in experiment.glob("*/progress.csv") if (frame := _read_progress(p)) is not None}
 
 
 def _wait_for(condition, timeout_s: float, what: str):

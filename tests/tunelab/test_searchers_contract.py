@@ -21,8 +21,17 @@ TINY = ["image_size=8", "width=8", "batch_size=128"]
 TRIALS, EPOCHS = 4, 3
 
 
+
+def _read_progress(path):
+    """A trial's progress.csv as the test polls it, or None while Ray's periodic copy is rewriting it
+    (Ray copies the file in place: a reader can catch it empty or cut)."""
+    try:
+        return pd.read_csv(path)
+    except (pd.errors.EmptyDataError, pd.errors.ParserError):
+        return None
+
 def _epochs(experiment) -> dict[str, int]:
-    frames = {p.parent.name: pd.read_csv(p) for p in experiment.glob("*/progress.csv")}
+    frames = {p.parent.name: frame for p in experiment.glob("*/progress.csv") if (frame := _read_progress(p)) is not None}
     return {name: int(frame["epoch"].max()) for name, frame in frames.items() if len(frame)}
 
 

@@ -243,20 +243,18 @@ def wandb_classes():
 
 # ----------------------------------------------------------------------------- trial files
 
-def save_trial_files_now(trial) -> None:
-    """Copy a trial's result files (result.json, progress.csv, params) from the driver's staging
-    folder into the experiment's storage now, over what an earlier copy left there.
+def trial_staging(trial) -> tuple[str | None, object, str]:
+    """(the driver's staging folder of a trial's result files, the storage filesystem, the trial's
+    folder in it). Ray's driver writes result.json, progress.csv and params there and copies the
+    folder into the storage only with its experiment snapshot, every ~10 s."""
+    return trial.local_path, trial.storage.storage_filesystem, trial.path
 
-    Ray's driver writes them in a staging folder of its Ray session and copies that folder into
-    the storage only with its experiment snapshot, every ~10 s; a driver killed in between loses
-    them. Ray's upload helper (private) creates the folders and copies as Ray's own sync does.
-    """
-    import os
 
+def upload_folder(local: str, filesystem, path: str) -> None:
+    """Copy a local folder into (filesystem, path) as Ray's own sync does (its private upload helper)."""
     from ray.train._internal.storage import _upload_to_fs_path
 
-    if trial.local_path and os.path.isdir(trial.local_path):
-        _upload_to_fs_path(trial.local_path, trial.storage.storage_filesystem, trial.path)
+    _upload_to_fs_path(local, filesystem, path)
 
 
 def live_trial_sets(generator_state: dict) -> list[set]:
