@@ -35,7 +35,9 @@ from tunelab.duration import parse_duration
 from tunelab.budget import reset as reset_budget
 from tunelab.trainables.phases import mark
 from tunelab.tune_options import TuneOptions, check_options
-from tunelab.ray_state import check_and_repair, close_trials_ended_on_disk, free_slots_of_ended_trials
+from tunelab.ray_state import check_and_repair
+from tunelab.late_trials import (adopt_trials_created_after_the_snapshot, close_trials_ended_on_disk,
+                                 free_slots_of_ended_trials, recover_staged_trial_files)
 from tunelab.signals import STOP_REQUESTED
 from tunelab.searcher_plugins import searcher_for
 from tunelab import tracker_plugins as trackers
@@ -265,8 +267,14 @@ def resume(path: str, resume_errored: bool = False, restart_errored: bool = Fals
         check_and_repair(path, searcher)  # a state file the kill cut short: rebuilt, or one line
         if searcher.keeps_an_optuna_study:  # after the state check: a copy's cut state is named before its borrowed study
             check_resumed_study(study_url, record["name"], path)
-        close_trials_ended_on_disk(path, opts.max_epochs)  # ended after Ray's last snapshot: not run again
-        free_slots_of_ended_trials(path)  # a generator snapshot newer or older than the trials': no hang
+        # Out of step after a kill (tunelab.late_trials): result files still in Ray's staging folder
+        # are copied in, trials that ended or were created after Ray's last snapshot are recorded,
+        # and no concurrency slot is held for an ended trial.
+        recover_staged_trial_files(path)
+        # adopted first: restoring the searcher to close trials would fail their study trials as lost
+        adopt_trials_created_after_the_snapshot(path, opts.max_epochs, searcher)
+        close_trials_ended_on_disk(path, opts.max_epochs)
+        free_slots_of_ended_trials(path)
         begin_session(time_budget)
         data = load_shared_data(opts.method, dict(record["fixed"]))
         private = starts_private_instance(address or opts.address)

@@ -27,9 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from tunelab.core.storage import local_path
-from tunelab.core import metrics as M
 from tunelab.core.errors import ConfigError
-from tunelab.trainables.fileio import atomic_write_bytes, read_json_lines
+from tunelab.trainables.fileio import read_json_lines
 
 SEARCHER_STATE = "searcher-state-*.pkl"
 # Read by Tuner.restore with no way to rebuild them here: tuner.pkl, the experiment state (the
@@ -115,120 +114,13 @@ def check_and_repair(path: str, searcher: Any) -> None:
           f"rebuilt it from the {len(trials)} trial(s) on disk", file=sys.stderr)
 
 
-def ended_on_disk(trial: RayTrial, max_epochs: int) -> bool:
-    """Whether an unfinished trial of Ray's snapshot had in fact ended: its result.json holds the
-    report after which the trainable returns (the last epoch, or a diverged one)."""
-    from tunelab.core.statuses import UNFINISHED_RAY_STATUSES
-
-    last = trial.last_result
-    if trial.status not in UNFINISHED_RAY_STATUSES or not last:
-        return False
-    return bool(last.get(M.DIVERGED)) or int(last.get(M.EPOCH, 0)) >= max_epochs
-
-
-def close_trials_ended_on_disk(path: str, max_epochs: int) -> list[str]:
-    """Record as ended the trials whose own results say they ended while Ray's snapshot still has
-    them running; returns their ids.
-
-    Ray copies its snapshot and each trial's result files from a staging folder to the storage
-    every ~10 s, file by file, in the background: a killed driver can leave a trial's result.json
-    with its last epoch and its final checkpoint while the snapshot, copied earlier, still has it
-    RUNNING at an earlier epoch, or with no checkpoint at all. Ray would run it again from there,
-    and the rerun's rows were appended to the trial's results or replaced them.
-
-    The searcher's snapshot is told first (each result it missed, then the end, through Ray's own
-    Searcher callbacks), then Ray's experiment state: killed in between, the next resume finds the
-    trial ended in the study and merely runs it again, as before.
-    """
-    folder = local_path(path)
-    if folder is None or newest(folder, "experiment_state-*.json") is None:
-        return []
-    ended = [trial for trial in ray_trials(folder) if ended_on_disk(trial, max_epochs)]
-    if not ended:
-        return []
-    tell_searcher_they_ended(folder, ended)
-    record_as_ended(folder, ended)
-    for trial in ended:
-        print(f"tunelab: trial {trial.trial_id} had ended (epoch {trial.last_result.get(M.EPOCH)} is in its "
-              "results) after Ray's last snapshot; recorded it as ended instead of running it again", file=sys.stderr)
-    return [trial.trial_id for trial in ended]
-
-
-def free_slots_of_ended_trials(path: str) -> list[str]:
-    """Free the concurrency slots that the search generator's saved state holds for trials Ray's
-    experiment state does not have running, pending or paused; returns their ids.
-
-    Ray saves the generator's state (its live trials, under --max-concurrent) and the experiment
-    state in one snapshot but copies them to the storage file by file: a driver killed between the
-    two leaves a generator that counts as live a trial the experiment state has ended, or one it
-    never recorded. Restored so, the generator waits forever for that trial to end: `resume` hung
-    with no trial running. Run after `close_trials_ended_on_disk`, which ends trials of its own.
-    """
-    import ray.cloudpickle as cloudpickle
-
-    from tunelab.compat.ray import live_trial_sets, set_unfinished_live_count
-    from tunelab.core.statuses import UNFINISHED_RAY_STATUSES
-
-    folder = local_path(path)
-    if folder is None or newest(folder, "experiment_state-*.json") is None:
-        return []
-    running = {t.trial_id for t in ray_trials(folder) if t.status in UNFINISHED_RAY_STATUSES}
-    freed: list[str] = []
-    for pattern in ("search_gen_state-*.json", "basic-variant-state-*.json"):
-        file = newest(folder, pattern)
-        if file is None:
-            continue
-        with open(file, "rb") as handle:
-            state = cloudpickle.load(handle)
-        stale = sorted({trial_id for live in live_trial_sets(state) for trial_id in live} - running)
-        if not stale:
-            continue
-        for live in live_trial_sets(state):
-            live.difference_update(stale)
-        set_unfinished_live_count(state)
-        atomic_write_bytes(file, lambda handle, state=state: cloudpickle.dump(state, handle))
-        freed += stale
-    return freed
-
-
-def tell_searcher_they_ended(folder: Path, ended: list[RayTrial]) -> None:
-    """Replay into the searcher's snapshot the results and ends of `ended` that it missed."""
-    from ray.tune.search import Searcher
-
-    snapshot = newest(folder, SEARCHER_STATE)
-    search_alg = tuner_search_alg(folder)
-    if snapshot is None or not isinstance(search_alg, Searcher):
-        return  # Ray's random search keeps no searcher snapshot: nothing to tell
-    search_alg.restore_from_dir(str(folder))
-    for trial in ended:
-        try:
-            for row in trial.results:
-                search_alg.on_trial_result(trial.trial_id, row)
-            search_alg.on_trial_complete(trial.trial_id, result=trial.last_result)
-        except KeyError:
-            # The searcher's snapshot, copied after the experiment state, already had the trial
-            # ended: Ray's OptunaSearch forgets an ended trial and raises on its id. Nothing to tell.
-            continue
-    session = snapshot.name[len("searcher-state-"):-len(".pkl")]
-    search_alg.save_to_dir(str(folder), session_str=session)  # Ray's own atomic write, same file name
-
-
-def record_as_ended(folder: Path, ended: list[RayTrial]) -> None:
-    """Rewrite `ended` in Ray's newest experiment state as TERMINATED (atomically)."""
-    from tunelab.compat.ray import trial_entry_as_ended
-    from tunelab.trainables.fileio import atomic_write_text
-
-    file = newest(folder, "experiment_state-*.json")
-    state = json.loads(file.read_text())
-    by_id = {trial.trial_id: trial for trial in ended}
-    for entry in state["trial_data"]:
-        trial = by_id.get(json.loads(entry[0])["trial_id"])
-        if trial is None:
-            continue
-        name = trial.last_result.get("checkpoint_dir_name")
-        on_disk = isinstance(name, str) and (folder / trial.dirname / name).is_dir()
-        entry[0], entry[1] = trial_entry_as_ended(tuple(entry), trial.results, name if on_disk else None)
-    atomic_write_text(file, json.dumps(state, indent=2))
+def session_of(file: Path) -> str:
+    """The session part of a Ray state file's name (`searcher-state-SESSION.pkl`, ...)."""
+    stem = file.name.rsplit(".", 1)[0]
+    for prefix in ("searcher-state-", "search_gen_state-", "basic-variant-state-", "experiment_state-"):
+        if stem.startswith(prefix):
+            return stem[len(prefix):]
+    raise ValueError(f"not a Ray state file: {file.name}")
 
 
 def tuner_search_alg(folder: Path):

@@ -194,8 +194,9 @@ class MultiFidelityOptunaSearch(OptunaSearchHooks, OptunaSearch):
                 ot_trial.set_user_attr("trial_dir", trial_folder_name(self._trial_dir_prefix, trial_id))
         return config
 
-    def restore(self, checkpoint_path: str) -> None:
-        """Ray's restore, then close the study trials a killed driver left RUNNING.
+    def restore(self, checkpoint_path: str, close_lost_trials: bool = True) -> None:
+        """Ray's restore, then close the study trials a killed driver left RUNNING (unless told not
+        to: `tunelab.late_trials` first adds the ones that had run to their end).
 
         A trial the driver asked for after its last experiment snapshot is unknown to the
         restored search (Ray starts a new one in its place), but a persistent study still holds
@@ -203,7 +204,8 @@ class MultiFidelityOptunaSearch(OptunaSearchHooks, OptunaSearch):
         pending. Every RUNNING study trial that the restored search does not track is told FAIL.
         """
         super().restore(checkpoint_path)
-        self._fail_untracked_running()
+        if close_lost_trials:
+            self._fail_untracked_running()
 
     def rebuild(self, trials) -> None:
         """Rebuild the snapshot Ray lost (tunelab.ray_state) from the ground truth: Ray's trials

@@ -9,6 +9,7 @@ and resume in tests/tunelab/test_searchers_contract.py.
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
@@ -39,6 +40,12 @@ class Searcher(Protocol):
     def rebuild(self, search_alg: Any, trials: list) -> bool:
         """Rebuild the search algorithm's state from the trials on disk after its snapshot was cut
         short or lost (a killed driver); False if it cannot, and `resume` refuses in one line."""
+
+    def add_to_snapshot(self, search_alg: Any, snapshot: Path, trials: list) -> bool:
+        """Restore the searcher's snapshot file into `search_alg` and add the trials of `trials` it
+        lacks (ones Ray created after its last snapshot, ended on disk), their results and ends
+        included; the caller saves it. False if this searcher cannot: Ray then starts a new trial
+        in each one's place."""
 
 
 def searcher_for(name: str) -> Searcher:

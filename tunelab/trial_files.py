@@ -5,7 +5,7 @@ Ray session and copies them into the experiment's storage only with its experime
 (every ~10 s, in the background). A driver killed in between (SIGKILL, the OOM killer, a lost
 node) left an ended trial with its final checkpoint and no results in the experiment: `report`
 refused the folder, and `resume` trained the trial again. Saving an ended trial's files at once
-closes that gap; `tunelab.ray_state.close_trials_ended_on_disk` then finds the trial ended.
+closes that gap; `tunelab.late_trials.close_trials_ended_on_disk` then finds the trial ended.
 """
 from __future__ import annotations
 

@@ -318,7 +318,7 @@ def test_a_slot_held_for_a_trial_the_experiment_state_has_ended_is_freed_so_resu
     """A generator snapshot copied before (or after) the experiment state counts as live a trial
     the experiment state has ended or never recorded; Ray's restored generator then never suggests
     again (resume hung). Real Ray generators save and restore here."""
-    from tunelab.ray_state import free_slots_of_ended_trials
+    from tunelab.late_trials import free_slots_of_ended_trials
 
     make = _generators()[kind]
     generator = make()
@@ -339,7 +339,7 @@ def test_a_slot_held_for_a_trial_the_experiment_state_has_ended_is_freed_so_resu
 @pytest.mark.parametrize("kind", ["random", "searcher"])
 @pytest.mark.parametrize("status", ["RUNNING", "PENDING", "PAUSED"])
 def test_a_slot_of_a_trial_that_will_run_again_is_kept(tmp_path, kind, status):
-    from tunelab.ray_state import free_slots_of_ended_trials
+    from tunelab.late_trials import free_slots_of_ended_trials
 
     make = _generators()[kind]
     generator = make()

@@ -229,6 +229,60 @@ def test_a_trial_that_ended_moments_before_a_hard_kill_keeps_its_results(ray_clu
     assert json.loads(result.stdout.strip().splitlines()[-1])["statuses"] == {"finished": 2}
 
 
+@pytest.mark.parametrize("persistent_study", [False, True], ids=["in-memory study", "--optuna-storage"])
+def test_a_trial_created_and_ended_after_rays_last_snapshot_is_added_not_replaced(ray_cluster, tmp_path,
+                                                                                   persistent_study):
+    """A trial Ray created after its last snapshot and that ran to its end is in no state Ray saved:
+    Ray would start another in its place. The lagging snapshot is made for certain as above: the
+    last one with two of the three trials is put back once the search has ended."""
+    cluster, _ = ray_cluster
+    env = {**os.environ, "RAY_ADDRESS": cluster.address, "TUNE_GLOBAL_CHECKPOINT_S": "0"}
+    experiment = tmp_path / "late"
+    study = f"sqlite:///{tmp_path / 'study.db'}"
+    command = [sys.executable, "-m", "tunelab", "tune", "classifier", "--num-samples", "3", "--max-epochs", "2",
+               "--scheduler", "fifo", "--max-concurrent", "1", "--storage", f"file://{tmp_path}", "--name", "late",
+               *(["--optuna-storage", study] if persistent_study else []),
+               *sum((["--set", s] for s in TINY + ["image_size=16"]), [])]
+    log = tmp_path / "tune.log"
+    with open(log, "w") as stderr:
+        driver = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=stderr)
+    lagging = None
+    while driver.poll() is None:
+        state = _readable_state(experiment)
+        if state is not None and len(state[1]) == 2:
+            lagging = state  # two trials recorded, the third not yet created
+        time.sleep(0.05)
+    assert driver.returncode == 0, log.read_text()[-2000:]
+    assert lagging is not None, "no snapshot caught two trials"
+    for name, data in lagging[0].items():
+        (experiment / name).write_bytes(data)
+    before = {name: (experiment / name / "result.json").read_bytes() for name in _progress(experiment)}
+    assert len(before) == 3
+
+    result = tunelab("resume", str(experiment), "--json", env={"RAY_ADDRESS": cluster.address})
+
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stderr.count("was created after Ray's last snapshot and ran to its end") == 1, result.stderr[-2000:]
+    assert json.loads(result.stdout.strip().splitlines()[-1])["statuses"] == {"finished": 3}
+    # No trial was started in its place, and none ran again.
+    assert {name: (experiment / name / "result.json").read_bytes() for name in _progress(experiment)} == before
+    from ray.tune import ExperimentAnalysis
+
+    trials = ExperimentAnalysis(str(experiment)).trials
+    assert len(trials) == 3 and all(t.status == "TERMINATED" and t.last_result["epoch"] == 2 for t in trials)
+    if persistent_study:
+        stored = optuna.load_study(study_name="late", storage=study).trials
+    else:
+        from tunelab.ray_state import tuner_search_alg
+
+        searcher = tuner_search_alg(experiment)
+        searcher.restore_from_dir(str(experiment))
+        stored = searcher._ot_study.get_trials()
+    assert sorted(t.user_attrs["ray_trial_id"] for t in stored) == sorted(t.trial_id for t in trials)
+    assert [t.state for t in stored] == [TrialState.COMPLETE] * 3
+    assert all(sorted(t.intermediate_values) == [1, 2] for t in stored)
+
+
 def test_driver_killed_mid_run_is_completed_by_resume(ray_cluster, tmp_path):
     cluster, _ = ray_cluster
     env = {**os.environ, "RAY_ADDRESS": cluster.address, "PYTHONUNBUFFERED": "1"}

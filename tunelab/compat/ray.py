@@ -51,11 +51,13 @@ def _point_search_at(search_alg, storage) -> None:
         raise TypeError(f"a restored search of an unknown kind: {type(search_alg).__name__}")
 
 
-def trial_entry_as_ended(entry: tuple[str, str], rows: list[dict], final_checkpoint: str | None) -> tuple[str, str]:
+def trial_entry_as_ended(entry: tuple[str, str], rows: list[dict], final_checkpoint: str | None,
+                         ended: bool = True) -> tuple[str, str]:
     """One trial's entry of Ray's experiment state (trial JSON, run metadata JSON), rewritten as
     Ray writes it once the driver has seen the trial end: the result rows it missed added in
     order (its last result, its metric analysis), its checkpoint folder named `final_checkpoint` as
-    its latest, TERMINATED.
+    its latest, TERMINATED. With `ended` False, as Ray writes a trial to continue: PENDING, resumed
+    from that checkpoint (from its start if None).
 
     Ray's own codec reads and writes the entry (`Trial.from_json_state`, `get_json_state`); the
     checkpoint bookkeeping has no public setter. The final checkpoint is added without Ray's
@@ -80,7 +82,7 @@ def trial_entry_as_ended(entry: tuple[str, str], rows: list[dict], final_checkpo
         result = _TrainingResult(checkpoint=checkpoint, metrics=dict(trial.last_result))
         manager._checkpoint_results.append(result)
         manager._latest_checkpoint_result = result
-    trial.set_status(Trial.TERMINATED)
+    trial.set_status(Trial.TERMINATED if ended else Trial.PENDING)
     trial.stub = json.loads(entry[0]).get("stub", False)  # as the driver wrote it (read as a stub above)
     trial.invalidate_json_state()
     trial.run_metadata.invalidate_cache()
@@ -276,3 +278,49 @@ def set_unfinished_live_count(generator_state: dict) -> None:
     limiter = generator_state.get("name:ConcurrencyLimiter")
     if isinstance(limiter, dict) and "num_unfinished_live_trials" in limiter:
         limiter["num_unfinished_live_trials"] = len(limiter.get("live_trials", ()))
+
+
+def trial_entry_like(template: tuple[str, str], trial_id: str, config: dict, dirname: str, rows: list[dict],
+                     checkpoint: str | None, ended: bool) -> tuple[str, str]:
+    """An entry of Ray's experiment state for a trial Ray never recorded, shaped like `template`
+    (another trial of the same experiment: its trainable, storage, resources, stopping criterion,
+    retries and checkpoint settings), written in the folder `dirname` with `config`, then given
+    `rows` and `checkpoint` as `trial_entry_as_ended` gives them (ended, or to continue). Ray's Trial constructor and codec build it; the
+    checkpoint settings have no public getter."""
+    import json
+
+    from ray.tune.experiment import Trial
+
+    like = Trial.from_json_state(template[0], stub=True)
+    trial = Trial(like.trainable_name, config=config, trial_id=trial_id, storage=like.storage,
+                  evaluated_params=dict(config), experiment_tag=f"{trial_id}_recovered",
+                  stopping_criterion=like.stopping_criterion,
+                  max_failures=like.max_failures, stub=True,
+                  checkpoint_config=like.run_metadata.checkpoint_manager._checkpoint_config)
+    # The resources Ray resolved for the template (from the trainable's default request), as
+    # Ray resolves them before it first starts a trial; given to the constructor, Ray would take
+    # them for a user's `resources_per_trial` and refuse them on restore.
+    trial.placement_group_factory = like.placement_group_factory
+    trial.relative_logdir = trial.custom_dirname = dirname
+    trial.storage.trial_dir_name = dirname
+    trial.stub = json.loads(template[0]).get("stub", False)  # as the driver wrote the template (read as a stub)
+    trial.invalidate_json_state()
+    return trial_entry_as_ended(trial.get_json_state(), rows, checkpoint, ended)
+
+
+def staging_folders(trial_json: str, experiment_name: str) -> list[str]:
+    """The driver staging folders on this machine where the driver that wrote `trial_json` (one
+    trial of Ray's experiment state) may have left result files Ray had not yet copied into the
+    storage: `RAY_TEMP/session_*/artifacts/TIMESTAMP/NAME/driver_artifacts`, TIMESTAMP being the
+    driver's (kept in each trial's storage context, reused by a restored run). Ray's default temp
+    folder and the staging layout are private."""
+    import glob
+    import os
+
+    from ray._common.utils import get_default_ray_temp_dir
+    from ray.tune.experiment import Trial
+
+    timestamp = Trial.from_json_state(trial_json, stub=True).storage._timestamp
+    pattern = os.path.join(get_default_ray_temp_dir(), "session_*", "artifacts", glob.escape(timestamp),
+                           glob.escape(experiment_name), "driver_artifacts")
+    return sorted({os.path.realpath(p) for p in glob.glob(pattern)})

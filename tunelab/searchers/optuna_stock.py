@@ -49,6 +49,9 @@ class StockOptunaSearch:
     def rebuild(self, search_alg, trials) -> bool:
         return False  # Ray's OptunaSearch keeps its study only in its snapshot
 
+    def add_to_snapshot(self, search_alg, snapshot, trials) -> bool:
+        return False  # Ray's OptunaSearch cannot be told a trial it did not suggest
+
 
 SEARCHER = StockOptunaSearch()
 

@@ -55,6 +55,9 @@ class RandomSearch:
     def rebuild(self, search_alg, trials) -> bool:
         return False  # nothing to rebuild: Ray's generator keeps no searcher snapshot
 
+    def add_to_snapshot(self, search_alg, snapshot, trials) -> bool:
+        return False  # Ray's random search remakes such a trial itself (same id, config and folder)
+
 
 SEARCHER = RandomSearch()
 

@@ -34,5 +34,10 @@ class TunelabTPE:
         search_alg.rebuild(trials)
         return True
 
+    def add_to_snapshot(self, search_alg, snapshot, trials) -> bool:
+        search_alg.restore(str(snapshot), close_lost_trials=False)  # a lost trial may be one of `trials`
+        search_alg.rebuild(trials)  # adds only what the snapshot lacks
+        return True
+
 
 SEARCHER = TunelabTPE()
