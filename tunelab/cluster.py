@@ -193,6 +193,16 @@ def ray_session(private: bool) -> dict[str, Any]:
         return {}
 
 
+def driver_session() -> dict[str, Any]:
+    """What the lock records about the Ray session this driver joined (private or a cluster's), so
+    a later `resume` on this machine finds the result files the driver left in its staging folder
+    there (tunelab.late_trials.recover_staged_trial_files)."""
+    try:
+        return {"driver_session": session_dir()}
+    except Exception:  # private API: without it, nothing is recovered from staging (and nothing else changes)
+        return {}
+
+
 def _names_session(pid_dir: Path, session_dir: str) -> bool:
     """Whether a process belongs to a Ray session: its command line names the session folder, or
     (agents rename their command line) one of its open files lies in it (its logs)."""

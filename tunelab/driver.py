@@ -25,7 +25,7 @@ from tunelab.trainables.fileio import refuse_link
 from tunelab.core.trial_folders import trial_folder_name
 from tunelab.compat.ray import restored_search_state_follows_the_folder
 from tunelab.legacy import old_package_names
-from tunelab.cluster import connect_ray, ray_session, reap_stale_session, starts_private_instance
+from tunelab.cluster import connect_ray, driver_session, ray_session, reap_stale_session, starts_private_instance
 from tunelab.experiment_lock import ExperimentLock
 from tunelab.experiments import prepare_folder, repair_latest_checkpoints
 from tunelab.credentials import for_resume
@@ -136,7 +136,7 @@ def run_tune(opts: TuneOptions, argv: list[str] | None = None) -> dict[str, Any]
     """
     plan = plan_search(opts)
     with ExperimentLock(plan.path) as lock:
-        lock.note(**ray_session(plan.private))
+        lock.note(**ray_session(plan.private), **driver_session())
         begin_session(opts.time_budget)
         replace_experiment(opts, plan)
         allow_parallel_pending_trials(opts)
@@ -270,7 +270,7 @@ def resume(path: str, resume_errored: bool = False, restart_errored: bool = Fals
         # Out of step after a kill (tunelab.late_trials): result files still in Ray's staging folder
         # are copied in, trials that ended or were created after Ray's last snapshot are recorded,
         # and no concurrency slot is held for an ended trial.
-        recover_staged_trial_files(path)
+        recover_staged_trial_files(path, lock.previous)
         # adopted first: restoring the searcher to close trials would fail their study trials as lost
         adopt_trials_created_after_the_snapshot(path, opts.max_epochs, searcher)
         close_trials_ended_on_disk(path, opts.max_epochs)
@@ -279,7 +279,7 @@ def resume(path: str, resume_errored: bool = False, restart_errored: bool = Fals
         data = load_shared_data(opts.method, dict(record["fixed"]))
         private = starts_private_instance(address or opts.address)
         connect_ray(address or opts.address)
-        lock.note(**ray_session(private))
+        lock.note(**ray_session(private), **driver_session())
         repair_latest_checkpoints(path, resume_errored)
         # A copy, or a moved folder, resumes where it is now. The record keeps locations redacted
         # (tunelab.core.redaction.redact): compared and written so, a key in the URI stays out of it.

@@ -271,50 +271,62 @@ GROWING_FILES = ("result.json", "progress.csv")
 WRITTEN_ONCE = ("params.json", "params.pkl", "error.txt", "error.pkl")
 
 
-def recover_staged_trial_files(path: str) -> list[str]:
-    """Copy into the experiment the trial files a killed driver left in its staging folder on this
-    machine that Ray had not copied yet; returns the trial folders that gained any.
+def recover_staged_trial_files(path: str, previous: dict[str, Any]) -> list[str]:
+    """Copy into the experiment the trial files the killed driver `previous` (the lock's record of
+    it) left in its Ray staging folder on this machine that Ray had not copied yet; returns the
+    trial folders that gained any.
 
     Ray copies a trial's result files into the storage every ~10 s (tunelab copies an ended
     trial's at once: tunelab.trial_files); a kill in between leaves the newest epochs, and the
-    whole folder of a trial created since, only in `/tmp/ray/session_*/artifacts/...`. Only a
-    staging folder whose own experiment state names every trial of the experiment's is used (the
-    same run); a file is copied only where the experiment lacks it, or holds a shorter copy that
-    the staged one starts with. Nothing in the experiment is shortened or replaced by other data.
+    whole folder of a trial created since, only in `SESSION/artifacts/...`. Only the staging folder
+    of the session the lock names is read, and only if its own experiment state is this
+    experiment's (same folder, every trial of ours in it): a copy of the experiment, resumed in
+    another place, shares its trial ids and staging name. A file is copied only where the
+    experiment lacks it, or holds a shorter copy the staged one starts with: nothing in the
+    experiment is shortened or replaced by other data.
     """
-    from tunelab.compat.ray import staging_folders
+    import socket
+
+    from tunelab.compat.ray import driver_staging_folder
 
     folder = local_path(path)
+    session = previous.get("driver_session")
     state_file = newest(folder, "experiment_state-*.json") if folder is not None else None
-    if state_file is None:
+    if state_file is None or not isinstance(session, str) or previous.get("host") != socket.gethostname():
         return []
     state = json.loads(state_file.read_text(encoding="utf-8"))
     if not state["trial_data"]:
         return []
-    ours = {t.trial_id for t in ray_trials(folder)}
-    staged = [Path(p) for p in staging_folders(state["trial_data"][0][0], folder.name) if _same_run(Path(p), ours)]
+    staging = Path(driver_staging_folder(session, state["trial_data"][0][0])[0])
+    if not staging.is_dir() or not _same_run(staging, folder, {t.trial_id for t in ray_trials(folder)}):
+        return []
     method = json.loads((folder / "tunelab.json").read_text(encoding="utf-8"))["method"]
-    gained: set[str] = set()
-    for staging in staged:
-        for trial_folder in sorted(p for p in staging.iterdir() if p.is_dir() and not p.is_symlink()
-                                   and parse_trial_folder_name(p.name, method) is not None):
-            if _recover_trial_folder(trial_folder, folder / trial_folder.name):
-                gained.add(trial_folder.name)
+    gained = [p.name for p in sorted(staging.iterdir())
+              if p.is_dir() and not p.is_symlink() and parse_trial_folder_name(p.name, method) is not None
+              and _recover_trial_folder(p, folder / p.name)]
     if gained:
         print(f"tunelab: recovered the results of {len(gained)} trial(s) that Ray had not yet copied into the "
-              f"experiment when its driver was killed (from {', '.join(map(str, staged))})", file=sys.stderr)
-    return sorted(gained)
+              f"experiment when its driver was killed (from {staging})", file=sys.stderr)
+    return gained
 
 
-def _same_run(staging: Path, ours: set[str]) -> bool:
+def _same_run(staging: Path, folder: Path, ours: set[str]) -> bool:
+    """Whether the staging folder's experiment state is this experiment's: written for this folder,
+    naming every trial of ours."""
+    import os
+
+    from tunelab.compat.ray import driver_staging_folder
+
     state = newest(staging, "experiment_state-*.json")
     if state is None:
         return False
     try:
-        staged = {json.loads(entry[0])["trial_id"] for entry in json.loads(state.read_text())["trial_data"]}
-    except (ValueError, KeyError, TypeError, IndexError, OSError):
+        entries = json.loads(state.read_text(encoding="utf-8"))["trial_data"]
+        staged = {json.loads(entry[0])["trial_id"] for entry in entries}
+        written_to = driver_staging_folder("", entries[0][0])[1] if entries else ""
+    except Exception:  # noqa: BLE001 - a cut or foreign file: not this run's
         return False
-    return ours <= staged
+    return bool(written_to) and ours <= staged and os.path.realpath(written_to) == os.path.realpath(folder)
 
 
 def _recover_trial_folder(staged: Path, stored: Path) -> bool:

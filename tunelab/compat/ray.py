@@ -308,19 +308,17 @@ def trial_entry_like(template: tuple[str, str], trial_id: str, config: dict, dir
     return trial_entry_as_ended(trial.get_json_state(), rows, checkpoint, ended)
 
 
-def staging_folders(trial_json: str, experiment_name: str) -> list[str]:
-    """The driver staging folders on this machine where the driver that wrote `trial_json` (one
-    trial of Ray's experiment state) may have left result files Ray had not yet copied into the
-    storage: `RAY_TEMP/session_*/artifacts/TIMESTAMP/NAME/driver_artifacts`, TIMESTAMP being the
-    driver's (kept in each trial's storage context, reused by a restored run). Ray's default temp
-    folder and the staging layout are private."""
-    import glob
+def driver_staging_folder(session_dir: str, trial_json: str) -> tuple[str, str]:
+    """(the driver staging folder in Ray session `session_dir` of the run that wrote `trial_json`,
+    one trial of Ray's experiment state; the experiment folder that run wrote to). Ray's driver
+    writes result files in `SESSION/artifacts/TIMESTAMP/NAME/driver_artifacts` (TIMESTAMP the
+    driver's, kept in each trial's storage context and reused by a restored run) and copies them
+    to the storage every ~10 s. The layout and the timestamp are private."""
     import os
 
-    from ray._common.utils import get_default_ray_temp_dir
     from ray.tune.experiment import Trial
 
-    timestamp = Trial.from_json_state(trial_json, stub=True).storage._timestamp
-    pattern = os.path.join(get_default_ray_temp_dir(), "session_*", "artifacts", glob.escape(timestamp),
-                           glob.escape(experiment_name), "driver_artifacts")
-    return sorted({os.path.realpath(p) for p in glob.glob(pattern)})
+    storage = Trial.from_json_state(trial_json, stub=True).storage
+    staging = os.path.join(session_dir, "artifacts", storage._timestamp, storage.experiment_dir_name,
+                           "driver_artifacts")
+    return staging, storage.experiment_fs_path
