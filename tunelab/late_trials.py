@@ -1,18 +1,17 @@
-"""Trials that ended after Ray's last experiment snapshot, put right before `tunelab resume` restores it.
+"""A killed driver's last seconds, put back in step before `tunelab resume` restores the search.
 
 Ray saves its experiment state (the trials), its search generator's state and the searcher's
 snapshot together, but copies them, and each trial's result files, from a staging folder to the
 storage file by file every ~10 s. A driver killed in between (SIGKILL, the OOM killer, a lost node)
-leaves them out of step, and Ray's restore trusts them as they are:
+leaves them out of step, and Ray's restore trusts them as they are. In the order `resume` runs them:
 
-- a trial the snapshot has RUNNING may have ended: its last epoch is in its own result.json
+- result files still only in the staging folder, on this machine (`recover_staged_trial_files`);
+- trials Ray created after the snapshot: no state names them (`adopt_trials_created_after_the_snapshot`:
+  added to the searcher and the state, ended or to continue, not replaced by new ones);
+- trials the snapshot has RUNNING whose own result.json shows they ended
   (`close_trials_ended_on_disk`: recorded ended, not run again);
-- a trial Ray created after the snapshot may have run to its end: its folder is complete but no
-  state names it (`adopt_trials_created_after_the_snapshot`: added to the state and the searcher,
-  not replaced by a new one);
-- the generator's concurrency slots may be held for trials the state has ended or never recorded,
-  and its count of trials created may lag the state (`reconcile_search_generator`: a restored
-  generator waited forever for such a slot).
+- the generator's concurrency slots, held for trials the state has ended or never recorded
+  (`free_slots_of_ended_trials`: a restored generator waited forever for such a slot).
 
 Each step changes the searcher's snapshot before Ray's experiment state, so a kill in between
 leaves what the next resume repairs again.
