@@ -26,7 +26,7 @@ from tunelab.core.redaction import redact
 from tunelab.core.storage import local_path as _local_or_none
 from tunelab.core import metrics as M
 from tunelab.core.errors import ConfigError
-from tunelab.core.statuses import UNFINISHED_RAY_STATUSES, RayStatus, TrialStatus
+from tunelab.core.statuses import status_from
 from tunelab.core.trial_folders import parse_trial_folder_name
 
 __all__ = ["FINAL_STATUSES", "TUNELAB_FILE", "read_record", "local_path", "load_experiment", "load_experiments",
@@ -112,25 +112,6 @@ def ray_trial_statuses(path: Path) -> dict[str, str]:
         return out
     except (json.JSONDecodeError, KeyError, TypeError, IndexError):
         return {}  # an unreadable snapshot: fall back to what the files say
-
-
-def status_from(last_epoch: int, diverged: bool, errored: bool, max_epochs: int, ray_status: str = "") -> str:
-    """The one status rule: finished | stopped (by ASHA) | diverged | errored | incomplete (and
-    out_of_time, which the driver records instead of incomplete when the time budget ended the run).
-
-    `errored` is whether the trial failed (or its folder holds an error.txt). A trial retried
-    successfully keeps that file, so Ray's recorded status decides when it is known.
-    `incomplete` is a trial the driver left running or pending (resumable).
-    """
-    if ray_status == RayStatus.ERROR or (errored and not ray_status):
-        return TrialStatus.ERRORED.value
-    if diverged:
-        return TrialStatus.DIVERGED.value
-    if last_epoch >= max_epochs:
-        return TrialStatus.FINISHED.value
-    if ray_status in UNFINISHED_RAY_STATUSES:
-        return TrialStatus.INCOMPLETE.value
-    return TrialStatus.STOPPED.value
 
 
 def trial_status(frame: pd.DataFrame, errored: bool, ray_status: str, max_epochs: int) -> str:
@@ -240,17 +221,6 @@ def load_experiment(path: str | Path) -> pd.DataFrame:
 def load_experiments(paths: Iterable[str | Path]) -> pd.DataFrame:
     frames = [load_experiment(p) for p in unique_experiments(paths)]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-
-
-def rank_trials(summary: pd.DataFrame, metric: str, mode: str) -> pd.DataFrame:
-    """THE rule for "the best trial", used by `tune`'s summary, `best`, `report` and `compare`:
-    trials ordered by their best-epoch `metric` (per `mode`), ties broken by trial id, trials
-    without a finite value left out."""
-    if summary.empty or metric not in summary:
-        return summary.iloc[0:0]
-    values = pd.to_numeric(summary[metric], errors="coerce")
-    scored = summary[values.notna() & values.abs().ne(float("inf"))]
-    return scored.sort_values([metric, "trial_id"], ascending=[mode != "max", True], kind="stable")
 
 
 def trial_summary(frame: pd.DataFrame, metric: str = M.VAL_ACC, mode: str = "max") -> pd.DataFrame:

@@ -16,7 +16,8 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from tunelab.analysis.load import experiment_id, load_experiment, rank_trials, read_record, trial_summary
+from tunelab.analysis.load import experiment_id, load_experiment, read_record, trial_summary
+from tunelab.core.ranking import rank_trials
 from tunelab.core.redaction import redact
 from tunelab.analysis.tables import config_of
 from tunelab.trainables import get_method

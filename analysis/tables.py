@@ -18,7 +18,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from tunelab.analysis.load import CONFIG_PREFIX, rank_trials
+from tunelab.analysis.load import CONFIG_PREFIX
+from tunelab.core.ranking import rank_trials
 from tunelab.analysis.stats import finite, holm, min_detectable_diff, welch
 from tunelab.core import metrics as M
 

@@ -162,7 +162,8 @@ def parse_seeds(text: str) -> list[int]:
 
 def ranked_configs(experiment: Path, top: int) -> list[tuple[str, dict[str, Any]]]:
     """The `top` best trials of a search by compare's rule (tunelab.analysis.load.rank_trials): (trial id, full config)."""
-    from tunelab.analysis.load import load_experiment, rank_trials, read_record, trial_summary
+    from tunelab.analysis.load import load_experiment, read_record, trial_summary
+    from tunelab.core.ranking import rank_trials
     from tunelab.analysis.tables import config_of
     from tunelab.trainables import get_method
     from tunelab.trainables.config import build_config, to_dict

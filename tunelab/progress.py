@@ -7,9 +7,8 @@ import time
 
 from ray.tune import Callback
 
-from tunelab.analysis.load import status_from
 from tunelab.core.redaction import redact
-from tunelab.core.statuses import FINISHED_RAY_STATUSES, RayStatus, TrialStatus
+from tunelab.core.statuses import FINISHED_RAY_STATUSES, RayStatus, TrialStatus, status_from
 from tunelab.core import metrics as M
 
 

@@ -8,13 +8,13 @@ from typing import Any
 
 import pandas as pd
 
-from tunelab.analysis.load import rank_trials, status_from
+from tunelab.core.ranking import rank_trials
 from tunelab.core.record import (FINAL_STATUSES, FORMAT, ExperimentRecord, ResourcesRecord, SchedulerRecord,
                                  SearchRecord, write_record)
 from tunelab.core.storage import join_uri
 from tunelab.core.redaction import redact_all
 from tunelab.budget import budget_was_spent, session_deadline
-from tunelab.core.statuses import UNFINISHED_RAY_STATUSES, TrialStatus
+from tunelab.core.statuses import UNFINISHED_RAY_STATUSES, TrialStatus, status_from
 from tunelab.core.trial_folders import parse_trial_folder_name
 from tunelab.provenance import environment_record
 from tunelab.search_spaces.base import SearchSpace, describe

@@ -15,8 +15,8 @@ from typing import Any
 
 from ray.air.integrations.mlflow import MLflowLoggerCallback
 
-from tunelab.analysis.load import status_from
 from tunelab.compat.ray import MLflowRunsByTrial
+from tunelab.core.statuses import status_from
 from tunelab.core.trial_folders import trial_folder_name
 from tunelab.trainables import METHOD_CLASSES
 from tunelab.core import metrics as M

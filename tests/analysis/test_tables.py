@@ -129,7 +129,7 @@ def test_comparison_says_how_many_seeds_were_dropped():
 
 
 def test_one_rule_ranks_trials_ties_by_trial_id_and_skips_non_finite():
-    from tunelab.analysis.load import rank_trials
+    from tunelab.core.ranking import rank_trials
 
     summary = pd.DataFrame({"trial_id": ["c", "a", "b", "d", "e"], "val/acc": [0.9, 0.9, 0.8, float("nan"),
                                                                                float("inf")],

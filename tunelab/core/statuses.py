@@ -38,3 +38,22 @@ class RayStatus(_ValueEnum):
 
 UNFINISHED_RAY_STATUSES = (RayStatus.RUNNING, RayStatus.PENDING, RayStatus.PAUSED)
 FINISHED_RAY_STATUSES = (RayStatus.TERMINATED, RayStatus.ERROR)
+
+
+def status_from(last_epoch: int, diverged: bool, errored: bool, max_epochs: int, ray_status: str = "") -> str:
+    """The one status rule: finished | stopped (by ASHA) | diverged | errored | incomplete (and
+    out_of_time, which the driver records instead of incomplete when the time budget ended the run).
+
+    `errored` is whether the trial failed (or its folder holds an error.txt). A trial retried
+    successfully keeps that file, so Ray's recorded status decides when it is known.
+    `incomplete` is a trial the driver left running or pending (resumable).
+    """
+    if ray_status == RayStatus.ERROR or (errored and not ray_status):
+        return TrialStatus.ERRORED.value
+    if diverged:
+        return TrialStatus.DIVERGED.value
+    if last_epoch >= max_epochs:
+        return TrialStatus.FINISHED.value
+    if ray_status in UNFINISHED_RAY_STATUSES:
+        return TrialStatus.INCOMPLETE.value
+    return TrialStatus.STOPPED.value
