@@ -322,3 +322,15 @@ def driver_staging_folder(session_dir: str, trial_json: str) -> tuple[str, str]:
     staging = os.path.join(session_dir, "artifacts", storage._timestamp, storage.experiment_dir_name,
                            "driver_artifacts")
     return staging, storage.experiment_fs_path
+
+
+def optuna_study_of(optuna_search):
+    """The Optuna study inside one of Ray's OptunaSearch objects (tunelab's subclass names it
+    `optuna_study`; Ray's own keeps it private). For the scale benchmark's prefilled history."""
+    return optuna_search._ot_study
+
+
+def optuna_space_of(optuna_search):
+    """The space one of Ray's OptunaSearch objects samples (a dict of distributions or a
+    define-by-run callable); Ray keeps it private."""
+    return optuna_search._space
