@@ -54,7 +54,7 @@ def refuse_link(path: str | os.PathLike, role: str) -> None:
     """Refuse, before anything is written, a symlink where tunelab keeps one of its own files."""
     if os.path.islink(path):
         raise ConfigError(f"{role} {str(path)!r} is a symbolic link (to {os.readlink(path)!r}); tunelab never "
-                          "writes through one, so the file it points to is left as it is: remove the link and "
+                          "writes through one, so what it points to is left as it is: remove the link and "
                           "try again")
 
 

@@ -27,7 +27,7 @@ from tunelab.compat.ray import restored_search_state_follows_the_folder
 from tunelab.legacy import old_package_names
 from tunelab.cluster import connect_ray, driver_session, ray_session, reap_stale_session, starts_private_instance
 from tunelab.experiment_lock import ExperimentLock
-from tunelab.experiments import prepare_folder, repair_latest_checkpoints
+from tunelab.experiments import prepare_folder, refuse_linked_trial_folders, repair_latest_checkpoints
 from tunelab.credentials import for_resume
 from tunelab.study import check_reconnect, check_resumed_study, claim_study, replace_study
 from tunelab.budget import TimeBudget, session_deadline, start_session
@@ -35,7 +35,7 @@ from tunelab.duration import parse_duration
 from tunelab.budget import reset as reset_budget
 from tunelab.trainables.phases import mark
 from tunelab.tune_options import TuneOptions, check_options
-from tunelab.ray_state import check_and_repair
+from tunelab.ray_state import check_and_repair, has_experiment_state
 from tunelab.late_trials import (adopt_trials_created_after_the_snapshot, close_trials_ended_on_disk,
                                  free_slots_of_ended_trials, recover_staged_trial_files)
 from tunelab.signals import STOP_REQUESTED
@@ -252,9 +252,11 @@ def resume(path: str, resume_errored: bool = False, restart_errored: bool = Fals
         raise ConfigError(f"{path!r} was made by a tunelab without --time-budget; resume it without one")
     from ray import tune
 
-    if not tune.Tuner.can_restore(path):
-        raise ConfigError(f"{path!r} has a {TUNELAB_FILE} but no Ray Tune state to restore from "
-                          "(the driver stopped before the first trial started); start it again with `tunelab tune`")
+    if not tune.Tuner.can_restore(path) or not has_experiment_state(path):
+        raise ConfigError(f"{path!r} has a {TUNELAB_FILE} but no Ray Tune state to restore from (the driver "
+                          "stopped before Ray recorded its first trial); nothing was changed; start it again with "
+                          f"`tunelab tune ... --name {record['name']} --overwrite`")
+    refuse_linked_trial_folders(path, opts.method)
     if resume_errored and restart_errored:
         raise ConfigError("--resume-errored and --restart-errored exclude each other; choose one")
     searcher = searcher_for(opts.search)

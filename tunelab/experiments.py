@@ -26,7 +26,7 @@ from typing import Any
 from tunelab.core.record import TUNELAB_FILE, read_record
 from tunelab.core.storage import is_uri, join_uri, local_path
 from tunelab.core.statuses import UNFINISHED_RAY_STATUSES, RayStatus
-from tunelab.core.trial_folders import trial_folder_pattern
+from tunelab.core.trial_folders import parse_trial_folder_name, trial_folder_pattern
 from tunelab.ray_state import drop_lost_checkpoints, lost_checkpoint
 from tunelab import tracker_plugins as trackers
 from tunelab.experiment_lock import lock_path
@@ -214,6 +214,17 @@ def _checkpoint_index(folder: Path) -> int:
         return int(folder.name.rsplit("_", 1)[-1])
     except ValueError:
         return -1
+
+
+def refuse_linked_trial_folders(path: str, method: str) -> None:
+    """Refuse, before resume starts anything, a trial folder of the experiment that is a symlink:
+    Ray would write the trial's checkpoints and results through it, into a folder not ours."""
+    local = local_path(path)
+    if local is None:
+        return
+    for entry in sorted(local.iterdir()):
+        if entry.is_symlink() and parse_trial_folder_name(entry.name, method) is not None:
+            refuse_link(entry, "trial folder")
 
 
 def repair_latest_checkpoints(path: str, resume_errored: bool) -> None:

@@ -35,7 +35,7 @@ from tunelab.ray_state import (SEARCHER_STATE, RayTrial, newest, ray_trials, rea
 
 def ended_on_disk(trial: RayTrial, max_epochs: int) -> bool:
     """Whether an unfinished trial of Ray's snapshot had in fact ended: its result.json holds the
-    report after which the trainable returns (the last epoch, or a diverged one)."""
+    report after which it ran no more (`ended_by_its_results`)."""
     from tunelab.core.statuses import UNFINISHED_RAY_STATUSES
 
     if trial.status not in UNFINISHED_RAY_STATUSES:
@@ -44,10 +44,12 @@ def ended_on_disk(trial: RayTrial, max_epochs: int) -> bool:
 
 
 def ended_by_its_results(last: dict[str, Any], max_epochs: int) -> bool:
-    """Whether a trial's last result row is one after which the trainable returns."""
+    """Whether a trial's last result row is one after which it ran no more: the trainable returns
+    after it (the last epoch, or a diverged one), or Ray stopped the trial there (ASHA's rung
+    decision, or --stop-at: Ray logs that row with `done` true)."""
     if not last:
         return False
-    return bool(last.get(M.DIVERGED)) or int(last.get(M.EPOCH, 0)) >= max_epochs
+    return bool(last.get("done")) or bool(last.get(M.DIVERGED)) or int(last.get(M.EPOCH, 0)) >= max_epochs
 
 
 def close_trials_ended_on_disk(path: str, max_epochs: int) -> list[str]:
@@ -182,7 +184,8 @@ def adopt_trials_created_after_the_snapshot(path: str, max_epochs: int, searcher
     if state_file is None or snapshot is None:
         return []
     known = ray_trials(folder)
-    orphans = [as_recorded(folder, t, max_epochs) for t in trials_on_disk(folder, {t.trial_id for t in known})]
+    found = trials_on_disk(folder, {t.trial_id for t in known})
+    orphans = [as_recorded(folder, t, max_epochs) for t in found]
     search_alg = tuner_search_alg(folder)
     if not orphans or not known or not isinstance(search_alg, Searcher):
         return []
@@ -191,14 +194,19 @@ def adopt_trials_created_after_the_snapshot(path: str, max_epochs: int, searcher
     search_alg.save_to_dir(str(folder), session_str=session_of(snapshot))
     add_to_state(folder, state_file, orphans)
     count_every_trial_created(folder)
-    for trial in orphans:
-        how = ("ran to its end; added it as ended" if trial.status == RayStatus.TERMINATED else
-               f"had reported {len(trial.results)} epoch(s); added it to continue "
-               + (f"after its checkpoint at epoch {trial.last_result.get(M.EPOCH)}" if trial.results
-                  else "from its start"))
-        print(f"tunelab: trial {trial.trial_id} was created after Ray's last snapshot and {how} "
-              "instead of starting another in its place", file=sys.stderr)
+    for as_found, trial in zip(found, orphans):
+        print(f"tunelab: trial {trial.trial_id} was created after Ray's last snapshot and "
+              f"{_how_adopted(as_found, trial)} instead of starting another in its place", file=sys.stderr)
     return [trial.trial_id for trial in orphans]
+
+
+def _how_adopted(as_found: RayTrial, trial: RayTrial) -> str:
+    """What was done with an adopted trial, in words: `as_found` on disk, `trial` as added."""
+    if trial.status == RayStatus.TERMINATED:
+        return f"had ended at epoch {trial.last_result.get(M.EPOCH)}; added it as ended"
+    resumes_from = (f"after its checkpoint at epoch {trial.last_result.get(M.EPOCH)}" if trial.results
+                    else "from its start (no checkpoint on disk)")
+    return f"had reported {len(as_found.results)} epoch(s); added it to continue {resumes_from}"
 
 
 def as_recorded(folder: Path, trial: RayTrial, max_epochs: int) -> RayTrial:
@@ -330,6 +338,8 @@ def _same_run(staging: Path, folder: Path, ours: set[str]) -> bool:
 
 def _recover_trial_folder(staged: Path, stored: Path) -> bool:
     """Copy what `staged` adds to `stored` (see recover_staged_trial_files); whether anything was."""
+    if stored.is_symlink():
+        return False  # a trial folder linked elsewhere: never written through (resume refuses it)
     copied = False
     for name in GROWING_FILES + WRITTEN_ONCE:
         source, target = staged / name, stored / name

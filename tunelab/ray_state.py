@@ -56,6 +56,25 @@ def newest(folder: Path, pattern: str) -> Path | None:
     return Path(found[-1]) if found else None
 
 
+def has_experiment_state(location: str) -> bool:
+    """Whether Ray wrote its first experiment snapshot (experiment_state-*.json) at `location`.
+
+    Ray writes tuner.pkl when the search starts and its first snapshot only after it, so a driver
+    killed in between leaves a folder `Tuner.can_restore` accepts that Ray's restore cannot read.
+    """
+    local = local_path(location)
+    if local is not None:
+        return newest(local, "experiment_state-*.json") is not None
+    import pyarrow.fs as pafs
+
+    from tunelab.core.storage import remote_filesystem
+
+    filesystem, root = remote_filesystem(location)
+    files = filesystem.get_file_info(pafs.FileSelector(root, allow_not_found=True))
+    return any(Path(info.path).name.startswith("experiment_state-") and info.path.endswith(".json")
+               for info in files)
+
+
 def read_error(file: Path) -> str | None:
     """None if Ray can load `file`, else the error in one short line."""
     import ray.cloudpickle as cloudpickle

@@ -57,6 +57,8 @@ def save_trial_files_now(trial) -> None:
         upload_folder(staging, filesystem, path)
         return
     source, target = Path(staging), Path(path)
+    if target.is_symlink():
+        raise OSError(f"its folder {path} is a symbolic link (to {os.readlink(target)}); tunelab never writes through one")
     for file in sorted(p for p in source.rglob("*") if p.is_file() and not p.is_symlink()):
         data = file.read_bytes()
         atomic_write_bytes(target / file.relative_to(source), lambda handle, data=data: handle.write(data))

@@ -495,6 +495,16 @@ CASES = [
      ["--mlflow 'http://me:***@127.0.0.1:1'", "the password is not recorded", "MLFLOW_TRACKING_PASSWORD"],
      {"setup": lambda d: _recorded_experiment(d, "ml", mlflow="http://me:hunter2@127.0.0.1:1"),
       "env": {"MLFLOW_TRACKING_PASSWORD": ""}}),
+    ("resume: the driver was killed before Ray's first snapshot", ["resume", "{d}/runs/early"],
+     ["runs/early' has a tunelab.json but no Ray Tune state", "nothing was changed",
+      "tunelab tune ... --name early --overwrite"],
+     {"setup": lambda d: _recorded_experiment(d, "early", snapshot=False)}),
+    ("resume: a trial folder is a symlink to a folder not ours", ["resume", "{d}/runs/linked"],
+     ["trial folder '{d}/runs/linked/classifier_a1b2c3d4' is a symbolic link (to '{d}/outside')",
+      "never writes through one"],
+     {"setup": lambda d: (_recorded_experiment(d, "linked"), (d / "outside").mkdir(),
+                          (d / "outside" / "result.json").write_text("precious\n"),
+                          (d / "runs" / "linked" / "classifier_a1b2c3d4").symlink_to(d / "outside"))}),
     ("report --out is a URI", ["report", "{d}/runs/taken", "--out", "s3://bkt/report"],
      ["--out 's3://bkt/report' is a URI", "local folder"]),
     ("best --out is a URI", ["best", "{d}/runs/taken", "--out", "s3://bkt/best.yaml"],
@@ -529,8 +539,9 @@ def _old_record(folder: Path, **options) -> None:
     write_record(folder, experiment_record(opts, folder.name, str(folder), fixed, dict(space_for("classifier")), []))
 
 
-def _recorded_experiment(folder: Path, name: str, **options) -> None:
-    """An interrupted experiment's record (as `tune` writes it: passwords as ***) and Ray's marker file."""
+def _recorded_experiment(folder: Path, name: str, snapshot: bool = True, **options) -> None:
+    """An interrupted experiment's record (as `tune` writes it: passwords as ***) and Ray's marker
+    files (tuner.pkl, and the first experiment snapshot unless `snapshot` is false)."""
     from tunelab.core.record import write_record
     from tunelab.search_plan import resolve_space
     from tunelab.summaries import experiment_record
@@ -542,6 +553,8 @@ def _recorded_experiment(folder: Path, name: str, **options) -> None:
     path.mkdir(parents=True)
     write_record(str(path), experiment_record(opts, name, str(path), fixed, resolve_space(opts, fixed), []))
     (path / "tuner.pkl").write_bytes(b"")  # what Tuner.can_restore looks for; never read: refused before
+    if snapshot:
+        (path / "experiment_state-2026-01-01_00-00-00.json").write_text("{}")  # Ray's first snapshot; never read
 
 
 def _earlier_compare(folder: Path, **options) -> None:

@@ -110,3 +110,29 @@ def test_links_are_not_followed_and_odd_names_are_not_trial_folders(laid_out, tm
     recover_staged_trial_files(str(experiment), previous)
     assert precious.read_text() == "mine"
     assert not (experiment / "not_a_trial").exists()
+
+
+def test_a_trial_folder_linked_elsewhere_is_not_written_through(laid_out, tmp_path):
+    experiment, staging, rows, previous = laid_out
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    os.symlink(elsewhere, experiment / "classifier_e5f6a7b8")
+    assert recover_staged_trial_files(str(experiment), previous) == ["classifier_a1b2c3d4"]
+    assert list(elsewhere.iterdir()) == []
+
+
+def test_an_ended_trials_files_are_not_saved_through_a_linked_folder(tmp_path, monkeypatch):
+    from tunelab import trial_files
+
+    staging, elsewhere = tmp_path / "staging", tmp_path / "elsewhere"
+    staging.mkdir()
+    elsewhere.mkdir()
+    (staging / "result.json").write_text('{"epoch": 1}\n')
+    os.symlink(elsewhere, tmp_path / "classifier_a1b2c3d4")
+    import pyarrow.fs
+
+    monkeypatch.setattr("tunelab.compat.ray.trial_staging",
+                        lambda trial: (str(staging), pyarrow.fs.LocalFileSystem(), str(tmp_path / "classifier_a1b2c3d4")))
+    with pytest.raises(OSError, match="is a symbolic link"):
+        trial_files.save_trial_files_now(object())
+    assert list(elsewhere.iterdir()) == []

@@ -229,12 +229,25 @@ def test_a_trial_that_ended_moments_before_a_hard_kill_keeps_its_results(ray_clu
     assert json.loads(result.stdout.strip().splitlines()[-1])["statuses"] == {"finished": 2}
 
 
-@pytest.mark.parametrize("persistent_study", [False, True], ids=["in-memory study", "--optuna-storage"])
+def _as_if_stopped_at_epoch_1(trial_folder: Path) -> None:
+    """Cut a trial's result files back to its first epoch, logged as Ray logs the row on which a
+    scheduler (ASHA) or a stopper stopped the trial: `done` true."""
+    rows = (trial_folder / "result.json").read_text().splitlines()
+    first = json.loads(rows[0])
+    assert first["done"] is False and first["epoch"] == 1
+    (trial_folder / "result.json").write_text(json.dumps({**first, "done": True}) + "\n")
+    progress = (trial_folder / "progress.csv").read_text().splitlines(keepends=True)
+    (trial_folder / "progress.csv").write_text("".join(progress[:2]))
+
+
+@pytest.mark.parametrize("persistent_study", [False, True], ids=["in-memory study, stopped by ASHA",
+                                                                 "--optuna-storage, finished"])
 def test_a_trial_created_and_ended_after_rays_last_snapshot_is_added_not_replaced(ray_cluster, tmp_path,
                                                                                    persistent_study):
-    """A trial Ray created after its last snapshot and that ran to its end is in no state Ray saved:
-    Ray would start another in its place. The lagging snapshot is made for certain as above: the
-    last one with two of the three trials is put back once the search has ended."""
+    """A trial Ray created after its last snapshot and that ended is in no state Ray saved: Ray
+    would start another in its place. The lagging snapshot is made for certain as above: the last
+    one with two of the three trials is put back once the search has ended. With the in-memory
+    study the late trial is made one that ASHA stopped at epoch 1: it stays stopped, not trained on."""
     cluster, _ = ray_cluster
     env = {**os.environ, "RAY_ADDRESS": cluster.address, "TUNE_GLOBAL_CHECKPOINT_S": "0"}
     experiment = tmp_path / "late"
@@ -256,20 +269,36 @@ def test_a_trial_created_and_ended_after_rays_last_snapshot_is_added_not_replace
     assert lagging is not None, "no snapshot caught two trials"
     for name, data in lagging[0].items():
         (experiment / name).write_bytes(data)
+    recorded = {json.loads(trial)["trial_id"] for trial, _ in json.loads(next(iter(lagging[0].values())))["trial_data"]}
+    from tunelab.core.trial_folders import parse_trial_folder_name
+
+    (late,) = [name for name in _progress(experiment) if parse_trial_folder_name(name, "classifier")[1] not in recorded]
+    stopped = not persistent_study
+    if stopped:  # in the experiment and in Ray's staging copy, which Ray syncs in again on this cluster
+        from tunelab.compat.ray import driver_staging_folder, session_dir
+
+        trial_json = json.loads(next(iter(lagging[0].values())))["trial_data"][0][0]
+        staged = Path(driver_staging_folder(session_dir(), trial_json)[0]) / late
+        for trial_folder in (experiment / late, *([staged] if staged.is_dir() else [])):
+            _as_if_stopped_at_epoch_1(trial_folder)
     before = {name: (experiment / name / "result.json").read_bytes() for name in _progress(experiment)}
     assert len(before) == 3
 
     result = tunelab("resume", str(experiment), "--json", env={"RAY_ADDRESS": cluster.address})
 
     assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stderr.count("was created after Ray's last snapshot and ran to its end") == 1, result.stderr[-2000:]
-    assert json.loads(result.stdout.strip().splitlines()[-1])["statuses"] == {"finished": 3}
+    adopted = f"was created after Ray's last snapshot and had ended at epoch {1 if stopped else 2}; added it as ended"
+    assert result.stderr.count(adopted) == 1, result.stderr[-2000:]
+    statuses = json.loads(result.stdout.strip().splitlines()[-1])["statuses"]
+    assert statuses == ({"finished": 2, "stopped": 1} if stopped else {"finished": 3})
     # No trial was started in its place, and none ran again.
     assert {name: (experiment / name / "result.json").read_bytes() for name in _progress(experiment)} == before
     from ray.tune import ExperimentAnalysis
 
     trials = ExperimentAnalysis(str(experiment)).trials
-    assert len(trials) == 3 and all(t.status == "TERMINATED" and t.last_result["epoch"] == 2 for t in trials)
+    epochs = {t.trial_id: t.last_result["epoch"] for t in trials}
+    assert len(trials) == 3 and all(t.status == "TERMINATED" for t in trials)
+    assert sorted(epochs.values()) == ([1, 2, 2] if stopped else [2, 2, 2])
     if persistent_study:
         stored = optuna.load_study(study_name="late", storage=study).trials
     else:
@@ -279,8 +308,10 @@ def test_a_trial_created_and_ended_after_rays_last_snapshot_is_added_not_replace
         searcher.restore_from_dir(str(experiment))
         stored = searcher._ot_study.get_trials()
     assert sorted(t.user_attrs["ray_trial_id"] for t in stored) == sorted(t.trial_id for t in trials)
-    assert [t.state for t in stored] == [TrialState.COMPLETE] * 3
-    assert all(sorted(t.intermediate_values) == [1, 2] for t in stored)
+    for study_trial in stored:
+        epochs_run = epochs[study_trial.user_attrs["ray_trial_id"]]
+        assert study_trial.state == (TrialState.PRUNED if epochs_run == 1 else TrialState.COMPLETE)
+        assert sorted(study_trial.intermediate_values) == list(range(1, epochs_run + 1))
 
 
 def test_driver_killed_mid_run_is_completed_by_resume(ray_cluster, tmp_path):
