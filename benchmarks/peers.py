@@ -498,7 +498,35 @@ def read_rows(path: str, parser: argparse.ArgumentParser) -> pd.DataFrame:
     missing = [column for column in needed if column not in rows]
     if missing:
         parser.exit(2, f"peers.py: --table {path!r} is not a peers.py --out file: no column {', '.join(missing)}\n")
-    return rows
+    problem = checked_rows(rows)
+    if problem is not None:
+        parser.exit(2, f"peers.py: --table {path!r} {problem}\n")
+    return rows.astype({"problem": str, "method": str})
+
+
+EFFORT = ["trials", "full_budget_trials", "steps"]  # optional columns (files before them have none)
+
+
+def checked_rows(rows: pd.DataFrame) -> str | None:
+    """What makes `rows` unfit for the table (the first bad value, by its line in the file), or None.
+    Numeric columns are made numbers in place. A row left out quietly (a blank method, a NaN
+    regret) would change a verdict without a word, so none is."""
+    def at(index: int) -> str:
+        return f"line {index + 2}"  # the header is line 1
+
+    for column in ("problem", "method"):
+        blank = rows[column].isna() | (rows[column].astype(str).str.strip() == "")
+        if blank.any():
+            return f"{at(int(np.argmax(blank)))}: no {column}"
+    for column in ["seed", "checkpoint", "regret"] + [c for c in EFFORT if c in rows]:
+        numbers = pd.to_numeric(rows[column], errors="coerce")
+        bad = ~np.isfinite(numbers) & ~(rows[column].isna() if column in EFFORT else False)
+        if bad.any():
+            index = int(np.argmax(bad))
+            value = rows[column].iloc[index]
+            return f"{at(index)}: {column} " + ("is empty" if pd.isna(value) else f"{str(value)!r} is not a finite number")
+        rows[column] = numbers
+    return None
 
 
 def latest_rows(rows: pd.DataFrame) -> pd.DataFrame:
@@ -522,6 +550,7 @@ def summarise(rows: pd.DataFrame) -> pd.DataFrame:
 def effort(rows: pd.DataFrame) -> pd.DataFrame:
     """problem x method, at each run's last checkpoint: median trials started, trials that reached
     the full budget, and steps per trial (epochs per trial on a training problem)."""
+    rows = rows.dropna(subset=EFFORT)
     last = rows[rows.checkpoint == rows.groupby(["problem", "method", "seed"]).checkpoint.transform("max")]
     last = last.assign(steps_per_trial=last.steps / last.trials)
     return last.groupby(["problem", "method"])[["trials", "full_budget_trials", "steps_per_trial"]].median()
@@ -576,12 +605,16 @@ def holm(p_values: dict[str, float]) -> dict[str, float]:
 
 
 def cell_verdict(group: pd.DataFrame, mine: str, peers: list[str]) -> tuple[str, list[str]]:
-    """(win | tie | loss, one phrase per peer) for one problem and checkpoint.
+    """(win | tie | loss | unjudged, one phrase per peer) for one problem and checkpoint.
 
     win: significantly better than every peer; loss: some peer significantly better; tie otherwise.
     Significant: Wilcoxon signed-rank paired by seed, Holm-adjusted over the cell's peers, below ALPHA.
+    unjudged: some peer shares no seed with `mine`, so the cell has no paired comparison with it.
     """
     differences = {peer: paired(group, mine, peer) for peer in peers}
+    unpaired = [peer for peer, d in differences.items() if d.size == 0]
+    if unpaired:
+        return "unjudged", [f"{peer}: no seed run by both" for peer in unpaired]
     adjusted = holm({peer: signed_rank_p(d) for peer, d in differences.items()})
     phrases, sides = [], {}
     for peer in peers:
@@ -602,7 +635,7 @@ def verdicts(rows: pd.DataFrame, mine: str = "tunelab") -> list[str]:
     """One line per problem and checkpoint: `mine` against every peer (the methods that are not
     tunelab's own variants), by the rule of `cell_verdict`, with each paired median difference of
     regret (`mine` minus peer; negative: `mine` lower) and its 95% interval; then the count."""
-    lines, counts = [], {"win": 0, "tie": 0, "loss": 0}
+    lines, counts = [], {"win": 0, "tie": 0, "loss": 0, "unjudged": 0}
     for (problem, checkpoint), group in rows.groupby(["problem", "checkpoint"]):
         methods = set(group.method)
         peers = sorted(m for m in methods if not m.startswith("tunelab"))
@@ -611,9 +644,10 @@ def verdicts(rows: pd.DataFrame, mine: str = "tunelab") -> list[str]:
         verdict, phrases = cell_verdict(group, mine, peers)
         counts[verdict] += 1
         lines.append(f"{mine} on {problem} @ {checkpoint}: {verdict} ({'; '.join(phrases)})")
-    total = sum(counts.values())
+    total = counts["win"] + counts["tie"] + counts["loss"]
+    unjudged = f"; {counts['unjudged']} cell(s) unjudged, left out of the count" if counts["unjudged"] else ""
     lines.append(f"{counts['win']} win, {counts['tie']} tie, {counts['loss']} loss over {total} cells "
-                 f"(Wilcoxon signed-rank by seed, Holm over each cell's peers, alpha {ALPHA})")
+                 f"(Wilcoxon signed-rank by seed, Holm over each cell's peers, alpha {ALPHA}){unjudged}")
     return lines
 
 
@@ -651,8 +685,8 @@ def main() -> None:
     if args.table:
         table = latest_rows(pd.concat([read_rows(path, parser) for path in args.table], ignore_index=True))
         print(summarise(table).to_string())
-        if "trials" in table:
-            print("\nmedian per run at its last checkpoint:\n" + effort(table.dropna(subset=["trials"])).round(1).to_string())
+        if set(EFFORT) <= set(table):
+            print("\nmedian per run at its last checkpoint:\n" + effort(table).round(1).to_string())
         print("\n" + "\n".join(verdicts(table)))
         return
     if args.reference:

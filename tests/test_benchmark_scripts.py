@@ -89,6 +89,87 @@ def test_the_table_refuses_a_file_that_is_not_an_earlier_run_in_one_line(tmp_pat
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+HEADER = "problem,method,seed,checkpoint,regret,steps,trials,full_budget_trials\n"
+
+
+@pytest.mark.parametrize("body, expected", [
+    ("p,a,0,10,,5,5,1\np,b,0,10,0.5,5,5,1\n", "line 2: regret is empty"),
+    ("p,a,0,10,0.5,5,5,1\np,b,0,10,abc,5,5,1\n", "line 3: regret 'abc' is not a finite number"),
+    ("p,a,0,10,inf,5,5,1\n", "line 2: regret 'inf' is not a finite number"),
+    ("p,,0,10,0.5,5,5,1\n", "line 2: no method"),
+    ("p, ,0,10,0.5,5,5,1\n", "line 2: no method"),
+    (",a,0,10,0.5,5,5,1\n", "line 2: no problem"),
+    ("p,a,zero,10,0.5,5,5,1\n", "line 2: seed 'zero' is not a finite number"),
+    ("p,a,0,10,0.5,5,many,1\n", "line 2: trials 'many' is not a finite number"),
+])
+def test_the_table_refuses_a_row_it_would_otherwise_drop_or_misread_in_one_line(tmp_path, capsys, body, expected):
+    peers = _peers_module()
+    path = tmp_path / "rows.csv"
+    path.write_text(HEADER + body)
+    code = _table(peers, path)
+    err = capsys.readouterr().err
+    assert code == 2 and err == f"peers.py: --table '{path}' {expected}\n"
+
+
+def _table(peers, *paths) -> int:
+    argv = sys.argv
+    sys.argv = ["peers.py", "--table", *map(str, paths)]
+    try:
+        peers.main()
+        return 0
+    except SystemExit as stop:
+        return stop.code
+    finally:
+        sys.argv = argv
+
+
+def test_a_cell_where_a_peer_shares_no_seed_is_unjudged_not_a_tie(tmp_path, capsys):
+    peers = _peers_module()
+    rows = pd.concat([_rows(10, {"tunelab": [0.1, 0.2, 0.3], "optuna": [0.2, 0.4, 0.6]}),
+                      _rows(10, {"random": [0.5, 0.5]}).assign(seed=[7, 8])])
+    lines = peers.verdicts(rows)
+    assert lines[0] == "tunelab on p @ 10: unjudged (random: no seed run by both)"
+    assert lines[-1].startswith("0 win, 0 tie, 0 loss over 0 cells") and lines[-1].endswith(
+        "; 1 cell(s) unjudged, left out of the count")
+
+
+def test_effort_is_left_out_of_a_table_whose_files_lack_its_columns(tmp_path, capsys):
+    peers = _peers_module()
+    path = tmp_path / "rows.csv"
+    path.write_text("problem,method,seed,checkpoint,regret,trials\np,tunelab,0,10,0.1,4\np,optuna,0,10,0.2,4\n")
+    assert _table(peers, path) == 0
+    assert "median per run" not in capsys.readouterr().out
+
+
+def test_any_table_file_is_read_or_refused_in_one_line(tmp_path_factory):
+    """Hypothesis over the reader: whatever cells a file holds, --table prints its table (exit 0)
+    or refuses the file in one line (exit 2), never a traceback."""
+    import contextlib
+    import io
+
+    from hypothesis import HealthCheck, given, settings, strategies as st
+
+    peers = _peers_module()
+    cell = st.one_of(st.sampled_from(["", "nan", "inf", "-1", "0", "0.5", "1e308", "tunelab", "optuna", "p", " "]),
+                     st.integers(-3, 3).map(str), st.floats(allow_nan=True).map(str),
+                     st.text(alphabet="ab,\"\n 0.-", max_size=6))
+    row = st.lists(cell, min_size=8, max_size=8)
+
+    @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(st.lists(row, min_size=1, max_size=6))
+    def check(rows):
+        path = tmp_path_factory.mktemp("table") / "rows.csv"
+        pd.DataFrame(rows, columns=HEADER.strip().split(",")).to_csv(path, index=False)
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+            code = _table(peers, path)
+        assert code in (0, 2), err.getvalue()
+        if code == 2:
+            assert err.getvalue().startswith(f"peers.py: --table '{path}' ") and err.getvalue().count("\n") == 1
+
+    check()
+
+
 def _rows(checkpoint, regrets_by_method):
     return pd.DataFrame([{"problem": "p", "method": method, "seed": seed, "checkpoint": checkpoint, "regret": regret}
                          for method, regrets in regrets_by_method.items() for seed, regret in enumerate(regrets)])
