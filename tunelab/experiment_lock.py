@@ -91,7 +91,7 @@ class ExperimentLock:
                 raise
             raise ConfigError(f"experiment {self._shown()} is in use by {_describe(holder)}; wait for it to end "
                               f"or stop it (lock: {self.path})") from None
-        holder = _read_holder(handle)
+        holder = self._own(_read_holder(handle))
         if holder and holder.get("host") != socket.gethostname():
             handle.close()
             raise ConfigError(f"experiment {self._shown()} is locked by {_describe(holder)}, another host; if "
@@ -101,12 +101,28 @@ class ExperimentLock:
             state = "still running but not holding it" if _alive(holder.get("pid")) else "no longer running"
             print(f"tunelab: taking over the stale lock of {_describe(holder)} ({state})", file=sys.stderr)
         self.handle = handle
-        self._write(holder_record())
+        self._write(holder_record(experiment=self.identity))
         return self
+
+    @property
+    def identity(self) -> str:
+        return experiment_identity(self.experiment)
+
+    def _own(self, holder: dict[str, Any]) -> dict[str, Any]:
+        """The lock file's record if it was written for this experiment, else {}: a lock file copied
+        with a storage folder names the original's driver and Ray session, and `resume` ends a killed
+        driver's Ray processes and reads its staging folder from that record. Records from before
+        the field are taken as they are."""
+        recorded = holder.get("experiment")
+        if recorded is None or recorded == self.identity:
+            return holder
+        print(f"tunelab: the lock file {self.path} was written for {recorded!r}, not this experiment (a copied "
+              "folder?); its record is ignored", file=sys.stderr)
+        return {}
 
     def _shown(self) -> str:
         """The experiment as the user wrote it, and what it is when that differs (an alias)."""
-        real = experiment_identity(self.experiment)
+        real = self.identity
         return repr(self.experiment) + (f" (= {real})" if real != self.experiment else "")
 
     def _write(self, holder: dict[str, Any]) -> None:
@@ -119,7 +135,7 @@ class ExperimentLock:
     def note(self, **extra: Any) -> None:
         """Add facts to the holder record (e.g. the Ray session this driver started)."""
         if self.handle is not None:
-            self._write(holder_record(**extra))
+            self._write(holder_record(experiment=self.identity, **extra))
 
     def release(self) -> None:
         if self.handle is None:

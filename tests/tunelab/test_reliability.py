@@ -123,6 +123,33 @@ def test_a_second_writer_is_refused_naming_the_holder(tmp_path):
     assert lock_path(experiment).read_text() == ""  # released: an empty file is a free lock
 
 
+def test_a_lock_file_copied_with_its_storage_folder_names_no_driver_of_the_copy(tmp_path, capsys):
+    """A storage folder copied while its experiment runs (or after a kill) brings the lock file, whose
+    record names the original's driver and Ray session: `resume` of the copy must not end that
+    session's processes nor read its staging folder as the copy's."""
+    import shutil
+    import socket
+
+    original = tmp_path / "runs" / "exp"
+    original.mkdir(parents=True)
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        lock_path(str(original)).write_text(json.dumps({
+            "host": socket.gethostname(), "pid": sleeper.pid, "since": "x", "command": "tunelab tune",
+            "experiment": str(original), "ray_session": "/tmp/ray/session_2026-01-01_00-00-00_000000_1"}))
+        shutil.copytree(tmp_path / "runs", tmp_path / "copy")
+        copy = tmp_path / "copy" / "exp"
+        with ExperimentLock(str(copy)) as lock:
+            assert lock.previous == {}
+            assert json.loads(lock_path(str(copy)).read_text())["experiment"] == str(copy)
+        assert f"was written for {str(original)!r}, not this experiment" in capsys.readouterr().err
+        with ExperimentLock(str(original)) as lock:  # the original's own record is still taken over
+            assert lock.previous["pid"] == sleeper.pid and "ray_session" in lock.previous
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
 def test_a_lock_recorded_by_another_host_is_refused(tmp_path):
     experiment = str(tmp_path / "exp")
     lock_path(experiment).write_text(json.dumps({"host": "elsewhere", "pid": 1, "since": "x", "command": "c"}))
