@@ -8,23 +8,35 @@ fidelity, counted in full-budget equivalents = steps / the problem's max steps):
                    (make_search(..., brackets=1, rank_at_rung=False)); not run unless named
     tunelab_1bracket  tunelab's TPE (ranked at a common rung) in one ASHA bracket, Syne Tune BOHB's
                    bracket structure (make_search(..., brackets=1)); not run unless named
-    ray_optuna     Ray Tune's stock OptunaSearch (TPE, seeded) + ASHAScheduler
-    optuna         Optuna alone, in-process: TPESampler + HyperbandPruner
+    tunelab_norank tunelab's 4 brackets with stock TPE ranking (make_search(..., rank_at_rung=False));
+                   with tunelab_1bracket and tunelab_before, the ablation: rank-at-rung on/off x 1/4 brackets
+    ray_optuna     Ray Tune's stock OptunaSearch (TPE, seeded) + ASHAScheduler, both at their defaults
+    ray_optuna_4b  Ray Tune's stock OptunaSearch given the conditional space define-by-run, under
+                   tunelab's scheduler (4 Hyperband-allocated brackets, same seed): only the searcher differs
+    optuna         Optuna alone, in-process: TPESampler + HyperbandPruner, at Optuna's defaults (from
+                   Optuna 5.0 TPE is multivariate for one objective)
+    optuna_group   Optuna alone with TPESampler(multivariate=True, group=True): a conditional space's
+                   branches each modelled jointly (the same as `optuna` on a space without conditions)
     st_asha        Syne Tune ASHA          (its ask/tell API, in-process)
     st_bohb        Syne Tune BOHB
     st_ashacqr     Syne Tune ASHACQR       (conformal quantile regression + ASHA)
+    st_asha_4b, st_bohb_4b, st_ashacqr_4b  the same with brackets=4 (Syne Tune's Hyperband brackets)
     random         random search, every trial at the full budget
 
 Syne Tune also draws from numpy's global generator: each of its runs seeds it, and a trial trained
 in-process leaves it as it was.
 
-Every method gets the problem's space: tunelab, Optuna alone and random search with its
-conditional entries (define-by-run); Ray's stock searcher and Syne Tune, which take no conditions,
-with each conditional entry as one range covering all its cases (ignored where it does not apply).
+Every method gets the problem's space: tunelab, Optuna alone, ray_optuna_4b and random search with
+its conditional entries (define-by-run: one learning-rate range per optimizer); ray_optuna and Syne
+Tune, which take no conditions, with each conditional entry as one range covering all its cases
+(the union, ignored where it does not apply). The synthetic problems have no conditional entry.
 
 Problems:
   mfh3_good, mfh3_bad, mfh6_good, mfh6_bad  mf-prior-bench's multi-fidelity Hartmann functions (its
-      own presets: 3 or 6 dimensions, a well or a badly correlated fidelity). Their fidelity z runs
+      own presets: 3 or 6 dimensions, a well or a badly correlated fidelity); the design problems,
+      on which tunelab's defaults were chosen.
+  mfh3_moderate, mfh3_terrible, mfh6_moderate, mfh6_terrible  the same family's other presets, on
+      which no default was chosen: the held-out problems (benchmarks/peers-heldout.md). Their fidelity z runs
       1..100; step t = 1..27 (ASHA rungs 1, 3, 9, 27) evaluates z = 1 + 99 (t - 1) / 26, rounded.
       f* = the value at the known global minimum; f_worst = the worst of 2048 seeded uniform configs.
   digits_classifier  real training: the classifier's space on 8 px digits (width 8, 30% val), one
@@ -66,6 +78,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 CHECKPOINTS = (10, 25, 50, 100)
 SYNTHETIC = ("mfh3_good", "mfh3_bad", "mfh6_good", "mfh6_bad")
+HELD_OUT = ("mfh3_moderate", "mfh3_terrible", "mfh6_moderate", "mfh6_terrible")  # no default chosen on these
 PROBLEMS = SYNTHETIC + ("digits_classifier", "digits_adarand")
 METHODS = ("tunelab", "ray_optuna", "optuna", "st_asha", "st_bohb", "st_ashacqr", "random")
 
@@ -339,6 +352,23 @@ def run_ray_optuna(log: Log, seed: int, cap: int) -> None:
     _ray_tuner(log, searcher, scheduler, {name: ray_domain(p) for name, p in space.items()}, cap)
 
 
+def run_ray_optuna_4b(log: Log, seed: int, cap: int) -> None:
+    """Ray's stock OptunaSearch (TPE at Optuna's defaults, seeded) given the conditional space
+    define-by-run as tunelab samples it, under tunelab's own scheduler (4 Hyperband-allocated ASHA
+    brackets, the same seed): against `tunelab` only the searcher differs."""
+    import optuna
+    from ray.tune.search.optuna import OptunaSearch
+
+    from tunelab.search import make_search
+    from tunelab.searcher import DefineByRun
+
+    _, scheduler = make_search(log.problem.space, "loss", "min", max_t=log.problem.max_steps, seed=seed,
+                               num_samples=cap)
+    searcher = OptunaSearch(space=DefineByRun(log.problem.space), metric="loss", mode="min",
+                            sampler=optuna.samplers.TPESampler(seed=seed))
+    _ray_tuner(log, searcher, scheduler, {}, cap)
+
+
 def _ray_tuner(log: Log, searcher, scheduler, param_space: dict, cap: int) -> None:
     """One trial at a time (as every other method); the run ends when the budget is spent. Every
     reported step is logged by a driver callback in the order Ray delivers results (one trial at a
@@ -376,7 +406,11 @@ def _ray_tuner(log: Log, searcher, scheduler, param_space: dict, cap: int) -> No
     del log.steps[log.budget_steps:]
 
 
-def run_optuna(log: Log, seed: int, cap: int) -> None:
+def run_optuna(log: Log, seed: int, cap: int, group: bool = False) -> None:
+    """Optuna alone: TPE at the installed Optuna's defaults (from Optuna 5.0 multivariate for one
+    objective; univariate before), or with `group` (multivariate, one joint model per set of
+    parameters sampled together: a conditional space's branches; the same as the default where the
+    space has no conditional entry)."""
     import optuna
 
     from tunelab.searcher import DefineByRun  # the conditional space sampled as tunelab does, Optuna's native form
@@ -387,7 +421,8 @@ def run_optuna(log: Log, seed: int, cap: int) -> None:
     # Optuna's Hyperband pruner puts a trial in a bracket by a hash of the study's name and the trial
     # number; an unnamed study gets a random name, so the seed alone would not fix the run.
     study = optuna.create_study(study_name=f"peers-{log.problem.name}-seed{seed}", direction="minimize",
-                                sampler=optuna.samplers.TPESampler(seed=seed),
+                                sampler=optuna.samplers.TPESampler(
+                                    seed=seed, **({"multivariate": True, "group": True} if group else {})),
                                 pruner=optuna.pruners.HyperbandPruner(min_resource=1, max_resource=top,
                                                                       reduction_factor=3))
 
@@ -414,7 +449,7 @@ def run_optuna(log: Log, seed: int, cap: int) -> None:
     study.optimize(objective, n_trials=cap, callbacks=[lambda s, t: s.stop() if log.spent else None])
 
 
-def run_syne_tune(kind: str) -> Callable[[Log, int, int], None]:
+def run_syne_tune(kind: str, brackets: int = 1) -> Callable[[Log, int, int], None]:
     def run(log: Log, seed: int, cap: int) -> None:
         from datetime import datetime
 
@@ -430,7 +465,7 @@ def run_syne_tune(kind: str) -> Callable[[Log, int, int], None]:
         space = {name: syne_tune_domain(p) for name, p in flattened(problem.space).items()}
         scheduler_class = {"st_asha": baselines.ASHA, "st_bohb": baselines.BOHB, "st_ashacqr": baselines.ASHACQR}[kind]
         scheduler = scheduler_class(space, metric="loss", time_attr="epoch", max_t=problem.max_steps, do_minimize=True,
-                                    random_seed=seed, grace_period=1, reduction_factor=3)
+                                    random_seed=seed, grace_period=1, reduction_factor=3, brackets=brackets)
         for trial_id in range(cap):
             if log.spent:
                 break
@@ -468,8 +503,12 @@ RUNNERS: dict[str, Callable[[Log, int, int], None]] = {
     "tunelab": run_tunelab,
     "tunelab_before": lambda log, seed, cap: run_tunelab(log, seed, cap, brackets=1, rank_at_rung=False),
     "tunelab_1bracket": lambda log, seed, cap: run_tunelab(log, seed, cap, brackets=1),
-    "ray_optuna": run_ray_optuna, "optuna": run_optuna, "st_asha": run_syne_tune("st_asha"),
-    "st_bohb": run_syne_tune("st_bohb"), "st_ashacqr": run_syne_tune("st_ashacqr"), "random": run_random}
+    "tunelab_norank": lambda log, seed, cap: run_tunelab(log, seed, cap, rank_at_rung=False),
+    "ray_optuna": run_ray_optuna, "ray_optuna_4b": run_ray_optuna_4b,
+    "optuna": run_optuna, "optuna_group": lambda log, seed, cap: run_optuna(log, seed, cap, group=True),
+    "st_asha": run_syne_tune("st_asha"), "st_bohb": run_syne_tune("st_bohb"), "st_ashacqr": run_syne_tune("st_ashacqr"),
+    "st_asha_4b": run_syne_tune("st_asha", 4), "st_bohb_4b": run_syne_tune("st_bohb", 4),
+    "st_ashacqr_4b": run_syne_tune("st_ashacqr", 4), "random": run_random}
 
 
 _SCRATCH: list = []
