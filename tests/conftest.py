@@ -133,3 +133,48 @@ def write_cifar100(folder: Path, n_train: int = 200, n_test: int = 100, seed: in
     with open(folder / "meta", "wb") as handle:
         pickle.dump({b"fine_label_names": [f"class{i}".encode() for i in range(100)],
                      b"coarse_label_names": [f"super{i}".encode() for i in range(20)]}, handle, protocol=2)
+
+
+# ----------------------------------------------------------------------------- a real S3 server
+
+S3_SECRET = "hunter2"  # the secret key of the S3 fixtures' URIs (tests check it never shows)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_s3_server():
+    """moto's S3 server on a free port with bucket `bkt`; (server, query-form URI of `bkt/runs`)."""
+    import subprocess
+    import sys
+
+    moto_server = pytest.importorskip("moto.server", reason="moto[server] is not installed (pip install -e '.[dev]')")
+    port = free_port()
+    # In this process's threads: the `moto_server` command started from pytest answered pyarrow's
+    # CompleteMultipartUpload with an empty body (every write of tunelab.json failed); this one does not.
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        subprocess.run([sys.executable, "-c", "import pyarrow.fs as f; f.S3FileSystem(endpoint_override="
+                        f"'127.0.0.1:{port}', scheme='http', access_key='AKID', secret_key='{S3_SECRET}', "
+                        "region='us-east-1', allow_bucket_creation=True).create_dir('bkt')"], check=True, timeout=60)
+    except BaseException:
+        server.stop()
+        raise
+    return server, f"s3://AKID:{S3_SECRET}@bkt/runs?endpoint_override=127.0.0.1:{port}&scheme=http&region=us-east-1"
+
+
+@pytest.fixture
+def s3_server():
+    """moto's S3 server (moto[server], in the dev extra) on a free port with bucket `bkt`: the
+    query-form URI of a storage in it, credentials included. Stopped after the test."""
+    server, uri = start_s3_server()
+    try:
+        yield uri
+    finally:
+        server.stop()

@@ -6,7 +6,8 @@ on the experiment's resolved identity (`experiment_identity`): the lock lives be
 folder, so `x`, `./x/`, a symlink to x and `file://` of x share one lock, and nothing is written
 beside an alias. The kernel releases the lock when its holder dies however it dies, so a lock file
 left by a dead process on this host is taken over (with a message); one recorded by another host
-is refused, naming it, since that process cannot be checked from here.
+is refused, naming it, since that process cannot be checked from here. On object storage the lock
+is a lease object with a heartbeat (tunelab.object_store_lease).
 """
 from __future__ import annotations
 
@@ -16,13 +17,12 @@ import json
 import os
 import socket
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 from tunelab.core.storage import experiment_identity, local_path
-from tunelab.core.redaction import redact
 from tunelab.core.errors import ConfigError
+from tunelab.lock_holder import describe_holder, holder_record
 from tunelab.trainables.fileio import open_no_follow
 
 
@@ -33,17 +33,6 @@ def lock_path(experiment: str) -> Path | None:
         return None
     real = Path(experiment_identity(experiment))
     return real.parent / f".{real.name}.lock"
-
-
-def holder_record(**extra: Any) -> dict[str, Any]:
-    return {"host": socket.gethostname(), "pid": os.getpid(),
-            "command": redact(" ".join(["tunelab", *sys.argv[1:]]))[:500],
-            "since": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **extra}
-
-
-def _describe(holder: dict[str, Any]) -> str:
-    return (f"pid {holder.get('pid')} on host {holder.get('host')!r} since {holder.get('since')} "
-            f"({holder.get('command')})")
 
 
 def _read_holder(handle) -> dict[str, Any]:
@@ -73,10 +62,11 @@ class ExperimentLock:
         self.path = lock_path(experiment)
         self.handle = None
         self.previous: dict[str, Any] = {}  # the stale holder taken over, if any
+        self.lease = None  # remote storage's lease object (tunelab.object_store_lease)
 
     def acquire(self) -> "ExperimentLock":
         if self.path is None:
-            return self  # remote storage: no lock primitive there (docs/how-to/failures.md: run one driver per experiment)
+            return self._lease()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             handle = os.fdopen(open_no_follow(self.path, "lock file"), "r+", encoding="utf-8")
@@ -89,19 +79,27 @@ class ExperimentLock:
             handle.close()
             if exc.errno not in (errno.EAGAIN, errno.EACCES):
                 raise
-            raise ConfigError(f"experiment {self._shown()} is in use by {_describe(holder)}; wait for it to end "
+            raise ConfigError(f"experiment {self._shown()} is in use by {describe_holder(holder)}; wait for it to end "
                               f"or stop it (lock: {self.path})") from None
         holder = self._own(_read_holder(handle))
         if holder and holder.get("host") != socket.gethostname():
             handle.close()
-            raise ConfigError(f"experiment {self._shown()} is locked by {_describe(holder)}, another host; if "
+            raise ConfigError(f"experiment {self._shown()} is locked by {describe_holder(holder)}, another host; if "
                               f"that run has ended, delete {self.path} and try again")
         if holder and holder.get("pid") != os.getpid():
             self.previous = holder
             state = "still running but not holding it" if _alive(holder.get("pid")) else "no longer running"
-            print(f"tunelab: taking over the stale lock of {_describe(holder)} ({state})", file=sys.stderr)
+            print(f"tunelab: taking over the stale lock of {describe_holder(holder)} ({state})", file=sys.stderr)
         self.handle = handle
         self._write(holder_record(experiment=self.identity))
+        return self
+
+    def _lease(self) -> "ExperimentLock":
+        """Remote storage: a lease object with a heartbeat (tunelab.object_store_lease)."""
+        from tunelab.object_store_lease import ObjectStoreLease
+
+        self.lease = ObjectStoreLease(self.experiment, holder_record(experiment=self.identity)).acquire()
+        self.previous = self._own(self.lease.previous)
         return self
 
     @property
@@ -134,10 +132,15 @@ class ExperimentLock:
 
     def note(self, **extra: Any) -> None:
         """Add facts to the holder record (e.g. the Ray session this driver started)."""
+        if self.lease is not None:
+            self.lease.holder = holder_record(experiment=self.identity, **extra)  # in the next renewal
         if self.handle is not None:
             self._write(holder_record(experiment=self.identity, **extra))
 
     def release(self) -> None:
+        if self.lease is not None:
+            self.lease.release()
+            self.lease = None
         if self.handle is None:
             return
         self.handle.seek(0)

@@ -163,7 +163,9 @@ def probe_lock(lock_file: Path | None, experiment: str) -> str:
     """Whether the experiment's lock could be taken now, without creating or changing its file:
     an existing lock file is opened read-only, locked and released at once. Returns what was done."""
     if lock_file is None:
-        return "no lock (remote storage)"
+        from tunelab.object_store_lease import probe_lease
+
+        return probe_lease(experiment)
     if not lock_file.exists():
         return f"lock {lock_file} is free (not created)"
     if lock_file.is_symlink() or not lock_file.is_file():

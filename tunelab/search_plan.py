@@ -17,7 +17,8 @@ from typing import Any
 from tunelab.cluster import (check_cluster, check_local_resources, check_reachable, connect_ray,
                              starts_private_instance)
 from tunelab.experiments import check_free, check_name, check_storage_writable, experiment_path, normalise_storage
-from tunelab.preflight import absolute_sqlite_url
+from tunelab.preflight import absolute_sqlite_url, probe_lock
+from tunelab.experiment_lock import lock_path
 from tunelab import tracker_plugins as trackers
 from tunelab.search_spaces import space_for
 from tunelab.search_spaces.base import Choice, SearchSpace, settle_conditions
@@ -137,6 +138,7 @@ def plan_search(opts: TuneOptions, dry_run: bool = False, made_first: tuple[str,
     check_storage_writable(storage)
     path = experiment_path(storage, name)
     check_free(path, opts.overwrite)
+    probe_lock(lock_path(path), path)  # another driver's: refused before Ray starts (taken for real later)
     check_optuna_storage(opts, name, path)
     trackers.check(opts)  # extra not installed, bad URI or project, no W&B login
     private = starts_private_instance(opts.address)

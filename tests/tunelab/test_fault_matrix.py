@@ -981,10 +981,16 @@ def _real_record(folder: Path) -> None:
     write_record(folder, experiment_record(opts, folder.name, str(folder), fixed, dict(space_for("classifier")), []))
 
 
-def test_a_dry_run_never_shows_a_storage_password(tmp_path, capsys, ray_must_not_start):
-    storage = "s3://KEY:secret@bucket/runs?endpoint_override=127.0.0.1:1&scheme=http"
+def test_a_dry_run_never_shows_a_storage_password(tmp_path, capsys, ray_must_not_start, s3_server):
+    from tests.conftest import S3_SECRET
+
     for extra in ([], ["--json"]):
-        main(["tune", "classifier", "--dry-run", "--name", "p", "--storage", storage, *extra])
+        assert main(["tune", "classifier", "--dry-run", "--name", "p", "--storage", s3_server, *extra]) == 0
         captured = capsys.readouterr()
-        assert "secret" not in captured.out + captured.err
-        assert "KEY:***@bucket" in captured.out, captured.out
+        assert S3_SECRET not in captured.out + captured.err
+        assert "AKID:***@bkt" in captured.out and ".p.lock is free" in captured.out, captured.out
+    # a store that does not answer: refused before anything starts, the password still hidden
+    unreachable = "s3://KEY:secret@bucket/runs?endpoint_override=127.0.0.1:1&scheme=http"
+    assert main(["tune", "classifier", "--dry-run", "--name", "p", "--storage", unreachable]) == 2
+    err = capsys.readouterr().err
+    assert "secret" not in err and "cannot be reached" in err and len(err.strip().splitlines()) == 1, err

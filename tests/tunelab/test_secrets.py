@@ -10,7 +10,6 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -189,25 +188,6 @@ def test_a_refused_password_never_reaches_the_error_line(postgres, capsys, tmp_p
 
 
 # ----------------------------------------------------------------------------- a real S3 server
-
-@pytest.fixture
-def s3_server():
-    """moto's S3 server (moto[server], in the dev extra) on a free port with bucket `bkt`: the
-    query-form URI of a storage in it, credentials included."""
-    moto_server = pytest.importorskip("moto.server", reason="moto[server] is not installed (pip install -e '.[dev]')")
-    port = _free_port()
-    # In this process's threads: the `moto_server` command started from pytest answered pyarrow's
-    # CompleteMultipartUpload with an empty body (every write of tunelab.json failed); this one does not.
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        subprocess.run([sys.executable, "-c", "import pyarrow.fs as f; f.S3FileSystem(endpoint_override="
-                        f"'127.0.0.1:{port}', scheme='http', access_key='AKID', secret_key='{SECRET}', "
-                        "region='us-east-1', allow_bucket_creation=True).create_dir('bkt')"], check=True, timeout=60)
-        yield f"s3://AKID:{SECRET}@bkt/runs?endpoint_override=127.0.0.1:{port}&scheme=http&region=us-east-1"
-    finally:
-        server.stop()
-
 
 def _tunelab(*args, cwd: Path, timeout: int = 300):
     """`tunelab ARGS` in-process (on the shared test cluster): the exit code, stdout and stderr."""

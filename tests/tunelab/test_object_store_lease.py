@@ -1,0 +1,138 @@
+"""One writer per experiment on object storage: the lease object (tunelab.object_store_lease),
+against moto's real S3 server on 127.0.0.1."""
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import S3_SECRET
+from tunelab.core.errors import ConfigError
+from tunelab.core.storage import join_uri
+from tunelab.experiment_lock import ExperimentLock
+from tunelab.object_store_lease import lease_location
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def short_leases(monkeypatch):
+    """Leases of 2 s (renewed every 0.5 s) and a 0.5 s settle, so expiry is seen within a test."""
+    monkeypatch.setenv("TUNELAB_LEASE_TTL_S", "2")
+    monkeypatch.setattr("tunelab.object_store_lease.SETTLE_S", 0.5)
+
+
+def _lease_object(experiment: str) -> dict | None:
+    filesystem, path = lease_location(experiment)
+    import pyarrow.fs as pafs
+
+    if filesystem.get_file_info(path).type != pafs.FileType.File:
+        return None
+    with filesystem.open_input_stream(path) as handle:
+        return json.loads(handle.read())
+
+
+def test_a_second_driver_is_refused_naming_the_holder_until_the_first_releases(s3_server, short_leases):
+    experiment = join_uri(s3_server, "exp")
+    with ExperimentLock(experiment) as first:
+        time.sleep(3)  # past one TTL: only renewals keep it
+        with pytest.raises(ConfigError) as refused:
+            ExperimentLock(experiment).acquire()
+        message = str(refused.value)
+        assert "is in use by pid" in message and "expires in" in message and S3_SECRET not in message
+        held = _lease_object(experiment)
+        assert held["token"] == first.lease.token and held["experiment"] == first.identity
+    assert _lease_object(experiment) is None  # released: the object is gone
+    with ExperimentLock(experiment):
+        pass
+
+
+def test_two_drivers_starting_at_once_get_one_lease(s3_server, short_leases):
+    experiment = join_uri(s3_server, "exp")
+    start, outcomes = threading.Barrier(2), []
+
+    def take():
+        start.wait()
+        try:
+            outcomes.append(ExperimentLock(experiment).acquire())
+        except ConfigError as exc:
+            outcomes.append(exc)
+
+    threads = [threading.Thread(target=take) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    held = [o for o in outcomes if isinstance(o, ExperimentLock)]
+    assert len(outcomes) == 2 and len(held) == 1, outcomes
+    assert "is in use by pid" in str(next(o for o in outcomes if isinstance(o, ConfigError)))
+    held[0].release()
+
+
+def test_a_killed_drivers_lease_expires_and_is_taken_over_with_its_record(s3_server, short_leases, capsys):
+    experiment = join_uri(s3_server, "exp")
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; sys.path.insert(0, %r)\n"
+        "import tunelab.object_store_lease as l; l.SETTLE_S = 0.5\n"
+        "from tunelab.experiment_lock import ExperimentLock\n"
+        "ExperimentLock(%r).acquire(); print('held', flush=True); time.sleep(120)"
+    ) % (str(ROOT), experiment)], stdout=subprocess.PIPE, text=True,
+        env={**__import__("os").environ, "TUNELAB_LEASE_TTL_S": "2"})
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        holder.send_signal(signal.SIGKILL)  # no release: its lease stays until it expires
+        holder.wait(timeout=30)
+        with pytest.raises(ConfigError, match=f"in use by pid {holder.pid}"):
+            ExperimentLock(experiment).acquire()
+        time.sleep(2.5)
+        with ExperimentLock(experiment) as lock:
+            assert lock.previous["pid"] == holder.pid
+        assert f"taking over the expired lease of pid {holder.pid}" in capsys.readouterr().err
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_one_bucket_name_on_two_endpoints_is_two_experiments(s3_server, short_leases):
+    # The second server in a process of its own: moto's servers in one process share one store.
+    from tests.conftest import free_port
+
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time, pyarrow.fs as f\n"
+        "from moto.server import ThreadedMotoServer\n"
+        f"ThreadedMotoServer(ip_address='127.0.0.1', port={port}, verbose=False).start()\n"
+        f"f.S3FileSystem(endpoint_override='127.0.0.1:{port}', scheme='http', access_key='AKID', "
+        f"secret_key='{S3_SECRET}', region='us-east-1', allow_bucket_creation=True).create_dir('bkt')\n"
+        "print('up', flush=True); time.sleep(120)")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout.readline().strip() == "up"
+        other = f"s3://AKID:{S3_SECRET}@bkt/runs?endpoint_override=127.0.0.1:{port}&scheme=http&region=us-east-1"
+        with ExperimentLock(join_uri(s3_server, "exp")) as first, ExperimentLock(join_uri(other, "exp")) as second:
+            assert first.identity != second.identity
+            assert _lease_object(join_uri(other, "exp"))["token"] == second.lease.token
+            assert _lease_object(join_uri(s3_server, "exp"))["token"] == first.lease.token
+    finally:
+        server.kill()
+        server.wait()
+
+
+def test_tune_on_a_held_experiment_is_refused_in_one_line_before_ray_starts(s3_server, short_leases, monkeypatch,
+                                                                            capsys, ray_must_not_start):
+    from tunelab.cli import main
+
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL"):
+        monkeypatch.delenv(name, raising=False)
+    with ExperimentLock(join_uri(s3_server, "exp")):
+        capsys.readouterr()
+        code = main(["tune", "classifier", "--dataset", "digits", "--num-samples", "1", "--max-epochs", "1",
+                     "--storage", s3_server, "--name", "exp"])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(lines) == 1, lines
+    assert "is in use by pid" in lines[0] and S3_SECRET not in lines[0]

@@ -1,0 +1,164 @@
+"""One writer per experiment on object storage (`s3://`, `gs://`): a lease object with a heartbeat.
+
+An object store has no file lock, and pyarrow (how Ray and tunelab write there) has no conditional
+write. The lock is a small JSON object beside the experiment, `STORAGE/.NAME.lock` as on a local
+disk, holding the holder's record (host, pid, command, experiment), a random token and an expiry
+time. The holder rewrites it every `TTL / 4` seconds, pushing the expiry `TTL` seconds ahead.
+
+- Taking it: a lease of another token that has not expired is refused, naming its holder. One
+  that is absent or expired is written with our token, and read back after `SETTLE_S` seconds:
+  of two drivers that started within that time, both read the one written last, and the other
+  is refused. (Object stores with strong read-after-write consistency - S3 since 2020, GCS,
+  MinIO - make the read-back see the last write.)
+- Held: a renewal that reads back another token means the lease was taken over (this driver did
+  not renew for `TTL` seconds: paused, or cut off from the store); it says so on stderr, once.
+- Released: the object is deleted if it still holds our token.
+- A driver killed outright (SIGKILL, a lost node) leaves its lease until it expires: `resume`
+  waits for nobody and is refused, saying when the lease expires. Expiry is read against this
+  machine's clock; clocks of the hosts involved must agree to well within `TTL`.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+import time
+import uuid
+from typing import Any
+
+from tunelab.core.errors import ConfigError
+from tunelab.core.redaction import redact
+from tunelab.core.storage import remote_filesystem
+from tunelab.lock_holder import describe_holder
+
+SETTLE_S = 2.0
+
+
+def ttl_s() -> float:
+    """Seconds a lease lasts without renewal (TUNELAB_LEASE_TTL_S, default 60; tests shorten it)."""
+    raw = os.environ.get("TUNELAB_LEASE_TTL_S", "60")
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not 1.0 <= value <= 86400.0:
+        raise ConfigError(f"TUNELAB_LEASE_TTL_S={raw!r} is not a number of seconds from 1 to 86400")
+    return value
+
+
+def lease_location(experiment: str) -> tuple[Any, str]:
+    """(pyarrow filesystem, path of the lease object) of a remote experiment: beside it, `.NAME.lock`."""
+    filesystem, path = remote_filesystem(experiment)
+    parent, _, name = path.rstrip("/").rpartition("/")
+    return filesystem, f"{parent}/.{name}.lock"
+
+
+def probe_lease(experiment: str) -> str:
+    """Whether a remote experiment's lease could be taken now, without writing: refused (ConfigError)
+    while another driver holds it. Returns what was found."""
+    lease = ObjectStoreLease(experiment, holder={})
+    try:
+        current = lease.read()
+    except OSError as exc:
+        raise ConfigError(f"the storage of {redact(experiment)!r} cannot be reached (reading {lease._shown()}: "
+                          f"{redact(str(exc).splitlines()[0])}); check its endpoint and credentials") from None
+    lease._refuse_if_held(current)
+    return f"lease {lease._shown()} is " + ("free (not created)" if current is None else "expired (would be taken over)")
+
+
+class ObjectStoreLease:
+    """The lease of one remote experiment, held from `acquire()` until `release()`."""
+
+    def __init__(self, experiment: str, holder: dict[str, Any]):
+        self.experiment = experiment
+        self.filesystem, self.path = lease_location(experiment)
+        self.token = uuid.uuid4().hex
+        self.holder = holder
+        self.ttl = ttl_s()
+        self.previous: dict[str, Any] = {}  # an expired holder's record, taken over
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.lost = False
+
+    # ------------------------------------------------------------------ the object itself
+
+    def read(self) -> dict[str, Any] | None:
+        """The lease object as stored, or None if there is none (or it is not a lease: overwritten)."""
+        import pyarrow.fs as pafs
+
+        if self.filesystem.get_file_info(self.path).type != pafs.FileType.File:
+            return None
+        try:
+            with self.filesystem.open_input_stream(self.path) as handle:
+                lease = json.loads(handle.read().decode("utf-8"))
+        except (OSError, ValueError, UnicodeDecodeError):
+            return None
+        return lease if isinstance(lease, dict) else None
+
+    def write(self) -> None:
+        lease = {**self.holder, "token": self.token, "expires": time.time() + self.ttl}
+        with self.filesystem.open_output_stream(self.path) as handle:
+            handle.write(json.dumps(lease).encode("utf-8"))
+
+    # ------------------------------------------------------------------ taking, renewing, releasing
+
+    def acquire(self) -> "ObjectStoreLease":
+        try:
+            current = self.read()
+            self._refuse_if_held(current)
+            self.write()
+            time.sleep(SETTLE_S)
+            after = self.read()
+        except OSError as exc:
+            raise ConfigError(f"the experiment's lease {self._shown()} cannot be read or written: "
+                              f"{redact(str(exc).splitlines()[0])}") from None
+        if after is None or after.get("token") != self.token:
+            self._refuse_if_held(after, started_with_us=True)
+            raise ConfigError(f"the experiment's lease {self._shown()} did not keep what this driver wrote; "
+                              "another driver is taking it: try again")
+        if current is not None:
+            self.previous = {k: v for k, v in current.items() if k not in ("token", "expires")}
+            print(f"tunelab: taking over the expired lease of {describe_holder(current)}", file=sys.stderr)
+        self._thread = threading.Thread(target=self._renew, name="tunelab-lease", daemon=True)
+        self._thread.start()
+        return self
+
+    def _refuse_if_held(self, lease: dict[str, Any] | None, started_with_us: bool = False) -> None:
+        if lease is None or lease.get("token") == self.token:
+            return
+        left = float(lease.get("expires", 0)) - time.time()
+        if left <= 0 and not started_with_us:
+            return  # expired: taken over
+        raise ConfigError(f"experiment {redact(self.experiment)!r} is in use by {describe_holder(lease)} (its lease "
+                          f"{self._shown()} expires in {max(left, 0):.0f} s unless renewed); wait for that run "
+                          "to end, or for the lease to expire if it was killed")
+
+    def _renew(self) -> None:
+        while not self._stop.wait(self.ttl / 4):
+            try:
+                current = self.read()
+                if current is not None and current.get("token") != self.token:
+                    if not self.lost:
+                        self.lost = True
+                        print(f"tunelab: warning: the experiment's lease was taken over by {describe_holder(current)} "
+                              "(this driver had not renewed it in time); stop one of the two runs", file=sys.stderr)
+                    continue
+                self.write()
+            except OSError as exc:  # the store unreachable for a moment: the next renewal tries again
+                print(f"tunelab: warning: the experiment's lease could not be renewed "
+                      f"({redact(str(exc).splitlines()[0])}); retrying", file=sys.stderr)
+
+    def release(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+        try:
+            current = self.read()
+            if current is not None and current.get("token") == self.token:
+                self.filesystem.delete_file(self.path)
+        except OSError:
+            pass  # left to expire
+
+    def _shown(self) -> str:
+        return redact(f"{self.path}")
