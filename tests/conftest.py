@@ -178,3 +178,25 @@ def s3_server():
         yield uri
     finally:
         server.stop()
+
+
+def start_s3_server_process():
+    """moto's S3 server in a process of its own (so a test can pause it with SIGSTOP, and so its
+    store is not shared with other servers of this process) with bucket `bkt`; (process, port)."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("moto.server", reason="moto[server] is not installed (pip install -e '.[dev]')")
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-c", (
+        "import time, pyarrow.fs as f\n"
+        "from moto.server import ThreadedMotoServer\n"
+        f"ThreadedMotoServer(ip_address='127.0.0.1', port={port}, verbose=False).start()\n"
+        f"f.S3FileSystem(endpoint_override='127.0.0.1:{port}', scheme='http', access_key='AKID', "
+        f"secret_key='{S3_SECRET}', region='us-east-1', allow_bucket_creation=True).create_dir('bkt')\n"
+        "print('up', flush=True)\n"
+        "while True: time.sleep(60)")], stdout=subprocess.PIPE, text=True)
+    if server.stdout.readline().strip() != "up":
+        server.kill()
+        raise RuntimeError("moto's S3 server did not start")
+    return server, port

@@ -36,6 +36,7 @@ from tunelab.budget import reset as reset_budget
 from tunelab.trainables.phases import mark
 from tunelab.tune_options import TuneOptions, check_options
 from tunelab.ray_state import check_and_repair, has_experiment_state
+from tunelab.state_mirror import local_state
 from tunelab.late_trials import (adopt_trials_created_after_the_snapshot, close_trials_ended_on_disk,
                                  free_slots_of_ended_trials, recover_staged_trial_files)
 from tunelab.signals import STOP_REQUESTED
@@ -266,17 +267,18 @@ def resume(path: str, resume_errored: bool = False, restart_errored: bool = Fals
     for_resume("--mlflow", record["options"].get("mlflow"), mlflow, path)
     with ExperimentLock(path) as lock, old_package_names(record):
         reap_stale_session(lock.previous)
-        check_and_repair(path, searcher)  # a state file the kill cut short: rebuilt, or one line
-        if searcher.keeps_an_optuna_study:  # after the state check: a copy's cut state is named before its borrowed study
-            check_resumed_study(study_url, record["name"], path)
-        # Out of step after a kill (tunelab.late_trials): result files still in Ray's staging folder
-        # are copied in, trials that ended or were created after Ray's last snapshot are recorded,
-        # and no concurrency slot is held for an ended trial.
-        recover_staged_trial_files(path, lock.previous)
-        # adopted first: restoring the searcher to close trials would fail their study trials as lost
-        adopt_trials_created_after_the_snapshot(path, opts.max_epochs, searcher)
-        close_trials_ended_on_disk(path, opts.max_epochs)
-        free_slots_of_ended_trials(path)
+        with local_state(path) as state:  # on object storage, a local mirror uploaded back after
+            check_and_repair(state, searcher)  # a state file the kill cut short: rebuilt, or one line
+            if searcher.keeps_an_optuna_study:  # after the state check: a copy's cut state is named before its borrowed study
+                check_resumed_study(study_url, record["name"], path)
+            # Out of step after a kill (tunelab.late_trials): result files still in Ray's staging folder
+            # are copied in, trials that ended or were created after Ray's last snapshot are recorded,
+            # and no concurrency slot is held for an ended trial.
+            recover_staged_trial_files(path, lock.previous)
+            # adopted first: restoring the searcher to close trials would fail their study trials as lost
+            adopt_trials_created_after_the_snapshot(state, opts.max_epochs, searcher)
+            close_trials_ended_on_disk(state, opts.max_epochs)
+            free_slots_of_ended_trials(state)
         begin_session(time_budget)
         data = load_shared_data(opts.method, dict(record["fixed"]))
         private = starts_private_instance(address or opts.address)

@@ -1,5 +1,6 @@
-"""One writer per experiment on object storage: the lease object (tunelab.object_store_lease),
-against moto's real S3 server on 127.0.0.1."""
+"""Object storage without Ray, against moto's real S3 server on 127.0.0.1: one writer per
+experiment (the lease object, tunelab.object_store_lease) and the local mirror of Ray's state that
+`resume`'s repairs work on (tunelab.state_mirror)."""
 from __future__ import annotations
 
 import json
@@ -101,18 +102,10 @@ def test_a_killed_drivers_lease_expires_and_is_taken_over_with_its_record(s3_ser
 
 def test_one_bucket_name_on_two_endpoints_is_two_experiments(s3_server, short_leases):
     # The second server in a process of its own: moto's servers in one process share one store.
-    from tests.conftest import free_port
+    from tests.conftest import start_s3_server_process
 
-    port = free_port()
-    server = subprocess.Popen([sys.executable, "-c", (
-        "import sys, time, pyarrow.fs as f\n"
-        "from moto.server import ThreadedMotoServer\n"
-        f"ThreadedMotoServer(ip_address='127.0.0.1', port={port}, verbose=False).start()\n"
-        f"f.S3FileSystem(endpoint_override='127.0.0.1:{port}', scheme='http', access_key='AKID', "
-        f"secret_key='{S3_SECRET}', region='us-east-1', allow_bucket_creation=True).create_dir('bkt')\n"
-        "print('up', flush=True); time.sleep(120)")], stdout=subprocess.PIPE, text=True)
+    server, port = start_s3_server_process()
     try:
-        assert server.stdout.readline().strip() == "up"
         other = f"s3://AKID:{S3_SECRET}@bkt/runs?endpoint_override=127.0.0.1:{port}&scheme=http&region=us-east-1"
         with ExperimentLock(join_uri(s3_server, "exp")) as first, ExperimentLock(join_uri(other, "exp")) as second:
             assert first.identity != second.identity
@@ -136,3 +129,48 @@ def test_tune_on_a_held_experiment_is_refused_in_one_line_before_ray_starts(s3_s
     lines = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(lines) == 1, lines
     assert "is in use by pid" in lines[0] and S3_SECRET not in lines[0]
+
+
+def test_the_state_mirror_uploads_what_changed_searcher_first_and_deletes_nothing(s3_server, monkeypatch):
+    import pyarrow.fs as pafs
+
+    from tunelab.core.storage import remote_filesystem
+    from tunelab.state_mirror import local_state
+
+    experiment = join_uri(s3_server, "exp")
+    filesystem, root = remote_filesystem(experiment)
+    files = {"experiment_state-s.json": b"{}", "searcher-state-s.pkl": b"old", "tunelab.json": b"{}",
+             "classifier_a1b2c3d4/result.json": b"row\n", "classifier_a1b2c3d4/params.json": b"{}",
+             "classifier_a1b2c3d4/checkpoint_000000/model.pt": b"weights", "classifier_a1b2c3d4/events.out": b"big"}
+    for name, data in files.items():
+        with filesystem.open_output_stream(f"{root}/{name}") as handle:
+            handle.write(data)
+    written = []
+
+    class Recorded:  # the real store, each upload's name noted (pyarrow's classes cannot be patched)
+        def __getattr__(self, name):
+            return getattr(filesystem, name)
+
+        def open_output_stream(self, path, *args, **kwargs):
+            written.append(path.rsplit("/", 1)[-1])
+            return filesystem.open_output_stream(path, *args, **kwargs)
+
+    monkeypatch.setattr("tunelab.state_mirror.remote_filesystem", lambda path: (Recorded(), root))
+    with local_state(experiment) as state:
+        mirror = Path(state)
+        assert (mirror / "classifier_a1b2c3d4" / "checkpoint_000000").is_dir()  # its folder, not its files
+        assert not (mirror / "classifier_a1b2c3d4" / "checkpoint_000000" / "model.pt").exists()
+        assert not (mirror / "classifier_a1b2c3d4" / "events.out").exists()
+        (mirror / "experiment_state-s.json").write_bytes(b'{"changed": 1}')
+        (mirror / "searcher-state-s.pkl").write_bytes(b"new")
+        (mirror / "classifier_a1b2c3d4" / "result.json").unlink()  # gone from the mirror: kept in the store
+    assert written == ["searcher-state-s.pkl", "experiment_state-s.json"]
+    with filesystem.open_input_stream(f"{root}/experiment_state-s.json") as handle:
+        assert handle.read() == b'{"changed": 1}'
+    for name in ("classifier_a1b2c3d4/result.json", "classifier_a1b2c3d4/checkpoint_000000/model.pt"):
+        assert filesystem.get_file_info(f"{root}/{name}").type == pafs.FileType.File
+    written.clear()
+    with pytest.raises(RuntimeError), local_state(experiment) as state:
+        (Path(state) / "experiment_state-s.json").write_bytes(b"half")
+        raise RuntimeError("a step failed")
+    assert written == []  # nothing uploaded after a failed step
