@@ -20,6 +20,7 @@ time. The holder rewrites it every `TTL / 4` seconds, pushing the expiry `TTL` s
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 import threading
@@ -52,6 +53,15 @@ def lease_location(experiment: str) -> tuple[Any, str]:
     filesystem, path = remote_filesystem(experiment)
     parent, _, name = path.rstrip("/").rpartition("/")
     return filesystem, f"{parent}/.{name}.lock"
+
+
+def _expiry(lease: dict[str, Any]) -> float:
+    """A lease's expiry time; one that is not a finite number (an object not ours) has expired."""
+    try:
+        value = float(lease.get("expires", 0))
+    except (TypeError, ValueError):
+        return 0.0
+    return value if math.isfinite(value) else 0.0
 
 
 def probe_lease(experiment: str) -> str:
@@ -127,12 +137,13 @@ class ObjectStoreLease:
     def _refuse_if_held(self, lease: dict[str, Any] | None, started_with_us: bool = False) -> None:
         if lease is None or lease.get("token") == self.token:
             return
-        left = float(lease.get("expires", 0)) - time.time()
+        left = _expiry(lease) - time.time()
         if left <= 0 and not started_with_us:
             return  # expired: taken over
         raise ConfigError(f"experiment {redact(self.experiment)!r} is in use by {describe_holder(lease)} (its lease "
                           f"{self._shown()} expires in {max(left, 0):.0f} s unless renewed); wait for that run "
-                          "to end, or for the lease to expire if it was killed")
+                          "to end, or for the lease to expire if it was killed; if no run holds it, delete "
+                          f"{self._shown()}")
 
     def _renew(self) -> None:
         while not self._stop.wait(self.ttl / 4):

@@ -174,3 +174,23 @@ def test_the_state_mirror_uploads_what_changed_searcher_first_and_deletes_nothin
         (Path(state) / "experiment_state-s.json").write_bytes(b"half")
         raise RuntimeError("a step failed")
     assert written == []  # nothing uploaded after a failed step
+
+
+@pytest.mark.parametrize("planted", [b"not json", b"[1, 2]", b'{"token": "x", "expires": "soon"}',
+                                     b'{"token": "x", "expires": NaN}', b'{"token": "x"}'])
+def test_a_lease_object_that_is_not_a_live_lease_is_taken_over(s3_server, short_leases, planted):
+    experiment = join_uri(s3_server, "exp")
+    filesystem, path = lease_location(experiment)
+    with filesystem.open_output_stream(path) as handle:
+        handle.write(planted)
+    with ExperimentLock(experiment) as lock:
+        assert _lease_object(experiment)["token"] == lock.lease.token
+
+
+def test_a_lease_planted_far_in_the_future_is_refused_saying_what_to_delete(s3_server, short_leases):
+    experiment = join_uri(s3_server, "exp")
+    filesystem, path = lease_location(experiment)
+    with filesystem.open_output_stream(path) as handle:
+        handle.write(json.dumps({"token": "x", "expires": time.time() + 1e9, "pid": 7}).encode())
+    with pytest.raises(ConfigError, match=r"in use by pid 7 .* if no run holds it, delete bkt/runs/\.exp\.lock"):
+        ExperimentLock(experiment).acquire()
