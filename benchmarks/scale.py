@@ -173,6 +173,150 @@ def driver(args) -> None:
         Path(args.out).write_text(json.dumps(rows, indent=2) + "\n")
 
 
+# ----------------------------------------------------------------------------- big experiments
+
+TINY = ["image_size=8", "width=8", "batch_size=128"]
+
+
+def _tunelab(args: list[str], **kwargs) -> subprocess.Popen:
+    import os
+
+    env = {**os.environ, "RAY_ADDRESS": "local", "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, "-m", "tunelab", *args], env=env, cwd=ROOT, **kwargs)
+
+
+def template(folder: Path, planned: int, epochs: int) -> Path:
+    """A real, interrupted tunelab experiment: a search of `planned` trials of `epochs` epochs,
+    stopped (SIGTERM, saved) once its first trial has ended. Its files are what a big
+    experiment's trials are cloned from."""
+    import signal
+
+    storage = folder / "template"
+    search = _tunelab(["tune", "classifier", "--num-samples", str(planned), "--max-epochs", str(epochs),
+                       "--scheduler", "fifo", "--max-concurrent", "1", "--storage", str(storage), "--name", "exp",
+                       "--checkpoint-interval", "3600", *sum((["--set", s] for s in TINY), [])],
+                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    for line in search.stderr:
+        if "finished after" in line:
+            search.send_signal(signal.SIGTERM)
+            break
+    search.communicate(timeout=300)
+    return storage / "exp"
+
+
+def clone_experiment(source: Path, target: Path, trials: int, seed: int = 0) -> float:
+    """`target`: `source` (an experiment with one ended trial) with `trials` ended trials, each a copy
+    of that trial's files with its own id, config and learning curve; Ray's experiment state names
+    them all (entries built by Ray's own Trial class), the searcher's snapshot is rebuilt from them
+    and the generator's count raised, as `resume` would. Returns the seconds it took."""
+    import shutil
+    import uuid
+
+    import pandas as pd
+
+    from tunelab.compat.ray import trial_entry_like
+    from tunelab.core.record import FINAL_STATUSES, read_record, write_record
+    from tunelab.late_trials import count_every_trial_created, free_slots_of_ended_trials
+    from tunelab.ray_state import SEARCHER_STATE, check_and_repair, newest, ray_trials
+    from tunelab.searcher_plugins import searcher_for
+
+    began = time.perf_counter()
+    shutil.copytree(source, target)
+    (first,) = [t for t in ray_trials(target) if t.results]
+    progress = pd.read_csv(target / first.dirname / "progress.csv")
+    params = json.loads((target / first.dirname / "params.json").read_text())
+    state_file = newest(target, "experiment_state-*.json")
+    state = json.loads(state_file.read_text())
+    entry = tuple(state["trial_data"][0])
+    state["trial_data"] = [list(entry)]
+    rng = np.random.default_rng(seed)
+    ids = {first.trial_id}
+    while len(ids) < trials:
+        ids.add(uuid.UUID(int=int(rng.integers(2**63)) << 64).hex[:8])
+    for trial_id in sorted(ids - {first.trial_id}):
+        plateau = float(rng.uniform(0.1, 0.95))
+        curve = plateau * (1 - np.exp(-(np.arange(len(progress)) + 1) / 5))
+        config = {**params, "lr": float(10 ** rng.uniform(-4, -1))}
+        rows = [{**row, "val/acc": float(curve[i]), "val/acc_best": float(curve[: i + 1].max()), "trial_id": trial_id}
+                for i, row in enumerate(first.results)]
+        dirname = f"classifier_{trial_id}"
+        (target / dirname).mkdir()
+        (target / dirname / "params.json").write_text(json.dumps(config))
+        (target / dirname / "result.json").write_text("".join(json.dumps(row) + "\n" for row in rows))
+        progress.assign(**{"val/acc": curve, "val/acc_best": np.maximum.accumulate(curve), "trial_id": trial_id}).to_csv(
+            target / dirname / "progress.csv", index=False)
+        state["trial_data"].append(list(trial_entry_like(entry, trial_id, config, dirname, rows, None, ended=True)))
+    state_file.write_text(json.dumps(state))
+    record = read_record(target)
+    record.pop(FINAL_STATUSES, None)  # the template's one trial; each trial's status is then read from Ray's state
+    write_record(str(target), record)
+    for snapshot in target.glob(SEARCHER_STATE):
+        snapshot.unlink()  # rebuilt from the trials, as resume rebuilds a lost one
+    check_and_repair(str(target), searcher_for("optuna"))
+    count_every_trial_created(target)
+    free_slots_of_ended_trials(str(target))
+    return time.perf_counter() - began
+
+
+def _measured(args: list[str]) -> tuple[float, float, int]:
+    """(wall seconds, peak RSS MB, exit code) of `tunelab ARGS` in a fresh process."""
+    began = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", (
+        "import resource, subprocess, sys, json\n"
+        "code = subprocess.run([sys.executable, '-m', 'tunelab', *sys.argv[1:]], stdout=subprocess.DEVNULL).returncode\n"
+        "print(json.dumps([resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, code]))"), *args],
+        capture_output=True, text=True, cwd=ROOT)
+    rss_kb, code = json.loads(done.stdout.strip().splitlines()[-1])
+    return time.perf_counter() - began, rss_kb / 1024, code
+
+
+def time_to_first_new_trial(experiment: Path, known: set[str], limit_s: float = 900) -> tuple[float, int]:
+    """(seconds from `tunelab resume` starting until a trial folder not in `known` holds params.json,
+    its exit code once stopped with SIGTERM)."""
+    import signal
+
+    began = time.perf_counter()
+    resume = _tunelab(["resume", str(experiment)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    first = None
+    while first is None and resume.poll() is None and time.perf_counter() - began < limit_s:
+        with __import__("os").scandir(experiment) as entries:
+            if any(e.name not in known and e.name.startswith("classifier_") and e.is_dir()
+                   and (experiment / e.name / "params.json").exists() for e in entries):
+                first = time.perf_counter() - began
+        time.sleep(0.1)
+    resume.send_signal(signal.SIGTERM)
+    return (first if first is not None else float("nan")), resume.wait(timeout=300)
+
+
+def experiments(args) -> None:
+    import tempfile
+
+    from ray.tune import ExperimentAnalysis
+
+    work = Path(tempfile.mkdtemp(prefix="scale-", dir=args.workdir))
+    source = template(work, max(args.report_trials, args.resume_trials) + 2, args.epochs)
+    print(f"template: {source} (one ended trial of {args.epochs} epochs)", flush=True)
+    for trials, purpose in ((args.report_trials, "report"), (args.resume_trials, "resume")):
+        target = work / f"{purpose}_{trials}" / "exp"
+        target.parent.mkdir()
+        made_s = clone_experiment(source, target, trials)
+        size = sum(f.stat().st_size for f in target.rglob("*") if f.is_file()) / 2**20
+        print(f"{purpose}: {trials} trials x {args.epochs} epochs made in {made_s:.0f} s, {size:.0f} MB", flush=True)
+        if purpose == "report":
+            began = time.perf_counter()
+            analysis = ExperimentAnalysis(str(target))
+            print(f"  ray.tune.ExperimentAnalysis reads it: {len(analysis.trials)} trials in "
+                  f"{time.perf_counter() - began:.1f} s", flush=True)
+            for command in (["report", str(target), "--out", str(work / "report")], ["best", str(target)]):
+                wall, rss, code = _measured(command)
+                print(f"  tunelab {command[0]}: {wall:.1f} s, peak RSS {rss:.0f} MB, exit {code}", flush=True)
+        else:
+            known = {p.name for p in target.iterdir()}
+            first, code = time_to_first_new_trial(target, known)
+            print(f"  tunelab resume: first new trial's folder after {first:.1f} s (then SIGTERM: exit {code})",
+                  flush=True)
+
+
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "_one":
         print(json.dumps(one(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))))
@@ -184,8 +328,13 @@ def main() -> None:
     d.add_argument("--suggestions", type=int, default=20)
     d.add_argument("--searchers", nargs="+", default=list(MEASURED), choices=SEARCHERS)
     d.add_argument("--out", help="write the rows as JSON here")
+    e = sub.add_parser("experiments", help="report/best on a big experiment, and resume of another")
+    e.add_argument("--report-trials", type=int, default=10000)
+    e.add_argument("--resume-trials", type=int, default=5000)
+    e.add_argument("--epochs", type=int, default=30)
+    e.add_argument("--workdir", default=None, help="where the experiments are made (a temporary folder)")
     args = parser.parse_args()
-    driver(args)
+    {"driver": driver, "experiments": experiments}[args.command](args)
 
 
 if __name__ == "__main__":
