@@ -528,44 +528,78 @@ RUN_KEY = ["problem", "method", "seed", "checkpoint"]  # one row of an --out fil
 
 
 def read_rows(path: str, parser: argparse.ArgumentParser) -> pd.DataFrame:
-    """One earlier --out file, or exit 2 with one line naming it."""
-    needed = RUN_KEY + ["regret"]
+    """One earlier --out file, or exit 2 with one line naming it (and the file line at fault).
+
+    Read with the csv module, every cell a string until checked: pandas' reader would take a row
+    with an extra field as an index (shifting every column), skip blank lines (shifting the line
+    numbers) and read problem names `1` and `1.0` as one number."""
+    import csv
+
+    def refuse(what: str) -> None:
+        parser.exit(2, f"peers.py: --table {path!r} {what}\n")
+
+    header, records, lines = None, [], []
     try:
-        rows = pd.read_csv(path)
-    except (OSError, ValueError) as error:  # pandas' parser errors and UnicodeDecodeError are ValueErrors
-        parser.exit(2, f"peers.py: --table {path!r} cannot be read as CSV ({type(error).__name__})\n")
-    missing = [column for column in needed if column not in rows]
+        with open(path, newline="", encoding="utf-8") as handle:
+            reader = csv.reader(handle)
+            header = next(reader, None)
+            for fields in reader:
+                if not fields:
+                    continue  # a blank line
+                if len(fields) != len(header):
+                    refuse(f"line {reader.line_num}: {len(fields)} fields, the header has {len(header)}")
+                records.append(fields)
+                lines.append(reader.line_num)
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        refuse(f"cannot be read as CSV ({type(error).__name__})")
+    if header is None:
+        refuse("cannot be read as CSV (the file is empty)")
+    missing = [column for column in RUN_KEY + ["regret"] if column not in header]
     if missing:
-        parser.exit(2, f"peers.py: --table {path!r} is not a peers.py --out file: no column {', '.join(missing)}\n")
-    problem = checked_rows(rows)
+        refuse(f"is not a peers.py --out file: no column {', '.join(missing)}")
+    if not records:
+        refuse("has a header and no rows")
+    rows = pd.DataFrame(records, columns=header)
+    problem = checked_rows(rows, lines)
     if problem is not None:
-        parser.exit(2, f"peers.py: --table {path!r} {problem}\n")
-    return rows.astype({"problem": str, "method": str})
+        refuse(problem)
+    return rows
 
 
 EFFORT = ["trials", "full_budget_trials", "steps"]  # optional columns (files before them have none)
+REGRET_BOUND = 1e6  # a normalised regret is about 0..1; within this, differences of two stay finite
 
 
-def checked_rows(rows: pd.DataFrame) -> str | None:
-    """What makes `rows` unfit for the table (the first bad value, by its line in the file), or None.
-    Numeric columns are made numbers in place. A row left out quietly (a blank method, a NaN
-    regret) would change a verdict without a word, so none is."""
-    def at(index: int) -> str:
-        return f"line {index + 2}"  # the header is line 1
-
+def checked_rows(rows: pd.DataFrame, lines: list[int]) -> str | None:
+    """What makes `rows` (strings, read by `read_rows`; `lines`: each row's line in the file) unfit
+    for the table (the first bad value, by its line), or None. Numeric columns are made numbers in
+    place. A row left out quietly (a blank method, a NaN regret) would change a verdict without a
+    word, so none is."""
     for column in ("problem", "method"):
-        blank = rows[column].isna() | (rows[column].astype(str).str.strip() == "")
+        blank = rows[column].str.strip() == ""
         if blank.any():
-            return f"{at(int(np.argmax(blank)))}: no {column}"
+            return f"line {lines[int(np.argmax(blank))]}: no {column}"
     for column in ["seed", "checkpoint", "regret"] + [c for c in EFFORT if c in rows]:
-        numbers = pd.to_numeric(rows[column], errors="coerce")
-        bad = ~np.isfinite(numbers) & ~(rows[column].isna() if column in EFFORT else False)
+        empty = rows[column].str.strip() == ""
+        numbers = pd.to_numeric(rows[column].where(~empty), errors="coerce")
+        bad = ~np.isfinite(numbers) & ~(empty if column in EFFORT else False)
+        if column == "regret":
+            bad |= numbers.abs() > REGRET_BOUND
+        if column in EFFORT:
+            bad |= numbers < 0
         if bad.any():
             index = int(np.argmax(bad))
             value = rows[column].iloc[index]
-            return f"{at(index)}: {column} " + ("is empty" if pd.isna(value) else f"{str(value)!r} is not a finite number")
+            return (f"line {lines[index]}: {column} "
+                    + ("is empty" if not value.strip() else f"{value!r} is not " + _allowed(column)))
         rows[column] = numbers
     return None
+
+
+def _allowed(column: str) -> str:
+    if column == "regret":
+        return f"a finite number within +-{REGRET_BOUND:g}"
+    return "a count >= 0" if column in EFFORT else "a finite number"
 
 
 def latest_rows(rows: pd.DataFrame) -> pd.DataFrame:
@@ -591,7 +625,7 @@ def effort(rows: pd.DataFrame) -> pd.DataFrame:
     the full budget, and steps per trial (epochs per trial on a training problem)."""
     rows = rows.dropna(subset=EFFORT)
     last = rows[rows.checkpoint == rows.groupby(["problem", "method", "seed"]).checkpoint.transform("max")]
-    last = last.assign(steps_per_trial=last.steps / last.trials)
+    last = last.assign(steps_per_trial=(last.steps / last.trials).where(last.trials > 0))
     return last.groupby(["problem", "method"])[["trials", "full_budget_trials", "steps_per_trial"]].median()
 
 

@@ -162,7 +162,11 @@ def start_s3_server():
     try:
         subprocess.run([sys.executable, "-c", "import pyarrow.fs as f; f.S3FileSystem(endpoint_override="
                         f"'127.0.0.1:{port}', scheme='http', access_key='AKID', secret_key='{S3_SECRET}', "
-                        "region='us-east-1', allow_bucket_creation=True).create_dir('bkt')"], check=True, timeout=60)
+                        "region='us-east-1', allow_bucket_creation=True).create_dir('bkt'); "
+                        # moto's servers in one process share one store: empty what an earlier test left
+                        "f.S3FileSystem(endpoint_override="
+                        f"'127.0.0.1:{port}', scheme='http', access_key='AKID', secret_key='{S3_SECRET}', "
+                        "region='us-east-1').delete_dir_contents('bkt')"], check=True, timeout=60)
     except BaseException:
         server.stop()
         raise

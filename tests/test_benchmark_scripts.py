@@ -94,13 +94,18 @@ HEADER = "problem,method,seed,checkpoint,regret,steps,trials,full_budget_trials\
 
 @pytest.mark.parametrize("body, expected", [
     ("p,a,0,10,,5,5,1\np,b,0,10,0.5,5,5,1\n", "line 2: regret is empty"),
-    ("p,a,0,10,0.5,5,5,1\np,b,0,10,abc,5,5,1\n", "line 3: regret 'abc' is not a finite number"),
-    ("p,a,0,10,inf,5,5,1\n", "line 2: regret 'inf' is not a finite number"),
+    ("p,a,0,10,0.5,5,5,1\np,b,0,10,abc,5,5,1\n", "line 3: regret 'abc' is not a finite number within +-1e+06"),
+    ("p,a,0,10,inf,5,5,1\n", "line 2: regret 'inf' is not a finite number within +-1e+06"),
     ("p,,0,10,0.5,5,5,1\n", "line 2: no method"),
     ("p, ,0,10,0.5,5,5,1\n", "line 2: no method"),
     (",a,0,10,0.5,5,5,1\n", "line 2: no problem"),
     ("p,a,zero,10,0.5,5,5,1\n", "line 2: seed 'zero' is not a finite number"),
-    ("p,a,0,10,0.5,5,many,1\n", "line 2: trials 'many' is not a finite number"),
+    ("p,a,0,10,1e308,5,5,1\n", "line 2: regret '1e308' is not a finite number within +-1e+06"),
+    ("p,a,0,10,0.1,5,-3,1\n", "line 2: trials '-3' is not a count >= 0"),
+    ("p,a,0,10,0.1,5,5,1,extra\n", "line 2: 9 fields, the header has 8"),  # pandas shifted every column
+    ("p,a,0,10,0.1,5,5,1\n\np,b,0,10,abc,5,5,1\n", "line 4: regret 'abc' is not a finite number within +-1e+06"),
+    ("", "has a header and no rows"),
+    ("p,a,0,10,0.5,5,many,1\n", "line 2: trials 'many' is not a count >= 0"),
 ])
 def test_the_table_refuses_a_row_it_would_otherwise_drop_or_misread_in_one_line(tmp_path, capsys, body, expected):
     peers = _peers_module()

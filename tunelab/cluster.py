@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -232,11 +233,42 @@ def session_processes(session_dir: str) -> list[int]:
     return pids
 
 
+SESSION_NAME = re.compile(r"session_\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d_\d+_(?P<pid>\d+)")
+
+
+def stale_session(previous: dict[str, Any]) -> str | None:
+    """The Ray session folder of the killed driver `previous` (a lock's record) if what it names
+    can only be that: on this host, the recorded driver no longer runs, and the folder is a real
+    Ray session folder of this user started by that very pid (Ray names it `session_TIME_PID`).
+    A record is read from a file anyone with write access to the storage could have written: it
+    must not choose which of this user's processes to end."""
+    session, pid = previous.get("ray_session"), previous.get("pid")
+    if not isinstance(session, str) or previous.get("host") != socket.gethostname():
+        return None
+    folder = Path(session)
+    match = SESSION_NAME.fullmatch(folder.name)
+    if match is None or str(pid) != match["pid"] or _pid_runs(pid):
+        return None
+    try:
+        if folder.is_symlink() or not folder.is_dir() or folder.stat().st_uid != os.getuid():
+            return None
+    except OSError:
+        return None
+    return str(folder)
+
+
+def _pid_runs(pid: Any) -> bool:
+    try:
+        return is_running(int(pid))
+    except (TypeError, ValueError):
+        return False
+
+
 def reap_stale_session(previous: dict[str, Any]) -> None:
     """End what is left of the private Ray instance of a killed driver on this host (a SIGKILLed
-    driver leaves its raylet, GCS and agent processes running)."""
-    session = previous.get("ray_session")
-    if not session or previous.get("host") != socket.gethostname() or "session_" not in session:
+    driver leaves its raylet, GCS and agent processes running); see `stale_session`."""
+    session = stale_session(previous)
+    if session is None:
         return
     pids = session_processes(session)
     if not pids:

@@ -13,6 +13,7 @@ import dataclasses
 import os
 import threading
 from pathlib import Path
+from urllib.parse import urlsplit
 from typing import Any
 
 from tunelab.core.record import FINAL_STATUSES, TUNELAB_FILE, read_record, write_record
@@ -234,6 +235,12 @@ def options_from_record(record: dict[str, Any], path: str) -> TuneOptions:
     return opts
 
 
+def experiment_name(path: str) -> str:
+    """The experiment's name as its folder (or URI) has it now: a copy's, not its record's."""
+    local = local_path(path)
+    return local.name if local is not None else urlsplit(path).path.rstrip("/").rsplit("/", 1)[-1]
+
+
 def resume(path: str, resume_errored: bool = False, restart_errored: bool = False,
            address: str | None = None, time_budget: str | None = None, optuna_storage: str | None = None,
            mlflow: str | None = None) -> dict[str, Any]:
@@ -256,7 +263,7 @@ def resume(path: str, resume_errored: bool = False, restart_errored: bool = Fals
     if not tune.Tuner.can_restore(path) or not has_experiment_state(path):
         raise ConfigError(f"{path!r} has a {TUNELAB_FILE} but no Ray Tune state to restore from (the driver "
                           "stopped before Ray recorded its first trial); nothing was changed; start it again with "
-                          f"`tunelab tune ... --name {record['name']} --overwrite`")
+                          f"`tunelab tune ... --name {experiment_name(path)} --overwrite` with the --storage that holds it")
     refuse_linked_trial_folders(path, opts.method)
     if resume_errored and restart_errored:
         raise ConfigError("--resume-errored and --restart-errored exclude each other; choose one")

@@ -19,9 +19,11 @@ import socket
 import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from tunelab.core.storage import experiment_identity, local_path
 from tunelab.core.errors import ConfigError
+from tunelab.core.redaction import redact
 from tunelab.lock_holder import describe_holder, holder_record
 from tunelab.trainables.fileio import open_no_follow
 
@@ -39,7 +41,7 @@ def _read_holder(handle) -> dict[str, Any]:
     handle.seek(0)
     try:
         holder = json.loads(handle.read() or "{}")
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):  # not a record (nested past the limit too)
         return {}
     return holder if isinstance(holder, dict) else {}
 
@@ -91,14 +93,14 @@ class ExperimentLock:
             state = "still running but not holding it" if _alive(holder.get("pid")) else "no longer running"
             print(f"tunelab: taking over the stale lock of {describe_holder(holder)} ({state})", file=sys.stderr)
         self.handle = handle
-        self._write(holder_record(experiment=self.identity))
+        self._write(holder_record(experiment=self.recorded_identity))
         return self
 
     def _lease(self) -> "ExperimentLock":
         """Remote storage: a lease object with a heartbeat (tunelab.object_store_lease)."""
         from tunelab.object_store_lease import ObjectStoreLease
 
-        self.lease = ObjectStoreLease(self.experiment, holder_record(experiment=self.identity)).acquire()
+        self.lease = ObjectStoreLease(self.experiment, holder_record(experiment=self.recorded_identity)).acquire()
         self.previous = self._own(self.lease.previous)
         return self
 
@@ -106,16 +108,27 @@ class ExperimentLock:
     def identity(self) -> str:
         return experiment_identity(self.experiment)
 
+    @property
+    def recorded_identity(self) -> str:
+        """The identity the lock records: a local folder's real path; on object storage the
+        bucket and path alone (no credentials, no endpoint query: the lease lives in that store,
+        and one experiment spelled with AWS_ENDPOINT_URL or with the query is one experiment)."""
+        if self.path is not None:
+            return self.identity
+        parts = urlsplit(self.identity)
+        return f"{parts.scheme}://{parts.hostname or ''}{parts.path}"
+
     def _own(self, holder: dict[str, Any]) -> dict[str, Any]:
-        """The lock file's record if it was written for this experiment, else {}: a lock file copied
+        """The lock's record if it was written for this experiment, else {}: a lock file copied
         with a storage folder names the original's driver and Ray session, and `resume` ends a killed
         driver's Ray processes and reads its staging folder from that record. Records from before
         the field are taken as they are."""
         recorded = holder.get("experiment")
-        if recorded is None or recorded == self.identity:
+        if recorded is None or redact(str(recorded)) == redact(self.recorded_identity):
             return holder
-        print(f"tunelab: the lock file {self.path} was written for {recorded!r}, not this experiment (a copied "
-              "folder?); its record is ignored", file=sys.stderr)
+        where = self.path if self.path is not None else "lease"
+        print(f"tunelab: the lock {where} was written for {redact(str(recorded))[:300]!r}, not this experiment "
+              "(a copied folder?); its record is ignored", file=sys.stderr)
         return {}
 
     def _shown(self) -> str:
@@ -133,9 +146,9 @@ class ExperimentLock:
     def note(self, **extra: Any) -> None:
         """Add facts to the holder record (e.g. the Ray session this driver started)."""
         if self.lease is not None:
-            self.lease.holder = holder_record(experiment=self.identity, **extra)  # in the next renewal
+            self.lease.holder = holder_record(experiment=self.recorded_identity, **extra)  # in the next renewal
         if self.handle is not None:
-            self._write(holder_record(experiment=self.identity, **extra))
+            self._write(holder_record(experiment=self.recorded_identity, **extra))
 
     def release(self) -> None:
         if self.lease is not None:

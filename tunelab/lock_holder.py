@@ -18,5 +18,12 @@ def holder_record(**extra: Any) -> dict[str, Any]:
 
 
 def describe_holder(holder: dict[str, Any]) -> str:
-    return (f"pid {holder.get('pid')} on host {holder.get('host')!r} since {holder.get('since')} "
-            f"({holder.get('command')})")
+    """The holder in words; fields read from a file anyone with access to the storage may have
+    written are shortened and redacted, and a record without them says so."""
+    if not any(holder.get(key) for key in ("pid", "host")):
+        return "a holder that recorded no pid or host"
+
+    def shown(key: str) -> str:
+        return redact(str(holder.get(key)))[:120]
+
+    return f"pid {shown('pid')} on host {shown('host')!r} since {shown('since')} ({shown('command')})"

@@ -11,7 +11,9 @@ time. The holder rewrites it every `TTL / 4` seconds, pushing the expiry `TTL` s
   is refused. (Object stores with strong read-after-write consistency - S3 since 2020, GCS,
   MinIO - make the read-back see the last write.)
 - Held: a renewal that reads back another token means the lease was taken over (this driver did
-  not renew for `TTL` seconds: paused, or cut off from the store); it says so on stderr, once.
+  not renew for `TTL` seconds: paused, or cut off from the store): the driver stops at once,
+  saving nothing (exit 1), its private Ray instance ended. An expired lease whose holder still
+  runs on this host (a paused driver) is not taken over.
 - Released: the object is deleted if it still holds our token.
 - A driver killed outright (SIGKILL, a lost node) leaves its lease until it expires: `resume`
   waits for nobody and is refused, saying when the lease expires. Expiry is read against this
@@ -64,6 +66,23 @@ def _expiry(lease: dict[str, Any]) -> float:
     return value if math.isfinite(value) else 0.0
 
 
+def _runs_here(lease: dict[str, Any]) -> bool:
+    """Whether the lease's holder is a process that still runs on this host (not this one)."""
+    import socket
+
+    from tunelab.cluster import is_running
+
+    pid = lease.get("pid")
+    return (lease.get("host") == socket.gethostname() and isinstance(pid, int) and pid != os.getpid()
+            and is_running(pid))
+
+
+def _duration(seconds: float) -> str:
+    if seconds > 86400 * 2:
+        return "more than two days (a lease tunelab never writes: delete it if no run holds it)"
+    return f"{max(seconds, 0):.0f} s"
+
+
 def probe_lease(experiment: str) -> str:
     """Whether a remote experiment's lease could be taken now, without writing: refused (ConfigError)
     while another driver holds it. Returns what was found."""
@@ -102,7 +121,7 @@ class ObjectStoreLease:
         try:
             with self.filesystem.open_input_stream(self.path) as handle:
                 lease = json.loads(handle.read().decode("utf-8"))
-        except (OSError, ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):  # not a lease (JSON nested past Python's limit too)
             return None
         return lease if isinstance(lease, dict) else None
 
@@ -139,9 +158,13 @@ class ObjectStoreLease:
             return
         left = _expiry(lease) - time.time()
         if left <= 0 and not started_with_us:
+            if _runs_here(lease):
+                raise ConfigError(f"experiment {redact(self.experiment)!r}: its lease {self._shown()} expired, but its "
+                                  f"holder, {describe_holder(lease)}, still runs on this host (paused, or cut off "
+                                  "from the store): stop it, or let it continue")
             return  # expired: taken over
         raise ConfigError(f"experiment {redact(self.experiment)!r} is in use by {describe_holder(lease)} (its lease "
-                          f"{self._shown()} expires in {max(left, 0):.0f} s unless renewed); wait for that run "
+                          f"{self._shown()} expires in {_duration(left)} unless renewed); wait for that run "
                           "to end, or for the lease to expire if it was killed; if no run holds it, delete "
                           f"{self._shown()}")
 
@@ -150,15 +173,29 @@ class ObjectStoreLease:
             try:
                 current = self.read()
                 if current is not None and current.get("token") != self.token:
-                    if not self.lost:
-                        self.lost = True
-                        print(f"tunelab: warning: the experiment's lease was taken over by {describe_holder(current)} "
-                              "(this driver had not renewed it in time); stop one of the two runs", file=sys.stderr)
-                    continue
+                    self.lost = True
+                    self.on_lost(current)
+                    return
                 self.write()
             except OSError as exc:  # the store unreachable for a moment: the next renewal tries again
                 print(f"tunelab: warning: the experiment's lease could not be renewed "
                       f"({redact(str(exc).splitlines()[0])}); retrying", file=sys.stderr)
+
+    def on_lost(self, current: dict[str, Any]) -> None:
+        """Another driver took the lease over (this one had not renewed it for a TTL: paused, or cut
+        off from the store) and now runs the experiment: stop at once, writing nothing more. A
+        graceful stop would save Ray's experiment state over the new driver's; this driver's own
+        Ray instance is ended first, so its trials stop writing checkpoints (on a joined cluster,
+        Ray ends the trials of a driver that exits)."""
+        print(f"tunelab: error: the experiment's lease {self._shown()} was taken over by {describe_holder(current)} "
+              "while this driver had not renewed it (paused, or cut off from the store); stopped at once, "
+              "saving nothing: that run continues the experiment", file=sys.stderr, flush=True)
+        session = self.holder.get("ray_session")
+        if isinstance(session, str):
+            from tunelab.cluster import end_session
+
+            end_session(session, grace_s=2.0)
+        os._exit(1)
 
     def release(self) -> None:
         self._stop.set()

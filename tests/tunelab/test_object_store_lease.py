@@ -48,7 +48,7 @@ def test_a_second_driver_is_refused_naming_the_holder_until_the_first_releases(s
         message = str(refused.value)
         assert "is in use by pid" in message and "expires in" in message and S3_SECRET not in message
         held = _lease_object(experiment)
-        assert held["token"] == first.lease.token and held["experiment"] == first.identity
+        assert held["token"] == first.lease.token and held["experiment"] == first.recorded_identity
     assert _lease_object(experiment) is None  # released: the object is gone
     with ExperimentLock(experiment):
         pass
@@ -177,7 +177,7 @@ def test_the_state_mirror_uploads_what_changed_searcher_first_and_deletes_nothin
 
 
 @pytest.mark.parametrize("planted", [b"not json", b"[1, 2]", b'{"token": "x", "expires": "soon"}',
-                                     b'{"token": "x", "expires": NaN}', b'{"token": "x"}'])
+                                     b'{"token": "x", "expires": NaN}', b'{"token": "x"}', b"[" * 100000 + b"]" * 100000])
 def test_a_lease_object_that_is_not_a_live_lease_is_taken_over(s3_server, short_leases, planted):
     experiment = join_uri(s3_server, "exp")
     filesystem, path = lease_location(experiment)
@@ -192,5 +192,63 @@ def test_a_lease_planted_far_in_the_future_is_refused_saying_what_to_delete(s3_s
     filesystem, path = lease_location(experiment)
     with filesystem.open_output_stream(path) as handle:
         handle.write(json.dumps({"token": "x", "expires": time.time() + 1e9, "pid": 7}).encode())
-    with pytest.raises(ConfigError, match=r"in use by pid 7 .* if no run holds it, delete bkt/runs/\.exp\.lock"):
+    with pytest.raises(ConfigError, match=r"in use by pid 7 .* expires in more than two days .* if no run holds it, "
+                                          r"delete bkt/runs/\.exp\.lock"):
         ExperimentLock(experiment).acquire()
+
+
+def _hold_in_a_process(experiment: str) -> subprocess.Popen:
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; sys.path.insert(0, %r)\n"
+        "import tunelab.object_store_lease as l; l.SETTLE_S = 0.5\n"
+        "from tunelab.experiment_lock import ExperimentLock\n"
+        "ExperimentLock(%r).acquire(); print('held', flush=True); time.sleep(120)"
+    ) % (str(ROOT), experiment)], stdout=subprocess.PIPE, text=True,
+        env={**__import__("os").environ, "TUNELAB_LEASE_TTL_S": "2"})
+    assert holder.stdout.readline().strip() == "held"
+    return holder
+
+
+def test_an_expired_lease_of_a_paused_driver_on_this_host_is_not_taken_over(s3_server, short_leases):
+    experiment = join_uri(s3_server, "exp")
+    holder = _hold_in_a_process(experiment)
+    try:
+        holder.send_signal(signal.SIGSTOP)  # Ctrl-Z: it cannot renew
+        time.sleep(3)
+        with pytest.raises(ConfigError, match=f"expired, but its holder, pid {holder.pid} .* still runs on this host"):
+            ExperimentLock(experiment).acquire()
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_a_driver_whose_lease_was_taken_over_stops_at_once(s3_server, short_leases):
+    experiment = join_uri(s3_server, "exp")
+    holder = _hold_in_a_process(experiment)
+    try:
+        filesystem, path = lease_location(experiment)
+        with filesystem.open_output_stream(path) as handle:  # another driver's lease, as after a takeover
+            handle.write(json.dumps({"token": "other", "expires": time.time() + 60, "pid": 7, "host": "h"}).encode())
+        assert holder.wait(timeout=30) == 1
+        assert _lease_object(experiment)["token"] == "other"  # nothing written, nothing deleted
+    finally:
+        holder.kill()
+
+
+def test_the_lease_keeps_no_secret_and_one_experiment_spelled_two_ways_is_one(s3_server, short_leases, monkeypatch):
+    from urllib.parse import parse_qs, urlsplit
+
+    experiment = join_uri(s3_server, "exp")
+    with ExperimentLock(experiment):
+        assert S3_SECRET not in json.dumps(_lease_object(experiment))
+    # the same experiment given as AWS_* variables: the dead holder's record is its own
+    holder = _hold_in_a_process(experiment)
+    holder.kill()
+    holder.wait()
+    time.sleep(2.5)
+    endpoint = parse_qs(urlsplit(s3_server).query)["endpoint_override"][0]
+    for name, value in (("AWS_ENDPOINT_URL", f"http://{endpoint}"), ("AWS_ACCESS_KEY_ID", "AKID"),
+                        ("AWS_SECRET_ACCESS_KEY", S3_SECRET), ("AWS_REGION", "us-east-1")):
+        monkeypatch.setenv(name, value)
+    with ExperimentLock("s3://bkt/runs/exp") as lock:
+        assert lock.previous["pid"] == holder.pid

@@ -464,3 +464,32 @@ def test_sigterm_stops_a_process_whose_sigint_is_ignored(tmp_path):
     child.send_signal(signal.SIGTERM)
     out, _ = child.communicate(timeout=60)
     assert (child.returncode, out.strip()) == (130, "stopped True")
+
+
+def test_a_lock_record_cannot_choose_which_processes_resume_ends(tmp_path):
+    """A lock file or lease is written where others may write: only a real Ray session folder of
+    this user, started by the recorded driver (`session_TIME_PID`), that no longer runs, is reaped."""
+    import socket
+
+    from tunelab.cluster import reap_stale_session
+
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait()
+    session = tmp_path / "ray" / f"session_2026-01-01_00-00-00_000000_{ended.pid}"
+    session.mkdir(parents=True)
+    decoy = subprocess.Popen(["bash", "-c", f"exec -a {session}/raylet sleep 600"])
+    try:
+        time.sleep(0.5)
+        host = socket.gethostname()
+        for record in ({"host": host, "pid": os.getpid(), "ray_session": str(session)},  # the driver still runs
+                       {"host": host, "pid": ended.pid, "ray_session": str(tmp_path / "ray" / "session_")},
+                       {"host": host, "pid": ended.pid + 1, "ray_session": str(session)},  # not its session
+                       {"host": host, "pid": ended.pid, "ray_session": str(tmp_path / "ray")},
+                       {"host": "elsewhere", "pid": ended.pid, "ray_session": str(session)}):
+            reap_stale_session(record)
+            assert decoy.poll() is None, record
+        reap_stale_session({"host": host, "pid": ended.pid, "ray_session": str(session)})  # the real case
+        assert decoy.wait(timeout=30) is not None
+    finally:
+        decoy.kill()
+        decoy.wait()

@@ -155,9 +155,15 @@ def read_record(location: str | Path) -> dict[str, Any]:
     shown = f"{str(location).rstrip('/')}/{TUNELAB_FILE}"
     try:
         text = read_text(location, TUNELAB_FILE)
-    except (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError, OSError):
-        raise ConfigError(f"{str(location)!r} is not a tunelab experiment (no readable {TUNELAB_FILE}); "
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError):
+        raise ConfigError(f"{redact(str(location))!r} is not a tunelab experiment (no readable {TUNELAB_FILE}); "
                           "pass a folder made by `tunelab tune`, e.g. runs/NAME") from None
+    except OSError as exc:  # on object storage: the store did not answer, or refused the request
+        if local_path(location) is not None:
+            raise ConfigError(f"{str(location)!r} is not a tunelab experiment (no readable {TUNELAB_FILE}); "
+                              "pass a folder made by `tunelab tune`, e.g. runs/NAME") from None
+        raise ConfigError(f"{redact(str(location))!r}: {TUNELAB_FILE} cannot be read from the store "
+                          f"({redact(str(exc).splitlines()[0])[:300]}); check its endpoint and credentials") from None
     except UnicodeDecodeError:
         raise ConfigError(f"{shown!r} is not UTF-8 text; it is not a record tunelab wrote") from None
     try:
