@@ -187,7 +187,7 @@ def load_experiment(path: str | Path) -> pd.DataFrame:
     max_epochs = int(record["scheduler"]["max_t"])
     ray_status = ray_trial_statuses(path)
     final = record.get(FINAL_STATUSES)
-    rows = []
+    rows, trials = [], []
     for folder in sorted(p for p in path.iterdir() if p.is_dir() and (p / "params.json").exists()):
         try:
             frame, params = _read_trial(folder)
@@ -206,16 +206,22 @@ def load_experiment(path: str | Path) -> pd.DataFrame:
             trial_status(frame, (folder / "error.txt").exists(), ray_status.get(trial_id, ""), max_epochs)
         if frame.empty:
             frame = pd.DataFrame({M.EPOCH: [pd.NA]})
-        frame = frame.assign(experiment=location, method=record["method"], dataset=record["dataset"],
-                             trial_id=trial_id, trial_dir=folder.name, status=status)
-        for key, value in resolved_config(record["method"], params, folder).items():
-            frame[CONFIG_PREFIX + key] = json.dumps(value) if isinstance(value, (list, dict)) else value
-        rows.append(frame)
+        if "trial_id" in frame:
+            frame = frame.drop(columns="trial_id")  # the trial's own, from the table below
+        # One row per trial of what is constant over its epochs, joined once below: set column by
+        # column on every trial's frame, it took 80% of `report`'s time at 10,000 trials.
+        config = {CONFIG_PREFIX + key: json.dumps(value) if isinstance(value, (list, dict)) else value
+                  for key, value in resolved_config(record["method"], params, folder).items()}
+        trials.append({"experiment": location, "method": record["method"], "dataset": record["dataset"],
+                       "trial_id": trial_id, "trial_dir": folder.name, "status": status, **config})
+        rows.append(frame.assign(trial_dir=folder.name))
     if not rows:
         return pd.DataFrame(columns=["experiment", "method", "dataset", "trial_id", "status", M.EPOCH])
-    out = pd.concat(rows, ignore_index=True)
+    epochs = pd.concat(rows, ignore_index=True)
+    out = pd.DataFrame(trials).merge(epochs, on="trial_dir", how="right", validate="one_to_many")
     front = ["experiment", "method", "dataset", "trial_id", "trial_dir", "status", M.EPOCH]
-    return out[front + [c for c in out.columns if c not in front]]
+    reported = [c for c in epochs.columns if c not in front]
+    return out[front + reported + [c for c in out.columns if c not in front and c not in reported]]
 
 
 def load_experiments(paths: Iterable[str | Path]) -> pd.DataFrame:
