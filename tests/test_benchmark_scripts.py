@@ -243,3 +243,14 @@ def test_every_stored_run_file_that_the_benchmark_pages_name_is_in_the_repositor
             if not list(root.glob(path)):
                 missing.append(path)
     assert not missing, missing
+
+
+def test_the_rules_power_is_its_size_under_no_effect_and_grows_with_the_effect():
+    import re
+
+    peers = _peers_module()
+    lines = peers.power(20, 4, effects=(0.0, 0.5, 1.0), draws=2000)
+    first, last = zip(*[map(float, re.findall(r"power (\S+) at Holm's first.*?, (\S+) at its last", line)[0])
+                        for line in lines])
+    assert abs(last[0] - 0.05) < 0.02 and abs(first[0] - 0.05 / 4) < 0.01  # no effect: the test's size
+    assert first[0] < first[1] < first[2] and last[0] < last[1] < last[2]
