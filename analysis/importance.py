@@ -13,6 +13,7 @@ from tunelab.core.statuses import TrialStatus
 from tunelab.core import metrics as M
 
 MIN_IMPORTANCE_TRIALS = 8  # fANOVA's forest on fewer full-budget trials ranks noise
+MAX_IMPORTANCE_TRIALS = 2000  # beyond, a seeded random sample: the forest's cost grows with the trials
 
 
 def scored_for_importance(summary: pd.DataFrame, metric: str = M.VAL_ACC) -> pd.DataFrame:
@@ -26,6 +27,8 @@ def scored_for_importance(summary: pd.DataFrame, metric: str = M.VAL_ACC) -> pd.
 def importance_note(summary: pd.DataFrame, metric: str = M.VAL_ACC) -> str | None:
     """Why importance is not shown for these trials, or None when it is."""
     n = len(scored_for_importance(summary, metric))
+    if n > MAX_IMPORTANCE_TRIALS:
+        return f"computed on a random {MAX_IMPORTANCE_TRIALS} of the {n} full-budget trials (seeded)"
     if n >= MIN_IMPORTANCE_TRIALS:
         return None
     return (f"not computed: {n} trial(s) ran the full budget, fANOVA needs at least {MIN_IMPORTANCE_TRIALS} "
@@ -50,7 +53,10 @@ def importance(summary: pd.DataFrame, space: list[dict[str, Any]], metric: str =
     distributions = {e["name"]: _distribution(e) for e in map(envelope_row, space)
                      if e is not None and e["name"] not in chained}
     trials = []
-    for _, row in scored_for_importance(summary, metric).iterrows():
+    scored = scored_for_importance(summary, metric)
+    if len(scored) > MAX_IMPORTANCE_TRIALS:
+        scored = scored.sample(n=MAX_IMPORTANCE_TRIALS, random_state=seed)
+    for _, row in scored.iterrows():
         params = {name: _param_value(row.get(CONFIG_PREFIX + name), dist) for name, dist in distributions.items()}
         if any(v is None for v in params.values()):
             continue

@@ -145,6 +145,8 @@ def markdown(table: pd.DataFrame, importance_frame: pd.DataFrame, notes: dict[st
     for method, note in notes.items():
         rows = importance_frame[importance_frame["method"] == method] if not importance_frame.empty else []
         shown = ", ".join(f"{r.param} {r.importance:.2f}" for r in rows.itertuples()) if len(rows) else None
+        if shown and note:
+            shown = f"{shown} ({note})"
         lines.append(f"- {method}: {shown or note or 'not computed (fANOVA could not fit these trials)'}")
     lines += ["", "## Experiments", ""]
     for path, record in records.items():

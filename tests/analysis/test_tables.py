@@ -107,6 +107,23 @@ def test_importance_finds_the_parameter_that_matters():
     assert found["lr"] > 0.8 > found["wd"]
 
 
+def test_importance_beyond_its_cap_is_computed_on_a_seeded_sample_and_says_so(monkeypatch):
+    from tunelab.analysis import importance as module
+
+    monkeypatch.setattr(module, "MAX_IMPORTANCE_TRIALS", 20)
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(60):
+        lr, wd = 10 ** rng.uniform(-4, -1), rng.uniform(0, 1)
+        rows.append({"trial_id": str(i), "val/acc": -abs(math.log10(lr) + 2.5), "config/lr": lr, "config/wd": wd})
+    space = [{"name": "lr", "type": "FloatRange", "low": 1e-4, "high": 1e-1, "log": True},
+             {"name": "wd", "type": "FloatRange", "low": 0.0, "high": 1.0, "log": False}]
+    found = module.importance(pd.DataFrame(rows), space)
+    assert found.set_index("param")["importance"]["lr"] > 0.8
+    assert found.equals(module.importance(pd.DataFrame(rows), space))  # the same sample each time
+    assert module.importance_note(pd.DataFrame(rows)) == "computed on a random 20 of the 60 full-budget trials (seeded)"
+
+
 def test_mean_and_difference_intervals_drop_the_same_non_finite_seeds():
     a = [0.90, 0.92, float("nan"), 0.94]
     b = [0.80, 0.85, 0.82]
