@@ -28,7 +28,7 @@ def importance_note(summary: pd.DataFrame, metric: str = M.VAL_ACC) -> str | Non
     """Why importance is not shown for these trials, or None when it is."""
     n = len(scored_for_importance(summary, metric))
     if n > MAX_IMPORTANCE_TRIALS:
-        return f"computed on a random {MAX_IMPORTANCE_TRIALS} of the {n} full-budget trials (seeded)"
+        return f"computed on a seeded random {MAX_IMPORTANCE_TRIALS} of the {n} full-budget trials"
     if n >= MIN_IMPORTANCE_TRIALS:
         return None
     return (f"not computed: {n} trial(s) ran the full budget, fANOVA needs at least {MIN_IMPORTANCE_TRIALS} "

@@ -121,7 +121,7 @@ def test_importance_beyond_its_cap_is_computed_on_a_seeded_sample_and_says_so(mo
     found = module.importance(pd.DataFrame(rows), space)
     assert found.set_index("param")["importance"]["lr"] > 0.8
     assert found.equals(module.importance(pd.DataFrame(rows), space))  # the same sample each time
-    assert module.importance_note(pd.DataFrame(rows)) == "computed on a random 20 of the 60 full-budget trials (seeded)"
+    assert module.importance_note(pd.DataFrame(rows)) == "computed on a seeded random 20 of the 60 full-budget trials"
 
 
 def test_mean_and_difference_intervals_drop_the_same_non_finite_seeds():
