@@ -90,10 +90,10 @@ def probe_lease(experiment: str) -> str:
     try:
         current = lease.read()
     except OSError as exc:
-        raise ConfigError(f"the storage of {redact(experiment)!r} cannot be reached (reading {lease._shown()}: "
+        raise ConfigError(f"the storage of {redact(experiment)!r} cannot be reached (reading {lease.shown()}: "
                           f"{redact(str(exc).splitlines()[0])}); check its endpoint and credentials") from None
-    lease._refuse_if_held(current)
-    return f"lease {lease._shown()} is " + ("free (not created)" if current is None else "expired (would be taken over)")
+    lease.refuse_if_held(current)
+    return f"lease {lease.shown()} is " + ("free (not created)" if current is None else "expired (would be taken over)")
 
 
 class ObjectStoreLease:
@@ -135,16 +135,16 @@ class ObjectStoreLease:
     def acquire(self) -> "ObjectStoreLease":
         try:
             current = self.read()
-            self._refuse_if_held(current)
+            self.refuse_if_held(current)
             self.write()
             time.sleep(SETTLE_S)
             after = self.read()
         except OSError as exc:
-            raise ConfigError(f"the experiment's lease {self._shown()} cannot be read or written: "
+            raise ConfigError(f"the experiment's lease {self.shown()} cannot be read or written: "
                               f"{redact(str(exc).splitlines()[0])}") from None
         if after is None or after.get("token") != self.token:
-            self._refuse_if_held(after, started_with_us=True)
-            raise ConfigError(f"the experiment's lease {self._shown()} did not keep what this driver wrote; "
+            self.refuse_if_held(after, started_with_us=True)
+            raise ConfigError(f"the experiment's lease {self.shown()} did not keep what this driver wrote; "
                               "another driver is taking it: try again")
         if current is not None:
             self.previous = {k: v for k, v in current.items() if k not in ("token", "expires")}
@@ -153,20 +153,20 @@ class ObjectStoreLease:
         self._thread.start()
         return self
 
-    def _refuse_if_held(self, lease: dict[str, Any] | None, started_with_us: bool = False) -> None:
+    def refuse_if_held(self, lease: dict[str, Any] | None, started_with_us: bool = False) -> None:
         if lease is None or lease.get("token") == self.token:
             return
         left = _expiry(lease) - time.time()
         if left <= 0 and not started_with_us:
             if _runs_here(lease):
-                raise ConfigError(f"experiment {redact(self.experiment)!r}: its lease {self._shown()} expired, but its "
+                raise ConfigError(f"experiment {redact(self.experiment)!r}: its lease {self.shown()} expired, but its "
                                   f"holder, {describe_holder(lease)}, still runs on this host (paused, or cut off "
                                   "from the store): stop it, or let it continue")
             return  # expired: taken over
         raise ConfigError(f"experiment {redact(self.experiment)!r} is in use by {describe_holder(lease)} (its lease "
-                          f"{self._shown()} expires in {_duration(left)} unless renewed); wait for that run "
+                          f"{self.shown()} expires in {_duration(left)} unless renewed); wait for that run "
                           "to end, or for the lease to expire if it was killed; if no run holds it, delete "
-                          f"{self._shown()}")
+                          f"{self.shown()}")
 
     def _renew(self) -> None:
         while not self._stop.wait(self.ttl / 4):
@@ -187,7 +187,7 @@ class ObjectStoreLease:
         graceful stop would save Ray's experiment state over the new driver's; this driver's own
         Ray instance is ended first, so its trials stop writing checkpoints (on a joined cluster,
         Ray ends the trials of a driver that exits)."""
-        print(f"tunelab: error: the experiment's lease {self._shown()} was taken over by {describe_holder(current)} "
+        print(f"tunelab: error: the experiment's lease {self.shown()} was taken over by {describe_holder(current)} "
               "while this driver had not renewed it (paused, or cut off from the store); stopped at once, "
               "saving nothing: that run continues the experiment", file=sys.stderr, flush=True)
         session = self.holder.get("ray_session")
@@ -208,5 +208,5 @@ class ObjectStoreLease:
         except OSError:
             pass  # left to expire
 
-    def _shown(self) -> str:
+    def shown(self) -> str:
         return redact(f"{self.path}")
