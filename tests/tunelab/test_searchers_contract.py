@@ -47,9 +47,15 @@ def _killable(experiment) -> bool:
 
 
 @pytest.mark.parametrize("search", sorted(REGISTERED))
-def test_a_killed_search_resumes_to_the_trials_asked_for(ray_cluster, tmp_path, search):
+def test_a_killed_search_resumes_to_the_trials_asked_for(ray_cluster, faults, tmp_path, search):
     cluster, _ = ray_cluster
-    env = {**os.environ, "RAY_ADDRESS": cluster.address, "PYTHONUNBUFFERED": "1"}
+    # The kill must land while a trial is between its epochs, seen in its progress.csv in the
+    # experiment: Ray copies a running trial's files there with each snapshot (every ~10 s by
+    # default; here at every step), and each epoch sleeps 0.5 s first (faults), so the window is
+    # seconds wide on any machine. With tiny epochs and the default period, a quiet machine ran
+    # every trial between two copies and the wait timed out.
+    (faults / "sleep").write_text("0.5")
+    env = {**os.environ, "RAY_ADDRESS": cluster.address, "PYTHONUNBUFFERED": "1", "TUNE_GLOBAL_CHECKPOINT_S": "0"}
     experiment = tmp_path / search
     command = [sys.executable, "-m", "tunelab", "tune", "classifier", "--search", search, "--num-samples",
                str(TRIALS), "--max-epochs", str(EPOCHS), "--scheduler", "fifo", "--max-concurrent", "1",
