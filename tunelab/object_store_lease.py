@@ -32,7 +32,7 @@ from typing import Any
 
 from tunelab.core.errors import ConfigError
 from tunelab.core.redaction import redact
-from tunelab.core.storage import remote_filesystem
+from tunelab.core.storage import experiment_identity, remote_filesystem
 from tunelab.lock_holder import describe_holder
 
 SETTLE_S = 2.0
@@ -52,7 +52,8 @@ def ttl_s() -> float:
 
 def lease_location(experiment: str) -> tuple[Any, str]:
     """(pyarrow filesystem, path of the lease object) of a remote experiment: beside it, `.NAME.lock`."""
-    filesystem, path = remote_filesystem(experiment)
+    # On its identity: `exp`, `exp/` and `./exp` are one experiment, so one lease.
+    filesystem, path = remote_filesystem(experiment_identity(experiment))
     parent, _, name = path.rstrip("/").rpartition("/")
     return filesystem, f"{parent}/.{name}.lock"
 

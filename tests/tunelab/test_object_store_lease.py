@@ -78,15 +78,8 @@ def test_two_drivers_starting_at_once_get_one_lease(s3_server, short_leases):
 
 def test_a_killed_drivers_lease_expires_and_is_taken_over_with_its_record(s3_server, short_leases, capsys):
     experiment = join_uri(s3_server, "exp")
-    holder = subprocess.Popen([sys.executable, "-c", (
-        "import sys, time; sys.path.insert(0, %r)\n"
-        "import tunelab.object_store_lease as l; l.SETTLE_S = 0.5\n"
-        "from tunelab.experiment_lock import ExperimentLock\n"
-        "ExperimentLock(%r).acquire(); print('held', flush=True); time.sleep(120)"
-    ) % (str(ROOT), experiment)], stdout=subprocess.PIPE, text=True,
-        env={**__import__("os").environ, "TUNELAB_LEASE_TTL_S": "2"})
+    holder = _hold_in_a_process(experiment)
     try:
-        assert holder.stdout.readline().strip() == "held"
         holder.send_signal(signal.SIGKILL)  # no release: its lease stays until it expires
         holder.wait(timeout=30)
         with pytest.raises(ConfigError, match=f"in use by pid {holder.pid}"):
@@ -252,3 +245,23 @@ def test_the_lease_keeps_no_secret_and_one_experiment_spelled_two_ways_is_one(s3
         monkeypatch.setenv(name, value)
     with ExperimentLock("s3://bkt/runs/exp") as lock:
         assert lock.previous["pid"] == holder.pid
+
+
+def test_every_spelling_of_an_experiment_has_one_lease_beside_it_and_release_deletes_only_that(s3_server,
+                                                                                                short_leases):
+    import pyarrow.fs as pafs
+
+    base, query = s3_server.split("?")
+    spellings = [f"{base}/exp?{query}", f"{base}/exp/?{query}", f"{base}/./exp?{query}", f"{base}//exp?{query}"]
+    assert {lease_location(s)[1] for s in spellings} == {"bkt/runs/.exp.lock"}
+    filesystem, _ = lease_location(spellings[0])
+    for name in ("runs/exp/tunelab.json", "runs/.other.lock", "runs/exp.lock", "keep.txt"):
+        with filesystem.open_output_stream(f"bkt/{name}") as handle:
+            handle.write(b"not ours")
+    with ExperimentLock(spellings[0]):
+        with pytest.raises(ConfigError, match="is in use by pid"):
+            ExperimentLock(spellings[2]).acquire()
+    for name in ("runs/exp/tunelab.json", "runs/.other.lock", "runs/exp.lock", "keep.txt"):
+        with filesystem.open_input_stream(f"bkt/{name}") as handle:
+            assert handle.read() == b"not ours", name
+    assert filesystem.get_file_info("bkt/runs/.exp.lock").type == pafs.FileType.NotFound
