@@ -8,6 +8,8 @@ reaches the start of EPOCH (1-based). Kinds:
     raise  -> RuntimeError, as a crashing trial would
     oom    -> torch.OutOfMemoryError, as a trial that ran out of GPU memory would
     nan    -> the epoch's loss becomes NaN, as a diverging trial's would
+    hold   -> the process waits before the epoch (up to HOLD_S), with a file `held.PID` in the
+              folder while it does: a test can kill a driver while a trial is certainly mid-run
 
 One more file is read and never claimed: `sleep`, holding a number of seconds every epoch of
 every trial sleeps first. It makes tiny trials last as long as real ones relative to a worker
@@ -26,6 +28,7 @@ from pathlib import Path
 import torch
 
 FAULTS_ENV = "TUNELAB_FAULTS_DIR"
+HOLD_S = 180.0
 
 
 class InjectedFault(RuntimeError):
@@ -55,11 +58,23 @@ def before_epoch(epoch: int, seed: int | None = None) -> bool:
         for name in ("sleep", f"sleep.seed-{seed}"):
             if (pause := Path(folder) / name).is_file():
                 time.sleep(float(pause.read_text() or 0))
+    if claim("hold", epoch):
+        hold(Path(folder))
     if claim("raise", epoch):
         raise InjectedFault(f"injected fault at epoch {epoch} ({FAULTS_ENV})")
     if claim("oom", epoch):
         raise torch.OutOfMemoryError(f"CUDA out of memory (injected at epoch {epoch}, {FAULTS_ENV})")
     return claim("nan", epoch)
+
+
+def hold(folder: Path) -> None:
+    """Wait HOLD_S seconds with `held.PID` in `folder` (a process killed meanwhile leaves it)."""
+    marker = folder / f"held.{os.getpid()}"
+    marker.touch()
+    try:
+        time.sleep(HOLD_S)
+    finally:
+        marker.unlink(missing_ok=True)
 
 
 class FaultInjection:

@@ -111,6 +111,7 @@ def run_config(opts: TuneOptions, name: str, storage: str, record: dict[str, Any
     from tunelab.progress import ProgressLines
     from tunelab.stopping import StopWhenReached
     from tunelab.trial_files import SaveEndedTrialFiles
+    from tunelab.whole_snapshot import KeepWholeSnapshot
 
     stop = StopWhenReached(opts.metric, opts.mode, opts.stop_at) if opts.stop_at is not None else None
     return tune.RunConfig(
@@ -122,7 +123,8 @@ def run_config(opts: TuneOptions, name: str, storage: str, record: dict[str, Any
         # session given --time-budget, so `resume --time-budget` works for every experiment.
         # SaveEndedTrialFiles comes after the loggers: it copies what they wrote.
         callbacks=[ProgressLines(opts.num_samples, opts.metric, opts.max_epochs), TimeBudget(),
-                   *logger_callbacks(opts.tensorboard), SaveEndedTrialFiles(), *trackers.callbacks(opts, record)])
+                   *logger_callbacks(opts.tensorboard), SaveEndedTrialFiles(), KeepWholeSnapshot(),
+                   *trackers.callbacks(opts, record)])
 
 
 def trial_dirname(trial) -> str:

@@ -27,7 +27,7 @@ from tunelab.core.record import TUNELAB_FILE, read_record
 from tunelab.core.storage import is_uri, join_uri, local_path
 from tunelab.core.statuses import UNFINISHED_RAY_STATUSES, RayStatus
 from tunelab.core.trial_folders import parse_trial_folder_name, trial_folder_pattern
-from tunelab.ray_state import drop_lost_checkpoints, lost_checkpoint
+from tunelab.ray_state import SNAPSHOT_FILE, drop_lost_checkpoints, lost_checkpoint
 from tunelab import tracker_plugins as trackers
 from tunelab.experiment_lock import lock_path
 from tunelab.core.errors import ConfigError
@@ -40,11 +40,12 @@ BUCKET_SCHEMES = ("s3", "gs", "gcs", "abfs", "abfss")  # the first part of the l
 
 # What `--overwrite` may delete in an experiment folder, as name patterns (fnmatch), and nothing
 # else. At the top: the record, Ray Tune's experiment files (and the `.unreadable` copies
-# ray_state.set_aside keeps of cut-short ones), TensorBoard files, and trial folders, named
+# ray_state.set_aside keeps of cut-short ones), tunelab's whole copy of Ray's snapshot (and the
+# temporary file a kill mid-write leaves of it), TensorBoard files, and trial folders, named
 # METHOD_TRIALID (tunelab.core.trial_folders).
 OURS = (TUNELAB_FILE, "tuner.pkl", "trainable.pkl", ".validate_storage_marker", "experiment_state-*.json",
         "search_gen_state-*.json", "searcher-state-*.pkl", "basic-variant-state-*.json", "*.unreadable",
-        "*.unreadable.[0-9]*", "events.out.tfevents.*")
+        "*.unreadable.[0-9]*", "events.out.tfevents.*", SNAPSHOT_FILE, f".{SNAPSHOT_FILE}.*")
 # Inside a trial folder: Ray's per-trial files and the checkpoints tunelab's trainables report.
 TRIAL_FILES = ("params.json", "params.pkl", "result.json", "progress.csv", "error.txt", "error.pkl",
                "events.out.tfevents.*", "checkpoint_[0-9]*")

@@ -9,8 +9,11 @@ state file `Tuner.restore` reads is checked here first:
 - the searcher's snapshot (`searcher-state-*.pkl`, the Optuna study and which Ray trial is which
   Optuna trial) cut short is rebuilt from the ground truth: the trials of Ray's experiment state
   and the results each trial wrote (or, with `--optuna-storage`, the stored study itself);
-- any other file cut short (the experiment state, the search generator's counter, tuner.pkl) cannot
-  be rebuilt faithfully: resume stops with one line saying so and changes nothing.
+- a file of the newest snapshot cut short (the experiment state, the search generator's counter,
+  the searcher's) is put back from the whole copy tunelab keeps of each snapshot before Ray copies
+  it (tunelab.whole_snapshot; local and shared-folder storage);
+- any other file cut short (tuner.pkl, or a snapshot without a whole copy) cannot be rebuilt
+  faithfully: resume stops with one line saying so and changes nothing.
 
 A searcher snapshot found unreadable is kept beside as `NAME.unreadable`, never deleted.
 """
@@ -22,18 +25,26 @@ import math
 import os
 import pickle
 import sys
+import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tunelab.core.storage import local_path
 from tunelab.core.errors import ConfigError
+from tunelab.core.files import atomic_write_bytes
 from tunelab.trainables.fileio import read_json_lines
 
 SEARCHER_STATE = "searcher-state-*.pkl"
 # Read by Tuner.restore with no way to rebuild them here: tuner.pkl, the experiment state (the
 # trials), the search generator's (sample counter) and the random generator's.
 OTHER_STATE = ("tuner.pkl", "experiment_state-*.json", "search_gen_state-*.json", "basic-variant-state-*.json")
+# The files of one snapshot, by Ray's session string, and tunelab's whole copy of them
+# (tunelab.whole_snapshot).
+STATE_FILES = ("experiment_state-{}.json", "search_gen_state-{}.json", "searcher-state-{}.pkl",
+               "basic-variant-state-{}.json")
+SNAPSHOT_FILE = ".tunelab-ray-snapshot.tar"
+MAX_SNAPSHOT_BYTES = 2 << 30  # a bundle member larger than this is not one tunelab wrote
 
 
 @dataclass
@@ -77,14 +88,22 @@ def has_experiment_state(location: str) -> bool:
 
 def read_error(file: Path) -> str | None:
     """None if Ray can load `file`, else the error in one short line."""
+    try:
+        data = file.read_bytes()
+    except OSError as exc:
+        return " ".join(f"{type(exc).__name__}: {exc}".split())[:200]
+    return load_error(file.name, data)
+
+
+def load_error(name: str, data: bytes) -> str | None:
+    """None if Ray can load the contents `data` of its state file `name`, else the error in one line."""
     import ray.cloudpickle as cloudpickle
 
     try:
-        with open(file, "rb") as handle:
-            if file.suffix == ".json" and file.name.startswith("experiment_state"):
-                json.load(handle)  # Ray's experiment state is JSON; the others are pickles named .json
-            else:
-                cloudpickle.load(handle)
+        if name.endswith(".json") and name.startswith("experiment_state"):
+            json.loads(data)  # Ray's experiment state is JSON; the others are pickles named .json
+        else:
+            cloudpickle.loads(data)
         return None
     except Exception as exc:  # noqa: BLE001 - a cut-short file raises whatever its cut makes it raise
         return " ".join(f"{type(exc).__name__}: {exc}".split())[:200]
@@ -101,11 +120,68 @@ def set_aside(file: Path) -> Path:
     return kept
 
 
+def kept_files(folder: Path, session: str) -> dict[str, bytes] | None:
+    """The bundle's files if it holds a whole snapshot of `session` (each file loads), else None."""
+    bundle = folder / SNAPSHOT_FILE
+    if bundle.is_symlink() or not bundle.is_file():
+        return None
+    wanted = {name.format(session) for name in STATE_FILES}
+    files: dict[str, bytes] = {}
+    try:
+        with tarfile.open(bundle, mode="r:") as tar:
+            for member in tar.getmembers():
+                if member.name not in wanted or not member.isfile() or member.size > MAX_SNAPSHOT_BYTES:
+                    return None  # not a bundle KeepWholeSnapshot wrote for this session
+                files[member.name] = tar.extractfile(member).read()
+    except (OSError, tarfile.TarError, EOFError):
+        return None
+    if STATE_FILES[0].format(session) not in files:
+        return None
+    if any(load_error(name, data) is not None for name, data in files.items()):
+        return None
+    return files
+
+
+def put_back(folder: Path, session: str) -> list[str]:
+    """Write the kept snapshot of `session` over Ray's files of that session; files that do not load
+    are set aside first (NAME.unreadable). Returns the names set aside; [] when the bundle cannot
+    help (then nothing was changed)."""
+    files = kept_files(folder, session)
+    if files is None:
+        return []
+    set_aside_names = []
+    for name, data in files.items():
+        target = folder / name
+        if target.exists() and read_error(target) is not None:
+            set_aside_names.append(f"{name} (kept as {set_aside(target).name})")
+        atomic_write_bytes(target, lambda handle, data=data: handle.write(data))
+    return set_aside_names
+
+
+def put_back_whole_snapshot(folder: Path) -> None:
+    """If a file of Ray's newest snapshot was cut short, put back the whole copy tunelab kept of it
+    (tunelab.whole_snapshot), when it has one of that session; else change nothing."""
+    state = newest(folder, "experiment_state-*.json")
+    if state is None:
+        return
+    session = session_of(state)
+    cut = [name for pattern in STATE_FILES
+           if (file := folder / (name := pattern.format(session))).exists() and read_error(file) is not None]
+    if not cut:
+        return
+    set_aside_names = put_back(folder, session)
+    if set_aside_names:
+        were = "was" if len(set_aside_names) == 1 else "were"
+        print(f"tunelab: Ray's {', '.join(set_aside_names)} {were} cut short when the driver was killed; put "
+              "back the whole snapshot tunelab kept of the same moment", file=sys.stderr)
+
+
 def check_and_repair(path: str, searcher: Any) -> None:
     """Make a local experiment's Ray state restorable, or stop with one line (ConfigError, exit 2)."""
     folder = local_path(path)
     if folder is None:
         return  # remote storage: Ray's own restore semantics
+    put_back_whole_snapshot(folder)
     for pattern in OTHER_STATE:
         file = newest(folder, pattern)
         error = read_error(file) if file is not None else None

@@ -1,3 +1,4 @@
+import os
 import dataclasses
 import math
 
@@ -220,3 +221,18 @@ def test_faults_reach_confirmation_runs_and_a_seed_scoped_sleep_slows_only_that_
     with pytest.raises(faults.InjectedFault, match="epoch 2"):
         confirm("classifier", values, seed=2, data=digits8)
     assert not (tmp_path / "raise@2").exists()
+
+
+def test_a_hold_token_pauses_one_process_once_with_a_marker_while_it_waits(tmp_path, monkeypatch):
+    from tunelab.trainables import faults
+
+    monkeypatch.setenv(faults.FAULTS_ENV, str(tmp_path))
+    markers = []
+    monkeypatch.setattr(faults.time, "sleep", lambda s: markers.append((s, sorted(p.name for p in tmp_path.iterdir()))))
+    (tmp_path / "hold@2").touch()
+    assert faults.before_epoch(1) is False and markers == []
+    faults.before_epoch(2)
+    assert markers == [(faults.HOLD_S, [f"held.{os.getpid()}"])]  # the token claimed, the marker there
+    assert list(tmp_path.iterdir()) == []  # the marker goes when the wait ends
+    faults.before_epoch(2)
+    assert len(markers) == 1  # once only

@@ -355,3 +355,78 @@ def test_a_slot_of_a_trial_that_will_run_again_is_kept(tmp_path, kind, status):
     restored.add_configurations([_ray_experiment(tmp_path)])
     restored.restore_from_dir(str(tmp_path))
     assert restored.next_trial() is None  # the trial resumes in its slot
+
+
+def _keep_whole_snapshot(folder):
+    """What KeepWholeSnapshot does at each Ray snapshot, with `folder` as both Ray's staging folder
+    and the experiment (a stand-in for the trial's storage: the Ray run is in test_tune_ray.py)."""
+    from types import SimpleNamespace
+
+    import pyarrow.fs
+
+    from tunelab.whole_snapshot import keep
+
+    storage = SimpleNamespace(experiment_driver_staging_path=str(folder), experiment_fs_path=str(folder),
+                              storage_filesystem=pyarrow.fs.LocalFileSystem())
+    keep(SimpleNamespace(storage=storage))
+
+
+@pytest.mark.parametrize("pattern", ["experiment_state-*.json", "search_gen_state-*.json", "searcher-state-*.pkl"])
+def test_a_snapshot_file_cut_short_is_put_back_from_the_whole_copy_and_kept_aside(tmp_path, capsys, pattern):
+    folder, _, _ = _experiment(tmp_path)
+    _keep_whole_snapshot(folder)
+    file = next(folder.glob(pattern))
+    whole = file.read_bytes()
+    _cut(file)
+    cut_bytes = file.read_bytes()
+    check_and_repair(str(folder), searcher_for("optuna"))
+    assert file.read_bytes() == whole
+    assert (folder / f"{file.name}.unreadable").read_bytes() == cut_bytes  # never deleted
+    message = capsys.readouterr().err
+    assert f"Ray's {file.name} (kept as {file.name}.unreadable) was cut short" in message
+    assert "put back the whole snapshot" in message
+
+
+def test_a_whole_copy_of_another_session_or_one_not_ours_changes_nothing(tmp_path):
+    import tarfile
+
+    from tunelab.ray_state import SNAPSHOT_FILE
+
+    folder, _, session = _experiment(tmp_path)
+    _keep_whole_snapshot(folder)
+    state = folder / f"experiment_state-{session}.json"
+    _cut(state)
+    later = folder / "experiment_state-2026-02-02_00-00-00.json"  # a later session: the copy is not of it
+    later.write_bytes(state.read_bytes())
+    with pytest.raises(ConfigError, match=f"Ray's {later.name} is unreadable"):
+        check_and_repair(str(folder), searcher_for("optuna"))
+    later.unlink()
+    bundle = folder / SNAPSHOT_FILE
+    for member in ("../escape.json", f"search_gen_state-{session}.json"):  # a path out; no experiment state
+        bundle.unlink()
+        with tarfile.open(bundle, "w") as tar:
+            tar.add(folder / f"search_gen_state-{session}.json", arcname=member)
+        files = sorted((p.name, p.stat().st_size) for p in folder.iterdir())
+        with pytest.raises(ConfigError, match=f"Ray's {state.name} is unreadable"):
+            check_and_repair(str(folder), searcher_for("optuna"))
+        assert sorted((p.name, p.stat().st_size) for p in folder.iterdir()) == files
+    assert not (tmp_path / "escape.json").exists()
+    bundle.unlink()
+    bundle.symlink_to(tmp_path / "elsewhere.tar")  # a link planted in its place is not read
+    with pytest.raises(ConfigError, match=f"Ray's {state.name} is unreadable"):
+        check_and_repair(str(folder), searcher_for("optuna"))
+
+
+def test_the_whole_copy_is_replaced_whole_never_written_through_a_link(tmp_path):
+    from tunelab.ray_state import SNAPSHOT_FILE
+
+    folder, _, session = _experiment(tmp_path)
+    outside = tmp_path / "not-ours.tar"
+    outside.write_bytes(b"theirs")
+    (folder / SNAPSHOT_FILE).symlink_to(outside)
+    _keep_whole_snapshot(folder)
+    assert outside.read_bytes() == b"theirs" and not (folder / SNAPSHOT_FILE).is_symlink()
+    import tarfile
+
+    with tarfile.open(folder / SNAPSHOT_FILE) as tar:
+        assert sorted(tar.getnames()) == sorted(p.name for p in folder.glob(f"*{session}*"))

@@ -15,6 +15,7 @@ import pytest
 from tests.in_process import tunelab
 from tunelab.analysis.load import load_experiment, trial_summary
 from tunelab.searcher_plugins import REGISTERED
+from tunelab.trainables.faults import FAULTS_ENV
 
 pytestmark = pytest.mark.ray
 TINY = ["image_size=8", "width=8", "batch_size=128"]
@@ -39,36 +40,45 @@ def _finished(experiment) -> set[str]:
     return {name for name, epochs in _epochs(experiment).items() if epochs == EPOCHS}
 
 
-def _killable(experiment) -> bool:
-    """A trial finished and the next one is between its epochs: the kill lands mid-trial. (A kill
-    right after a trial's last report, before Ray has ended it, is another case; see the note.)"""
+def _killable(experiment, faults) -> bool:
+    """A trial is held mid-run (fault `hold`, after its first epoch) and another has finished, both
+    seen in the experiment's own files: the kill lands mid-trial, with a finished trial to keep."""
     epochs = _epochs(experiment)
-    return bool(_finished(experiment)) and any(0 < e < EPOCHS for e in epochs.values())
+    held = any(faults.glob("held.*"))
+    return held and bool(_finished(experiment)) and any(0 < e < EPOCHS for e in epochs.values())
 
 
 @pytest.mark.parametrize("search", sorted(REGISTERED))
 def test_a_killed_search_resumes_to_the_trials_asked_for(ray_cluster, faults, tmp_path, search):
     cluster, _ = ray_cluster
-    # The kill must land while a trial is between its epochs, seen in its progress.csv in the
-    # experiment: Ray copies a running trial's files there with each snapshot (every ~10 s by
-    # default; here at every step), and each epoch sleeps 0.5 s first (faults), so the window is
-    # seconds wide on any machine. With tiny epochs and the default period, a quiet machine ran
-    # every trial between two copies and the wait timed out.
-    (faults / "sleep").write_text("0.5")
-    env = {**os.environ, "RAY_ADDRESS": cluster.address, "PYTHONUNBUFFERED": "1", "TUNE_GLOBAL_CHECKPOINT_S": "0"}
+    # Two trials at a time: the first to reach its second epoch waits there (fault `hold`, up to
+    # minutes) while the others run to their end, so the kill's moment does not depend on the
+    # machine's speed. Ray copies the running trial's files into the experiment with each snapshot
+    # (here at every step), so its first epoch shows there while it waits.
+    (faults / "hold@2").touch()
+    # The driver joins the shared cluster as `ray job submit` starts one, its job's runtime
+    # environment given in RAY_JOB_CONFIG_JSON_ENV_VAR: that is how its trials see the faults folder.
+    job = {"runtime_env": {"env_vars": {FAULTS_ENV: str(faults)}}}
+    env = {**os.environ, "RAY_ADDRESS": cluster.address, "PYTHONUNBUFFERED": "1", "TUNE_GLOBAL_CHECKPOINT_S": "0",
+           "RAY_JOB_CONFIG_JSON_ENV_VAR": json.dumps(job)}
     experiment = tmp_path / search
     command = [sys.executable, "-m", "tunelab", "tune", "classifier", "--search", search, "--num-samples",
-               str(TRIALS), "--max-epochs", str(EPOCHS), "--scheduler", "fifo", "--max-concurrent", "1",
+               str(TRIALS), "--max-epochs", str(EPOCHS), "--scheduler", "fifo", "--max-concurrent", "2",
                "--checkpoint-interval", "0", "--storage", f"file://{tmp_path}", "--name", search,
                *sum((["--set", s] for s in TINY), [])]
-    driver = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = tmp_path / "driver.log"
+    with open(log, "wb") as output:
+        driver = subprocess.Popen(command, env=env, stdout=output, stderr=subprocess.STDOUT)
     try:
         deadline = time.time() + 240
-        while time.time() < deadline and not _killable(experiment):
+        while time.time() < deadline and driver.poll() is None and not _killable(experiment, faults):
             time.sleep(0.2)
-        assert _killable(experiment), f"{search}: no trial finished and another started before the deadline"
+        assert _killable(experiment, faults), (f"{search}: no trial held mid-run beside a finished one "
+                                               f"(driver exit {driver.poll()}): {log.read_text()[-3000:]}")
         driver.send_signal(signal.SIGKILL)
     finally:
+        if driver.poll() is None:
+            driver.kill()
         driver.wait(timeout=60)
     time.sleep(2)  # the snapshot written before the kill settles; nothing more is written
     before = _finished(experiment)

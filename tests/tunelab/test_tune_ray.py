@@ -16,6 +16,7 @@ from optuna.trial import TrialState
 
 from tests.in_process import tunelab
 from tunelab.driver import run_tune
+from tunelab.ray_state import SNAPSHOT_FILE
 from tunelab.tune_options import TuneOptions
 
 pytestmark = pytest.mark.ray
@@ -345,19 +346,25 @@ def test_driver_killed_mid_run_is_completed_by_resume(ray_cluster, tmp_path):
     interrupted = trial_summary(load_experiment(experiment))
     assert (interrupted["status"] == "finished").sum() >= 2
     before = {k: f["timestamp"].tolist() for k, f in _progress(experiment).items() if len(f) == 3}
-    # A copy whose experiment state the kill had cut short: resume refuses it in one line, exit 2,
-    # before starting anything, and changes nothing.
+    # As if the kill had cut Ray's copy of its experiment state short: resume puts back the whole
+    # copy tunelab kept of that snapshot (tunelab.whole_snapshot) and goes on. Without that copy
+    # (an experiment from before it) resume refuses in one line, exit 2, before starting anything,
+    # and changes nothing.
+    state = max(experiment.glob("experiment_state-*.json"))
+    whole = state.read_bytes()
     cut = tmp_path / "cut" / "killed"
     shutil.copytree(experiment, cut)
-    state = max(cut.glob("experiment_state-*.json"))
-    state.write_bytes(state.read_bytes()[:2000])
+    (cut / SNAPSHOT_FILE).unlink()
+    (cut / state.name).write_bytes(whole[:2000])
     files = sorted(p.name for p in cut.iterdir())
     # The resumes run in-process, on the same (shared) cluster the killed driver had joined.
     refused = tunelab("resume", str(cut), timeout=120)
     assert refused.returncode == 2 and refused.stderr.strip().count("\n") == 0, refused.stderr[-3000:]
     assert f"Ray's {state.name} is unreadable" in refused.stderr and sorted(p.name for p in cut.iterdir()) == files
+    state.write_bytes(whole[:2000])
     result = tunelab("resume", str(experiment), "--json")
     assert result.returncode == 0, result.stderr[-3000:]
+    assert f"Ray's {state.name} (kept as {state.name}.unreadable) was cut short" in result.stderr
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert summary["trials"] == 5 and summary["statuses"] == {"finished": 5}
     after = _progress(experiment)

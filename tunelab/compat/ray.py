@@ -252,6 +252,14 @@ def trial_staging(trial) -> tuple[str | None, object, str]:
     return trial.local_path, trial.storage.storage_filesystem, trial.path
 
 
+def experiment_staging(trial) -> tuple[str, object, str]:
+    """(the driver's staging folder of the experiment snapshot, the storage filesystem, the
+    experiment's folder in it), found through any trial of the experiment. Ray writes its snapshot
+    (experiment state, searcher, generator) there, then copies the folder into the storage."""
+    storage = trial.storage
+    return storage.experiment_driver_staging_path, storage.storage_filesystem, storage.experiment_fs_path
+
+
 def upload_folder(local: str, filesystem, path: str) -> None:
     """Copy a local folder into (filesystem, path) as Ray's own sync does (its private upload helper)."""
     from ray.train._internal.storage import _upload_to_fs_path
