@@ -317,9 +317,152 @@ def experiments(args) -> None:
                   flush=True)
 
 
+# ----------------------------------------------------------------------------- a real Ray run
+
+EPOCH_S = 1.0  # each epoch of a cluster-run trial sleeps this long, then reports
+
+
+def _sleeper(config: dict) -> None:
+    """A trial that costs its slot EPOCH_S a epoch and no CPU: a learning curve from its config."""
+    from ray import tune
+
+    lr = float(config.get("lr") or 0.01)
+    plateau = 0.95 - 0.3 * abs(np.log10(lr) + 2.0) / 2.0  # best near lr 0.01
+    for epoch in range(1, config["epochs"] + 1):
+        time.sleep(EPOCH_S)
+        tune.report({METRIC: plateau * (1 - np.exp(-epoch / 3)), "epoch": epoch})
+
+
+class Timeline:
+    """When each trial started and ended, how many results came, and the trial processes' memory."""
+
+    def __init__(self):
+        self.started: dict[str, float] = {}
+        self.ended: dict[str, float] = {}
+        self.results = 0
+        self.worker_rss_mb: list[float] = []
+        self._next_sample = 0.0
+
+    def callback(self):
+        from ray.tune import Callback
+
+        timeline = self
+
+        class Recorder(Callback):
+            def on_trial_start(self, iteration, trials, trial, **info):
+                timeline.started.setdefault(trial.trial_id, time.perf_counter())
+
+            def on_trial_complete(self, iteration, trials, trial, **info):
+                timeline.ended[trial.trial_id] = time.perf_counter()
+
+            def on_trial_error(self, iteration, trials, trial, **info):
+                timeline.ended[trial.trial_id] = time.perf_counter()
+
+            def on_trial_result(self, iteration, trials, trial, result, **info):
+                timeline.results += 1
+                if time.perf_counter() > timeline._next_sample:
+                    timeline._next_sample = time.perf_counter() + 10
+                    timeline.sample_workers()
+
+        return Recorder()
+
+    def sample_workers(self) -> None:
+        import psutil
+
+        for process in psutil.process_iter(["cmdline", "memory_info"]):
+            cmdline = process.info["cmdline"] or []
+            if cmdline and cmdline[0].startswith("ray::ImplicitFunc"):
+                self.worker_rss_mb.append(process.info["memory_info"].rss / 2**20)
+
+
+def cluster_one(search: str, slots: int, trials: int, epochs: int) -> dict:
+    """One real Ray run in this process: `slots` logical CPUs, one trial a slot."""
+    import os
+    import tempfile
+
+    import ray
+    from ray import tune
+
+    from tunelab.compat.ray import timed_snapshots
+    from tunelab.driver import allow_parallel_pending_trials
+    from tunelab.search_spaces import space_for
+    from tunelab.searcher_plugins import searcher_for
+    from tunelab.tune_options import TuneOptions, fixed_values
+
+    opts = TuneOptions(method="classifier", search=search, max_epochs=epochs, num_samples=trials, scheduler="asha",
+                       seed=0)
+    search_alg, param_space, scheduler = searcher_for(search).build(opts, dict(space_for("classifier")), "scale")
+    ray.init(num_cpus=slots, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    allow_parallel_pending_trials(opts)  # as tunelab's driver does for every --search (Ray's default: 1)
+    timeline, snapshots = Timeline(), []
+    storage = tempfile.mkdtemp(prefix="scale-cluster-")
+    tuner = tune.Tuner(
+        tune.with_resources(_sleeper, {"cpu": 1}),
+        param_space={**fixed_values(opts), **param_space, "epochs": epochs},
+        tune_config=tune.TuneConfig(search_alg=search_alg, scheduler=scheduler, metric=METRIC, mode="max",
+                                    num_samples=trials, reuse_actors=True),
+        run_config=tune.RunConfig(name=search, storage_path=storage, verbose=0, callbacks=[timeline.callback()]))
+    cpu_before, began = os.times(), time.perf_counter()
+    with timed_snapshots(snapshots):
+        grid = tuner.fit()
+    wall = time.perf_counter() - began
+    cpu_after = os.times()
+    ray.shutdown()
+    driver_cpu = (cpu_after.user - cpu_before.user) + (cpu_after.system - cpu_before.system)
+    return {"search": search, "slots": slots, "trials": len(grid), "wall_s": wall, "results": timeline.results,
+            "results_per_s": timeline.results / wall, "driver_cpu_fraction": driver_cpu / wall,
+            **_occupancy(timeline, slots), **_snapshot_growth(snapshots),
+            "worker_rss_mb_median": float(np.median(timeline.worker_rss_mb)) if timeline.worker_rss_mb else None,
+            "epoch_s": EPOCH_S}
+
+
+def _occupancy(timeline: Timeline, slots: int) -> dict:
+    """Busy slot-seconds over slots x time, while trials were still waiting to start (from the first
+    start to the last: after it no trial is left to fill a slot), and the gap from a trial's end to
+    the start of the trial that took its slot (the k-th end against the (slots + k)-th start)."""
+    starts = sorted(timeline.started.values())
+    first, last = starts[0], starts[-1]
+    busy = sum(max(0.0, min(timeline.ended.get(t, last), last) - max(s, first)) for t, s in timeline.started.items())
+    ends = sorted(timeline.ended.values())
+    gaps = [starts[slots + k] - ends[k] for k in range(min(len(starts) - slots, len(ends)))]
+    return {"occupancy": busy / (slots * (last - first)) if last > first else None,
+            "gap_p50_s": float(np.percentile(gaps, 50)) if gaps else None,
+            "gap_p99_s": float(np.percentile(gaps, 99)) if gaps else None}
+
+
+def _snapshot_growth(durations: list[float]) -> dict:
+    if not durations:
+        return {}
+    n = len(durations)
+    return {"snapshots": n, "snapshot_first_s": float(np.median(durations[: max(1, n // 10)])),
+            "snapshot_last_s": float(np.median(durations[-max(1, n // 10):])),
+            "snapshot_max_s": float(max(durations))}
+
+
+def cluster(args) -> None:
+    print(f"{args.slots} slots, {args.trials} trials of at most {args.epochs} epochs of {EPOCH_S:.0f} s (ASHA stops "
+          "most early)", flush=True)
+    for search in args.searchers:
+        done = subprocess.run([sys.executable, __file__, "_cluster", search, str(args.slots), str(args.trials),
+                               str(args.epochs)], capture_output=True, text=True, cwd=ROOT)
+        if done.returncode != 0:
+            raise SystemExit(f"{search}: {done.stderr[-3000:]}")
+        row = json.loads(done.stdout.strip().splitlines()[-1])
+        print(json.dumps(row), flush=True)
+        print(f"  {search}: {row['trials']} trials in {row['wall_s']:.0f} s; {row['results_per_s']:.1f} results/s; "
+              f"driver CPU {100 * row['driver_cpu_fraction']:.0f}% of a core; occupancy "
+              f"{100 * row['occupancy']:.1f}%; slot gap p50/p99 {row['gap_p50_s']:.2f} / {row['gap_p99_s']:.2f} s; "
+              f"snapshot first/last/max {row.get('snapshot_first_s', 0):.3f} / {row.get('snapshot_last_s', 0):.3f} / "
+              f"{row.get('snapshot_max_s', 0):.3f} s; trial process RSS median {row['worker_rss_mb_median']:.0f} MB",
+              flush=True)
+
+
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "_one":
         print(json.dumps(one(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))))
+        return
+    if len(sys.argv) > 1 and sys.argv[1] == "_cluster":
+        print(json.dumps(cluster_one(sys.argv[2], *map(int, sys.argv[3:6]))))
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -333,8 +476,13 @@ def main() -> None:
     e.add_argument("--resume-trials", type=int, default=5000)
     e.add_argument("--epochs", type=int, default=30)
     e.add_argument("--workdir", default=None, help="where the experiments are made (a temporary folder)")
+    c = sub.add_parser("cluster", help="a real Ray run: many trial slots, trials that sleep 1 s an epoch")
+    c.add_argument("--slots", type=int, default=64)
+    c.add_argument("--trials", type=int, default=2000)
+    c.add_argument("--epochs", type=int, default=10)
+    c.add_argument("--searchers", nargs="+", default=list(SEARCHERS), choices=SEARCHERS)
     args = parser.parse_args()
-    {"driver": driver, "experiments": experiments}[args.command](args)
+    {"driver": driver, "experiments": experiments, "cluster": cluster}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from tunelab.trainables import METHOD_CLASSES, METHODS
 from tunelab.core.errors import ConfigError
 from tunelab.trainables.fileio import refuse_link
 from tunelab.core.trial_folders import trial_folder_name
-from tunelab.compat.ray import restored_search_state_follows_the_folder
+from tunelab.compat.ray import restore_reads_no_results, restored_search_state_follows_the_folder
 from tunelab.legacy import old_package_names
 from tunelab.cluster import connect_ray, driver_session, ray_session, reap_stale_session, starts_private_instance
 from tunelab.experiment_lock import ExperimentLock
@@ -36,7 +36,7 @@ from tunelab.duration import parse_duration
 from tunelab.budget import reset as reset_budget
 from tunelab.trainables.phases import mark
 from tunelab.tune_options import TuneOptions, check_options
-from tunelab.ray_state import check_and_repair, has_experiment_state
+from tunelab.ray_state import check_and_repair, has_experiment_state, results_read_once
 from tunelab.state_mirror import local_state
 from tunelab.late_trials import (adopt_trials_created_after_the_snapshot, close_trials_ended_on_disk,
                                  free_slots_of_ended_trials, recover_staged_trial_files)
@@ -276,7 +276,8 @@ def resume(path: str, resume_errored: bool = False, restart_errored: bool = Fals
     for_resume("--mlflow", record["options"].get("mlflow"), mlflow, path)
     with ExperimentLock(path) as lock, old_package_names(record):
         reap_stale_session(lock.previous)
-        with local_state(path) as state:  # on object storage, a local mirror uploaded back after
+        # on object storage, a local mirror uploaded back after; each result file read once
+        with local_state(path) as state, results_read_once():
             check_and_repair(state, searcher)  # a state file the kill cut short: rebuilt, or one line
             if searcher.keeps_an_optuna_study:  # after the state check: a copy's cut state is named before its borrowed study
                 check_resumed_study(study_url, record["name"], path)
@@ -306,9 +307,10 @@ def resume(path: str, resume_errored: bool = False, restart_errored: bool = Fals
             # The restored run config brings tunelab's own loggers; experiments made before they were
             # passed explicitly still rely on Tune's defaults.
             keep_default_loggers_off()
-        tuner = tune.Tuner.restore(path, trainable=build_trainable(opts, data), resume_unfinished=True,
-                                   resume_errored=resume_errored, restart_errored=restart_errored,
-                                   param_space=param_space)
+        with restore_reads_no_results():
+            tuner = tune.Tuner.restore(path, trainable=build_trainable(opts, data), resume_unfinished=True,
+                                       resume_errored=resume_errored, restart_errored=restart_errored,
+                                       param_space=param_space)
         with restored_search_state_follows_the_folder():
             return fit_and_finish(tuner, record, path)
 

@@ -27,7 +27,7 @@ from tunelab.core.record import TUNELAB_FILE, read_record
 from tunelab.core.storage import is_uri, join_uri, local_path
 from tunelab.core.statuses import UNFINISHED_RAY_STATUSES, RayStatus
 from tunelab.core.trial_folders import parse_trial_folder_name, trial_folder_pattern
-from tunelab.ray_state import SNAPSHOT_FILE, drop_lost_checkpoints, lost_checkpoint
+from tunelab.ray_state import SNAPSHOT_FILE, drop_lost_checkpoints, lost_checkpoint, newest
 from tunelab import tracker_plugins as trackers
 from tunelab.experiment_lock import lock_path
 from tunelab.core.errors import ConfigError
@@ -242,10 +242,10 @@ def repair_latest_checkpoints(path: str, resume_errored: bool) -> None:
     local = local_path(path)
     if local is None:
         return  # remote storage: Ray's own restore semantics
-    from ray.tune import ExperimentAnalysis
+    from tunelab.compat.ray import trials_of_state
 
     resumable = {*UNFINISHED_RAY_STATUSES, *((RayStatus.ERROR,) if resume_errored else ())}
-    trials = [trial for trial in ExperimentAnalysis(str(local)).trials if trial.status in resumable]
+    trials = trials_of_state(newest(local, "experiment_state-*.json"), local, {str(s) for s in resumable})
     for trial in trials:
         checkpoint = trial.checkpoint
         if checkpoint is None:

@@ -276,3 +276,37 @@ def test_ray_wandb_classes_forward_the_private_hooks():
     assert "_handle_result" in vars(actor) and "_logger_actor_cls" in vars(callback)
     parameters = inspect.signature(callback.start_logging_actor).parameters
     assert list(parameters)[:2] == ["self", "trial"]
+
+
+def test_ray_trials_of_state_are_those_experiment_analysis_loads_without_their_results(tmp_path):
+    import shutil
+
+    from ray.tune import ExperimentAnalysis
+
+    from tunelab.compat.ray import trials_of_state
+    from tunelab.ray_state import newest
+
+    moved = tmp_path / "moved" / "exp"  # recorded elsewhere: checkpoint paths must follow the folder
+    shutil.copytree(Path(__file__).parents[1] / "data" / "experiment-0.1.0", moved)
+    state = newest(moved, "experiment_state-*.json")
+    ours = trials_of_state(state, moved, {"RUNNING", "PENDING", "PAUSED", "TERMINATED", "ERROR"})
+    theirs = ExperimentAnalysis(str(moved)).trials
+    assert [(t.trial_id, t.status, t.checkpoint.path) for t in ours] == \
+           [(t.trial_id, t.status, t.checkpoint.path) for t in theirs]
+    assert ours and all(Path(t.checkpoint.path).parent.parent == moved for t in ours)
+    # filtered by the status in the file (RUNNING here) before decoding; Ray restores it as PENDING
+    assert [t.status for t in ours] == ["PENDING"] and trials_of_state(state, moved, {"TERMINATED", "ERROR"}) == []
+
+
+def test_ray_tuner_restore_builds_its_analysis_from_the_name_the_patch_replaces():
+    from ray.tune.analysis import ExperimentAnalysis
+    from ray.tune.impl import tuner_internal
+
+    from tunelab.compat.ray import restore_reads_no_results
+
+    assert tuner_internal.ExperimentAnalysis is ExperimentAnalysis
+    assert callable(ExperimentAnalysis._fetch_trial_dataframes)
+    with restore_reads_no_results():
+        patched = tuner_internal.ExperimentAnalysis
+        assert issubclass(patched, ExperimentAnalysis) and patched._fetch_trial_dataframes(None) == {}
+    assert tuner_internal.ExperimentAnalysis is ExperimentAnalysis

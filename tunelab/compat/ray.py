@@ -36,6 +36,79 @@ def restored_search_state_follows_the_folder() -> Iterator[None]:
         TuneController.resume = original
 
 
+@contextlib.contextmanager
+def restore_reads_no_results() -> Iterator[None]:
+    """While `Tuner.restore` runs: it reads Ray's trials, not every trial's result file.
+
+    `Tuner.restore` builds an ExperimentAnalysis only for `Tuner.get_results()` before `fit()`,
+    which tunelab never calls (`fit()` returns its own); building it reads every trial's results
+    into a DataFrame: 29 s of a 5,000-trial resume before any new trial could start.
+    """
+    from ray.tune.analysis import ExperimentAnalysis
+    from ray.tune.impl import tuner_internal
+
+    class TrialsOnly(ExperimentAnalysis):
+        def _fetch_trial_dataframes(self) -> dict:
+            return {}
+
+    original = tuner_internal.ExperimentAnalysis
+    tuner_internal.ExperimentAnalysis = TrialsOnly
+    try:
+        yield
+    finally:
+        tuner_internal.ExperimentAnalysis = original
+
+
+@contextlib.contextmanager
+def timed_snapshots(durations: list[float]) -> Iterator[None]:
+    """While it runs, each experiment snapshot the driver writes (TuneController.save_to_dir: the
+    trials' states, the searcher's, the callbacks') appends its seconds to `durations`. For the
+    scale benchmark: Ray reports a snapshot's time only when it adjusts its snapshot period."""
+    import time
+
+    from ray.tune.execution.tune_controller import TuneController
+
+    original = TuneController.save_to_dir
+
+    def save_to_dir(self, *args, **kwargs):
+        began = time.perf_counter()
+        original(self, *args, **kwargs)
+        durations.append(time.perf_counter() - began)
+
+    TuneController.save_to_dir = save_to_dir
+    try:
+        yield
+    finally:
+        TuneController.save_to_dir = original
+
+
+def trials_of_state(state_file, experiment, statuses: set[str]) -> list:
+    """Ray's `Trial`s in `statuses` from the experiment state `state_file` of the local experiment
+    folder `experiment`, their checkpoints' paths following the folder where it now is, as
+    ExperimentAnalysis loads them, without reading any trial's results (it reads them all)."""
+    import copy
+    import json
+
+    import pyarrow.fs
+    from ray.tune.experiment import Trial
+
+    with open(state_file) as handle:
+        state = json.load(handle)
+    trials = []
+    for trial_json, metadata_json in state["trial_data"]:
+        if json.loads(trial_json)["status"] not in statuses:
+            continue
+        trial = Trial.from_json_state(trial_json, stub=True)
+        trial.restore_run_metadata(metadata_json)
+        storage = copy.copy(trial.storage)
+        storage.storage_fs_path = str(experiment.parent)
+        storage.storage_filesystem = pyarrow.fs.LocalFileSystem()
+        storage.experiment_dir_name = experiment.name
+        trial.set_storage(storage)
+        trials.append(trial)
+    return trials
+
+
 def _point_search_at(search_alg, storage) -> None:
     """Give a restored search generator's saved experiment spec(s) the restored folder's storage."""
     from ray.tune.search.basic_variant import BasicVariantGenerator
