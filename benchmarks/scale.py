@@ -324,13 +324,15 @@ EPOCH_S = 1.0  # each epoch of a cluster-run trial sleeps this long, then report
 
 def _sleeper(config: dict) -> None:
     """A trial that costs its slot EPOCH_S a epoch and no CPU: a learning curve from its config."""
+    import os
+
     from ray import tune
 
     lr = float(config.get("lr") or 0.01)
     plateau = 0.95 - 0.3 * abs(np.log10(lr) + 2.0) / 2.0  # best near lr 0.01
     for epoch in range(1, config["epochs"] + 1):
         time.sleep(EPOCH_S)
-        tune.report({METRIC: plateau * (1 - np.exp(-epoch / 3)), "epoch": epoch})
+        tune.report({METRIC: plateau * (1 - np.exp(-epoch / 3)), "epoch": epoch, "pid": os.getpid()})
 
 
 class Timeline:
@@ -340,6 +342,7 @@ class Timeline:
         self.started: dict[str, float] = {}
         self.ended: dict[str, float] = {}
         self.results = 0
+        self.processes: set[int] = set()  # the trial processes (Ray workers) that reported
         self.worker_rss_mb: list[float] = []
         self._next_sample = 0.0
 
@@ -360,6 +363,7 @@ class Timeline:
 
             def on_trial_result(self, iteration, trials, trial, result, **info):
                 timeline.results += 1
+                timeline.processes.add(result.get("pid"))
                 if time.perf_counter() > timeline._next_sample:
                     timeline._next_sample = time.perf_counter() + 10
                     timeline.sample_workers()
@@ -385,6 +389,8 @@ def cluster_one(search: str, slots: int, trials: int, epochs: int) -> dict:
 
     from tunelab.compat.ray import timed_snapshots
     from tunelab.driver import allow_parallel_pending_trials
+    from tunelab.trial_files import SaveEndedTrialFiles
+    from tunelab.whole_snapshot import KeepWholeSnapshot
     from tunelab.search_spaces import space_for
     from tunelab.searcher_plugins import searcher_for
     from tunelab.tune_options import TuneOptions, fixed_values
@@ -401,7 +407,9 @@ def cluster_one(search: str, slots: int, trials: int, epochs: int) -> dict:
         param_space={**fixed_values(opts), **param_space, "epochs": epochs},
         tune_config=tune.TuneConfig(search_alg=search_alg, scheduler=scheduler, metric=METRIC, mode="max",
                                     num_samples=trials, reuse_actors=True),
-        run_config=tune.RunConfig(name=search, storage_path=storage, verbose=0, callbacks=[timeline.callback()]))
+        # tunelab's own driver callbacks, as `tunelab tune` runs them: their cost is part of the driver's
+        run_config=tune.RunConfig(name=search, storage_path=storage, verbose=0,
+                                  callbacks=[SaveEndedTrialFiles(), KeepWholeSnapshot(), timeline.callback()]))
     cpu_before, began = os.times(), time.perf_counter()
     with timed_snapshots(snapshots):
         grid = tuner.fit()
@@ -410,7 +418,7 @@ def cluster_one(search: str, slots: int, trials: int, epochs: int) -> dict:
     ray.shutdown()
     driver_cpu = (cpu_after.user - cpu_before.user) + (cpu_after.system - cpu_before.system)
     return {"search": search, "slots": slots, "trials": len(grid), "wall_s": wall, "results": timeline.results,
-            "results_per_s": timeline.results / wall, "driver_cpu_fraction": driver_cpu / wall,
+            "results_per_s": timeline.results / wall, "trial_processes": len(timeline.processes), "driver_cpu_fraction": driver_cpu / wall,
             **_occupancy(timeline, slots), **_snapshot_growth(snapshots),
             "worker_rss_mb_median": float(np.median(timeline.worker_rss_mb)) if timeline.worker_rss_mb else None,
             "epoch_s": EPOCH_S}
@@ -453,7 +461,8 @@ def cluster(args) -> None:
               f"driver CPU {100 * row['driver_cpu_fraction']:.0f}% of a core; occupancy "
               f"{100 * row['occupancy']:.1f}%; slot gap p50/p99 {row['gap_p50_s']:.2f} / {row['gap_p99_s']:.2f} s; "
               f"snapshot first/last/max {row.get('snapshot_first_s', 0):.3f} / {row.get('snapshot_last_s', 0):.3f} / "
-              f"{row.get('snapshot_max_s', 0):.3f} s; trial process RSS median {row['worker_rss_mb_median']:.0f} MB",
+              f"{row.get('snapshot_max_s', 0):.3f} s; {row['trial_processes']} trial processes, RSS median "
+              f"{row['worker_rss_mb_median']:.0f} MB",
               flush=True)
 
 

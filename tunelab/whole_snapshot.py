@@ -23,19 +23,20 @@ from tunelab.core.files import atomic_write_bytes
 from tunelab.ray_state import SNAPSHOT_FILE, STATE_FILES, newest, session_of
 
 
-
 class KeepWholeSnapshot(Callback):
     """Keeps the newest snapshot whole in the experiment (local and shared-folder storage only).
 
-    A copy that fails is reported and skipped: the search goes on, and a resume then depends on
-    Ray's own copy alone, as without this callback.
+    A copy that fails is reported (once a session) and skipped: the search goes on, and a resume
+    then depends on Ray's own copy alone, as without this callback.
     """
 
     def __init__(self) -> None:
         self._trial = None  # any trial: it leads to the experiment's staging folder and storage
+        self._warned = False
 
     def __getstate__(self) -> dict:
-        return {"_trial": None}  # Ray pickles the callbacks with the experiment; a trial is not for it
+        # Ray pickles the callbacks with the experiment: a trial is not for it, a warning is per session
+        return {"_trial": None, "_warned": False}
 
     def on_step_begin(self, iteration: int, trials: list, **info) -> None:
         if self._trial is None and trials:
@@ -48,8 +49,10 @@ class KeepWholeSnapshot(Callback):
             try:
                 keep(self._trial)
             except Exception as exc:  # noqa: BLE001 - any storage error; Ray's own copy goes on
-                print(f"tunelab: warning: the whole copy of Ray's snapshot could not be kept "
-                      f"({type(exc).__name__}: {exc})", file=sys.stderr)
+                if not self._warned:
+                    self._warned = True
+                    print(f"tunelab: warning: the whole copy of Ray's snapshot could not be kept "
+                          f"({type(exc).__name__}: {exc}); resume relies on Ray's own copy", file=sys.stderr)
         return None  # nothing of its own for Ray to save
 
 
