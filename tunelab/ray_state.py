@@ -112,12 +112,26 @@ def load_error(name: str, data: bytes) -> str | None:
 
 def set_aside(file: Path) -> Path:
     """Move `file` to NAME.unreadable (NAME.unreadable.1, ... if an earlier try left one)."""
+    kept = _aside_name(file)
+    os.replace(file, kept)
+    return kept
+
+
+def copy_aside(file: Path) -> Path:
+    """Copy `file` to NAME.unreadable (or .1, ...), leaving it in place until it is replaced whole."""
+    import shutil
+
+    kept = _aside_name(file)
+    shutil.copyfile(file, kept)
+    return kept
+
+
+def _aside_name(file: Path) -> Path:
     kept = file.with_name(file.name + ".unreadable")
     n = 0
     while kept.exists():
         n += 1
         kept = file.with_name(f"{file.name}.unreadable.{n}")
-    os.replace(file, kept)
     return kept
 
 
@@ -145,7 +159,7 @@ def kept_files(folder: Path, session: str) -> dict[str, bytes] | None:
 
 def put_back(folder: Path, session: str) -> list[str]:
     """Write the kept snapshot of `session` over Ray's files of that session; files that do not load
-    are set aside first (NAME.unreadable). Returns the names set aside; [] when the bundle cannot
+    are copied aside first (NAME.unreadable). Returns the names set aside; [] when the bundle cannot
     help (then nothing was changed)."""
     files = kept_files(folder, session)
     if files is None:
@@ -154,7 +168,8 @@ def put_back(folder: Path, session: str) -> list[str]:
     for name, data in files.items():
         target = folder / name
         if target.exists() and read_error(target) is not None:
-            set_aside_names.append(f"{name} (kept as {set_aside(target).name})")
+            # copied, then replaced whole: a failure part way leaves every file where resume looks for it
+            set_aside_names.append(f"{name} (kept as {copy_aside(target).name})")
         atomic_write_bytes(target, lambda handle, data=data: handle.write(data))
     return set_aside_names
 
@@ -170,7 +185,12 @@ def put_back_whole_snapshot(folder: Path) -> None:
            if (file := folder / (name := pattern.format(session))).exists() and read_error(file) is not None]
     if not cut:
         return
-    set_aside_names = put_back(folder, session)
+    try:
+        set_aside_names = put_back(folder, session)
+    except OSError as exc:  # a read-only or full storage: say so in one line, as for any cut file
+        raise ConfigError(f"{folder}: Ray's {', '.join(cut)} is unreadable (cut short when the driver was killed) "
+                          f"and tunelab's whole copy of it could not be put back ({type(exc).__name__}: {exc}); "
+                          "make the folder writable and run `tunelab resume` again") from None
     if set_aside_names:
         were = "was" if len(set_aside_names) == 1 else "were"
         print(f"tunelab: Ray's {', '.join(set_aside_names)} {were} cut short when the driver was killed; put "

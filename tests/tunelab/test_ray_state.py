@@ -430,3 +430,25 @@ def test_the_whole_copy_is_replaced_whole_never_written_through_a_link(tmp_path)
 
     with tarfile.open(folder / SNAPSHOT_FILE) as tar:
         assert sorted(tar.getnames()) == sorted(p.name for p in folder.glob(f"*{session}*"))
+
+
+def test_a_whole_copy_that_cannot_be_written_back_stops_resume_in_one_line_with_the_cut_file_in_place(
+        tmp_path, monkeypatch):
+    import tunelab.ray_state as ray_state
+
+    folder, _, session = _experiment(tmp_path)
+    _keep_whole_snapshot(folder)
+    state = folder / f"experiment_state-{session}.json"
+    _cut(state)
+    cut_bytes = state.read_bytes()
+
+    def read_only(path, write):
+        raise OSError(30, "Read-only file system", str(path))
+
+    monkeypatch.setattr(ray_state, "atomic_write_bytes", read_only)
+    with pytest.raises(ConfigError) as error:
+        check_and_repair(str(folder), searcher_for("optuna"))
+    message = str(error.value)
+    assert "\n" not in message and state.name in message and "could not be put back" in message
+    assert "Read-only file system" in message
+    assert state.read_bytes() == cut_bytes  # still where resume looks for it, for the next try
