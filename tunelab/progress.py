@@ -36,7 +36,20 @@ class ProgressLines(Callback):
     def _line(self, text: str) -> None:
         print(f"[tunelab] {redact(text)}", file=sys.stderr, flush=True)
 
+    def on_step_begin(self, iteration, trials, **info):
+        # The instance `resume` runs is the one pickled when the search began (nothing counted):
+        # count what the restored trials had done, so "(N/M done)" and the best go on from there.
+        if getattr(self, "counted_restored", False):
+            return
+        self.counted_restored = True
+        self.ended = sum(1 for t in trials if t.status in FINISHED_RAY_STATUSES)
+        for t in trials:
+            self._note_best(t.last_result or {})
+
     def on_trial_result(self, iteration, trials, trial, result, **info):
+        self._note_best(result)
+
+    def _note_best(self, result: dict) -> None:
         value = result.get(M.VAL_ACC_BEST if self.metric == M.VAL_ACC else self.metric)
         if isinstance(value, (int, float)) and math.isfinite(value):
             self.best = max(self.best, value)

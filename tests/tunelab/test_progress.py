@@ -68,3 +68,17 @@ def test_a_time_budget_is_refused_outside_the_main_thread_where_tunes_stop_canno
     worker.join()
     assert caught == ["--time-budget needs the search to run in the main thread of its process"]
     assert start_session(None) is None  # no budget: any thread
+
+
+def test_a_resumed_search_counts_on_from_the_trials_it_restored(capsys):
+    lines = ProgressLines(num_samples=4, metric="val/acc", max_epochs=10, every_s=30)  # as unpickled at resume
+    restored = [SimpleNamespace(trial_id="a", status="TERMINATED", last_result={"epoch": 10, "val/acc_best": 0.8}),
+                SimpleNamespace(trial_id="b", status="ERROR", last_result={"epoch": 2, "val/acc_best": 0.3}),
+                SimpleNamespace(trial_id="c", status="PENDING", last_result={"epoch": 4, "val/acc_best": 0.9})]
+    lines.on_step_begin(0, restored)
+    assert lines.ended == 2 and lines.best == 0.9  # the running trial's best so far counts too
+    ended = SimpleNamespace(trial_id="c", status="TERMINATED", path="x", last_result={"epoch": 10, "val/acc_best": 0.95})
+    lines.on_trial_complete(1, restored, ended)
+    assert "(3/4 done)" in capsys.readouterr().err
+    lines.on_step_begin(2, restored)  # counted once, at the first step only
+    assert lines.ended == 3
