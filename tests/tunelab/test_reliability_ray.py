@@ -16,6 +16,7 @@ from tunelab.analysis.load import load_experiment, trial_summary
 from tests.conftest import sigint_as_at_a_terminal
 from tests.in_process import tunelab
 from tunelab.cli import main
+from tunelab.ray_state import SNAPSHOT_FILE
 
 pytestmark = pytest.mark.ray
 TINY = ["image_size=8", "width=8", "batch_size=128"]
@@ -167,6 +168,9 @@ def test_resume_after_a_killed_private_driver_ends_its_leftover_ray_processes_an
     left = session_processes(session)
     # The kill can land while Ray copies its snapshot into the storage (plain writes): cut the
     # searcher's short as such a kill does, so resume must rebuild it rather than hang on it.
+    # Without tunelab's whole copy of the snapshot (as in an experiment recorded before it kept
+    # one): with it, resume puts the copy back instead (test_tune_ray.py).
+    (experiment / SNAPSHOT_FILE).unlink()
     snapshot = max(experiment.glob("searcher-state-*.pkl"))
     snapshot.write_bytes(snapshot.read_bytes()[:1000])
     result = tunelab("resume", str(experiment), "--json")  # in-process, on the shared test cluster
