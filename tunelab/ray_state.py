@@ -157,44 +157,29 @@ def kept_files(folder: Path, session: str) -> dict[str, bytes] | None:
     return files
 
 
-def put_back(folder: Path, session: str) -> list[str]:
-    """Write the kept snapshot of `session` over Ray's files of that session; files that do not load
-    are copied aside first (NAME.unreadable). Returns the names set aside; [] when the bundle cannot
-    help (then nothing was changed)."""
-    files = kept_files(folder, session)
-    if files is None:
-        return []
-    set_aside_names = []
-    for name, data in files.items():
-        target = folder / name
-        if target.exists() and read_error(target) is not None:
-            # copied, then replaced whole: a failure part way leaves every file where resume looks for it
-            set_aside_names.append(f"{name} (kept as {copy_aside(target).name})")
-        atomic_write_bytes(target, lambda handle, data=data: handle.write(data))
-    return set_aside_names
-
-
-def put_back_whole_snapshot(folder: Path) -> None:
-    """If a file of Ray's newest snapshot was cut short, put back the whole copy tunelab kept of it
-    (tunelab.whole_snapshot), when it has one of that session; else change nothing."""
+def put_back_whole_snapshot(folder: Path, cut_file: Path) -> bool:
+    """Put back the whole copy tunelab kept of Ray's newest snapshot (tunelab.whole_snapshot) when
+    `cut_file`, found unreadable, is one of its files; True if it did, False (nothing changed) when
+    there is no such copy. Every file of the copy is written back whole, so the snapshot is one
+    moment's again; the ones that did not load are copied aside first (NAME.unreadable)."""
     state = newest(folder, "experiment_state-*.json")
-    if state is None:
-        return
-    session = session_of(state)
-    cut = [name for pattern in STATE_FILES
-           if (file := folder / (name := pattern.format(session))).exists() and read_error(file) is not None]
-    if not cut:
-        return
+    files = kept_files(folder, session_of(state)) if state is not None else None
+    if files is None or cut_file.name not in files:
+        return False
+    cut = [name for name in files if (folder / name).exists() and read_error(folder / name) is not None]
     try:
-        set_aside_names = put_back(folder, session)
+        kept = [f"{name} (kept as {copy_aside(folder / name).name})" for name in cut]
+        for name, data in files.items():
+            atomic_write_bytes(folder / name, lambda handle, data=data: handle.write(data))
     except OSError as exc:  # a read-only or full storage: say so in one line, as for any cut file
         raise ConfigError(f"{folder}: Ray's {', '.join(cut)} is unreadable (cut short when the driver was killed) "
                           f"and tunelab's whole copy of it could not be put back ({type(exc).__name__}: {exc}); "
                           "make the folder writable and run `tunelab resume` again") from None
-    if set_aside_names:
-        were = "was" if len(set_aside_names) == 1 else "were"
-        print(f"tunelab: Ray's {', '.join(set_aside_names)} {were} cut short when the driver was killed; put "
-              "back the whole snapshot tunelab kept of the same moment", file=sys.stderr)
+    # copied aside, then replaced whole: a failure part way leaves every file where resume looks for it
+    were = "was" if len(kept) == 1 else "were"
+    print(f"tunelab: Ray's {', '.join(kept)} {were} cut short when the driver was killed; put back the whole "
+          "snapshot tunelab kept of the same moment", file=sys.stderr)
+    return True
 
 
 def check_and_repair(path: str, searcher: Any) -> None:
@@ -202,11 +187,10 @@ def check_and_repair(path: str, searcher: Any) -> None:
     folder = local_path(path)
     if folder is None:
         return  # remote storage: Ray's own restore semantics
-    put_back_whole_snapshot(folder)
     for pattern in OTHER_STATE:
         file = newest(folder, pattern)
         error = read_error(file) if file is not None else None
-        if error is not None:
+        if error is not None and not put_back_whole_snapshot(folder, file):
             raise ConfigError(f"{path}: Ray's {file.name} is unreadable ({error}; a driver killed mid-write cuts it "
                               "short), so Ray cannot continue this search; nothing was changed. Every trial's "
                               "results are intact: `tunelab report` and `tunelab best` read them; start a new search "
@@ -215,9 +199,11 @@ def check_and_repair(path: str, searcher: Any) -> None:
     searcher_file = newest(folder, SEARCHER_STATE)
     if generator_file is None or (searcher_file is not None and read_error(searcher_file) is None):
         return
+    if searcher_file is not None and put_back_whole_snapshot(folder, searcher_file):
+        return
     # Ray restores the searcher from the generator's session; a missing snapshot (set aside by an
     # earlier try) is rebuilt like a cut-short one.
-    session = generator_file.name[len("search_gen_state-"):-len(".json")]
+    session = session_of(generator_file)
     lost = searcher_file.name if searcher_file is not None else f"searcher-state-{session}.pkl"
     search_alg = tuner_search_alg(folder)
     trials = ray_trials(folder)

@@ -31,23 +31,25 @@ class KeepWholeSnapshot(Callback):
     """
 
     def __init__(self) -> None:
-        self._trial = None  # any trial: it leads to the experiment's staging folder and storage
+        # The driver's list of trials (any trial leads to the staging folder and the storage). Ray
+        # passes its own list, to which the step adds the trials it creates before that step's
+        # snapshot: holding the list, not a trial, covers the first snapshot that has trials.
+        self._trials: list = []
         self._warned = False
 
     def __getstate__(self) -> dict:
-        # Ray pickles the callbacks with the experiment: a trial is not for it, a warning is per session
-        return {"_trial": None, "_warned": False}
+        # Ray pickles the callbacks with the experiment: trials are not for it, a warning is per session
+        return {"_trials": [], "_warned": False}
 
     def on_step_begin(self, iteration: int, trials: list, **info) -> None:
-        if self._trial is None and trials:
-            self._trial = trials[0]
+        self._trials = trials
 
     def get_state(self) -> None:
         # Ray calls this while it saves each snapshot, after the staged files are written whole and
         # before it copies them into the storage: the one moment a whole copy can be taken.
-        if self._trial is not None:
+        if self._trials:
             try:
-                keep(self._trial)
+                keep(self._trials[0])
             except Exception as exc:  # noqa: BLE001 - any storage error; Ray's own copy goes on
                 if not self._warned:
                     self._warned = True

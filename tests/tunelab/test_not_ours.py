@@ -28,7 +28,8 @@ def write_experiment(folder: Path, method: str = "classifier") -> None:
     write_record(folder, experiment_record(opts, folder.name, str(folder), fixed, resolve_space(opts, fixed), []))
     for name in ("tuner.pkl", ".validate_storage_marker", "experiment_state-2026-12-03_07-21-40.json",
                  "search_gen_state-2026-12-03_07-21-40.json", "searcher-state-2026-12-03_07-21-40.pkl",
-                 "experiment_state-2026-12-03_07-00-00.json.unreadable"):
+                 "experiment_state-2026-12-03_07-00-00.json.unreadable", ".tunelab-ray-snapshot.tar",
+                 "..tunelab-ray-snapshot.tar.k3x9q1"):  # tunelab's whole snapshot, and a kill's temp file of it
         (folder / name).write_text("ray")
     for trial in (f"{method}_82bc9748", f"{method}_a1b2c_00001"):
         (folder / trial / "checkpoint_000000").mkdir(parents=True)
@@ -67,7 +68,12 @@ def test_overwrite_deletes_only_what_tunelab_wrote_and_says_what_it_kept(tmp_pat
     (experiment / "tuner.pkl").unlink()
     (experiment / "tuner.pkl").symlink_to(outside)  # a link where Ray's file goes: removed? never followed
     (experiment / "wandb" / "mine.txt").write_text("mine")
+    neighbour = tmp_path / "runs" / "exp2"  # a sibling experiment: its files match the same patterns
+    write_experiment(neighbour)
+    (tmp_path / "runs" / ".tunelab-ray-snapshot.tar").write_text("mine")  # ... as does one in the storage
+    before = snapshot(neighbour)
     prepare_folder(str(experiment), overwrite=True)
+    assert snapshot(neighbour) == before and (tmp_path / "runs" / ".tunelab-ray-snapshot.tar").read_text() == "mine"
     left = sorted(str(p.relative_to(experiment)) for p in experiment.rglob("*"))
     assert left == ["classifier_82bc9748", "classifier_82bc9748/notes.md", "classifier_zzzz",
                     "classifier_zzzz/data.bin", "plots", "thesis.tex", "tuner.pkl", "wandb", "wandb/mine.txt"]
