@@ -45,9 +45,10 @@ docs: $(VENV)/.installed
 	$(PY) docs/generate_reference.py
 	$(VENV)/bin/mkdocs build --strict -d $(VENV)/site
 
-# the edit-test loop: no test that starts Ray (markers ray and cluster) and no slow one
+# the edit-test loop: no test that starts Ray, trains to a target or waits on a server (pyproject's markers)
+FAST := not slow and not ray and not cluster and not long
 test-fast: $(VENV)/.installed
-	$(PY) -m pytest -n auto -m 'not slow and not ray and not cluster'
+	$(PY) -m pytest -n auto -m '$(FAST)'
 
 # the declared floors of Ray and Optuna (pyproject.toml), everything else as constraints.txt, in a
 # venv of its own (.venv-min, 6.7 GB with torch's CUDA libraries), then the test-fast selection
@@ -60,7 +61,7 @@ $(MIN_VENV)/.installed: pyproject.toml constraints.txt tools/floor_constraints.p
 	touch $@
 
 test-min: $(MIN_VENV)/.installed
-	$(MIN_VENV)/bin/python -m pytest -n auto -p no:cacheprovider -m 'not slow and not ray and not cluster'
+	$(MIN_VENV)/bin/python -m pytest -n auto -p no:cacheprovider -m '$(FAST)'
 
 test-all: $(VENV)/.installed
 	$(PY) -m pytest -m ''

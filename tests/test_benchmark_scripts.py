@@ -29,6 +29,7 @@ def test_peers_refuses_to_overwrite_an_earlier_runs_rows(tmp_path):
     assert out.read_text() == "problem,method,seed\nmfh3_good,tunelab,0\n"
 
 
+@pytest.mark.long
 def test_a_syne_tune_peer_run_twice_with_one_seed_gives_the_same_rows(tmp_path):
     # ASHACQR draws from numpy's global generator besides its own seeded one; unseeded, two runs
     # of seed 0 found different configurations. Needs the bench extra (`make bench-install`).
@@ -38,10 +39,12 @@ def test_a_syne_tune_peer_run_twice_with_one_seed_gives_the_same_rows(tmp_path):
     for run in ("first", "second"):
         out = tmp_path / f"{run}.csv"
         subprocess.run([sys.executable, str(PEERS), "--problems", "mfh3_good", "--methods", "st_ashacqr",
-                        "--seeds", "1", "--budget", "10", "--cap", "1000", "--out", str(out)],
+                        "--seeds", "1", "--budget", "4", "--cap", "1000", "--out", str(out)],
                        check=True, capture_output=True, timeout=600)
         rows.append(pd.read_csv(out).drop(columns="seconds"))
-    assert len(rows[0]) == 1 and rows[0]["trials"].iloc[0] > 20  # past ASHACQR's initial random configurations
+    # Past ASHACQR's 5 initial random draws: at this budget two unseeded runs of seed 0 differed
+    # (13 and 16 trials, regret 0.370 and 0.395), so the test sees the global generator's use.
+    assert len(rows[0]) == 1 and rows[0]["trials"].iloc[0] > 10
     pd.testing.assert_frame_equal(rows[0], rows[1])
 
 

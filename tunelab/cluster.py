@@ -197,7 +197,7 @@ def ray_session(private: bool) -> dict[str, Any]:
 def driver_session() -> dict[str, Any]:
     """What the lock records about the Ray session this driver joined (private or a cluster's), so
     a later `resume` on this machine finds the result files the driver left in its staging folder
-    there (tunelab.late_trials.recover_staged_trial_files)."""
+    there (tunelab.staged_files.recover_staged_trial_files)."""
     try:
         return {"driver_session": session_dir()}
     except Exception:  # private API: without it, nothing is recovered from staging (and nothing else changes)

@@ -39,7 +39,8 @@ from tunelab.tune_options import TuneOptions, check_options
 from tunelab.ray_state import check_and_repair, has_experiment_state, results_read_once
 from tunelab.state_mirror import local_state
 from tunelab.late_trials import (adopt_trials_created_after_the_snapshot, close_trials_ended_on_disk,
-                                 free_slots_of_ended_trials, recover_staged_trial_files)
+                                 free_slots_of_ended_trials)
+from tunelab.staged_files import recover_staged_trial_files
 from tunelab.signals import STOP_REQUESTED
 from tunelab.searcher_plugins import searcher_for
 from tunelab import tracker_plugins as trackers

@@ -10,7 +10,11 @@ SMALL_WIDTH = {"small_cnn": 8, "alexnet_cifar": 16, **{f"resnet{d}": 8 for d in 
 INPUT_SIZE = {"inception_v3": 75}
 
 
-@pytest.mark.parametrize("name", model_names())
+# Building these takes seconds on a CPU (VGG's 100M-weight classifier is initialised in full).
+BIG = {"vgg11", "vgg11_bn", "vgg16", "vgg16_bn", "wide_resnet50_2"}
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.long) if n in BIG else n for n in model_names()])
 def test_every_registered_model_returns_logits_and_features_and_trains(name):
     torch.manual_seed(0)
     model = build_model(ModelOptions(name=name, width=SMALL_WIDTH.get(name, 0)), num_classes=7)

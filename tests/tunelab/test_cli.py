@@ -26,6 +26,7 @@ def assert_one_line_error(result, *fragments):
         assert fragment in lines[0], lines[0]
 
 
+@pytest.mark.long
 def test_train_classifier_on_digits_default_config_reaches_95_percent():
     """Acceptance: the default config, exactly as the README runs it."""
     result = run_cli("train", "classifier", "--dataset", "digits", "--json")
@@ -91,6 +92,7 @@ def test_config_file_that_is_not_a_mapping(tmp_path, capsys):
     assert "must hold a mapping" in capsys.readouterr().err
 
 
+@pytest.mark.long
 def test_train_arcface_on_digits_default_config_is_accurate_without_labels_at_eval():
     """Acceptance of the arcface issue: margin-free val/acc and Recall@1 both >= 0.95."""
     # a hang bound, not a timing assertion: the full default run takes minutes on a busy 2-core machine
@@ -111,6 +113,7 @@ def test_bad_arcface_margin_or_scale_exits_2(capsys, setting, fragments):
     assert len(err) == 1 and all(f in err[0] for f in fragments)
 
 
+@pytest.mark.long
 def test_offline_pretrain_then_fine_tune_all_three_quickly(tmp_path):
     """The fine-tuning path end to end through the command line, at a 2-epoch budget."""
     checkpoint = tmp_path / "r18.pt"

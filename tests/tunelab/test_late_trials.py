@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tunelab.late_trials import recover_staged_trial_files
+from tunelab.staged_files import recover_staged_trial_files
 
 
 def _trial_json(storage: Path, trial_id: str) -> str:

@@ -19,6 +19,9 @@ from tunelab.core.storage import join_uri
 from tunelab.experiment_lock import ExperimentLock
 from tunelab.object_store_lease import lease_location
 
+# A real S3 server (moto, its own process) and drivers in subprocesses: seconds a test.
+pytestmark = pytest.mark.long
+
 ROOT = Path(__file__).resolve().parents[2]
 
 

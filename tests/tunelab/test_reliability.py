@@ -211,6 +211,7 @@ def test_space_files_with_meaningless_or_data_defining_entries_are_refused(tmp_p
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.ray  # starts Ray, or tries to reach it
 @pytest.mark.parametrize("args,env,fragment", [
     (["--address", "127.0.0.1:1"], {}, "--address '127.0.0.1:1': no Ray cluster answered"),
     (["--cpus-per-trial", "10000"], {"RAY_ADDRESS": "local"}, "--cpus-per-trial 10000 is more than this machine's"),
@@ -338,6 +339,7 @@ def test_overwrite_replaces_the_study_of_the_same_name_too(tmp_path, capsys):
     assert "deleted study 'exp'" in capsys.readouterr().err
 
 
+@pytest.mark.ray  # starts a local Ray instance
 def test_a_stale_recorded_cluster_starts_a_local_instance_instead_of_waiting_on_it(tmp_path):
     """A killed Ray instance leaves its address recorded on the machine; ray.init() without an address
     would wait minutes on it. tunelab sees it does not answer, says so, and starts its own."""
