@@ -43,6 +43,7 @@ def _wait_for_a_trial_on(experiment: Path, node_id: str, runner: threading.Threa
     return False
 
 
+@pytest.mark.heavy  # a fault-matrix case on Ray: a raising trial
 def test_raising_trial_is_retried_from_its_checkpoint_then_recorded_as_errored(ray_cluster, faults, tmp_path):
     # Trials run one at a time. The first claims raise@2.a, is retried from its epoch-1 checkpoint,
     # claims raise@2.b and has used its one retry: errored. The second fails once at epoch 3 and
@@ -63,6 +64,7 @@ def test_raising_trial_is_retried_from_its_checkpoint_then_recorded_as_errored(r
     assert statuses == {"finished": 2, "errored": 1}
 
 
+@pytest.mark.heavy  # a fault-matrix case on Ray: divergence and out-of-memory
 def test_diverged_and_out_of_memory_trials_end_while_others_go_on(ray_cluster, faults, tmp_path):
     _arm(faults, "oom@1", "nan@2")
     summary = run_tune(TuneOptions(method="classifier", num_samples=3, max_epochs=3, scheduler="fifo",

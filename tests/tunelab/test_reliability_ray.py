@@ -49,6 +49,7 @@ def _wait_for(condition, timeout_s: float, what: str):
     raise AssertionError(f"timed out waiting for {what}")
 
 
+@pytest.mark.heavy  # a fault-matrix case on Ray: SIGTERM, then resume
 def test_sigterm_exits_130_with_the_running_trial_incomplete_and_resume_continues_it(ray_cluster, tmp_path):
     cluster, _ = ray_cluster
     env = {**os.environ, "RAY_ADDRESS": cluster.address, "PYTHONUNBUFFERED": "1"}
@@ -114,6 +115,7 @@ def test_sigterm_exits_130_with_the_running_trial_incomplete_and_resume_continue
     assert len(frame) < epochs_before + epochs_each, "the resumed trial started over instead of continuing"
 
 
+@pytest.mark.heavy  # a fault-matrix case on Ray: every trial fails
 def test_a_search_where_every_trial_failed_exits_1_naming_an_error_file_in_the_experiment(
         ray_cluster, faults, tmp_path, capsys):
     for i in range(2):
@@ -130,6 +132,7 @@ def test_a_search_where_every_trial_failed_exits_1_naming_an_error_file_in_the_e
     assert "injected fault" in Path(error_file).read_text()
 
 
+@pytest.mark.heavy  # a fault-matrix case on Ray: a failed trial run again
 def test_restart_errored_supersedes_the_failed_trial_in_reports(ray_cluster, faults, tmp_path, capsys):
     (faults / "raise@2.a").touch()
     (faults / "raise@2.b").touch()
@@ -146,6 +149,7 @@ def test_restart_errored_supersedes_the_failed_trial_in_reports(ray_cluster, fau
     assert summary["epochs"].sum() == 6
 
 
+@pytest.mark.heavy  # a fault-matrix case on Ray: SIGKILL, then resume
 def test_resume_after_a_killed_private_driver_ends_its_leftover_ray_processes_and_rebuilds_a_cut_snapshot(
         ray_cluster, tmp_path):
     from tunelab.cluster import session_processes
@@ -189,6 +193,7 @@ def test_resume_after_a_killed_private_driver_ends_its_leftover_ray_processes_an
     assert {t.user_attrs["trial_dir"] for t in trials} == {p.name for p in experiment.glob("classifier_*")}
 
 
+@pytest.mark.heavy  # a fault-matrix case on Ray: the time budget, then resume
 def test_time_budget_ends_the_search_within_one_epoch_and_resume_continues_the_cut_trials(ray_cluster, faults,
                                                                                           tmp_path):
     experiment = tmp_path / "budget"

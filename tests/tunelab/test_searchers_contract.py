@@ -17,7 +17,7 @@ from tunelab.analysis.load import load_experiment, trial_summary
 from tunelab.searcher_plugins import REGISTERED
 from tunelab.trainables.faults import FAULTS_ENV
 
-pytestmark = pytest.mark.ray
+pytestmark = [pytest.mark.ray, pytest.mark.heavy]  # a fault-matrix case on Ray: SIGKILL, then resume
 TINY = ["image_size=8", "width=8", "batch_size=128"]
 TRIALS, EPOCHS = 4, 3
 

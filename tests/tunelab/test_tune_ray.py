@@ -143,6 +143,7 @@ def _readable_state(experiment: Path) -> tuple[dict[str, bytes], list[str]] | No
     return {files[-1].name: text, **others}, statuses
 
 
+@pytest.mark.heavy  # a fault-matrix case on Ray: SIGKILL, then resume
 def test_a_trial_that_ended_after_rays_last_snapshot_is_recorded_ended_not_run_again(ray_cluster, tmp_path):
     """Ray copies its snapshot and the trials' result files to the storage file by file every few
     seconds: a killed driver can leave a trial's last epoch on disk while the snapshot still has the
@@ -194,6 +195,7 @@ def test_a_trial_that_ended_after_rays_last_snapshot_is_recorded_ended_not_run_a
     assert all(sorted(t.intermediate_values) == [1, 2, 3] for t in study_trials)
 
 
+@pytest.mark.heavy  # a fault-matrix case on Ray: SIGKILL, then resume
 def test_a_trial_that_ended_moments_before_a_hard_kill_keeps_its_results(ray_cluster, tmp_path):
     """Ray copies the trials' result files from its staging folder into the experiment only with its
     periodic snapshot; here that copy never comes (a one-hour period), so the ended trial's results
@@ -241,6 +243,7 @@ def _as_if_stopped_at_epoch_1(trial_folder: Path) -> None:
     (trial_folder / "progress.csv").write_text("".join(progress[:2]))
 
 
+@pytest.mark.heavy  # a fault-matrix case on Ray: SIGKILL, then resume
 @pytest.mark.parametrize("persistent_study", [False, True], ids=["in-memory study, stopped by ASHA",
                                                                  "--optuna-storage, finished"])
 def test_a_trial_created_and_ended_after_rays_last_snapshot_is_added_not_replaced(ray_cluster, tmp_path,
@@ -315,6 +318,7 @@ def test_a_trial_created_and_ended_after_rays_last_snapshot_is_added_not_replace
         assert sorted(study_trial.intermediate_values) == list(range(1, epochs_run + 1))
 
 
+@pytest.mark.heavy  # a fault-matrix case on Ray: SIGKILL, then resume
 def test_driver_killed_mid_run_is_completed_by_resume(ray_cluster, tmp_path):
     cluster, _ = ray_cluster
     env = {**os.environ, "RAY_ADDRESS": cluster.address, "PYTHONUNBUFFERED": "1"}
