@@ -46,7 +46,7 @@ docs: $(VENV)/.installed
 	$(VENV)/bin/mkdocs build --strict -d $(VENV)/site
 
 # the edit-test loop: no test that starts Ray, trains to a target or waits on a server (pyproject's markers)
-FAST := not slow and not ray and not cluster and not long
+FAST := not slow and not heavy and not ray and not cluster and not long
 test-fast: $(VENV)/.installed
 	$(PY) -m pytest -n auto -m '$(FAST)'
 

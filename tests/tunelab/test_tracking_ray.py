@@ -104,8 +104,9 @@ def test_every_trial_is_an_offline_wandb_run_with_full_config_epoch_metrics_and_
         summary = run_tune(TuneOptions(method="classifier", num_samples=3, max_epochs=3, reduction_factor=2,
                                        storage=f"file://{storage}", name="tracked", sets=TINY, wandb="tunelab-test"))
         files = sorted((storage / "tracked" / "wandb").glob("offline-run-*/run-*.wandb"))
-        lost = [f.name for f in files if f.stat().st_size <= WANDB_HEADER_BYTES]
-        if not lost:
+        assert len(files) == 3
+        lost = [f.name for f in files if f.stat().st_size == WANDB_HEADER_BYTES]
+        if not lost or attempt == "second":
             break
         # A known defect, not yet fixed: on a loaded machine the run whose logging actor finishes
         # last can lose every record (its wandb-core stops with the actor, writes unflushed).
@@ -113,7 +114,6 @@ def test_every_trial_is_an_offline_wandb_run_with_full_config_epoch_metrics_and_
         warnings.warn(f"W&B offline run(s) {lost} kept only the file header (the known logging-actor "
                       "shutdown race); running the search once more", stacklevel=1)
     assert not lost, f"W&B offline run(s) {lost} kept only the file header, twice"
-    assert len(files) == 3
     statuses = []
     for path in files:
         run = wandb_run(path)
