@@ -45,7 +45,7 @@ docs: $(VENV)/.installed
 	$(PY) docs/generate_reference.py
 	$(VENV)/bin/mkdocs build --strict -d $(VENV)/site
 
-# the edit-test loop: no test that starts Ray, trains to a target or waits on a server (pyproject's markers)
+# the edit-test loop: no test that starts Ray or takes seconds of its own (the markers in pyproject.toml)
 FAST := not slow and not heavy and not ray and not cluster and not long
 test-fast: $(VENV)/.installed
 	$(PY) -m pytest -n auto -m '$(FAST)'

@@ -29,6 +29,10 @@ def test_every_registered_model_returns_logits_and_features_and_trains(name):
     assert not missing, f"parameters without gradient: {missing[:5]}"
 
 
+def test_the_big_models_left_out_of_the_quick_loop_are_registered():
+    assert BIG <= set(model_names())  # a stale name here would silently stop marking anything
+
+
 def test_resnet_backbone_matches_torchvision_parameter_names_and_shapes():
     ours = build_model(ModelOptions(name="resnet50", cifar_stem=False), num_classes=1000)
     theirs = tvm.resnet50(weights=None)
