@@ -154,14 +154,22 @@ def rung_view(trials: list[optuna.trial.FrozenTrial], rungs: tuple[int, ...],
 
 
 class _RungView(StudyTrialsView):
-    """A study whose trials are `rung_view` of the real ones; everything else is the study's."""
+    """A study whose trials are `rung_view` of the real ones; everything else is the study's.
+
+    A view lives for one suggestion (TPESamplerOverStudyView), during which the study does not
+    change: the rung view is built once, not once per group of parameters TPE samples."""
 
     def __init__(self, study, rungs, min_rung_trials):
         super().__init__(study)
         self.rungs, self.min_rung_trials = rungs, min_rung_trials
+        self._built: list | None = None
 
     def trials(self, deepcopy: bool, use_cache: bool):
-        return rung_view(super().trials(deepcopy, use_cache), self.rungs, self.min_rung_trials)
+        if deepcopy:
+            return rung_view(super().trials(deepcopy, use_cache), self.rungs, self.min_rung_trials)
+        if self._built is None:
+            self._built = rung_view(super().trials(False, use_cache), self.rungs, self.min_rung_trials)
+        return self._built
 
 
 class MultiFidelityOptunaSearch(OptunaSearchHooks, OptunaSearch):

@@ -316,3 +316,81 @@ def test_a_space_file_with_a_chain_is_searched_as_a_chain(tmp_path):
     assert isinstance(space["schedule"], Conditional) and space["momentum"].parent == "schedule"
     fixed = TuneOptions(method="classifier", space=str(tmp_path / "chain.yaml"), sets=["optimizer=adam"])
     assert "schedule" not in (settled := resolve_space(fixed, fixed_values(fixed))) and "momentum" not in settled
+
+
+# ----------------------------------------------------------------------------- cluster scale: cost per suggestion
+
+def test_first_seen_groups_are_optunas_groups_over_any_order_of_finishing():
+    """FirstSeenGroups reads each finished trial once; Optuna's _GroupDecomposedSearchSpace reads
+    them all at every call. Same groups, same order, whatever order trials finish in."""
+    import optuna
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+    from optuna.search_space.group_decomposed import _GroupDecomposedSearchSpace
+
+    from tunelab.compat.optuna import FirstSeenGroups
+
+    names = ["a", "b", "c", "d", "e"]
+    distribution = optuna.distributions.FloatDistribution(0, 1)
+    trial_strategy = st.tuples(st.sets(st.sampled_from(names), min_size=1),
+                               st.sampled_from([TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL]))
+
+    @settings(max_examples=100, deadline=None)
+    @given(st.lists(trial_strategy, min_size=1, max_size=12), st.randoms(use_true_random=False), st.booleans())
+    def check(specs, shuffle, include_pruned):
+        optuna.logging.set_verbosity(optuna.logging.ERROR)
+        study = optuna.create_study()
+        running = [(study.ask({n: distribution for n in sorted(keys)}), state) for keys, state in specs]
+        order = list(range(len(running)))
+        shuffle.shuffle(order)  # trials finish in any order; each call below sees the study as it is
+        mine = FirstSeenGroups(include_pruned)
+        for k in order:
+            trial, state = running[k]
+            study.tell(trial, 0.0 if state == TrialState.COMPLETE else None, state=state)
+            expected = _GroupDecomposedSearchSpace(include_pruned).calculate(study).search_spaces
+            assert mine.calculate(study).search_spaces == expected
+
+    check()
+
+
+def test_a_search_suggests_the_same_configs_with_the_per_suggestion_savings_as_without():
+    """One rung view per suggestion and the groups read once save most of a suggestion's cost at
+    10,000 trials (benchmarks/scale.md); the samples must not change. The reference builds the
+    view anew for each group and lets Optuna find the groups from every trial each time."""
+    import numpy as np
+    import optuna
+    from optuna.search_space.group_decomposed import _GroupDecomposedSearchSpace
+
+    from tunelab.search_spaces import SPACES
+    from tunelab.searcher import DefineByRun, tpe_sampler
+
+    def configs(saving: bool) -> list[dict]:
+        optuna.logging.set_verbosity(optuna.logging.ERROR)
+        sampler = tpe_sampler(3, n_startup_trials=5, conditional=True, rungs=(1, 3, 9), min_rung_trials=4)
+        if not saving:
+            sampler._group_decomposed_search_space = _GroupDecomposedSearchSpace(True)
+            sampler.sample_relative = lambda study, trial, space: optuna.samplers.TPESampler.sample_relative(
+                sampler, study, trial, space)
+        study = optuna.create_study(direction="minimize", sampler=sampler)
+        sample = DefineByRun(SPACES["classifier"])
+        rng = np.random.default_rng(0)
+        out, open_trials = [], []
+        for _ in range(40):
+            trial = study.ask()
+            out.append(sample(trial))
+            open_trials.append(trial)
+            if len(open_trials) == 3:  # three running at once: the constant liar sees the others
+                for running in open_trials:
+                    stop = int(rng.choice([1, 3, 9]))
+                    for step in range(1, stop + 1):
+                        running.report(float(rng.random()) / step, step)
+                    if stop == 9:
+                        study.tell(running, float(rng.random()) / 9)
+                    else:
+                        study.tell(running, state=TrialState.PRUNED)
+                open_trials = []
+        return out
+
+    saved = configs(saving=True)
+    assert saved == configs(saving=False)
+    assert len({c["optimizer"] for c in saved}) > 1 and len({c["lr"] for c in saved}) == 40

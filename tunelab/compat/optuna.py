@@ -6,9 +6,12 @@ bump that changes one fails there first, by name.
 """
 from __future__ import annotations
 
+import copy
+import threading
 from typing import Any
 
 import optuna
+from optuna.trial import TrialState
 
 
 def storage_trial_id(trial: optuna.trial.FrozenTrial | optuna.Trial) -> int:
@@ -49,10 +52,70 @@ class StudyTrialsView:
 
 class TPESamplerOverStudyView(optuna.samplers.TPESampler):
     """TPESampler whose relative (multivariate) sampling reads the study through `study_view`.
-    TPE's sampling step is the private `_sample`; this is its one override."""
+    TPE's sampling step is the private `_sample`; this is its one override.
+
+    Two costs that grow with the study are paid once, not again and again, with the same samples:
+    - With `group=True` TPE samples each group of parameters with its own `_sample` call (5 for
+      the classifier's space); one view serves every group of a suggestion, since nothing changes
+      in the study in between. A view may then keep what it computed from the trials.
+    - With `group=True` Optuna finds the groups again from every finished trial at each suggestion
+      (0.2 s at 10,000 trials); `FirstSeenGroups` reads each set of parameters once.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._views: dict[int, Any] = {}  # thread -> the view of the suggestion it is sampling
+        if self._group_decomposed_search_space is not None:
+            self._group_decomposed_search_space = FirstSeenGroups(include_pruned=True)
 
     def study_view(self, study: optuna.Study) -> Any:
         return study
 
+    def sample_relative(self, study, trial, search_space):
+        thread = threading.get_ident()
+        self._views[thread] = self.study_view(study)
+        try:
+            return super().sample_relative(study, trial, search_space)
+        finally:
+            del self._views[thread]
+
     def _sample(self, study, trial, search_space):
-        return super()._sample(self.study_view(study), trial, search_space)
+        view = self._views.get(threading.get_ident())
+        return super()._sample(view if view is not None else self.study_view(study), trial, search_space)
+
+
+class FirstSeenGroups:
+    """Optuna's `_GroupDecomposedSearchSpace` (the groups of parameters that `group=True` TPE models
+    jointly), the same groups in the same order, without reading every trial again at each call.
+
+    Optuna refines a partition of the parameter names by each finished trial's set of names, in
+    trial-number order, from scratch at each call. A refinement by a set of names already applied
+    changes nothing (the partition already refines it), so the result is the same refinement by
+    each distinct set of names, in the order of the first trial that has it: those are all this
+    keeps. A trial that finishes late with a smaller number than a set's first is caught by number.
+    """
+
+    def __init__(self, include_pruned: bool):
+        from optuna.search_space.group_decomposed import _SearchSpaceGroup
+
+        self._make_group = _SearchSpaceGroup
+        self._states = (TrialState.COMPLETE, TrialState.PRUNED) if include_pruned else (TrialState.COMPLETE,)
+        self._read: set[int] = set()  # storage ids of the finished trials already read
+        self._first: dict[frozenset, tuple[int, dict]] = {}  # set of names -> (first number, its distributions)
+        self._group = self._make_group()
+
+    def calculate(self, study: optuna.Study, use_cache: bool = False):
+        changed = False
+        for trial in study._get_trials(deepcopy=False, states=self._states, use_cache=use_cache):
+            if trial._trial_id in self._read:
+                continue
+            self._read.add(trial._trial_id)
+            names = frozenset(trial.distributions)
+            if names not in self._first or trial.number < self._first[names][0]:
+                self._first[names] = (trial.number, trial.distributions)
+                changed = True
+        if changed:
+            self._group = self._make_group()
+            for _, distributions in sorted(self._first.values(), key=lambda first: first[0]):
+                self._group.add_distributions(distributions)
+        return copy.deepcopy(self._group)
