@@ -394,3 +394,37 @@ def test_a_search_suggests_the_same_configs_with_the_per_suggestion_savings_as_w
     saved = configs(saving=True)
     assert saved == configs(saving=False)
     assert len({c["optimizer"] for c in saved}) > 1 and len({c["lr"] for c in saved}) == 40
+
+
+def test_the_rung_view_kept_between_suggestions_is_the_one_built_afresh():
+    """FinishedAtRungs reads each finished trial once and keeps its copies; at every moment of a
+    study whose trials finish in any order its view must equal rung_view of the trials as they are."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from tunelab.searcher import FinishedAtRungs, rung_view
+
+    rungs = (1, 3, 9)
+    spec = st.tuples(st.sampled_from([TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL]),
+                     st.integers(1, 9), st.one_of(st.floats(-5, 5), st.just(float("nan"))), st.integers(0, 6))
+
+    @settings(max_examples=150, deadline=None)
+    @given(st.lists(spec, max_size=20), st.integers(1, 6))
+    def check(specs, min_trials):
+        kept = FinishedAtRungs(rungs)
+        for now in range(len(specs) + 7):  # trial j starts at j and finishes `lag` steps later
+            trials = []
+            for number, (state, reached, base, lag) in enumerate(specs[:now + 1]):
+                if number + lag > now:
+                    state = TrialState.RUNNING
+                reached = 9 if state == TrialState.COMPLETE else reached
+                values = {step: base + step for step in range(1, reached + 1)}
+                final = (base if base == base else 0.0) if state == TrialState.COMPLETE else None  # NaN: only reported
+                trial = _frozen(number, 0.5, state, values, final=final)
+                trial._trial_id = number
+                trials.append(trial)
+            expected = rung_view(trials, rungs, min_trials)
+            got = kept.view(trials, min_trials)
+            assert [(t.number, t.state, t.values) for t in got] == [(t.number, t.state, t.values) for t in expected]
+
+    check()
