@@ -165,6 +165,12 @@ class FinishedAtRungs:
         self._values: dict[int, tuple] = {}  # storage id -> its value_at_rung at each rung
         self._seen: dict[tuple[int, int], optuna.trial.FrozenTrial] = {}  # (storage id, step) -> its copy
 
+    def __getstate__(self) -> dict:  # the searcher's snapshot carries the study already; read again after a restore
+        return {"rungs": self.rungs}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["rungs"])
+
     def view(self, trials: list[optuna.trial.FrozenTrial], min_rung_trials: int) -> list[optuna.trial.FrozenTrial]:
         """`rung_view(trials, rungs, min_rung_trials)`, from what is already read."""
         finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]

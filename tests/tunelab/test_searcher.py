@@ -428,3 +428,32 @@ def test_the_rung_view_kept_between_suggestions_is_the_one_built_afresh():
             assert [(t.number, t.state, t.values) for t in got] == [(t.number, t.state, t.values) for t in expected]
 
     check()
+
+
+def test_what_is_kept_between_suggestions_stays_out_of_the_searchers_snapshot():
+    """Ray pickles the searcher (study and sampler) at each experiment snapshot: the kept copies
+    would make it grow with every finished trial; after a restore they are read again."""
+    import pickle
+
+    import optuna
+
+    from tunelab.search_spaces import SPACES
+    from tunelab.searcher import DefineByRun, tpe_sampler
+
+    sampler = tpe_sampler(0, n_startup_trials=2, conditional=True, rungs=(1, 3), min_rung_trials=1)
+    study = optuna.create_study(sampler=sampler)
+    sample = DefineByRun(SPACES["classifier"])
+    for _ in range(6):
+        trial = study.ask()
+        sample(trial)
+        trial.report(0.5, 1)
+        study.tell(trial, state=TrialState.PRUNED)
+    assert sampler._finished._values and sampler._group_decomposed_search_space._read  # kept while it runs
+    restored = pickle.loads(pickle.dumps(sampler))
+    assert not restored._finished._values and not restored._group_decomposed_search_space._read
+    assert restored._finished.rungs == (1, 3)
+    restored_study = optuna.create_study(sampler=restored)
+    restored_study.add_trials(study.trials)
+    trial = restored_study.ask()
+    assert sample(trial)  # samples again, reading the trials anew
+    assert len(restored._finished._values) == 6

@@ -104,6 +104,12 @@ class FirstSeenGroups:
         self._first: dict[frozenset, tuple[int, dict]] = {}  # set of names -> (first number, its distributions)
         self._group = self._make_group()
 
+    def __getstate__(self) -> dict:  # the searcher's snapshot carries the study already; read again after a restore
+        return {"include_pruned": TrialState.PRUNED in self._states}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["include_pruned"])
+
     def calculate(self, study: optuna.Study, use_cache: bool = False):
         changed = False
         for trial in study._get_trials(deepcopy=False, states=self._states, use_cache=use_cache):
