@@ -1,7 +1,8 @@
 """Cluster scale, measured: what the driver spends per suggestion and per result as finished
 trials accumulate, side by side for tunelab's searcher, Ray's stock OptunaSearch and random search.
 
-    python benchmarks/scale.py driver --history 1000 3000 10000 --suggestions 20
+    python benchmarks/scale.py driver --history 1000 3000 10000 --suggestions 100
+    python benchmarks/scale.py simulate --slots 64 256 512 --trials 2000   # many slots, simulated clock
 
 `driver` makes, without actors, the calls Tune's driver makes (ASHA's order: scheduler, then
 searcher), after prefilling H finished trials: each searcher's study gets H trials drawn at
@@ -447,6 +448,100 @@ def _snapshot_growth(durations: list[float]) -> dict:
             "snapshot_max_s": float(max(durations))}
 
 
+# ----------------------------------------------------------------------------- many slots, simulated
+
+def simulated_one(search: str, slots: int, trials: int) -> dict:
+    """`slots` trial slots without actors: the driver's own calls, made for real and timed (a
+    suggestion per trial start; per result ASHA, then the searcher, as in `one`), placed on a
+    simulated clock. Each trial reports one epoch every EPOCH_S whatever the driver does (its
+    curve from `_curve`); the driver, one thread, handles one call at a time, each when it is due
+    and the driver is free, taking the call's measured time. A slot is busy from its trial's
+    start until the driver has handled that trial's last result; then it waits for the driver's
+    next suggestion. Left out: Ray's own per-result and per-start costs (actors, the event loop,
+    snapshots) - the real 64-slot run above has those."""
+    import heapq
+    from types import SimpleNamespace
+
+    from tunelab.search_spaces import space_for
+    from tunelab.searcher_plugins import searcher_for
+
+    rng = np.random.default_rng(0)
+    opts = _options(search, trials)
+    search_alg, _, scheduler = searcher_for(search).build(opts, dict(space_for("classifier")), "scale")
+    scheduler.set_search_properties(METRIC, "max")
+    search_alg.set_search_properties(METRIC, "max", {})
+
+    timeline = SimpleNamespace(started={}, ended={})
+    free_at = [0.0] * slots  # when each free slot became free (a heap)
+    due: list = []  # (time, order, trial id, epoch): results on their way (a heap)
+    curves, starts, driver_at, busy, results, suggest_s = {}, 0, 0.0, 0.0, 0, []
+    while starts < trials or due:
+        start_due = free_at[0] if free_at and starts < trials else float("inf")
+        if start_due <= (due[0][0] if due else float("inf")):
+            heapq.heappop(free_at)
+            begin = max(driver_at, start_due)
+            trial = Stub(f"t{starts}")
+            _, took = _timed(search_alg.suggest, trial.trial_id)
+            scheduler.on_trial_add(None, trial)
+            driver_at, busy, starts = begin + took, busy + took, starts + 1
+            suggest_s.append(took)
+            timeline.started[trial.trial_id] = driver_at
+            curves[trial.trial_id] = (trial, _curve(rng)[0])
+            heapq.heappush(due, (driver_at + EPOCH_S, starts, trial.trial_id, 1))
+            continue
+        at, order, trial_id, epoch = heapq.heappop(due)
+        trial, values = curves[trial_id]
+        result = {METRIC: values[epoch - 1], "epoch": epoch, "training_iteration": epoch}
+        begin = max(driver_at, at)
+        ended, took = _timed(_handle_result, search_alg, scheduler, trial, result)
+        driver_at, busy, results = begin + took, busy + took, results + 1
+        if ended:
+            timeline.ended[trial_id] = driver_at
+            heapq.heappush(free_at, driver_at)
+        else:
+            heapq.heappush(due, (timeline.started[trial_id] + (epoch + 1) * EPOCH_S, order, trial_id, epoch + 1))
+    makespan = max(timeline.ended.values())
+    moments = sorted([(t, 1) for t in timeline.started.values()] + [(t, -1) for t in timeline.ended.values()])
+    running = np.cumsum([change for _, change in moments])  # at a tie, an end before a start
+    ms = lambda xs, q: 1000 * float(np.percentile(xs, q))
+    return {"search": search, "slots": slots, "trials": trials, "simulated_s": makespan, "results": results,
+            "results_per_s": results / makespan, "driver_busy_fraction": busy / makespan,
+            "suggest_p50_ms": ms(suggest_s, 50), "suggest_p99_ms": ms(suggest_s, 99), "ended": len(timeline.ended),
+            "most_running": int(running.max()), **_occupancy(timeline, slots)}
+
+
+def _timed(call, *args):
+    began = time.perf_counter()
+    out = call(*args)
+    return out, time.perf_counter() - began
+
+
+def _handle_result(search_alg, scheduler, trial, result: dict) -> bool:
+    """What Tune's driver calls for one result (ASHA, then the searcher); whether the trial ended."""
+    ended = scheduler.on_trial_result(None, trial, result) == "STOP" or result["epoch"] == MAX_T
+    search_alg.on_trial_result(trial.trial_id, result)
+    if ended:
+        search_alg.on_trial_complete(trial.trial_id, result)
+        scheduler.on_trial_complete(None, trial, result)
+    return ended
+
+
+def simulate(args) -> None:
+    print(f"simulated: {args.trials} trials of at most {MAX_T} epochs of {EPOCH_S:.0f} s, the driver's calls timed "
+          "for real", flush=True)
+    for slots in args.slots:
+        for search in args.searchers:
+            done = subprocess.run([sys.executable, __file__, "_simulated", search, str(slots), str(args.trials)],
+                                  capture_output=True, text=True, cwd=ROOT)
+            if done.returncode != 0:
+                raise SystemExit(f"{search} at {slots} slots: {done.stderr[-3000:]}")
+            row = json.loads(done.stdout.strip().splitlines()[-1])
+            print(f"  {slots:>4} slots {search:13} occupancy {100 * row['occupancy']:.1f}%; slot gap p50/p99 "
+                  f"{row['gap_p50_s']:.3f} / {row['gap_p99_s']:.3f} s; driver busy {100 * row['driver_busy_fraction']:.0f}%; "
+                  f"{row['results_per_s']:.0f} results/s; suggest p50/p99 {row['suggest_p50_ms']:.1f} / "
+                  f"{row['suggest_p99_ms']:.1f} ms; {row['simulated_s']:.0f} simulated s", flush=True)
+
+
 def cluster(args) -> None:
     print(f"{args.slots} slots, {args.trials} trials of at most {args.epochs} epochs of {EPOCH_S:.0f} s (ASHA stops "
           "most early)", flush=True)
@@ -470,6 +565,9 @@ def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "_one":
         print(json.dumps(one(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))))
         return
+    if len(sys.argv) > 1 and sys.argv[1] == "_simulated":
+        print(json.dumps(simulated_one(sys.argv[2], *map(int, sys.argv[3:5]))))
+        return
     if len(sys.argv) > 1 and sys.argv[1] == "_cluster":
         print(json.dumps(cluster_one(sys.argv[2], *map(int, sys.argv[3:6]))))
         return
@@ -490,8 +588,12 @@ def main() -> None:
     c.add_argument("--trials", type=int, default=2000)
     c.add_argument("--epochs", type=int, default=10)
     c.add_argument("--searchers", nargs="+", default=list(SEARCHERS), choices=SEARCHERS)
+    m = sub.add_parser("simulate", help="many trial slots on a simulated clock, the driver's calls timed for real")
+    m.add_argument("--slots", type=int, nargs="+", default=[64, 256, 512])
+    m.add_argument("--trials", type=int, default=2000)
+    m.add_argument("--searchers", nargs="+", default=list(MEASURED), choices=MEASURED)
     args = parser.parse_args()
-    {"driver": driver, "experiments": experiments, "cluster": cluster}[args.command](args)
+    {"driver": driver, "experiments": experiments, "cluster": cluster, "simulate": simulate}[args.command](args)
 
 
 if __name__ == "__main__":
