@@ -118,7 +118,7 @@ def run_config(opts: TuneOptions, name: str, storage: str, record: dict[str, Any
     return tune.RunConfig(
         name=name, storage_path=storage, verbose=0, stop=stop,
         failure_config=tune.FailureConfig(max_failures=opts.max_failures),
-        checkpoint_config=tune.CheckpointConfig(num_to_keep=2, checkpoint_score_attribute=opts.metric,
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=opts.keep_checkpoints, checkpoint_score_attribute=opts.metric,
                                                 checkpoint_score_order=opts.mode),
         # TimeBudget is always there (Ray pickles the callbacks with the experiment); it acts only in a
         # session given --time-budget, so `resume --time-budget` works for every experiment.

@@ -59,6 +59,8 @@ class TuneOptions:
                                     "its own Optuna study, marks its MLflow runs deleted")
     checkpoint_interval_s: float = option(60.0, "a trial checkpoints at most this often and at its last epoch "
                                                 "(0: every epoch)", flag="--checkpoint-interval", metavar="SECONDS")
+    keep_checkpoints: int = option(2, "checkpoints each trial keeps on disk: its best N by the metric, and its "
+                                      "latest (resume continues from the latest)", metavar="N")
     stop_at: float | None = option(None, "end the whole search once any trial reaches this value of the metric",
                                    metavar="VALUE")
     time_budget: str | None = option(None, "end the search cleanly after this wall time (e.g. 90m, 2h): trials "
@@ -85,7 +87,8 @@ def check_options(opts: TuneOptions) -> None:
         raise ConfigError(f"--scheduler {opts.scheduler!r} is not valid; choose from: {', '.join(SCHEDULERS)}")
     for name, value, low in (("--num-samples", opts.num_samples, 1), ("--max-epochs", opts.max_epochs, 1),
                              ("--grace-period", opts.grace_period, 1), ("--reduction-factor", opts.reduction_factor, 2),
-                             ("--max-concurrent", opts.max_concurrent, 0), ("--max-failures", opts.max_failures, 0)):
+                             ("--max-concurrent", opts.max_concurrent, 0), ("--max-failures", opts.max_failures, 0),
+                             ("--keep-checkpoints", opts.keep_checkpoints, 1)):
         if value < low:
             raise ConfigError(f"{name} {value} is out of range; allowed: >= {low}")
     for flag, value in (("--cpus-per-trial", opts.cpus_per_trial), ("--gpus-per-trial", opts.gpus_per_trial),

@@ -37,6 +37,7 @@ def test_set_values_leave_the_search_space():
     (TuneOptions("classifier", sets=["optimizer=adamm"]), "optimizer='adamm' is not valid"),
     (TuneOptions("classifier", space="/nonexistent.yaml"), "--space '/nonexistent.yaml': no such file"),
     (TuneOptions("classifier", checkpoint_interval_s=-1), "--checkpoint-interval -1 is out of range"),
+    (TuneOptions("classifier", keep_checkpoints=0), "--keep-checkpoints 0 is out of range; allowed: >= 1"),
     (TuneOptions("classifier", stop_at=float("inf")), "--stop-at inf is not valid"),
 ])
 def test_bad_options_fail_before_ray_starts(opts, message, monkeypatch):
@@ -166,3 +167,12 @@ def test_resume_rebuilds_a_random_search_param_space_from_the_record(tmp_path):
     record["search_space"] = [{"name": "lr", "type": "FloatRange", "low": 1.0}]  # a hand-edited record
     with pytest.raises(ConfigError, match="field 'search_space' does not describe a search space"):
         restored_param_space(TuneOptions(method="classifier", search="random"), record, str(tmp_path))
+
+
+def test_keep_checkpoints_is_the_number_ray_keeps_for_each_trial(tmp_path):
+    from tunelab.driver import run_config
+
+    for keep in (1, 2, 5):
+        config = run_config(TuneOptions("classifier", keep_checkpoints=keep), "n", str(tmp_path), {})
+        assert config.checkpoint_config.num_to_keep == keep
+        assert config.checkpoint_config.checkpoint_score_attribute == "val/acc"

@@ -157,6 +157,7 @@ CASES = [
     ("tune with a bad GPU share", ["tune", "classifier", "--gpus-per-trial", "2.5"], ["--gpus-per-trial 2.5"]),
     ("negative checkpoint interval", ["tune", "classifier", "--checkpoint-interval", "-5"],
      ["--checkpoint-interval -5", ">= 0"]),
+    ("no checkpoint kept", ["tune", "classifier", "--keep-checkpoints", "0"], ["--keep-checkpoints 0", ">= 1"]),
     ("stop-at not finite", ["tune", "classifier", "--stop-at", "nan"], ["--stop-at nan", "finite value of val/acc"]),
     ("wandb project with a slash", ["tune", "classifier", "--storage", "{d}/runs", "--wandb", "team/proj"],
      ["--wandb 'team/proj'", "not a valid W&B project name", "without any of"]),
