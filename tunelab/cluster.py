@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from tunelab.compat.ray import recorded_cluster_address, session_dir
 from tunelab.core.storage import is_uri
 from tunelab.core.errors import ConfigError
+from tunelab.core.processes import is_running
 from tunelab.signals import route_sigterm_to_sigint
 
 if TYPE_CHECKING:
@@ -298,12 +299,3 @@ def end_session(session_dir: str, grace_s: float = 5.0) -> list[int]:
         if not pids:
             break
     return pids
-
-
-def is_running(pid: int) -> bool:
-    """Alive and not a zombie (an ended child its parent has not reaped yet)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[-1].split()[0] != "Z"

@@ -34,7 +34,8 @@ from tunelab.core import metrics as M
 from tunelab.trainables.fileio import check_output_path
 from tunelab.duration import describe as describe_duration
 from tunelab.duration import parse_duration
-from tunelab.cluster import is_running, ray_session, reap_stale_session, starts_private_instance
+from tunelab.cluster import ray_session, reap_stale_session, starts_private_instance
+from tunelab.core.processes import is_running
 from tunelab.compare_state import (how_to_continue, open_state, save_state,
                                    search_done)
 from tunelab.compare_log import say

@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 
 from tunelab.core.storage import experiment_identity, local_path
 from tunelab.core.errors import ConfigError
+from tunelab.core.processes import is_running
 from tunelab.core.redaction import redact
 from tunelab.lock_holder import describe_holder, holder_record
 from tunelab.trainables.fileio import open_no_follow
@@ -44,16 +45,6 @@ def _read_holder(handle) -> dict[str, Any]:
     except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):  # not a record (nested past the limit too)
         return {}
     return holder if isinstance(holder, dict) else {}
-
-
-def _alive(pid: Any) -> bool:
-    try:
-        os.kill(int(pid), 0)
-    except (ProcessLookupError, ValueError, TypeError):
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class ExperimentLock:
@@ -90,7 +81,7 @@ class ExperimentLock:
                               f"that run has ended, delete {self.path} and try again")
         if holder and holder.get("pid") != os.getpid():
             self.previous = holder
-            state = "still running but not holding it" if _alive(holder.get("pid")) else "no longer running"
+            state = "still running but not holding it" if is_running(holder.get("pid")) else "no longer running"
             print(f"tunelab: taking over the stale lock of {describe_holder(holder)} ({state})", file=sys.stderr)
         self.handle = handle
         self._write(holder_record(experiment=self.recorded_identity))

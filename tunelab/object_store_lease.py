@@ -71,7 +71,7 @@ def _runs_here(lease: dict[str, Any]) -> bool:
     """Whether the lease's holder is a process that still runs on this host (not this one)."""
     import socket
 
-    from tunelab.cluster import is_running
+    from tunelab.core.processes import is_running
 
     pid = lease.get("pid")
     return (lease.get("host") == socket.gethostname() and isinstance(pid, int) and pid != os.getpid()

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from tunelab.core.errors import ConfigError
+from tunelab.core.processes import is_running
 from tunelab.trainables.fileio import open_no_follow
 from tunelab.tune_options import TuneOptions
 from tunelab.experiments import experiment_path, normalise_storage
@@ -159,7 +160,7 @@ def stop_when_orphaned(poll_s: float = 1.0, grace_s: float = 30.0) -> None:
     parent = os.environ.get(PARENT_ENV)
     if not parent or not parent.isdigit():
         return
-    if os.getppid() != int(parent) and _alive(int(parent)):
+    if os.getppid() != int(parent) and is_running(parent):
         return  # not started by that compare: the variable leaked into a process of another parent
     _take_sigint()
     sys.stdout, sys.stderr = _PipeGuard(sys.stdout), _PipeGuard(sys.stderr)
@@ -255,16 +256,3 @@ def _silence_closed_pipes() -> None:
         os.close(null)
     except OSError:
         pass
-
-
-def _alive(pid: int) -> bool:
-    """Running, and not a zombie (a compare that has ended but is not reaped yet)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process of that pid
-        return True
-    from tunelab.cluster import is_running
-
-    return is_running(pid) if os.path.isdir("/proc") else True
