@@ -161,6 +161,7 @@ class FinishedAtRungs:
 
     def __init__(self, rungs: tuple[int, ...]):
         self.rungs = rungs
+        self.study = None  # whose trials these are: another study's trials share storage ids
         self.reached = dict.fromkeys(rungs, 0)  # finished trials with a value at each rung
         self._values: dict[int, tuple] = {}  # storage id -> its value_at_rung at each rung
         self._seen: dict[tuple[int, int], optuna.trial.FrozenTrial] = {}  # (storage id, step) -> its copy
@@ -171,8 +172,11 @@ class FinishedAtRungs:
     def __setstate__(self, state: dict) -> None:
         self.__init__(state["rungs"])
 
-    def view(self, trials: list[optuna.trial.FrozenTrial], min_rung_trials: int) -> list[optuna.trial.FrozenTrial]:
-        """`rung_view(trials, rungs, min_rung_trials)`, from what is already read."""
+    def view(self, study, trials: list[optuna.trial.FrozenTrial], min_rung_trials: int) -> list[optuna.trial.FrozenTrial]:
+        """`rung_view(trials, rungs, min_rung_trials)` of `study`'s trials, from what is already read."""
+        if study is not self.study:
+            self.__init__(self.rungs)
+            self.study = study
         finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
         top = self.rungs[-1]
         for t in finished:
@@ -211,7 +215,7 @@ class _RungView(StudyTrialsView):
         if deepcopy:
             return rung_view(super().trials(deepcopy, use_cache), self.finished.rungs, self.min_rung_trials)
         if self._built is None:
-            self._built = self.finished.view(super().trials(False, use_cache), self.min_rung_trials)
+            self._built = self.finished.view(self.study, super().trials(False, use_cache), self.min_rung_trials)
         return self._built
 
 

@@ -190,6 +190,39 @@ def test_tpe_samples_through_the_study_view():
     assert seen, "TPE never read the trials through the view"
 
 
+def test_tpe_reads_groups_and_running_trials_params_where_the_savings_hook_in():
+    """TPESamplerOverStudyView replaces `_group_decomposed_search_space` (what `group=True` TPE asks
+    for its groups) and answers `_get_params` (how TPE reads a trial's params, a running one's from
+    JSON) once per suggestion: both must still be where TPE looks."""
+    from tunelab.compat.optuna import FirstSeenGroups, TPESamplerOverStudyView
+
+    reads, groups = [], []
+
+    class Counting(FirstSeenGroups):
+        def calculate(self, study, use_cache=False):
+            groups.append(1)
+            return super().calculate(study, use_cache)
+
+    class Sampler(TPESamplerOverStudyView):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            assert isinstance(self._group_decomposed_search_space, FirstSeenGroups)
+            self._group_decomposed_search_space = Counting(include_pruned=True)
+
+        def _get_params(self, trial, study):
+            reads.append(trial.state)
+            return super()._get_params(trial, study)
+
+    with pytest.warns(optuna.exceptions.ExperimentalWarning):  # `group`: as tunelab's tpe_sampler silences it
+        sampler = Sampler(seed=0, n_startup_trials=2, multivariate=True, group=True, constant_liar=True)
+    study = optuna.create_study(sampler=sampler)
+    running = study.ask()
+    running.suggest_float("x", 0, 1)
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=4)
+    assert groups, "TPE never asked for its groups"
+    assert optuna.trial.TrialState.RUNNING in reads, "TPE never read a running trial's params"
+
+
 # ----------------------------------------------------------------------------- Ray's internals pinned
 
 def test_ray_optuna_search_state_has_public_names():

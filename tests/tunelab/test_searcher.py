@@ -411,7 +411,7 @@ def test_the_rung_view_kept_between_suggestions_is_the_one_built_afresh():
     @settings(max_examples=150, deadline=None)
     @given(st.lists(spec, max_size=20), st.integers(1, 6))
     def check(specs, min_trials):
-        kept = FinishedAtRungs(rungs)
+        kept, study = FinishedAtRungs(rungs), object()
         for now in range(len(specs) + 7):  # trial j starts at j and finishes `lag` steps later
             trials = []
             for number, (state, reached, base, lag) in enumerate(specs[:now + 1]):
@@ -424,7 +424,7 @@ def test_the_rung_view_kept_between_suggestions_is_the_one_built_afresh():
                 trial._trial_id = number
                 trials.append(trial)
             expected = rung_view(trials, rungs, min_trials)
-            got = kept.view(trials, min_trials)
+            got = kept.view(study, trials, min_trials)
             assert [(t.number, t.state, t.values) for t in got] == [(t.number, t.state, t.values) for t in expected]
 
     check()
@@ -457,3 +457,31 @@ def test_what_is_kept_between_suggestions_stays_out_of_the_searchers_snapshot():
     trial = restored_study.ask()
     assert sample(trial)  # samples again, reading the trials anew
     assert len(restored._finished._values) == 6
+
+
+def test_what_is_kept_for_one_study_is_not_used_for_another():
+    """Two in-memory studies number their trials' storage ids alike: a sampler, or what it keeps,
+    used with a second study must read that study's trials, not the first one's."""
+    import optuna
+    from optuna.search_space.group_decomposed import _GroupDecomposedSearchSpace
+
+    from tunelab.compat.optuna import FirstSeenGroups
+    from tunelab.searcher import FinishedAtRungs, rung_view
+
+    C = TrialState.COMPLETE
+    first = [_frozen(0, 0.1, C, {1: 1.0, 3: 1.0}, final=1.0), _frozen(1, 0.2, C, {1: 2.0, 3: 2.0}, final=2.0)]
+    second = [_frozen(0, 0.9, C, {1: 5.0, 3: 5.0}, final=5.0), _frozen(1, 0.8, C, {1: 6.0, 3: 6.0}, final=6.0)]
+    for number, trial in enumerate(first + second):
+        trial._trial_id = number % 2
+    kept = FinishedAtRungs((1, 3))
+    kept.view("first study", first, 1)
+    assert [t.values for t in kept.view("second study", second, 1)] == [t.values for t in rung_view(second, (1, 3), 1)]
+
+    groups = FirstSeenGroups(include_pruned=True)
+    studies = []
+    for names in (("a",), ("a", "b")):
+        study = optuna.create_study()
+        trial = study.ask({n: optuna.distributions.FloatDistribution(0, 1) for n in names})
+        study.tell(trial, 0.0)
+        studies.append(study)
+        assert groups.calculate(study).search_spaces == _GroupDecomposedSearchSpace(True).calculate(study).search_spaces

@@ -113,6 +113,7 @@ class FirstSeenGroups:
         from optuna.search_space.group_decomposed import _SearchSpaceGroup
 
         self._make_group = _SearchSpaceGroup
+        self._study = None  # whose trials were read: another study's trials share storage ids
         self._states = (TrialState.COMPLETE, TrialState.PRUNED) if include_pruned else (TrialState.COMPLETE,)
         self._read: set[int] = set()  # storage ids of the finished trials already read
         self._first: dict[frozenset, tuple[int, dict]] = {}  # set of names -> (first number, its distributions)
@@ -125,6 +126,9 @@ class FirstSeenGroups:
         self.__init__(state["include_pruned"])
 
     def calculate(self, study: optuna.Study, use_cache: bool = False):
+        if study is not self._study:
+            self.__init__(TrialState.PRUNED in self._states)
+            self._study = study
         changed = False
         for trial in study._get_trials(deepcopy=False, states=self._states, use_cache=use_cache):
             if trial._trial_id in self._read:
