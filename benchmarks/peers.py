@@ -45,6 +45,12 @@ Problems:
   digits_adarand     real training: AdaRand fine-tuning of the offline backbone on 8 px digits, 50
       images per class, 9 epochs, AdaRand's space; reference in peers_reference_adarand.json
       (`--reference digits_adarand`, 128 random trials at full budget).
+  digits_arcface     held out, real training replayed from a table (benchmarks/replayed.py): ArcFace
+      / CosFace / NormSoftmax on 8 px digits (a width-8 ResNet-18), ArcFace's conditional space,
+      27 epochs; 400 configurations drawn at random (seed TABLE_SEED) and trained once, every
+      epoch's 1 - val/acc stored in tabular_digits_arcface.json (`--tabulate digits_arcface`);
+      a configuration is answered with its nearest stored one's curve; f* and f_worst are the
+      best and worst final loss in the table.
 
 Score: normalised regret of the best loss seen *at the full fidelity* so far, (best - f*) /
 (f_worst - f*); 1.0 until a method has finished one config at full fidelity; below 0 on a training
@@ -55,6 +61,8 @@ median [IQR] over seeds. Same trial cap for all.
     python benchmarks/peers.py --problems mfh3_good,mfh3_bad --seeds 20 --budget 100
     python benchmarks/peers.py --table peers.csv more.csv      # the table of earlier runs together
                                                                # (more.csv's rows replace peers.csv's of the same run)
+    python benchmarks/peers.py --table peers.csv --ablation    # tunelab against its own variants instead
+    python benchmarks/peers.py --tabulate digits_arcface --configs 400   # train and store the table (about an hour)
 """
 from __future__ import annotations
 
@@ -75,11 +83,13 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # replayed.py, beside this script
 
 CHECKPOINTS = (10, 25, 50, 100)
 SYNTHETIC = ("mfh3_good", "mfh3_bad", "mfh6_good", "mfh6_bad")
-HELD_OUT = ("mfh3_moderate", "mfh3_terrible", "mfh6_moderate", "mfh6_terrible")  # no default chosen on these
+HELD_OUT = ("mfh3_moderate", "mfh3_terrible", "mfh6_moderate", "mfh6_terrible", "digits_arcface")  # no default chosen on these
 PROBLEMS = SYNTHETIC + ("digits_classifier", "digits_adarand")
+TABULAR = {"digits_arcface": "tabular_digits_arcface.json"}  # replayed from a stored table (benchmarks/replayed.py)
 METHODS = ("tunelab", "ray_optuna", "optuna", "st_asha", "st_bohb", "st_ashacqr", "random")
 
 
@@ -229,8 +239,35 @@ def digits_adarand() -> Training:
                     HERE / "peers_reference_adarand.json")
 
 
+ARCFACE_FIXED = ["image_size=8", "width=8", "val_fraction=0.3"]
+TABLE_SEED = 2026  # the draws of a tabular problem's stored configurations (no search uses this seed)
+
+
+def digits_arcface_training() -> Training:
+    """ArcFace / CosFace / NormSoftmax on 8 px digits (a width-8 ResNet-18), 27 epochs, its own
+    space (head, s, m, easy_margin, n_feats, lr, weight_decay, head_lr_factor): what the tabular
+    problem digits_arcface replays. No default was chosen on it."""
+    return Training("digits_arcface", "arcface", ARCFACE_FIXED, 27, HERE / "no_reference_replayed_instead.json")
+
+
 def get_problem(name: str) -> Problem:
+    if name in TABULAR:
+        from replayed import Replayed
+
+        return Replayed(name, HERE / TABULAR[name])
     return {"digits_classifier": digits_classifier, "digits_adarand": digits_adarand}.get(name, lambda: Hartmann(name))()
+
+
+def tabulate(name: str, configs: int) -> None:
+    """Train `configs` random configurations of a tabular problem once and store their curves."""
+    from replayed import tabulate as train_and_store
+
+    problem = digits_arcface_training()
+    suggest = random_suggest(np.random.default_rng(TABLE_SEED))
+    about = {"problem": name, "method": problem.method, "fixed": problem.fixed, "training_seed": 0,
+             "loss": "1 - val/acc", "sampled": f"uniform over the space (log-uniform on log ranges), "
+             f"define-by-run, numpy default_rng({TABLE_SEED})", "threads": 1}
+    train_and_store(problem, lambda: sample_define_by_run(problem.space, suggest), configs, HERE / TABULAR[name], about)
 
 
 class Log:
@@ -271,15 +308,20 @@ def sample_define_by_run(space: dict, suggest: Callable[[str, Any], Any]) -> dic
 
 def flattened(space: dict) -> dict:
     """The space a searcher without conditions is given: each conditional entry as one range
-    covering all of its cases (the union a user would write); ignored where it does not apply."""
-    from tunelab.search_spaces import FloatRange
+    covering all of its cases, or one choice of all their options (the union a user would write);
+    ignored where it does not apply."""
+    from tunelab.search_spaces import Choice, FloatRange
     from tunelab.search_spaces.base import Conditional
 
     flat = {}
     for name, entry in space.items():
         if isinstance(entry, Conditional):
             cases = [case for _, case in entry.cases if case is not None]
-            entry = FloatRange(min(c.low for c in cases), max(c.high for c in cases), log=any(c.log for c in cases))
+            if all(isinstance(case, Choice) for case in cases):
+                entry = Choice(tuple(dict.fromkeys(option for case in cases for option in case.options)))
+            else:
+                entry = FloatRange(min(c.low for c in cases), max(c.high for c in cases),
+                                   log=any(c.log for c in cases))
         flat[name] = entry
     return flat
 
@@ -704,14 +746,19 @@ def cell_verdict(group: pd.DataFrame, mine: str, peers: list[str]) -> tuple[str,
     return "tie", phrases
 
 
-def verdicts(rows: pd.DataFrame, mine: str = "tunelab") -> list[str]:
+ABLATION = ("tunelab_norank", "tunelab_1bracket", "tunelab_before")  # tunelab with one part or both taken out
+
+
+def verdicts(rows: pd.DataFrame, mine: str = "tunelab", ablation: bool = False) -> list[str]:
     """One line per problem and checkpoint: `mine` against every peer (the methods that are not
     tunelab's own variants), by the rule of `cell_verdict`, with each paired median difference of
-    regret (`mine` minus peer; negative: `mine` lower) and its 95% interval; then the count."""
+    regret (`mine` minus peer; negative: `mine` lower) and its 95% interval; then the count.
+    With `ablation`, against the ABLATION variants instead (Holm over those of the cell)."""
     lines, counts = [], {"win": 0, "tie": 0, "loss": 0, "unjudged": 0}
+    family = "ablation variants" if ablation else "peers"
     for (problem, checkpoint), group in rows.groupby(["problem", "checkpoint"]):
         methods = set(group.method)
-        peers = sorted(m for m in methods if not m.startswith("tunelab"))
+        peers = sorted(m for m in methods if (m in ABLATION if ablation else not m.startswith("tunelab")))
         if mine not in methods or not peers:
             continue
         verdict, phrases = cell_verdict(group, mine, peers)
@@ -720,7 +767,7 @@ def verdicts(rows: pd.DataFrame, mine: str = "tunelab") -> list[str]:
     total = counts["win"] + counts["tie"] + counts["loss"]
     unjudged = f"; {counts['unjudged']} cell(s) unjudged, left out of the count" if counts["unjudged"] else ""
     lines.append(f"{counts['win']} win, {counts['tie']} tie, {counts['loss']} loss over {total} cells "
-                 f"(Wilcoxon signed-rank by seed, Holm over each cell's peers, alpha {ALPHA}){unjudged}")
+                 f"(Wilcoxon signed-rank by seed, Holm over each cell's {family}, alpha {ALPHA}){unjudged}")
     return lines
 
 
@@ -767,23 +814,37 @@ def main() -> None:
     parser.add_argument("--table", nargs="+", metavar="CSV",
                         help="no runs: the table and verdicts of earlier --out files (a later file's rows replace an "
                              "earlier one's for the same problem, method, seed and checkpoint)")
+    parser.add_argument("--ablation", action="store_true",
+                        help="with --table: tunelab against its variants with a part taken out (" + ", ".join(ABLATION)
+                             + "), not against the peers")
     parser.add_argument("--reference", metavar="PROBLEM", help="no runs: store a training problem's reference optimum")
     parser.add_argument("--trials", type=int, default=128, help="random trials for --reference")
+    parser.add_argument("--tabulate", metavar="PROBLEM", help="no runs: train and store a tabular problem's curves")
+    parser.add_argument("--configs", type=int, default=400, help="configurations for --tabulate")
     parser.add_argument("--power", nargs=2, type=int, metavar=("SEEDS", "PEERS"),
                         help="no runs: the verdict rule's power against one peer, by simulation")
     args = parser.parse_args()
     if args.power:
         print("\n".join(power(*args.power)))
         return
+    if args.ablation and not args.table:
+        parser.exit(2, "peers.py: --ablation judges stored rows: give it with --table CSV...\n")
     if args.table:
         table = latest_rows(pd.concat([read_rows(path, parser) for path in args.table], ignore_index=True))
         print(summarise(table).to_string())
         if set(EFFORT) <= set(table):
             print("\nmedian per run at its last checkpoint:\n" + effort(table).round(1).to_string())
-        print("\n" + "\n".join(verdicts(table)))
+        print("\n" + "\n".join(verdicts(table, ablation=args.ablation)))
         return
     if args.reference:
         return reference(args.reference, args.trials)
+    if args.tabulate:
+        if args.tabulate not in TABULAR:
+            parser.exit(2, f"peers.py: --tabulate {args.tabulate!r} is not a tabular problem; "
+                           f"choose from: {', '.join(TABULAR)}\n")
+        if args.configs < 1:
+            parser.exit(2, f"peers.py: --configs {args.configs} must be at least 1\n")
+        return tabulate(args.tabulate, args.configs)
     if Path(args.out).exists():
         parser.exit(2, f"peers.py: --out {args.out} exists (an earlier run's rows); give another file name\n")
     checkpoints = [c for c in CHECKPOINTS if c <= args.budget] or [args.budget]
