@@ -1,7 +1,8 @@
 """The manual's cluster section (docs/how-to/clusters-and-gpus.md), run as written: a real head
 (`ray start --head`, job server on 127.0.0.1), a real worker node (`ray start --address`),
 `ray job submit --working-dir .` of a tiny `tunelab tune`, and the experiment read back from the
-`file://` storage both nodes reach.
+storage both nodes reach: object storage, what a real multi-node cluster needs (a real S3 server,
+moto's, in a process of its own, in place of the page's shared mount).
 
 The commands come from that page's code block with its placeholders filled in, so the
 documentation cannot drift from what is tested. Flags only a one-machine cluster needs are
@@ -26,6 +27,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import S3_SECRET, start_s3_server_process
 from tunelab.cluster import end_session, session_processes
 
 pytestmark = [pytest.mark.ray, pytest.mark.cluster, pytest.mark.heavy]
@@ -70,19 +72,24 @@ def test_readme_cluster_section_runs_a_job_on_a_two_node_cluster(tmp_path):
                                                  ["ray", "job"], ["tunelab", "report"], ["ray", "stop"]], commands
     _, head, worker, submit, report, _ = commands
     gcs_port, dashboard_port, client_port, *service_ports = free_ports(15)
-    storage = tmp_path / "shared" / "runs"
+    server, s3_port = start_s3_server_process()
 
     def fill(command: str) -> list[str]:
         command = (command.replace("HEAD_IP", "127.0.0.1").replace("WORKER_IP", "127.0.0.1")
                    .replace(":6379", f":{gcs_port}").replace("=6379", f"={gcs_port}")
                    .replace(":8265", f":{dashboard_port}").replace("=8265", f"={dashboard_port}")
-                   .replace("/mnt/shared/runs", str(storage)).replace("digits-job-report", str(tmp_path / "report")))
+                   .replace("file:///mnt/shared/runs", "s3://bkt/runs")
+                   .replace("digits-job-report", str(tmp_path / "report")))
         return shlex.split(command)
 
     bin_dir = str(Path(sys.executable).parent)  # `ray` and `tunelab` of this environment
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS" and not k.startswith("AWS_")}
     env.update(PATH=bin_dir + os.pathsep + env.get("PATH", ""), RAY_AUTH_MODE="token",
                RAY_AUTH_TOKEN=secrets.token_hex(32), RAY_USAGE_STATS_ENABLED="0")
+    # Every node, the job's driver and its trials reach the store as a Ray user configures it: the
+    # nodes inherit these variables from `ray start`, the submitting shell's from its own.
+    env.update(AWS_ENDPOINT_URL=f"http://127.0.0.1:{s3_port}", AWS_ACCESS_KEY_ID="AKID",
+               AWS_SECRET_ACCESS_KEY=S3_SECRET, AWS_DEFAULT_REGION="us-east-1", AWS_REGION="us-east-1")
     # Short folders: Ray's socket paths live under them (a Unix socket path is limited to 107 bytes).
     head_temp, worker_temp = tempfile.mkdtemp(prefix="tl-h-"), tempfile.mkdtemp(prefix="tl-w-")
 
@@ -90,6 +97,7 @@ def test_readme_cluster_section_runs_a_job_on_a_two_node_cluster(tmp_path):
         return subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
 
     with ExitStack() as cleanup:
+        cleanup.callback(lambda: (server.kill(), server.wait()))
         cleanup.callback(shutil.rmtree, head_temp, ignore_errors=True)
         cleanup.callback(shutil.rmtree, worker_temp, ignore_errors=True)
         cleanup.callback(lambda: [end_session(s) for s in sessions(head_temp, worker_temp)])
@@ -110,15 +118,20 @@ def test_readme_cluster_section_runs_a_job_on_a_two_node_cluster(tmp_path):
         assert actors.returncode == 0, actors.stderr[-2000:]
         assert len({a["node_id"] for a in json.loads(actors.stdout)}) == 2
 
-        # Read back from the shared storage: tunelab's report and Ray Tune's own reader.
+        # Read back from the store: tunelab's report and Ray Tune's own reader.
         read = run(fill(report), timeout=120)
         assert read.returncode == 0, read.stderr[-2000:]
         assert "classifier" in read.stdout and (tmp_path / "report" / "report.md").is_file()
-        record = json.loads((storage / "digits-job" / "tunelab.json").read_text())
-        assert sorted(record["final_statuses"].values()) in (["finished", "finished"], ["finished", "stopped"])
+        assert S3_SECRET not in job.stdout + job.stderr + read.stdout + read.stderr
+        import pyarrow.fs as pafs
         from ray.tune import ExperimentAnalysis
 
-        analysis = ExperimentAnalysis((storage / "digits-job").as_uri())
+        store = pafs.S3FileSystem(endpoint_override=f"127.0.0.1:{s3_port}", scheme="http", access_key="AKID",
+                                  secret_key=S3_SECRET, region="us-east-1")
+        with store.open_input_stream("bkt/runs/digits-job/tunelab.json") as handle:
+            record = json.loads(handle.read())
+        assert sorted(record["final_statuses"].values()) in (["finished", "finished"], ["finished", "stopped"])
+        analysis = ExperimentAnalysis("bkt/runs/digits-job", storage_filesystem=store)
         assert len(analysis.trials) == 2 and all(t.status == "TERMINATED" for t in analysis.trials)
 
         head_sessions = sessions(head_temp, worker_temp)
