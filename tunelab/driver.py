@@ -24,7 +24,8 @@ from tunelab.trainables import METHOD_CLASSES, METHODS
 from tunelab.core.errors import ConfigError
 from tunelab.trainables.fileio import refuse_link
 from tunelab.core.trial_folders import trial_folder_name
-from tunelab.compat.ray import restore_reads_no_results, restored_search_state_follows_the_folder
+from tunelab.compat.ray import (no_snapshot_right_after_restore, restore_reads_no_results,
+                                 restored_search_state_follows_the_folder)
 from tunelab.legacy import old_package_names
 from tunelab.cluster import connect_ray, driver_session, ray_session, reap_stale_session, starts_private_instance
 from tunelab.experiment_lock import ExperimentLock
@@ -312,7 +313,7 @@ def resume(path: str, resume_errored: bool = False, restart_errored: bool = Fals
             tuner = tune.Tuner.restore(path, trainable=build_trainable(opts, data), resume_unfinished=True,
                                        resume_errored=resume_errored, restart_errored=restart_errored,
                                        param_space=param_space)
-        with restored_search_state_follows_the_folder():
+        with restored_search_state_follows_the_folder(), no_snapshot_right_after_restore():
             return fit_and_finish(tuner, record, path)
 
 

@@ -121,6 +121,11 @@ class RungTPESampler(TPESamplerOverStudyView):
         self._min_rung_trials = min_rung_trials
         self._finished = FinishedAtRungs(self._rungs)
 
+    def __setstate__(self, state: dict) -> None:
+        super().__setstate__(state)
+        if "_finished" not in state:  # pickled by a tunelab before FinishedAtRungs
+            self._finished = FinishedAtRungs(self._rungs)
+
     def study_view(self, study):
         return _RungView(study, self._finished, self._min_rung_trials)
 

@@ -343,3 +343,30 @@ def test_ray_tuner_restore_builds_its_analysis_from_the_name_the_patch_replaces(
         patched = tuner_internal.ExperimentAnalysis
         assert issubclass(patched, ExperimentAnalysis) and patched._fetch_trial_dataframes(None) == {}
     assert tuner_internal.ExperimentAnalysis is ExperimentAnalysis
+
+
+
+def test_ray_snapshot_clock_a_restore_resets_is_the_one_its_controller_reads(monkeypatch):
+    """no_snapshot_right_after_restore sets `_checkpoint_manager._last_save_time` once
+    TuneController.resume has run: a snapshot that is not forced comes only a period after it."""
+    import time
+    from types import SimpleNamespace
+
+    from ray.tune.execution.experiment_state import _ExperimentCheckpointManager
+    from ray.tune.execution.tune_controller import TuneController
+
+    from tunelab.compat.ray import no_snapshot_right_after_restore
+
+    manager = _ExperimentCheckpointManager(storage=SimpleNamespace(experiment_driver_staging_path="unused"),
+                                           checkpoint_period=10)
+    assert manager._last_save_time == float("-inf")  # left so, a new session saves in its first step
+    restored = []
+    monkeypatch.setattr(TuneController, "resume", lambda self, *args, **kwargs: restored.append(self))
+    controller = SimpleNamespace(_checkpoint_manager=manager)
+    with no_snapshot_right_after_restore():
+        before = time.monotonic()
+        TuneController.resume(controller, "resume config")
+    assert restored == [controller] and before <= manager._last_save_time <= time.monotonic()
+    saved = []
+    manager.sync_up_experiment_state(save_fn=lambda: saved.append(1))
+    assert saved == []  # within the period after the restore: not saved

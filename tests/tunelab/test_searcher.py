@@ -485,3 +485,30 @@ def test_what_is_kept_for_one_study_is_not_used_for_another():
         study.tell(trial, 0.0)
         studies.append(study)
         assert groups.calculate(study).search_spaces == _GroupDecomposedSearchSpace(True).calculate(study).search_spaces
+
+
+def test_a_sampler_pickled_by_an_earlier_tunelab_samples_after_a_restore():
+    """Experiments recorded before the per-suggestion savings hold a sampler without them (the
+    0.1.0 experiment in tests/data resumes through this)."""
+    import pickle
+
+    import optuna
+    from optuna.search_space.group_decomposed import _GroupDecomposedSearchSpace
+
+    from tunelab.compat.optuna import FirstSeenGroups
+    from tunelab.search_spaces import SPACES
+    from tunelab.searcher import DefineByRun, tpe_sampler
+
+    sampler = tpe_sampler(0, n_startup_trials=1, conditional=True, rungs=(1, 3), min_rung_trials=1)
+    del sampler.__dict__["_finished"], sampler.__dict__["_views"]
+    sampler._group_decomposed_search_space = _GroupDecomposedSearchSpace(True)
+    restored = pickle.loads(pickle.dumps(sampler))
+    assert isinstance(restored._group_decomposed_search_space, FirstSeenGroups)
+    study = optuna.create_study(sampler=restored)
+    sample = DefineByRun(SPACES["classifier"])
+    for _ in range(4):
+        trial = study.ask()
+        sample(trial)
+        trial.report(0.5, 1)
+        study.tell(trial, state=TrialState.PRUNED)
+    assert len(restored._finished._values) == 3  # the savings are back

@@ -71,6 +71,14 @@ class TPESamplerOverStudyView(optuna.samplers.TPESampler):
         if self._group_decomposed_search_space is not None:
             self._group_decomposed_search_space = FirstSeenGroups(include_pruned=True)
 
+    def __setstate__(self, state: dict) -> None:
+        # A sampler pickled before these savings (an experiment of an earlier tunelab) lacks them.
+        self.__dict__.update(state)
+        self.__dict__.setdefault("_views", {})
+        if self._group_decomposed_search_space is not None and not isinstance(self._group_decomposed_search_space,
+                                                                               FirstSeenGroups):
+            self._group_decomposed_search_space = FirstSeenGroups(include_pruned=True)
+
     def study_view(self, study: optuna.Study) -> Any:
         return study
 
