@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any, Callable
@@ -9,11 +10,16 @@ from typing import Any, Callable
 
 def atomic_write_bytes(path: Path, write: Callable[[Any], None]) -> None:
     """Write through a temporary file in the same folder, then rename: never a half file, and never
-    a write through a symlink at `path` (the rename replaces the link itself)."""
+    a write through a symlink at `path` (the rename replaces the link itself). The file gets the
+    permissions a plain `open` would give it (the umask's), or keeps those of the file it replaces:
+    the temporary file is private (0600), which made reports and records unreadable to the others
+    sharing a storage."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    mode = _mode_for(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
+        os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as handle:
             write(handle)
             handle.flush()
@@ -27,3 +33,16 @@ def atomic_write_bytes(path: Path, write: Callable[[Any], None]) -> None:
 
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, lambda handle: handle.write(text.encode("utf-8")))
+
+
+def _mode_for(path: Path) -> int:
+    """The permission bits of the regular file at `path` (not of a link there), else what the umask leaves of 0666."""
+    try:
+        info = os.lstat(path)
+        if stat.S_ISREG(info.st_mode):
+            return stat.S_IMODE(info.st_mode)
+    except OSError:
+        pass
+    umask = os.umask(0o022)  # reading the umask means setting it: put it straight back
+    os.umask(umask)
+    return 0o666 & ~umask
