@@ -844,7 +844,12 @@ def main() -> None:
                            f"choose from: {', '.join(TABULAR)}\n")
         if args.configs < 1:
             parser.exit(2, f"peers.py: --configs {args.configs} must be at least 1\n")
-        return tabulate(args.tabulate, args.configs)
+        from replayed import OtherTable
+
+        try:
+            return tabulate(args.tabulate, args.configs)
+        except OtherTable as error:
+            parser.exit(2, f"peers.py: --tabulate {args.tabulate}: {error}\n")
     if Path(args.out).exists():
         parser.exit(2, f"peers.py: --out {args.out} exists (an earlier run's rows); give another file name\n")
     checkpoints = [c for c in CHECKPOINTS if c <= args.budget] or [args.budget]

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
@@ -94,30 +92,29 @@ class Replayed:
         return (value - self.optimum) / (self.worst - self.optimum)
 
 
+class OtherTable(ValueError):
+    """The file to continue holds configurations another sample drew."""
+
+
 def tabulate(problem, sample: Callable[[], dict[str, Any]], configs: int, path: Path, about: dict) -> None:
     """Train `configs` configurations drawn by `sample()` on the training problem `problem` for its
     max_steps epochs each, storing each one's every loss in `path`. The file is rewritten (whole,
     by rename) after each configuration, and a rerun continues where an interrupted one stopped:
     the draws are seeded, so the first configurations are the ones already stored."""
+    from tunelab.core.files import atomic_write_text
+
     path = Path(path)
     rows = json.loads(path.read_text())["rows"] if path.exists() else []
     drawn = [sample() for _ in range(configs)]
     if any(row["config"] != config for row, config in zip(rows, drawn)):
-        raise SystemExit(f"--tabulate: {path} holds other configurations than this sample draws; "
-                         "give it another name or remove it")
+        raise OtherTable(f"{path} holds other configurations than this sample draws; give it another name or "
+                         "remove it")
     for config in drawn[len(rows):]:
         losses: list[float] = []
         problem.run(config, lambda step, loss, losses=losses: losses.append(loss) or True)
         if len(losses) != problem.max_steps:
             raise SystemExit(f"--tabulate: {config} reported {len(losses)} epochs of {problem.max_steps}")
         rows.append({"config": config, "losses": losses})
-        _write_whole(path, {**about, "epochs": problem.max_steps, "rows": rows})
+        atomic_write_text(path, json.dumps({**about, "epochs": problem.max_steps, "rows": rows}) + "\n")
         print(f"{len(rows)}/{configs}: final loss {losses[-1]:.4f}", flush=True)
 
-
-def _write_whole(path: Path, content: dict) -> None:
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(handle, "w") as out:
-        json.dump(content, out)
-        out.write("\n")
-    os.replace(temporary, path)

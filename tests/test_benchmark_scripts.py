@@ -1,5 +1,6 @@
 """The benchmark scripts' own edges (their measurements are on the pages benchmarks/*.md, not here)."""
 import importlib.util
+import json
 import random
 import subprocess
 import sys
@@ -257,3 +258,152 @@ def test_the_rules_power_is_its_size_under_no_effect_and_grows_with_the_effect()
                         for line in lines])
     assert abs(last[0] - 0.05) < 0.02 and abs(first[0] - 0.05 / 4) < 0.01  # no effect: the test's size
     assert first[0] < first[1] < first[2] and last[0] < last[1] < last[2]
+
+
+def _replayed_module():
+    _peers_module()  # puts benchmarks/ on the path, as running peers.py does
+    import replayed
+
+    return replayed
+
+
+def _small_space():
+    from tunelab.search_spaces import Choice, FloatRange
+    from tunelab.search_spaces.base import Conditional
+
+    return {"lr": FloatRange(1e-4, 1e-2, log=True), "head": Choice(("a", "b")),
+            "m": Conditional("head", (("a", FloatRange(0.0, 1.0)), ("b", None)))}
+
+
+def test_the_replayed_distance_scales_each_entry_over_its_range_and_counts_a_mismatch_as_one():
+    replayed = _replayed_module()
+    space = _small_space()
+    one = {"lr": 1e-3, "head": "a", "m": 0.5}
+    # log10 1e-3 -> 1e-2 is half of the range's 2 decades: 0.5**2; m 0.5 -> 0.1: 0.4**2
+    assert replayed.distance(space, one, {"lr": 1e-2, "head": "a", "m": 0.1}) == pytest.approx(0.25 + 0.16)
+    # another head: 1 for the head, 1 for the margin that applies to one of them only
+    assert replayed.distance(space, one, {"lr": 1e-3, "head": "b"}) == pytest.approx(2.0)
+    # a margin left in a config where it does not apply is not compared
+    assert replayed.distance(space, {"lr": 1e-3, "head": "b", "m": 0.9}, {"lr": 1e-3, "head": "b"}) == 0.0
+
+
+def _curves_table(tmp_path, rows):
+    path = tmp_path / "table.json"
+    path.write_text(json.dumps({"method": "arcface", "epochs": 3, "rows": rows}))
+    return path
+
+
+def test_a_replayed_problem_answers_with_the_nearest_stored_curve_and_its_regret_spans_the_table(tmp_path):
+    replayed = _replayed_module()
+    base = {"s": 30.0, "head": "cosface", "m": 0.3, "n_feats": 128, "lr": 1e-3, "weight_decay": 1e-4,
+            "head_lr_factor": 1.0}
+    rows = [{"config": {**base, "lr": 1e-4}, "losses": [0.9, 0.8, 0.7]},
+            {"config": {**base, "lr": 1e-2}, "losses": [0.5, 0.3, 0.1]},
+            {"config": {**base, "head": "normsoftmax"} | {"m": 0.3}, "losses": [0.6, 0.5, 0.4]}]
+    problem = replayed.Replayed("t", _curves_table(tmp_path, rows))
+    seen = []
+    problem.run({**base, "lr": 5e-3}, lambda step, loss: seen.append((step, loss)) or True)
+    assert seen == [(1, 0.5), (2, 0.3), (3, 0.1)]  # lr 5e-3 is nearer 1e-2 than 1e-4 on the log scale
+    seen.clear()
+    problem.run({**base, "head": "normsoftmax", "lr": 1e-4}, lambda step, loss: seen.append(loss) or step < 2)
+    assert seen == [0.6, 0.5]  # the head counts 1 + the margin 1: more than any lr gap; stopped after 2
+    assert (problem.optimum, problem.worst) == (0.1, 0.7)
+    assert problem.regret(0.1) == 0.0 and problem.regret(0.7) == 1.0 and problem.regret(0.4) == pytest.approx(0.5)
+
+
+class _Counting:
+    max_steps = 2
+
+    def __init__(self):
+        self.trained = []
+
+    def run(self, config, on_step):
+        self.trained.append(config)
+        on_step(1, 1.0 - config["x"]), on_step(2, 0.5 - config["x"] / 2)
+
+
+def test_tabulating_continues_an_interrupted_table_and_refuses_one_drawn_otherwise(tmp_path):
+    replayed = _replayed_module()
+    path = tmp_path / "t.json"
+
+    def draws(seed):
+        rng = np.random.default_rng(seed)
+        return lambda: {"x": float(rng.random())}
+
+    first = _Counting()
+    replayed.tabulate(first, draws(1), 2, path, {"method": "m"})
+    second = _Counting()
+    replayed.tabulate(second, draws(1), 3, path, {"method": "m"})
+    stored = json.loads(path.read_text())
+    assert len(first.trained) == 2 and len(second.trained) == 1  # the first two were not trained again
+    assert [row["config"] for row in stored["rows"]] == first.trained + second.trained
+    assert stored["rows"][0]["losses"] == [1.0 - first.trained[0]["x"], 0.5 - first.trained[0]["x"] / 2]
+    assert stored["epochs"] == 2 and stored["method"] == "m"
+    before = path.read_bytes()
+    with pytest.raises(replayed.OtherTable, match="holds other configurations than this sample draws"):
+        replayed.tabulate(_Counting(), draws(2), 3, path, {"method": "m"})
+    assert path.read_bytes() == before
+
+
+def test_a_searcher_without_conditions_gets_the_union_of_a_conditional_choice():
+    from tunelab.search_spaces import SPACES
+
+    flat = _peers_module().flattened(SPACES["arcface"])
+    assert flat["easy_margin"].options == (False, True)
+    assert (flat["m"].low, flat["m"].high) == (0.1, 0.8)  # ArcFace's radians and CosFace's cosine units
+
+
+def test_the_stored_arcface_table_is_the_seeded_sample_it_says_it_is():
+    # Anyone can redraw the stored configurations from the seed (training them again takes an hour).
+    peers = _peers_module()
+    problem = peers.get_problem("digits_arcface")
+    suggest = peers.random_suggest(np.random.default_rng(peers.TABLE_SEED))
+    redrawn = [peers.sample_define_by_run(problem.space, suggest) for _ in problem.configs]
+    assert problem.configs == redrawn
+    assert len(problem.configs) >= 300 and all(len(curve) == problem.max_steps == 27 for curve in problem.curves)
+    assert problem.table["fixed"] == peers.ARCFACE_FIXED and problem.table["loss"] == "1 - val/acc"
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["--tabulate", "digits_classifier"], "peers.py: --tabulate 'digits_classifier' is not a tabular problem; "
+                                          "choose from: digits_arcface"),
+    (["--tabulate", "digits_arcface", "--configs", "0"], "peers.py: --configs 0 must be at least 1")])
+def test_tabulate_refuses_a_bad_request_in_one_line(argv, expected):
+    result = subprocess.run([sys.executable, str(PEERS), *argv], capture_output=True, text=True, timeout=120)
+    assert (result.returncode, result.stderr.strip()) == (2, expected)
+
+
+def test_the_ablation_judges_tunelab_against_its_variants_only():
+    peers = _peers_module()
+    base = np.linspace(0.1, 0.5, 20)
+    rows = _rows(50, {"tunelab": base, "tunelab_norank": base + 0.1, "tunelab_1bracket": base + 0.02,
+                      "tunelab_before": base + 0.3, "optuna": base - 0.2})
+    ablation = peers.verdicts(rows, ablation=True)
+    assert ablation[0].startswith("tunelab on p @ 50: win (tunelab_1bracket -0.0200")  # the peer that beats it is not there
+    assert "optuna" not in ablation[0]
+    assert ablation[-1] == ("1 win, 0 tie, 0 loss over 1 cells (Wilcoxon signed-rank by seed, Holm over each "
+                            "cell's ablation variants, alpha 0.05)")
+    assert peers.verdicts(rows)[0].startswith("tunelab on p @ 50: loss (optuna +0.2000")  # and the variants are no peers
+    worse = _rows(50, {"tunelab": base, "tunelab_norank": base - 0.05, "tunelab_before": base + 0.3})
+    assert peers.verdicts(worse, ablation=True)[0].startswith("tunelab on p @ 50: loss")
+
+
+def test_the_ablation_flag_without_stored_rows_is_refused_in_one_line():
+    result = subprocess.run([sys.executable, str(PEERS), "--ablation"], capture_output=True, text=True, timeout=120)
+    assert (result.returncode, result.stderr.strip()) == (2, "peers.py: --ablation judges stored rows: give it with "
+                                                             "--table CSV...")
+
+
+@pytest.mark.long
+def test_the_simulated_slots_keep_their_bookkeeping():
+    # scale.py simulate: the driver's real calls on a simulated clock. Every trial starts and ends,
+    # no more than `slots` run at once, each reports 1, 3 or 9 epochs, and a slot is never more
+    # than fully busy.
+    spec = importlib.util.spec_from_file_location("scale", PEERS.parent / "scale.py")
+    scale = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(scale)
+    row = scale.simulated_one("optuna", 3, 15)
+    assert row["ended"] == 15 and row["most_running"] == 3
+    assert 15 <= row["results"] <= 15 * scale.MAX_T
+    assert 0.5 < row["occupancy"] <= 1.0 and row["gap_p50_s"] >= 0.0
+    assert row["simulated_s"] >= 15 / 3 * scale.EPOCH_S  # 15 trials of one epoch at least, 3 at a time
