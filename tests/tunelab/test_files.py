@@ -27,6 +27,9 @@ def test_a_replaced_file_keeps_its_permissions_and_a_replaced_link_its_target(tm
     kept.chmod(0o640)
     atomic_write_text(kept, "new")
     assert kept.read_text() == "new" and stat.S_IMODE(kept.stat().st_mode) == 0o640
+    kept.chmod(0o4755)  # a setuid bit is not carried to what replaces the file
+    atomic_write_text(kept, "newer")
+    assert stat.S_IMODE(kept.stat().st_mode) == 0o755
     target = tmp_path / "theirs.txt"
     target.write_text("theirs")
     target.chmod(0o600)

@@ -36,11 +36,12 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 
 def _mode_for(path: Path) -> int:
-    """The permission bits of the regular file at `path` (not of a link there), else what the umask leaves of 0666."""
+    """The read/write/execute bits of the regular file at `path` (not of a link there; never its
+    setuid, setgid or sticky bit), else what the umask leaves of 0666: as a plain write would."""
     try:
         info = os.lstat(path)
         if stat.S_ISREG(info.st_mode):
-            return stat.S_IMODE(info.st_mode)
+            return stat.S_IMODE(info.st_mode) & 0o777
     except OSError:
         pass
     umask = os.umask(0o022)  # reading the umask means setting it: put it straight back
