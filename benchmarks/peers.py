@@ -790,8 +790,6 @@ def reference(name: str, trials: int) -> None:
     """A training problem's reference optimum: the best val/acc of `trials` random configs at full
     budget (seed 12345), stored where the problem reads it."""
     problem = get_problem(name)
-    if not isinstance(problem, Training):
-        raise SystemExit(f"--reference {name!r}: only training problems need one (digits_classifier, digits_adarand)")
     log = Log(problem, trials * problem.max_steps)
     run_random(log, 12345, trials)
     final = [loss for step, loss in log.steps if step == problem.max_steps]
@@ -800,6 +798,25 @@ def reference(name: str, trials: int) -> None:
         "val_acc": best, "trials": trials, "max_epochs": problem.max_steps, "fixed": problem.fixed,
         "search": "random, full budget, seed 12345", "median_final_val_acc": 1.0 - float(np.median(final))}, indent=2) + "\n")
     print(f"{name}: reference optimum val/acc {best:.4f} from {trials} random trials -> {problem.reference}")
+
+
+KNOWN_PROBLEMS = PROBLEMS + HELD_OUT  # every name get_problem makes (the Hartmann presets of mf-prior-bench)
+
+
+def check_run_arguments(args, parser: argparse.ArgumentParser) -> None:
+    """Before any run: every name known, every count positive, --out new and writable; else exit 2."""
+    for flag, names, known in (("--problems", args.problems, KNOWN_PROBLEMS), ("--methods", args.methods, RUNNERS)):
+        for name in names.split(","):
+            if name not in known:
+                parser.exit(2, f"peers.py: {flag} {name!r} is not known; choose from: {', '.join(known)}\n")
+    for flag, value in (("--seeds", args.seeds), ("--budget", args.budget), ("--cap", args.cap)):
+        if value < 1:
+            parser.exit(2, f"peers.py: {flag} {value} must be at least 1\n")
+    out = Path(args.out)
+    if out.exists() or out.is_symlink():
+        parser.exit(2, f"peers.py: --out {args.out} exists (an earlier run's rows); give another file name\n")
+    if not out.parent.is_dir():
+        parser.exit(2, f"peers.py: --out {args.out}: no folder {str(out.parent)!r} to write it in\n")
 
 
 def main() -> None:
@@ -834,11 +851,18 @@ def main() -> None:
         print(summarise(table).to_string())
         if set(EFFORT) <= set(table):
             print("\nmedian per run at its last checkpoint:\n" + effort(table).round(1).to_string())
-        print("\n" + "\n".join(verdicts(table, ablation=args.ablation)))
+        lines = verdicts(table, ablation=args.ablation)
+        if args.ablation and len(lines) == 1:  # the count line only: nothing was judged
+            parser.exit(2, "peers.py: --table: no problem and checkpoint has rows of tunelab and of one of its "
+                           f"variants ({', '.join(ABLATION)})\n")
+        print("\n" + "\n".join(lines))
         return
-    if args.reference:
+    if args.reference is not None:
+        if args.reference not in ("digits_classifier", "digits_adarand"):
+            parser.exit(2, f"peers.py: --reference {args.reference!r} is not a training problem; "
+                           "choose from: digits_classifier, digits_adarand\n")
         return reference(args.reference, args.trials)
-    if args.tabulate:
+    if args.tabulate is not None:
         if args.tabulate not in TABULAR:
             parser.exit(2, f"peers.py: --tabulate {args.tabulate!r} is not a tabular problem; "
                            f"choose from: {', '.join(TABULAR)}\n")
@@ -850,8 +874,7 @@ def main() -> None:
             return tabulate(args.tabulate, args.configs)
         except OtherTable as error:
             parser.exit(2, f"peers.py: --tabulate {args.tabulate}: {error}\n")
-    if Path(args.out).exists():
-        parser.exit(2, f"peers.py: --out {args.out} exists (an earlier run's rows); give another file name\n")
+    check_run_arguments(args, parser)
     checkpoints = [c for c in CHECKPOINTS if c <= args.budget] or [args.budget]
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # no experiment banners per run
     logging.getLogger("syne_tune").setLevel(logging.ERROR)
@@ -864,11 +887,16 @@ def main() -> None:
                 log = Log(problem, args.budget * problem.max_steps)
                 started = time.perf_counter()
                 RUNNERS[method](log, seed, args.cap)
+                trials = sum(step == 1 for step, _ in log.steps)
+                if not log.spent and trials < args.cap:  # Ray's Tuner returns, not raises, on Ctrl-C
+                    parser.exit(1, f"peers.py: {name} {method} seed {seed} ended after {len(log.steps)} of "
+                                   f"{log.budget_steps} steps and {trials} of {args.cap} trials (interrupted?); "
+                                   f"its rows are not written, those before it are in {args.out}\n")
                 tops = sum(step == problem.max_steps for step, _ in log.steps)
                 for checkpoint in checkpoints:
                     rows.append({"problem": name, "method": method, "seed": seed, "checkpoint": checkpoint,
                                  "regret": log.regret_at(checkpoint), "steps": len(log.steps),
-                                 "trials": sum(step == 1 for step, _ in log.steps), "full_budget_trials": tops,
+                                 "trials": trials, "full_budget_trials": tops,
                                  "seconds": time.perf_counter() - started})
                 pd.DataFrame(rows).to_csv(args.out, index=False)  # after every run: an interrupted one keeps them
             done = pd.DataFrame(rows)

@@ -104,11 +104,13 @@ def tabulate(problem, sample: Callable[[], dict[str, Any]], configs: int, path: 
     from tunelab.core.files import atomic_write_text
 
     path = Path(path)
-    rows = json.loads(path.read_text())["rows"] if path.exists() else []
+    rows = _stored_rows(path)
     drawn = [sample() for _ in range(configs)]
     if any(row["config"] != config for row, config in zip(rows, drawn)):
         raise OtherTable(f"{path} holds other configurations than this sample draws; give it another name or "
                          "remove it")
+    if len(rows) >= configs:
+        print(f"{path} already holds {len(rows)} configurations: nothing to train")
     for config in drawn[len(rows):]:
         losses: list[float] = []
         problem.run(config, lambda step, loss, losses=losses: losses.append(loss) or True)
@@ -118,3 +120,18 @@ def tabulate(problem, sample: Callable[[], dict[str, Any]], configs: int, path: 
         atomic_write_text(path, json.dumps({**about, "epochs": problem.max_steps, "rows": rows}) + "\n")
         print(f"{len(rows)}/{configs}: final loss {losses[-1]:.4f}", flush=True)
 
+
+
+def _stored_rows(path: Path) -> list:
+    """The rows of a table to continue (none if there is no file), or OtherTable naming what is wrong."""
+    if not path.exists() and not path.is_symlink():
+        return []
+    try:
+        rows = json.loads(path.read_text())["rows"]
+    except (OSError, UnicodeDecodeError, ValueError, TypeError, KeyError) as error:
+        raise OtherTable(f"{path} cannot be read as a table of curves ({type(error).__name__}); give it another "
+                         "name or remove it") from None
+    if not isinstance(rows, list) or not all(isinstance(row, dict) and "config" in row for row in rows):
+        raise OtherTable(f"{path} is not a table of curves (its rows are not configurations); give it another name "
+                         "or remove it")
+    return rows

@@ -526,6 +526,11 @@ def _handle_result(search_alg, scheduler, trial, result: dict) -> bool:
     return ended
 
 
+def _shown(value: float | None, form: str, unit: str = "") -> str:
+    """A figure, or n/a where there is none (with no more trials than slots, none waited for a slot)."""
+    return "n/a" if value is None else f"{value:{form}}{unit}"
+
+
 def simulate(args) -> None:
     print(f"simulated: {args.trials} trials of at most {MAX_T} epochs of {EPOCH_S:.0f} s, the driver's calls timed "
           "for real", flush=True)
@@ -536,8 +541,10 @@ def simulate(args) -> None:
             if done.returncode != 0:
                 raise SystemExit(f"{search} at {slots} slots: {done.stderr[-3000:]}")
             row = json.loads(done.stdout.strip().splitlines()[-1])
-            print(f"  {slots:>4} slots {search:13} occupancy {100 * row['occupancy']:.1f}%; slot gap p50/p99 "
-                  f"{row['gap_p50_s']:.3f} / {row['gap_p99_s']:.3f} s; driver busy {100 * row['driver_busy_fraction']:.0f}%; "
+            occupancy = row["occupancy"] and 100 * row["occupancy"]
+            print(f"  {slots:>4} slots {search:13} occupancy {_shown(occupancy, '.1f', '%')}; "
+                  f"slot gap p50/p99 {_shown(row['gap_p50_s'], '.3f')} / {_shown(row['gap_p99_s'], '.3f', ' s')}; "
+                  f"driver busy {100 * row['driver_busy_fraction']:.0f}%; "
                   f"{row['results_per_s']:.0f} results/s; suggest p50/p99 {row['suggest_p50_ms']:.1f} / "
                   f"{row['suggest_p99_ms']:.1f} ms; {row['simulated_s']:.0f} simulated s", flush=True)
 
@@ -559,6 +566,17 @@ def cluster(args) -> None:
               f"{row.get('snapshot_max_s', 0):.3f} s; {row['trial_processes']} trial processes, RSS median "
               f"{row['worker_rss_mb_median']:.0f} MB",
               flush=True)
+
+
+def positive(text: str) -> int:
+    """An argparse type: a whole number >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
 
 
 def main() -> None:
@@ -589,8 +607,8 @@ def main() -> None:
     c.add_argument("--epochs", type=int, default=10)
     c.add_argument("--searchers", nargs="+", default=list(SEARCHERS), choices=SEARCHERS)
     m = sub.add_parser("simulate", help="many trial slots on a simulated clock, the driver's calls timed for real")
-    m.add_argument("--slots", type=int, nargs="+", default=[64, 256, 512])
-    m.add_argument("--trials", type=int, default=2000)
+    m.add_argument("--slots", type=positive, nargs="+", default=[64, 256, 512])
+    m.add_argument("--trials", type=positive, default=2000)
     m.add_argument("--searchers", nargs="+", default=list(MEASURED), choices=MEASURED)
     args = parser.parse_args()
     {"driver": driver, "experiments": experiments, "cluster": cluster, "simulate": simulate}[args.command](args)

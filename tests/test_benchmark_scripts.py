@@ -407,3 +407,47 @@ def test_the_simulated_slots_keep_their_bookkeeping():
     assert 15 <= row["results"] <= 15 * scale.MAX_T
     assert 0.5 < row["occupancy"] <= 1.0 and row["gap_p50_s"] >= 0.0
     assert row["simulated_s"] >= 15 / 3 * scale.EPOCH_S  # 15 trials of one epoch at least, 3 at a time
+
+
+def test_a_run_that_ends_before_its_budget_writes_no_row(tmp_path, monkeypatch, capsys):
+    # Ray's Tuner returns, not raises, on Ctrl-C: an interrupted run once left a row of regret 1.0
+    # and 0 trials, which the table would have read as a real result.
+    peers = _peers_module()
+    out = tmp_path / "rows.csv"
+    monkeypatch.setitem(peers.RUNNERS, "random", lambda log, seed, cap: log.record(1, 0.5))
+    monkeypatch.setattr(sys, "argv", ["peers.py", "--problems", "digits_arcface", "--methods", "random", "--seeds", "1",
+                                      "--budget", "2", "--out", str(out)])
+    with pytest.raises(SystemExit) as ended:
+        peers.main()
+    assert ended.value.code == 1 and not out.exists()
+    assert capsys.readouterr().err.strip() == (f"peers.py: digits_arcface random seed 0 ended after 1 of 54 steps and 1 "
+                                               f"of 400 trials (interrupted?); its rows are not written, those before "
+                                               f"it are in {out}")
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["--problems", "digits_arcfce"], "peers.py: --problems 'digits_arcfce' is not known; choose from: mfh3_good"),
+    (["--problems", "digits_arcface", "--methods", "random,rndom"], "peers.py: --methods 'rndom' is not known; choose from: tunelab"),
+    (["--problems", "digits_arcface", "--seeds", "0"], "peers.py: --seeds 0 must be at least 1"),
+    (["--problems", "digits_arcface", "--budget", "-3"], "peers.py: --budget -3 must be at least 1"),
+    (["--problems", "digits_arcface", "--cap", "0"], "peers.py: --cap 0 must be at least 1"),
+    (["--problems", "digits_arcface", "--out", "{d}/no/such/folder/x.csv"], "peers.py: --out {d}/no/such/folder/x.csv: no folder"),
+    (["--tabulate", ""], "peers.py: --tabulate '' is not a tabular problem; choose from: digits_arcface"),
+    (["--reference", ""], "peers.py: --reference '' is not a training problem; choose from: digits_classifier, digits_adarand"),
+    (["--table", "{d}/rows.csv", "--ablation"], "peers.py: --table: no problem and checkpoint has rows of tunelab and of one of "
+                                               "its variants (tunelab_norank, tunelab_1bracket, tunelab_before)"),
+    (["--table", "{d}/peerless.csv", "--ablation"], "peers.py: --table: no problem and checkpoint has rows of tunelab "
+                                                    "and of one of its variants"),
+])
+def test_a_bad_request_is_refused_in_one_line_before_any_run(tmp_path, monkeypatch, capsys, argv, expected):
+    peers = _peers_module()
+    (tmp_path / "rows.csv").write_text("problem,method,seed,checkpoint,regret\np,tunelab,0,10,0.1\np,optuna,0,10,0.2\n")
+    (tmp_path / "peerless.csv").write_text("problem,method,seed,checkpoint,regret\np,tunelab_norank,0,10,0.1\n"
+                                           "p,tunelab_before,0,10,0.2\n")  # variants, no tunelab
+    monkeypatch.setitem(peers.RUNNERS, "random", lambda log, seed, cap: pytest.fail("a run started"))
+    monkeypatch.setattr(sys, "argv", ["peers.py", *[a.replace("{d}", str(tmp_path)) for a in argv]])
+    with pytest.raises(SystemExit) as refused:
+        peers.main()
+    error = capsys.readouterr().err
+    assert refused.value.code == 2 and error.count("\n") == 1
+    assert error.startswith(expected.replace("{d}", str(tmp_path)))
