@@ -5,6 +5,7 @@ epoch as the step) and the trial's tunelab status."""
 from __future__ import annotations
 
 import tomllib
+import warnings
 from pathlib import Path
 
 import pytest
@@ -42,8 +43,9 @@ def _wandb_value(tmp_path: Path, monkeypatch) -> str:
 
 def _wandb_runs(value: str, tmp_path: Path, experiment: str) -> list[dict]:
     runs = [wandb_run(p) for p in sorted((tmp_path / experiment / "wandb").glob("offline-run-*/run-*.wandb"))]
-    return [{"trial_id": run["id"], "status": run["summary"]["status"], "config": run["config"],
-             "steps": sorted(run["history"])} for run in runs]
+    # "cut": the run file stops before the summary tunelab writes last (the status)
+    return [{"trial_id": run.get("id"), "status": run["summary"].get("status"), "config": run["config"],
+             "steps": sorted(run["history"]), "cut": "status" not in run["summary"]} for run in runs]
 
 
 # Each tracker's (value for a tiny local run, reader of its runs with the tracker's own library).
@@ -77,10 +79,19 @@ def test_an_empty_value_is_refused_naming_the_option(name):
 def test_a_tiny_search_reads_back_through_the_trackers_own_library(name, ray_cluster, tmp_path, monkeypatch):
     make_value, read = READERS[name]
     value = make_value(tmp_path, monkeypatch)
-    summary = run_tune(TuneOptions(method="classifier", num_samples=2, max_epochs=2, scheduler="fifo",
-                                   storage=f"file://{tmp_path}", name="tracked", sets=TINY, **{name: value}))
-    trials = [parse_trial_folder_name(p.name, "classifier")[1] for p in (tmp_path / "tracked").glob("classifier_*")]
-    runs = read(value, tmp_path, "tracked")
+    for experiment in ("tracked", "tracked-again"):
+        summary = run_tune(TuneOptions(method="classifier", num_samples=2, max_epochs=2, scheduler="fifo",
+                                       storage=f"file://{tmp_path}", name=experiment, sets=TINY, **{name: value}))
+        trials = [parse_trial_folder_name(p.name, "classifier")[1] for p in (tmp_path / experiment).glob("classifier_*")]
+        runs = read(value, tmp_path, experiment)
+        cut = [run["trial_id"] for run in runs if run.get("cut")]
+        if name != "wandb" or not cut or experiment == "tracked-again":
+            break
+        # The known W&B defect (docs/how-to/trackers.md; test_tracking_ray): on a loaded machine a
+        # logging actor can stop before its run file is whole. Once more, said; twice fails.
+        warnings.warn(f"W&B offline run(s) {cut} were cut short (the known logging-actor shutdown race); "
+                      "running the search once more", stacklevel=1)
+    assert not [run["trial_id"] for run in runs if run.get("cut")], "W&B offline runs cut short, twice"
     assert sorted(run["trial_id"] for run in runs) == sorted(trials)
     for run in runs:
         assert run["status"] == "finished"
