@@ -451,3 +451,41 @@ def test_a_bad_request_is_refused_in_one_line_before_any_run(tmp_path, monkeypat
     error = capsys.readouterr().err
     assert refused.value.code == 2 and error.count("\n") == 1
     assert error.startswith(expected.replace("{d}", str(tmp_path)))
+
+
+@pytest.mark.long
+@pytest.mark.parametrize("page", ["peers-heldout.md", "peers-verdicts.md"])
+def test_the_verdict_tables_of_a_page_are_what_its_commands_print(page):
+    # The headline claims are restated from the rule's output: each `--table` command on the page,
+    # run on the stored rows, must give the count line the page shows, followed by its table with
+    # the same verdict per cell and, for a loss, the same figures.
+    import glob
+    import re
+    import shlex
+
+    peers = _peers_module()
+    root = PEERS.parents[1]
+    text = (root / "benchmarks" / page).read_text()
+    commands = [shlex.split(line.strip()) for line in text.splitlines() if "benchmarks/peers.py" in line
+                and "--table" in line and line.startswith("    .venv/bin/python")]
+    assert commands, "the page names no --table command"
+    lines = text.splitlines()
+    for command in commands:
+        files = [f for arg in command[command.index("--table") + 1:] if not arg.startswith("--")
+                 for f in sorted(glob.glob(str(root / arg)))]
+        rows = peers.latest_rows(pd.concat([peers.read_rows(f, None) for f in files], ignore_index=True))
+        printed = peers.verdicts(rows, ablation="--ablation" in command)
+        count = printed[-1]
+        assert count in lines, f"{page} does not show: {count}"
+        table = []
+        for line in lines[lines.index(count) + 1:]:
+            if table and not line.startswith("|"):
+                break
+            if line.startswith("| ") and not line.startswith("| problem"):
+                table.append([cell.strip() for cell in line.strip("|").split("|")])
+        cells = [re.match(r"tunelab on (\S+) @ (\S+): (\w+) \((.*)\)$", line).groups() for line in printed[:-1]]
+        assert [(p, c, f"**{v}**") for p, c, v, _ in cells] == [tuple(row[:3]) for row in table]
+        for (_, _, verdict, detail), row in zip(cells, table):
+            if verdict == "loss":
+                for phrase in re.findall(r"(\S+ [+-]\d\.\d+ \[[^]]+\] Holm p \S+) n=\d+ worse", detail):
+                    assert phrase in row[3], (row, phrase)
