@@ -153,16 +153,21 @@ def one(search: str, history: int, suggestions: int) -> dict:
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "prefill_s": prefill_s}
 
 
+def _in_fresh_process(mode: str, *values, what: str) -> dict:
+    """This script's `mode` (`_one`, `_simulated`, `_cluster`) run in a process of its own, so its
+    peak RSS and imports are its own: the row it prints last; a failure ends the benchmark naming `what`."""
+    done = subprocess.run([sys.executable, __file__, mode, *map(str, values)], capture_output=True, text=True, cwd=ROOT)
+    if done.returncode != 0:
+        raise SystemExit(f"{what}: {done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def driver(args) -> None:
     rows = []
     print(f"{'searcher':14} {'history':>8} {'suggest p50/p99 ms':>20} {'result p50/p99 ms':>19} {'peak RSS MB':>12}")
     for history in args.history:
         for search in args.searchers:
-            done = subprocess.run([sys.executable, __file__, "_one", search, str(history), str(args.suggestions)],
-                                  capture_output=True, text=True, cwd=ROOT)
-            if done.returncode != 0:
-                raise SystemExit(f"{search} at {history}: {done.stderr[-2000:]}")
-            row = json.loads(done.stdout.strip().splitlines()[-1])
+            row = _in_fresh_process("_one", search, history, args.suggestions, what=f"{search} at {history}")
             rows.append(row)
             print(f"{search:14} {history:>8} {row['suggest_p50_ms']:>9.1f} / {row['suggest_p99_ms']:<8.1f} "
                   f"{row['result_p50_ms']:>8.2f} / {row['result_p99_ms']:<8.2f} {row['peak_rss_mb']:>10.0f}", flush=True)
@@ -536,11 +541,7 @@ def simulate(args) -> None:
           "for real", flush=True)
     for slots in args.slots:
         for search in args.searchers:
-            done = subprocess.run([sys.executable, __file__, "_simulated", search, str(slots), str(args.trials)],
-                                  capture_output=True, text=True, cwd=ROOT)
-            if done.returncode != 0:
-                raise SystemExit(f"{search} at {slots} slots: {done.stderr[-3000:]}")
-            row = json.loads(done.stdout.strip().splitlines()[-1])
+            row = _in_fresh_process("_simulated", search, slots, args.trials, what=f"{search} at {slots} slots")
             occupancy = row["occupancy"] and 100 * row["occupancy"]
             print(f"  {slots:>4} slots {search:13} occupancy {_shown(occupancy, '.1f', '%')}; "
                   f"slot gap p50/p99 {_shown(row['gap_p50_s'], '.3f')} / {_shown(row['gap_p99_s'], '.3f', ' s')}; "
@@ -553,11 +554,7 @@ def cluster(args) -> None:
     print(f"{args.slots} slots, {args.trials} trials of at most {args.epochs} epochs of {EPOCH_S:.0f} s (ASHA stops "
           "most early)", flush=True)
     for search in args.searchers:
-        done = subprocess.run([sys.executable, __file__, "_cluster", search, str(args.slots), str(args.trials),
-                               str(args.epochs)], capture_output=True, text=True, cwd=ROOT)
-        if done.returncode != 0:
-            raise SystemExit(f"{search}: {done.stderr[-3000:]}")
-        row = json.loads(done.stdout.strip().splitlines()[-1])
+        row = _in_fresh_process("_cluster", search, args.slots, args.trials, args.epochs, what=search)
         print(json.dumps(row), flush=True)
         print(f"  {search}: {row['trials']} trials in {row['wall_s']:.0f} s; {row['results_per_s']:.1f} results/s; "
               f"driver CPU {100 * row['driver_cpu_fraction']:.0f}% of a core; occupancy "
