@@ -430,6 +430,14 @@ def test_the_rung_view_kept_between_suggestions_is_the_one_built_afresh():
     check()
 
 
+def _stopped_at_rung_one(study, sample, trials: int) -> None:
+    """`trials` trials of `study`, each sampled by `sample`, reported once at step 1 and pruned."""
+    for _ in range(trials):
+        trial = study.ask()
+        sample(trial)
+        trial.report(0.5, 1)
+        study.tell(trial, state=TrialState.PRUNED)
+
 def test_what_is_kept_between_suggestions_stays_out_of_the_searchers_snapshot():
     """Ray pickles the searcher (study and sampler) at each experiment snapshot: the kept copies
     would make it grow with every finished trial; after a restore they are read again."""
@@ -443,11 +451,7 @@ def test_what_is_kept_between_suggestions_stays_out_of_the_searchers_snapshot():
     sampler = tpe_sampler(0, n_startup_trials=2, conditional=True, rungs=(1, 3), min_rung_trials=1)
     study = optuna.create_study(sampler=sampler)
     sample = DefineByRun(SPACES["classifier"])
-    for _ in range(6):
-        trial = study.ask()
-        sample(trial)
-        trial.report(0.5, 1)
-        study.tell(trial, state=TrialState.PRUNED)
+    _stopped_at_rung_one(study, sample, 6)
     assert sampler._finished._values and sampler._group_decomposed_search_space._read  # kept while it runs
     restored = pickle.loads(pickle.dumps(sampler))
     assert not restored._finished._values and not restored._group_decomposed_search_space._read
@@ -505,10 +509,5 @@ def test_a_sampler_pickled_by_an_earlier_tunelab_samples_after_a_restore():
     restored = pickle.loads(pickle.dumps(sampler))
     assert isinstance(restored._group_decomposed_search_space, FirstSeenGroups)
     study = optuna.create_study(sampler=restored)
-    sample = DefineByRun(SPACES["classifier"])
-    for _ in range(4):
-        trial = study.ask()
-        sample(trial)
-        trial.report(0.5, 1)
-        study.tell(trial, state=TrialState.PRUNED)
+    _stopped_at_rung_one(study, DefineByRun(SPACES["classifier"]), 4)
     assert len(restored._finished._values) == 3  # the savings are back
