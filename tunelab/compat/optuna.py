@@ -100,10 +100,10 @@ class TPESamplerOverStudyView(optuna.samplers.TPESampler):
         suggestion = self._views.get(threading.get_ident())
         if suggestion is None:
             return super()._get_params(trial, study)
-        read = suggestion[1]
-        if trial._trial_id not in read:
-            read[trial._trial_id] = super()._get_params(trial, study)
-        return read[trial._trial_id]
+        read, trial_id = suggestion[1], storage_trial_id(trial)
+        if trial_id not in read:
+            read[trial_id] = super()._get_params(trial, study)
+        return read[trial_id]
 
 
 class FirstSeenGroups:
@@ -139,9 +139,9 @@ class FirstSeenGroups:
             self._study = study
         changed = False
         for trial in study._get_trials(deepcopy=False, states=self._states, use_cache=use_cache):
-            if trial._trial_id in self._read:
+            if storage_trial_id(trial) in self._read:
                 continue
-            self._read.add(trial._trial_id)
+            self._read.add(storage_trial_id(trial))
             names = frozenset(trial.distributions)
             if names not in self._first or trial.number < self._first[names][0]:
                 self._first[names] = (trial.number, trial.distributions)
