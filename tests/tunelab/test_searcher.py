@@ -353,6 +353,45 @@ def test_first_seen_groups_are_optunas_groups_over_any_order_of_finishing():
     check()
 
 
+def test_internal_columns_are_optunas_internal_repr_for_any_group():
+    """`_Columns` turns a list of trials' parameters into TPE's internal numbers once and answers
+    every group from them; Optuna's `_get_internal_repr` loops over the trials per group. Same
+    arrays (values, order, dtype) for any trials and any group, empty ones included."""
+    import numpy as np
+    import optuna
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from tunelab.compat.optuna import _Columns
+
+    space = {"x": optuna.distributions.FloatDistribution(1e-3, 1.0, log=True),
+             "n": optuna.distributions.IntDistribution(1, 9),
+             "opt": optuna.distributions.CategoricalDistribution(("sgd", "adam", None)),
+             "flag": optuna.distributions.CategoricalDistribution((True, False))}
+    values = {"x": st.floats(1e-3, 1.0), "n": st.integers(1, 9), "opt": st.sampled_from(("sgd", "adam", None)),
+              "flag": st.booleans()}
+    params = st.fixed_dictionaries({}, optional=values)
+    reference = optuna.samplers.TPESampler(seed=0)
+    study = optuna.create_study()
+
+    @settings(max_examples=200, deadline=None)
+    @given(st.lists(params, max_size=8), st.lists(st.sets(st.sampled_from(list(space))), min_size=1, max_size=4))
+    def check(all_params, groups):
+        trials = [optuna.trial.create_trial(params=p, distributions={k: space[k] for k in p}, value=0.0)
+                  for p in all_params]
+        columns = _Columns(trials, [t.params for t in trials])
+        for group in groups:
+            search_space = {name: space[name] for name in sorted(group)}
+            expected = reference._get_internal_repr(trials, search_space, study)
+            got = columns.internal(search_space)
+            assert got.keys() == expected.keys()
+            for name in expected:
+                assert got[name].dtype == expected[name].dtype
+                np.testing.assert_array_equal(got[name], expected[name])
+
+    check()
+
+
 def test_a_search_suggests_the_same_configs_with_the_per_suggestion_savings_as_without():
     """One rung view per suggestion and the groups read once save most of a suggestion's cost at
     10,000 trials (benchmarks/scale.md); the samples must not change. The reference builds the

@@ -10,6 +10,7 @@ import copy
 import threading
 from typing import Any
 
+import numpy as np
 import optuna
 from optuna.trial import TrialState
 
@@ -54,20 +55,23 @@ class TPESamplerOverStudyView(optuna.samplers.TPESampler):
     """TPESampler whose relative (multivariate) sampling reads the study through `study_view`.
     TPE's sampling step is the private `_sample`; this is its one override.
 
-    Costs that grow with the study are paid once, not again and again, with the same samples:
-    - With `group=True` TPE samples each group of parameters with its own `_sample` call (5 for
-      the classifier's space); one view serves every group of a suggestion, since nothing changes
-      in the study in between. A view may then keep what it computed from the trials.
-    - For the same reason a running trial's parameters (which TPE's constant liar reads from JSON
-      in the trial's system attributes, `_get_params`) are read once a suggestion, not once per
-      group and estimator: with 256 trials running this was a quarter of a suggestion.
-    - With `group=True` Optuna finds the groups again from every finished trial at each suggestion
-      (0.2 s at 10,000 trials); `FirstSeenGroups` reads each set of parameters once.
+    Costs that grow with the study are paid once a suggestion, not again and again, with the same
+    samples. With `group=True` TPE samples each group of parameters with its own `_sample` call (5
+    for the classifier's space), and nothing changes in the study in between, so within one
+    suggestion (`_Suggestion`):
+    - one view serves every group (a view may then keep what it computed from the trials);
+    - the trials are split into TPE's "below" and "above" once: the split depends on the trials'
+      states and values, not on the group's parameters;
+    - each trial's parameters are read once (a running trial's from JSON in its system attributes,
+      TPE's constant liar), and turned into TPE's internal numbers once per parameter, not once
+      per group and estimator (`_Columns`).
+    With `group=True` Optuna also finds the groups again from every finished trial at each
+    suggestion (0.2 s at 10,000 trials); `FirstSeenGroups` reads each set of parameters once.
     """
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self._views: dict[int, tuple[Any, dict]] = {}  # thread -> (the view, running trials' params) of its suggestion
+        self._views: dict[int, _Suggestion] = {}  # thread -> what its suggestion computed so far
         if self._group_decomposed_search_space is not None:
             self._group_decomposed_search_space = FirstSeenGroups(include_pruned=True)
 
@@ -84,7 +88,7 @@ class TPESamplerOverStudyView(optuna.samplers.TPESampler):
 
     def sample_relative(self, study, trial, search_space):
         thread = threading.get_ident()
-        self._views[thread] = (self.study_view(study), {})
+        self._views[thread] = _Suggestion(self.study_view(study))
         try:
             return super().sample_relative(study, trial, search_space)
         finally:
@@ -92,7 +96,42 @@ class TPESamplerOverStudyView(optuna.samplers.TPESampler):
 
     def _sample(self, study, trial, search_space):
         suggestion = self._views.get(threading.get_ident())
-        return super()._sample(suggestion[0] if suggestion else self.study_view(study), trial, search_space)
+        if suggestion is None:  # outside sample_relative (TPE's independent sampling): Optuna's own step
+            return super()._sample(self.study_view(study), trial, search_space)
+        # Optuna's `_sample` (5.0) from here on, with the split made once a suggestion
+        view = suggestion.view
+        if suggestion.split is None:
+            suggestion.split = self._split(view, trial)
+        below, above = suggestion.split
+        mpe_below = self._build_parzen_estimator(view, search_space, below, handle_below=True)
+        mpe_above = self._build_parzen_estimator(view, search_space, above, handle_below=False)
+        samples_below = mpe_below.sample(self._rng.rng, self._n_ei_candidates)
+        acquisition = self._compute_acquisition_func(samples_below, mpe_below, mpe_above)
+        chosen = optuna.samplers.TPESampler._compare(samples_below, acquisition)
+        return {name: distribution.to_external_repr(chosen[name]) for name, distribution in search_space.items()}
+
+    def _split(self, study, trial) -> tuple[list, list]:
+        """TPE's trials for `trial`'s suggestion split into the good ("below") and the rest, as
+        Optuna's `_sample` splits them."""
+        from optuna.samplers._tpe import sampler as tpe
+
+        states = [TrialState.COMPLETE, TrialState.PRUNED] + ([TrialState.RUNNING] if self._constant_liar else [])
+        trials = study._get_trials(deepcopy=False, states=states, use_cache=not self._constant_liar)
+        if self._constant_liar:
+            trials = [t for t in trials if trial.number != t.number]
+        if self._gamma is None:
+            self._gamma = tpe.default_gamma if len(study.directions) <= 1 else tpe.default_gamma_multiobjective
+        finished = sum(t.state != TrialState.RUNNING for t in trials)
+        return tpe._split_trials(study, trials, self._gamma(finished))
+
+    def _get_internal_repr(self, trials, search_space, study):
+        suggestion = self._views.get(threading.get_ident())
+        if suggestion is None:
+            return super()._get_internal_repr(trials, search_space, study)
+        columns = suggestion.columns.get(id(trials))
+        if columns is None or columns.trials is not trials:
+            columns = suggestion.columns[id(trials)] = _Columns(trials, [self._get_params(t, study) for t in trials])
+        return columns.internal(search_space)
 
     def _get_params(self, trial, study):
         if trial.state.is_finished():  # its params, as Optuna reads them
@@ -100,10 +139,55 @@ class TPESamplerOverStudyView(optuna.samplers.TPESampler):
         suggestion = self._views.get(threading.get_ident())
         if suggestion is None:
             return super()._get_params(trial, study)
-        read, trial_id = suggestion[1], storage_trial_id(trial)
-        if trial_id not in read:
-            read[trial_id] = super()._get_params(trial, study)
-        return read[trial_id]
+        trial_id = storage_trial_id(trial)
+        if trial_id not in suggestion.running_params:
+            suggestion.running_params[trial_id] = super()._get_params(trial, study)
+        return suggestion.running_params[trial_id]
+
+
+class _Suggestion:
+    """What one suggestion has computed so far, for the groups after the first."""
+
+    def __init__(self, view: Any):
+        self.view = view
+        self.split: tuple[list, list] | None = None
+        self.columns: dict[int, _Columns] = {}  # id of a list of trials (below, above) -> its columns
+        self.running_params: dict[int, dict] = {}  # storage id -> a running trial's params
+
+
+class _Columns:
+    """TPE's internal numbers for a list of trials, one column per parameter, computed once and
+    shared by every group: what Optuna's `_get_internal_repr` returns for a group, that is, for each
+    parameter of the group, the internal values of the trials that have every parameter of the
+    group, in the list's order."""
+
+    def __init__(self, trials: list, params: list[dict]):
+        self.trials = trials  # kept, so that the id the columns are found by stays this list's
+        self.params = params
+        self._has: dict[str, np.ndarray] = {}  # name -> which trials have it
+        self._values: dict[tuple, np.ndarray] = {}  # (name, distribution) -> internal values, 0 where absent
+
+    def internal(self, search_space: dict) -> dict[str, np.ndarray]:
+        if not search_space:
+            return {}
+        rows = np.logical_and.reduce([self._has_param(name) for name in search_space])
+        if not rows.any():
+            return {name: np.asarray([]) for name in search_space}  # Optuna's empty arrays (float)
+        return {name: self._column(name, distribution)[rows] for name, distribution in search_space.items()}
+
+    def _has_param(self, name: str) -> np.ndarray:
+        if name not in self._has:
+            self._has[name] = np.fromiter((name in p for p in self.params), dtype=bool, count=len(self.params))
+        return self._has[name]
+
+    def _column(self, name: str, distribution) -> np.ndarray:
+        key = (name, distribution)
+        if key not in self._values:
+            present = np.asarray([distribution.to_internal_repr(p[name]) for p in self.params if name in p])
+            column = np.zeros(len(self.params), dtype=present.dtype)
+            column[self._has_param(name)] = present
+            self._values[key] = column
+        return self._values[key]
 
 
 class FirstSeenGroups:
