@@ -121,6 +121,9 @@ def check_free(path: str, overwrite: bool) -> None:
     and again under the lock."""
     local = local_path(path)
     if local is None:
+        from tunelab import remote_experiments
+
+        remote_experiments.check_free(path, overwrite)
         return
     refuse_link(lock_path(path), "lock file")
     if not (local.exists() or local.is_symlink()):
@@ -154,6 +157,10 @@ def prepare_folder(path: str, overwrite: bool) -> None:
     check_free(path, overwrite)
     local = local_path(path)
     if local is None:
+        from tunelab import remote_experiments
+
+        if overwrite:
+            remote_experiments.remove_experiment(path)
         return
     if local.exists() and any(local.iterdir()):
         remove_experiment(local)
@@ -178,7 +185,7 @@ def remove_experiment(folder: Path) -> None:
             _remove_matching(entry, TRIAL_FILES)
         elif entry.is_dir() and entry.name in tracker_folders:  # e.g. EXPERIMENT/wandb/, offline W&B runs
             _remove_matching(entry, tracker_folders[entry.name], links=True)
-        elif entry.is_file() and _matches(entry.name, OURS):
+        elif entry.is_file() and matches(entry.name, OURS):
             entry.unlink()
     if not any(folder.iterdir()):
         folder.rmdir()
@@ -190,7 +197,7 @@ def remove_experiment(folder: Path) -> None:
           file=sys.stderr)
 
 
-def _matches(name: str, patterns: tuple[str, ...]) -> bool:
+def matches(name: str, patterns: tuple[str, ...]) -> bool:
     return any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns)
 
 
@@ -198,7 +205,7 @@ def _remove_matching(folder: Path, patterns: tuple[str, ...], links: bool = Fals
     """Delete the entries of `folder` named by `patterns` (folders whole, never following a link),
     then `folder` itself if that left it empty."""
     for entry in folder.iterdir():
-        if not _matches(entry.name, patterns) or (entry.is_symlink() and not links):
+        if not matches(entry.name, patterns) or (entry.is_symlink() and not links):
             continue
         if entry.is_dir() and not entry.is_symlink():
             shutil.rmtree(entry)  # rmtree unlinks the links inside a folder; it never follows them

@@ -1,0 +1,81 @@
+"""An experiment on object storage (s3://, gs://, ...): whether its location is free, and what
+`--overwrite` may delete there. The same rules as a folder on disk (tunelab.experiments): an
+existing experiment is refused unless --overwrite, only a tunelab experiment is replaced, and
+only what tunelab and Ray Tune wrote there is deleted. Object stores hold no symlinks; a "folder"
+is the common prefix of its objects.
+"""
+from __future__ import annotations
+
+import sys
+
+from tunelab.core.errors import ConfigError
+from tunelab.core.record import TUNELAB_FILE, read_record
+from tunelab.core.redaction import redact
+from tunelab.core.storage import remote_filesystem
+from tunelab.core.trial_folders import trial_folder_pattern
+
+
+def stored_files(location: str) -> tuple[object, str, list[str]]:
+    """(filesystem, root inside it, every file under the experiment's prefix, relative to it)."""
+    import pyarrow.fs as pafs
+
+    fs, root = remote_filesystem(location)
+    root = root.rstrip("/")
+    try:
+        infos = fs.get_file_info(pafs.FileSelector(root, allow_not_found=True, recursive=True))
+    except OSError as exc:
+        raise ConfigError(f"the storage of {redact(location)!r} cannot be reached (listing the experiment: "
+                          f"{redact(str(exc).splitlines()[0])}); check its endpoint and credentials") from None
+    return fs, root, sorted(i.path[len(root) + 1:] for i in infos if i.type == pafs.FileType.File)
+
+
+def check_free(location: str, overwrite: bool) -> None:
+    """Refuse an experiment location that holds objects, or under --overwrite one that is not a
+    tunelab experiment. Writes nothing."""
+    _, _, files = stored_files(location)
+    if not files:
+        return
+    shown = redact(location)
+    if not overwrite:
+        raise ConfigError(f"experiment {shown!r} already exists; continue it with `tunelab resume {shown}`, "
+                          "pick another --name, or pass --overwrite to replace it")
+    owner_record(location, files)
+
+
+def owner_record(location: str, files: list[str]) -> dict:
+    shown = redact(location)
+    if TUNELAB_FILE not in files:
+        raise ConfigError(f"--overwrite refused: {shown!r} is not a tunelab experiment (no {TUNELAB_FILE}); "
+                          "it is left as it is, pick another --name")
+    try:
+        return read_record(location)
+    except ConfigError as exc:
+        raise ConfigError(f"--overwrite refused: {shown!r} is not a tunelab experiment: {exc}; it is left "
+                          "as it is, pick another --name") from None
+
+
+def ours(relative: str, method: str) -> bool:
+    """Whether the object at `relative` (inside the experiment) is one tunelab or Ray Tune wrote:
+    a top-level file named in OURS, or a trial folder's file named in TRIAL_FILES (a checkpoint
+    folder whole)."""
+    from tunelab.experiments import OURS, TRIAL_FILES, matches
+
+    parts = relative.split("/")
+    if len(parts) == 1:
+        return matches(parts[0], OURS)
+    return bool(trial_folder_pattern(method).fullmatch(parts[0])) and matches(parts[1], TRIAL_FILES)
+
+
+def remove_experiment(location: str) -> None:
+    """`--overwrite` on object storage: delete the objects tunelab and Ray wrote (see `ours`); what is
+    left is named on stderr."""
+    fs, root, files = stored_files(location)
+    method = owner_record(location, files)["method"]
+    kept = [f for f in files if not ours(f, method)]
+    for relative in files:
+        if ours(relative, method):
+            fs.delete_file(f"{root}/{relative}")
+    if kept:
+        shown = ", ".join(kept[:5]) + (f" and {len(kept) - 5} more" if len(kept) > 5 else "")
+        print(f"tunelab: --overwrite: kept {len(kept)} item(s) that tunelab did not write in {redact(location)}: "
+              f"{shown}", file=sys.stderr)
