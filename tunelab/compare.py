@@ -31,12 +31,13 @@ import pandas as pd
 
 from tunelab.trainables import config_class
 from tunelab.core import metrics as M
+from tunelab.core.redaction import redact
 from tunelab.trainables.fileio import check_output_path
 from tunelab.duration import describe as describe_duration
 from tunelab.duration import parse_duration
 from tunelab.cluster import ray_session, reap_stale_session, starts_private_instance
 from tunelab.core.processes import is_running
-from tunelab.compare_state import (how_to_continue, open_state, save_state,
+from tunelab.compare_state import (STATE_FILE, check_new_storage, how_to_continue, open_state, save_state,
                                    search_done)
 from tunelab.compare_log import say
 from tunelab.confirmations import confirm_all
@@ -47,7 +48,7 @@ from tunelab.compare_options import CompareOptions, check_options
 from tunelab.tune_options import TuneOptions
 from tunelab import tracker_plugins as trackers
 from tunelab import replicates as rep
-from tunelab.compare_plan import fine_tunes, method_options
+from tunelab.compare_plan import fine_tunes, method_options, search_location
 from tunelab.signals import stop_requested
 
 
@@ -71,7 +72,10 @@ def run_compare(opts: CompareOptions) -> dict[str, Any]:
     trackers.check(opts)
     out = check_output_path(opts.out if opts.out is not None else
                             f"compare/{opts.dataset.split(':')[0]}-{time.strftime('%Y%m%d-%H%M%S')}", "--out", "folder")
+    continued = (out / STATE_FILE).is_file()
     state = open_state(out, opts)  # the same compare run again continues; other options are refused
+    if not continued:
+        check_new_storage(opts.storage)
     share = budget_share(opts)
     check_target_data(opts)
     from tunelab.dryrun import dry_run_compare
@@ -128,7 +132,7 @@ def _compare(opts: CompareOptions, out: Path, state: dict[str, Any], share: floa
     say(f"where the {wall + checks_s:.0f} s went: " + ", ".join(f"{k} {v:.0f} s" for k, v in phases.items()))
     return {"out": str(out), "report": str(out / "report" / "report.md"), "table": report["table"],
             "wall_s": wall, "searches_s": phases["searches"], "phases_s": phases, "parallel": opts.parallel,
-            "experiments": {rep.search_key(opts, m, r): s["experiment"] for (r, m), s in experiments.items()}}
+            "experiments": {rep.search_key(opts, m, r): redact(s["experiment"]) for (r, m), s in experiments.items()}}
 
 
 def run_replicate(opts: CompareOptions, out: Path, backbone: Path | None, share: float | None,
@@ -141,6 +145,8 @@ def run_replicate(opts: CompareOptions, out: Path, backbone: Path | None, share:
     began = time.perf_counter()
     found = (search_in_parallel(opts, out, backbone, share, state, replicate) if opts.parallel else
              search_one_after_another(opts, out, backbone, share, state, replicate))
+    # read from where compare put them: a summary's location is redacted (a URI's credentials)
+    found = {m: {**s, "experiment": search_location(opts, out, m, replicate)} for m, s in found.items()}
     seconds = time.perf_counter() - began
     say(f"confirming each best config with {opts.seeds} seeds on the test split")
     confirmed = confirm_all(found, opts.seeds, opts.cpus_per_trial, opts.gpus_per_trial, out,
@@ -197,7 +203,7 @@ def continue_or_start(opts: TuneOptions) -> dict[str, Any]:
     path = experiment_path(normalise_storage(opts.storage), opts.name)
     how = how_to_continue(path)
     if how == "resume":
-        say(f"{opts.method}: continuing the search an earlier run left unfinished ({path})")
+        say(f"{opts.method}: continuing the search an earlier run left unfinished ({redact(path)})")
         return resume(path, time_budget=opts.time_budget)  # a fresh share: the interrupted one's rest is unknown
     if how == "restart":
         say(f"{opts.method}: the earlier run stopped before the first trial; starting the search again")

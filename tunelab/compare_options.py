@@ -30,6 +30,9 @@ class CompareOptions:
     methods: tuple[str, ...] = option(DEFAULT_METHODS, "comma-separated methods (default: every registered one)")
     out: str | None = option(None, "folder for experiments and report (default compare/DATASET-TIME); the same "
                                    "compare run again with it continues an interrupted one")
+    # the root of every method's experiment (STORAGE/METHOD, or STORAGE/replicate-R/METHOD): OUT/runs
+    # when not given; compare's own state, confirmations and report stay in --out
+    storage: str | None = shared(TuneOptions, "storage", default=None)
     preset: str | None = option(None, "named settings for every option not given: transfer-digits (the defaults), "
                                       "transfer-cifar (CIFAR-10 classes 0-4 -> 5-9, a GPU budget)")
     classes: str = option("5-9", "target classes every method trains and is tested on ('' = all)")
@@ -138,3 +141,7 @@ def check_options(opts: CompareOptions) -> None:
     check_transfer(opts)
     if opts.total_time_budget is not None:
         parse_duration(opts.total_time_budget)
+    if opts.storage is not None:
+        from tunelab.experiments import normalise_storage
+
+        normalise_storage(opts.storage)

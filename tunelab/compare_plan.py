@@ -23,8 +23,16 @@ def method_options(opts: CompareOptions, method: str, out: Path, backbone: Path 
                        max_concurrent=max_concurrent, **trackers.given(opts),
                        sets=method_sets(opts, method, backbone) + rep.data_sets(opts, replicate),
                        time_budget=None if time_budget is None else repr(time_budget),
-                       # a URI: valid whether Ray runs here alone or joined a local cluster
-                       storage=rep.storage(out, opts, replicate).resolve().as_uri(), name=method)
+                       # OUT/runs as a URI: valid whether Ray runs here alone or joined a local cluster
+                       storage=rep.storage(out, opts, replicate), name=method)
+
+
+def search_location(opts: CompareOptions, out: Path, method: str, replicate: int) -> str:
+    """The experiment of one method's search, as compare reads it (a URI's credentials included:
+    a search's summary and compare's state keep it redacted)."""
+    from tunelab.experiments import experiment_path, normalise_storage
+
+    return experiment_path(normalise_storage(rep.storage(out, opts, replicate)), method)
 
 
 def fine_tunes(method: str) -> bool:

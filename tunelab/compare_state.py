@@ -27,9 +27,41 @@ NOT_COMPARED = ("out", "address", "dry_run")  # where and how it runs, not what 
 
 
 def options_record(opts: Any) -> dict[str, Any]:
-    """The options that decide a compare's results, as JSON values."""
-    return {f.name: json.loads(json.dumps(getattr(opts, f.name))) for f in dataclasses.fields(opts)
-            if f.name not in NOT_COMPARED}
+    """The options that decide a compare's results, as JSON values. --storage is kept as the
+    location it names (`./x` and `x/` are one) without its credentials: a compare continued with
+    another storage would not find its searches."""
+    record = {f.name: json.loads(json.dumps(getattr(opts, f.name))) for f in dataclasses.fields(opts)
+              if f.name not in NOT_COMPARED}
+    if record.get("storage") is not None:
+        from tunelab.core.redaction import redact
+        from tunelab.core.storage import experiment_identity
+        from tunelab.experiments import normalise_storage
+
+        record["storage"] = redact(experiment_identity(normalise_storage(record["storage"])))
+    return record
+
+
+def check_new_storage(storage: str | None) -> None:
+    """A new compare's --storage must hold nothing yet: a search found there would be continued as
+    this compare's own (another compare's, made with other options, or someone else's files)."""
+    if storage is None:  # OUT/runs: --out is new or empty (open_state)
+        return
+    from tunelab.core.redaction import redact
+    from tunelab.core.storage import local_path
+    from tunelab.experiments import normalise_storage
+
+    location = normalise_storage(storage)
+    local = local_path(location)
+    if local is not None:
+        holds = local.is_symlink() or local.is_file() or (local.is_dir() and any(local.iterdir()))
+    else:
+        from tunelab.remote_experiments import stored_files
+
+        holds = bool(stored_files(location)[2])
+    if holds:
+        raise ConfigError(f"--storage {redact(storage)!r} is not empty; a new compare's searches need a location of "
+                          "their own (its contents are kept): choose another, or continue the compare that made "
+                          "it with its own --out")
 
 
 def open_state(out: Path, opts: Any) -> dict[str, Any]:
@@ -106,11 +138,16 @@ def how_to_continue(experiment: str) -> str:
     from tunelab.core.storage import local_path
 
     local = local_path(experiment)
-    if local is None or not (local / TUNELAB_FILE).is_file():
+    if local is None:
+        from tunelab.remote_experiments import stored_files
+
+        if TUNELAB_FILE not in stored_files(experiment)[2]:
+            return "start"
+    elif not (local / TUNELAB_FILE).is_file():
         return "start"
     from ray import tune
 
-    return "resume" if tune.Tuner.can_restore(str(local)) else "restart"
+    return "resume" if tune.Tuner.can_restore(str(local) if local is not None else experiment) else "restart"
 
 
 def read_confirmations(out: Path) -> list[dict[str, Any]]:

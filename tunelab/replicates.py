@@ -58,9 +58,14 @@ def folder(replicate: int) -> str:
     return f"replicate-{replicate}"
 
 
-def storage(out: Path, opts: Any, replicate: int) -> Path:
-    """Where replicate `replicate`'s experiments go: OUT/runs itself when there is one replicate."""
-    return out / "runs" / folder(replicate) if replicated(opts) else out / "runs"
+def storage(out: Path, opts: Any, replicate: int) -> str:
+    """Where replicate `replicate`'s experiments go, a path or URI: --storage (default OUT/runs)
+    itself when there is one replicate, else its replicate-R folder."""
+    from tunelab.core.storage import join_uri
+    from tunelab.experiments import normalise_storage
+
+    base = normalise_storage(opts.storage) if opts.storage is not None else (out / "runs").resolve().as_uri()
+    return join_uri(base, folder(replicate)) if replicated(opts) else base
 
 
 def logs(out: Path, opts: Any, replicate: int) -> Path:

@@ -1,5 +1,6 @@
 """Reliability one step outside the happy path, without Ray: what tunelab may delete, the one-writer
 lock, outputs that cannot be written, values that mean nothing, and records that were damaged."""
+import dataclasses
 import json
 import math
 import os
@@ -317,6 +318,49 @@ def test_compare_refuses_before_any_search(tmp_path, capsys, ray_must_not_start,
     assert _exit_code([*argv, "--out", str(tmp_path / "cmp")]) == 2
     assert fragment in _one_line(capsys)
     assert not (tmp_path / "cmp").exists()
+
+
+@pytest.mark.parametrize("storage,fragment", [
+    ("ftp://host/runs", "scheme 'ftp' is not one Ray's storage (pyarrow) knows"),
+    ("s3://", "names no bucket"),
+    ("", "--storage '' is empty"),
+    ("s3://bkt/runs?endpoint_override=h:1&colour=red", "is not a location pyarrow can open"),
+])
+def test_compare_refuses_a_bad_storage_before_anything(tmp_path, capsys, ray_must_not_start, storage, fragment):
+    assert _exit_code(["compare", "--storage", storage, "--out", str(tmp_path / "cmp")]) == 2
+    assert fragment in _one_line(capsys)
+    assert not (tmp_path / "cmp").exists()
+
+
+@pytest.mark.parametrize("spelling", ["folder", "./{}/", "link", "file://{}"])
+def test_a_new_compare_refuses_a_storage_that_holds_anything(tmp_path, capsys, ray_must_not_start, monkeypatch,
+                                                             spelling):
+    """Another compare's searches there would be continued as this one's own; the same folder however
+    spelled."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "folder" / "classifier").mkdir(parents=True)
+    (tmp_path / "link").symlink_to(tmp_path / "folder")
+    given = {"folder": "folder", "./{}/": "./folder/", "link": "link", "file://{}": f"file://{tmp_path / 'folder'}"}
+    assert _exit_code(["compare", "--storage", given[spelling], "--out", str(tmp_path / "cmp")]) == 2
+    assert "is not empty; a new compare's searches need a location of their own" in _one_line(capsys)
+    assert not (tmp_path / "cmp").exists() and (tmp_path / "folder" / "classifier").is_dir()
+
+
+def test_a_compare_continued_with_another_storage_is_refused_and_its_secret_is_not_kept(tmp_path):
+    from tunelab.compare_options import CompareOptions
+    from tunelab.compare_state import open_state, options_record, save_state
+
+    out = tmp_path / "cmp"
+    first = CompareOptions(storage="s3://KEY:hunter2@bkt/a?endpoint_override=h:1&scheme=http", out=str(out))
+    out.mkdir()
+    save_state(out, open_state(out, first))
+    assert "hunter2" not in (out / "compare.json").read_text()
+    assert options_record(first)["storage"] == "s3://KEY:***@bkt/a?endpoint_override=h:1&scheme=http"
+    open_state(out, dataclasses.replace(first, storage="s3://KEY:hunter2@bkt/a/?scheme=http&endpoint_override=h:1"))
+    with pytest.raises(ConfigError, match=r"holds a compare made with --storage s3://KEY:\*\*\*@bkt/a\?"):
+        open_state(out, dataclasses.replace(first, storage="s3://KEY:hunter2@bkt/b?endpoint_override=h:1&scheme=http"))
+    with pytest.raises(ConfigError, match="holds a compare made with --storage"):
+        open_state(out, dataclasses.replace(first, storage=None))
 
 
 def test_overwrite_replaces_the_study_of_the_same_name_too(tmp_path, capsys):

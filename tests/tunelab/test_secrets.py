@@ -214,11 +214,15 @@ def test_query_form_s3_storage_with_credentials_works_end_to_end(ray_cluster, s3
     experiment = join_uri(s3_server, "exp")  # the user's own URI, key and all
     reported = _tunelab("report", experiment, "--out", str(tmp_path / "report"), cwd=tmp_path)
     best = _tunelab("best", experiment, cwd=tmp_path)
+    best_file = _tunelab("best", experiment, "--out", str(tmp_path / "best.json"), cwd=tmp_path)
+    reproduced = _tunelab("reproduce", str(tmp_path / "best.json"), "--seeds", "1", "--json", cwd=tmp_path)
     resumed = _tunelab("resume", experiment, "--json", cwd=tmp_path)
-    for run in (reported, best, resumed):
+    for run in (reported, best, best_file, reproduced, resumed):
         assert run.returncode == 0, run.stderr[-3000:]
         assert SECRET not in run.stdout + run.stderr
     assert "AKID:***@bkt/runs/exp?endpoint_override=" in best.stdout
+    assert SECRET not in (tmp_path / "best.json").read_text()
+    assert len(json.loads(reproduced.stdout.strip().splitlines()[-1])["seeds"]) == 1
     assert SECRET not in read_text_of(experiment) and SECRET not in (tmp_path / "report" / "report.md").read_text()
     assert (tmp_path / "canary.txt").read_text() == "precious"
 
