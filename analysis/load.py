@@ -7,10 +7,8 @@
 from __future__ import annotations
 
 import atexit
-import csv
 import functools
 import glob
-import io
 import json
 import shutil
 import sys
@@ -28,14 +26,11 @@ from tunelab.core import metrics as M
 from tunelab.core.errors import ConfigError
 from tunelab.core.statuses import status_from
 from tunelab.core.trial_folders import parse_trial_folder_name
+from tunelab.analysis.progress import Progress, TrialFileError, progress_frame, read_progress, read_progress_rows
 
 __all__ = ["FINAL_STATUSES", "TUNELAB_FILE", "read_record", "local_path", "load_experiment", "load_experiments",
            "trial_summary", "status_from", "unique_experiments"]
 CONFIG_PREFIX = "config/"
-
-
-class TrialFileError(ValueError):
-    """One trial's files cannot be read; the loader skips that trial with a warning."""
 
 
 def warn(message: str) -> None:
@@ -121,33 +116,6 @@ def trial_status(frame: pd.DataFrame, errored: bool, ray_status: str, max_epochs
     return status_from(last_epoch, diverged, errored, max_epochs, ray_status)
 
 
-def _read_progress(progress: Path) -> pd.DataFrame:
-    """progress.csv as a frame; a row with fewer or more fields than the header (a file cut off
-    mid-write, or edited) makes the whole trial unreadable rather than silently half-read."""
-    if not progress.exists() or progress.stat().st_size == 0:
-        return pd.DataFrame()
-    try:
-        text = progress.read_text(encoding="utf-8")
-        rows = list(csv.reader(io.StringIO(text)))
-    except (UnicodeDecodeError, csv.Error, OSError) as exc:
-        raise TrialFileError(f"{progress.name} is unreadable ({type(exc).__name__})") from None
-    width = len(rows[0]) if rows else 0
-    for number, row in enumerate(rows[1:], start=2):
-        if len(row) != width:
-            raise TrialFileError(f"{progress.name} line {number} has {len(row)} fields, the header {width} "
-                                 "(truncated or edited)")
-    # Trial ids are hex strings; read as text, "49190546" or "12e45678" would become numbers.
-    try:
-        frame = pd.read_csv(io.StringIO(text), dtype={"trial_id": str})
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as exc:
-        raise TrialFileError(f"{progress.name} is not a CSV table ({type(exc).__name__})") from None
-    if not frame.empty and M.EPOCH in frame:
-        epochs = pd.to_numeric(frame[M.EPOCH], errors="coerce")
-        if epochs.isna().any() or not (epochs == epochs.round()).all():
-            raise TrialFileError(f"{progress.name} has a non-integer {M.EPOCH!r} value")
-    return frame
-
-
 def _read_params(params_file: Path) -> dict[str, Any]:
     try:
         params = json.loads(params_file.read_text(encoding="utf-8"))
@@ -172,7 +140,8 @@ def resolved_config(method: str, params: dict[str, Any], folder: Path) -> dict[s
 
 
 def _read_trial(folder: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
-    frame = _read_progress(folder / "progress.csv")
+    """One trial's progress (one row per epoch, the last of a repeated epoch) and params."""
+    frame = read_progress(folder / "progress.csv")
     params = _read_params(folder / "params.json")
     if not frame.empty and M.EPOCH in frame:
         # A trial resumed after its driver was killed may have redone epochs: keep the last row of each.
@@ -187,41 +156,87 @@ def load_experiment(path: str | Path) -> pd.DataFrame:
     max_epochs = int(record["scheduler"]["max_t"])
     ray_status = ray_trial_statuses(path)
     final = record.get(FINAL_STATUSES)
-    rows, trials = [], []
+    trials, progress, unsettled = [], {}, {}  # unsettled: trial_dir -> (errored, Ray's status)
     for folder in sorted(p for p in path.iterdir() if p.is_dir() and (p / "params.json").exists()):
         try:
-            frame, params = _read_trial(folder)
+            rows, params = read_progress_rows(folder / "progress.csv"), _read_params(folder / "params.json")
         except TrialFileError as exc:
             warn(f"trial {folder.name} of {redact(location)!r} skipped: {exc}")
             continue
         parsed = parse_trial_folder_name(folder.name, record["method"])
-        trial_id = str(frame["trial_id"].iloc[-1]) if "trial_id" in frame and not frame.empty \
-            else (parsed[1] if parsed else folder.name)
+        trial_id = rows.last("trial_id") or (parsed[1] if parsed else folder.name)
         if final is not None and trial_id not in final:
             # Not part of the search as it ended: a trial `resume --restart-errored` replaced with
             # a fresh one (Ray gives it a new id and folder), or one lost with a killed driver.
             continue
         status = final.get(trial_id) if final is not None else None
-        status = status or \
-            trial_status(frame, (folder / "error.txt").exists(), ray_status.get(trial_id, ""), max_epochs)
-        if frame.empty:
-            frame = pd.DataFrame({M.EPOCH: [pd.NA]})
-        if "trial_id" in frame:
-            frame = frame.drop(columns="trial_id")  # the trial's own, from the table below
+        if not status:
+            unsettled[folder.name] = ((folder / "error.txt").exists(), ray_status.get(trial_id, ""))
+        progress[folder.name] = rows
         # One row per trial of what is constant over its epochs, joined once below: set column by
         # column on every trial's frame, it took 80% of `report`'s time at 10,000 trials.
         config = {CONFIG_PREFIX + key: json.dumps(value) if isinstance(value, (list, dict)) else value
                   for key, value in resolved_config(record["method"], params, folder).items()}
         trials.append({"experiment": location, "method": record["method"], "dataset": record["dataset"],
                        "trial_id": trial_id, "trial_dir": folder.name, "status": status, **config})
-        rows.append(frame.assign(trial_dir=folder.name))
-    if not rows:
+    if not trials:
         return pd.DataFrame(columns=["experiment", "method", "dataset", "trial_id", "status", M.EPOCH])
-    epochs = pd.concat(rows, ignore_index=True)
-    out = pd.DataFrame(trials).merge(epochs, on="trial_dir", how="right", validate="one_to_many")
+    epochs = _epoch_frames(progress, location)
+    table = pd.DataFrame(trials)
+    table = table[table["trial_dir"].isin(set(epochs["trial_dir"]))]  # a trial whose rows failed is skipped
+    if unsettled:
+        found = _statuses(epochs, unsettled, max_epochs)
+        table["status"] = [found.get(d, s) for d, s in zip(table["trial_dir"], table["status"])]
+    out = table.merge(epochs, on="trial_dir", how="right", validate="one_to_many")
     front = ["experiment", "method", "dataset", "trial_id", "trial_dir", "status", M.EPOCH]
     reported = [c for c in epochs.columns if c not in front]
     return out[front + reported + [c for c in out.columns if c not in front and c not in reported]]
+
+
+_NO_ROWS = object()  # a trial's own piece: it reported nothing
+
+
+def _epoch_frames(progress: dict[str, Progress], location: str) -> pd.DataFrame:
+    """Every trial's epochs in folder order (one frame per distinct header, read at once), the last
+    row of a repeated epoch kept, each trial's rows in epoch order; a trial that never reported
+    gets one row without an epoch. Columns come in the order a trial-by-trial concatenation gives."""
+    pieces: dict[tuple, list[str]] = {}  # a header, or a trial without rows -> its trials, in first-seen order
+    for name, rows in progress.items():
+        pieces.setdefault(rows.header if rows.rows else (_NO_ROWS, name), []).append(name)
+    frames = []
+    for key, names in pieces.items():
+        if key[0] is _NO_ROWS:
+            frames.append(pd.DataFrame({M.EPOCH: [pd.NA], "trial_dir": names}))
+            continue
+        try:
+            frames.append(progress_frame([progress[n] for n in names], names).drop(columns="trial_id", errors="ignore"))
+        except TrialFileError as exc:
+            for name in names:
+                warn(f"trial {name} of {redact(location)!r} skipped: {exc}")
+    if not frames:
+        return pd.DataFrame({M.EPOCH: [], "trial_dir": []})
+    order = {name: k for k, name in enumerate(progress)}
+    epochs = pd.concat(frames, ignore_index=True)
+    position = epochs["trial_dir"].map(order)
+    if M.EPOCH in epochs:
+        # A trial resumed after its driver was killed may have redone epochs: keep the last row of each.
+        repeated = epochs[M.EPOCH].notna() & epochs.duplicated(subset=["trial_dir", M.EPOCH], keep="last")
+        epochs, position = epochs[~repeated], position[~repeated]
+    keys = pd.DataFrame({"position": position, "number": pd.to_numeric(epochs.get(M.EPOCH), errors="coerce")})
+    return epochs.loc[keys.sort_values(["position", "number"], kind="stable", na_position="last").index] \
+        .reset_index(drop=True)
+
+
+def _statuses(epochs: pd.DataFrame, unsettled: dict[str, tuple[bool, str]], max_epochs: int) -> dict[str, str]:
+    """`trial_status` of each trial the record gives no final status (trial_dir -> (errored, Ray's
+    status)), from its rows; a trial without rows has run no epoch."""
+    rows = epochs[epochs["trial_dir"].isin(set(unsettled))]
+    column = lambda name: pd.to_numeric(rows[name], errors="coerce") if name in rows else \
+        pd.Series(float("nan"), index=rows.index)
+    last = column(M.EPOCH).groupby(rows["trial_dir"]).max()
+    diverged = (column(M.DIVERGED).fillna(0) > 0).groupby(rows["trial_dir"]).any()
+    return {name: status_from(0 if pd.isna(last[name]) else int(last[name]), bool(diverged[name]),
+                              unsettled[name][0], max_epochs, unsettled[name][1]) for name in last.index}
 
 
 def load_experiments(paths: Iterable[str | Path]) -> pd.DataFrame:
