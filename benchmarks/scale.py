@@ -296,11 +296,20 @@ def time_to_first_new_trial(experiment: Path, known: set[str], limit_s: float = 
 
 
 def experiments(args) -> None:
+    import shutil
     import tempfile
 
+    work = Path(tempfile.mkdtemp(prefix="scale-", dir=args.workdir))
+    try:
+        _big_experiments(args, work)
+    finally:
+        if args.workdir is None:  # about 1 GB at the recorded sizes; in a --workdir they are kept
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def _big_experiments(args, work: Path) -> None:
     from ray.tune import ExperimentAnalysis
 
-    work = Path(tempfile.mkdtemp(prefix="scale-", dir=args.workdir))
     source = template(work, max(args.report_trials, args.resume_trials) + 2, args.epochs)
     print(f"template: {source} (one ended trial of {args.epochs} epochs)", flush=True)
     for trials, purpose in ((args.report_trials, "report"), (args.resume_trials, "resume")):
@@ -389,6 +398,7 @@ class Timeline:
 def cluster_one(search: str, slots: int, trials: int, epochs: int) -> dict:
     """One real Ray run in this process: `slots` logical CPUs, one trial a slot."""
     import os
+    import shutil
     import tempfile
 
     import ray
@@ -418,11 +428,14 @@ def cluster_one(search: str, slots: int, trials: int, epochs: int) -> dict:
         run_config=tune.RunConfig(name=search, storage_path=storage, verbose=0,
                                   callbacks=[SaveEndedTrialFiles(), KeepWholeSnapshot(), timeline.callback()]))
     cpu_before, began = os.times(), time.perf_counter()
-    with timed_snapshots(snapshots):
-        grid = tuner.fit()
-    wall = time.perf_counter() - began
-    cpu_after = os.times()
-    ray.shutdown()
+    try:
+        with timed_snapshots(snapshots):
+            grid = tuner.fit()
+        wall = time.perf_counter() - began
+        cpu_after = os.times()
+        ray.shutdown()
+    finally:
+        shutil.rmtree(storage, ignore_errors=True)
     driver_cpu = (cpu_after.user - cpu_before.user) + (cpu_after.system - cpu_before.system)
     return {"search": search, "slots": slots, "trials": len(grid), "wall_s": wall, "results": timeline.results,
             "results_per_s": timeline.results / wall, "trial_processes": len(timeline.processes), "driver_cpu_fraction": driver_cpu / wall,
@@ -577,16 +590,7 @@ def positive(text: str) -> int:
     return value
 
 
-def main() -> None:
-    if len(sys.argv) > 1 and sys.argv[1] == "_one":
-        print(json.dumps(one(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))))
-        return
-    if len(sys.argv) > 1 and sys.argv[1] == "_simulated":
-        print(json.dumps(simulated_one(sys.argv[2], *map(int, sys.argv[3:5]))))
-        return
-    if len(sys.argv) > 1 and sys.argv[1] == "_cluster":
-        print(json.dumps(cluster_one(sys.argv[2], *map(int, sys.argv[3:6]))))
-        return
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     d = sub.add_parser("driver", help="driver-side cost per suggestion and per result, without actors")
@@ -608,7 +612,21 @@ def main() -> None:
     m.add_argument("--slots", type=positive, nargs="+", default=[64, 256, 512])
     m.add_argument("--trials", type=positive, default=2000)
     m.add_argument("--searchers", nargs="+", default=list(MEASURED), choices=MEASURED)
-    sub.add_parser("all", help="every part at the sizes benchmarks/scale.md records, timed (about 30 minutes on 2 cores)")
+    sub.add_parser("all", help="every part at the sizes benchmarks/scale.md records, timed (18 minutes on 2 cores)")
+    return parser
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "_one":
+        print(json.dumps(one(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))))
+        return
+    if len(sys.argv) > 1 and sys.argv[1] == "_simulated":
+        print(json.dumps(simulated_one(sys.argv[2], *map(int, sys.argv[3:5]))))
+        return
+    if len(sys.argv) > 1 and sys.argv[1] == "_cluster":
+        print(json.dumps(cluster_one(sys.argv[2], *map(int, sys.argv[3:6]))))
+        return
+    parser = build_parser()
     args = parser.parse_args()
     if args.command == "all":
         return every_part(parser)

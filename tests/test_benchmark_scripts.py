@@ -489,3 +489,15 @@ def test_the_verdict_tables_of_a_page_are_what_its_commands_print(page):
             if verdict == "loss":
                 for phrase in re.findall(r"(\S+ [+-]\d\.\d+ \[[^]]+\] Holm p \S+) n=\d+ worse", detail):
                     assert phrase in row[3], (row, phrase)
+
+
+def test_every_part_of_scale_all_is_a_command_the_script_takes():
+    # `scale.py all` runs each part with the arguments the benchmark page records; a renamed flag
+    # would otherwise surface twenty minutes into the run.
+    spec = importlib.util.spec_from_file_location("scale", PEERS.parent / "scale.py")
+    scale = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(scale)
+    parser = scale.build_parser()
+    parts = [parser.parse_args(list(argv)) for argv in scale.EVERY_PART]
+    assert [p.command for p in parts] == ["driver", "simulate", "experiments", "cluster"]
+    assert parts[1].slots == [64, 256, 512] and parts[2].report_trials == 10000 and parts[3].slots == 64
