@@ -210,11 +210,14 @@ def _epoch_frames(progress: dict[str, Progress], location: str) -> pd.DataFrame:
             continue
         try:
             frames.append(progress_frame([progress[n] for n in names], names).drop(columns="trial_id", errors="ignore"))
-        except TrialFileError as exc:
+        except TrialFileError:  # not expected (each file was checked): one at a time, so only a bad one is lost
             for name in names:
-                warn(f"trial {name} of {redact(location)!r} skipped: {exc}")
+                try:
+                    frames.append(progress_frame([progress[name]], [name]).drop(columns="trial_id", errors="ignore"))
+                except TrialFileError as exc:
+                    warn(f"trial {name} of {redact(location)!r} skipped: {exc}")
     if not frames:
-        return pd.DataFrame({M.EPOCH: [], "trial_dir": []})
+        return pd.DataFrame({M.EPOCH: pd.Series(dtype=object), "trial_dir": pd.Series(dtype=object)})
     order = {name: k for k, name in enumerate(progress)}
     epochs = pd.concat(frames, ignore_index=True)
     position = epochs["trial_dir"].map(order)

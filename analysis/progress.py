@@ -31,14 +31,15 @@ class Progress:
 
 
 def read_progress_rows(progress: Path) -> Progress:
-    """progress.csv checked; a row with fewer or more fields than the header (a file cut off
-    mid-write, or edited) or an epoch that is no whole number makes the whole trial unreadable
-    rather than silently half-read."""
+    """progress.csv checked; a row with fewer or more fields than the header, an unclosed quote (a
+    file cut off mid-write, or edited) or an epoch that is no whole number makes the whole trial
+    unreadable rather than silently half-read. The rows are written out again for the frame:
+    what pandas reads is what was checked, whatever the file's line endings or quoting."""
     if not progress.exists() or progress.stat().st_size == 0:
         return Progress()
     try:
         text = progress.read_text(encoding="utf-8")
-        rows = list(csv.reader(io.StringIO(text)))
+        rows = list(csv.reader(io.StringIO(text), strict=True))
     except (UnicodeDecodeError, csv.Error, OSError) as exc:
         raise TrialFileError(f"{progress.name} is unreadable ({type(exc).__name__})") from None
     if not rows:
@@ -53,20 +54,23 @@ def read_progress_rows(progress: Path) -> Progress:
     header = tuple(rows[0])
     if M.EPOCH in header:
         column = header.index(M.EPOCH)
-        if not all(_whole_number(row[column]) for row in rows[1:]):
-            raise TrialFileError(f"{progress.name} has a non-integer {M.EPOCH!r} value")
-    body = text.split("\n", 1)[1] if len(rows) > 1 else ""
-    if "\r" in text.split("\n", 1)[0] or any("\n" in value or "\r" in value for value in rows[0]):
-        body = "".join(_csv_line(row) for row in rows[1:])  # an unusual header: the rows written again
-    return Progress(header, rows[1:], body if body.endswith("\n") or not body else body + "\n")
+        if not all(_an_epoch(row[column]) for row in rows[1:]):
+            raise TrialFileError(f"{progress.name} has an {M.EPOCH!r} value that is no whole number from 0 to "
+                                 f"{MAX_EPOCH:.0e}")
+    body = io.StringIO()
+    csv.writer(body, lineterminator="\n").writerows(rows[1:])
+    return Progress(header, rows[1:], body.getvalue())
 
 
-def _whole_number(text: str) -> bool:
+MAX_EPOCH = 1e9  # beyond any run; 1e300 or inf would overflow the integer columns made from it
+
+
+def _an_epoch(text: str) -> bool:
     try:
         value = float(text)
     except ValueError:
         return False
-    return value == value and value == round(value)  # NaN is no whole number
+    return 0 <= value <= MAX_EPOCH and value.is_integer()  # NaN fails the range
 
 
 def _csv_line(row: list[str]) -> str:

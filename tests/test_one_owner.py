@@ -73,7 +73,7 @@ def test_overwrite_may_delete_every_file_ray_and_tunelab_write_in_an_experiment(
     from ray.tune import result
 
     from tunelab.analysis.load import TRIAL_FILES as READ_BY_ANALYSIS
-    from tunelab.experiments import OURS, TRIAL_FILES
+    from tunelab.experiments import OURS, TRIAL_FILES, TRIAL_FOLDERS
     from tunelab.ray_state import OTHER_STATE, SEARCHER_STATE
 
     def covered(name: str, patterns: tuple[str, ...]) -> bool:
@@ -83,5 +83,6 @@ def test_overwrite_may_delete_every_file_ray_and_tunelab_write_in_an_experiment(
         assert covered(pattern.replace("*", "2026-01-01_00-00-00"), OURS), pattern
     rays_trial_files = (result.EXPR_PROGRESS_FILE, result.EXPR_RESULT_FILE, result.EXPR_PARAM_FILE,
                         result.EXPR_PARAM_PICKLE_FILE, result.EXPR_ERROR_FILE, result.EXPR_ERROR_PICKLE_FILE)
-    for name in (*rays_trial_files, *READ_BY_ANALYSIS, "checkpoint_000003"):
+    for name in (*rays_trial_files, *READ_BY_ANALYSIS):
         assert covered(name, TRIAL_FILES), name
+    assert covered("checkpoint_000003", TRIAL_FOLDERS)

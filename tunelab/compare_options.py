@@ -28,7 +28,8 @@ class CompareOptions:
     dataset: str = shared(TuneOptions, "dataset", default="digits")
     data_dir: str | None = shared(TuneOptions, "data_dir")
     methods: tuple[str, ...] = option(DEFAULT_METHODS, "comma-separated methods (default: every registered one)")
-    out: str | None = option(None, "folder for experiments and report (default compare/DATASET-TIME); the same "
+    out: str | None = option(None, "folder for the compare's state, confirmations and report, and for the searches' "
+                                   "experiments unless --storage is given (default compare/DATASET-TIME); the same "
                                    "compare run again with it continues an interrupted one")
     # the root of every method's experiment (STORAGE/METHOD, or STORAGE/replicate-R/METHOD): OUT/runs
     # when not given; compare's own state, confirmations and report stay in --out

@@ -52,16 +52,24 @@ def check_new_storage(storage: str | None) -> None:
 
     location = normalise_storage(storage)
     local = local_path(location)
-    if local is not None:
-        holds = local.is_symlink() or local.is_file() or (local.is_dir() and any(local.iterdir()))
-    else:
-        from tunelab.remote_experiments import stored_files
-
-        holds = bool(stored_files(location)[2])
-    if holds:
+    if local is not None and (local.is_file() or local.is_symlink() and not local.is_dir()):
+        raise ConfigError(f"--storage {redact(storage)!r} is a file, not a folder; give a folder or a URI")
+    if holds_anything(location):
         raise ConfigError(f"--storage {redact(storage)!r} is not empty; a new compare's searches need a location of "
                           "their own (its contents are kept): choose another, or continue the compare that made "
                           "it with its own --out")
+
+
+def holds_anything(location: str) -> bool:
+    """Whether a normalised storage location holds a file or object (a missing one holds none)."""
+    from tunelab.core.storage import local_path
+
+    local = local_path(location)
+    if local is not None:
+        return local.is_symlink() or local.is_file() or (local.is_dir() and any(local.iterdir()))
+    from tunelab.remote_experiments import stored_files
+
+    return bool(stored_files(location)[2])
 
 
 def open_state(out: Path, opts: Any) -> dict[str, Any]:
@@ -70,7 +78,7 @@ def open_state(out: Path, opts: Any) -> dict[str, Any]:
     path = out / STATE_FILE
     if path.is_file() and not path.is_symlink():
         state = _read(path)
-        _check_same_options(out, opts, state["options"])
+        _check_same_options(out, opts, state["options"], unbound_storage(state))
         return state
     if out.exists() and any(out.iterdir()):
         raise ConfigError(f"--out {str(out)!r} already exists and is not empty and holds no compare to continue "
@@ -95,16 +103,34 @@ def _read(path: Path) -> dict[str, Any]:
 BEFORE_THE_OPTION: dict[str, Any] = {"replicates": 1}
 
 
-def _check_same_options(out: Path, opts: Any, recorded: dict[str, Any]) -> None:
+def unbound_storage(state: dict[str, Any]) -> bool:
+    """Whether the compare's --storage may still change: no search finished and its recorded
+    location holds nothing (a first run that failed before its first search, say on a storage it
+    could not write). A location recorded without its password cannot be looked at: not free."""
+    recorded = state["options"].get("storage")
+    if state["searches"] or recorded is None or "***" in recorded:
+        return False
+    try:
+        return not holds_anything(recorded)
+    except ConfigError:  # unreachable now: it may hold the searches
+        return False
+
+
+def _check_same_options(out: Path, opts: Any, recorded: dict[str, Any], storage_free: bool = False) -> None:
     now = options_record(opts)
+    if storage_free:
+        recorded["storage"] = now.get("storage")  # kept when the state is next saved
     for field in dataclasses.fields(opts):
         # an option added after that compare was made counts as what compare did before it
         was = (recorded[field.name] if field.name in recorded
                else BEFORE_THE_OPTION.get(field.name, _as_json(field.default)))
         if field.name in now and was != now[field.name]:
-            raise ConfigError(f"--out {str(out)!r} holds a compare made with {flag_of(field)} "
-                              f"{_shown(was)}, not {_shown(now[field.name])}; run it again "
-                              "with the same options to continue it, or choose another --out")
+            flag, given = flag_of(field), now[field.name]
+            made = (f"without {flag}, not with {flag} {_shown(given)}" if was is None else
+                    f"with {flag} {_shown(was)}, not without it" if given is None else
+                    f"with {flag} {_shown(was)}, not {_shown(given)}")
+            raise ConfigError(f"--out {str(out)!r} holds a compare made {made}; run it again with the same options "
+                              "to continue it, or choose another --out")
 
 
 def _as_json(value: Any) -> Any:

@@ -46,9 +46,11 @@ BUCKET_SCHEMES = ("s3", "gs", "gcs", "abfs", "abfss")  # the first part of the l
 OURS = (TUNELAB_FILE, "tuner.pkl", "trainable.pkl", ".validate_storage_marker", "experiment_state-*.json",
         "search_gen_state-*.json", "searcher-state-*.pkl", "basic-variant-state-*.json", "*.unreadable",
         "*.unreadable.[0-9]*", "events.out.tfevents.*", SNAPSHOT_FILE, f".{SNAPSHOT_FILE}.*")
-# Inside a trial folder: Ray's per-trial files and the checkpoints tunelab's trainables report.
+# Inside a trial folder: Ray's per-trial files (files only: a folder of that name is not Ray's)
+# and the checkpoint folders tunelab's trainables report (removed whole).
 TRIAL_FILES = ("params.json", "params.pkl", "result.json", "progress.csv", "error.txt", "error.pkl",
-               "events.out.tfevents.*", "checkpoint_[0-9]*")
+               "events.out.tfevents.*")
+TRIAL_FOLDERS = ("checkpoint_[0-9]*",)
 
 
 def check_name(name: str) -> str:
@@ -182,7 +184,7 @@ def remove_experiment(folder: Path) -> None:
         if entry.is_symlink():
             continue
         if entry.is_dir() and trial_folder.fullmatch(entry.name):
-            _remove_matching(entry, TRIAL_FILES)
+            _remove_matching(entry, TRIAL_FILES, folders=TRIAL_FOLDERS)
         elif entry.is_dir() and entry.name in tracker_folders:  # e.g. EXPERIMENT/wandb/, offline W&B runs
             _remove_matching(entry, tracker_folders[entry.name], links=True)
         elif entry.is_file() and matches(entry.name, OURS):
@@ -201,11 +203,15 @@ def matches(name: str, patterns: tuple[str, ...]) -> bool:
     return any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns)
 
 
-def _remove_matching(folder: Path, patterns: tuple[str, ...], links: bool = False) -> None:
+def _remove_matching(folder: Path, patterns: tuple[str, ...], links: bool = False,
+                     folders: tuple[str, ...] | None = None) -> None:
     """Delete the entries of `folder` named by `patterns` (folders whole, never following a link),
-    then `folder` itself if that left it empty."""
+    then `folder` itself if that left it empty. With `folders`, a folder must match those instead:
+    `patterns` then name files only."""
     for entry in folder.iterdir():
-        if not matches(entry.name, patterns) or (entry.is_symlink() and not links):
+        is_folder = entry.is_dir() and not entry.is_symlink()
+        named_by = folders if folders is not None and is_folder else patterns
+        if not matches(entry.name, named_by) or (entry.is_symlink() and not links):
             continue
         if entry.is_dir() and not entry.is_symlink():
             shutil.rmtree(entry)  # rmtree unlinks the links inside a folder; it never follows them

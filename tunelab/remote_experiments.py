@@ -6,6 +6,7 @@ is the common prefix of its objects.
 """
 from __future__ import annotations
 
+import shlex
 import sys
 
 from tunelab.core.errors import ConfigError
@@ -37,7 +38,8 @@ def check_free(location: str, overwrite: bool) -> None:
         return
     shown = redact(location)
     if not overwrite:
-        raise ConfigError(f"experiment {shown!r} already exists; continue it with `tunelab resume {shown}`, "
+        # quoted for a shell (a query's '&'); a password shown as *** is the user's to put back
+        raise ConfigError(f"experiment {shown!r} already exists; continue it with `tunelab resume {shlex.quote(shown)}`, "
                           "pick another --name, or pass --overwrite to replace it")
     owner_record(location, files)
 
@@ -56,14 +58,16 @@ def owner_record(location: str, files: list[str]) -> dict:
 
 def ours(relative: str, method: str) -> bool:
     """Whether the object at `relative` (inside the experiment) is one tunelab or Ray Tune wrote:
-    a top-level file named in OURS, or a trial folder's file named in TRIAL_FILES (a checkpoint
-    folder whole)."""
-    from tunelab.experiments import OURS, TRIAL_FILES, matches
+    a top-level file named in OURS, a trial folder's file named in TRIAL_FILES, or anything in a
+    trial folder's checkpoint folder (TRIAL_FOLDERS)."""
+    from tunelab.experiments import OURS, TRIAL_FILES, TRIAL_FOLDERS, matches
 
     parts = relative.split("/")
     if len(parts) == 1:
         return matches(parts[0], OURS)
-    return bool(trial_folder_pattern(method).fullmatch(parts[0])) and matches(parts[1], TRIAL_FILES)
+    if not trial_folder_pattern(method).fullmatch(parts[0]):
+        return False
+    return matches(parts[1], TRIAL_FILES) if len(parts) == 2 else matches(parts[1], TRIAL_FOLDERS)
 
 
 def remove_experiment(location: str) -> None:

@@ -101,8 +101,13 @@ def test_the_loader_gives_what_reading_each_trial_on_its_own_gave(tmp_path_facto
 
 
 @pytest.mark.parametrize("damage,expected", [
-    ("epoch,val/acc\n1,0.5\n1.5,0.6\n", "has a non-integer 'epoch' value"),
-    ("epoch,val/acc\n1,0.5\nnan,0.6\n", "has a non-integer 'epoch' value"),
+    ("epoch,val/acc\n1,0.5\n1.5,0.6\n", "has an 'epoch' value that is no whole number from 0 to 1e+09"),
+    ("epoch,val/acc\n1,0.5\nnan,0.6\n", "has an 'epoch' value that is no whole number from 0 to 1e+09"),
+    ("epoch,val/acc\n1,0.5\ninf,0.6\n", "has an 'epoch' value that is no whole number from 0 to 1e+09"),
+    ("epoch,val/acc\n1,0.5\n1e300,0.6\n", "has an 'epoch' value that is no whole number from 0 to 1e+09"),
+    ("epoch,val/acc\n1,0.5\n99999999999999999999,0.6\n", "has an 'epoch' value that is no whole number from 0 to"),
+    ("epoch,val/acc\n1,0.5\n2,\"0.6\n", "is unreadable (Error)"),  # cut inside a quoted field
+    ("epoch,val/acc\n1,0.5\n2,\"0\"6\n", "is unreadable (Error)"),
     ("epoch,val/acc\n1,0.5\n2\n", "line 3 has 1 fields, the header 2"),
     ("\nepoch,val/acc\n1,0.5\n", "starts with an empty line"),
 ])
@@ -117,3 +122,21 @@ def test_a_damaged_trial_is_skipped_with_a_warning_and_the_others_are_read(tmp_p
     assert set(loaded["trial_dir"]) == {TRIAL}
     assert f"trial classifier_0000beef of {str(path.resolve())!r} skipped: progress.csv {expected}" \
         in " ".join(capsys.readouterr().err.split())
+
+
+def test_a_trial_cut_inside_a_quote_is_skipped_and_the_trials_of_its_header_are_read(tmp_path, capsys):
+    """Read with the others of its header, a quote left open at a file's end would swallow the
+    next trial's rows (found by a hostile try-out: a traceback, or a healthy trial dropped)."""
+    path = tmp_path / "exp"
+    shutil.copytree(EXPERIMENT_0_1_0, path)
+    lines = (path / TRIAL / "progress.csv").read_text().splitlines()
+    for name in ("classifier_0000beef", "classifier_0000feed"):
+        shutil.copytree(path / TRIAL, path / name)
+    cut = lines[2].rsplit(",", 1)[0] + ',"1'  # its last field opened, never closed: as many fields as the header
+    (path / "classifier_0000beef" / "progress.csv").write_text("\n".join(lines[:2] + [cut]))
+
+    loaded = load_experiment(path)
+
+    assert set(loaded["trial_dir"]) == {TRIAL, "classifier_0000feed"}
+    assert (loaded["trial_dir"] == TRIAL).sum() == (loaded["trial_dir"] == "classifier_0000feed").sum() == len(lines) - 1
+    assert "trial classifier_0000beef" in capsys.readouterr().err

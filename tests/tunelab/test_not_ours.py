@@ -62,6 +62,8 @@ def test_overwrite_deletes_only_what_tunelab_wrote_and_says_what_it_kept(tmp_pat
     outside.write_text("precious")
     (experiment / "thesis.tex").write_text("mine")  # a user's file beside the trials
     (experiment / "classifier_82bc9748" / "notes.md").write_text("mine")  # ... inside a trial folder
+    (experiment / "classifier_a1b2c_00001" / "error.txt").mkdir()  # a folder named as Ray's file: not Ray's
+    (experiment / "classifier_a1b2c_00001" / "error.txt" / "draft.md").write_text("mine")
     (experiment / "plots").mkdir()  # ... a folder of the user's, even an empty one
     (experiment / "classifier_zzzz").mkdir()  # not a Ray trial id: not a trial folder
     (experiment / "classifier_zzzz" / "data.bin").write_bytes(b"mine")
@@ -75,11 +77,12 @@ def test_overwrite_deletes_only_what_tunelab_wrote_and_says_what_it_kept(tmp_pat
     prepare_folder(str(experiment), overwrite=True)
     assert snapshot(neighbour) == before and (tmp_path / "runs" / ".tunelab-ray-snapshot.tar").read_text() == "mine"
     left = sorted(str(p.relative_to(experiment)) for p in experiment.rglob("*"))
-    assert left == ["classifier_82bc9748", "classifier_82bc9748/notes.md", "classifier_zzzz",
+    assert left == ["classifier_82bc9748", "classifier_82bc9748/notes.md", "classifier_a1b2c_00001",
+                    "classifier_a1b2c_00001/error.txt", "classifier_a1b2c_00001/error.txt/draft.md", "classifier_zzzz",
                     "classifier_zzzz/data.bin", "plots", "thesis.tex", "tuner.pkl", "wandb", "wandb/mine.txt"]
     assert outside.read_text() == "precious" and (experiment / "tuner.pkl").is_symlink()
     err = capsys.readouterr().err
-    assert "--overwrite: kept 6 item(s) that tunelab did not write" in err and "thesis.tex" in err
+    assert "--overwrite: kept 7 item(s) that tunelab did not write" in err and "thesis.tex" in err
 
 
 @pytest.mark.parametrize("content, reason", [

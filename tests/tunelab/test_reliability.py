@@ -359,8 +359,39 @@ def test_a_compare_continued_with_another_storage_is_refused_and_its_secret_is_n
     open_state(out, dataclasses.replace(first, storage="s3://KEY:hunter2@bkt/a/?scheme=http&endpoint_override=h:1"))
     with pytest.raises(ConfigError, match=r"holds a compare made with --storage s3://KEY:\*\*\*@bkt/a\?"):
         open_state(out, dataclasses.replace(first, storage="s3://KEY:hunter2@bkt/b?endpoint_override=h:1&scheme=http"))
-    with pytest.raises(ConfigError, match="holds a compare made with --storage"):
+    with pytest.raises(ConfigError, match=r"holds a compare made with --storage s3://KEY:\*\*\*@bkt/a\?\S+, not without it"):
         open_state(out, dataclasses.replace(first, storage=None))
+
+
+def test_a_compare_whose_first_run_searched_nothing_may_change_its_storage(tmp_path, capsys, ray_must_not_start):
+    """A first run that failed before any search (say on a storage it could not write) recorded a
+    storage that holds nothing: the same compare with another --storage continues; once a search
+    finished, or while the recorded one holds anything, it is refused."""
+    from tunelab.compare_options import CompareOptions
+    from tunelab.compare_state import open_state, save_state
+
+    out, first, second = tmp_path / "cmp", tmp_path / "unwritable", tmp_path / "fixed"
+    out.mkdir()
+    save_state(out, open_state(out, CompareOptions(storage=str(first), out=str(out))))
+    state = open_state(out, CompareOptions(storage=str(second), out=str(out)))
+    assert state["options"]["storage"] == str(second)
+    (first / "classifier").mkdir(parents=True)
+    with pytest.raises(ConfigError, match=f"made with --storage {first}, not {second}"):
+        open_state(out, CompareOptions(storage=str(second), out=str(out)))
+    with pytest.raises(ConfigError, match=f"made without --storage, not with --storage {second}"):
+        save_state(out, {**state, "options": {**state["options"], "storage": None}})
+        open_state(out, CompareOptions(storage=str(second), out=str(out)))
+    (first / "classifier").rmdir()
+    save_state(out, {**state, "options": {**state["options"], "storage": str(first)}, "searches": {"arcface": {}}})
+    with pytest.raises(ConfigError, match=f"made with --storage {first}, not {second}"):
+        open_state(out, CompareOptions(storage=str(second), out=str(out)))
+
+
+def test_a_file_given_as_a_compare_storage_is_named_as_a_file(tmp_path, capsys, ray_must_not_start):
+    (tmp_path / "file").write_text("mine")
+    assert _exit_code(["compare", "--storage", str(tmp_path / "file"), "--out", str(tmp_path / "cmp")]) == 2
+    assert "is a file, not a folder" in _one_line(capsys)
+    assert (tmp_path / "file").read_text() == "mine" and not (tmp_path / "cmp").exists()
 
 
 def test_overwrite_replaces_the_study_of_the_same_name_too(tmp_path, capsys):

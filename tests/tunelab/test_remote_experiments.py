@@ -14,7 +14,8 @@ from tunelab.core.storage import join_uri
 pytestmark = pytest.mark.long  # a real S3 server
 
 OLD_EXPERIMENT = Path(__file__).resolve().parents[1] / "data" / "experiment-0.1.0"
-FOREIGN = {"notes.txt": b"mine", "classifier_a05b73bf/mine.txt": b"also mine", "other/thing.bin": b"\0"}
+FOREIGN = {"notes.txt": b"mine", "classifier_a05b73bf/mine.txt": b"also mine", "other/thing.bin": b"\0",
+           "classifier_0000abcd/params.json/inner.txt": b"below a name Ray uses for a file: mine"}
 
 
 def _put(experiment: str, files: dict[str, bytes]) -> None:
@@ -54,7 +55,7 @@ def test_tune_onto_an_existing_object_store_experiment_is_refused_before_ray_sta
 
     lines = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(lines) == 1, lines
-    assert "already exists; continue it with `tunelab resume s3://AKID:***@bkt/runs/exp?" in lines[0]
+    assert "already exists; continue it with `tunelab resume 's3://AKID:***@bkt/runs/exp?" in lines[0]
     assert "--overwrite" in lines[0] and S3_SECRET not in lines[0]
     assert _listed(experiment) == before
 
@@ -85,7 +86,7 @@ def test_overwrite_deletes_only_what_tunelab_and_ray_wrote(s3_server, capsys):
 
     assert _listed(experiment) == sorted(FOREIGN)
     err = capsys.readouterr().err
-    assert "kept 3 item(s) that tunelab did not write" in err and S3_SECRET not in err
+    assert "kept 4 item(s) that tunelab did not write" in err and S3_SECRET not in err
 
 
 def test_an_unreachable_store_is_refused_in_one_line():
