@@ -73,7 +73,7 @@ def test_overwrite_may_delete_every_file_ray_and_tunelab_write_in_an_experiment(
     from ray.tune import result
 
     from tunelab.analysis.load import TRIAL_FILES as READ_BY_ANALYSIS
-    from tunelab.experiments import OURS, TRIAL_FILES, TRIAL_FOLDERS
+    from tunelab.experiment_files import OURS, TRIAL_FILES, TRIAL_FOLDERS
     from tunelab.ray_state import OTHER_STATE, SEARCHER_STATE
 
     def covered(name: str, patterns: tuple[str, ...]) -> bool:

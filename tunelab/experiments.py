@@ -4,9 +4,10 @@
   otherwise point `--overwrite`'s delete at the storage itself or outside it.
 - `--overwrite` replaces only a folder that is a tunelab experiment: its `tunelab.json` is a
   tunelab record (read and schema-checked by tunelab.core.record.read_record), directly inside the
-  storage. Even then it deletes only what tunelab and Ray Tune wrote there (`OURS`, `TRIAL_FILES`
-  below, and what each tracker declares it writes inside, such as W&B's offline runs); anything else stays, and so does the folder when something is left. It
-  is the only delete in tunelab and it lives here. Symlinks are never followed, and only the ones
+  storage. Even then it deletes only what tunelab and Ray Tune wrote there (tunelab.experiment_files,
+  and what each tracker declares it writes inside, such as W&B's offline runs); anything else
+  stays, and so does the folder when something is left. These are the only deletes in tunelab:
+  here, and on object storage in tunelab.remote_experiments. Symlinks are never followed, and only the ones
   W&B itself makes are removed.
 - One writer per experiment: the lock (`tunelab.experiment_lock`).
 - `resume` continues every unfinished trial from its newest checkpoint on disk, also when Ray's
@@ -14,7 +15,6 @@
 """
 from __future__ import annotations
 
-import fnmatch
 import os
 import re
 import shutil
@@ -24,10 +24,11 @@ from pathlib import Path
 from typing import Any
 
 from tunelab.core.record import TUNELAB_FILE, read_record
+from tunelab.experiment_files import OURS, TRIAL_FILES, TRIAL_FOLDERS, matches
 from tunelab.core.storage import is_uri, join_uri, local_path
 from tunelab.core.statuses import UNFINISHED_RAY_STATUSES, RayStatus
 from tunelab.core.trial_folders import parse_trial_folder_name, trial_folder_pattern
-from tunelab.ray_state import SNAPSHOT_FILE, drop_lost_checkpoints, lost_checkpoint, newest
+from tunelab.ray_state import drop_lost_checkpoints, lost_checkpoint, newest
 from tunelab import tracker_plugins as trackers
 from tunelab.experiment_lock import lock_path
 from tunelab.core.errors import ConfigError
@@ -38,19 +39,6 @@ NAME_RULE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+=@-]{0,127}")
 STORAGE_SCHEMES = ("file", "s3", "gs", "gcs", "hdfs", "viewfs", "abfs", "abfss", "mock")
 BUCKET_SCHEMES = ("s3", "gs", "gcs", "abfs", "abfss")  # the first part of the location is a bucket (container)
 
-# What `--overwrite` may delete in an experiment folder, as name patterns (fnmatch), and nothing
-# else. At the top: the record, Ray Tune's experiment files (and the `.unreadable` copies
-# ray_state.set_aside keeps of cut-short ones), tunelab's whole copy of Ray's snapshot (and the
-# temporary file a kill mid-write leaves of it), TensorBoard files, and trial folders, named
-# METHOD_TRIALID (tunelab.core.trial_folders).
-OURS = (TUNELAB_FILE, "tuner.pkl", "trainable.pkl", ".validate_storage_marker", "experiment_state-*.json",
-        "search_gen_state-*.json", "searcher-state-*.pkl", "basic-variant-state-*.json", "*.unreadable",
-        "*.unreadable.[0-9]*", "events.out.tfevents.*", SNAPSHOT_FILE, f".{SNAPSHOT_FILE}.*")
-# Inside a trial folder: Ray's per-trial files (files only: a folder of that name is not Ray's)
-# and the checkpoint folders tunelab's trainables report (removed whole).
-TRIAL_FILES = ("params.json", "params.pkl", "result.json", "progress.csv", "error.txt", "error.pkl",
-               "events.out.tfevents.*")
-TRIAL_FOLDERS = ("checkpoint_[0-9]*",)
 
 
 def check_name(name: str) -> str:
@@ -197,10 +185,6 @@ def remove_experiment(folder: Path) -> None:
     shown = ", ".join(kept[:5]) + (f" and {len(kept) - 5} more" if len(kept) > 5 else "")
     print(f"tunelab: --overwrite: kept {len(kept)} item(s) that tunelab did not write in {folder}: {shown}",
           file=sys.stderr)
-
-
-def matches(name: str, patterns: tuple[str, ...]) -> bool:
-    return any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns)
 
 
 def _remove_matching(folder: Path, patterns: tuple[str, ...], links: bool = False,

@@ -14,6 +14,7 @@ from tunelab.core.record import TUNELAB_FILE, read_record
 from tunelab.core.redaction import redact
 from tunelab.core.storage import remote_filesystem
 from tunelab.core.trial_folders import trial_folder_pattern
+from tunelab.experiment_files import OURS, TRIAL_FILES, TRIAL_FOLDERS, matches
 
 
 def stored_files(location: str) -> tuple[object, str, list[str]]:
@@ -60,8 +61,6 @@ def ours(relative: str, method: str) -> bool:
     """Whether the object at `relative` (inside the experiment) is one tunelab or Ray Tune wrote:
     a top-level file named in OURS, a trial folder's file named in TRIAL_FILES, or anything in a
     trial folder's checkpoint folder (TRIAL_FOLDERS)."""
-    from tunelab.experiments import OURS, TRIAL_FILES, TRIAL_FOLDERS, matches
-
     parts = relative.split("/")
     if len(parts) == 1:
         return matches(parts[0], OURS)
