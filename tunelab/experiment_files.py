@@ -4,8 +4,12 @@ nothing else."""
 from __future__ import annotations
 
 import fnmatch
+import shlex
+from pathlib import Path
+from typing import Any
 
-from tunelab.core.record import TUNELAB_FILE
+from tunelab.core.errors import ConfigError
+from tunelab.core.record import TUNELAB_FILE, read_record
 from tunelab.ray_state import SNAPSHOT_FILE
 
 # What `--overwrite` may delete in an experiment folder, as name patterns (fnmatch), and nothing
@@ -25,3 +29,23 @@ TRIAL_FOLDERS = ("checkpoint_[0-9]*",)
 
 def matches(name: str, patterns: tuple[str, ...]) -> bool:
     return any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns)
+
+
+def already_exists(shown: str) -> ConfigError:
+    """The refusal of a new search where an experiment is (`shown`: its location as it may be
+    printed); the resume command is quoted for a shell (a URI's '&', a space)."""
+    return ConfigError(f"experiment {shown!r} already exists; continue it with `tunelab resume {shlex.quote(shown)}`, "
+                       "pick another --name, or pass --overwrite to replace it")
+
+
+def replaceable_record(location: str | Path, shown: str, has_record: bool) -> dict[str, Any]:
+    """The tunelab record that makes the experiment at `location` ours to replace (`has_record`:
+    a plain `tunelab.json` is there); anything else is refused in one line naming `shown`."""
+    if not has_record:
+        raise ConfigError(f"--overwrite refused: {shown!r} is not a tunelab experiment (no {TUNELAB_FILE}); "
+                          "it is left as it is, pick another --name")
+    try:
+        return read_record(location)
+    except ConfigError as exc:
+        raise ConfigError(f"--overwrite refused: {shown!r} is not a tunelab experiment: {exc}; it is left "
+                          "as it is, pick another --name") from None

@@ -23,8 +23,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from tunelab.core.record import TUNELAB_FILE, read_record
-from tunelab.experiment_files import OURS, TRIAL_FILES, TRIAL_FOLDERS, matches
+from tunelab.core.record import TUNELAB_FILE
+from tunelab.experiment_files import OURS, TRIAL_FILES, TRIAL_FOLDERS, already_exists, matches
+from tunelab.experiment_files import replaceable_record
 from tunelab.core.storage import is_uri, join_uri, local_path
 from tunelab.core.statuses import UNFINISHED_RAY_STATUSES, RayStatus
 from tunelab.core.trial_folders import parse_trial_folder_name, trial_folder_pattern
@@ -123,22 +124,14 @@ def check_free(path: str, overwrite: bool) -> None:
     if not any(local.iterdir()):
         return
     if not overwrite:
-        raise ConfigError(f"experiment {str(local)!r} already exists; continue it with `tunelab resume {local}`, "
-                          "pick another --name, or pass --overwrite to replace it")
+        raise already_exists(str(local))
     owner_record(local)
 
 
 def owner_record(folder: Path) -> dict[str, Any]:
-    """The tunelab record that makes `folder` ours to replace; anything else is refused in one line."""
+    """The tunelab record that makes `folder` ours to replace (a plain file, not a symlink)."""
     record_file = folder / TUNELAB_FILE
-    if record_file.is_symlink() or not record_file.is_file():
-        raise ConfigError(f"--overwrite refused: {str(folder)!r} is not a tunelab experiment (no {TUNELAB_FILE}); "
-                          "it is left as it is, pick another --name")
-    try:
-        return read_record(folder)
-    except ConfigError as exc:
-        raise ConfigError(f"--overwrite refused: {str(folder)!r} is not a tunelab experiment: {exc}; it is left "
-                          "as it is, pick another --name") from None
+    return replaceable_record(folder, str(folder), record_file.is_file() and not record_file.is_symlink())
 
 
 def prepare_folder(path: str, overwrite: bool) -> None:

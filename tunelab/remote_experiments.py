@@ -6,15 +6,14 @@ is the common prefix of its objects.
 """
 from __future__ import annotations
 
-import shlex
 import sys
 
 from tunelab.core.errors import ConfigError
-from tunelab.core.record import TUNELAB_FILE, read_record
+from tunelab.core.record import TUNELAB_FILE
 from tunelab.core.redaction import redact
 from tunelab.core.storage import remote_filesystem
 from tunelab.core.trial_folders import trial_folder_pattern
-from tunelab.experiment_files import OURS, TRIAL_FILES, TRIAL_FOLDERS, matches
+from tunelab.experiment_files import OURS, TRIAL_FILES, TRIAL_FOLDERS, already_exists, matches, replaceable_record
 
 
 def stored_files(location: str) -> tuple[object, str, list[str]]:
@@ -37,24 +36,9 @@ def check_free(location: str, overwrite: bool) -> None:
     _, _, files = stored_files(location)
     if not files:
         return
-    shown = redact(location)
     if not overwrite:
-        # quoted for a shell (a query's '&'); a password shown as *** is the user's to put back
-        raise ConfigError(f"experiment {shown!r} already exists; continue it with `tunelab resume {shlex.quote(shown)}`, "
-                          "pick another --name, or pass --overwrite to replace it")
-    owner_record(location, files)
-
-
-def owner_record(location: str, files: list[str]) -> dict:
-    shown = redact(location)
-    if TUNELAB_FILE not in files:
-        raise ConfigError(f"--overwrite refused: {shown!r} is not a tunelab experiment (no {TUNELAB_FILE}); "
-                          "it is left as it is, pick another --name")
-    try:
-        return read_record(location)
-    except ConfigError as exc:
-        raise ConfigError(f"--overwrite refused: {shown!r} is not a tunelab experiment: {exc}; it is left "
-                          "as it is, pick another --name") from None
+        raise already_exists(redact(location))  # a password shown as *** is the user's to put back
+    replaceable_record(location, redact(location), TUNELAB_FILE in files)
 
 
 def ours(relative: str, method: str) -> bool:
@@ -73,7 +57,7 @@ def remove_experiment(location: str) -> None:
     """`--overwrite` on object storage: delete the objects tunelab and Ray wrote (see `ours`); what is
     left is named on stderr."""
     fs, root, files = stored_files(location)
-    method = owner_record(location, files)["method"]
+    method = replaceable_record(location, redact(location), TUNELAB_FILE in files)["method"]
     kept = [f for f in files if not ours(f, method)]
     for relative in files:
         if ours(relative, method):

@@ -81,10 +81,19 @@ def test_overwrite_deletes_only_what_tunelab_and_ray_wrote(s3_server, capsys):
     experiment = join_uri(s3_server, "exp")
     _put(experiment, {**_old_experiment_files(), **FOREIGN})
     assert "classifier_a05b73bf/checkpoint_000000/checkpoint.pt" in _listed(experiment)
+    # beside it, named as an experiment's files: a sibling experiment, a prefix that starts alike,
+    # and the storage itself
+    neighbours = {name: _old_experiment_files() for name in ("exp2", "exp.bak")}
+    for name, files in neighbours.items():
+        _put(join_uri(s3_server, name), files)
+    _put(s3_server, {"tunelab.json": b"mine", "experiment_state-x.json": b"mine"})
+    storage_before = _listed(s3_server)
 
     prepare_folder(experiment, overwrite=True)
 
     assert _listed(experiment) == sorted(FOREIGN)
+    assert [f for f in _listed(s3_server) if not f.startswith("exp/")] == \
+        [f for f in storage_before if not f.startswith("exp/")]
     err = capsys.readouterr().err
     assert "kept 4 item(s) that tunelab did not write" in err and S3_SECRET not in err
 
