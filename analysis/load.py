@@ -26,7 +26,7 @@ from tunelab.core import metrics as M
 from tunelab.core.errors import ConfigError
 from tunelab.core.statuses import status_from
 from tunelab.core.trial_folders import parse_trial_folder_name
-from tunelab.analysis.progress import Progress, TrialFileError, progress_frame, read_progress, read_progress_rows
+from tunelab.analysis.progress import Progress, TrialFileError, progress_frame, read_progress_rows
 
 __all__ = ["FINAL_STATUSES", "TUNELAB_FILE", "read_record", "local_path", "load_experiment", "load_experiments",
            "trial_summary", "status_from", "unique_experiments"]
@@ -137,16 +137,6 @@ def resolved_config(method: str, params: dict[str, Any], folder: Path) -> dict[s
     except ConfigError as exc:
         warn(f"trial {folder.name}: params.json does not build a {method} config ({exc}); its values are shown as saved")
         return params
-
-
-def _read_trial(folder: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """One trial's progress (one row per epoch, the last of a repeated epoch) and params."""
-    frame = read_progress(folder / "progress.csv")
-    params = _read_params(folder / "params.json")
-    if not frame.empty and M.EPOCH in frame:
-        # A trial resumed after its driver was killed may have redone epochs: keep the last row of each.
-        frame = frame.drop_duplicates(subset=[M.EPOCH], keep="last").sort_values(M.EPOCH)
-    return frame, params
 
 
 def load_experiment(path: str | Path) -> pd.DataFrame:

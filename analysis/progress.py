@@ -90,11 +90,3 @@ def progress_frame(progress: list[Progress], names: list[str]) -> pd.DataFrame:
     if len(frame) != sum(counts):
         raise TrialFileError("progress.csv rows were not read one for one")
     return frame.assign(trial_dir=[name for name, n in zip(names, counts) for _ in range(n)])
-
-
-def read_progress(progress: Path) -> pd.DataFrame:
-    """One trial's progress.csv as a frame (checked as `read_progress_rows` checks it)."""
-    rows = read_progress_rows(progress)
-    if not rows.rows:
-        return pd.DataFrame(columns=list(rows.header)) if rows.header else pd.DataFrame()
-    return progress_frame([rows], ["-"]).drop(columns="trial_dir")

@@ -15,7 +15,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tunelab.analysis.load import TrialFileError, _read_trial
+from tunelab.analysis.load import TrialFileError, _read_params
+from tunelab.analysis.progress import progress_frame, read_progress_rows
 from tunelab.core.record import TUNELAB_FILE, read_record
 from tunelab.analysis.reproduce import load_best
 from tunelab.search_spaces import SPACES
@@ -145,8 +146,10 @@ def test_trial_reader_reads_or_skips_damaged_trial_files(tmp_path, progress, par
     folder.mkdir(exist_ok=True)
     (folder / "progress.csv").write_bytes(progress)
     (folder / "params.json").write_bytes(params)
-    try:
-        frame, parsed = _read_trial(folder)
+    try:  # what load_experiment does with one trial's files
+        rows, parsed = read_progress_rows(folder / "progress.csv"), _read_params(folder / "params.json")
+        if rows.rows:
+            progress_frame([rows], [folder.name])
     except TrialFileError:
         return
     assert isinstance(parsed, dict)
