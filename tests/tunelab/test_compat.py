@@ -223,6 +223,39 @@ def test_tpe_reads_groups_and_running_trials_params_where_the_savings_hook_in():
     assert optuna.trial.TrialState.RUNNING in reads, "TPE never read a running trial's params"
 
 
+def test_the_copied_tpe_sampling_step_samples_as_optunas_own():
+    """TPESamplerOverStudyView's `_sample` is Optuna's `_sample` (5.0) with the split made once a
+    suggestion, reading `optuna.samplers._tpe.sampler._split_trials` and `default_gamma` and the
+    sampler's `_get_internal_repr`. With finished, pruned and running trials (constant liar), the
+    same seed gives the same sample as Optuna's own step: a version that changes the step fails here."""
+    import threading
+
+    from optuna.trial import TrialState
+
+    from tunelab.compat.optuna import TPESamplerOverStudyView, _Suggestion, storage_trial_id, study_storage
+
+    space = {"x": optuna.distributions.FloatDistribution(0.0, 1.0),
+             "k": optuna.distributions.CategoricalDistribution(("a", "b", "c"))}
+    study = optuna.create_study()
+    for n in range(60):
+        trial = study.ask(space)
+        if n % 2:
+            continue  # left running: as many as finished, so the liar's count matters
+        trial.report(float(n % 7), 1)
+        study.tell(trial, float(n % 7) if n % 3 else None, state=TrialState.COMPLETE if n % 3 else TrialState.PRUNED)
+    asked = study.ask()
+    frozen = study_storage(study).get_trial(storage_trial_id(asked))
+
+    def sample(own: bool) -> dict:
+        sampler = TPESamplerOverStudyView(seed=3, multivariate=True, constant_liar=True, n_startup_trials=2)
+        if own:
+            return optuna.samplers.TPESampler._sample(sampler, study, frozen, space)
+        sampler._views[threading.get_ident()] = _Suggestion(study)
+        return sampler._sample(study, frozen, space)
+
+    assert sample(own=False) == sample(own=True)
+
+
 # ----------------------------------------------------------------------------- Ray's internals pinned
 
 def test_ray_optuna_search_state_has_public_names():
